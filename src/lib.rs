@@ -1,1 +1,22 @@
-//! tickcast
+//! tickcast: a real-time market-data streaming server.
+//!
+//! Data flows feed → ingest → ring/rooms → ws session:
+//! - [`feed`]: adapters that turn sources (synthetic, replay files, upstream WebSocket, HTTP)
+//!   into validated ticks;
+//! - [`ingest`]: assigns each channel's `seq` once and encodes each event once;
+//! - [`ring`]: per-channel history for snapshots, resume and the pipeline;
+//! - [`rooms`]: subscriptions and fan-out into bounded per-connection queues;
+//! - [`ws`]: the WebSocket protocol and sessions; [`api`]: HTTP routes and errors;
+//! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
+
+pub mod api;
+pub mod config;
+pub mod feed;
+pub mod ingest;
+pub mod model;
+pub mod ring;
+pub mod rooms;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod ws;

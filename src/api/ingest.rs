@@ -1,0 +1,166 @@
+//! `POST /api/v1/ingest`: the HTTP ingest feed. A JSON array of ticks, authenticated by the
+//! configured ingest token; all records are validated before any is ingested.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::problem::Problem;
+use crate::ingest::{TrySubmitError, validate};
+use crate::model::{RawTick, Side, now_ns};
+use crate::server::Shared;
+
+/// One record of the request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    symbol: String,
+    price: f64,
+    size: f64,
+    side: String,
+    /// Exchange time in nanoseconds since the epoch; the server's clock when absent.
+    #[serde(default)]
+    ts: Option<i64>,
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+pub async fn ingest(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let cfg = &shared.config.feeds.http;
+    if cfg.token.is_empty() {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "ingest_disabled",
+            "HTTP ingest is disabled: set feeds.http.token to enable it",
+        )
+        .into_response();
+    }
+    match bearer(&headers) {
+        Some(t) if same(t.as_bytes(), cfg.token.as_bytes()) => {}
+        Some(_) => return Problem::unauthorized("invalid ingest token").into_response(),
+        None => {
+            return Problem::unauthorized("missing `Authorization: Bearer <ingest token>`")
+                .into_response();
+        }
+    }
+    let values: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Array(v)) => v,
+        Ok(_) => {
+            return Problem::bad_request("bad_request", "the body must be a JSON array of ticks")
+                .into_response();
+        }
+        Err(e) => {
+            return Problem::bad_request("malformed_body", format!("malformed JSON: {e}"))
+                .into_response();
+        }
+    };
+    if values.len() > cfg.max_records {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_records",
+            format!(
+                "{} records; at most {} per request",
+                values.len(),
+                cfg.max_records
+            ),
+        )
+        .into_response();
+    }
+    let now = now_ns();
+    let mut ticks = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (index, v) in values.into_iter().enumerate() {
+        let tick = Record::deserialize(v)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                let side = Side::parse(&r.side)
+                    .ok_or_else(|| format!("side must be \"buy\" or \"sell\", got {:?}", r.side))?;
+                Ok(RawTick {
+                    symbol: r.symbol,
+                    price: r.price,
+                    size: r.size,
+                    side,
+                    exchange_ts: r.ts.unwrap_or(now),
+                })
+            })
+            .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()));
+        match tick {
+            Ok(t) => ticks.push(t),
+            Err(message) => errors.push(json!({"index": index, "message": message})),
+        }
+    }
+    if errors.is_empty() {
+        // Only a batch that is valid as a whole may add symbols.
+        for (index, t) in ticks.iter().enumerate() {
+            if let Err(e) = shared.ingest.reserve_symbol(t) {
+                errors.push(json!({"index": index, "message": e.to_string()}));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        shared.ingest.count_rejected(errors.len() as u64);
+        let n = errors.len();
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_records",
+            format!("{n} record(s) failed validation; nothing was ingested"),
+        )
+        .with("errors", serde_json::Value::Array(errors))
+        .into_response();
+    }
+    let accepted = ticks.len();
+    match shared.ingest.try_send(ticks) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"accepted": accepted})),
+        )
+            .into_response(),
+        Err(TrySubmitError::Full) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest_busy",
+            "the ingest queue is full; retry shortly",
+        )
+        .retry_after(1)
+        .into_response(),
+        Err(TrySubmitError::Closed(_)) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}

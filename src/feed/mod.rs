@@ -1,0 +1,84 @@
+//! Feeds: adapters that turn a source of trades into validated [`RawTick`] batches for ingest.
+//!
+//! Every adapter implements [`Feed`]. A bad record is counted and logged, never fatal; a feed
+//! stops when its shutdown token is cancelled, and reports "done" by returning.
+
+pub mod synthetic;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::IngestHandle;
+use crate::model::RawTick;
+use crate::telemetry::metrics::Metrics;
+
+pub use synthetic::SyntheticFeed;
+
+/// What a running feed gets.
+#[derive(Debug, Clone)]
+pub struct FeedContext {
+    pub ingest: IngestHandle,
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A feed failed in a way it cannot recover from.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("feed configuration: {0}")]
+    Config(String),
+    #[error("ingest is shut down")]
+    IngestClosed,
+}
+
+impl FeedError {
+    /// True when retrying cannot help (bad configuration, missing file).
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, FeedError::IngestClosed)
+    }
+}
+
+impl From<crate::ingest::IngestClosed> for FeedError {
+    fn from(_: crate::ingest::IngestClosed) -> Self {
+        FeedError::IngestClosed
+    }
+}
+
+/// One source of ticks.
+pub trait Feed: Send + 'static {
+    /// Short name for logs and metrics (`synthetic`, `replay`, `upstream`).
+    fn name(&self) -> &'static str;
+
+    /// Runs until the source ends or `ctx.shutdown` is cancelled.
+    fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>>;
+}
+
+/// Validates a batch, counting and logging refused records; returns the good ones.
+pub fn keep_valid(feed: &str, ticks: Vec<RawTick>, ctx: &FeedContext) -> Vec<RawTick> {
+    let before = ticks.len();
+    let good: Vec<RawTick> = ticks
+        .into_iter()
+        .filter(|t| match crate::ingest::validate(t) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(feed, symbol = %t.symbol, %error, "bad record skipped");
+                false
+            }
+        })
+        .collect();
+    let bad = (before - good.len()) as u64;
+    if bad > 0 {
+        ctx.ingest.count_rejected(bad);
+        ctx.metrics
+            .feed_errors
+            .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
+    }
+    good
+}

@@ -1,0 +1,430 @@
+//! Ingest: the single point where ticks and computed events are validated, given their
+//! per-channel `seq`, encoded once, and handed to the [`EventSink`].
+//!
+//! Feeds and the pipeline send batches through an [`IngestHandle`]; one dedicated thread drains
+//! them in order, so `seq` is assigned exactly once per channel with no lock, and fan-out never
+//! runs on the async runtime's workers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+
+use crate::model::{
+    BarEvent, ChannelId, Event, IndicatorValues, Kind, Payload, RawTick, SymbolId, SymbolLimit,
+    Symbols, Tick, is_valid_symbol, now_ns,
+};
+use crate::rooms::EventSink;
+use crate::telemetry::metrics::Metrics;
+use crate::ws::protocol::{self, IndicatorPeriods};
+
+/// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
+pub const INGEST_QUEUE_BATCHES: usize = 1024;
+
+/// Why a tick was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TickError {
+    #[error("invalid symbol {0:?}: must match [A-Z0-9._-]{{1,32}}")]
+    Symbol(String),
+    #[error("price must be a finite number > 0, got {0}")]
+    Price(f64),
+    #[error("size must be a finite number > 0, got {0}")]
+    Size(f64),
+    #[error("exchange time must be > 0 ns since the epoch, got {0}")]
+    Time(i64),
+    #[error(transparent)]
+    SymbolLimit(#[from] SymbolLimit),
+}
+
+/// Checks a tick against the contract's rules.
+pub fn validate(t: &RawTick) -> Result<(), TickError> {
+    if !is_valid_symbol(&t.symbol) {
+        return Err(TickError::Symbol(t.symbol.clone()));
+    }
+    if !(t.price.is_finite() && t.price > 0.0) {
+        return Err(TickError::Price(t.price));
+    }
+    if !(t.size.is_finite() && t.size > 0.0) {
+        return Err(TickError::Size(t.size));
+    }
+    if t.exchange_ts <= 0 {
+        return Err(TickError::Time(t.exchange_ts));
+    }
+    Ok(())
+}
+
+/// A value the pipeline computed, not yet sequenced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Derived {
+    Bar {
+        kind: Kind,
+        symbol: SymbolId,
+        bar: BarEvent,
+    },
+    Indicators {
+        symbol: SymbolId,
+        values: IndicatorValues,
+    },
+}
+
+#[derive(Debug)]
+enum Msg {
+    Ticks(Vec<RawTick>),
+    Derived(Vec<Derived>),
+    /// Everything queued before this is published, then ingest stops.
+    Stop,
+}
+
+/// The ingest queue is closed: the server is shutting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ingest is shut down")]
+pub struct IngestClosed;
+
+/// Why a non-waiting submit failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrySubmitError {
+    #[error("ingest queue is full")]
+    Full,
+    #[error(transparent)]
+    Closed(#[from] IngestClosed),
+}
+
+/// A cloneable sender into ingest; dropping every handle lets ingest finish.
+#[derive(Debug, Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+    symbols: Arc<Symbols>,
+}
+
+impl IngestHandle {
+    /// Queues validated ticks, waiting while the queue is full.
+    pub async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Msg::Ticks(ticks))
+            .await
+            .map_err(|_| IngestClosed)?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues validated ticks if there is room now.
+    pub fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
+        self.tx.try_send(Msg::Ticks(ticks)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TrySubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => TrySubmitError::Closed(IngestClosed),
+        })?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues pipeline output from a blocking (non-async) thread.
+    pub fn send_derived_blocking(&self, values: Vec<Derived>) -> Result<(), IngestClosed> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .blocking_send(Msg::Derived(values))
+            .map_err(|_| IngestClosed)?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Asks ingest to publish what is queued and stop (graceful shutdown).
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
+    }
+
+    /// Makes sure the tick's symbol has an id (the symbol table is bounded), so a caller can
+    /// report the limit per record before queueing.
+    pub fn reserve_symbol(&self, t: &RawTick) -> Result<(), TickError> {
+        self.symbols.intern(&t.symbol)?;
+        Ok(())
+    }
+
+    /// The record was refused by a feed before reaching ingest.
+    pub fn count_rejected(&self, n: u64) {
+        self.metrics.ticks_rejected.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The ingest stage: owns the sequencer and the sink.
+pub struct Ingest {
+    rx: mpsc::Receiver<Msg>,
+    symbols: Arc<Symbols>,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+    periods: IndicatorPeriods,
+    /// Last `seq` per channel, indexed by kind then symbol id.
+    seq: [Vec<u64>; Kind::COUNT],
+    /// Cached `kind:SYMBOL` strings, same indexing.
+    names: [Vec<Arc<str>>; Kind::COUNT],
+}
+
+impl Ingest {
+    pub fn new(
+        symbols: Arc<Symbols>,
+        sink: Arc<dyn EventSink>,
+        metrics: Arc<Metrics>,
+        periods: IndicatorPeriods,
+    ) -> (Ingest, IngestHandle) {
+        let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
+        let handle = IngestHandle {
+            tx,
+            metrics: metrics.clone(),
+            symbols: symbols.clone(),
+        };
+        let ingest = Ingest {
+            rx,
+            symbols,
+            sink,
+            metrics,
+            periods,
+            seq: Default::default(),
+            names: Default::default(),
+        };
+        (ingest, handle)
+    }
+
+    /// Runs on its own thread until every [`IngestHandle`] is dropped.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("tickcast-ingest".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let mut events = Vec::with_capacity(1024);
+        let mut stopping = false;
+        while let Some(msg) = self.rx.blocking_recv() {
+            stopping |= self.apply(msg, &mut events);
+            // Coalesce whatever else is already queued into one publish: fewer writer wake-ups.
+            while events.len() < 4096 {
+                match self.rx.try_recv() {
+                    Ok(msg) => stopping |= self.apply(msg, &mut events),
+                    Err(_) => break,
+                }
+            }
+            self.sink.publish(&events);
+            events.clear();
+            if stopping {
+                // Refuse new batches; publish the ones that raced with the stop.
+                self.rx.close();
+            }
+        }
+        tracing::debug!("ingest drained and stopped");
+    }
+
+    /// Turns one message into events; true when it asks ingest to stop.
+    fn apply(&mut self, msg: Msg, out: &mut Vec<Event>) -> bool {
+        let ts = now_ns();
+        if !matches!(msg, Msg::Stop) {
+            self.metrics
+                .ingest_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        match msg {
+            Msg::Stop => return true,
+            Msg::Ticks(ticks) => {
+                for raw in ticks {
+                    match self.tick_event(&raw, ts) {
+                        Ok(e) => out.push(e),
+                        Err(error) => {
+                            self.metrics.ticks_rejected.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(symbol = %raw.symbol, %error, "tick rejected at ingest");
+                        }
+                    }
+                }
+            }
+            Msg::Derived(values) => {
+                for d in values {
+                    out.push(self.derived_event(d, ts));
+                }
+            }
+        }
+        false
+    }
+
+    fn tick_event(&mut self, raw: &RawTick, ts: i64) -> Result<Event, TickError> {
+        validate(raw)?;
+        let symbol = self.symbols.intern(&raw.symbol)?;
+        let tick = Tick {
+            symbol,
+            price: raw.price,
+            size: raw.size,
+            side: raw.side,
+            exchange_ts: raw.exchange_ts,
+            ts,
+        };
+        let channel = ChannelId {
+            kind: Kind::Ticks,
+            symbol,
+        };
+        let (seq, name) = self.next_seq(channel);
+        self.metrics.ticks_ingested.fetch_add(1, Ordering::Relaxed);
+        Ok(Event {
+            channel,
+            seq,
+            ts,
+            payload: Payload::Tick(tick),
+            bytes: protocol::encode_tick(&name, seq, &tick),
+        })
+    }
+
+    fn derived_event(&mut self, d: Derived, ts: i64) -> Event {
+        match d {
+            Derived::Bar { kind, symbol, bar } => {
+                let channel = ChannelId { kind, symbol };
+                let (seq, name) = self.next_seq(channel);
+                Event {
+                    channel,
+                    seq,
+                    ts,
+                    payload: Payload::Bar(bar),
+                    bytes: protocol::encode_bar(&name, seq, ts, &bar),
+                }
+            }
+            Derived::Indicators { symbol, values } => {
+                let channel = ChannelId {
+                    kind: Kind::Indicators,
+                    symbol,
+                };
+                let (seq, name) = self.next_seq(channel);
+                Event {
+                    channel,
+                    seq,
+                    ts,
+                    payload: Payload::Indicators(values),
+                    bytes: protocol::encode_indicators(&name, seq, ts, &values, self.periods),
+                }
+            }
+        }
+    }
+
+    /// The next `seq` of a channel and its wire name.
+    fn next_seq(&mut self, ch: ChannelId) -> (u64, Arc<str>) {
+        let k = ch.kind.index();
+        let i = ch.symbol.0 as usize;
+        if self.seq[k].len() <= i {
+            self.seq[k].resize(i + 1, 0);
+            self.names[k].resize(i + 1, Arc::from(""));
+        }
+        if self.names[k][i].is_empty() {
+            self.names[k][i] = Arc::from(self.symbols.channel_name(ch));
+        }
+        self.seq[k][i] += 1;
+        (self.seq[k][i], self.names[k][i].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::model::Side;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Event>>);
+    impl EventSink for Collect {
+        fn publish(&self, events: &[Event]) {
+            self.0.lock().unwrap().extend_from_slice(events);
+        }
+    }
+
+    fn raw(sym: &str, price: f64) -> RawTick {
+        RawTick {
+            symbol: sym.into(),
+            price,
+            size: 1.0,
+            side: Side::Buy,
+            exchange_ts: 1,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let cases = [
+            (raw("aapl", 1.0), "invalid symbol"),
+            (raw("A", 0.0), "price"),
+            (raw("A", f64::NAN), "price"),
+            (
+                RawTick {
+                    size: -1.0,
+                    ..raw("A", 1.0)
+                },
+                "size",
+            ),
+            (
+                RawTick {
+                    exchange_ts: 0,
+                    ..raw("A", 1.0)
+                },
+                "exchange time",
+            ),
+        ];
+        for (t, needle) in cases {
+            let e = validate(&t).unwrap_err().to_string();
+            assert!(e.contains(needle), "{t:?}: {e}");
+        }
+        assert_eq!(validate(&raw("A", 1.0)), Ok(()));
+    }
+
+    #[test]
+    fn assigns_contiguous_seq_per_channel_and_encodes_once() {
+        let sink = Arc::new(Collect::default());
+        let symbols = Arc::new(Symbols::new(10));
+        let (ingest, handle) = Ingest::new(
+            symbols.clone(),
+            sink.clone(),
+            Arc::new(Metrics::default()),
+            IndicatorPeriods::default(),
+        );
+        let thread = ingest.spawn().unwrap();
+        handle
+            .try_send(vec![
+                raw("A", 1.0),
+                raw("B", 2.0),
+                raw("A", 3.0),
+                raw("bad", 1.0),
+            ])
+            .unwrap();
+        handle
+            .send_derived_blocking(vec![Derived::Indicators {
+                symbol: SymbolId(0),
+                values: IndicatorValues::default(),
+            }])
+            .unwrap();
+        drop(handle);
+        thread.join().unwrap();
+        let events = sink.0.lock().unwrap();
+        let got: Vec<(String, u64)> = events
+            .iter()
+            .map(|e| (symbols.channel_name(e.channel), e.seq))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ticks:A".into(), 1),
+                ("ticks:B".into(), 1),
+                ("ticks:A".into(), 2),
+                ("indicators:A".into(), 1)
+            ]
+        );
+        assert_eq!(symbols.get("A"), Some(SymbolId(0)));
+        let v: serde_json::Value = serde_json::from_slice(&events[2].bytes).unwrap();
+        assert_eq!(
+            (v["ch"].as_str(), v["seq"].as_u64(), v["price"].as_f64()),
+            (Some("ticks:A"), Some(2), Some(3.0))
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Typed values that move between stages: symbols, channels, ticks and sequenced events.
+//!
+//! Nothing here knows JSON: an [`Event`] carries its wire encoding as opaque `Bytes`, made once by
+//! `ws::protocol` at ingest, so every stage downstream shares the same allocation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+/// Longest symbol the protocol allows (`[A-Z0-9._-]{1,32}`).
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// True when `s` is a symbol the protocol allows.
+pub fn is_valid_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SYMBOL_LEN
+        && s.bytes().all(|b| {
+            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
+/// Index of a symbol in the [`Symbols`] table; stable for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SymbolId(pub u32);
+
+/// The channel kinds of the wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Ticks,
+    Bars1s,
+    Bars1m,
+    Indicators,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ticks => "ticks",
+            Kind::Bars1s => "bars.1s",
+            Kind::Bars1m => "bars.1m",
+            Kind::Indicators => "indicators",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One concrete channel: a kind and a symbol (`ticks:AAPL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId {
+    pub kind: Kind,
+    pub symbol: SymbolId,
+}
+
+/// Taker side of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "buy" | "BUY" | "Buy" | "b" | "B" => Some(Side::Buy),
+            "sell" | "SELL" | "Sell" | "s" | "S" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+}
+
+/// A validated trade as a feed reports it, before ingest gives it a symbol id and a `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTick {
+    pub symbol: String,
+    pub price: f64,
+    pub size: f64,
+    pub side: Side,
+    /// Exchange time, nanoseconds since the Unix epoch.
+    pub exchange_ts: i64,
+}
+
+/// A trade tick once ingested.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub symbol: SymbolId,
+    pub price: f64,
+    pub size: f64,
+    pub side: Side,
+    /// Exchange time, nanoseconds since the Unix epoch.
+    pub exchange_ts: i64,
+    /// Server ingest time, nanoseconds since the Unix epoch (the wire `ts`).
+    pub ts: i64,
+}
+
+/// A closed (or in-progress) OHLCV bar as published on `bars.*` channels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BarEvent {
+    pub start_ms: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub trades: u64,
+    pub is_final: bool,
+}
+
+/// Latest indicator values for one symbol; `None` before warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct IndicatorValues {
+    pub sma: Option<f64>,
+    pub ema: Option<f64>,
+    pub rsi: Option<f64>,
+    pub volatility: Option<f64>,
+    pub vwap: Option<f64>,
+}
+
+/// The typed content of an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Payload {
+    Tick(Tick),
+    Bar(BarEvent),
+    Indicators(IndicatorValues),
+}
+
+/// A sequenced event: typed payload plus its wire encoding, made once.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub channel: ChannelId,
+    /// Per-channel sequence number, assigned once by ingest.
+    pub seq: u64,
+    /// Nanoseconds since the Unix epoch when the server ingested or computed it.
+    pub ts: i64,
+    pub payload: Payload,
+    /// The encoded wire object, shared by every subscriber and every snapshot.
+    pub bytes: Bytes,
+}
+
+/// Interned symbol names. Append-only: an id, once handed out, names the same symbol forever.
+#[derive(Debug)]
+pub struct Symbols {
+    inner: RwLock<SymbolsInner>,
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct SymbolsInner {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, SymbolId>,
+}
+
+/// The symbol table is full; the configured `ring.max_symbols` bounds memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("symbol table is full ({limit} symbols)")]
+pub struct SymbolLimit {
+    pub limit: usize,
+}
+
+impl Symbols {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            inner: RwLock::new(SymbolsInner::default()),
+            limit,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<SymbolId> {
+        self.read().ids.get(name).copied()
+    }
+
+    /// Returns the id of `name`, adding it if it is new. The caller validated the name.
+    pub fn intern(&self, name: &str) -> Result<SymbolId, SymbolLimit> {
+        if let Some(id) = self.get(name) {
+            return Ok(id);
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = inner.ids.get(name) {
+            return Ok(*id);
+        }
+        if inner.names.len() >= self.limit {
+            return Err(SymbolLimit { limit: self.limit });
+        }
+        let id = SymbolId(inner.names.len() as u32);
+        let name: Arc<str> = Arc::from(name);
+        inner.names.push(name.clone());
+        inner.ids.insert(name, id);
+        Ok(id)
+    }
+
+    pub fn name(&self, id: SymbolId) -> Arc<str> {
+        self.read()
+            .names
+            .get(id.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All symbols, in the order they were first seen.
+    pub fn all(&self) -> Vec<(SymbolId, Arc<str>)> {
+        self.read()
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (SymbolId(i as u32), n.clone()))
+            .collect()
+    }
+
+    /// `kind:SYMBOL` for a concrete channel.
+    pub fn channel_name(&self, ch: ChannelId) -> String {
+        format!("{}:{}", ch.kind, self.name(ch.symbol))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SymbolsInner> {
+        // A panic while holding the lock cannot leave the append-only table inconsistent.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbol_rule_matches_protocol() {
+        for ok in ["AAPL", "BTC-USD", "BRK.B", "X_1", &"A".repeat(32)] {
+            assert!(is_valid_symbol(ok), "{ok}");
+        }
+        for bad in ["", "aapl", "A B", "A:B", "*", &"A".repeat(33), "ÄPFEL"] {
+            assert!(!is_valid_symbol(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn symbols_are_interned_once_and_bounded() {
+        let s = Symbols::new(2);
+        let a = s.intern("A").unwrap();
+        assert_eq!(s.intern("A").unwrap(), a);
+        let b = s.intern("B").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.intern("C"), Err(SymbolLimit { limit: 2 }));
+        assert_eq!(&*s.name(b), "B");
+        assert_eq!(
+            s.channel_name(ChannelId {
+                kind: Kind::Bars1s,
+                symbol: a
+            }),
+            "bars.1s:A"
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::parse("trades"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! Per-channel ring buffer of sequenced events: the memory behind snapshots, resume and the
+//! pipeline's view of new ticks.
+//!
+//! The ring never assigns `seq`; it checks that events arrive in `seq` order (+1 each) and keeps
+//! the newest `capacity` of them.
+
+use std::collections::VecDeque;
+
+/// Something with a per-channel sequence number.
+pub trait Sequenced {
+    fn seq(&self) -> u64;
+}
+
+impl Sequenced for crate::model::Event {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Why a resume cannot be served from the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// Events after `from` were already evicted: the client must take a fresh snapshot.
+    #[error("events after seq {from} are no longer held (oldest held is {oldest})")]
+    Evicted { from: u64, oldest: u64 },
+    /// The client claims to have seen events this channel never had (e.g. before a restart).
+    #[error("seq {from} is ahead of the channel (last is {last})")]
+    Ahead { from: u64, last: u64 },
+}
+
+/// Fixed-capacity ring of events in `seq` order.
+#[derive(Debug)]
+pub struct Ring<T> {
+    buf: VecDeque<T>,
+    capacity: usize,
+    /// `seq` of the newest event ever pushed (0 before the first).
+    last_seq: u64,
+}
+
+// === impl Ring ===
+
+impl<T: Sequenced> Ring<T> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            buf: VecDeque::new(),
+            capacity: capacity.max(1),
+            last_seq: 0,
+        }
+    }
+
+    /// Appends the next event, evicting the oldest when full.
+    pub fn push(&mut self, item: T) {
+        debug_assert_eq!(
+            item.seq(),
+            self.last_seq + 1,
+            "ring events must be contiguous"
+        );
+        self.last_seq = item.seq();
+        if self.buf.len() == self.capacity {
+            self.buf.pop_front();
+        }
+        self.buf.push_back(item);
+    }
+
+    /// `seq` of the newest event, 0 when none was ever pushed.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// `seq` of the oldest event still held (`last_seq + 1` when empty).
+    pub fn oldest_seq(&self) -> u64 {
+        self.buf.front().map_or(self.last_seq + 1, |e| e.seq())
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn latest(&self) -> Option<&T> {
+        self.buf.back()
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn snapshot(&self, n: usize) -> impl ExactSizeIterator<Item = &T> {
+        let skip = self.buf.len().saturating_sub(n);
+        self.buf.range(skip..)
+    }
+
+    /// Every held event with `seq > from`, oldest first, if none after `from` was evicted.
+    pub fn replay(&self, from: u64) -> Result<impl ExactSizeIterator<Item = &T>, ReplayError> {
+        if from > self.last_seq {
+            return Err(ReplayError::Ahead {
+                from,
+                last: self.last_seq,
+            });
+        }
+        let oldest = self.oldest_seq();
+        if from + 1 < oldest {
+            return Err(ReplayError::Evicted { from, oldest });
+        }
+        let skip = (from + 1 - oldest) as usize;
+        Ok(self.buf.range(skip..))
+    }
+
+    /// Events with `seq > from` that are still held, and how many after `from` were lost.
+    /// Unlike [`Ring::replay`], a consumer that fell behind gets what is left.
+    pub fn since(&self, from: u64) -> (impl ExactSizeIterator<Item = &T>, u64) {
+        let oldest = self.oldest_seq();
+        let missed = oldest.saturating_sub(from + 1);
+        let skip = (from + 1).saturating_sub(oldest).min(self.buf.len() as u64) as usize;
+        (self.buf.range(skip..), missed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct E(u64);
+    impl Sequenced for E {
+        fn seq(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn ring_with(cap: usize, n: u64) -> Ring<E> {
+        let mut r = Ring::new(cap);
+        for s in 1..=n {
+            r.push(E(s));
+        }
+        r
+    }
+
+    fn seqs<'a>(it: impl Iterator<Item = &'a E>) -> Vec<u64> {
+        it.map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn keeps_newest_capacity_events() {
+        let r = ring_with(4, 10);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.oldest_seq(), 7);
+        assert_eq!(r.last_seq(), 10);
+        assert_eq!(seqs(r.snapshot(2)), vec![9, 10]);
+        assert_eq!(seqs(r.snapshot(100)), vec![7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn replay_serves_exactly_the_missed_events() {
+        let r = ring_with(4, 10);
+        let cases: &[(u64, Result<Vec<u64>, ReplayError>)] = &[
+            (10, Ok(vec![])),
+            (9, Ok(vec![10])),
+            (6, Ok(vec![7, 8, 9, 10])),
+            (5, Err(ReplayError::Evicted { from: 5, oldest: 7 })),
+            (0, Err(ReplayError::Evicted { from: 0, oldest: 7 })),
+            (11, Err(ReplayError::Ahead { from: 11, last: 10 })),
+        ];
+        for (from, want) in cases {
+            let got = r.replay(*from).map(seqs);
+            assert_eq!(&got, want, "from {from}");
+        }
+    }
+
+    #[test]
+    fn empty_ring_replays_from_zero() {
+        let r: Ring<E> = Ring::new(4);
+        assert_eq!(r.replay(0).map(|it| it.len()), Ok(0));
+        assert_eq!(r.oldest_seq(), 1);
+        assert!(r.latest().is_none());
+    }
+
+    #[test]
+    fn since_reports_losses() {
+        let r = ring_with(4, 10);
+        let (it, missed) = r.since(3);
+        assert_eq!((seqs(it), missed), (vec![7, 8, 9, 10], 3));
+        let (it, missed) = r.since(8);
+        assert_eq!((seqs(it), missed), (vec![9, 10], 0));
+        let (it, missed) = r.since(10);
+        assert_eq!((seqs(it), missed), (vec![], 0));
+    }
+}

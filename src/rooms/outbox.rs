@@ -1,0 +1,369 @@
+//! Per-connection outbound queue: bounded, conflating, throttling.
+//!
+//! The hub pushes encoded events here under its lock (never blocking), the connection's writer
+//! task drains everything queued in one go and sends it as one frame. A consumer that cannot keep
+//! up makes the queue conflate (the newest event per channel wins, seen by the client as a `seq`
+//! jump) instead of growing; one that stays behind is evicted by its writer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::model::ChannelId;
+
+/// Bounds of one connection's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Queued events beyond which the queue conflates.
+    pub max_events: usize,
+    /// Queued bytes beyond which the queue conflates.
+    pub max_bytes: usize,
+}
+
+/// One queued frame part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Replies, snapshots and errors: never conflated or dropped.
+    Control(Bytes),
+    /// A channel event: may be conflated with a newer one of the same channel.
+    Event { channel: ChannelId, bytes: Bytes },
+}
+
+impl Item {
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Item::Control(b) | Item::Event { bytes: b, .. } => b,
+        }
+    }
+}
+
+/// What a drain handed to the writer besides the items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// When the next throttled event falls due, if one is pending.
+    pub next_due: Option<Instant>,
+    /// Since when the consumer has been behind without catching up, if it is.
+    pub behind_since: Option<Instant>,
+}
+
+/// Counters of what a connection lost to flow control.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Events replaced by a newer one of the same channel (slow consumer or throttle).
+    pub conflated: u64,
+    /// Events dropped outright because too many distinct channels were queued.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    /// Set while the hub holds this outbox on its wake list, so a batch wakes it once.
+    wake_scheduled: AtomicBool,
+    limits: OutboxLimits,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Item>,
+    queued_bytes: usize,
+    /// Channels with a `throttle_ms`; allocated only for connections that ask for one.
+    throttled: HashMap<ChannelId, Throttled>,
+    behind_since: Option<Instant>,
+    /// Conflations since the writer last drained; zero at a drain means it kept up.
+    overflowed_since_drain: bool,
+    stats: OutboxStats,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Throttled {
+    interval: Duration,
+    next_due: Instant,
+    pending: Option<Bytes>,
+}
+
+// === impl Outbox ===
+
+impl Outbox {
+    pub fn new(limits: OutboxLimits) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            wake_scheduled: AtomicBool::new(false),
+            limits,
+        }
+    }
+
+    /// Queues a reply, snapshot or error and wakes the writer.
+    pub fn push_control(&self, bytes: Bytes) {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.queued_bytes += bytes.len();
+            st.queue.push_back(Item::Control(bytes));
+        }
+        self.notify.notify_one();
+    }
+
+    /// Queues a channel event without waking the writer; returns true when the caller must put
+    /// this outbox on its wake list (see [`Outbox::wake`]).
+    pub fn push_event(
+        &self,
+        channel: ChannelId,
+        bytes: &Bytes,
+        throttle: Option<Duration>,
+        now: Instant,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        if let Some(interval) = throttle {
+            let slot = st.throttled.entry(channel).or_insert(Throttled {
+                interval,
+                next_due: now,
+                pending: None,
+            });
+            slot.interval = interval;
+            let replaced = slot.pending.replace(bytes.clone()).is_some();
+            if replaced {
+                st.stats.conflated += 1;
+            }
+        } else {
+            if st.queue.len() >= self.limits.max_events || st.queued_bytes >= self.limits.max_bytes
+            {
+                st.conflate(self.limits, now);
+            }
+            st.queued_bytes += bytes.len();
+            st.queue.push_back(Item::Event {
+                channel,
+                bytes: bytes.clone(),
+            });
+        }
+        drop(st);
+        !self.wake_scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Wakes the writer after a batch of [`Outbox::push_event`] calls.
+    pub fn wake(&self) {
+        self.wake_scheduled.store(false, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Waits until something was pushed (or the outbox closed) since the last drain.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Moves everything sendable into `out`: the queue, then throttled events that fell due.
+    pub fn drain(&self, now: Instant, out: &mut VecDeque<Item>) -> Drain {
+        let mut st = self.lock();
+        std::mem::swap(&mut st.queue, out);
+        st.queued_bytes = 0;
+        let mut next_due: Option<Instant> = None;
+        for (channel, slot) in st.throttled.iter_mut() {
+            if slot.pending.is_some() && slot.next_due <= now {
+                if let Some(bytes) = slot.pending.take() {
+                    out.push_back(Item::Event {
+                        channel: *channel,
+                        bytes,
+                    });
+                }
+                slot.next_due = now + slot.interval;
+            } else if slot.pending.is_some() {
+                next_due = Some(next_due.map_or(slot.next_due, |d| d.min(slot.next_due)));
+            }
+        }
+        if !st.overflowed_since_drain {
+            st.behind_since = None;
+        }
+        st.overflowed_since_drain = false;
+        Drain {
+            next_due,
+            behind_since: st.behind_since,
+        }
+    }
+
+    /// Stops accepting pushes and wakes the writer so it can notice.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Forgets the throttle state of channels no longer subscribed.
+    pub fn forget(&self, channels: &HashSet<ChannelId>) {
+        self.lock().throttled.retain(|ch, _| !channels.contains(ch));
+    }
+
+    pub fn stats(&self) -> OutboxStats {
+        self.lock().stats
+    }
+
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // No `.await` and no user code runs under this lock; a poisoned lock still holds a
+        // consistent queue (every mutation is a single push or swap).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// === impl State ===
+
+impl State {
+    /// Keeps control items and the newest event per channel; if that is still over the limits
+    /// (too many distinct channels), drops the oldest events until it is at half of them.
+    fn conflate(&mut self, limits: OutboxLimits, now: Instant) {
+        let before = self.queue.len();
+        let mut seen: HashSet<ChannelId> = HashSet::new();
+        let mut kept: VecDeque<Item> = VecDeque::with_capacity(before.min(1024));
+        while let Some(item) = self.queue.pop_back() {
+            match &item {
+                Item::Event { channel, .. } if !seen.insert(*channel) => {}
+                _ => kept.push_front(item),
+            }
+        }
+        self.stats.conflated += (before - kept.len()) as u64;
+        let mut bytes: usize = kept.iter().map(|i| i.bytes().len()).sum();
+        let (max_events, max_bytes) = (limits.max_events / 2, limits.max_bytes / 2);
+        if kept.len() > max_events || bytes > max_bytes {
+            let mut i = 0;
+            while i < kept.len() && (kept.len() > max_events || bytes > max_bytes) {
+                if matches!(kept[i], Item::Event { .. }) {
+                    if let Some(item) = kept.remove(i) {
+                        bytes -= item.bytes().len();
+                        self.stats.dropped += 1;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.queue = kept;
+        self.queued_bytes = bytes;
+        self.overflowed_since_drain = true;
+        self.behind_since.get_or_insert(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, SymbolId};
+
+    fn ch(sym: u32) -> ChannelId {
+        ChannelId {
+            kind: Kind::Ticks,
+            symbol: SymbolId(sym),
+        }
+    }
+
+    fn ev(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn drained(o: &Outbox, now: Instant) -> (Vec<String>, Drain) {
+        let mut out = VecDeque::new();
+        let d = o.drain(now, &mut out);
+        let items = out
+            .iter()
+            .map(|i| String::from_utf8_lossy(i.bytes()).into_owned())
+            .collect();
+        (items, d)
+    }
+
+    const LIMITS: OutboxLimits = OutboxLimits {
+        max_events: 4,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn wakes_once_per_batch() {
+        let o = Outbox::new(LIMITS);
+        let now = Instant::now();
+        assert!(o.push_event(ch(1), &ev("a"), None, now));
+        assert!(!o.push_event(ch(1), &ev("b"), None, now));
+        o.wake();
+        assert!(o.push_event(ch(1), &ev("c"), None, now));
+    }
+
+    #[test]
+    fn full_queue_keeps_newest_per_channel_and_all_control() {
+        let o = Outbox::new(OutboxLimits {
+            max_events: 6,
+            max_bytes: 1 << 20,
+        });
+        let now = Instant::now();
+        o.push_control(ev("ack"));
+        for s in ["a1", "b1", "a2", "b2", "a3"] {
+            let c = if s.starts_with('a') { 1 } else { 2 };
+            o.push_event(ch(c), &ev(s), None, now);
+        }
+        // The queue is at 6: the next push conflates a1, b1 and a2 away first.
+        o.push_event(ch(2), &ev("b3"), None, now);
+        let (items, d) = drained(&o, now);
+        assert_eq!(items, vec!["ack", "b2", "a3", "b3"]);
+        assert_eq!(o.stats().conflated, 3);
+        assert_eq!(d.behind_since, Some(now));
+        // A drain with no overflow since the previous one clears the lag.
+        let (_, d) = drained(&o, now);
+        assert_eq!(d.behind_since, None);
+    }
+
+    #[test]
+    fn too_many_channels_drop_oldest_events() {
+        let o = Outbox::new(LIMITS);
+        let now = Instant::now();
+        for c in 0..5 {
+            o.push_event(ch(c), &ev(&format!("e{c}")), None, now);
+        }
+        let (items, _) = drained(&o, now);
+        // At the 5th push, 4 distinct channels were queued: conflation keeps all 4, then drops
+        // the oldest two to get back to half the limit.
+        assert_eq!(items, vec!["e2", "e3", "e4"]);
+        assert_eq!(o.stats().dropped, 2);
+    }
+
+    #[test]
+    fn throttle_sends_newest_once_per_interval() {
+        let o = Outbox::new(LIMITS);
+        let t0 = Instant::now();
+        let every = Some(Duration::from_millis(100));
+        o.push_event(ch(1), &ev("x1"), every, t0);
+        let (items, d) = drained(&o, t0);
+        assert_eq!(items, vec!["x1"]);
+        assert_eq!(d.next_due, None);
+        o.push_event(ch(1), &ev("x2"), every, t0);
+        o.push_event(ch(1), &ev("x3"), every, t0);
+        let (items, d) = drained(&o, t0 + Duration::from_millis(50));
+        assert!(items.is_empty());
+        assert_eq!(d.next_due, Some(t0 + Duration::from_millis(100)));
+        let (items, _) = drained(&o, t0 + Duration::from_millis(100));
+        assert_eq!(items, vec!["x3"]);
+        assert_eq!(o.stats().conflated, 1);
+    }
+
+    #[test]
+    fn closed_outbox_ignores_pushes() {
+        let o = Outbox::new(LIMITS);
+        o.close();
+        assert!(!o.push_event(ch(1), &ev("a"), None, Instant::now()));
+        o.push_control(ev("ack"));
+        assert_eq!(o.queued(), 0);
+        assert!(o.is_closed());
+    }
+}

@@ -1,0 +1,205 @@
+//! Wiring: builds every stage from a [`Config`], binds the listener, runs until told to stop,
+//! and shuts down in data-flow order (feeds, ingest, sockets, HTTP).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ms};
+use crate::feed::{Feed, FeedContext, SyntheticFeed};
+use crate::ingest::{Ingest, IngestHandle};
+use crate::model::Symbols;
+use crate::rooms::{Hub, HubConfig};
+use crate::telemetry::metrics::Metrics;
+use crate::ws::protocol::IndicatorPeriods;
+
+/// State shared by every request handler and session.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub symbols: Arc<Symbols>,
+    pub hub: Arc<Hub>,
+    pub ingest: IngestHandle,
+    pub metrics: Arc<Metrics>,
+    /// Every WebSocket session, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    /// Cancelled when sockets must close (1001) and HTTP must stop.
+    pub shutdown: CancellationToken,
+    /// Caps concurrent WebSocket connections.
+    pub conn_limit: Arc<Semaphore>,
+}
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("feed {feed}: {source}")]
+    Feed {
+        feed: &'static str,
+        source: crate::feed::FeedError,
+    },
+}
+
+/// A started server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    feeds_stop: CancellationToken,
+    feeds: Vec<JoinHandle<()>>,
+    ingest_thread: Option<std::thread::JoinHandle<()>>,
+    http: JoinHandle<()>,
+}
+
+impl Server {
+    /// Builds every stage and starts listening on `config.server.listen` (port 0 picks one).
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        let metrics = Arc::new(Metrics::default());
+        let symbols = Arc::new(Symbols::new(config.ring.max_symbols));
+        let hub = Arc::new(Hub::new(
+            HubConfig {
+                ring_capacity: config.ring.capacity,
+                snapshot_depth: config.ring.snapshot_depth,
+            },
+            metrics.clone(),
+        ));
+        let (ingest, ingest_handle) = Ingest::new(
+            symbols.clone(),
+            hub.clone(),
+            metrics.clone(),
+            IndicatorPeriods::default(),
+        );
+
+        let mut feeds: Vec<Box<dyn Feed>> = Vec::new();
+        if config.feeds.synthetic.enabled {
+            // Known up front, so clients can subscribe before the first tick of each symbol.
+            for name in crate::feed::synthetic::symbol_names(&config.feeds.synthetic) {
+                let _ = symbols.intern(&name);
+            }
+            feeds.push(Box::new(SyntheticFeed::new(&config.feeds.synthetic)));
+        }
+
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+
+        let ingest_thread = ingest.spawn().map_err(|source| ServerError::Spawn {
+            what: "ingest thread",
+            source,
+        })?;
+
+        let shared = Arc::new(Shared {
+            conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
+            config,
+            symbols,
+            hub,
+            ingest: ingest_handle.clone(),
+            metrics: metrics.clone(),
+            sessions: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+
+        let feeds_stop = CancellationToken::new();
+        let feeds = feeds
+            .into_iter()
+            .map(|feed| {
+                let name = feed.name();
+                let ctx = FeedContext {
+                    ingest: ingest_handle.clone(),
+                    shutdown: feeds_stop.clone(),
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(async move {
+                    match feed.run(ctx).await {
+                        Ok(()) => tracing::info!(feed = name, "feed finished"),
+                        Err(error) => tracing::error!(feed = name, %error, "feed stopped"),
+                    }
+                })
+            })
+            .collect();
+
+        let router = crate::api::router(shared.clone());
+        let stop_http = shared.shutdown.clone();
+        let listener = listener.tap_io(|tcp| {
+            // Small frames must not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
+        });
+        let http = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(stop_http.cancelled_owned());
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "http server failed");
+            }
+        });
+        tracing::info!(%addr, "tickcast listening");
+        Ok(Server {
+            addr,
+            shared,
+            feeds_stop,
+            feeds,
+            ingest_thread: Some(ingest_thread),
+            http,
+        })
+    }
+
+    /// Graceful stop: feeds end, ingest publishes what it holds, every socket gets what was
+    /// queued for it and a 1001 close, then HTTP stops. Bounded by `server.shutdown_grace_ms`.
+    pub async fn shutdown(mut self) {
+        let grace = ms(self.shared.config.server.shutdown_grace_ms);
+        let started = std::time::Instant::now();
+        self.feeds_stop.cancel();
+        for feed in self.feeds.drain(..) {
+            let _ = tokio::time::timeout(grace, feed).await;
+        }
+        self.shared.ingest.stop().await;
+        if let Some(thread) = self.ingest_thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout(grace, joined).await;
+        }
+        self.shared.shutdown.cancel();
+        self.shared.sessions.close();
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        if tokio::time::timeout(left, self.shared.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.shared.sessions.len(),
+                "shutdown grace elapsed; dropping sockets"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.http).await;
+        self.http.abort();
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "tickcast stopped"
+        );
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}

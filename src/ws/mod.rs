@@ -1,0 +1,117 @@
+//! The WebSocket endpoint `GET /ws`: handshake, connection cap, and hand-off to a session.
+
+pub mod limits;
+pub mod protocol;
+pub mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::api::problem::Problem;
+use crate::server::Shared;
+
+/// `?v=` of the contract version; only 1 exists.
+#[derive(Debug, serde::Deserialize)]
+pub struct WsQuery {
+    v: Option<String>,
+}
+
+/// Buffer and size limits of one socket.
+pub fn socket_config(cfg: &crate::config::WsConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(Some(cfg.max_frame_bytes))
+        .max_frame_size(Some(cfg.max_frame_bytes))
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Upgrades to a WebSocket and spawns the session.
+pub async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
+    if let Some(v) = q.v.as_deref()
+        && v != "1"
+    {
+        return Problem::bad_request(
+            "unsupported_version",
+            format!("protocol version {v:?} is not supported; this server speaks v=1"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let upgrade_ok = header_has(headers, header::UPGRADE, "websocket")
+        && header_has(headers, header::CONNECTION, "upgrade");
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (Some(key), true, true) = (key, upgrade_ok, version_ok) else {
+        return Problem::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "this endpoint speaks WebSocket (version 13) only",
+        )
+        .into_response();
+    };
+    if shared.shutdown.is_cancelled() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        )
+        .into_response();
+    }
+    let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
+        shared
+            .metrics
+            .connections_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "the server is at its connection limit",
+        )
+        .into_response();
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let socket_cfg = socket_config(&shared.config.ws);
+    let task_shared = shared.clone();
+    shared.sessions.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_cfg)).await;
+                session::run(socket, task_shared).await;
+            }
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        }
+        drop(permit);
+    });
+    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
+}

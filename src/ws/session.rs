@@ -1,0 +1,523 @@
+//! One WebSocket connection: a reader that handles ops and a writer that drains the outbox.
+//!
+//! Both halves run inside one task (no extra task per connection). The writer is the only code
+//! that writes to the socket; the reader and the hub only push into the [`Outbox`]. Generic over
+//! any `Sink + Stream` of tungstenite messages, so it is testable without a network.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use super::limits::{OpLimiter, Verdict};
+use super::protocol::{self, ChannelName, ClientOp, ErrorCode};
+use crate::config::ms;
+use crate::model::{ChannelId, now_ns};
+use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
+use crate::server::Shared;
+
+/// Why and how the connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Close {
+    /// `None`: the peer is gone, no close frame can be sent.
+    code: Option<CloseCode>,
+    reason: &'static str,
+}
+
+impl Close {
+    const GONE: Close = Close {
+        code: None,
+        reason: "",
+    };
+    fn with(code: CloseCode, reason: &'static str) -> Close {
+        Close {
+            code: Some(code),
+            reason,
+        }
+    }
+}
+
+/// Shared between the reader and the writer of one connection.
+struct Conn {
+    id: ConnId,
+    outbox: Arc<Outbox>,
+    close: Mutex<Option<Close>>,
+    /// Milliseconds since `started` at which the peer last sent anything.
+    last_seen_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Conn {
+    /// Records the first reason to close; wakes the writer.
+    fn request_close(&self, c: Close) {
+        let mut slot = self.close.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(c);
+        drop(slot);
+        self.outbox.close();
+    }
+
+    fn close_reason(&self) -> Option<Close> {
+        *self.close.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn seen(&self) {
+        let t = self.started.elapsed().as_millis() as u64;
+        self.last_seen_ms.store(t, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Serves one upgraded socket until it closes.
+#[tracing::instrument(name = "ws", skip_all, fields(conn))]
+pub async fn run<S>(socket: S, shared: Arc<Shared>)
+where
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
+{
+    let cfg = &shared.config.ws;
+    let conn = Conn {
+        id: shared.hub.next_conn_id(),
+        outbox: Arc::new(Outbox::new(OutboxLimits {
+            max_events: cfg.outbox_max_events,
+            max_bytes: cfg.outbox_max_bytes,
+        })),
+        close: Mutex::new(None),
+        last_seen_ms: AtomicU64::new(0),
+        started: Instant::now(),
+    };
+    tracing::Span::current().record("conn", conn.id.0);
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!("connection opened");
+
+    let (sink, stream) = socket.split();
+    let reader = read_loop(stream, &conn, &shared);
+    let writer = write_loop(sink, &conn, &shared);
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        _ = &mut writer => {
+            // The writer sent its close frame: give the peer a moment to answer it so the
+            // TCP connection ends cleanly, then drop it.
+            let _ = timeout(ms(cfg.close_grace_ms), &mut reader).await;
+        }
+        _ = &mut reader => {
+            let _ = timeout(ms(cfg.close_grace_ms), &mut writer).await;
+        }
+    }
+
+    shared.hub.disconnect(conn.id);
+    let stats = conn.outbox.stats();
+    shared
+        .metrics
+        .events_conflated
+        .fetch_add(stats.conflated, Ordering::Relaxed);
+    shared
+        .metrics
+        .events_dropped
+        .fetch_add(stats.dropped, Ordering::Relaxed);
+    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(conflated = stats.conflated, dropped = stats.dropped, close = ?conn.close_reason(), "connection closed");
+}
+
+// --- writer -------------------------------------------------------------------------------
+
+async fn write_loop<K>(mut sink: K, conn: &Conn, shared: &Shared)
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    let cfg = &shared.config.ws;
+    let slow = ms(cfg.slow_consumer_timeout_ms);
+    let mut items: VecDeque<Item> = VecDeque::new();
+    let mut next_due: Option<Instant> = None;
+    let mut ping = tokio::time::interval(ms(cfg.ping_interval_ms));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        let throttle = async {
+            match next_due {
+                Some(d) => sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
+            }
+            _ = conn.outbox.notified() => {}
+            _ = throttle => {}
+            _ = ping.tick() => {
+                if conn.silent_for() > ms(cfg.pong_timeout_ms) {
+                    conn.request_close(Close::with(CloseCode::Policy, "pong timeout"));
+                } else if send_timed(&mut sink, Message::Ping(Bytes::new()), slow).await.is_err() {
+                    return evict(&mut sink, conn, shared).await;
+                }
+            }
+        }
+        let now = Instant::now();
+        let drain = conn.outbox.drain(now, &mut items);
+        next_due = drain.next_due;
+        if let Some(close) = conn.close_reason() {
+            // What is already queued (events before a shutdown, the errors that led to a
+            // policy close) still goes out first.
+            if close.code.is_some() {
+                let _ = send_items(&mut sink, &mut items, shared, slow).await;
+            }
+            return send_close(&mut sink, close, shared).await;
+        }
+        if drain
+            .behind_since
+            .is_some_and(|t| now.duration_since(t) >= slow)
+        {
+            return evict(&mut sink, conn, shared).await;
+        }
+        if send_items(&mut sink, &mut items, shared, slow)
+            .await
+            .is_err()
+        {
+            return evict(&mut sink, conn, shared).await;
+        }
+    }
+}
+
+/// The write did not complete in time or failed.
+struct WriteStalled;
+
+/// Sends the drained items as frames of at most `batch_max_bytes` (a lone larger item goes
+/// alone), each an object or a JSON array of objects.
+async fn send_items<K>(
+    sink: &mut K,
+    items: &mut VecDeque<Item>,
+    shared: &Shared,
+    limit: Duration,
+) -> Result<(), WriteStalled>
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    let max = shared.config.ws.batch_max_bytes;
+    while !items.is_empty() {
+        let mut n = 0;
+        let mut len = 0;
+        for item in items.iter() {
+            let l = item.bytes().len() + 1;
+            if n > 0 && len + l > max {
+                break;
+            }
+            n += 1;
+            len += l;
+        }
+        let frame = protocol::join_frame(items.range(..n).map(Item::bytes), len);
+        items.drain(..n);
+        let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
+        send_timed(sink, Message::Text(text), limit).await?;
+        shared.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .events_sent
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn send_timed<K>(sink: &mut K, msg: Message, limit: Duration) -> Result<(), WriteStalled>
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    match timeout(limit, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(WriteStalled),
+    }
+}
+
+/// Closes a consumer that stayed behind with 1013.
+async fn evict<K>(sink: &mut K, conn: &Conn, shared: &Shared)
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    shared
+        .metrics
+        .slow_consumers_closed
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(conn = conn.id.0, "slow consumer closed");
+    let close = Close::with(CloseCode::Again, "slow consumer");
+    conn.request_close(close);
+    send_close(sink, close, shared).await;
+}
+
+async fn send_close<K>(sink: &mut K, close: Close, shared: &Shared)
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    let Some(code) = close.code else { return };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(close.reason),
+    };
+    let grace = ms(shared.config.ws.close_grace_ms);
+    let _ = timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+}
+
+// --- reader -------------------------------------------------------------------------------
+
+async fn read_loop<R>(mut stream: R, conn: &Conn, shared: &Shared)
+where
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let cfg = &shared.config.ws;
+    let mut limiter = OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold);
+    let mut ops = Ops {
+        conn,
+        shared,
+        subs: HashSet::new(),
+    };
+    let close = loop {
+        let Some(msg) = stream.next().await else {
+            break Close::GONE;
+        };
+        conn.seen();
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Binary(_)) => {
+                ops.error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported; send JSON text",
+                );
+                continue;
+            }
+            Ok(Message::Close(_)) => break Close::GONE,
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Err(WsError::Capacity(_)) => {
+                break Close::with(CloseCode::Size, "frame too large");
+            }
+            Err(WsError::Protocol(_) | WsError::Utf8(_)) => {
+                break Close::with(CloseCode::Protocol, "protocol error");
+            }
+            Err(_) => break Close::GONE,
+        };
+        match limiter.check() {
+            Verdict::Allow => ops.handle(&text),
+            Verdict::Limited => {
+                shared
+                    .metrics
+                    .rate_limited_ops
+                    .fetch_add(1, Ordering::Relaxed);
+                let id = protocol::parse_op(&text).ok().and_then(|op| op_id(&op));
+                ops.error(id, ErrorCode::RateLimited, "too many ops; slow down");
+            }
+            Verdict::Abuse => {
+                shared
+                    .metrics
+                    .rate_limited_ops
+                    .fetch_add(1, Ordering::Relaxed);
+                break Close::with(CloseCode::Policy, "op rate limit exceeded");
+            }
+        }
+    };
+    conn.request_close(close);
+}
+
+fn op_id(op: &ClientOp) -> Option<i64> {
+    match op {
+        ClientOp::Subscribe { id, .. }
+        | ClientOp::Unsubscribe { id, .. }
+        | ClientOp::Ping { id }
+        | ClientOp::List { id } => *id,
+    }
+}
+
+/// The op handlers of one connection.
+struct Ops<'a> {
+    conn: &'a Conn,
+    shared: &'a Shared,
+    /// What this connection holds, to enforce `max_subscriptions`.
+    subs: HashSet<Target>,
+}
+
+impl Ops<'_> {
+    fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    fn reply(&self, bytes: Bytes) {
+        self.conn.outbox.push_control(bytes);
+    }
+
+    fn error(&self, id: Option<i64>, code: ErrorCode, message: &str) {
+        self.reply(protocol::encode_error(id, code, message));
+    }
+
+    fn handle(&mut self, text: &str) {
+        let op = match protocol::parse_op(text) {
+            Ok(op) => op,
+            Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
+        };
+        match op {
+            ClientOp::Subscribe {
+                id,
+                channels,
+                from,
+                throttle_ms,
+                snapshot,
+            } => self.subscribe(
+                id,
+                &channels,
+                from.unwrap_or_default(),
+                throttle_ms,
+                snapshot,
+            ),
+            ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
+            ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
+            ClientOp::List { id } => {
+                let all = self.shared.symbols.all();
+                let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
+                self.reply(protocol::encode_list(id, &names));
+            }
+        }
+    }
+
+    /// Resolves a channel name to a target, or says why not.
+    fn resolve(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
+        match protocol::parse_channel(name) {
+            Ok(ChannelName::Wildcard(kind)) => Ok(Target::Wildcard(kind)),
+            Ok(ChannelName::Concrete(kind, sym)) => match self.shared.symbols.get(sym) {
+                Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
+                None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
+            },
+            Err(e) => Err((e.code, e.message)),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<i64>,
+        channels: &[String],
+        from: HashMap<String, u64>,
+        throttle_ms: Option<u64>,
+        snapshot: Option<usize>,
+    ) {
+        let cfg = &self.shared.config;
+        if channels.is_empty() {
+            return self.error(id, ErrorCode::BadRequest, "`channels` must not be empty");
+        }
+        if let Some(t) = throttle_ms.filter(|t| *t > cfg.ws.max_throttle_ms) {
+            let msg = format!(
+                "throttle_ms {t} exceeds the maximum of {}",
+                cfg.ws.max_throttle_ms
+            );
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
+        if let Some(n) = snapshot.filter(|n| *n > cfg.ring.capacity) {
+            let msg = format!(
+                "snapshot depth {n} exceeds the ring capacity of {}",
+                cfg.ring.capacity
+            );
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
+        let mut targets = Vec::new();
+        let mut accepted = Vec::new();
+        for name in channels {
+            match self.resolve(name) {
+                Ok(t) if targets.contains(&t) => {}
+                Ok(t) => {
+                    targets.push(t);
+                    accepted.push(name.clone());
+                }
+                Err((code, msg)) => self.error(id, code, &msg),
+            }
+        }
+        // A resume point that cannot be honoured refuses the whole op: subscribing without it
+        // would silently skip or repeat events.
+        let mut resume = HashMap::new();
+        let mut bad_from = false;
+        for (name, seq) in from {
+            match self.resolve(&name) {
+                Ok(Target::Channel(ch))
+                    if targets.contains(&Target::Channel(ch))
+                        || targets.contains(&Target::Wildcard(ch.kind)) =>
+                {
+                    resume.insert(ch, seq);
+                }
+                Ok(Target::Channel(_)) => {
+                    bad_from = true;
+                    let msg = format!("`from` names {name}, which this subscribe does not cover");
+                    self.error(id, ErrorCode::BadRequest, &msg);
+                }
+                Ok(Target::Wildcard(_)) => {
+                    bad_from = true;
+                    let msg = format!("`from` keys are concrete channels, not {name}");
+                    self.error(id, ErrorCode::BadRequest, &msg);
+                }
+                Err((code, msg)) => {
+                    bad_from = true;
+                    self.error(id, code, &msg);
+                }
+            }
+        }
+        if targets.is_empty() || bad_from {
+            return;
+        }
+        let new = targets.iter().filter(|t| !self.subs.contains(t)).count();
+        if self.subs.len() + new > cfg.ws.max_subscriptions {
+            let msg = format!(
+                "this subscribe would hold {} subscriptions; the limit is {}",
+                self.subs.len() + new,
+                cfg.ws.max_subscriptions
+            );
+            return self.error(id, ErrorCode::TooManySubscriptions, &msg);
+        }
+        self.subs.extend(targets.iter().copied());
+        self.reply(protocol::encode_ack(id, "subscribe", &accepted));
+        let req = Subscribe {
+            targets,
+            from: resume,
+            throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
+            snapshot,
+        };
+        let symbols = &self.shared.symbols;
+        let encode = |v: &crate::rooms::SnapshotView<'_>| {
+            protocol::encode_snapshot(&symbols.channel_name(v.channel), v.seq, &v.events, v.reset)
+        };
+        self.hub()
+            .subscribe(self.conn.id, &self.conn.outbox, &req, &encode);
+    }
+
+    fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {
+        let mut targets = Vec::new();
+        let mut names = Vec::new();
+        for name in channels {
+            match self.resolve(name) {
+                Ok(t) if self.subs.contains(&t) => {
+                    targets.push(t);
+                    names.push(name.clone());
+                }
+                Ok(_) => self.error(
+                    id,
+                    ErrorCode::NotSubscribed,
+                    &format!("not subscribed to {name}"),
+                ),
+                Err((code, msg)) => self.error(id, code, &msg),
+            }
+        }
+        if targets.is_empty() && !channels.is_empty() {
+            return;
+        }
+        for t in &targets {
+            self.subs.remove(t);
+        }
+        self.hub().unsubscribe(self.conn.id, &targets);
+        self.reply(protocol::encode_ack(id, "unsubscribe", &names));
+    }
+}

@@ -1,0 +1,69 @@
+//! The binary refuses bad configuration before binding, naming the key, with exit code 64.
+
+use std::process::Command;
+
+fn tickcast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tickcast"))
+}
+
+#[test]
+fn unknown_or_bad_keys_stop_startup_naming_the_key() {
+    let cases = [
+        ("TICKCAST_WS__MAX_SUBSCRIPTONS", "5", "max_subscriptons"),
+        (
+            "TICKCAST_WS__MAX_SUBSCRIPTIONS",
+            "many",
+            "ws.max_subscriptions",
+        ),
+        (
+            "TICKCAST_FEEDS__SYNTHETIC__RATE",
+            "0",
+            "feeds.synthetic.rate",
+        ),
+    ];
+    for (key, value, needle) in cases {
+        let out = tickcast()
+            .arg("serve")
+            .env(key, value)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(64), "{key}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{key}={value}: {err}");
+    }
+}
+
+#[test]
+fn config_file_layer_is_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("tickcast-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[ring]\ncapacity = 77\n").unwrap();
+    let out = tickcast()
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("capacity: 77"));
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[ring]\ncapacity = \"big\"\n").unwrap();
+    let out = tickcast()
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ring.capacity"));
+    let out = tickcast()
+        .args(["serve", "--config"])
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}

@@ -1,0 +1,338 @@
+//! Test fixtures: a server builder, a WebSocket client that understands batched frames, and a
+//! minimal HTTP/1.1 client (no extra dependencies).
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tickcast::config::Config;
+use tickcast::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TOKEN: &str = "test-ingest-token";
+
+/// Generous bound for anything the server should do "soon"; only failing tests wait this long.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Defaults for tests: ephemeral port, no synthetic feed, HTTP ingest on, short grace.
+pub fn config() -> Config {
+    let mut c = Config::defaults().expect("embedded defaults are valid");
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.shutdown_grace_ms = 3000;
+    c.feeds.synthetic.enabled = false;
+    c.feeds.http.token = TOKEN.into();
+    c.ring.capacity = 16;
+    c.ring.snapshot_depth = 3;
+    c
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    server: Option<Server>,
+}
+
+pub async fn start(config: Config) -> TestServer {
+    config.validate().expect("test config is valid");
+    let server = Server::start(config).await.expect("server starts");
+    TestServer {
+        addr: server.addr,
+        server: Some(server),
+    }
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// POSTs ticks to the ingest endpoint; returns (status, body).
+    pub async fn ingest(&self, ticks: Value) -> (u16, Value) {
+        let (status, _, body) = http(
+            self.addr,
+            "POST",
+            "/api/v1/ingest",
+            &[
+                ("Authorization", &format!("Bearer {TOKEN}")),
+                ("Content-Type", "application/json"),
+            ],
+            ticks.to_string().as_bytes(),
+        )
+        .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Ingests `n` ticks of `symbol` with prices 1, 2, 3, ... offset by `base`.
+    pub async fn ingest_n(&self, symbol: &str, n: usize, base: f64) {
+        let ticks: Vec<Value> = (0..n)
+            .map(|i| json!({"symbol": symbol, "price": base + i as f64 + 1.0, "size": 1, "side": "buy"}))
+            .collect();
+        let (status, body) = self.ingest(Value::Array(ticks)).await;
+        assert_eq!(status, 202, "ingest failed: {body}");
+    }
+
+    /// Waits until the channel has published `seq` (ingest is asynchronous).
+    pub async fn wait_seq(&self, symbol: &str, seq: u64) {
+        let shared = &self.server().shared;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(id) = shared.symbols.get(symbol) {
+                let ch = tickcast::model::ChannelId {
+                    kind: tickcast::model::Kind::Ticks,
+                    symbol: id,
+                };
+                if shared.hub.last_seq(ch) >= seq {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{symbol} never reached seq {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shared.shutdown.cancel();
+        }
+    }
+}
+
+/// What a client read: an event object, or the close.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Got {
+    Event(Value),
+    Closed(Option<CloseCode>, String),
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pending: VecDeque<Value>,
+    pub frames: usize,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client {
+            ws,
+            pending: VecDeque::new(),
+            frames: 0,
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        let _ = self.ws.send(msg).await;
+    }
+
+    /// The next event or close, within `WAIT`.
+    pub async fn next(&mut self) -> Got {
+        self.next_within(WAIT)
+            .await
+            .expect("nothing arrived in time")
+    }
+
+    /// The next event or close, or `None` if nothing came within `d`.
+    pub async fn next_within(&mut self, d: Duration) -> Option<Got> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(Got::Event(v));
+        }
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) => return Some(Got::Closed(None, "eof".into())),
+                Ok(Some(Err(e))) => return Some(Got::Closed(None, e.to_string())),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => {
+                    self.frames += 1;
+                    match serde_json::from_str::<Value>(&t).expect("server sends JSON") {
+                        Value::Array(items) => {
+                            assert!(!items.is_empty(), "empty batch frame");
+                            self.pending.extend(items);
+                        }
+                        v => self.pending.push_back(v),
+                    }
+                    return self.pending.pop_front().map(Got::Event);
+                }
+                Message::Close(f) => {
+                    return Some(match f {
+                        Some(f) => Got::Closed(Some(f.code), f.reason.to_string()),
+                        None => Got::Closed(None, String::new()),
+                    });
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next event object (panics on close).
+    pub async fn event(&mut self) -> Value {
+        match self.next().await {
+            Got::Event(v) => v,
+            Got::Closed(code, reason) => {
+                panic!("closed ({code:?}, {reason}) while waiting for an event")
+            }
+        }
+    }
+
+    /// The next event of `type`, skipping others.
+    pub async fn event_of(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.event().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code.
+    pub async fn closed(&mut self) -> Option<CloseCode> {
+        loop {
+            if let Got::Closed(code, _) = self.next().await {
+                return code;
+            }
+        }
+    }
+
+    /// Subscribes and checks the ack.
+    pub async fn subscribe(&mut self, req: Value) -> Value {
+        self.send(req).await;
+        let ack = self.event().await;
+        assert_eq!(ack["type"], "ack", "expected ack, got {ack}");
+        ack
+    }
+
+    /// True when no event arrives within `d`.
+    pub async fn silent_for(&mut self, d: Duration) -> bool {
+        match self.next_within(d).await {
+            None => true,
+            Some(got) => {
+                eprintln!("unexpected: {got:?}");
+                false
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, headers, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Resident set size of this process in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
