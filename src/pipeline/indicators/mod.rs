@@ -418,6 +418,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg(debug_assertions)]
+    fn leaf_updates_assert_valid_input_in_debug_builds() {
+        use std::panic::catch_unwind;
+        assert!(catch_unwind(|| Sma::new(3).map(|mut i| i.update(f64::NAN))).is_err());
+        assert!(catch_unwind(|| Ema::new(3).map(|mut i| i.update(0.0))).is_err());
+        assert!(catch_unwind(|| Rsi::new(3).map(|mut i| i.update(-1.0))).is_err());
+        assert!(catch_unwind(|| Volatility::new(3).map(|mut i| i.update(f64::INFINITY))).is_err());
+        assert!(catch_unwind(|| Vwap::new().update(1.0, -1.0)).is_err());
+    }
+
+    #[test]
     fn set_rejects_invalid_input_without_touching_state() {
         let mut set = IndicatorSet::new(IndicatorConfig {
             sma: 1,

@@ -5,7 +5,7 @@
 //!
 //! Cost: O(1) per update. A ring buffer holds the last n values; a Neumaier-compensated running
 //! sum adds the new value and subtracts the evicted one, so rounding error does not grow with the
-//! number of updates (see [`super::CompensatedSum`]).
+//! number of updates (see `CompensatedSum` in the parent module).
 //!
 //! Input: finite, strictly positive values ([`super::valid_price`]); `update` `debug_assert!`s it
 //! and the caller must reject anything else.

@@ -5,7 +5,7 @@
 //! the cumulative size is > 0, so zero-size ticks alone never produce a number.
 //!
 //! Cost: O(1) per update and O(1) memory. Both sums are Neumaier-compensated
-//! ([`super::CompensatedSum`]) because a session can hold millions of ticks.
+//! (`CompensatedSum` in the parent module) because a session can hold millions of ticks.
 //!
 //! Input: finite, strictly positive prices ([`super::valid_price`]) and finite, non-negative sizes
 //! ([`super::valid_size`]); `update` `debug_assert!`s both and the caller must reject anything
