@@ -1,0 +1,451 @@
+//! Incremental technical indicators for the per-second batching pipeline.
+//!
+//! Every indicator here is a small state machine fed one value at a time: `update` costs O(1)
+//! (a ring buffer of the window plus running sums, never a pass over the window on the hot path)
+//! and `value()` is `None` until the indicator has seen enough input. No indicator ever reports a
+//! made-up number during warm-up.
+//!
+//! | indicator | fed with | warm-up | file |
+//! | --- | --- | --- | --- |
+//! | SMA(n) | bar closes | n closes | [`sma`] |
+//! | EMA(n), SMA-seeded | bar closes | n closes | [`ema`] |
+//! | RSI(n), Wilder | bar closes | n + 1 closes | [`rsi`] |
+//! | Volatility(n), sample std of log returns | bar closes | n closes | [`volatility`] |
+//! | VWAP, session | ticks (price, size) | first tick with size > 0 | [`vwap`] |
+//!
+//! The exact convention of each indicator is written in its own module doc.
+//!
+//! [`IndicatorSet`] bundles one of each for a symbol: the pipeline calls
+//! [`IndicatorSet::on_tick`] for every trade, [`IndicatorSet::on_bar_close`] for every closed bar
+//! and [`IndicatorSet::snapshot`] once a second.
+//!
+//! # Input contract
+//! Prices must be finite and strictly positive, sizes finite and non-negative ([`valid_price`],
+//! [`valid_size`]). The single-indicator `update` methods `debug_assert!` this and leave the
+//! rejection to the caller: one NaN would otherwise poison a running sum for a whole window (EMA and
+//! VWAP: forever). [`IndicatorSet`] is the boundary the pipeline talks to, so it checks and skips
+//! invalid input itself and reports it by returning `false`.
+
+pub mod ema;
+pub mod rsi;
+pub mod sma;
+pub mod volatility;
+pub mod vwap;
+
+use std::fmt;
+
+pub use ema::Ema;
+pub use rsi::Rsi;
+pub use sma::Sma;
+pub use volatility::Volatility;
+pub use vwap::Vwap;
+
+/// Default SMA period (`sma_20` on the wire).
+pub const DEFAULT_SMA_PERIOD: usize = 20;
+/// Default EMA period (`ema_20` on the wire).
+pub const DEFAULT_EMA_PERIOD: usize = 20;
+/// Default RSI period (`rsi_14` on the wire).
+pub const DEFAULT_RSI_PERIOD: usize = 14;
+/// Default volatility window, in prices (`volatility` on the wire).
+pub const DEFAULT_VOLATILITY_PERIOD: usize = 20;
+
+/// True for a price the indicators accept: finite and strictly positive.
+pub fn valid_price(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+/// True for a trade size the indicators accept: finite and non-negative.
+pub fn valid_size(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
+}
+
+/// An indicator period below the indicator's minimum (for example SMA(0), or a volatility window
+/// of 2 prices, which holds a single return and has no sample standard deviation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidPeriod {
+    /// Which indicator rejected the period, e.g. `"sma"`.
+    pub indicator: &'static str,
+    /// The period that was asked for.
+    pub period: usize,
+    /// The smallest period that indicator accepts.
+    pub min: usize,
+}
+
+impl fmt::Display for InvalidPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} period must be at least {}, got {}",
+            self.indicator, self.min, self.period
+        )
+    }
+}
+
+impl std::error::Error for InvalidPeriod {}
+
+/// Checks `period >= min` for the named indicator.
+fn check_period(indicator: &'static str, period: usize, min: usize) -> Result<(), InvalidPeriod> {
+    if period >= min {
+        Ok(())
+    } else {
+        Err(InvalidPeriod {
+            indicator,
+            period,
+            min,
+        })
+    }
+}
+
+/// A running sum with Neumaier compensation (an improved Kahan summation).
+///
+/// The sliding-window and session sums add and subtract values for as long as the process runs;
+/// plain `f64` addition would let rounding error grow with the number of updates. The
+/// compensation term carries the low-order bits lost by each addition, so the error stays at a
+/// few ulps of the sum instead of growing with its history.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CompensatedSum {
+    /// The naive running sum.
+    sum: f64,
+    /// Accumulated rounding error of `sum`, added back on read.
+    comp: f64,
+}
+
+// === impl CompensatedSum ===
+
+impl CompensatedSum {
+    pub(crate) fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.comp += (self.sum - t) + x;
+        } else {
+            self.comp += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub(crate) fn value(&self) -> f64 {
+        self.sum + self.comp
+    }
+}
+
+/// Periods of the indicators in an [`IndicatorSet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndicatorConfig {
+    /// SMA window, in bar closes (min 1).
+    pub sma: usize,
+    /// EMA period, in bar closes (min 1).
+    pub ema: usize,
+    /// RSI period, in price changes (min 1).
+    pub rsi: usize,
+    /// Volatility window, in bar closes (min 3: two returns are the least a sample std needs).
+    pub volatility: usize,
+}
+
+impl Default for IndicatorConfig {
+    fn default() -> Self {
+        Self {
+            sma: DEFAULT_SMA_PERIOD,
+            ema: DEFAULT_EMA_PERIOD,
+            rsi: DEFAULT_RSI_PERIOD,
+            volatility: DEFAULT_VOLATILITY_PERIOD,
+        }
+    }
+}
+
+// === impl IndicatorConfig ===
+
+impl IndicatorConfig {
+    /// Checks every period against its indicator's minimum, so a bad config is refused at startup.
+    pub fn validate(&self) -> Result<(), InvalidPeriod> {
+        check_period("sma", self.sma, sma::MIN_PERIOD)?;
+        check_period("ema", self.ema, ema::MIN_PERIOD)?;
+        check_period("rsi", self.rsi, rsi::MIN_PERIOD)?;
+        check_period("volatility", self.volatility, volatility::MIN_PERIOD)
+    }
+}
+
+/// The latest value of every indicator of one symbol; `None` means "still warming up".
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct IndicatorValues {
+    /// SMA of the last `config.sma` closes.
+    pub sma: Option<f64>,
+    /// SMA-seeded EMA over closes.
+    pub ema: Option<f64>,
+    /// Wilder RSI over closes, in `[0, 100]`.
+    pub rsi: Option<f64>,
+    /// Sample standard deviation of the log returns between the last `config.volatility` closes
+    /// (per bar, not annualised).
+    pub volatility: Option<f64>,
+    /// Session VWAP over ticks.
+    pub vwap: Option<f64>,
+}
+
+/// All indicators of one symbol, as the pipeline worker owns them.
+#[derive(Clone, Debug)]
+pub struct IndicatorSet {
+    /// The periods this set was built with (for labelling output).
+    config: IndicatorConfig,
+    /// Fed with bar closes.
+    sma: Sma,
+    /// Fed with bar closes.
+    ema: Ema,
+    /// Fed with bar closes.
+    rsi: Rsi,
+    /// Fed with bar closes.
+    volatility: Volatility,
+    /// Fed with ticks; reset at session boundaries.
+    vwap: Vwap,
+}
+
+// === impl IndicatorSet ===
+
+impl IndicatorSet {
+    /// Builds a set with the given periods; fails if any period is below its minimum.
+    pub fn new(config: IndicatorConfig) -> Result<Self, InvalidPeriod> {
+        Ok(Self {
+            config,
+            sma: Sma::new(config.sma)?,
+            ema: Ema::new(config.ema)?,
+            rsi: Rsi::new(config.rsi)?,
+            volatility: Volatility::new(config.volatility)?,
+            vwap: Vwap::new(),
+        })
+    }
+
+    /// The periods this set was built with.
+    pub fn config(&self) -> IndicatorConfig {
+        self.config
+    }
+
+    /// Feeds one trade to the tick-based indicators (VWAP). Returns `false`, changing nothing, if
+    /// the price is not a [`valid_price`] or the size not a [`valid_size`].
+    pub fn on_tick(&mut self, price: f64, size: f64) -> bool {
+        if !valid_price(price) || !valid_size(size) {
+            return false;
+        }
+        self.vwap.update(price, size);
+        true
+    }
+
+    /// Feeds one closed bar's close to the bar-based indicators (SMA, EMA, RSI, volatility).
+    /// Returns `false`, changing nothing, if the close is not a [`valid_price`].
+    pub fn on_bar_close(&mut self, close: f64) -> bool {
+        if !valid_price(close) {
+            return false;
+        }
+        self.sma.update(close);
+        self.ema.update(close);
+        self.rsi.update(close);
+        self.volatility.update(close);
+        true
+    }
+
+    /// Starts a new VWAP session; the bar-based indicators keep their history.
+    pub fn reset_session(&mut self) {
+        self.vwap.reset();
+    }
+
+    /// The current value of every indicator.
+    pub fn snapshot(&self) -> IndicatorValues {
+        IndicatorValues {
+            sma: self.sma.value(),
+            ema: self.ema.value(),
+            rsi: self.rsi.value(),
+            volatility: self.volatility.value(),
+            vwap: self.vwap.value(),
+        }
+    }
+}
+
+/// Helpers shared by the indicator test modules: deterministic series and float comparison.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use proptest::prelude::*;
+
+    /// Relative tolerance every incremental value must meet against its from-scratch reference.
+    pub(crate) const REL_TOL: f64 = 1e-9;
+
+    /// `|a - b| <= tol * max(|a|, |b|)`, with exact equality required when both are zero.
+    pub(crate) fn close_rel(a: f64, b: f64, tol: f64) -> bool {
+        a == b || (a - b).abs() <= tol * a.abs().max(b.abs())
+    }
+
+    /// Asserts two optional values are both `None` or both `Some` and `close_rel`.
+    #[track_caller]
+    pub(crate) fn assert_close(got: Option<f64>, want: Option<f64>, tol: f64) {
+        match (got, want) {
+            (None, None) => {}
+            (Some(g), Some(w)) => assert!(close_rel(g, w, tol), "got {g}, want {w} (tol {tol})"),
+            _ => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    /// 200 deterministic prices around 100: a slow sine trend plus a faster wobble and a
+    /// quadratic-residue "noise" term, so gains, losses and flat steps all occur.
+    /// `p_i = 100 + 10 sin(i / 15) + 3 cos(i / 2.7) + ((i * i * 7919) mod 101) / 50 - 1`
+    pub(crate) fn series_200() -> Vec<f64> {
+        (0..200u64)
+            .map(|i| {
+                let t = i as f64;
+                let noise = ((i * i * 7919) % 101) as f64 / 50.0 - 1.0;
+                100.0 + 10.0 * (t / 15.0).sin() + 3.0 * (t / 2.7).cos() + noise
+            })
+            .collect()
+    }
+
+    /// Random positive finite price paths for property tests: a start price in `[0.01, 1e5]`
+    /// followed by multiplicative steps in `[0.5, 2]`, a third of them exactly flat (repeated
+    /// prices are common in real feeds and exercise the zero-change branches).
+    pub(crate) fn price_path(max_len: usize) -> impl Strategy<Value = Vec<f64>> {
+        let step = prop_oneof![1 => Just(1.0f64), 2 => 0.5f64..2.0];
+        (0.01f64..1e5, prop::collection::vec(step, 0..max_len)).prop_map(|(start, steps)| {
+            let mut prices = Vec::with_capacity(steps.len() + 1);
+            let mut p = start;
+            prices.push(p);
+            for s in steps {
+                p *= s;
+                prices.push(p);
+            }
+            prices
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn valid_inputs() {
+        for (x, price, size) in [
+            (1.0, true, true),
+            (0.0, false, true),
+            (-0.0, false, true),
+            (-1.0, false, false),
+            (f64::NAN, false, false),
+            (f64::INFINITY, false, false),
+            (f64::NEG_INFINITY, false, false),
+            (f64::MIN_POSITIVE, true, true),
+            (f64::MAX, true, true),
+        ] {
+            assert_eq!(valid_price(x), price, "valid_price({x})");
+            assert_eq!(valid_size(x), size, "valid_size({x})");
+        }
+    }
+
+    #[test]
+    fn config_validation() {
+        assert_eq!(IndicatorConfig::default().validate(), Ok(()));
+        let min = IndicatorConfig {
+            sma: 1,
+            ema: 1,
+            rsi: 1,
+            volatility: 3,
+        };
+        assert_eq!(min.validate(), Ok(()));
+        assert!(IndicatorSet::new(min).is_ok());
+        for (cfg, indicator) in [
+            (IndicatorConfig { sma: 0, ..min }, "sma"),
+            (IndicatorConfig { ema: 0, ..min }, "ema"),
+            (IndicatorConfig { rsi: 0, ..min }, "rsi"),
+            (
+                IndicatorConfig {
+                    volatility: 2,
+                    ..min
+                },
+                "volatility",
+            ),
+        ] {
+            let err = cfg.validate().expect_err("period below minimum");
+            assert_eq!(err.indicator, indicator);
+            assert_eq!(IndicatorSet::new(cfg).err(), Some(err));
+            assert!(err.to_string().starts_with(indicator));
+        }
+    }
+
+    #[test]
+    fn compensated_sum_survives_cancellation() {
+        // 1e16 + 1 - 1e16 is 0 in plain f64 (1 is below half an ulp of 1e16); compensated it is 1.
+        let mut s = CompensatedSum::default();
+        for x in [1e16, 1.0, -1e16] {
+            s.add(x);
+        }
+        assert_eq!(s.value(), 1.0);
+    }
+
+    #[test]
+    fn set_warms_up_and_matches_single_indicators() {
+        let cfg = IndicatorConfig::default();
+        let mut set = IndicatorSet::new(cfg).expect("default config is valid");
+        assert_eq!(set.snapshot(), IndicatorValues::default());
+        let (mut sma, mut ema, mut rsi, mut vol, mut vwap) = (
+            Sma::new(cfg.sma).expect("valid"),
+            Ema::new(cfg.ema).expect("valid"),
+            Rsi::new(cfg.rsi).expect("valid"),
+            Volatility::new(cfg.volatility).expect("valid"),
+            Vwap::new(),
+        );
+        for (i, &p) in series_200().iter().enumerate() {
+            let size = (i % 7) as f64 * 10.0;
+            assert!(set.on_tick(p, size));
+            assert!(set.on_bar_close(p));
+            sma.update(p);
+            ema.update(p);
+            rsi.update(p);
+            vol.update(p);
+            vwap.update(p, size);
+            let snap = set.snapshot();
+            assert_eq!(snap.sma, sma.value());
+            assert_eq!(snap.ema, ema.value());
+            assert_eq!(snap.rsi, rsi.value());
+            assert_eq!(snap.volatility, vol.value());
+            assert_eq!(snap.vwap, vwap.value());
+            // Warm-up boundaries of the default periods (i is 0-based).
+            assert_eq!(snap.sma.is_some(), i + 1 >= 20);
+            assert_eq!(snap.ema.is_some(), i + 1 >= 20);
+            assert_eq!(snap.rsi.is_some(), i + 1 >= 15);
+            assert_eq!(snap.volatility.is_some(), i + 1 >= 20);
+            assert_eq!(snap.vwap.is_some(), i >= 1); // the first tick has size 0
+        }
+        set.reset_session();
+        let snap = set.snapshot();
+        assert_eq!(snap.vwap, None);
+        assert!(
+            snap.sma.is_some() && snap.rsi.is_some(),
+            "bar history survives a session reset"
+        );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn leaf_updates_assert_valid_input_in_debug_builds() {
+        use std::panic::catch_unwind;
+        assert!(catch_unwind(|| Sma::new(3).map(|mut i| i.update(f64::NAN))).is_err());
+        assert!(catch_unwind(|| Ema::new(3).map(|mut i| i.update(0.0))).is_err());
+        assert!(catch_unwind(|| Rsi::new(3).map(|mut i| i.update(-1.0))).is_err());
+        assert!(catch_unwind(|| Volatility::new(3).map(|mut i| i.update(f64::INFINITY))).is_err());
+        assert!(catch_unwind(|| Vwap::new().update(1.0, -1.0)).is_err());
+    }
+
+    #[test]
+    fn set_rejects_invalid_input_without_touching_state() {
+        let mut set = IndicatorSet::new(IndicatorConfig {
+            sma: 1,
+            ema: 1,
+            rsi: 1,
+            volatility: 3,
+        })
+        .expect("valid");
+        assert!(set.on_tick(10.0, 2.0));
+        assert!(set.on_bar_close(10.0));
+        let before = set.snapshot();
+        for bad in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            assert!(!set.on_bar_close(bad));
+            assert!(!set.on_tick(bad, 1.0));
+        }
+        assert!(!set.on_tick(10.0, f64::NAN));
+        assert!(!set.on_tick(10.0, -1.0));
+        assert_eq!(set.snapshot(), before);
+    }
+}
