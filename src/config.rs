@@ -50,6 +50,7 @@ pub struct Config {
     pub feeds: FeedsConfig,
     pub ring: RingConfig,
     pub ws: WsConfig,
+    pub pipeline: crate::pipeline::PipelineConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +156,7 @@ pub struct WsConfig {
     pub max_throttle_ms: u64,
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
+    pub socket_send_buffer_bytes: usize,
 }
 
 /// Milliseconds as a `Duration`.
@@ -366,6 +368,21 @@ impl Config {
             "ws.write_buffer_bytes",
             "must be at least 256",
         )?;
+        let p = &self.pipeline;
+        check(
+            p.interval_ms >= 10,
+            "pipeline.interval_ms",
+            "must be at least 10",
+        )?;
+        check(
+            p.close_delay_ms < p.interval_ms,
+            "pipeline.close_delay_ms",
+            "must be below pipeline.interval_ms",
+        )?;
+        if let Err(e) = p.indicators().validate() {
+            let key = format!("pipeline.{}_period", e.indicator);
+            return Err(ConfigError::key(&key, e.to_string()));
+        }
         Ok(())
     }
 }

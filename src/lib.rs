@@ -5,15 +5,18 @@
 //!   into validated ticks;
 //! - [`ingest`]: assigns each channel's `seq` once and encodes each event once;
 //! - [`ring`]: per-channel history for snapshots, resume and the pipeline;
+//! - [`pipeline`], [`bars`]: per-second OHLCV bars and indicators on a crossbeam worker pool;
 //! - [`rooms`]: subscriptions and fan-out into bounded per-connection queues;
 //! - [`ws`]: the WebSocket protocol and sessions; [`api`]: HTTP routes and errors;
 //! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
 
 pub mod api;
+pub mod bars;
 pub mod config;
 pub mod feed;
 pub mod ingest;
 pub mod model;
+pub mod pipeline;
 pub mod ring;
 pub mod rooms;
 pub mod server;

@@ -130,13 +130,19 @@ pub struct BarEvent {
     pub is_final: bool,
 }
 
-/// Latest indicator values for one symbol; `None` before warm-up.
+/// The latest value of every indicator of one symbol; `None` means "still warming up".
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IndicatorValues {
+    /// SMA of the last `sma` closes.
     pub sma: Option<f64>,
+    /// SMA-seeded EMA over closes.
     pub ema: Option<f64>,
+    /// Wilder RSI over closes, in `[0, 100]`.
     pub rsi: Option<f64>,
+    /// Sample standard deviation of the log returns between the last `volatility` closes (per
+    /// bar, not annualised).
     pub volatility: Option<f64>,
+    /// Session VWAP over ticks.
     pub vwap: Option<f64>,
 }
 

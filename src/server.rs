@@ -16,9 +16,9 @@ use crate::config::{Config, ms};
 use crate::feed::{Feed, FeedContext, SyntheticFeed};
 use crate::ingest::{Ingest, IngestHandle};
 use crate::model::Symbols;
+use crate::pipeline::{LatestIndicators, Pipeline};
 use crate::rooms::{Hub, HubConfig};
 use crate::telemetry::metrics::Metrics;
-use crate::ws::protocol::IndicatorPeriods;
 
 /// State shared by every request handler and session.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub ingest: IngestHandle,
     pub metrics: Arc<Metrics>,
+    /// Latest indicator values per symbol, written once per pipeline batch.
+    pub indicators: Arc<LatestIndicators>,
     /// Every WebSocket session, so shutdown can wait for them.
     pub sessions: TaskTracker,
     /// Cancelled when sockets must close (1001) and HTTP must stop.
@@ -63,6 +65,7 @@ pub struct Server {
     feeds_stop: CancellationToken,
     feeds: Vec<JoinHandle<()>>,
     ingest_thread: Option<std::thread::JoinHandle<()>>,
+    pipeline: Option<Pipeline>,
     http: JoinHandle<()>,
 }
 
@@ -82,7 +85,7 @@ impl Server {
             symbols.clone(),
             hub.clone(),
             metrics.clone(),
-            IndicatorPeriods::default(),
+            config.pipeline.periods(),
         );
 
         let mut feeds: Vec<Box<dyn Feed>> = Vec::new();
@@ -107,6 +110,24 @@ impl Server {
             source,
         })?;
 
+        let indicators = Arc::new(LatestIndicators::default());
+        let pipeline = if config.pipeline.enabled {
+            let p = Pipeline::start(
+                config.pipeline.clone(),
+                hub.clone(),
+                ingest_handle.clone(),
+                indicators.clone(),
+                metrics.clone(),
+            )
+            .map_err(|source| ServerError::Spawn {
+                what: "pipeline",
+                source,
+            })?;
+            Some(p)
+        } else {
+            None
+        };
+
         let shared = Arc::new(Shared {
             conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
             config,
@@ -114,6 +135,7 @@ impl Server {
             hub,
             ingest: ingest_handle.clone(),
             metrics: metrics.clone(),
+            indicators,
             sessions: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -139,9 +161,15 @@ impl Server {
 
         let router = crate::api::router(shared.clone());
         let stop_http = shared.shutdown.clone();
-        let listener = listener.tap_io(|tcp| {
+        let send_buffer = shared.config.ws.socket_send_buffer_bytes;
+        let listener = listener.tap_io(move |tcp| {
             // Small frames must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
+            // A bounded kernel send buffer bounds what a stalled peer can pin in kernel memory,
+            // and makes a stall visible to the writer (and so to the 1013 logic) sooner.
+            if send_buffer > 0 {
+                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+            }
         });
         let http = tokio::spawn(async move {
             let serve =
@@ -157,11 +185,12 @@ impl Server {
             feeds_stop,
             feeds,
             ingest_thread: Some(ingest_thread),
+            pipeline,
             http,
         })
     }
 
-    /// Graceful stop: feeds end, ingest publishes what it holds, every socket gets what was
+    /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it holds, every socket gets what was
     /// queued for it and a 1001 close, then HTTP stops. Bounded by `server.shutdown_grace_ms`.
     pub async fn shutdown(mut self) {
         let grace = ms(self.shared.config.server.shutdown_grace_ms);
@@ -169,6 +198,10 @@ impl Server {
         self.feeds_stop.cancel();
         for feed in self.feeds.drain(..) {
             let _ = tokio::time::timeout(grace, feed).await;
+        }
+        if let Some(p) = self.pipeline.take() {
+            let _ =
+                tokio::time::timeout(grace, tokio::task::spawn_blocking(move || p.stop())).await;
         }
         self.shared.ingest.stop().await;
         if let Some(thread) = self.ingest_thread.take() {

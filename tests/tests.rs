@@ -5,5 +5,6 @@ mod util;
 
 mod config;
 mod ingest_http;
+mod pipeline;
 mod shutdown;
 mod ws;

@@ -354,6 +354,47 @@ impl Hub {
         }
     }
 
+    /// New ticks of every symbol since the caller's cursors, under one lock acquisition; the
+    /// cursors advance. Returns (symbol, ticks, ticks lost to ring eviction).
+    pub fn take_new_ticks(
+        &self,
+        cursors: &mut HashMap<SymbolId, u64>,
+    ) -> Vec<(SymbolId, Vec<Tick>, u64)> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for &symbol in &st.by_kind[Kind::Ticks.index()] {
+            let ch = ChannelId {
+                kind: Kind::Ticks,
+                symbol,
+            };
+            let Some(channel) = st.channels.get(&ch) else {
+                continue;
+            };
+            let cursor = cursors.entry(symbol).or_insert(0);
+            if channel.ring.last_seq() == *cursor {
+                continue;
+            }
+            let (events, missed) = channel.ring.since(*cursor);
+            let ticks: Vec<Tick> = events
+                .filter_map(|e| match e.payload {
+                    crate::model::Payload::Tick(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            *cursor = channel.ring.last_seq();
+            out.push((symbol, ticks, missed));
+        }
+        out
+    }
+
+    /// The newest event of a channel.
+    pub fn latest(&self, ch: ChannelId) -> Option<Event> {
+        self.lock()
+            .channels
+            .get(&ch)
+            .and_then(|c| c.ring.latest().cloned())
+    }
+
     /// `seq` of the newest event of `ch` (0 when it has none).
     pub fn last_seq(&self, ch: ChannelId) -> u64 {
         self.lock()

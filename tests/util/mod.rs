@@ -148,6 +148,22 @@ impl Client {
         }
     }
 
+    /// Connects over a socket with a small kernel receive buffer (a slow reader's pipe fills
+    /// quickly).
+    pub async fn connect_with_recv_buffer(url: &str, addr: SocketAddr, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = socket.connect(addr).await.expect("tcp connects");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket handshake");
+        Client {
+            ws,
+            pending: VecDeque::new(),
+            frames: 0,
+        }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.send_text(&v.to_string()).await;
     }

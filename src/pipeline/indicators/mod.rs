@@ -164,21 +164,8 @@ impl IndicatorConfig {
     }
 }
 
-/// The latest value of every indicator of one symbol; `None` means "still warming up".
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct IndicatorValues {
-    /// SMA of the last `config.sma` closes.
-    pub sma: Option<f64>,
-    /// SMA-seeded EMA over closes.
-    pub ema: Option<f64>,
-    /// Wilder RSI over closes, in `[0, 100]`.
-    pub rsi: Option<f64>,
-    /// Sample standard deviation of the log returns between the last `config.volatility` closes
-    /// (per bar, not annualised).
-    pub volatility: Option<f64>,
-    /// Session VWAP over ticks.
-    pub vwap: Option<f64>,
-}
+/// The latest value of every indicator of one symbol (shared with the wire layer).
+pub use crate::model::IndicatorValues;
 
 /// All indicators of one symbol, as the pipeline worker owns them.
 #[derive(Clone, Debug)]

@@ -1,0 +1,78 @@
+//! The indicator batch: 10,000 symbols with 100 ticks each per second, through the worker pool
+//! (bars, indicators, output), as the coordinator runs it once a second.
+//!
+//! `cargo bench --bench pipeline`
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use tickcast::model::{Side, SymbolId, Tick};
+use tickcast::pipeline::IndicatorConfig;
+use tickcast::pipeline::worker::{BatchClock, SymbolTicks, WorkerPool};
+
+const SYMBOLS: u32 = 10_000;
+const TICKS_PER_SYMBOL: usize = 100;
+
+/// One second of ticks for every symbol, exchange times spread over second `s`.
+fn second_of_ticks(s: i64) -> Vec<SymbolTicks> {
+    (0..SYMBOLS)
+        .map(|sym| SymbolTicks {
+            symbol: SymbolId(sym),
+            ticks: (0..TICKS_PER_SYMBOL)
+                .map(|i| Tick {
+                    symbol: SymbolId(sym),
+                    price: 100.0 + ((s as f64 + i as f64 * 0.37 + sym as f64).sin()),
+                    size: 1.0 + (i % 7) as f64,
+                    side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+                    exchange_ts: (s * 1000 + (i as i64 * 10)) * 1_000_000,
+                    ts: 0,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn pipeline(c: &mut Criterion) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = WorkerPool::new(workers, IndicatorConfig::default()).expect("pool starts");
+    let mut g = c.benchmark_group("pipeline_batch");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(
+        SYMBOLS as u64 * TICKS_PER_SYMBOL as u64,
+    ));
+    let mut second = 1_700_000_000i64;
+    // Warm the pool up past indicator warm-up, so the measured batches do all the work.
+    for _ in 0..25 {
+        second += 1;
+        pool.run_batch(
+            second_of_ticks(second),
+            BatchClock {
+                close_until_ms: second * 1000,
+                partial_bars: true,
+            },
+        );
+    }
+    g.bench_function(
+        format!("{SYMBOLS}_symbols_x_{TICKS_PER_SYMBOL}_ticks_{workers}_workers"),
+        |b| {
+            b.iter_batched(
+                || {
+                    second += 1;
+                    (second_of_ticks(second), second)
+                },
+                |(work, s)| {
+                    pool.run_batch(
+                        work,
+                        BatchClock {
+                            close_until_ms: s * 1000,
+                            partial_bars: true,
+                        },
+                    )
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

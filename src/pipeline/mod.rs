@@ -1,0 +1,242 @@
+//! The batching pipeline: every `pipeline.interval_ms` (aligned to wall-clock boundaries), take
+//! each symbol's new ticks from its ring, update 1 s / 1 m bars and indicators on the worker
+//! pool, and publish the results through ingest (which assigns their `seq`).
+//!
+//! A coordinator thread drives batches; it never touches the async runtime. A batch that starts
+//! late or overruns its interval is logged and counted (`tickcast_pipeline_late_batches_total`),
+//! never skipped: the next batch takes every tick since the last one and closes every bar that
+//! ended in between.
+
+pub mod indicators;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use serde::Deserialize;
+
+use crate::ingest::IngestHandle;
+use crate::model::{IndicatorValues, SymbolId, now_ns};
+use crate::rooms::Hub;
+use crate::telemetry::metrics::Metrics;
+use crate::ws::protocol::IndicatorPeriods;
+pub use indicators::IndicatorConfig;
+use worker::{BatchClock, SymbolTicks, WorkerPool};
+
+/// `[pipeline]` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Bars close this long after their end, so ticks in transit are not counted late.
+    pub close_delay_ms: u64,
+    /// Publish the 1 m bar in progress every batch with `"final": false`.
+    pub partial_bars: bool,
+    pub sma_period: usize,
+    pub ema_period: usize,
+    pub rsi_period: usize,
+    pub volatility_period: usize,
+}
+
+impl PipelineConfig {
+    pub fn indicators(&self) -> IndicatorConfig {
+        IndicatorConfig {
+            sma: self.sma_period,
+            ema: self.ema_period,
+            rsi: self.rsi_period,
+            volatility: self.volatility_period,
+        }
+    }
+
+    pub fn periods(&self) -> IndicatorPeriods {
+        IndicatorPeriods {
+            sma: self.sma_period,
+            ema: self.ema_period,
+            rsi: self.rsi_period,
+        }
+    }
+
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// The latest indicator values per symbol, for REST: one write lock per batch, reads never wait
+/// on the pipeline's computation.
+#[derive(Debug, Default)]
+pub struct LatestIndicators {
+    values: RwLock<HashMap<SymbolId, (IndicatorValues, i64)>>,
+    /// Wall-clock ms of the last finished batch (0 before the first).
+    last_batch_ms: AtomicI64,
+}
+
+impl LatestIndicators {
+    /// Values and the ns timestamp at which they were computed.
+    pub fn get(&self, symbol: SymbolId) -> Option<(IndicatorValues, i64)> {
+        self.values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&symbol)
+            .copied()
+    }
+
+    /// When the last batch finished (ms since the epoch), if one did.
+    pub fn last_batch_ms(&self) -> Option<i64> {
+        match self.last_batch_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    fn store(&self, latest: &[(SymbolId, IndicatorValues)], ts: i64) {
+        let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
+        for (s, v) in latest {
+            map.insert(*s, (*v, ts));
+        }
+        drop(map);
+        self.last_batch_ms.store(ts / 1_000_000, Ordering::Relaxed);
+    }
+}
+
+/// The running pipeline; dropping [`Pipeline::stop`]'s result waits for it.
+pub struct Pipeline {
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start(
+        config: PipelineConfig,
+        hub: Arc<Hub>,
+        ingest: IngestHandle,
+        latest: Arc<LatestIndicators>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Pipeline> {
+        let pool = WorkerPool::new(config.worker_count(), config.indicators())?;
+        let (stop, stopped) = bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("tickcast-pipeline".into())
+            .spawn(move || {
+                Coordinator {
+                    config,
+                    hub,
+                    ingest,
+                    latest,
+                    metrics,
+                    pool,
+                    cursors: HashMap::new(),
+                }
+                .run(stopped)
+            })?;
+        Ok(Pipeline {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after the batch in progress (blocking; call from a blocking context).
+    pub fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Coordinator {
+    config: PipelineConfig,
+    hub: Arc<Hub>,
+    ingest: IngestHandle,
+    latest: Arc<LatestIndicators>,
+    metrics: Arc<Metrics>,
+    pool: WorkerPool,
+    /// Last tick `seq` consumed per symbol.
+    cursors: HashMap<SymbolId, u64>,
+}
+
+impl Coordinator {
+    fn run(mut self, stopped: Receiver<()>) {
+        let interval = self.config.interval_ms.max(1) as i64;
+        let delay = self.config.close_delay_ms as i64;
+        tracing::info!(
+            workers = self.pool.workers(),
+            interval_ms = interval,
+            "pipeline started"
+        );
+        loop {
+            let now_ms = now_ns() / 1_000_000;
+            // Next boundary plus the close delay.
+            let due = (now_ms - delay).div_euclid(interval) * interval + interval + delay;
+            let wait = Duration::from_millis((due - now_ms).max(0) as u64);
+            match stopped.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let started_ms = now_ns() / 1_000_000;
+            if started_ms - due > interval / 2 {
+                self.metrics
+                    .pipeline_late_batches
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(late_ms = started_ms - due, "pipeline batch started late");
+            }
+            if !self.batch(started_ms - delay) {
+                break;
+            }
+        }
+        tracing::info!("pipeline stopped");
+    }
+
+    /// One batch; false when ingest is gone.
+    fn batch(&mut self, close_until_ms: i64) -> bool {
+        let started = Instant::now();
+        let taken = self.hub.take_new_ticks(&mut self.cursors);
+        let mut work = Vec::with_capacity(taken.len());
+        for (symbol, ticks, missed) in taken {
+            if missed > 0 {
+                self.metrics
+                    .pipeline_missed_ticks
+                    .fetch_add(missed, Ordering::Relaxed);
+                tracing::warn!(
+                    symbol = symbol.0,
+                    missed,
+                    "ticks evicted before the pipeline read them"
+                );
+            }
+            work.push(SymbolTicks { symbol, ticks });
+        }
+        let clock = BatchClock {
+            close_until_ms,
+            partial_bars: self.config.partial_bars,
+        };
+        let out = self.pool.run_batch(work, clock);
+        self.metrics
+            .pipeline_late_ticks
+            .fetch_add(out.late_ticks, Ordering::Relaxed);
+        self.latest.store(&out.latest, now_ns());
+        let elapsed = started.elapsed();
+        self.metrics.pipeline_batch_seconds.observe(elapsed);
+        self.metrics
+            .pipeline_batches
+            .fetch_add(1, Ordering::Relaxed);
+        if elapsed > Duration::from_millis(self.config.interval_ms) {
+            self.metrics
+                .pipeline_late_batches
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                took_ms = elapsed.as_millis() as u64,
+                "pipeline batch overran its interval"
+            );
+        }
+        self.ingest.send_derived_blocking(out.derived).is_ok()
+    }
+}

@@ -1,0 +1,356 @@
+//! The pipeline's worker pool: N OS threads fed by `crossbeam-channel`, each owning the bar and
+//! indicator state of the symbols sharded to it (`symbol id % N`), so no state is shared or
+//! locked. No rayon: the pool is small, long-lived and its threads are named.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use super::indicators::{IndicatorConfig, IndicatorSet};
+use crate::bars::{Bar, BarBuilder};
+use crate::ingest::Derived;
+use crate::model::{BarEvent, IndicatorValues, Kind, SymbolId, Tick};
+
+/// One symbol's new ticks for a batch.
+#[derive(Debug, Clone)]
+pub struct SymbolTicks {
+    pub symbol: SymbolId,
+    pub ticks: Vec<Tick>,
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    /// Bars and indicators in publish order per symbol.
+    pub derived: Vec<Derived>,
+    /// Latest indicator values of every symbol the batch touched.
+    pub latest: Vec<(SymbolId, IndicatorValues)>,
+    /// Ticks whose exchange time fell in an already closed bar.
+    pub late_ticks: u64,
+}
+
+/// Per-batch parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchClock {
+    /// Bars ending at or before this wall-clock time (ms) close.
+    pub close_until_ms: i64,
+    /// Send the 1 m bar in progress as `"final": false`.
+    pub partial_bars: bool,
+}
+
+/// All pipeline state of one symbol.
+#[derive(Debug)]
+pub struct SymbolState {
+    bars_1s: BarBuilder,
+    bars_1m: BarBuilder,
+    indicators: IndicatorSet,
+    /// UTC day (days since the epoch) of the VWAP session.
+    session_day: i64,
+    late_seen: u64,
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+impl SymbolState {
+    pub fn new(config: IndicatorConfig) -> Result<Self, super::indicators::InvalidPeriod> {
+        Ok(Self {
+            // 1 s and 1 min are valid intervals by construction.
+            bars_1s: BarBuilder::new(1_000).map_err(|_| super::indicators::InvalidPeriod {
+                indicator: "bars",
+                period: 1_000,
+                min: 1,
+            })?,
+            bars_1m: BarBuilder::new(60_000).map_err(|_| super::indicators::InvalidPeriod {
+                indicator: "bars",
+                period: 60_000,
+                min: 1,
+            })?,
+            indicators: IndicatorSet::new(config)?,
+            session_day: i64::MIN,
+            late_seen: 0,
+        })
+    }
+
+    /// Folds a batch of ticks in and emits what closed, plus the indicators.
+    pub fn apply(
+        &mut self,
+        symbol: SymbolId,
+        ticks: &[Tick],
+        clock: BatchClock,
+        out: &mut BatchOutput,
+    ) {
+        for t in ticks {
+            let ts_ms = t.exchange_ts.div_euclid(1_000_000);
+            // VWAP is a session indicator: the session is the UTC day of the exchange time.
+            let day = ts_ms.div_euclid(MS_PER_DAY);
+            if day > self.session_day {
+                if self.session_day != i64::MIN {
+                    self.indicators.reset_session();
+                }
+                self.session_day = day;
+            }
+            self.bars_1s.on_trade(ts_ms, t.price, t.size);
+            self.bars_1m.on_trade(ts_ms, t.price, t.size);
+            self.indicators.on_tick(t.price, t.size);
+        }
+        for bar in self.bars_1s.close_until(clock.close_until_ms) {
+            self.indicators.on_bar_close(bar.close);
+            out.derived.push(Derived::Bar {
+                kind: Kind::Bars1s,
+                symbol,
+                bar: wire_bar(&bar, true),
+            });
+        }
+        for bar in self.bars_1m.close_until(clock.close_until_ms) {
+            out.derived.push(Derived::Bar {
+                kind: Kind::Bars1m,
+                symbol,
+                bar: wire_bar(&bar, true),
+            });
+        }
+        if clock.partial_bars
+            && !ticks.is_empty()
+            && let Some(bar) = self.bars_1m.current()
+        {
+            out.derived.push(Derived::Bar {
+                kind: Kind::Bars1m,
+                symbol,
+                bar: wire_bar(bar, false),
+            });
+        }
+        let values = self.indicators.snapshot();
+        out.derived.push(Derived::Indicators { symbol, values });
+        out.latest.push((symbol, values));
+        let late = self.bars_1s.late_ticks() + self.bars_1m.late_ticks();
+        out.late_ticks += late - self.late_seen;
+        self.late_seen = late;
+    }
+}
+
+fn wire_bar(b: &Bar, is_final: bool) -> BarEvent {
+    BarEvent {
+        start_ms: b.start_ms,
+        open: b.open,
+        high: b.high,
+        low: b.low,
+        close: b.close,
+        volume: b.volume,
+        trades: b.trades,
+        is_final,
+    }
+}
+
+enum Job {
+    Batch {
+        clock: BatchClock,
+        work: Vec<SymbolTicks>,
+        /// Symbols with state but no new ticks still get their indicators once a batch.
+        reply: Sender<BatchOutput>,
+    },
+}
+
+/// N worker threads with sharded per-symbol state.
+pub struct WorkerPool {
+    senders: Vec<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    pub fn new(workers: usize, config: IndicatorConfig) -> std::io::Result<WorkerPool> {
+        let workers = workers.max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            // Two batches in flight at most: the coordinator never runs far ahead.
+            let (tx, rx) = bounded::<Job>(2);
+            senders.push(tx);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("tickcast-pipeline-{i}"))
+                    .spawn(move || worker(rx, config))?,
+            );
+        }
+        Ok(WorkerPool { senders, threads })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Runs one batch across the pool and returns the merged output, in symbol-id order.
+    pub fn run_batch(&self, work: Vec<SymbolTicks>, clock: BatchClock) -> BatchOutput {
+        let n = self.senders.len();
+        let mut shards: Vec<Vec<SymbolTicks>> = (0..n).map(|_| Vec::new()).collect();
+        for w in work {
+            shards[w.symbol.0 as usize % n].push(w);
+        }
+        let (reply, results) = unbounded();
+        let mut sent = 0;
+        for (tx, work) in self.senders.iter().zip(shards) {
+            let job = Job::Batch {
+                clock,
+                work,
+                reply: reply.clone(),
+            };
+            if tx.send(job).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(reply);
+        let mut merged = BatchOutput::default();
+        for out in results.iter().take(sent) {
+            merged.derived.extend(out.derived);
+            merged.latest.extend(out.latest);
+            merged.late_ticks += out.late_ticks;
+        }
+        merged
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(rx: Receiver<Job>, config: IndicatorConfig) {
+    let mut states: HashMap<SymbolId, SymbolState> = HashMap::new();
+    for job in rx.iter() {
+        let Job::Batch { clock, work, reply } = job;
+        let mut out = BatchOutput::default();
+        let mut touched = std::collections::HashSet::with_capacity(work.len());
+        for w in &work {
+            touched.insert(w.symbol);
+            let state = match states.entry(w.symbol) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => match SymbolState::new(config) {
+                    Ok(s) => v.insert(s),
+                    Err(error) => {
+                        tracing::error!(%error, "invalid indicator config");
+                        continue;
+                    }
+                },
+            };
+            state.apply(w.symbol, &w.ticks, clock, &mut out);
+        }
+        // Quiet symbols still close their bars by the clock and report indicators.
+        for (symbol, state) in states.iter_mut() {
+            if !touched.contains(symbol) {
+                state.apply(*symbol, &[], clock, &mut out);
+            }
+        }
+        let _ = reply.send(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Side;
+
+    fn tick(sym: u32, ts_ms: i64, price: f64) -> Tick {
+        Tick {
+            symbol: SymbolId(sym),
+            price,
+            size: 2.0,
+            side: Side::Buy,
+            exchange_ts: ts_ms * 1_000_000,
+            ts: 0,
+        }
+    }
+
+    fn clock(ms: i64) -> BatchClock {
+        BatchClock {
+            close_until_ms: ms,
+            partial_bars: false,
+        }
+    }
+
+    #[test]
+    fn closes_bars_by_the_clock_and_feeds_indicators() {
+        let pool = WorkerPool::new(2, IndicatorConfig::default()).unwrap();
+        let work = vec![
+            SymbolTicks {
+                symbol: SymbolId(0),
+                ticks: vec![
+                    tick(0, 1_000, 10.0),
+                    tick(0, 1_500, 12.0),
+                    tick(0, 2_100, 11.0),
+                ],
+            },
+            SymbolTicks {
+                symbol: SymbolId(1),
+                ticks: vec![tick(1, 1_200, 5.0)],
+            },
+        ];
+        let out = pool.run_batch(work, clock(2_000));
+        let bars: Vec<(u32, i64, f64, f64, u64)> = out
+            .derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Bar {
+                    kind: Kind::Bars1s,
+                    symbol,
+                    bar,
+                } => Some((symbol.0, bar.start_ms, bar.open, bar.close, bar.trades)),
+                _ => None,
+            })
+            .collect();
+        let mut bars = bars;
+        bars.sort_by_key(|b| b.0);
+        assert_eq!(
+            bars,
+            vec![(0, 1_000, 10.0, 12.0, 2), (1, 1_000, 5.0, 5.0, 1)]
+        );
+        let vwap0 = out
+            .latest
+            .iter()
+            .find(|(s, _)| s.0 == 0)
+            .and_then(|(_, v)| v.vwap);
+        assert_eq!(vwap0, Some(11.0), "(10*2 + 12*2 + 11*2) / 6");
+        // Next batch with no ticks: the 2 s bar of symbol 0 closes by the clock.
+        let out = pool.run_batch(vec![], clock(3_000));
+        let closed: Vec<i64> = out
+            .derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Bar {
+                    kind: Kind::Bars1s,
+                    bar,
+                    ..
+                } => Some(bar.start_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, vec![2_000]);
+        assert_eq!(
+            out.latest.len(),
+            2,
+            "indicators once per batch for every known symbol"
+        );
+    }
+
+    #[test]
+    fn late_ticks_are_counted() {
+        let pool = WorkerPool::new(1, IndicatorConfig::default()).unwrap();
+        pool.run_batch(
+            vec![SymbolTicks {
+                symbol: SymbolId(0),
+                ticks: vec![tick(0, 5_000, 1.0)],
+            }],
+            clock(6_000),
+        );
+        let out = pool.run_batch(
+            vec![SymbolTicks {
+                symbol: SymbolId(0),
+                ticks: vec![tick(0, 4_000, 1.0)],
+            }],
+            clock(7_000),
+        );
+        assert!(out.late_ticks >= 1, "{}", out.late_ticks);
+    }
+}
