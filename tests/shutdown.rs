@@ -31,3 +31,48 @@ async fn shutdown_flushes_then_closes_every_socket_with_1001() {
     assert_eq!(code, Some(CloseCode::Away));
     assert_eq!(b.closed().await, Some(CloseCode::Away));
 }
+
+/// The real binary: SIGTERM closes sockets with 1001 and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .arg("serve")
+        .env("TICKCAST_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "5")
+        .env("TICKCAST_LOG__LEVEL", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            client = Some(ws);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let ws = client.expect("server came up");
+    let mut c = util::Client::from_stream(ws);
+    c.subscribe(json!({"op":"subscribe","channels":["ticks:*"]}))
+        .await;
+    // Live synthetic ticks flow.
+    c.event_of("tick").await;
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(c.closed().await, Some(CloseCode::Away));
+    let exit = tokio::time::timeout(util::WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -148,6 +148,14 @@ impl Client {
         }
     }
 
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client {
+            ws,
+            pending: VecDeque::new(),
+            frames: 0,
+        }
+    }
+
     /// Connects over a socket with a small kernel receive buffer (a slow reader's pipe fills
     /// quickly).
     pub async fn connect_with_recv_buffer(url: &str, addr: SocketAddr, bytes: u32) -> Client {
