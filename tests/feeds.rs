@@ -349,3 +349,33 @@ async fn upstream_coinbase_matches_survive_a_dropped_connection() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_silence_counts_as_a_dead_connection() {
+    // One part, the last: the fake accepts, reads the subscribe, then says nothing at all.
+    let mut up = fake_upstream(vec![vec![]]).await;
+    if let Some(start) = up.start.take() {
+        let _ = start.send(());
+    }
+    let mut cfg = util::config();
+    cfg.feeds.upstream.enabled = true;
+    cfg.feeds.upstream.url = format!("ws://{}/ws", up.addr);
+    cfg.feeds.upstream.backoff_initial_ms = 5;
+    cfg.feeds.upstream.backoff_max_ms = 20;
+    cfg.feeds.upstream.idle_timeout_ms = 200;
+    let srv = util::start(cfg).await;
+    for want in 0..2 {
+        let (conn, _) = tokio::time::timeout(WAIT, up.subscribes.recv())
+            .await
+            .expect("the feed (re)connects")
+            .expect("fake upstream alive");
+        assert_eq!(conn, want);
+    }
+    let reconnects = srv
+        .server()
+        .shared
+        .metrics
+        .upstream_reconnects
+        .load(Ordering::Relaxed);
+    assert!(reconnects >= 1, "{reconnects}");
+}
