@@ -3,6 +3,13 @@
 //! a borrowed struct, both ending in a validated `RawTick`. Throughput is messages per second.
 //!
 //! `cargo bench --bench parse`
+//!
+//! First run (debug-free release build, shared 2-core machine, 1,000 ~190-byte messages per
+//! iteration): simd-json mapping path ~1.15 M msg/s, serde_json struct ~1.93 M msg/s. On
+//! messages this small, building a generic borrowed DOM (and looking fields up by configured
+//! name) costs more than serde's typed, single-pass decode; the mapping path pays for being
+//! configurable. A `simd_json::serde` typed decode per mapping is the obvious next step if
+//! upstream parsing ever shows up in a profile.
 
 use std::hint::black_box;
 
