@@ -270,12 +270,44 @@ impl Config {
             "feeds.replay.speed",
             "must be >= 0 (0 = as fast as possible)",
         )?;
+        check(
+            !r.enabled || crate::feed::replay::resolve_format(r.format, &r.path).is_some(),
+            "feeds.replay.path",
+            "extension is not .csv, .jsonl or .ndjson; set feeds.replay.format",
+        )?;
         let u = &self.feeds.upstream;
         check(
             !u.enabled || u.url.starts_with("ws://") || u.url.starts_with("wss://"),
             "feeds.upstream.url",
             "must be a ws:// or wss:// URL",
         )?;
+        check(
+            !u.enabled || !u.url.starts_with("wss://"),
+            "feeds.upstream.url",
+            crate::feed::upstream::TLS_NOT_BUILT,
+        )?;
+        check(
+            !u.enabled || !u.symbols.is_empty(),
+            "feeds.upstream.symbols",
+            "must name at least one symbol",
+        )?;
+        check(
+            u.idle_timeout_ms >= 1,
+            "feeds.upstream.idle_timeout_ms",
+            "must be at least 1",
+        )?;
+        if u.enabled {
+            crate::feed::mapping::Mapping::load(&u.mapping)
+                .and_then(|m| {
+                    m.subscribe_message(&u.symbols).map(|_| ()).map_err(|e| {
+                        crate::feed::mapping::MappingError::Invalid {
+                            name: u.mapping.clone(),
+                            message: e.to_string(),
+                        }
+                    })
+                })
+                .map_err(|e| ConfigError::key("feeds.upstream.mapping", e.to_string()))?;
+        }
         check(
             u.backoff_initial_ms >= 1 && u.backoff_max_ms >= u.backoff_initial_ms,
             "feeds.upstream.backoff_max_ms",
@@ -517,6 +549,34 @@ mod tests {
             ),
             (&[("TICKCAST_LOG__FORMAT", "xml")], "log.format"),
             (&[("TICKCAST_NOPE__X", "1")], "nope"),
+            (
+                &[
+                    ("TICKCAST_FEEDS__UPSTREAM__ENABLED", "true"),
+                    ("TICKCAST_FEEDS__UPSTREAM__URL", "wss://example.com/ws"),
+                ],
+                "feeds.upstream.url",
+            ),
+            (
+                &[
+                    ("TICKCAST_FEEDS__UPSTREAM__ENABLED", "true"),
+                    ("TICKCAST_FEEDS__UPSTREAM__MAPPING", "/no/such/mapping.toml"),
+                ],
+                "feeds.upstream.mapping",
+            ),
+            (
+                &[
+                    ("TICKCAST_FEEDS__UPSTREAM__ENABLED", "true"),
+                    ("TICKCAST_FEEDS__UPSTREAM__SYMBOLS", "[]"),
+                ],
+                "feeds.upstream.symbols",
+            ),
+            (
+                &[
+                    ("TICKCAST_FEEDS__REPLAY__ENABLED", "true"),
+                    ("TICKCAST_FEEDS__REPLAY__PATH", "ticks.txt"),
+                ],
+                "feeds.replay.path",
+            ),
         ];
         for (env, key) in cases {
             let err = with_env(env).expect_err("bad config must fail");
@@ -528,6 +588,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no_such_key"), "{err}");
+        let err = with_env(&[
+            ("TICKCAST_FEEDS__UPSTREAM__ENABLED", "true"),
+            ("TICKCAST_FEEDS__UPSTREAM__URL", "wss://example.com/ws"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("TLS support is not built in"), "{err}");
+        // A wss:// URL is fine while the upstream feed is off.
+        assert!(with_env(&[("TICKCAST_FEEDS__UPSTREAM__URL", "wss://example.com/ws")]).is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ms};
-use crate::feed::{Feed, FeedContext, SyntheticFeed};
+use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
 use crate::ingest::{Ingest, IngestHandle};
 use crate::model::Symbols;
 use crate::pipeline::{LatestIndicators, Pipeline};
@@ -95,6 +95,22 @@ impl Server {
                 let _ = symbols.intern(&name);
             }
             feeds.push(Box::new(SyntheticFeed::new(&config.feeds.synthetic)));
+        }
+        if config.feeds.replay.enabled {
+            let feed =
+                ReplayFeed::new(&config.feeds.replay).map_err(|source| ServerError::Feed {
+                    feed: "replay",
+                    source,
+                })?;
+            feeds.push(Box::new(feed));
+        }
+        if config.feeds.upstream.enabled {
+            let feed =
+                UpstreamFeed::new(&config.feeds.upstream).map_err(|source| ServerError::Feed {
+                    feed: "upstream",
+                    source,
+                })?;
+            feeds.push(Box::new(feed));
         }
 
         let addr = config.server.listen;

@@ -4,6 +4,7 @@
 mod util;
 
 mod config;
+mod feeds;
 mod ingest_http;
 mod pipeline;
 mod shutdown;

@@ -3,7 +3,11 @@
 //! Every adapter implements [`Feed`]. A bad record is counted and logged, never fatal; a feed
 //! stops when its shutdown token is cancelled, and reports "done" by returning.
 
+pub mod mapping;
+pub mod replay;
 pub mod synthetic;
+pub mod timestamp;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -14,7 +18,9 @@ use crate::ingest::IngestHandle;
 use crate::model::RawTick;
 use crate::telemetry::metrics::Metrics;
 
+pub use replay::ReplayFeed;
 pub use synthetic::SyntheticFeed;
+pub use upstream::UpstreamFeed;
 
 /// What a running feed gets.
 #[derive(Debug, Clone)]
@@ -32,6 +38,8 @@ pub enum FeedError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {message}")]
+    Format { path: String, message: String },
     #[error("feed configuration: {0}")]
     Config(String),
     #[error("ingest is shut down")]
@@ -58,6 +66,18 @@ pub trait Feed: Send + 'static {
 
     /// Runs until the source ends or `ctx.shutdown` is cancelled.
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>>;
+}
+
+/// Sends a batch to ingest, waiting for room (backpressure) unless shutdown comes first; false
+/// when it did. An empty batch is not sent.
+pub(crate) async fn send_batch(ctx: &FeedContext, batch: Vec<RawTick>) -> Result<bool, FeedError> {
+    if batch.is_empty() {
+        return Ok(true);
+    }
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => Ok(false),
+        r = ctx.ingest.send(batch) => r.map(|()| true).map_err(FeedError::from),
+    }
 }
 
 /// Validates a batch, counting and logging refused records; returns the good ones.

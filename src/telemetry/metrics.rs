@@ -87,6 +87,8 @@ pub struct Metrics {
     pub slow_consumers_closed: AtomicU64,
     pub rate_limited_ops: AtomicU64,
     pub feed_errors: AtomicU64,
+    /// Upstream messages that were not trades (acks, heartbeats, other channels).
+    pub feed_ignored: AtomicU64,
     pub upstream_reconnects: AtomicU64,
     pub ingest_queue_depth: AtomicU64,
     pub pipeline_batches: AtomicU64,
@@ -121,6 +123,7 @@ impl Default for Metrics {
             slow_consumers_closed: z(),
             rate_limited_ops: z(),
             feed_errors: z(),
+            feed_ignored: z(),
             upstream_reconnects: z(),
             ingest_queue_depth: z(),
             pipeline_batches: z(),
@@ -207,6 +210,11 @@ impl Metrics {
                 "tickcast_feed_errors_total",
                 "bad records and connection errors in feeds",
                 &self.feed_errors,
+            ),
+            (
+                "tickcast_feed_ignored_total",
+                "upstream messages that were not trades",
+                &self.feed_ignored,
             ),
             (
                 "tickcast_upstream_reconnects_total",
