@@ -128,10 +128,7 @@ impl Args {
         secs("duration", self.duration, 3600.0)?;
         secs("connect-timeout", self.connect_timeout, 60.0)?;
         anyhow::ensure!(self.duration > 0.0, "--duration must be above 0");
-        anyhow::ensure!(
-            (1..=64).contains(&self.threads),
-            "--threads must be 1..=64"
-        );
+        anyhow::ensure!((1..=64).contains(&self.threads), "--threads must be 1..=64");
         anyhow::ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
         anyhow::ensure!(
             self.rate.is_finite() && (0.0..=1_000_000.0).contains(&self.rate),

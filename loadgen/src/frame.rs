@@ -19,7 +19,7 @@ pub struct Event<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     /// Concrete channel (`ticks:AAPL`); absent on replies such as `ack`.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     pub ch: Option<Cow<'a, str>>,
     /// Per-channel sequence number, the basis of gap accounting.
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct Event<'a> {
     #[serde(default)]
     pub reset: bool,
     /// Stable error code on `error` replies.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     pub code: Option<Cow<'a, str>>,
 }
 
@@ -45,6 +45,28 @@ where
     let n = FrameSeed { f: &mut f }.deserialize(&mut de)?;
     de.end()?;
     Ok(n)
+}
+
+/// `Option<Cow<str>>` that borrows from the frame when it can; serde's own `Option<Cow>` always
+/// allocates.
+fn opt_cow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Accepts `ts` as an integer or, from a sloppy peer, as a float.
@@ -127,7 +149,11 @@ mod tests {
         assert_eq!(e.ch.as_deref(), Some("ticks:AAPL"));
         assert_eq!(e.seq, Some(102));
         assert_eq!(e.ts, Some(1_764_070_000_123_456_789));
-        assert!(matches!(e.ch, Some(Cow::Borrowed(_))), "no escapes: borrowed");
+        assert!(
+            matches!(e.ch, Some(Cow::Borrowed(_))),
+            "no escapes: borrowed"
+        );
+        assert!(matches!(e.kind, Cow::Borrowed(_)));
     }
 
     #[test]
@@ -176,7 +202,13 @@ mod tests {
 
     #[test]
     fn malformed_frames_error() {
-        for bad in ["", "{", "42", r#"{"ch":"ticks:A"}"#, r#"[{"type":"tick"}] x"#] {
+        for bad in [
+            "",
+            "{",
+            "42",
+            r#"{"ch":"ticks:A"}"#,
+            r#"[{"type":"tick"}] x"#,
+        ] {
             assert!(for_each_event(bad, |_| {}).is_err(), "{bad:?} must fail");
         }
     }

@@ -175,6 +175,7 @@ impl SeqTracker {
         }
     }
 
+    #[cfg(test)]
     pub fn channels(&self) -> usize {
         self.chans.len()
     }

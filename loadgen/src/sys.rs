@@ -29,13 +29,13 @@ pub fn raise_nofile(needed: u64) -> anyhow::Result<u64> {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    let have = lim.rlim_cur as u64;
+    let have: u64 = lim.rlim_cur;
     if have < needed + FD_SLACK {
         bail!(
             "open-file limit is {have} (hard limit {}), but {needed} connections need about {}; \
              raise it first, e.g. `ulimit -n {}` in this shell (as root, or after raising the \
              hard limit in /etc/security/limits.conf)",
-            lim.rlim_max as u64,
+            lim.rlim_max,
             needed + FD_SLACK,
             needed + FD_SLACK
         );

@@ -16,8 +16,6 @@ pub struct Target {
     pub ws_url: String,
     /// `host:port` as written in the URL, for the HTTP `Host` header.
     pub authority: String,
-    /// Path and query of the WebSocket endpoint (`/ws`).
-    pub path: String,
     /// Resolved loopback address every connection goes to.
     pub addr: SocketAddr,
 }
@@ -110,7 +108,6 @@ impl Target {
         Ok(Target {
             ws_url: url.to_string(),
             authority: p.authority,
-            path: p.path,
             addr,
         })
     }
@@ -151,12 +148,21 @@ mod tests {
     #[test]
     fn url_parsing() {
         let p = parse_ws_url("ws://127.0.0.1:8080/ws").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.path.as_str()), ("127.0.0.1", 8080, "/ws"));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.path.as_str()),
+            ("127.0.0.1", 8080, "/ws")
+        );
         let p = parse_ws_url("ws://[::1]:9000/ws?v=1").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.path.as_str()), ("::1", 9000, "/ws?v=1"));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.path.as_str()),
+            ("::1", 9000, "/ws?v=1")
+        );
         assert_eq!(p.authority, "[::1]:9000");
         let p = parse_ws_url("ws://localhost").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.path.as_str()), ("localhost", 80, "/"));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.path.as_str()),
+            ("localhost", 80, "/")
+        );
         assert!(parse_ws_url("wss://127.0.0.1/ws").is_err());
         assert!(parse_ws_url("http://127.0.0.1/ws").is_err());
         assert!(parse_ws_url("ws://user@127.0.0.1/ws").is_err());
