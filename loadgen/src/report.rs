@@ -96,6 +96,8 @@ pub struct Loadgen {
     pub cpu_cores: f64,
     pub threads: usize,
     pub rss_mb: f64,
+    /// Share of the whole machine's cores busy inside the window (all processes, softirq).
+    pub machine_busy: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,8 +220,11 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  loadgen        {:.2} cores of {} threads, rss {:.0} MB",
-            self.loadgen.cpu_cores, self.loadgen.threads, self.loadgen.rss_mb
+            "  loadgen        {:.2} cores of {} threads, rss {:.0} MB; machine {:.0}% busy",
+            self.loadgen.cpu_cores,
+            self.loadgen.threads,
+            self.loadgen.rss_mb,
+            self.loadgen.machine_busy * 100.0
         );
         if let Some(sv) = &self.server {
             let _ = writeln!(

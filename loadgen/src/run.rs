@@ -23,6 +23,8 @@ use crate::ws::{self, ConnConfig, ConnOutcome, Role, Shared, SplitMix};
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Loadgen CPU above this share of its threads means the numbers may be the loadgen's limit.
 const SATURATION_SHARE: f64 = 0.85;
+/// Whole-machine CPU above this share means server and loadgen compete for cores.
+const BOX_SATURATION_SHARE: f64 = 0.9;
 
 /// Whether connection `i` of a mixed run is a bot: spreads `fraction` evenly over the indices.
 pub fn is_bot(i: u64, fraction: f64) -> bool {
@@ -116,12 +118,14 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     tokio::select! { _ = sleep_until(measure_at) => {}, _ = stop.changed() => {} }
     shared.measuring.store(true, Relaxed);
     let self0 = CpuSample::now_self();
+    let box0 = sys::MachineSample::now();
     let srv0 = args.server_pid.and_then(CpuSample::now_pid);
     if !interrupted(&stop) {
         tokio::select! { _ = sleep_until(end) => {}, _ = stop.changed() => {} }
     }
     shared.measuring.store(false, Relaxed);
     let self1 = CpuSample::now_self();
+    let box1 = sys::MachineSample::now();
     let srv1 = args.server_pid.and_then(CpuSample::now_pid);
     let srv_mem = args.server_pid.and_then(sys::proc_memory);
     let was_interrupted = interrupted(&stop);
@@ -176,6 +180,18 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
              not the server",
             report.loadgen.cpu_cores, args.threads
         ));
+    }
+    if let (Some(a), Some(b)) = (box0, box1) {
+        report.loadgen.machine_busy = round3(b.busy_since(&a));
+        if report.loadgen.machine_busy > BOX_SATURATION_SHARE {
+            report.warnings.push(format!(
+                "the machine was {:.0}% busy (server {:.2} + loadgen {:.2} cores, the rest \
+                 mostly kernel loopback work): throughput and latency are bounded by the box",
+                report.loadgen.machine_busy * 100.0,
+                report.server.as_ref().map_or(0.0, |s| s.cpu_cores),
+                report.loadgen.cpu_cores
+            ));
+        }
     }
     report.rest = rest_report;
     Ok(report)
@@ -402,6 +418,7 @@ fn build_report(
         loadgen: Loadgen {
             cpu_cores: 0.0,
             threads: args.threads,
+            machine_busy: 0.0,
             rss_mb: round1(
                 sys::proc_memory(std::process::id())
                     .map(|m| m.peak_rss_mb)

@@ -107,6 +107,49 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy and total jiffies of the whole machine, from the `cpu` line of `/proc/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineSample {
+    busy: u64,
+    total: u64,
+}
+
+impl MachineSample {
+    pub fn now() -> Option<Self> {
+        parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// Share of all cores busy between two samples (0..=1): counts softirq work on loopback
+    /// traffic that neither process is charged for.
+    pub fn busy_since(&self, earlier: &MachineSample) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+}
+
+/// Fields: user nice system idle iowait irq softirq steal (guest time is inside user).
+pub fn parse_proc_stat(stat: &str) -> Option<MachineSample> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    if v.len() < 8 {
+        return None;
+    }
+    let idle = v[3] + v[4];
+    let total: u64 = v.iter().sum();
+    Some(MachineSample {
+        busy: total - idle,
+        total,
+    })
+}
+
 /// Resident and peak resident memory of a process.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Memory {
@@ -145,6 +188,15 @@ mod tests {
         let stat = "1234 (my (odd) srv) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy() {
+        let a = parse_proc_stat("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
+        let b = parse_proc_stat("cpu  250 0 150 850 0 0 0 0 0 0\n").unwrap();
+        assert!((b.busy_since(&a) - 0.8).abs() < 1e-9);
+        assert!(parse_proc_stat("cpu 1 2\n").is_none());
+        assert!(MachineSample::now().is_some());
     }
 
     #[test]
