@@ -23,8 +23,12 @@ pub struct Report {
     pub frames: u64,
     pub events_per_s: f64,
     pub frames_per_s: f64,
-    /// `now - ts` of live events inside the window.
+    /// Live events inside the window by `type` (tick, bar, indicators, other).
+    pub events_by_type: BTreeMap<&'static str, u64>,
+    /// `now - ts` of `tick` events inside the window.
     pub latency: Percentiles,
+    /// `now - ts` of bars and indicators (ts = when computed) inside the window.
+    pub latency_other: Percentiles,
     pub gaps: Gaps,
     /// Counted over the whole run.
     pub snapshots: u64,
@@ -76,7 +80,7 @@ pub struct Gaps {
     /// Events never seen: sum of `seq - last - 1`.
     pub missed: u64,
     pub out_of_order: u64,
-    /// Concrete channel × connection pairs summed per channel name.
+    /// Distinct concrete channels that showed a gap on any connection.
     pub channels_with_gaps: usize,
     /// `missed / (events + missed)`.
     pub missed_ratio: f64,
@@ -165,7 +169,11 @@ impl Report {
                     0.0
                 }
             );
-            let _ = writeln!(s, "  latency        {}", pct_line(&self.latency));
+            let _ = writeln!(s, "  by type        {}", map_line(&self.events_by_type));
+            let _ = writeln!(s, "  tick latency   {}", pct_line(&self.latency));
+            if self.latency_other.count > 0 {
+                let _ = writeln!(s, "  bar/ind lat.   {}", pct_line(&self.latency_other));
+            }
             let g = &self.gaps;
             let _ = writeln!(
                 s,

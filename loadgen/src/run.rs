@@ -17,7 +17,7 @@ use crate::rest::{self, RestConfig};
 use crate::stats::{ChannelGaps, Percentiles, total_gaps, worst_channels};
 use crate::sys::{self, CpuSample};
 use crate::target::Target;
-use crate::ws::{self, ConnConfig, ConnOutcome, Role, Shared, SplitMix};
+use crate::ws::{self, ConnConfig, ConnOutcome, EventKind, Role, Shared, SplitMix};
 
 /// After the window closes, how long connection tasks get to finish their close handshake.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -324,6 +324,7 @@ fn build_report(
     let (mut snapshots, mut resets, mut replies, mut parse_errors) = (0, 0, 0, 0);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut close_codes: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut by_kind = [0u64; EventKind::COUNT];
     for o in &outcomes {
         if let Some(f) = &o.failure {
             *conns.failure_reasons.entry(f.clone()).or_default() += 1;
@@ -337,6 +338,9 @@ fn build_report(
             *conns.drop_reasons.entry(d.clone()).or_default() += 1;
         }
         conns.clean_closes += u64::from(o.clean_close);
+        for (sum, n) in by_kind.iter_mut().zip(o.by_kind) {
+            *sum += n;
+        }
         snapshots += o.snapshots;
         resets += o.resets;
         replies += o.replies;
@@ -393,7 +397,13 @@ fn build_report(
         frames,
         events_per_s: per_s(events),
         frames_per_s: per_s(frames),
+        events_by_type: EventKind::ALL
+            .iter()
+            .filter(|k| by_kind[**k as usize] > 0)
+            .map(|k| (k.name(), by_kind[*k as usize]))
+            .collect(),
         latency: Percentiles::from_histogram_us(&shared.latency.merged()),
+        latency_other: Percentiles::from_histogram_us(&shared.latency_other.merged()),
         gaps: Gaps {
             gap_events: t.gap_events,
             missed: t.missed,

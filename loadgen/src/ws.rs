@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -22,6 +22,10 @@ use crate::stats::{SeqTracker, ShardedHistogram};
 use crate::target::Target;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Read buffer per socket. tungstenite's default (128 KiB) would cost 1.3 GB at 10k sockets;
+/// frames larger than this still arrive whole, the buffer just grows for them.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Time allowed for the close handshake at the end of a run.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -82,8 +86,10 @@ pub struct Shared {
     pub failed: AtomicU64,
     /// Connections open right now.
     pub open: AtomicU64,
-    /// `now - ts` of live events inside the window, µs.
+    /// `now - ts` of `tick` events inside the window, µs.
     pub latency: ShardedHistogram,
+    /// `now - ts` of other live events (bars, indicators: ts is when they were computed), µs.
+    pub latency_other: ShardedHistogram,
 }
 
 impl Shared {
@@ -99,6 +105,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             open: AtomicU64::new(0),
             latency: ShardedHistogram::new(shards),
+            latency_other: ShardedHistogram::new(shards),
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct ConnOutcome {
     /// Why the connection could not be opened.
     pub failure: Option<String>,
     pub seqs: SeqTracker,
+    /// Live events inside the window by `type`, see [`EventKind`].
+    pub by_kind: [u64; EventKind::COUNT],
     pub snapshots: u64,
     pub resets: u64,
     pub replies: u64,
@@ -121,6 +130,43 @@ pub struct ConnOutcome {
     pub dropped: Option<String>,
     /// Our close at the end was answered by the server.
     pub clean_close: bool,
+}
+
+/// Live event types counted apart in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Tick = 0,
+    Bar = 1,
+    Indicators = 2,
+    Other = 3,
+}
+
+impl EventKind {
+    pub const COUNT: usize = 4;
+    pub const ALL: [EventKind; Self::COUNT] = [
+        EventKind::Tick,
+        EventKind::Bar,
+        EventKind::Indicators,
+        EventKind::Other,
+    ];
+
+    pub fn of(kind: &str) -> Self {
+        match kind {
+            "tick" => EventKind::Tick,
+            "bar" => EventKind::Bar,
+            "indicators" => EventKind::Indicators,
+            _ => EventKind::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Tick => "tick",
+            EventKind::Bar => "bar",
+            EventKind::Indicators => "indicators",
+            EventKind::Other => "other",
+        }
+    }
 }
 
 /// Nanoseconds since the Unix epoch, the unit of the server's `ts`.
@@ -136,7 +182,13 @@ pub async fn connect(target: &Target) -> anyhow::Result<Ws> {
     let stream = TcpStream::connect(target.addr).await?;
     stream.set_nodelay(true)?;
     let req = target.ws_url.as_str().into_client_request()?;
-    let (ws, _resp) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (ws, _resp) = tokio_tungstenite::client_async_with_config(
+        req,
+        MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await?;
     Ok(ws)
 }
 
@@ -216,7 +268,7 @@ async fn session(
             return;
         }
     }
-    let mut lat_us: Vec<u64> = Vec::with_capacity(128);
+    let mut lat = Latencies::default();
     let deadline = sleep_until(end);
     tokio::pin!(deadline);
     loop {
@@ -226,7 +278,7 @@ async fn session(
             _ = stop.changed() => break,
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    on_text(idx, text.as_str(), shared, out, &mut lat_us);
+                    on_text(idx, text.as_str(), shared, out, &mut lat);
                 }
                 Some(Ok(Message::Close(frame))) => {
                     out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
@@ -280,10 +332,12 @@ fn drop_label(e: &tungstenite::Error) -> String {
 }
 
 /// Accounts one text frame: every event in it, latency against one clock read per frame.
-fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat_us: &mut Vec<u64>) {
+fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat: &mut Latencies) {
     let measuring = shared.measuring.load(Relaxed);
     let now = epoch_ns();
-    lat_us.clear();
+    lat.ticks.clear();
+    lat.other.clear();
+    let by_kind = &mut out.by_kind;
     let mut live = 0u64;
     let seqs = &mut out.seqs;
     let (snapshots, resets, replies, errors) = (
@@ -315,8 +369,16 @@ fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat_u
             if let (Some(ch), Some(seq)) = (ev.ch.as_deref(), ev.seq) {
                 seqs.on_event(ch, seq, measuring);
             }
-            if measuring && let Some(ts) = ev.ts {
-                lat_us.push(now.saturating_sub(ts) / 1000);
+            if measuring {
+                let kind = EventKind::of(&ev.kind);
+                by_kind[kind as usize] += 1;
+                if let Some(ts) = ev.ts {
+                    let us = now.saturating_sub(ts) / 1000;
+                    match kind {
+                        EventKind::Tick => lat.ticks.push(us),
+                        _ => lat.other.push(us),
+                    }
+                }
             }
         }
     });
@@ -328,8 +390,16 @@ fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat_u
     if measuring {
         shared.frames_measured.fetch_add(1, Relaxed);
         shared.events_measured.fetch_add(live, Relaxed);
-        shared.latency.record_all(idx, lat_us);
+        shared.latency.record_all(idx, &lat.ticks);
+        shared.latency_other.record_all(idx, &lat.other);
     }
+}
+
+/// Per-connection scratch buffers for one frame's latencies, reused across frames.
+#[derive(Default)]
+struct Latencies {
+    ticks: Vec<u64>,
+    other: Vec<u64>,
 }
 
 /// Asks the server for its symbols with the `list` op over a short-lived connection.
@@ -425,7 +495,7 @@ mod tests {
     fn on_text_accounts_frames() {
         let shared = Shared::new(1);
         let mut out = ConnOutcome::default();
-        let mut buf = Vec::new();
+        let mut buf = Latencies::default();
         let ts = epoch_ns() - 2_000_000;
         on_text(
             0,
@@ -458,6 +528,12 @@ mod tests {
         let h = shared.latency.merged();
         assert_eq!(h.len(), 2);
         assert!(h.min() >= 2000, "latency ≥ 2 ms, got {} µs", h.min());
+        assert_eq!(out.by_kind[EventKind::Tick as usize], 2);
+        let ind = format!(r#"{{"type":"indicators","ch":"indicators:A","seq":1,"ts":{ts}}}"#);
+        on_text(0, &ind, &shared, &mut out, &mut buf);
+        assert_eq!(out.by_kind[EventKind::Indicators as usize], 1);
+        assert_eq!(shared.latency_other.merged().len(), 1);
+        assert_eq!(shared.latency.merged().len(), 2, "ticks only");
     }
 
     #[test]
