@@ -185,8 +185,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         report.loadgen.machine_busy = round3(b.busy_since(&a));
         if report.loadgen.machine_busy > BOX_SATURATION_SHARE {
             report.warnings.push(format!(
-                "the machine was {:.0}% busy (server {:.2} + loadgen {:.2} cores, the rest \
-                 mostly kernel loopback work): throughput and latency are bounded by the box",
+                "the machine was {:.0}% busy (server {:.2} + loadgen {:.2} cores; the rest is \
+                 other processes or kernel loopback work): numbers are bounded by the box",
                 report.loadgen.machine_busy * 100.0,
                 report.server.as_ref().map_or(0.0, |s| s.cpu_cores),
                 report.loadgen.cpu_cores
