@@ -7,7 +7,8 @@
 // BATCH_MS batches. Each event is serialized once and the same string goes to every subscriber;
 // wildcard subscribers get one JSON array per batch, also built once. Sockets whose
 // bufferedAmount is over MAX_BUFFERED are skipped (the client sees a seq jump).
-// Not implemented (allowed for the peer): throttle_ms conflation, `from` resume, bars, REST,
+// throttle_ms on ticks:SYM is honoured by conflation (newest wins, one timer per channel).
+// Not implemented (allowed for the peer): `from` resume, throttle on ticks:*, bars, REST,
 // indicator events (indicators:SYM subscriptions are acked and stay silent).
 //
 // Config: --port N --symbols N --rate N --batch-ms N --max-buffered BYTES --host ADDR,
@@ -54,6 +55,23 @@ function send(ws, str) {
 
 // Ticks owed follow the wall clock, not the timer count: a late timer makes a bigger batch, so
 // the feed rate holds under load instead of quietly dropping.
+// Per socket and channel: `null` (unthrottled) or { ms, next, pending, timer } for throttle_ms.
+function deliver(ws, th, ev) {
+  if (th === null) return send(ws, ev);
+  const now = performance.now();
+  if (now >= th.next && th.timer === null) { th.next = now + th.ms; return send(ws, ev); }
+  th.pending = ev; // newest wins
+  if (th.timer === null) {
+    th.timer = setTimeout(() => {
+      th.timer = null;
+      th.next = performance.now() + th.ms;
+      const p = th.pending;
+      th.pending = null;
+      if (p !== null) send(ws, p);
+    }, Math.max(0, th.next - now));
+  }
+}
+
 let carry = 0;
 let lastBatch = performance.now();
 function batch() {
@@ -76,7 +94,7 @@ function batch() {
       `"price":${st.price.toFixed(2)},"size":${size},"side":"${side}"}`;
     st.last = ev;
     events[k] = ev;
-    for (const ws of bySymbol.get(sym)) if (!ws.wild) send(ws, ev);
+    for (const ws of bySymbol.get(sym)) if (!ws.wild) deliver(ws, ws.subs.get(sym), ev);
   }
   stats.ticks += n;
   if (wildcard.size > 0) {
@@ -112,7 +130,8 @@ function subscribe(ws, msg) {
     if (sym === '*') {
       if (!ws.wild) { ws.wild = true; wildcard.add(ws); for (const s of symbols) snaps.push(snapshot(s)); }
     } else if (!ws.subs.has(sym)) {
-      ws.subs.add(sym);
+      const ms = Number(msg.throttle_ms) > 0 ? Number(msg.throttle_ms) : 0;
+      ws.subs.set(sym, ms ? { ms, next: 0, pending: null, timer: null } : null);
       bySymbol.get(sym).add(ws);
       if (!ws.wild) snaps.push(snapshot(sym));
     }
@@ -125,7 +144,10 @@ function unsubscribe(ws, msg) {
   for (const ch of chans) {
     const [kind, sym] = String(ch).split(':');
     if (kind !== 'ticks') continue;
-    if (sym === '*') { ws.wild = false; wildcard.delete(ws); } else if (ws.subs.delete(sym)) bySymbol.get(sym).delete(ws);
+    if (sym === '*') { ws.wild = false; wildcard.delete(ws); continue; }
+    const th = ws.subs.get(sym);
+    if (th) clearTimeout(th.timer);
+    if (ws.subs.delete(sym)) bySymbol.get(sym).delete(ws);
   }
   reply(ws, { type: 'ack', id: msg.id, op: 'unsubscribe', channels: chans });
 }
@@ -145,7 +167,7 @@ function onMessage(ws, data, isBinary) {
 
 function drop(ws) {
   wildcard.delete(ws);
-  for (const sym of ws.subs) bySymbol.get(sym).delete(ws);
+  for (const [sym, th] of ws.subs) { if (th) clearTimeout(th.timer); bySymbol.get(sym).delete(ws); }
   ws.subs.clear();
   stats.conns--;
 }
@@ -161,7 +183,7 @@ server.on('upgrade', (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws));
 });
 wss.on('connection', (ws) => {
-  ws.subs = new Set();
+  ws.subs = new Map(); // symbol -> throttle state or null
   ws.wild = false;
   ws.alive = true;
   stats.conns++;
