@@ -23,6 +23,8 @@ pub struct Report {
     pub frames: u64,
     pub events_per_s: f64,
     pub frames_per_s: f64,
+    /// Time to open each established connection (TCP connect + handshake), whole run.
+    pub connect_latency: Percentiles,
     /// Live events inside the window by `type` (tick, bar, indicators, other).
     pub events_by_type: BTreeMap<&'static str, u64>,
     /// `now - ts` of `tick` events inside the window.
@@ -152,6 +154,7 @@ impl Report {
                 "  connections    attempted {}  established {}  failed {}  closed by server {}  dropped {}  clean closes {}",
                 c.attempted, c.established, c.failed, c.closed_by_server, c.dropped, c.clean_closes
             );
+            let _ = writeln!(s, "  connect time   {}", pct_line(&self.connect_latency));
             if !c.failure_reasons.is_empty() {
                 let _ = writeln!(s, "  connect fails  {}", map_line(&c.failure_reasons));
             }

@@ -397,6 +397,7 @@ fn build_report(
         frames,
         events_per_s: per_s(events),
         frames_per_s: per_s(frames),
+        connect_latency: Percentiles::from_histogram_us(&shared.connect.merged()),
         events_by_type: EventKind::ALL
             .iter()
             .filter(|k| by_kind[**k as usize] > 0)

@@ -88,6 +88,8 @@ pub struct Shared {
     pub open: AtomicU64,
     /// `now - ts` of `tick` events inside the window, µs.
     pub latency: ShardedHistogram,
+    /// TCP connect plus WebSocket handshake of each established connection, µs.
+    pub connect: ShardedHistogram,
     /// `now - ts` of other live events (bars, indicators: ts is when they were computed), µs.
     pub latency_other: ShardedHistogram,
 }
@@ -106,6 +108,7 @@ impl Shared {
             open: AtomicU64::new(0),
             latency: ShardedHistogram::new(shards),
             latency_other: ShardedHistogram::new(shards),
+            connect: ShardedHistogram::new(shards),
         }
     }
 }
@@ -232,8 +235,13 @@ pub async fn run_conn(idx: usize, role: Role, cfg: ConnConfig) -> ConnOutcome {
     } = cfg;
     let mut out = ConnOutcome::default();
     shared.attempted.fetch_add(1, Relaxed);
+    let started = Instant::now();
     let ws = match timeout(connect_timeout, connect(&target)).await {
-        Ok(Ok(ws)) => ws,
+        Ok(Ok(ws)) => {
+            let us = started.elapsed().as_micros() as u64;
+            shared.connect.record_all(idx, &[us]);
+            ws
+        }
         Ok(Err(e)) => {
             shared.failed.fetch_add(1, Relaxed);
             out.failure = Some(failure_label(&e));
