@@ -144,4 +144,8 @@ for (const [i, r] of rows.entries()) {
   console.log(r.map((c, k) => (k < 2 ? String(c).padEnd(w[k]) : String(c).padStart(w[k]))).join('  '));
   if (i === 0) console.log(w.map((n) => '-'.repeat(n)).join('  '));
 }
+if (scenarios.includes('dashboards')) {
+  console.log('note: dashboards subscribe ticks with throttle_ms; missed % and latency up to the throttle are conflation by design');
+}
+console.log('ratios are tickcast/peer: above 1x is better for events/s, below 1x is better for latency, cpu and rss');
 EOF
