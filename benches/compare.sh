@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Compare tickcast with the Node.js reference peer (benches/peers/node-ws) under identical,
+# bounded loadgen scenarios, in one run, on loopback only. Not run by tests.
+#
+# Usage: benches/compare.sh            (defaults below; override with env)
+#   CONNS=1000 DURATION=10 SCENARIOS="bots dashboards" benches/compare.sh
+#   SKIP_TICKCAST=1 benches/compare.sh   (peer half only, e.g. before the server exists)
+#   TICKCAST_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build)
+#
+# Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
+# tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
+# of the bots rows: it is the feed rate each server really delivered, and must match.
+set -euo pipefail
+
+CONNS=${CONNS:-1000}
+RAMP=${RAMP:-3}
+WARMUP=${WARMUP:-2}
+DURATION=${DURATION:-10}
+SCENARIOS=${SCENARIOS:-"bots dashboards"}
+SYMBOLS_PER_SOCKET=${SYMBOLS_PER_SOCKET:-5}
+THROTTLE_MS=${THROTTLE_MS:-250}
+LOADGEN_THREADS=${LOADGEN_THREADS:-2}
+FEED_SYMBOLS=${FEED_SYMBOLS:-100}
+FEED_RATE=${FEED_RATE:-1000}
+TICKCAST_PORT=${TICKCAST_PORT:-18080}
+PEER_PORT=${PEER_PORT:-18090}
+SKIP_TICKCAST=${SKIP_TICKCAST:-0}
+# Assumed tickcast config names (double underscore = nesting); adjust if the server differs.
+TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEED__KIND=synthetic TICKCAST_FEED__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEED__RATE=$FEED_RATE"}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PEER_DIR=$ROOT/benches/peers/node-ws
+OUT=$(mktemp -d -t tickcast-compare.XXXXXX)
+LOADGEN=$TARGET_DIR/release/tickcast-loadgen
+TICKCAST_BIN=${TICKCAST_BIN:-}
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.3
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  echo "logs and raw JSON: $OUT" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+wait_port() { # port pid name
+  local i
+  for i in $(seq 1 100); do
+    if ! kill -0 "$2" 2>/dev/null; then log "$3 exited early; see $OUT/$3.log"; tail -20 "$OUT/$3.log" >&2; exit 1; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  log "$3 did not listen on 127.0.0.1:$1 within 20s"; exit 1
+}
+
+log "building (release)"
+if [[ $SKIP_TICKCAST != 1 && -z $TICKCAST_BIN ]]; then
+  (cd "$ROOT" && cargo build --release --quiet)
+  TICKCAST_BIN=$TARGET_DIR/release/tickcast
+fi
+(cd "$ROOT" && cargo build --release --quiet -p tickcast-loadgen)
+if [[ ! -d $PEER_DIR/node_modules ]]; then
+  log "installing the node peer's packages"
+  (cd "$PEER_DIR" && npm ci --no-audit --no-fund --silent)
+fi
+
+# Raise our own open-file limit for the servers we start (the loadgen raises its own).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVERS=()
+if [[ $SKIP_TICKCAST != 1 ]]; then
+  log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
+  # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
+  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
+    "$TICKCAST_BIN" serve >"$OUT/tickcast.log" 2>&1 &
+  TICKCAST_PID=$!
+  PIDS+=("$TICKCAST_PID")
+  wait_port "$TICKCAST_PORT" "$TICKCAST_PID" tickcast
+  SERVERS+=("tickcast:$TICKCAST_PORT:$TICKCAST_PID")
+fi
+log "starting node-ws peer on 127.0.0.1:$PEER_PORT"
+node "$PEER_DIR/server.js" --port "$PEER_PORT" --symbols "$FEED_SYMBOLS" --rate "$FEED_RATE" \
+  >"$OUT/peer.log" 2>&1 &
+PEER_PID=$!
+PIDS+=("$PEER_PID")
+wait_port "$PEER_PORT" "$PEER_PID" peer
+SERVERS+=("peer:$PEER_PORT:$PEER_PID")
+
+BUDGET=$(awk -v r="$RAMP" -v w="$WARMUP" -v d="$DURATION" 'BEGIN { printf "%d", r + w + d + 30 }')
+for scenario in $SCENARIOS; do
+  for s in "${SERVERS[@]}"; do
+    IFS=: read -r name port pid <<<"$s"
+    log "$scenario x$CONNS against $name"
+    timeout "$BUDGET" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
+      --connections "$CONNS" --ramp "$RAMP" --warmup "$WARMUP" --duration "$DURATION" \
+      --symbols-per-socket "$SYMBOLS_PER_SOCKET" --throttle-ms "$THROTTLE_MS" \
+      --threads "$LOADGEN_THREADS" --server-pid "$pid" --json --quiet \
+      >"$OUT/$scenario-$name.json" 2>"$OUT/$scenario-$name.err" ||
+      { log "loadgen failed against $name:"; cat "$OUT/$scenario-$name.err" >&2; }
+    sleep 1
+  done
+done
+
+# The table: one row per scenario and server, then tickcast/peer ratios.
+node - "$OUT" $SCENARIOS <<'EOF'
+const fs = require('fs');
+const [dir, ...scenarios] = process.argv.slice(2);
+const load = (f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8')); } catch { return null; } };
+const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu'];
+const rows = [cols];
+const num = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(d));
+for (const sc of scenarios) {
+  const r = {};
+  for (const name of ['tickcast', 'peer']) {
+    const j = load(`${sc}-${name}.json`);
+    if (!j) continue;
+    r[name] = j;
+    const est = j.connections.established;
+    rows.push([sc, name, `${est}/${j.config.connections}`, num(j.events_per_s, 0), num(est ? j.events_per_s / est : 0, 1),
+      num(j.latency.p99_ms, 3), num(j.latency.p999_ms, 3), num(j.gaps.missed_ratio * 100, 2),
+      num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1), num(j.loadgen.cpu_cores, 2)]);
+    for (const w of j.warnings) if (!w.startsWith('dashboards subscribe')) console.error(`warning (${sc}/${name}): ${w}`);
+  }
+  if (r.tickcast && r.peer) {
+    const q = (a, b) => (b ? (a / b).toFixed(2) + 'x' : '-');
+    const t = r.tickcast, p = r.peer;
+    rows.push([sc, 'tickcast/peer', '', q(t.events_per_s, p.events_per_s), '', q(t.latency.p99_ms, p.latency.p99_ms),
+      q(t.latency.p999_ms, p.latency.p999_ms), '', q(t.server?.cpu_cores, p.server?.cpu_cores),
+      q(t.server?.rss_mb, p.server?.rss_mb), '']);
+  }
+}
+const w = cols.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+for (const [i, r] of rows.entries()) {
+  console.log(r.map((c, k) => (k < 2 ? String(c).padEnd(w[k]) : String(c).padStart(w[k]))).join('  '));
+  if (i === 0) console.log(w.map((n) => '-'.repeat(n)).join('  '));
+}
+if (scenarios.includes('dashboards')) {
+  console.log('note: dashboards subscribe ticks with throttle_ms; missed % and latency up to the throttle are conflation by design');
+}
+console.log('ratios are tickcast/peer: above 1x is better for events/s, below 1x is better for latency, cpu and rss');
+EOF

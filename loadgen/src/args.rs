@@ -1,0 +1,146 @@
+//! Command-line arguments.
+
+use clap::{Parser, ValueEnum};
+
+/// Bounded load against a tickcast server (or a protocol-compatible peer) on loopback.
+///
+/// Timeline: connections ramp up over --ramp, then --warmup passes unmeasured, then --duration
+/// is measured, then every socket is closed with 1000 and the run stops by itself.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tickcast-loadgen", version)]
+pub struct Args {
+    /// What the connections do.
+    #[arg(long, value_enum, default_value_t = Scenario::Bots)]
+    pub scenario: Scenario,
+
+    /// WebSocket endpoint; the REST base is derived from its host and port. Loopback only.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+
+    /// WebSocket connections to open (bots, dashboards, mixed).
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub connections: u64,
+
+    /// Seconds over which connections are opened, evenly spaced.
+    #[arg(long, default_value_t = 2.0)]
+    pub ramp: f64,
+
+    /// Seconds after the ramp before measuring starts.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+
+    /// Seconds measured; the run then closes everything and exits.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Dashboards: distinct random symbols per socket (ticks + indicators each).
+    #[arg(long, default_value_t = 5)]
+    pub symbols_per_socket: usize,
+
+    /// Dashboards: `throttle_ms` sent with the ticks subscription (0 = none).
+    #[arg(long, default_value_t = 250)]
+    pub throttle_ms: u64,
+
+    /// REST: requests per second (rest, mixed; 0 disables REST in mixed).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// REST: requests in flight at most; a request due while all are busy is counted as skipped.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// REST: Bearer key for `/api/v1/portfolio`; without it that endpoint is left out.
+    #[arg(long)]
+    pub api_key: Option<String>,
+
+    /// Mixed: fraction of WebSocket connections that are bots; the rest are dashboards.
+    #[arg(long, default_value_t = 0.1)]
+    pub bot_fraction: f64,
+
+    /// Symbols to use instead of asking the server with the `list` op (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+
+    /// Report this server process's CPU and RSS over the measured window.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Tokio worker threads for the loadgen itself.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+
+    /// Seconds allowed for one connection's TCP connect plus handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No live progress line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Every socket subscribes `ticks:*`.
+    Bots,
+    /// Every socket subscribes K symbols' `ticks:SYM` (throttled) and `indicators:SYM`.
+    Dashboards,
+    /// REST GETs at --rate with --concurrency; no WebSockets.
+    Rest,
+    /// --bot-fraction bots, the rest dashboards, plus REST at --rate.
+    Mixed,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Bots => "bots",
+            Scenario::Dashboards => "dashboards",
+            Scenario::Rest => "rest",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    pub fn uses_ws(self) -> bool {
+        self != Scenario::Rest
+    }
+
+    pub fn uses_rest(self) -> bool {
+        matches!(self, Scenario::Rest | Scenario::Mixed)
+    }
+}
+
+impl Args {
+    /// Rejects values that would make an unbounded or meaningless run.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let secs = |name: &str, v: f64, max: f64| {
+            anyhow::ensure!(
+                v.is_finite() && (0.0..=max).contains(&v),
+                "--{name} must be between 0 and {max} seconds"
+            );
+            Ok(())
+        };
+        secs("ramp", self.ramp, 600.0)?;
+        secs("warmup", self.warmup, 600.0)?;
+        secs("duration", self.duration, 3600.0)?;
+        secs("connect-timeout", self.connect_timeout, 60.0)?;
+        anyhow::ensure!(self.duration > 0.0, "--duration must be above 0");
+        anyhow::ensure!((1..=64).contains(&self.threads), "--threads must be 1..=64");
+        anyhow::ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
+        anyhow::ensure!(
+            self.rate.is_finite() && (0.0..=1_000_000.0).contains(&self.rate),
+            "--rate must be between 0 and 1000000"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.bot_fraction),
+            "--bot-fraction must be between 0 and 1"
+        );
+        if self.scenario == Scenario::Rest {
+            anyhow::ensure!(self.rate > 0.0, "the rest scenario needs --rate above 0");
+        }
+        Ok(())
+    }
+}
