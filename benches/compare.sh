@@ -25,8 +25,8 @@ FEED_RATE=${FEED_RATE:-1000}
 TICKCAST_PORT=${TICKCAST_PORT:-18080}
 PEER_PORT=${PEER_PORT:-18090}
 SKIP_TICKCAST=${SKIP_TICKCAST:-0}
-# Assumed tickcast config names (double underscore = nesting); adjust if the server differs.
-TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEED__KIND=synthetic TICKCAST_FEED__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEED__RATE=$FEED_RATE"}
+# tickcast config names (double underscore = nesting), see config/default.toml.
+TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_LOG__LEVEL=warn"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
