@@ -92,6 +92,8 @@ pub enum Scenario {
     Rest,
     /// --bot-fraction bots, the rest dashboards, plus REST at --rate.
     Mixed,
+    /// Connections that subscribe to nothing and only answer pings: per-connection memory.
+    Idle,
 }
 
 impl Scenario {
@@ -101,6 +103,7 @@ impl Scenario {
             Scenario::Dashboards => "dashboards",
             Scenario::Rest => "rest",
             Scenario::Mixed => "mixed",
+            Scenario::Idle => "idle",
         }
     }
 

@@ -203,6 +203,9 @@ fn roles(args: &Args, symbols: Vec<String>) -> impl FnMut(u64) -> Role + Send + 
     let (k, throttle_ms, fraction) = (args.symbols_per_socket, args.throttle_ms, args.bot_fraction);
     let mut rng = SplitMix::new(0x1ced_cafe);
     move |i| {
+        if scenario == Scenario::Idle {
+            return Role::Idle;
+        }
         let bot = match scenario {
             Scenario::Bots => true,
             Scenario::Mixed => is_bot(i, fraction),

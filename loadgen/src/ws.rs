@@ -40,6 +40,8 @@ pub enum Role {
         symbols: Vec<String>,
         throttle_ms: u64,
     },
+    /// Subscribes to nothing.
+    Idle,
 }
 
 impl Role {
@@ -67,6 +69,7 @@ impl Role {
                 });
                 vec![ticks.to_string(), ind.to_string()]
             }
+            Role::Idle => Vec::new(),
         }
     }
 }
