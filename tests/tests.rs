@@ -7,4 +7,5 @@ mod config;
 mod ingest_http;
 mod pipeline;
 mod shutdown;
+mod web;
 mod ws;
