@@ -66,7 +66,7 @@ export class SymbolChart {
         panes: { separatorColor: "#2a323d" },
       },
       grid: { vertLines: { color: "#1c232c" }, horzLines: { color: "#1c232c" } },
-      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 3 },
+      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 3, barSpacing: 9 },
       crosshair: { mode: 0 },
     });
     const line = (color, pane = 0) =>
