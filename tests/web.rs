@@ -60,7 +60,7 @@ async fn page_and_assets_are_served_with_their_types() {
     let (_, page) = check(&srv, "/", &[], 200, None).await;
     let page = String::from_utf8(page).unwrap();
     assert!(page.contains(r#"<script type="module" src="/assets/app.js">"#));
-    assert!(page.contains(r#"<table id="symbols" tabindex="0""#));
+    assert!(page.contains(r#"<table id="symbols" role="grid" tabindex="0""#));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

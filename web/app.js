@@ -80,7 +80,8 @@ async function loadHistory(sym) {
     } else {
       const body = await res.json();
       if (token !== historyToken) return;
-      const bars = Array.isArray(body) ? body : Array.isArray(body?.bars) ? body.bars : null;
+      // `{"bars": [...]}` or a plain array (the REST resource's shape is not final yet).
+      const bars = Array.isArray(body) ? body : [body?.bars, body?.data, body?.items].find(Array.isArray);
       text = bars
         ? `${chart.history(bars)} bars of history, then live`
         : "history in an unknown shape: live bars only";

@@ -53,7 +53,8 @@ export class Connection {
     this.onEvent = onEvent;
     this.onState = onState;
     this.ws = null;
-    this.attempt = 0; // failed attempts since the last successful open
+    this.attempt = 0; // attempts since the last connection that stayed up
+    this.openedAt = 0;
     this.reconnects = 0; // successful opens after the first
     this.opened = 0;
     this.lastFrameAt = 0;
@@ -73,7 +74,7 @@ export class Connection {
     this.ws = ws;
     ws.onopen = () => {
       if (this.opened++) this.reconnects++;
-      this.attempt = 0;
+      this.openedAt = performance.now();
       this.lastFrameAt = performance.now();
       this.onState({ state: "live", detail: "" });
       this.onOpen();
@@ -99,6 +100,10 @@ export class Connection {
   }
 
   scheduleReconnect(code) {
+    // Backoff restarts only after a connection that stayed up: a server that accepts and then
+    // drops us at once (overload, 1013) keeps getting the growing delay.
+    if (this.openedAt && performance.now() - this.openedAt > 5000) this.attempt = 0;
+    this.openedAt = 0;
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
     const delay = Math.round(base * (0.5 + Math.random() / 2));
     this.attempt++;

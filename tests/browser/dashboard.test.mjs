@@ -289,6 +289,25 @@ async function run() {
   );
   await page.screenshot({ path: path.join(ROOT, "target", "dashboard-after-restart.png") });
 
+  // Backfill, whatever this build's REST does: answer the history request in each accepted
+  // shape (an object with `bars`, a plain array) and check the candles land before the live ones.
+  for (const shape of ["object", "array"]) {
+    const nowMs = Math.floor(Date.now() / 1000) * 1000;
+    const bars = Array.from({ length: 30 }, (_, i) => {
+      const p = 100 + Math.sin(i / 3);
+      return { start: nowMs - (40 - i) * 1000, open: p, high: p + 0.5, low: p - 0.5, close: p + 0.1, volume: 10, trades: 2 };
+    });
+    await page.route("**/api/v1/bars/**", (route) =>
+      route.fulfill({ contentType: "application/json", body: JSON.stringify(shape === "array" ? bars : { bars }) }),
+    );
+    await page.focus("#symbols");
+    await page.keyboard.press("j");
+    await page.keyboard.press("Enter");
+    const got = await waitFor(() => dbg(() => /^30 bars of history/.test(document.getElementById("chart-status").textContent) && window.__tickcast.chart.candles), 5000);
+    check(`history backfill accepts the ${shape} shape`, got >= 30, `${got} candles, "${await page.locator("#chart-status").textContent()}"`);
+    await page.unroute("**/api/v1/bars/**");
+  }
+
   // While the server was down the browser itself reports each refused WebSocket connection as a
   // console error; those, and only in that window, are expected.
   const ws = `ws://127.0.0.1:${port}/ws`;
