@@ -8,4 +8,5 @@ mod feeds;
 mod ingest_http;
 mod pipeline;
 mod shutdown;
+mod web;
 mod ws;

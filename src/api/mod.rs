@@ -1,8 +1,10 @@
-//! The HTTP surface: `/ws`, the REST API under `/api/v1`, health and metrics.
+//! The HTTP surface: the dashboard at `/`, `/ws`, the REST API under `/api/v1`, health and
+//! metrics.
 
 pub mod health;
 pub mod ingest;
 pub mod problem;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(web::index))
+        .route("/assets/{*path}", get(web::asset))
         .route("/ws", get(crate::ws::upgrade))
         .route("/api/v1/ingest", post(ingest::ingest))
         .route("/healthz", get(health::healthz))

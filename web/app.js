@@ -1,0 +1,244 @@
+// tickcast dashboard: wires the connection, the symbol table and the chart together, and is the
+// reference client of shared/PROTOCOL.md (batched frames, per-channel seq, resume with `from`,
+// `reset` snapshots, `throttle_ms`).
+
+import { Connection, SeqTracker, splitChannel } from "./protocol.js";
+import { SymbolTable } from "./table.js";
+import { SymbolChart } from "./chart.js";
+
+const $ = (id) => document.getElementById(id);
+const HISTORY_BARS = 600; // 1 s bars asked from REST: ten minutes
+const LATENCY_WINDOW_MS = 10_000;
+
+const seqs = new SeqTracker();
+let selected = null; // symbol shown in the chart
+let historyToken = 0; // invalidates a REST answer for a symbol no longer selected
+
+// Counters behind the header and the debug object.
+const stats = { events: 0, resets: 0, gaps: 0, windowEvents: 0, eps: 0 };
+const latency = []; // [receivedAtMs, latencyMs], the last LATENCY_WINDOW_MS
+
+const table = new SymbolTable($("symbols"), { onSelect: select });
+const chart = new SymbolChart($("chart"), $("legend"));
+const conn = new Connection(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`, {
+  onOpen: subscribeAll,
+  onEvent: handle,
+  onState: showState,
+});
+
+// --- subscriptions ---
+
+const throttle = () => Number($("throttle").value);
+
+/** On every (re)connect: ask for the symbols, then resume every channel from its last seq. */
+function subscribeAll() {
+  conn.send({ op: "list" });
+  subscribeTicks();
+  if (selected) subscribeSymbol(selected);
+}
+
+function subscribeTicks() {
+  const op = { op: "subscribe", channels: ["ticks:*"], throttle_ms: throttle() };
+  const from = seqs.fromFor("ticks");
+  if (Object.keys(from).length) op.from = from;
+  conn.send(op);
+}
+
+function subscribeSymbol(sym) {
+  const channels = [`bars.1s:${sym}`, `indicators:${sym}`];
+  const from = { ...seqs.fromOne(channels[0]), ...seqs.fromOne(channels[1]) };
+  const op = { op: "subscribe", channels };
+  if (Object.keys(from).length) op.from = from;
+  conn.send(op);
+}
+
+function select(sym) {
+  if (selected) {
+    conn.send({ op: "unsubscribe", channels: [`bars.1s:${selected}`, `indicators:${selected}`] });
+    seqs.retain((ch) => splitChannel(ch)[1] !== selected || ch.startsWith("ticks:"));
+  }
+  selected = sym;
+  $("chart-title").textContent = sym;
+  chart.clear();
+  subscribeSymbol(sym);
+  loadHistory(sym);
+}
+
+/** Backfills 1 s candles from REST; any failure leaves the chart on live bars only. */
+async function loadHistory(sym) {
+  const token = ++historyToken;
+  const status = $("chart-status");
+  status.textContent = "loading history…";
+  let text;
+  try {
+    const res = await fetch(`/api/v1/bars/${encodeURIComponent(sym)}?interval=1s&limit=${HISTORY_BARS}`, {
+      headers: { accept: "application/json" },
+    });
+    if (token !== historyToken) return;
+    if (!res.ok) {
+      text = `history unavailable (HTTP ${res.status}): live bars only`;
+    } else {
+      const body = await res.json();
+      if (token !== historyToken) return;
+      // `{"bars": [...]}` or a plain array (the REST resource's shape is not final yet).
+      const bars = Array.isArray(body) ? body : [body?.bars, body?.data, body?.items].find(Array.isArray);
+      text = bars
+        ? `${chart.history(bars)} bars of history, then live`
+        : "history in an unknown shape: live bars only";
+    }
+  } catch {
+    if (token !== historyToken) return;
+    text = "history unavailable (network): live bars only";
+  }
+  status.textContent = text;
+}
+
+// --- events ---
+
+function handle(ev) {
+  stats.events++;
+  stats.windowEvents++;
+  switch (ev.type) {
+    case "snapshot":
+      return snapshot(ev);
+    case "tick":
+    case "bar":
+    case "indicators":
+      return live(ev);
+    case "list":
+      return table.ensure(ev.symbols ?? []);
+    case "error":
+      return showNotice(`server: ${ev.code}: ${ev.message}`, "error");
+    default:
+      return; // ack, pong, and kinds this page does not show
+  }
+}
+
+/**
+ * A snapshot starts (or restarts) a channel: with `reset` the events after our `from` are gone
+ * (the server restarted, or we were away longer than its ring holds), so the channel's local
+ * state is dropped and rebuilt from the snapshot.
+ */
+function snapshot(ev) {
+  const [kind, sym] = splitChannel(ev.ch);
+  const data = Array.isArray(ev.data) ? ev.data : [];
+  if (kind !== "ticks" && sym !== selected) return;
+  if (ev.reset) {
+    stats.resets++;
+    showNotice(
+      "The server no longer held the events this page missed (it restarted or we were away too long): " +
+        "state was reset from fresh snapshots.",
+      "reset",
+    );
+  }
+  seqs.last.set(ev.ch, ev.seq);
+  if (kind === "ticks") {
+    if (ev.reset) table.reset(sym);
+    for (const t of data) table.tick(sym, t.price, t.seq);
+    return;
+  }
+  if (kind === "bars.1s") {
+    if (ev.reset) {
+      chart.clear();
+      loadHistory(sym);
+    }
+    for (const b of data) chart.bar(b);
+  } else if (kind === "indicators") {
+    if (ev.reset) chart.clearIndicators();
+    for (const i of data) chart.indicators(i);
+  }
+}
+
+function live(ev) {
+  const [kind, sym] = splitChannel(ev.ch);
+  // Stragglers of a symbol just unselected: not tracked, or a later re-select would resume them.
+  if (kind !== "ticks" && sym !== selected) return;
+  stats.gaps += seqs.observe(ev.ch, ev.seq) > 0 ? 1 : 0;
+  // Same-host latency: ts is ns since the epoch at ingest (or computation).
+  const now = Date.now();
+  latency.push([now, now - Number(ev.ts) / 1e6]);
+  if (kind === "ticks") table.tick(sym, ev.price, ev.seq);
+  else if (sym === selected && kind === "bars.1s") chart.bar(ev);
+  else if (sym === selected && kind === "indicators") chart.indicators(ev);
+}
+
+// --- header: state, events/s, latency ---
+
+function showState({ state, detail }) {
+  const el = $("conn");
+  el.dataset.state = state;
+  el.textContent = detail ? `${state}: ${detail}` : state;
+}
+
+function showNotice(text, kind) {
+  const n = $("notice");
+  n.dataset.kind = kind;
+  $("notice-text").textContent = text;
+  n.hidden = false;
+}
+
+function percentile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+let lastStatsAt = performance.now();
+setInterval(() => {
+  const now = performance.now();
+  stats.eps = (stats.windowEvents * 1000) / (now - lastStatsAt);
+  stats.windowEvents = 0;
+  lastStatsAt = now;
+  const cutoff = Date.now() - LATENCY_WINDOW_MS;
+  let drop = 0;
+  while (drop < latency.length && latency[drop][0] < cutoff) drop++;
+  latency.splice(0, drop);
+  const sorted = latency.map((l) => l[1]).sort((a, b) => a - b);
+  const ms = (v) => (v === undefined ? "–" : `${v.toFixed(v < 10 ? 1 : 0)} ms`);
+  $("eps").textContent = stats.eps.toFixed(0);
+  $("p50").textContent = ms(percentile(sorted, 0.5));
+  $("p99").textContent = ms(percentile(sorted, 0.99));
+}, 1000);
+
+// --- controls ---
+
+$("throttle").addEventListener("change", () => subscribeTicks());
+$("notice-close").addEventListener("click", () => ($("notice").hidden = true));
+
+// The first symbol is selected as soon as the table has one.
+const firstRow = new MutationObserver(() => {
+  if (table.order.length) {
+    firstRow.disconnect();
+    table.select(0);
+  }
+});
+firstRow.observe(table.tbody, { childList: true });
+
+// A small read-only view for tests and curious users (`__tickcast` in the console).
+window.__tickcast = {
+  get state() {
+    return $("conn").dataset.state;
+  },
+  get rows() {
+    return table.order.length;
+  },
+  get filled() {
+    return table.filled();
+  },
+  get selected() {
+    return selected;
+  },
+  get throttle() {
+    return throttle();
+  },
+  get reconnects() {
+    return conn.reconnects;
+  },
+  get stats() {
+    return { ...stats, latencySamples: latency.length };
+  },
+  get chart() {
+    return chart.counts();
+  },
+};
+
+conn.connect();
+$("symbols").focus();
