@@ -36,6 +36,10 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Caps concurrent WebSocket connections.
     pub conn_limit: Arc<Semaphore>,
+    /// This server run's identity (start time in µs: exact in a JavaScript number): `seq`s
+    /// restart with every run, so a resume point is only meaningful with the epoch it was seen
+    /// under.
+    pub epoch: i64,
 }
 
 /// Start-up failures.
@@ -154,6 +158,7 @@ impl Server {
             indicators,
             sessions: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            epoch: crate::model::now_ns() / 1_000,
         });
 
         let feeds_stop = CancellationToken::new();

@@ -19,9 +19,12 @@ async fn subscribe_acks_snapshots_then_streams_contiguous_seq() {
     srv.wait_seq("AAPL", 5).await;
 
     let mut c = srv.connect().await;
-    let ack = c
+    let mut ack = c
         .subscribe(json!({"op":"subscribe","id":1,"channels":["ticks:AAPL"]}))
         .await;
+    // Extension: the server run's epoch, for resume across restarts.
+    assert!(ack["epoch"].as_i64().is_some_and(|e| e > 0), "{ack}");
+    ack.as_object_mut().unwrap().remove("epoch");
     assert_eq!(
         ack,
         json!({"type":"ack","id":1,"op":"subscribe","channels":["ticks:AAPL"]})
@@ -67,6 +70,38 @@ async fn resume_replays_exactly_the_missed_events() {
     }
     srv.ingest_n("MSFT", 1, 100.0).await;
     assert_eq!(seq(&c.event().await), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_from_another_server_run_gets_a_reset_snapshot() {
+    let srv = util::start(util::config()).await;
+    srv.ingest_n("MSFT", 10, 0.0).await;
+    srv.wait_seq("MSFT", 10).await;
+    let mut c = srv.connect().await;
+    let ack = c
+        .subscribe(json!({"op":"subscribe","channels":["ticks:MSFT"],"from":{"ticks:MSFT":7}}))
+        .await;
+    let epoch = ack["epoch"].as_i64().unwrap();
+    assert_eq!(
+        seq(&c.event().await),
+        8,
+        "same epoch (and none given): replay"
+    );
+    // The seqs a client kept from an earlier run mean nothing now, even where they are held.
+    let mut d = srv.connect().await;
+    d.subscribe(json!({"op":"subscribe","channels":["ticks:MSFT"],"from":{"ticks:MSFT":7},"epoch":epoch - 1})).await;
+    let snap = d.event().await;
+    assert_eq!(
+        (snap["type"].as_str(), snap["reset"].as_bool(), seq(&snap)),
+        (Some("snapshot"), Some(true), 10),
+        "{snap}"
+    );
+    let mut e = srv.connect().await;
+    e.subscribe(
+        json!({"op":"subscribe","channels":["ticks:MSFT"],"from":{"ticks:MSFT":7},"epoch":epoch}),
+    )
+    .await;
+    assert_eq!(seq(&e.event().await), 8, "matching epoch: replay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,9 +160,10 @@ async fn unsubscribe_stops_events() {
     c.subscribe(json!({"op":"subscribe","channels":["ticks:AAPL"]}))
         .await;
     c.event_of("snapshot").await;
-    let ack = c
+    let mut ack = c
         .subscribe(json!({"op":"unsubscribe","id":2,"channels":["ticks:AAPL"]}))
         .await;
+    ack.as_object_mut().unwrap().remove("epoch");
     assert_eq!(
         ack,
         json!({"type":"ack","id":2,"op":"unsubscribe","channels":["ticks:AAPL"]})

@@ -12,6 +12,7 @@ const LATENCY_WINDOW_MS = 10_000;
 
 const seqs = new SeqTracker();
 let selected = null; // symbol shown in the chart
+let epoch = null; // server run our seqs belong to (from its acks); sent back with `from`
 let historyToken = 0; // invalidates a REST answer for a symbol no longer selected
 
 // Counters behind the header and the debug object.
@@ -40,7 +41,7 @@ function subscribeAll() {
 function subscribeTicks() {
   const op = { op: "subscribe", channels: ["ticks:*"], throttle_ms: throttle() };
   const from = seqs.fromFor("ticks");
-  if (Object.keys(from).length) op.from = from;
+  if (Object.keys(from).length) Object.assign(op, { from, epoch });
   conn.send(op);
 }
 
@@ -48,7 +49,7 @@ function subscribeSymbol(sym) {
   const channels = [`bars.1s:${sym}`, `indicators:${sym}`];
   const from = { ...seqs.fromOne(channels[0]), ...seqs.fromOne(channels[1]) };
   const op = { op: "subscribe", channels };
-  if (Object.keys(from).length) op.from = from;
+  if (Object.keys(from).length) Object.assign(op, { from, epoch });
   conn.send(op);
 }
 
@@ -109,6 +110,10 @@ function handle(ev) {
       return table.ensure(ev.symbols ?? []);
     case "error":
       return showNotice(`server: ${ev.code}: ${ev.message}`, "error");
+    case "ack":
+      // A restarted server has a new epoch: the seqs we hold are then answered with `reset`.
+      if (typeof ev.epoch === "number") epoch = ev.epoch;
+      return;
     default:
       return; // ack, pong, and kinds this page does not show
   }

@@ -52,6 +52,8 @@ pub struct Subscribe {
     pub throttle: Option<Duration>,
     /// Snapshot depth; `None` takes the configured default.
     pub snapshot: Option<usize>,
+    /// The resume points belong to another server run: answer each with a reset snapshot.
+    pub stale_from: bool,
 }
 
 /// What a subscriber is sent instead of replayed events when it joins a channel.
@@ -219,7 +221,13 @@ impl Hub {
         covered: bool,
         encode: SnapshotEncoder<'_>,
     ) {
-        let replay = req.from.get(&ch).map(|&from| channel.ring.replay(from));
+        let replay = req.from.get(&ch).map(|&from| match req.stale_from {
+            false => channel.ring.replay(from),
+            true => Err(ReplayError::Ahead {
+                from,
+                last: channel.ring.last_seq(),
+            }),
+        });
         match replay {
             Some(Ok(events)) => {
                 let now = Instant::now();

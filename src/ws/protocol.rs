@@ -55,6 +55,10 @@ pub enum ClientOp {
         /// Extension: snapshot depth for this subscription.
         #[serde(default)]
         snapshot: Option<usize>,
+        /// Extension: the server `epoch` (from an earlier `ack`) that the `from` seqs belong to.
+        /// When it is not this server run's, no resume point is trusted (`reset: true`).
+        #[serde(default)]
+        epoch: Option<i64>,
     },
     Unsubscribe {
         #[serde(default)]
@@ -285,14 +289,17 @@ struct AckWire<'a> {
     id: Option<i64>,
     op: &'a str,
     channels: &'a [String],
+    /// Extension: identifies this server run; `seq`s of one epoch mean nothing in another.
+    epoch: i64,
 }
 
-pub fn encode_ack(id: Option<i64>, op: &str, channels: &[String]) -> Bytes {
+pub fn encode_ack(id: Option<i64>, op: &str, channels: &[String], epoch: i64) -> Bytes {
     to_bytes(&AckWire {
         kind: "ack",
         id,
         op,
         channels,
+        epoch,
     })
 }
 
@@ -474,8 +481,8 @@ mod tests {
     fn replies_match_the_contract() {
         let ch = vec!["ticks:AAPL".to_string()];
         assert_eq!(
-            parse(&encode_ack(Some(1), "subscribe", &ch)),
-            json!({"type":"ack","id":1,"op":"subscribe","channels":["ticks:AAPL"]})
+            parse(&encode_ack(Some(1), "subscribe", &ch, 7)),
+            json!({"type":"ack","id":1,"op":"subscribe","channels":["ticks:AAPL"],"epoch":7})
         );
         assert_eq!(
             parse(&encode_error(

@@ -371,13 +371,12 @@ impl Ops<'_> {
                 from,
                 throttle_ms,
                 snapshot,
-            } => self.subscribe(
-                id,
-                &channels,
-                from.unwrap_or_default(),
-                throttle_ms,
-                snapshot,
-            ),
+                epoch,
+            } => {
+                let stale = epoch.is_some_and(|e| e != self.shared.epoch);
+                let from = from.unwrap_or_default();
+                self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
+            }
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
             ClientOp::List { id } => {
@@ -407,6 +406,7 @@ impl Ops<'_> {
         from: HashMap<String, u64>,
         throttle_ms: Option<u64>,
         snapshot: Option<usize>,
+        stale_from: bool,
     ) {
         let cfg = &self.shared.config;
         if channels.is_empty() {
@@ -479,12 +479,18 @@ impl Ops<'_> {
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
         self.subs.extend(targets.iter().copied());
-        self.reply(protocol::encode_ack(id, "subscribe", &accepted));
+        self.reply(protocol::encode_ack(
+            id,
+            "subscribe",
+            &accepted,
+            self.shared.epoch,
+        ));
         let req = Subscribe {
             targets,
             from: resume,
             throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
             snapshot,
+            stale_from,
         };
         let symbols = &self.shared.symbols;
         let encode = |v: &crate::rooms::SnapshotView<'_>| {
@@ -518,6 +524,11 @@ impl Ops<'_> {
             self.subs.remove(t);
         }
         self.hub().unsubscribe(self.conn.id, &targets);
-        self.reply(protocol::encode_ack(id, "unsubscribe", &names));
+        self.reply(protocol::encode_ack(
+            id,
+            "unsubscribe",
+            &names,
+            self.shared.epoch,
+        ));
     }
 }
