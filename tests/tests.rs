@@ -5,5 +5,8 @@ mod util;
 
 mod config;
 mod ingest_http;
+mod portfolio;
+mod rest;
 mod shutdown;
+mod store;
 mod ws;
