@@ -51,6 +51,8 @@ pub struct Config {
     pub ring: RingConfig,
     pub ws: WsConfig,
     pub pipeline: crate::pipeline::PipelineConfig,
+    pub database: DatabaseConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +159,53 @@ pub struct WsConfig {
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
     pub socket_send_buffer_bytes: usize,
+}
+
+/// Storage: where ticks, users and trades live, and how the write-behind queue behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
+    pub url: String,
+    pub pool_size: u32,
+    /// Tick rows held in memory while the database is slow or down; past it rows are dropped
+    /// (counted and logged).
+    pub queue_capacity: usize,
+    /// Rows per insert transaction.
+    pub batch_size: usize,
+    /// A partial batch waits at most this long before it is written.
+    pub flush_interval_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failed writes that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// While the breaker is open, one probe write per this interval.
+    pub breaker_probe_ms: u64,
+    /// Ticks older than this are deleted; 0 keeps them forever.
+    pub retention_days: u64,
+    pub retention_interval_ms: u64,
+    /// Time allowed for a connection or a query before it counts as a failure.
+    pub timeout_ms: u64,
+}
+
+/// REST API limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Requests per second per API key (or per client IP without a key).
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Largest `limit` a list request may ask for.
+    pub max_page_size: usize,
+    pub default_page_size: usize,
+    /// Largest REST request body (ingest has its own limit).
+    pub max_body_bytes: usize,
+    /// 1 s bar closes the prediction models are fitted on.
+    pub prediction_window: usize,
+    /// Order p of the autoregressive model.
+    pub ar_order: usize,
+    /// Largest `horizon_s` a prediction may ask for.
+    pub max_horizon_s: u64,
 }
 
 /// Milliseconds as a `Duration`.
@@ -415,6 +464,87 @@ impl Config {
             let key = format!("pipeline.{}_period", e.indicator);
             return Err(ConfigError::key(&key, e.to_string()));
         }
+        let d = &self.database;
+        check(
+            d.url.starts_with("sqlite:")
+                || d.url.starts_with("postgres://")
+                || d.url.starts_with("postgresql://"),
+            "database.url",
+            "must be a sqlite: or postgres:// URL",
+        )?;
+        check(d.pool_size >= 1, "database.pool_size", "must be at least 1")?;
+        check(
+            d.batch_size >= 1,
+            "database.batch_size",
+            "must be at least 1",
+        )?;
+        check(
+            d.queue_capacity >= d.batch_size,
+            "database.queue_capacity",
+            "must be at least database.batch_size",
+        )?;
+        check(
+            d.flush_interval_ms >= 1,
+            "database.flush_interval_ms",
+            "must be at least 1",
+        )?;
+        check(
+            d.backoff_initial_ms >= 1 && d.backoff_max_ms >= d.backoff_initial_ms,
+            "database.backoff_max_ms",
+            "must be >= backoff_initial_ms >= 1",
+        )?;
+        check(
+            d.breaker_failures >= 1,
+            "database.breaker_failures",
+            "must be at least 1",
+        )?;
+        check(
+            d.breaker_probe_ms >= 1,
+            "database.breaker_probe_ms",
+            "must be at least 1",
+        )?;
+        check(
+            d.retention_interval_ms >= 1000,
+            "database.retention_interval_ms",
+            "must be at least 1000",
+        )?;
+        check(
+            d.timeout_ms >= 10,
+            "database.timeout_ms",
+            "must be at least 10",
+        )?;
+        let a = &self.api;
+        check(
+            a.requests_per_second >= 1,
+            "api.requests_per_second",
+            "must be at least 1",
+        )?;
+        check(a.burst >= 1, "api.burst", "must be at least 1")?;
+        check(
+            a.max_page_size >= 1,
+            "api.max_page_size",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=a.max_page_size).contains(&a.default_page_size),
+            "api.default_page_size",
+            "must be in 1..=api.max_page_size",
+        )?;
+        check(
+            a.max_body_bytes >= 256,
+            "api.max_body_bytes",
+            "must be at least 256",
+        )?;
+        check(
+            a.ar_order >= 1 && a.prediction_window >= 4 * a.ar_order + 4,
+            "api.prediction_window",
+            "must be at least 4 * api.ar_order + 4 (and ar_order >= 1)",
+        )?;
+        check(
+            a.max_horizon_s >= 1,
+            "api.max_horizon_s",
+            "must be at least 1",
+        )?;
         Ok(())
     }
 }
@@ -577,6 +707,12 @@ mod tests {
                 ],
                 "feeds.replay.path",
             ),
+            (&[("DATABASE_URL", "mysql://x")], "database.url"),
+            (
+                &[("TICKCAST_DATABASE__QUEUE_CAPACITY", "1")],
+                "database.queue_capacity",
+            ),
+            (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
         ];
         for (env, key) in cases {
             let err = with_env(env).expect_err("bad config must fail");

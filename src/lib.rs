@@ -8,6 +8,8 @@
 //! - [`pipeline`], [`bars`]: per-second OHLCV bars and indicators on a crossbeam worker pool;
 //! - [`rooms`]: subscriptions and fan-out into bounded per-connection queues;
 //! - [`ws`]: the WebSocket protocol and sessions; [`api`]: HTTP routes and errors;
+//! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
+//! - [`predict`]: forecasting models fitted on 1 s bar closes;
 //! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
 
 pub mod api;
@@ -17,9 +19,11 @@ pub mod feed;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
+pub mod predict;
 pub mod ring;
 pub mod rooms;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod ws;

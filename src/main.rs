@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tickcast::config::Config;
 use tickcast::server::Server;
+use tickcast::store::Store;
 
 /// Exit code for a configuration error (EX_USAGE in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
@@ -34,11 +35,32 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Apply the database migrations (`database.url` / `DATABASE_URL`) and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage REST API users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user and print its new API key (shown once; only a hash is stored).
+    Add { name: String },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::CheckConfig { config }) = &cli.command;
+    let (Command::Serve { config }
+    | Command::CheckConfig { config }
+    | Command::Migrate { config }
+    | Command::User { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(error) => {
@@ -51,14 +73,53 @@ fn main() -> ExitCode {
             println!("{config:#?}");
             ExitCode::SUCCESS
         }
-        Command::Serve { .. } => match serve(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("tickcast: {error:#}");
-                ExitCode::FAILURE
+        Command::Serve { .. } => report(serve(config)),
+        Command::Migrate { .. } => report(with_store(&config, |store| async move {
+            store.migrate().await?;
+            println!("migrations applied ({})", store.backend());
+            Ok(())
+        })),
+        Command::User {
+            command: UserCommand::Add { name },
+            ..
+        } => report(with_store(&config, |store| async move {
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                anyhow::bail!("user name must be 1..=64 printable characters");
             }
-        },
+            store.migrate().await?;
+            let (id, key) = store.create_user(&name).await?;
+            eprintln!("created user {name:?} (id {id}); its API key, shown only this once:");
+            println!("{key}");
+            Ok(())
+        })),
     }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tickcast: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `f` with an open store on a small runtime, then closes the pool.
+fn with_store<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(std::sync::Arc<Store>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = std::sync::Arc::new(Store::open(&config.database)?);
+        let result = f(store.clone()).await;
+        store.close().await;
+        result
+    })
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

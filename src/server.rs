@@ -1,5 +1,5 @@
 //! Wiring: builds every stage from a [`Config`], binds the listener, runs until told to stop,
-//! and shuts down in data-flow order (feeds, ingest, sockets, HTTP).
+//! and shuts down in data-flow order (feeds, ingest, write-behind flush, sockets, HTTP).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, ms};
 use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
 use crate::ingest::{Ingest, IngestHandle};
-use crate::model::Symbols;
+use crate::model::{Event, Symbols};
 use crate::pipeline::{LatestIndicators, Pipeline};
-use crate::rooms::{Hub, HubConfig};
+use crate::rooms::{EventSink, Hub, HubConfig};
+use crate::store::{Recorder, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 
 /// State shared by every request handler and session.
@@ -30,6 +31,12 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Latest indicator values per symbol, written once per pipeline batch.
     pub indicators: Arc<LatestIndicators>,
+    /// The database: history, users, trades.
+    pub store: Arc<Store>,
+    /// Write-behind persistence of ticks (its health feeds `/readyz`).
+    pub recorder: Arc<Recorder>,
+    /// REST state: rate limiters, prediction cache.
+    pub api: crate::api::ApiState,
     /// Every WebSocket session, so shutdown can wait for them.
     pub sessions: TaskTracker,
     /// Cancelled when sockets must close (1001) and HTTP must stop.
@@ -55,6 +62,8 @@ pub enum ServerError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
     #[error("feed {feed}: {source}")]
     Feed {
         feed: &'static str,
@@ -85,9 +94,26 @@ impl Server {
             },
             metrics.clone(),
         ));
+        let store = Arc::new(Store::open(&config.database)?);
+        // A database that is down at start-up delays persistence, not streaming: the writer
+        // migrates before its first batch and retries until the database answers.
+        match tokio::time::timeout(ms(config.database.timeout_ms), store.migrate()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "database not ready at start-up; persistence will retry")
+            }
+            Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
+        }
+        let recorder = Recorder::start(
+            store.clone(),
+            &config.database,
+            symbols.clone(),
+            metrics.clone(),
+        );
+        let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![hub.clone(), recorder.clone()]));
         let (ingest, ingest_handle) = Ingest::new(
             symbols.clone(),
-            hub.clone(),
+            sink,
             metrics.clone(),
             config.pipeline.periods(),
         );
@@ -147,7 +173,7 @@ impl Server {
         } else {
             None
         };
-
+        let api = crate::api::ApiState::new(&config);
         let shared = Arc::new(Shared {
             conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
             config,
@@ -156,10 +182,19 @@ impl Server {
             ingest: ingest_handle.clone(),
             metrics: metrics.clone(),
             indicators,
+            api,
+            store: store.clone(),
+            recorder,
             sessions: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             epoch: crate::model::now_ns() / 1_000,
         });
+
+        tokio::spawn(crate::store::retention::run(
+            store,
+            shared.config.database.clone(),
+            shared.shutdown.clone(),
+        ));
 
         let feeds_stop = CancellationToken::new();
         let feeds = feeds
@@ -193,8 +228,11 @@ impl Server {
             }
         });
         let http = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, router).with_graceful_shutdown(stop_http.cancelled_owned());
+            let serve = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop_http.cancelled_owned());
             if let Err(error) = serve.await {
                 tracing::error!(%error, "http server failed");
             }
@@ -211,7 +249,8 @@ impl Server {
         })
     }
 
-    /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it holds, every socket gets what was
+    /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it
+    /// holds, the write-behind queue is flushed to the database, every socket gets what was
     /// queued for it and a 1001 close, then HTTP stops. Bounded by `server.shutdown_grace_ms`.
     pub async fn shutdown(mut self) {
         let grace = ms(self.shared.config.server.shutdown_grace_ms);
@@ -229,6 +268,11 @@ impl Server {
             let joined = tokio::task::spawn_blocking(move || thread.join());
             let _ = tokio::time::timeout(grace, joined).await;
         }
+        // Every ingested tick is in the recorder's queue now; nothing more can arrive.
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        self.shared.recorder.flush_and_stop(left).await;
         self.shared.shutdown.cancel();
         self.shared.sessions.close();
         let left = grace
@@ -245,6 +289,7 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.http).await;
         self.http.abort();
+        self.shared.store.close().await;
         tracing::info!(
             took_ms = started.elapsed().as_millis() as u64,
             "tickcast stopped"
@@ -255,5 +300,17 @@ impl Server {
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
+    }
+}
+
+/// Publishes every batch to several sinks in order (the hub first: streaming comes before
+/// persistence).
+struct Fanout(Vec<Arc<dyn EventSink>>);
+
+impl EventSink for Fanout {
+    fn publish(&self, events: &[Event]) {
+        for sink in &self.0 {
+            sink.publish(events);
+        }
     }
 }

@@ -38,29 +38,33 @@ async fn ingest_seconds(srv: &util::TestServer, symbol: &str, base_s: i64, price
 async fn one_second_bars_have_exact_ohlcv() {
     let srv = util::start(config()).await;
     let second = now_ms() / 1000 - 5;
-    // A first tick makes the symbol known; it is older than the bar under test.
-    ingest_seconds(&srv, "AAPL", second - 5, &[1.0]).await;
-    srv.wait_seq("AAPL", 1).await;
-    let mut c = srv.connect().await;
-    c.subscribe(json!({"op":"subscribe","channels":["bars.1s:AAPL"]}))
-        .await;
-    c.event_of("snapshot").await;
-    // Four trades inside one past second: open is the first, close the last (arrival order,
-    // which is also exchange-time order here).
     let at = |ms: i64| (second * 1000 + ms) * 1_000_000;
+    // One request is one ingest batch, so the pipeline takes these together. An earlier tick in
+    // an older second, then four trades inside one past second: open is the first, close the
+    // last (arrival order, which is also exchange-time order here).
     let ticks = json!([
+        {"symbol":"AAPL","price":1.0,"size":1,"side":"buy","ts": at(-5000)},
         {"symbol":"AAPL","price":10.0,"size":1,"side":"buy","ts": at(100)},
         {"symbol":"AAPL","price":12.5,"size":2,"side":"sell","ts": at(300)},
         {"symbol":"AAPL","price":9.0,"size":3,"side":"buy","ts": at(600)},
         {"symbol":"AAPL","price":11.0,"size":4,"side":"buy","ts": at(900)}
     ]);
     assert_eq!(srv.ingest(ticks).await.0, 202);
-    let bar = loop {
-        let b = c.event_of("bar").await;
-        if b["start"] == second * 1000 {
-            break b;
-        }
-    };
+    srv.wait_seq("AAPL", 5).await;
+    let mut c = srv.connect().await;
+    c.subscribe(json!({"op":"subscribe","channels":["bars.1s:AAPL"]}))
+        .await;
+    let mut found = None;
+    while found.is_none() {
+        let e = c.event().await;
+        let bars = match e["type"].as_str() {
+            Some("snapshot") => e["data"].as_array().cloned().unwrap_or_default(),
+            Some("bar") => vec![e],
+            _ => vec![],
+        };
+        found = bars.into_iter().find(|b| b["start"] == second * 1000);
+    }
+    let bar = found.unwrap();
     assert_eq!(bar["ch"], "bars.1s:AAPL");
     assert_eq!(bar["final"], true);
     for (k, v) in [

@@ -1,32 +1,67 @@
 //! Liveness, readiness and metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::model::now_ns;
 use crate::server::Shared;
 
 pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when ingest runs and the server is not shutting down.
+/// The pipeline counts as late when its last batch is older than this.
+pub const PIPELINE_STALE_MS: i64 = 5_000;
+
+/// Ready when the database answers (and persistence is not failing), ingest runs, and the
+/// pipeline is on time; otherwise 503 `degraded` with the failing checks. Streaming goes on
+/// either way: this is for load balancers and operators.
 pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let shutting_down = shared.shutdown.is_cancelled();
-    let status = if shutting_down {
-        "shutting_down"
-    } else {
-        "ready"
+    if shared.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    let health = &shared.recorder.health;
+    let breaker_open = health.breaker_open.load(Ordering::Relaxed);
+    let database = match shared.store.ping().await {
+        Ok(()) if !breaker_open => json!({"ok": true, "backend": shared.store.backend(),
+            "backlog": shared.recorder.backlog()}),
+        Ok(()) => json!({"ok": false, "backend": shared.store.backend(),
+            "error": "writes failing; circuit breaker open",
+            "backlog": shared.recorder.backlog()}),
+        Err(e) => json!({"ok": false, "backend": shared.store.backend(),
+            "error": e.to_string(), "backlog": shared.recorder.backlog()}),
     };
-    let code = if shutting_down {
-        StatusCode::SERVICE_UNAVAILABLE
+    let feeds = json!({"ok": shared.ingest.is_alive()});
+    let last = shared
+        .metrics
+        .pipeline_last_batch_ms
+        .load(Ordering::Relaxed);
+    let pipeline = if last == 0 {
+        json!({"ok": true, "note": "no pipeline batch yet"})
     } else {
-        StatusCode::OK
+        let age = now_ns() / 1_000_000 - last;
+        json!({"ok": age <= PIPELINE_STALE_MS, "last_batch_age_ms": age})
     };
-    (code, axum::Json(json!({"status": status}))).into_response()
+    let ok = [&database, &feeds, &pipeline]
+        .iter()
+        .all(|c| c["ok"] == json!(true));
+    let (code, status) = if ok {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    let body = json!({"status": status, "checks": {
+        "database": database, "feeds": feeds, "pipeline": pipeline}});
+    (code, axum::Json(body)).into_response()
 }
 
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

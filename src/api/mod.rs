@@ -1,38 +1,143 @@
 //! The HTTP surface: the dashboard at `/`, `/ws`, the REST API under `/api/v1`, health and
 //! metrics.
+//!
+//! REST routes share three layers: a latency histogram (`tickcast_http_request_seconds`), a
+//! keyed rate limit (per API key, or per client IP without one; 429 problem with `Retry-After`),
+//! and a body size limit (`api.max_body_bytes`; 413 problem). Every error is a
+//! [`problem::Problem`]. `/openapi.json` is generated from the handlers' annotations.
 
 pub mod health;
 pub mod ingest;
+pub mod market;
+pub mod openapi;
+pub mod params;
+pub mod portfolio;
+pub mod predictions;
 pub mod problem;
 pub mod web;
 
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::config::Config;
 use crate::server::Shared;
 
 /// Largest request body accepted (ingest batches are the largest legitimate bodies).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
+/// Keyed limiters are pruned of idle keys once they track this many.
+const LIMITER_PRUNE_AT: usize = 10_000;
+
+/// Who a request is, for rate limiting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// SHA-256 of the bearer key (keys are not kept in memory in clear).
+    Key(String),
+    Ip(IpAddr),
+}
+
+/// REST state that lives as long as the server.
+pub struct ApiState {
+    pub limiter: DefaultKeyedRateLimiter<RateKey>,
+    pub predictions: predictions::Cache,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("limited_keys", &self.limiter.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    pub fn new(config: &Config) -> Self {
+        let per_s = NonZeroU32::new(config.api.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.api.burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_s).allow_burst(burst)),
+            predictions: predictions::Cache::default(),
+        }
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
+    let rest = Router::new()
+        .route("/api/v1/symbols", get(market::symbols))
+        .route("/api/v1/ticks/{symbol}", get(market::ticks))
+        .route("/api/v1/bars/{symbol}", get(market::bars))
+        .route("/api/v1/indicators/{symbol}", get(market::indicators))
+        .route(
+            "/api/v1/predictions/{symbol}",
+            get(predictions::predictions),
+        )
+        .route("/api/v1/portfolio", get(portfolio::portfolio))
+        .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
+        .layer(DefaultBodyLimit::max(shared.config.api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(shared.clone(), rate_limit))
+        .layer(middleware::from_fn_with_state(shared.clone(), latency));
     Router::new()
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
         .route("/ws", get(crate::ws::upgrade))
         .route("/api/v1/ingest", post(ingest::ingest))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(rest)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async {
-            problem::Problem::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route",
-            )
+            problem::Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
+}
+
+/// Records every REST request's latency.
+async fn latency(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let res = next.run(req).await;
+    shared
+        .metrics
+        .http_request_seconds
+        .observe(started.elapsed());
+    res
+}
+
+/// Token bucket per API key (or client IP): over it, 429 with `Retry-After`.
+async fn rate_limit(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let key = match ingest::bearer(req.headers()) {
+        Some(k) => RateKey::Key(crate::store::hash_key(k)),
+        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(addr)) => RateKey::Ip(addr.ip()),
+            None => RateKey::Ip(IpAddr::from([0, 0, 0, 0])),
+        },
+    };
+    let limiter = &shared.api.limiter;
+    if limiter.len() > LIMITER_PRUNE_AT {
+        limiter.retain_recent();
+    }
+    if let Err(not_until) = limiter.check_key(&key) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return problem::Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; slow down",
+        )
+        .retry_after(secs.max(1))
+        .into_response();
+    }
+    next.run(req).await
 }

@@ -151,6 +151,11 @@ impl IngestHandle {
         Ok(())
     }
 
+    /// False once ingest has stopped taking batches.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// The record was refused by a feed before reaching ingest.
     pub fn count_rejected(&self, n: u64) {
         self.metrics.ticks_rejected.fetch_add(n, Ordering::Relaxed);

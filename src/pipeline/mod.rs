@@ -11,7 +11,7 @@ pub mod indicators;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,8 +76,6 @@ impl PipelineConfig {
 #[derive(Debug, Default)]
 pub struct LatestIndicators {
     values: RwLock<HashMap<SymbolId, (IndicatorValues, i64)>>,
-    /// Wall-clock ms of the last finished batch (0 before the first).
-    last_batch_ms: AtomicI64,
 }
 
 impl LatestIndicators {
@@ -90,21 +88,11 @@ impl LatestIndicators {
             .copied()
     }
 
-    /// When the last batch finished (ms since the epoch), if one did.
-    pub fn last_batch_ms(&self) -> Option<i64> {
-        match self.last_batch_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(ms),
-        }
-    }
-
     fn store(&self, latest: &[(SymbolId, IndicatorValues)], ts: i64) {
         let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
         for (s, v) in latest {
             map.insert(*s, (*v, ts));
         }
-        drop(map);
-        self.last_batch_ms.store(ts / 1_000_000, Ordering::Relaxed);
     }
 }
 
@@ -222,7 +210,12 @@ impl Coordinator {
         self.metrics
             .pipeline_late_ticks
             .fetch_add(out.late_ticks, Ordering::Relaxed);
-        self.latest.store(&out.latest, now_ns());
+        let now = now_ns();
+        self.latest.store(&out.latest, now);
+        // `/readyz` reads this to tell whether the pipeline is on time.
+        self.metrics
+            .pipeline_last_batch_ms
+            .store(now / 1_000_000, Ordering::Relaxed);
         let elapsed = started.elapsed();
         self.metrics.pipeline_batch_seconds.observe(elapsed);
         self.metrics

@@ -3,7 +3,7 @@
 //! Plain atomics: every hot path records with one relaxed add and no allocation.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A fixed-bucket histogram of durations in seconds.
@@ -96,6 +96,8 @@ pub struct Metrics {
     pub pipeline_late_ticks: AtomicU64,
     pub pipeline_missed_ticks: AtomicU64,
     pub pipeline_batch_seconds: Histogram,
+    /// Wall-clock ms when the pipeline last finished a batch (0 = never); `/readyz` reads it.
+    pub pipeline_last_batch_ms: AtomicI64,
     pub db_rows_written: AtomicU64,
     pub db_rows_dropped: AtomicU64,
     pub db_write_errors: AtomicU64,
@@ -131,6 +133,7 @@ impl Default for Metrics {
             pipeline_late_ticks: z(),
             pipeline_missed_ticks: z(),
             pipeline_batch_seconds: Histogram::new(LATENCY_BUCKETS),
+            pipeline_last_batch_ms: AtomicI64::new(0),
             db_rows_written: z(),
             db_rows_dropped: z(),
             db_write_errors: z(),

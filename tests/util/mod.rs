@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -22,9 +23,134 @@ pub const TOKEN: &str = "test-ingest-token";
 /// Generous bound for anything the server should do "soon"; only failing tests wait this long.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Defaults for tests: ephemeral port, no synthetic feed, HTTP ingest on, short grace.
+/// A SQLite URL in a fresh temporary file (removed when its server or [`TestDb`] drops).
+pub fn temp_sqlite_url() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "tickcast-test-{}-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tickcast::model::now_ns() % 1_000_000_007
+    ));
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn remove_sqlite(url: &str) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .and_then(|p| p.split('?').next())
+        .filter(|p| p.contains("tickcast-test-"))
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+}
+
+/// The admin URL of the test PostgreSQL server (a database that always exists).
+pub fn pg_admin_url() -> String {
+    std::env::var("TICKCAST_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database of its own for one test: a temporary SQLite file, or a fresh PostgreSQL database
+/// (created here, dropped with `WITH (FORCE)` when this drops).
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub backend: &'static str,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        TestDb {
+            url: temp_sqlite_url(),
+            backend: "sqlite",
+            pg_name: None,
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        use sqlx::Connection;
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "tc_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            tickcast::model::now_ns() % 1_000_000_007
+        );
+        let admin = pg_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("the test PostgreSQL server (127.0.0.1:5432) is reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        TestDb {
+            url: format!("{base}/{name}"),
+            backend: "postgres",
+            pg_name: Some(name),
+        }
+    }
+
+    /// A test config using this database.
+    pub fn config(&self) -> Config {
+        let mut c = config();
+        remove_sqlite(&c.database.url);
+        c.database.url = self.url.clone();
+        c
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self.pg_name.take() {
+            None => remove_sqlite(&self.url),
+            Some(name) => {
+                let admin = pg_admin_url();
+                // Drop runs inside the test's runtime: use a thread with its own.
+                let _ = std::thread::spawn(move || {
+                    use sqlx::Connection;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut conn)
+                            .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// One database per backend, for tests that must pass on both.
+pub async fn backends() -> Vec<TestDb> {
+    vec![TestDb::sqlite(), TestDb::postgres().await]
+}
+
+/// Defaults for tests: ephemeral port, no synthetic feed, HTTP ingest on, short grace, a
+/// SQLite database of its own, quick write-behind flushes, no practical REST rate limit.
 pub fn config() -> Config {
     let mut c = Config::defaults().expect("embedded defaults are valid");
+    c.database.url = temp_sqlite_url();
+    c.database.flush_interval_ms = 10;
+    c.database.backoff_initial_ms = 10;
+    c.database.backoff_max_ms = 100;
+    c.database.breaker_probe_ms = 100;
+    c.api.requests_per_second = 100_000;
+    c.api.burst = 100_000;
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.shutdown_grace_ms = 3000;
     c.feeds.synthetic.enabled = false;
@@ -37,14 +163,17 @@ pub fn config() -> Config {
 pub struct TestServer {
     pub addr: SocketAddr,
     server: Option<Server>,
+    db_url: String,
 }
 
 pub async fn start(config: Config) -> TestServer {
     config.validate().expect("test config is valid");
+    let db_url = config.database.url.clone();
     let server = Server::start(config).await.expect("server starts");
     TestServer {
         addr: server.addr,
         server: Some(server),
+        db_url,
     }
 }
 
@@ -59,6 +188,70 @@ impl TestServer {
 
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("server running")
+    }
+
+    pub fn shared(&self) -> &std::sync::Arc<tickcast::server::Shared> {
+        &self.server().shared
+    }
+
+    /// GET with an optional bearer key; returns (status, headers, JSON body or Null).
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Vec<(String, String)>, Value) {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, h, body) = http(self.addr, "GET", path, &headers, b"").await;
+        (
+            status,
+            h,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// POST JSON with an optional bearer key and extra headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Value) {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        headers.extend_from_slice(extra);
+        let (status, h, body) = http(self.addr, "POST", path, &headers, body).await;
+        (
+            status,
+            h,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits until at least `n` tick rows were committed by the write-behind writer.
+    pub async fn wait_persisted(&self, n: u64) {
+        let m = &self.shared().metrics;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while m.db_rows_written.load(Ordering::Relaxed) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} rows persisted",
+                m.db_rows_written.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Publishes pipeline output through the real ingest path, as the pipeline does.
+    pub async fn derived(&self, values: Vec<tickcast::ingest::Derived>) {
+        let ingest = self.shared().ingest.clone();
+        tokio::task::spawn_blocking(move || ingest.send_derived_blocking(values))
+            .await
+            .expect("join")
+            .expect("ingest open");
     }
 
     pub async fn shutdown(&mut self) {
@@ -120,6 +313,7 @@ impl Drop for TestServer {
         if let Some(s) = self.server.take() {
             s.shared.shutdown.cancel();
         }
+        remove_sqlite(&self.db_url);
     }
 }
 

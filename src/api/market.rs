@@ -1,0 +1,276 @@
+//! Market data: `GET /api/v1/symbols`, `/ticks/{symbol}`, `/bars/{symbol}`,
+//! `/indicators/{symbol}`. Live values come from the hub's rings; history from the store.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::params::{self, Params};
+use super::problem::Problem;
+use crate::model::{ChannelId, Kind, is_valid_symbol};
+use crate::server::Shared;
+use crate::store::StoreError;
+
+/// A database failure as a response: 503 when the database is unreachable, 500 otherwise.
+pub fn store_problem(e: StoreError) -> Problem {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable for a request");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; retry shortly",
+        )
+        .retry_after(1)
+    } else {
+        Problem::internal(&e)
+    }
+}
+
+/// Bar intervals and their length in ns.
+pub const INTERVALS: [(&str, i64); 5] = [
+    ("1s", 1_000_000_000),
+    ("1m", 60_000_000_000),
+    ("5m", 300_000_000_000),
+    ("1h", 3_600_000_000_000),
+    ("1d", 86_400_000_000_000),
+];
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SymbolInfo {
+    symbol: String,
+    /// Latest live price; null before the first tick.
+    price: Option<f64>,
+    /// Ingest time of that tick, ns since the epoch.
+    ts: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SymbolList {
+    symbols: Vec<SymbolInfo>,
+}
+
+/// Symbols known to the server, with their latest live price.
+#[utoipa::path(get, path = "/api/v1/symbols", tag = "market",
+    responses((status = 200, body = SymbolList)))]
+pub async fn symbols(State(shared): State<Arc<Shared>>) -> Response {
+    let symbols = shared
+        .symbols
+        .all()
+        .into_iter()
+        .map(|(id, name)| {
+            let tick = shared.hub.latest_tick(id);
+            SymbolInfo {
+                symbol: name.to_string(),
+                price: tick.map(|t| t.price),
+                ts: tick.map(|t| t.ts),
+            }
+        })
+        .collect();
+    Json(SymbolList { symbols }).into_response()
+}
+
+/// Live symbols, and symbols with stored history from earlier runs.
+async fn known_symbol(shared: &Shared, symbol: &str) -> Result<(), Problem> {
+    if !is_valid_symbol(symbol) {
+        return Err(params::unknown_symbol(symbol));
+    }
+    if shared.symbols.get(symbol).is_some() {
+        return Ok(());
+    }
+    let stored = shared
+        .store
+        .ticks(symbol, 0, i64::MAX, None, 1)
+        .await
+        .map_err(store_problem)?;
+    if stored.is_empty() {
+        Err(params::unknown_symbol(symbol))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TickOut {
+    /// Exchange time, ns since the epoch.
+    ts: i64,
+    /// Server ingest time, ns since the epoch.
+    ingest_ts: i64,
+    seq: i64,
+    price: f64,
+    size: f64,
+    side: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TickPage {
+    symbol: String,
+    ticks: Vec<TickOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Stored ticks, oldest first (by exchange time, then arrival), paginated by cursor.
+#[utoipa::path(get, path = "/api/v1/ticks/{symbol}", tag = "market",
+    params(("symbol" = String, Path),
+        ("from" = Option<String>, Query, description = "RFC 3339 or epoch ms, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339 or epoch ms, exclusive"),
+        ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = TickPage),
+        (status = 400, description = "bad_time, bad_time_range, limit_out_of_range, bad_cursor"),
+        (status = 404, description = "unknown_symbol")))]
+pub async fn ticks(
+    State(shared): State<Arc<Shared>>,
+    Path(symbol): Path<String>,
+    q: Params,
+) -> Result<Response, Problem> {
+    let p = params::params(q)?;
+    let (from, to) = params::time_range(&p)?;
+    let api = &shared.config.api;
+    let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
+    let after = p
+        .get("cursor")
+        .map(|c| params::decode_cursor(c))
+        .transpose()?;
+    known_symbol(&shared, &symbol).await?;
+    let mut rows = shared
+        .store
+        .ticks(&symbol, from, to, after, limit + 1)
+        .await
+        .map_err(store_problem)?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| params::encode_cursor(r.row.ts, r.id))
+    } else {
+        None
+    };
+    let ticks = rows
+        .into_iter()
+        .map(|r| TickOut {
+            ts: r.row.ts,
+            ingest_ts: r.row.ingest_ts,
+            seq: r.row.seq,
+            price: r.row.price,
+            size: r.row.size,
+            side: r.row.side.as_str(),
+        })
+        .collect();
+    Ok(Json(TickPage {
+        symbol,
+        ticks,
+        next_cursor,
+    })
+    .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BarOut {
+    /// Bucket start, ms since the epoch (as on the `bars.*` channels).
+    start: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    trades: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BarPage {
+    symbol: String,
+    interval: String,
+    bars: Vec<BarOut>,
+    /// Pass as `from` for the next page; null on the last page.
+    next_from: Option<i64>,
+}
+
+/// OHLCV bars aggregated from stored ticks; open/close by exchange time.
+#[utoipa::path(get, path = "/api/v1/bars/{symbol}", tag = "market",
+    params(("symbol" = String, Path),
+        ("interval" = String, Query, description = "1s, 1m, 5m, 1h or 1d"),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
+        ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = BarPage),
+        (status = 400, description = "bad_interval, bad_time, bad_time_range, limit_out_of_range"),
+        (status = 404, description = "unknown_symbol")))]
+pub async fn bars(
+    State(shared): State<Arc<Shared>>,
+    Path(symbol): Path<String>,
+    q: Params,
+) -> Result<Response, Problem> {
+    let p = params::params(q)?;
+    let interval = p.get("interval").map(String::as_str).unwrap_or("");
+    let Some(&(name, interval_ns)) = INTERVALS.iter().find(|(n, _)| *n == interval) else {
+        return Err(Problem::bad_request(
+            "bad_interval",
+            format!("`interval` must be one of 1s, 1m, 5m, 1h, 1d, got {interval:?}"),
+        ));
+    };
+    let (from, to) = params::time_range(&p)?;
+    let api = &shared.config.api;
+    let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
+    known_symbol(&shared, &symbol).await?;
+    let rows = shared
+        .store
+        .bars(&symbol, interval_ns, from, to, limit)
+        .await
+        .map_err(store_problem)?;
+    let next_from = if rows.len() == limit {
+        rows.last().map(|b| (b.start + interval_ns) / 1_000_000)
+    } else {
+        None
+    };
+    let bars = rows
+        .into_iter()
+        .map(|b| BarOut {
+            start: b.start / 1_000_000,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            trades: b.trades,
+        })
+        .collect();
+    Ok(Json(BarPage {
+        symbol,
+        interval: name.to_owned(),
+        bars,
+        next_from,
+    })
+    .into_response())
+}
+
+/// Latest indicator values from the pipeline; nulls before warm-up.
+#[utoipa::path(get, path = "/api/v1/indicators/{symbol}", tag = "market",
+    params(("symbol" = String, Path)),
+    responses((status = 200, description = "`{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap}`"),
+        (status = 404, description = "unknown_symbol")))]
+pub async fn indicators(
+    State(shared): State<Arc<Shared>>,
+    Path(symbol): Path<String>,
+) -> Result<Response, Problem> {
+    let id = params::live_symbol(&shared, &symbol)?;
+    // The pipeline's read path: one read lock, never waiting on a batch in progress.
+    let latest = shared.indicators.get(id);
+    let v = latest.map(|(v, _)| v).unwrap_or_default();
+    let seq = shared.hub.last_seq(ChannelId {
+        kind: Kind::Indicators,
+        symbol: id,
+    });
+    let periods = shared.config.pipeline.periods();
+    let mut m = serde_json::Map::new();
+    m.insert("symbol".into(), json!(symbol));
+    m.insert("seq".into(), json!(seq));
+    m.insert("ts".into(), json!(latest.map(|(_, ts)| ts)));
+    m.insert(format!("sma_{}", periods.sma), json!(v.sma));
+    m.insert(format!("ema_{}", periods.ema), json!(v.ema));
+    m.insert(format!("rsi_{}", periods.rsi), json!(v.rsi));
+    m.insert("volatility".into(), json!(v.volatility));
+    m.insert("vwap".into(), json!(v.vwap));
+    Ok(Json(Value::Object(m)).into_response())
+}

@@ -1,0 +1,252 @@
+//! `GET /api/v1/predictions/{symbol}?horizon_s=&model=`: a forecast from the recent final 1 s bar
+//! closes held in the hub's `bars.1s` ring.
+//!
+//! Results are cached per (symbol, model, horizon) until the symbol's next 1 s bar (the
+//! pipeline's next batch): the cache entry remembers the bar channel's `seq` it was computed at.
+//! Concurrent requests for one key share one computation (a `OnceCell` per entry), which runs
+//! on the blocking pool so the model math never stalls the async workers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+use super::params::{self, Params};
+use super::problem::Problem;
+use crate::model::{ChannelId, Kind, Payload, SymbolId};
+use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
+use crate::server::Shared;
+
+/// Entries kept before stale ones are evicted.
+const CACHE_MAX: usize = 10_000;
+
+/// Default horizon when `horizon_s` is absent.
+pub const DEFAULT_HORIZON_S: u64 = 60;
+
+/// The models offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Model {
+    Ar,
+    Ewma,
+}
+
+impl Model {
+    fn parse(s: &str) -> Option<Model> {
+        match s {
+            "ar" => Some(Model::Ar),
+            "ewma" => Some(Model::Ewma),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Model::Ar => "ar",
+            Model::Ewma => "ewma",
+        }
+    }
+}
+
+type Key = (SymbolId, Model, u64);
+type Computed = Result<Arc<Prediction>, PredictError>;
+/// A cache entry: the bar `seq` it was computed at, and the (possibly pending) result.
+type Entry = (u64, Arc<OnceCell<Computed>>);
+
+/// A computed answer, with the data it was computed from.
+#[derive(Debug)]
+pub struct Prediction {
+    forecast: Forecast,
+    last_close: f64,
+    /// `start` (ms) of the newest bar used.
+    as_of_ms: i64,
+}
+
+/// Per-key single-flight cache, invalidated by the symbol's next 1 s bar.
+#[derive(Debug, Default)]
+pub struct Cache {
+    // A std mutex: only map lookups and inserts happen under it, never an await.
+    entries: Mutex<HashMap<Key, Entry>>,
+    /// How many computations ran (tests check single-flight with it).
+    pub computed: std::sync::atomic::AtomicU64,
+}
+
+impl Cache {
+    fn cell(&self, key: Key, seq: u64) -> Arc<OnceCell<Computed>> {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, cell)) = map.get(&key)
+            && *s == seq
+        {
+            return cell.clone();
+        }
+        if map.len() >= CACHE_MAX {
+            map.retain(|k, (s, _)| k.0 == key.0 && *s == seq);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        let cell = Arc::new(OnceCell::new());
+        map.insert(key, (seq, cell.clone()));
+        cell
+    }
+}
+
+/// Final 1 s bar closes held for a symbol, oldest first, at most `window`; with the newest
+/// bar's start.
+fn closes(shared: &Shared, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
+    let ch = ChannelId {
+        kind: Kind::Bars1s,
+        symbol,
+    };
+    let (events, _) = shared.hub.events_since(ch, 0);
+    let mut out = Vec::with_capacity(events.len());
+    let mut as_of = 0;
+    for e in &events {
+        if let Payload::Bar(b) = e.payload
+            && b.is_final
+        {
+            out.push(b.close);
+            as_of = b.start_ms;
+        }
+    }
+    let skip = out.len().saturating_sub(window);
+    (out.split_off(skip), as_of)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PredictionOut {
+    symbol: String,
+    model: &'static str,
+    horizon_s: u64,
+    last_close: f64,
+    /// Point forecast of the close `horizon_s` seconds after the newest bar.
+    forecast: f64,
+    /// 95 % prediction interval `{level, low, high}`.
+    #[schema(value_type = Object)]
+    interval: serde_json::Value,
+    /// `{rmse_in_sample, rmse_walk_forward, points, params}`.
+    #[schema(value_type = Object)]
+    fit: serde_json::Value,
+    /// `start` (ms) of the newest 1 s bar used.
+    as_of: i64,
+}
+
+/// A model forecast with a 95 % interval and the model's fit error.
+#[utoipa::path(get, path = "/api/v1/predictions/{symbol}", tag = "predictions",
+    params(("symbol" = String, Path),
+        ("horizon_s" = Option<u64>, Query, description = "seconds ahead, 1..=api.max_horizon_s (default 60)"),
+        ("model" = Option<String>, Query, description = "ar (default) or ewma")),
+    responses((status = 200, body = PredictionOut),
+        (status = 400, description = "bad_horizon, bad_model"),
+        (status = 404, description = "unknown_symbol"),
+        (status = 422, description = "insufficient_data")))]
+pub async fn predictions(
+    State(shared): State<Arc<Shared>>,
+    Path(symbol): Path<String>,
+    q: Params,
+) -> Result<Response, Problem> {
+    let p = params::params(q)?;
+    let api = &shared.config.api;
+    let horizon = match p.get("horizon_s") {
+        None => DEFAULT_HORIZON_S.min(api.max_horizon_s),
+        Some(v) => match v.parse::<u64>() {
+            Ok(h) if (1..=api.max_horizon_s).contains(&h) => h,
+            _ => {
+                return Err(Problem::bad_request(
+                    "bad_horizon",
+                    format!(
+                        "`horizon_s` must be an integer in 1..={}, got {v:?}",
+                        api.max_horizon_s
+                    ),
+                ));
+            }
+        },
+    };
+    let model = match p.get("model") {
+        None => Model::Ar,
+        Some(m) => Model::parse(m).ok_or_else(|| {
+            Problem::bad_request(
+                "bad_model",
+                format!("`model` must be ar or ewma, got {m:?}"),
+            )
+        })?,
+    };
+    let id = params::live_symbol(&shared, &symbol)?;
+    let seq = shared.hub.last_seq(ChannelId {
+        kind: Kind::Bars1s,
+        symbol: id,
+    });
+    let cell = shared.api.predictions.cell((id, model, horizon), seq);
+    let computed = cell
+        .get_or_init(|| {
+            let shared = shared.clone();
+            async move {
+                shared
+                    .api
+                    .predictions
+                    .computed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let window = shared.config.api.prediction_window;
+                let order = shared.config.api.ar_order;
+                let job = tokio::task::spawn_blocking(move || {
+                    let (closes, as_of_ms) = closes(&shared, id, window);
+                    let h = horizon as usize;
+                    let forecast = match model {
+                        Model::Ar => predict::ar(&closes, order, h),
+                        Model::Ewma => predict::ewma(&closes, EWMA_LAMBDA, h),
+                    }?;
+                    Ok(Arc::new(Prediction {
+                        forecast,
+                        last_close: closes.last().copied().unwrap_or(0.0),
+                        as_of_ms,
+                    }))
+                });
+                job.await.unwrap_or(Err(PredictError::BadInput))
+            }
+        })
+        .await;
+    let pred = match computed {
+        Ok(p) => p.clone(),
+        Err(e @ PredictError::TooFewPoints { .. }) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "insufficient_data",
+                format!("not enough final 1 s bars yet: {e}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "insufficient_data",
+                format!("the model cannot be fitted on the current bars: {e}"),
+            ));
+        }
+    };
+    let f = &pred.forecast;
+    let params: serde_json::Map<String, serde_json::Value> = f
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    Ok(Json(PredictionOut {
+        symbol,
+        model: model.as_str(),
+        horizon_s: horizon,
+        last_close: pred.last_close,
+        forecast: f.point,
+        interval: json!({"level": 0.95, "low": f.low, "high": f.high}),
+        fit: json!({
+            "rmse_in_sample": f.rmse_in_sample,
+            "rmse_walk_forward": f.rmse_walk_forward,
+            "points": f.points,
+            "params": params,
+        }),
+        as_of: pred.as_of_ms,
+    })
+    .into_response())
+}

@@ -1,0 +1,411 @@
+//! Write-behind persistence of ticks.
+//!
+//! [`Recorder`] is an [`EventSink`] beside the hub: ingest hands it every published batch, and it
+//! copies the ticks into a bounded in-memory queue without waiting (a short std lock, no I/O).
+//! One writer task drains the queue in batches (size- or time-bounded), one transaction per
+//! batch. A failed batch is kept and retried with exponential backoff; after
+//! `database.breaker_failures` consecutive failures the [`Breaker`] opens and only one probe
+//! write per `database.breaker_probe_ms` is tried until the database answers again. Meanwhile
+//! the queue absorbs ticks up to `database.queue_capacity`; past it, ticks are dropped, counted in
+//! `tickcast_db_rows_dropped_total` and logged. [`Recorder::flush_and_stop`] drains everything
+//! on graceful shutdown.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{Store, TickRow};
+use crate::config::{DatabaseConfig, ms};
+use crate::model::{Event, Payload, Symbols, now_ns};
+use crate::rooms::EventSink;
+use crate::telemetry::metrics::Metrics;
+
+/// Consecutive-failure circuit breaker with exponential backoff below the threshold.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    failures: u32,
+    threshold: u32,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    probe: Duration,
+}
+
+// === impl Breaker ===
+
+impl Breaker {
+    pub fn new(cfg: &DatabaseConfig) -> Self {
+        Self {
+            failures: 0,
+            threshold: cfg.breaker_failures,
+            backoff_initial: ms(cfg.backoff_initial_ms),
+            backoff_max: ms(cfg.backoff_max_ms),
+            probe: ms(cfg.breaker_probe_ms),
+        }
+    }
+
+    pub fn on_success(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Records a failure; returns how long to wait before the next attempt.
+    pub fn on_failure(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        if self.is_open() {
+            return self.probe;
+        }
+        let exp = self.failures.saturating_sub(1).min(20);
+        self.backoff_initial
+            .saturating_mul(1 << exp)
+            .min(self.backoff_max)
+    }
+
+    /// Open: the database is considered down; writes are only probes.
+    pub fn is_open(&self) -> bool {
+        self.failures >= self.threshold
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// What `/readyz` needs to know about persistence.
+#[derive(Debug, Default)]
+pub struct DbHealth {
+    pub breaker_open: AtomicBool,
+    pub consecutive_failures: AtomicU64,
+    /// Wall-clock ms of the last successful write (0 = none yet).
+    pub last_write_ms: AtomicI64,
+}
+
+/// The queue shared by the sink side (ingest thread) and the writer task.
+#[derive(Debug)]
+struct Queue {
+    // A std mutex: held for a push or a drain of a few thousand rows, never across an await.
+    rows: Mutex<VecDeque<TickRow>>,
+    capacity: usize,
+    notify: Notify,
+    closing: AtomicBool,
+    /// Rows the writer has taken out of the queue and not yet committed.
+    in_flight: AtomicU64,
+    /// Wall-clock ms of the last "rows dropped" log line, to log at most once a second.
+    last_drop_log_ms: AtomicI64,
+    dropped_since_log: AtomicU64,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<TickRow>> {
+        // Push and drain leave the deque consistent even if a panic interrupts them.
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sink side of write-behind persistence, plus the handle on its writer task.
+#[derive(Debug)]
+pub struct Recorder {
+    queue: Arc<Queue>,
+    symbols: Arc<Symbols>,
+    metrics: Arc<Metrics>,
+    pub health: Arc<DbHealth>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+// === impl Recorder ===
+
+impl Recorder {
+    /// Starts the writer task on the current runtime.
+    pub fn start(
+        store: Arc<Store>,
+        cfg: &DatabaseConfig,
+        symbols: Arc<Symbols>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Recorder> {
+        let queue = Arc::new(Queue {
+            rows: Mutex::new(VecDeque::new()),
+            capacity: cfg.queue_capacity,
+            notify: Notify::new(),
+            closing: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            last_drop_log_ms: AtomicI64::new(0),
+            dropped_since_log: AtomicU64::new(0),
+        });
+        let health = Arc::new(DbHealth::default());
+        let writer = Writer {
+            queue: queue.clone(),
+            store,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            breaker: Breaker::new(cfg),
+            batch_size: cfg.batch_size,
+            flush_interval: ms(cfg.flush_interval_ms),
+        };
+        let handle = tokio::spawn(writer.run());
+        Arc::new(Recorder {
+            queue,
+            symbols,
+            metrics,
+            health,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Rows waiting (queued, not yet committed).
+    pub fn backlog(&self) -> u64 {
+        self.metrics.db_backlog.load(Ordering::Relaxed)
+    }
+
+    /// Graceful stop: the writer drains the queue and exits. Whatever is still unwritten when
+    /// `grace` runs out is counted as dropped and logged.
+    pub async fn flush_and_stop(&self, grace: Duration) {
+        self.queue.closing.store(true, Ordering::Release);
+        self.queue.notify.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut handle) = handle else { return };
+        if tokio::time::timeout(grace, &mut handle).await.is_err() {
+            handle.abort();
+            let lost =
+                self.queue.lock().len() as u64 + self.queue.in_flight.load(Ordering::Relaxed);
+            self.metrics
+                .db_rows_dropped
+                .fetch_add(lost, Ordering::Relaxed);
+            self.metrics.db_backlog.store(0, Ordering::Relaxed);
+            tracing::error!(
+                lost,
+                "shutdown grace elapsed before the database took every tick; rows dropped"
+            );
+        } else {
+            tracing::info!(
+                written = self.metrics.db_rows_written.load(Ordering::Relaxed),
+                "write-behind queue flushed"
+            );
+        }
+    }
+
+    fn count_dropped(&self, n: u64) {
+        self.metrics.db_rows_dropped.fetch_add(n, Ordering::Relaxed);
+        let q = &self.queue;
+        let pending = q.dropped_since_log.fetch_add(n, Ordering::Relaxed) + n;
+        let now = now_ns() / 1_000_000;
+        let last = q.last_drop_log_ms.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && q.last_drop_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            q.dropped_since_log.fetch_sub(pending, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = pending,
+                capacity = q.capacity,
+                "write-behind queue full: ticks not persisted"
+            );
+        }
+    }
+}
+
+impl EventSink for Recorder {
+    fn publish(&self, events: &[Event]) {
+        let mut rows = events.iter().filter_map(|e| match e.payload {
+            Payload::Tick(t) => Some(TickRow {
+                symbol: self.symbols.name(t.symbol),
+                ts: t.exchange_ts,
+                ingest_ts: t.ts,
+                seq: e.seq as i64,
+                price: t.price,
+                size: t.size,
+                side: t.side,
+            }),
+            _ => None,
+        });
+        let mut dropped = 0u64;
+        let len = {
+            let mut q = self.queue.lock();
+            for row in rows.by_ref() {
+                if q.len() < self.queue.capacity {
+                    q.push_back(row);
+                } else {
+                    dropped += 1;
+                }
+            }
+            q.len()
+        };
+        if len > 0 {
+            let in_flight = self.queue.in_flight.load(Ordering::Relaxed);
+            self.metrics
+                .db_backlog
+                .store(len as u64 + in_flight, Ordering::Relaxed);
+            self.queue.notify.notify_one();
+        }
+        if dropped > 0 {
+            self.count_dropped(dropped);
+        }
+    }
+}
+
+/// The task that owns database writes.
+struct Writer {
+    queue: Arc<Queue>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    health: Arc<DbHealth>,
+    breaker: Breaker,
+    batch_size: usize,
+    flush_interval: Duration,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut batch: Vec<TickRow> = Vec::with_capacity(self.batch_size);
+        loop {
+            if batch.is_empty() {
+                self.wait_for_batch().await;
+                let mut q = self.queue.lock();
+                let n = q.len().min(self.batch_size);
+                batch.extend(q.drain(..n));
+                self.queue.in_flight.store(n as u64, Ordering::Relaxed);
+            }
+            let closing = self.queue.closing.load(Ordering::Acquire);
+            if batch.is_empty() {
+                if closing {
+                    break;
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let result = match self.store.ensure_migrated().await {
+                Ok(()) => self.store.insert_ticks(&batch).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    self.metrics.db_batch_seconds.observe(started.elapsed());
+                    self.metrics
+                        .db_rows_written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if self.breaker.is_open() {
+                        tracing::info!(
+                            failures = self.breaker.failures(),
+                            "database writes recovered; circuit breaker closed"
+                        );
+                    }
+                    self.breaker.on_success();
+                    self.health.breaker_open.store(false, Ordering::Relaxed);
+                    self.health.consecutive_failures.store(0, Ordering::Relaxed);
+                    self.health
+                        .last_write_ms
+                        .store(now_ns() / 1_000_000, Ordering::Relaxed);
+                    batch.clear();
+                    self.queue.in_flight.store(0, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.metrics.db_write_errors.fetch_add(1, Ordering::Relaxed);
+                    let was_open = self.breaker.is_open();
+                    let mut delay = self.breaker.on_failure();
+                    self.health
+                        .consecutive_failures
+                        .store(self.breaker.failures() as u64, Ordering::Relaxed);
+                    if self.breaker.is_open() {
+                        self.health.breaker_open.store(true, Ordering::Relaxed);
+                        if !was_open {
+                            tracing::error!(%error, failures = self.breaker.failures(),
+                                backlog = self.backlog(batch.len()),
+                                "database writes failing; circuit breaker open, probing");
+                        }
+                    } else {
+                        tracing::warn!(%error, failures = self.breaker.failures(),
+                            retry_in_ms = delay.as_millis() as u64, "tick batch write failed");
+                    }
+                    if closing {
+                        // Shutdown is waiting: retry sooner; the caller's grace bounds it.
+                        delay = delay.min(Duration::from_millis(200));
+                    }
+                    self.sleep_unless_closing(delay, closing).await;
+                }
+            }
+            let backlog = self.backlog(batch.len());
+            self.metrics.db_backlog.store(backlog, Ordering::Relaxed);
+        }
+        self.metrics.db_backlog.store(0, Ordering::Relaxed);
+        tracing::debug!("tick writer stopped");
+    }
+
+    fn backlog(&self, in_flight: usize) -> u64 {
+        (self.queue.lock().len() + in_flight) as u64
+    }
+
+    /// Waits until a full batch is queued, the flush interval has passed with rows queued, or
+    /// shutdown asks for a drain.
+    async fn wait_for_batch(&self) {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if self.queue.closing.load(Ordering::Acquire) {
+                return;
+            }
+            let len = self.queue.lock().len();
+            if len >= self.batch_size {
+                return;
+            }
+            if len > 0 && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + self.flush_interval);
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, self.queue.notify.notified())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                None => self.queue.notify.notified().await,
+            }
+        }
+    }
+
+    async fn sleep_unless_closing(&self, delay: Duration, closing: bool) {
+        if closing {
+            tokio::time::sleep(delay).await;
+            return;
+        }
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return,
+                () = self.queue.notify.notified() => {
+                    if self.queue.closing.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> DatabaseConfig {
+        crate::config::Config::defaults().unwrap().database
+    }
+
+    #[test]
+    fn breaker_backs_off_then_opens_and_probes() {
+        let mut c = cfg();
+        c.backoff_initial_ms = 100;
+        c.backoff_max_ms = 300;
+        c.breaker_failures = 4;
+        c.breaker_probe_ms = 2000;
+        let mut b = Breaker::new(&c);
+        let delays: Vec<u64> = (0..6).map(|_| b.on_failure().as_millis() as u64).collect();
+        assert_eq!(delays, vec![100, 200, 300, 2000, 2000, 2000]);
+        assert!(b.is_open());
+        b.on_success();
+        assert!(!b.is_open());
+        assert_eq!(b.on_failure(), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,207 @@
+//! Portfolio: API-key auth, isolation between users, idempotent trade recording, positions and
+//! P&L valued at live prices. Each test runs on SQLite and on PostgreSQL.
+
+use serde_json::{Value, json};
+
+use crate::util::{self, TestServer, header};
+
+const TRADES: &str = "/api/v1/portfolio/trades";
+
+async fn trade(srv: &TestServer, key: &str, idem: Option<&str>, body: Value) -> (u16, Value) {
+    let extra: Vec<(&str, &str)> = idem.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+    let (status, _, body) = srv
+        .post(TRADES, Some(key), &extra, body.to_string().as_bytes())
+        .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn keys_authenticate_and_users_see_only_their_own_data() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let store = &srv.shared().store;
+        let (_, alice) = store.create_user("alice").await.unwrap();
+        let (_, bob) = store.create_user("bob").await.unwrap();
+        assert!(
+            store.create_user("alice").await.is_err(),
+            "names are unique"
+        );
+
+        let (status, body) = trade(
+            &srv,
+            &alice,
+            None,
+            json!({"symbol": "AAPL", "side": "buy", "quantity": 10, "price": 100.0}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {body}", db.backend);
+
+        let (_, _, mine) = srv.get("/api/v1/portfolio", Some(&alice)).await;
+        assert_eq!(mine["trades"], 1, "{}", db.backend);
+        assert_eq!(mine["positions"][0]["symbol"], "AAPL");
+        let (status, _, theirs) = srv.get("/api/v1/portfolio", Some(&bob)).await;
+        assert_eq!(status, 200);
+        assert_eq!(theirs["trades"], 0, "{}: bob sees alice's data", db.backend);
+        assert_eq!(theirs["positions"], json!([]));
+
+        // Bob reusing alice's idempotency key gets his own trade, not hers.
+        let (s1, _) = trade(
+            &srv,
+            &alice,
+            Some("k1"),
+            json!({"symbol": "MSFT", "side": "buy", "quantity": 1, "price": 5.0}),
+        )
+        .await;
+        let (s2, b2) = trade(
+            &srv,
+            &bob,
+            Some("k1"),
+            json!({"symbol": "TSLA", "side": "sell", "quantity": 2, "price": 7.0}),
+        )
+        .await;
+        assert_eq!((s1, s2), (201, 201), "{b2}");
+        assert_eq!(b2["symbol"], "TSLA");
+
+        for (what, key) in [("missing", None), ("wrong", Some("not-a-key"))] {
+            for (method, path) in [("GET", "/api/v1/portfolio"), ("POST", TRADES)] {
+                let (status, h, body) = if method == "GET" {
+                    srv.get(path, key).await
+                } else {
+                    srv.post(path, key, &[], b"{}").await
+                };
+                assert_eq!(status, 401, "{what} key, {method} {path}: {body}");
+                assert_eq!(body["code"], "unauthorized");
+                assert_eq!(header(&h, "content-type"), Some("application/problem+json"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idempotency_key_records_a_trade_once() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.shared().store.create_user("carol").await.unwrap();
+        let fill = json!({"symbol": "AAPL", "side": "buy", "quantity": 3, "price": 10.5,
+            "time": "2025-11-25T11:26:40Z"});
+        let (s1, first) = trade(&srv, &key, Some("order-1"), fill.clone()).await;
+        assert_eq!(s1, 201, "{}: {first}", db.backend);
+        assert_eq!(first["ts"], 1_764_070_000_000_000_000i64);
+
+        // Concurrent retries of the same request: all answer with the first trade.
+        let retries = (0..8).map(|_| trade(&srv, &key, Some("order-1"), fill.clone()));
+        for (status, body) in futures_util::future::join_all(retries).await {
+            assert_eq!(status, 200, "{}: {body}", db.backend);
+            assert_eq!(body["id"], first["id"]);
+        }
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["trades"], 1, "{}", db.backend);
+        assert_eq!(p["positions"][0]["quantity"], 3.0);
+
+        // Same key, different trade: conflict.
+        let mut other = fill.clone();
+        other["quantity"] = json!(4);
+        let (status, body) = trade(&srv, &key, Some("order-1"), other).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["code"], "idempotency_conflict");
+
+        // Without a key, two posts are two trades.
+        trade(&srv, &key, None, fill.clone()).await;
+        trade(&srv, &key, None, fill.clone()).await;
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["trades"], 3);
+    }
+}
+
+#[tokio::test]
+async fn positions_use_average_cost_and_live_prices() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.shared().store.create_user("dave").await.unwrap();
+        let fills = [
+            ("AAPL", "buy", 10.0, 100.0, 1000),
+            ("AAPL", "buy", 10.0, 110.0, 2000),
+            ("AAPL", "sell", 5.0, 120.0, 3000),
+            ("MSFT", "sell", 2.0, 50.0, 1000),
+        ];
+        for (symbol, side, quantity, price, time) in fills {
+            let (status, body) = trade(
+                &srv,
+                &key,
+                None,
+                json!({"symbol": symbol, "side": side, "quantity": quantity,
+                    "price": price, "time": time}),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        // No live price yet: unrealized is null.
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["unrealized_pnl"], Value::Null, "{p}");
+        assert_eq!(p["realized_pnl"], 75.0);
+
+        // AAPL trades at 130 live; MSFT at 40.
+        srv.ingest(json!([
+            {"symbol": "AAPL", "price": 130.0, "size": 1, "side": "buy"},
+            {"symbol": "MSFT", "price": 40.0, "size": 1, "side": "sell"}
+        ]))
+        .await;
+        srv.wait_seq("MSFT", 1).await;
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        let aapl = &p["positions"][0];
+        assert_eq!(aapl["symbol"], "AAPL");
+        assert_eq!(aapl["quantity"], 15.0);
+        assert_eq!(aapl["avg_cost"], 105.0);
+        assert_eq!(aapl["last_price"], 130.0);
+        assert_eq!(aapl["unrealized_pnl"], 375.0);
+        assert_eq!(aapl["realized_pnl"], 75.0);
+        let msft = &p["positions"][1];
+        assert_eq!(msft["quantity"], -2.0);
+        assert_eq!(msft["unrealized_pnl"], 20.0, "short gains when price falls");
+        assert_eq!(p["unrealized_pnl"], 395.0, "{}: {p}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn bad_trades_are_problems() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.shared().store.create_user("erin").await.unwrap();
+        let ok = json!({"symbol": "AAPL", "side": "buy", "quantity": 1, "price": 1.0});
+        let with = |k: &str, v: Value| {
+            let mut b = ok.clone();
+            b[k] = v;
+            b
+        };
+        let cases: Vec<(Value, u16, &str)> = vec![
+            (json!([1, 2]), 400, "malformed_body"),
+            (json!({"symbol": "AAPL"}), 400, "malformed_body"),
+            (with("extra", json!(1)), 400, "malformed_body"),
+            (with("quantity", json!("ten")), 400, "malformed_body"),
+            (with("symbol", json!("aapl")), 422, "invalid_trade"),
+            (with("side", json!("hold")), 422, "invalid_trade"),
+            (with("quantity", json!(0)), 422, "invalid_trade"),
+            (with("price", json!(-1.0)), 422, "invalid_trade"),
+            (with("time", json!("last tuesday")), 422, "invalid_trade"),
+            (with("time", json!(-5)), 422, "invalid_trade"),
+        ];
+        for (body, status, code) in cases {
+            let (s, got) = trade(&srv, &key, None, body.clone()).await;
+            assert_eq!(
+                (s, got["code"].as_str()),
+                (status, Some(code)),
+                "{body}: {got}"
+            );
+        }
+        let long = "k".repeat(129);
+        for bad in [long.as_str(), "has space"] {
+            let (s, got) = trade(&srv, &key, Some(bad), ok.clone()).await;
+            assert_eq!(
+                (s, got["code"].as_str()),
+                (400, Some("bad_idempotency_key"))
+            );
+        }
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["trades"], 0, "{}: nothing recorded", db.backend);
+    }
+}

@@ -1,0 +1,264 @@
+//! Write-behind persistence: a clean stop loses no ingested tick; a database that goes away
+//! (PostgreSQL connections cut and refused, a locked SQLite file) never stops streaming,
+//! degrades `/readyz`, counts what it must drop, and recovers by itself.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tickcast::store::Store;
+
+use crate::util::{self, TestDb, TestServer};
+
+async fn ingest_batch(srv: &TestServer, symbol: &str, n: usize, base: f64) {
+    let ticks: Vec<Value> = (0..n)
+        .map(|i| json!({"symbol": symbol, "price": base + i as f64 + 1.0, "size": 1, "side": "sell"}))
+        .collect();
+    let (status, body) = srv.ingest(Value::Array(ticks)).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn stored(db: &TestDb) -> i64 {
+    let mut cfg = util::config().database;
+    cfg.url = db.url.clone();
+    let store = Store::open(&cfg).unwrap();
+    let n = store.count_ticks(None).await.unwrap();
+    store.close().await;
+    n
+}
+
+#[tokio::test]
+async fn graceful_shutdown_flushes_every_ingested_tick() {
+    for db in util::backends().await {
+        let mut c = db.config();
+        // Small batches and a long flush interval: plenty is still queued when the stop comes.
+        c.database.batch_size = 500;
+        c.database.flush_interval_ms = 60_000;
+        let mut srv = util::start(c).await;
+        for i in 0..10 {
+            ingest_batch(&srv, "AAPL", 1000, i as f64).await;
+        }
+        let m = srv.shared().metrics.clone();
+        srv.shutdown().await;
+        assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(m.db_rows_written.load(Ordering::Relaxed), 10_000);
+        assert_eq!(stored(&db).await, 10_000, "{}", db.backend);
+    }
+}
+
+/// Reads tick events until `seq` `last` arrives; returns how many ticks were seen.
+async fn read_ticks_until(client: &mut util::Client, last: u64) -> u64 {
+    let mut n = 0;
+    loop {
+        let e = client.event().await;
+        if e["type"] == "tick" {
+            n += 1;
+            if e["seq"] == last {
+                return n;
+            }
+        }
+    }
+}
+
+async fn readyz(srv: &TestServer) -> (u16, Value) {
+    let (status, _, body) = srv.get("/readyz", None).await;
+    (status, body)
+}
+
+async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + util::WAIT;
+    while !ok().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_cut_and_back_loses_no_tick() {
+    let db = TestDb::postgres().await;
+    let mut c = db.config();
+    c.database.timeout_ms = 300;
+    c.database.breaker_failures = 2;
+    c.database.breaker_probe_ms = 100;
+    c.database.batch_size = 200;
+    let srv = util::start(c).await;
+    ingest_batch(&srv, "AAPL", 1, 0.0).await;
+    srv.wait_persisted(1).await;
+    let mut client = srv.connect().await;
+    client
+        .subscribe(json!({"op": "subscribe", "channels": ["ticks:AAPL"]}))
+        .await;
+
+    // Cut: refuse new connections to the database and kill the pool's.
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&util::pg_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    // Streaming goes on while the database is away.
+    let mut sent = 1u64;
+    for i in 0..20 {
+        ingest_batch(&srv, "AAPL", 100, i as f64).await;
+        sent += 100;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(read_ticks_until(&mut client, sent).await, sent - 1);
+    let m = srv.shared().metrics.clone();
+    wait_for("breaker opens", async || {
+        srv.shared()
+            .recorder
+            .health
+            .breaker_open
+            .load(Ordering::Relaxed)
+    })
+    .await;
+    let (status, body) = readyz(&srv).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["database"]["ok"], false);
+    assert!(m.db_write_errors.load(Ordering::Relaxed) >= 2);
+    assert!(m.db_backlog.load(Ordering::Relaxed) > 0);
+
+    // Back: the breaker's probe succeeds and the backlog drains, every tick exactly once.
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    srv.wait_persisted(sent).await;
+    wait_for("ready again", async || readyz(&srv).await.0 == 200).await;
+    assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(m.db_backlog.load(Ordering::Relaxed), 0);
+    assert_eq!(stored(&db).await, sent as i64);
+    let _ = admin.close().await;
+}
+
+#[tokio::test]
+async fn postgres_connections_killed_while_ticks_flow() {
+    let db = TestDb::postgres().await;
+    let mut c = db.config();
+    c.database.batch_size = 100;
+    let srv = util::start(c).await;
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&util::pg_admin_url())
+        .await
+        .unwrap();
+    let mut sent = 0u64;
+    for i in 0..30 {
+        ingest_batch(&srv, "MSFT", 100, i as f64).await;
+        sent += 100;
+        if i % 5 == 2 {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(&name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    srv.wait_persisted(sent).await;
+    assert_eq!(stored(&db).await, sent as i64);
+    let _ = admin.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_locked_keeps_streaming_counts_drops_and_recovers() {
+    let db = TestDb::sqlite();
+    let mut c = db.config();
+    c.database.timeout_ms = 50;
+    c.database.breaker_failures = 2;
+    c.database.breaker_probe_ms = 50;
+    c.database.batch_size = 10;
+    c.database.queue_capacity = 50;
+    let srv = util::start(c).await;
+    ingest_batch(&srv, "AAPL", 1, 0.0).await;
+    srv.wait_persisted(1).await;
+    let mut client = srv.connect().await;
+    client
+        .subscribe(json!({"op": "subscribe", "channels": ["ticks:AAPL"]}))
+        .await;
+
+    // Another process holds the write lock: every write times out with SQLITE_BUSY.
+    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+
+    ingest_batch(&srv, "AAPL", 200, 0.0).await;
+    assert_eq!(
+        read_ticks_until(&mut client, 201).await,
+        200,
+        "streaming went on"
+    );
+    let m = srv.shared().metrics.clone();
+    wait_for("breaker opens", async || {
+        srv.shared()
+            .recorder
+            .health
+            .breaker_open
+            .load(Ordering::Relaxed)
+    })
+    .await;
+    let (status, body) = readyz(&srv).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["database"]["ok"], false);
+    // The queue holds 50 and the writer at most one batch of 10; the rest was dropped, counted.
+    let dropped = m.db_rows_dropped.load(Ordering::Relaxed);
+    assert!((140..=150).contains(&dropped), "dropped {dropped}");
+    let (_, _, text) = util::http(srv.addr, "GET", "/metrics", &[], b"").await;
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("tickcast_db_rows_dropped_total {dropped}\n")));
+
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let _ = locker.close().await;
+    let kept = 201 - dropped;
+    srv.wait_persisted(kept).await;
+    wait_for("ready again", async || readyz(&srv).await.0 == 200).await;
+    assert_eq!(stored(&db).await, kept as i64);
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_ticks() {
+    for db in util::backends().await {
+        let mut cfg = util::config().database;
+        cfg.url = db.url.clone();
+        let store = Store::open(&cfg).unwrap();
+        store.migrate().await.unwrap();
+        let now = tickcast::model::now_ns();
+        let day = 86_400_000_000_000i64;
+        let rows: Vec<_> = [now - 10 * day, now - 8 * day, now - day, now]
+            .iter()
+            .map(|&ts| tickcast::store::TickRow {
+                symbol: "AAPL".into(),
+                ts,
+                ingest_ts: ts,
+                seq: 1,
+                price: 1.0,
+                size: 1.0,
+                side: tickcast::model::Side::Buy,
+            })
+            .collect();
+        store.insert_ticks(&rows).await.unwrap();
+        let cutoff = tickcast::store::retention::cutoff(now, 7);
+        assert_eq!(store.delete_ticks_before(cutoff).await.unwrap(), 2);
+        assert_eq!(
+            store.count_ticks(Some("AAPL")).await.unwrap(),
+            2,
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
