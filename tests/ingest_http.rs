@@ -114,3 +114,19 @@ async fn ingest_is_disabled_without_a_token() {
         (404, Some("ingest_disabled"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_is_a_413_problem() {
+    let srv = util::start(util::config()).await;
+    let big = format!("[{}]", "1,".repeat(3 << 20) + "1");
+    let (status, headers, problem) = post(&srv, Some(TOKEN), &big).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{problem}"
+    );
+    assert_eq!(
+        util::header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -46,7 +47,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub async fn ingest(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let cfg = &shared.config.feeds.http;
     if cfg.token.is_empty() {
@@ -65,6 +66,10 @@ pub async fn ingest(
                 .into_response();
         }
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Problem::body_rejection(&e, super::MAX_BODY_BYTES).into_response(),
+    };
     let values: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Array(v)) => v,
         Ok(_) => {

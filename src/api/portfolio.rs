@@ -168,20 +168,7 @@ pub async fn record_trade(
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "the body exceeds {} bytes",
-                    shared.config.api.max_body_bytes
-                ),
-            )
-        } else {
-            Problem::bad_request("malformed_body", e.body_text())
-        }
-    })?;
+    let body = body.map_err(|e| Problem::body_rejection(&e, shared.config.api.max_body_bytes))?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {

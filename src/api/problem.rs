@@ -57,6 +57,20 @@ impl Problem {
         )
     }
 
+    /// A request body that could not be read: over the size limit (413 `body_too_large`) or
+    /// otherwise unreadable (400 `malformed_body`).
+    pub fn body_rejection(e: &axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {limit} bytes"),
+            )
+        } else {
+            Self::bad_request("malformed_body", e.body_text())
+        }
+    }
+
     pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
         self.extra
             .get_or_insert_with(Default::default)
