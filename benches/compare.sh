@@ -5,7 +5,8 @@
 # Usage: benches/compare.sh            (defaults below; override with env)
 #   CONNS=1000 DURATION=10 SCENARIOS="bots dashboards" benches/compare.sh
 #   SKIP_TICKCAST=1 benches/compare.sh   (peer half only, e.g. before the server exists)
-#   TICKCAST_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build)
+#   TICKCAST_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build; not passed
+#   on to the server, which reads every TICKCAST_* variable as configuration)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
 # tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
@@ -81,7 +82,7 @@ SERVERS=()
 if [[ $SKIP_TICKCAST != 1 ]]; then
   log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
   # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
-  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
+  env -u TICKCAST_BIN TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
     "$TICKCAST_BIN" serve >"$OUT/tickcast.log" 2>&1 &
   TICKCAST_PID=$!
   PIDS+=("$TICKCAST_PID")
