@@ -452,3 +452,25 @@ async fn slow_consumer_is_closed_with_1013_and_does_not_delay_others() {
     let grown = util::rss_kib().saturating_sub(rss_before);
     assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_websocket_requests_and_unknown_versions_get_problems() {
+    let srv = util::start(util::config()).await;
+    // A plain GET on /ws is not an upgrade.
+    let (status, headers, body) = util::http(srv.addr, "GET", "/ws", &[], b"").await;
+    assert_eq!(status, 426);
+    assert_eq!(
+        util::header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["code"], "websocket_required");
+    // Only v=1 of the contract exists.
+    let url = format!("ws://{}/ws?v=2", srv.addr);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 400),
+        other => panic!("expected HTTP 400, got {other:?}"),
+    }
+    let ok = format!("ws://{}/ws?v=1", srv.addr);
+    assert!(tokio_tungstenite::connect_async(ok).await.is_ok());
+}
