@@ -437,6 +437,9 @@ impl EventSink for Hub {
         {
             let mut st = self.lock();
             let st = &mut *st;
+            // Events of this batch per kind, for wildcard subscribers (pushed below, one lock
+            // per subscriber per batch instead of one per event).
+            let mut by_kind: [Vec<(ChannelId, &Bytes)>; Kind::COUNT] = Default::default();
             for event in events {
                 let ch = event.channel;
                 let channel = st.channels.entry(ch).or_insert_with(|| {
@@ -449,13 +452,29 @@ impl EventSink for Hub {
                     continue;
                 }
                 channel.ring.push(event.clone());
-                let wild = &st.wildcard[ch.kind.index()];
-                for sub in channel.subscribers.iter().chain(wild.iter()) {
+                for sub in &channel.subscribers {
                     if sub.outbox.push_event(ch, &event.bytes, sub.throttle, now) {
                         wake.push(sub.outbox.clone());
                     }
-                    delivered += 1;
                 }
+                delivered += channel.subscribers.len() as u64;
+                if !st.wildcard[ch.kind.index()].is_empty() {
+                    by_kind[ch.kind.index()].push((ch, &event.bytes));
+                }
+            }
+            for (kind, batch) in by_kind.iter().enumerate() {
+                if batch.is_empty() {
+                    continue;
+                }
+                for sub in &st.wildcard[kind] {
+                    if sub
+                        .outbox
+                        .push_events(batch.iter().copied(), sub.throttle, now)
+                    {
+                        wake.push(sub.outbox.clone());
+                    }
+                }
+                delivered += (batch.len() * st.wildcard[kind].len()) as u64;
             }
         }
         for outbox in &wake {

@@ -122,31 +122,23 @@ impl Outbox {
         throttle: Option<Duration>,
         now: Instant,
     ) -> bool {
+        self.push_events(std::iter::once((channel, bytes)), throttle, now)
+    }
+
+    /// Queues several events under one lock acquisition (a wildcard subscriber's share of a
+    /// published batch); same contract as [`Outbox::push_event`].
+    pub fn push_events<'a>(
+        &self,
+        events: impl Iterator<Item = (ChannelId, &'a Bytes)>,
+        throttle: Option<Duration>,
+        now: Instant,
+    ) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
-        if let Some(interval) = throttle {
-            let slot = st.throttled.entry(channel).or_insert(Throttled {
-                interval,
-                next_due: now,
-                pending: None,
-            });
-            slot.interval = interval;
-            let replaced = slot.pending.replace(bytes.clone()).is_some();
-            if replaced {
-                st.stats.conflated += 1;
-            }
-        } else {
-            if st.queue.len() >= self.limits.max_events || st.queued_bytes >= self.limits.max_bytes
-            {
-                st.conflate(self.limits, now);
-            }
-            st.queued_bytes += bytes.len();
-            st.queue.push_back(Item::Event {
-                channel,
-                bytes: bytes.clone(),
-            });
+        for (channel, bytes) in events {
+            st.push(channel, bytes, throttle, now, self.limits);
         }
         drop(st);
         !self.wake_scheduled.swap(true, Ordering::AcqRel)
@@ -225,6 +217,36 @@ impl Outbox {
 // === impl State ===
 
 impl State {
+    fn push(
+        &mut self,
+        channel: ChannelId,
+        bytes: &Bytes,
+        throttle: Option<Duration>,
+        now: Instant,
+        limits: OutboxLimits,
+    ) {
+        if let Some(interval) = throttle {
+            let slot = self.throttled.entry(channel).or_insert(Throttled {
+                interval,
+                next_due: now,
+                pending: None,
+            });
+            slot.interval = interval;
+            if slot.pending.replace(bytes.clone()).is_some() {
+                self.stats.conflated += 1;
+            }
+        } else {
+            if self.queue.len() >= limits.max_events || self.queued_bytes >= limits.max_bytes {
+                self.conflate(limits, now);
+            }
+            self.queued_bytes += bytes.len();
+            self.queue.push_back(Item::Event {
+                channel,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
     /// Keeps control items and the newest event per channel; if that is still over the limits
     /// (too many distinct channels), drops the oldest events until it is at half of them.
     fn conflate(&mut self, limits: OutboxLimits, now: Instant) {
