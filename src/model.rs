@@ -104,6 +104,24 @@ pub struct RawTick {
     pub exchange_ts: i64,
 }
 
+impl RawTick {
+    pub fn new(
+        symbol: impl Into<String>,
+        price: f64,
+        size: f64,
+        side: Side,
+        exchange_ts: i64,
+    ) -> Self {
+        Self {
+            symbol: symbol.into(),
+            price,
+            size,
+            side,
+            exchange_ts,
+        }
+    }
+}
+
 /// A trade tick once ingested.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tick {

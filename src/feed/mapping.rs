@@ -376,13 +376,7 @@ mod tests {
     }
 
     fn tick(sym: &str, price: f64, size: f64, side: Side, ts: i64) -> RawTick {
-        RawTick {
-            symbol: sym.into(),
-            price,
-            size,
-            side,
-            exchange_ts: ts,
-        }
+        RawTick::new(sym, price, size, side, ts)
     }
 
     /// What a fixture maps to: trades, the ignored kinds, and the error count.

@@ -603,13 +603,7 @@ mod tests {
     use super::*;
 
     fn tick(sym: &str, price: f64, size: f64, side: Side, ts: i64) -> RawTick {
-        RawTick {
-            symbol: sym.into(),
-            price,
-            size,
-            side,
-            exchange_ts: ts,
-        }
+        RawTick::new(sym, price, size, side, ts)
     }
 
     /// Reads `text` and returns each record as `Ok(tick)` or the error's text.
