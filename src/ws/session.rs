@@ -1,8 +1,8 @@
-//! One WebSocket connection: a reader that handles ops and a writer that drains the outbox.
+//! One WebSocket connection: one task, one loop that reads ops and drains the outbox.
 //!
-//! Both halves run inside one task (no extra task per connection). The writer is the only code
-//! that writes to the socket; the reader and the hub only push into the [`Outbox`]. Generic over
-//! any `Sink + Stream` of tungstenite messages, so it is testable without a network.
+//! The loop is the only code that writes to the socket; op handlers and the hub only push into
+//! the [`Outbox`]. Generic over any `Sink + Stream` of tungstenite messages, so it is testable
+//! without a network.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,20 +103,22 @@ where
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!("connection opened");
 
-    let (sink, stream) = socket.split();
-    let reader = read_loop(stream, &conn, &shared);
-    let writer = write_loop(sink, &conn, &shared);
-    tokio::pin!(reader, writer);
-    tokio::select! {
-        _ = &mut writer => {
-            // The writer sent its close frame: give the peer a moment to answer it so the
-            // TCP connection ends cleanly, then drop it.
-            let _ = timeout(ms(cfg.close_grace_ms), &mut reader).await;
-        }
-        _ = &mut reader => {
-            let _ = timeout(ms(cfg.close_grace_ms), &mut writer).await;
-        }
-    }
+    let mut socket = socket;
+    let mut reader = Reader {
+        limiter: OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold),
+        ops: Ops {
+            conn: &conn,
+            shared: &shared,
+            subs: HashSet::new(),
+        },
+    };
+    serve(&mut socket, &conn, &shared, &mut reader).await;
+    // The close frame went out (or the peer is gone): give the peer a moment to answer it so
+    // the TCP connection ends cleanly, then drop it.
+    let _ = timeout(ms(cfg.close_grace_ms), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
 
     shared.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
@@ -134,9 +136,12 @@ where
 
 // --- writer -------------------------------------------------------------------------------
 
-async fn write_loop<K>(mut sink: K, conn: &Conn, shared: &Shared)
+/// The connection's one loop: reads ops and writes what the outbox holds. Reading and writing
+/// share the socket without a lock (no split halves): a read is only ever in flight while the
+/// loop waits, and a write happens between reads.
+async fn serve<S>(sink: &mut S, conn: &Conn, shared: &Shared, reader: &mut Reader<'_>)
 where
-    K: Sink<Message, Error = WsError> + Unpin,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let cfg = &shared.config.ws;
     let slow = ms(cfg.slow_consumer_timeout_ms);
@@ -153,6 +158,11 @@ where
             }
         };
         tokio::select! {
+            msg = sink.next() => {
+                if let Some(close) = reader.on_message(msg) {
+                    conn.request_close(close);
+                }
+            }
             _ = shared.shutdown.cancelled() => {
                 conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
             }
@@ -161,8 +171,8 @@ where
             _ = ping.tick() => {
                 if conn.silent_for() > ms(cfg.pong_timeout_ms) {
                     conn.request_close(Close::with(CloseCode::Policy, "pong timeout"));
-                } else if send_timed(&mut sink, Message::Ping(Bytes::new()), slow).await.is_err() {
-                    return evict(&mut sink, conn, shared).await;
+                } else if send_timed(sink, Message::Ping(Bytes::new()), slow).await.is_err() {
+                    return evict(sink, conn, shared).await;
                 }
             }
         }
@@ -173,21 +183,18 @@ where
             // What is already queued (events before a shutdown, the errors that led to a
             // policy close) still goes out first.
             if close.code.is_some() {
-                let _ = send_items(&mut sink, &mut items, shared, slow).await;
+                let _ = send_items(sink, &mut items, shared, slow).await;
             }
-            return send_close(&mut sink, close, shared).await;
+            return send_close(sink, close, shared).await;
         }
         if drain
             .behind_since
             .is_some_and(|t| now.duration_since(t) >= slow)
         {
-            return evict(&mut sink, conn, shared).await;
+            return evict(sink, conn, shared).await;
         }
-        if send_items(&mut sink, &mut items, shared, slow)
-            .await
-            .is_err()
-        {
-            return evict(&mut sink, conn, shared).await;
+        if send_items(sink, &mut items, shared, slow).await.is_err() {
+            return evict(sink, conn, shared).await;
         }
     }
 }
@@ -271,22 +278,21 @@ where
 
 // --- reader -------------------------------------------------------------------------------
 
-async fn read_loop<R>(mut stream: R, conn: &Conn, shared: &Shared)
-where
-    R: Stream<Item = Result<Message, WsError>> + Unpin,
-{
-    let cfg = &shared.config.ws;
-    let mut limiter = OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold);
-    let mut ops = Ops {
-        conn,
-        shared,
-        subs: HashSet::new(),
-    };
-    let close = loop {
-        let Some(msg) = stream.next().await else {
-            break Close::GONE;
+/// The inbound half: the op rate limit and the op handlers.
+struct Reader<'a> {
+    limiter: OpLimiter,
+    ops: Ops<'a>,
+}
+
+impl Reader<'_> {
+    /// Handles one inbound message; `Some` when the connection must close.
+    fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<Close> {
+        let Some(msg) = msg else {
+            return Some(Close::GONE);
         };
-        conn.seen();
+        let shared = self.ops.shared;
+        let ops = &mut self.ops;
+        ops.conn.seen();
         let text = match msg {
             Ok(Message::Text(t)) => t,
             Ok(Message::Binary(_)) => {
@@ -295,19 +301,19 @@ where
                     ErrorCode::BadRequest,
                     "binary frames are not supported; send JSON text",
                 );
-                continue;
+                return None;
             }
-            Ok(Message::Close(_)) => break Close::GONE,
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Close(_)) => return Some(Close::GONE),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => return None,
             Err(WsError::Capacity(_)) => {
-                break Close::with(CloseCode::Size, "frame too large");
+                return Some(Close::with(CloseCode::Size, "frame too large"));
             }
             Err(WsError::Protocol(_) | WsError::Utf8(_)) => {
-                break Close::with(CloseCode::Protocol, "protocol error");
+                return Some(Close::with(CloseCode::Protocol, "protocol error"));
             }
-            Err(_) => break Close::GONE,
+            Err(_) => return Some(Close::GONE),
         };
-        match limiter.check() {
+        match self.limiter.check() {
             Verdict::Allow => ops.handle(&text),
             Verdict::Limited => {
                 shared
@@ -322,11 +328,11 @@ where
                     .metrics
                     .rate_limited_ops
                     .fetch_add(1, Ordering::Relaxed);
-                break Close::with(CloseCode::Policy, "op rate limit exceeded");
+                return Some(Close::with(CloseCode::Policy, "op rate limit exceeded"));
             }
         }
-    };
-    conn.request_close(close);
+        None
+    }
 }
 
 fn op_id(op: &ClientOp) -> Option<i64> {
