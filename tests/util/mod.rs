@@ -488,7 +488,17 @@ pub async fn http(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
-    s.write_all(body).await.expect("write");
+    // A server may answer (413, 401) and close before reading the whole body: the response is
+    // what the test checks, so a write cut short by that is not a failure.
+    if let Err(e) = s.write_all(body).await {
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "write: {e}"
+        );
+    }
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
         .await
