@@ -5,8 +5,7 @@
 # Usage: benches/compare.sh            (defaults below; override with env)
 #   CONNS=1000 DURATION=10 SCENARIOS="bots dashboards" benches/compare.sh
 #   SKIP_TICKCAST=1 benches/compare.sh   (peer half only, e.g. before the server exists)
-#   TICKCAST_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build; not passed
-#   on to the server, which reads every TICKCAST_* variable as configuration)
+#   SERVER_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
 # tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
@@ -34,7 +33,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PEER_DIR=$ROOT/benches/peers/node-ws
 OUT=$(mktemp -d -t tickcast-compare.XXXXXX)
 LOADGEN=$TARGET_DIR/release/tickcast-loadgen
-TICKCAST_BIN=${TICKCAST_BIN:-}
+SERVER_BIN=${SERVER_BIN:-}
 PIDS=()
 
 cleanup() {
@@ -65,9 +64,9 @@ wait_port() { # port pid name
 }
 
 log "building (release)"
-if [[ $SKIP_TICKCAST != 1 && -z $TICKCAST_BIN ]]; then
+if [[ $SKIP_TICKCAST != 1 && -z $SERVER_BIN ]]; then
   (cd "$ROOT" && cargo build --release --quiet)
-  TICKCAST_BIN=$TARGET_DIR/release/tickcast
+  SERVER_BIN=$TARGET_DIR/release/tickcast
 fi
 (cd "$ROOT" && cargo build --release --quiet -p tickcast-loadgen)
 if [[ ! -d $PEER_DIR/node_modules ]]; then
@@ -82,8 +81,8 @@ SERVERS=()
 if [[ $SKIP_TICKCAST != 1 ]]; then
   log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
   # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
-  env -u TICKCAST_BIN TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
-    "$TICKCAST_BIN" serve >"$OUT/tickcast.log" 2>&1 &
+  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
+    "$SERVER_BIN" serve >"$OUT/tickcast.log" 2>&1 &
   TICKCAST_PID=$!
   PIDS+=("$TICKCAST_PID")
   wait_port "$TICKCAST_PORT" "$TICKCAST_PID" tickcast

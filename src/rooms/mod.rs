@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::model::{ChannelId, Event, Kind, SymbolId, Tick};
-use crate::ring::{ReplayError, Ring};
+use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
 
 pub use outbox::{Item, Outbox, OutboxLimits, OutboxStats};
@@ -139,17 +139,25 @@ impl Hub {
         }
     }
 
-    pub fn config(&self) -> HubConfig {
-        self.config
-    }
-
     pub fn next_conn_id(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Number of subscriptions (concrete or wildcard) the connection holds.
-    pub fn subscription_count(&self, conn: ConnId) -> usize {
-        self.lock().conns.get(&conn).map_or(0, ConnSubs::count)
+    /// How many subscriptions (concrete or wildcard) the connection would hold after adding
+    /// `targets`; the hub is the one record of what a connection holds.
+    pub fn count_after(&self, conn: ConnId, targets: &[Target]) -> usize {
+        let st = self.lock();
+        let Some(subs) = st.conns.get(&conn) else {
+            return targets.len();
+        };
+        let new = targets
+            .iter()
+            .filter(|t| match **t {
+                Target::Channel(ch) => !subs.concrete.contains_key(&ch),
+                Target::Wildcard(k) => subs.wildcard[k.index()].is_none(),
+            })
+            .count();
+        subs.count() + new
     }
 
     /// Subscribes `conn`: for each target, queues a snapshot (or the replay of missed events)
@@ -221,27 +229,26 @@ impl Hub {
         covered: bool,
         encode: SnapshotEncoder<'_>,
     ) {
-        let replay = req.from.get(&ch).map(|&from| match req.stale_from {
-            false => channel.ring.replay(from),
-            true => Err(ReplayError::Ahead {
-                from,
-                last: channel.ring.last_seq(),
-            }),
-        });
+        // A resume point is honoured only if it belongs to this server run and every event
+        // after it is still held; otherwise the client gets a snapshot marked `reset`.
+        let from = req.from.get(&ch).copied();
+        let replay = from
+            .filter(|_| !req.stale_from)
+            .and_then(|f| channel.ring.replay(f).ok());
         match replay {
-            Some(Ok(events)) => {
+            Some(events) => {
                 let now = Instant::now();
                 for e in events {
                     outbox.push_event(ch, &e.bytes, None, now);
                 }
                 outbox.wake();
             }
-            Some(Err(ReplayError::Evicted { .. } | ReplayError::Ahead { .. })) | None => {
+            None => {
                 let view = SnapshotView {
                     channel: ch,
                     seq: channel.ring.last_seq(),
                     events: channel.ring.snapshot(depth).collect(),
-                    reset: replay.is_some(),
+                    reset: from.is_some(),
                 };
                 outbox.push_control(encode(&view));
             }
@@ -395,25 +402,12 @@ impl Hub {
         out
     }
 
-    /// The newest event of a channel.
-    pub fn latest(&self, ch: ChannelId) -> Option<Event> {
-        self.lock()
-            .channels
-            .get(&ch)
-            .and_then(|c| c.ring.latest().cloned())
-    }
-
     /// `seq` of the newest event of `ch` (0 when it has none).
     pub fn last_seq(&self, ch: ChannelId) -> u64 {
         self.lock()
             .channels
             .get(&ch)
             .map_or(0, |c| c.ring.last_seq())
-    }
-
-    /// Symbols that have a channel of `kind`, in creation order.
-    pub fn symbols_with(&self, kind: Kind) -> Vec<SymbolId> {
-        self.lock().by_kind[kind.index()].clone()
     }
 
     fn total_subscriptions(st: &State) -> u64 {
@@ -621,7 +615,7 @@ mod tests {
         h.unsubscribe(c, &[Target::Wildcard(Kind::Ticks)]);
         h.publish(&[tick(a, 3), tick(b, 2)]);
         assert_eq!(drain(&o), vec!["0#3"]);
-        assert_eq!(h.subscription_count(c), 1);
+        assert_eq!(h.count_after(c, &[]), 1);
     }
 
     #[test]
@@ -641,7 +635,7 @@ mod tests {
         h.disconnect(c);
         h.publish(&[tick(a, 2)]);
         assert_eq!(drain(&o), vec!["snap 0@1 [1]"]);
-        assert_eq!(h.subscription_count(c), 0);
+        assert_eq!(h.count_after(c, &[]), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the [`Outbox`]. Generic over any `Sink + Stream` of tungstenite messages, so it is testable
 //! without a network.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ impl Close {
     }
 }
 
-/// Shared between the reader and the writer of one connection.
+/// One connection's identity and state, seen by its op handlers and its write loop.
 struct Conn {
     id: ConnId,
     outbox: Arc<Outbox>,
@@ -109,7 +109,6 @@ where
         ops: Ops {
             conn: &conn,
             shared: &shared,
-            subs: HashSet::new(),
         },
     };
     serve(&mut socket, &conn, &shared, &mut reader).await;
@@ -348,8 +347,6 @@ fn op_id(op: &ClientOp) -> Option<i64> {
 struct Ops<'a> {
     conn: &'a Conn,
     shared: &'a Shared,
-    /// What this connection holds, to enforce `max_subscriptions`.
-    subs: HashSet<Target>,
 }
 
 impl Ops<'_> {
@@ -475,16 +472,14 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
-        let new = targets.iter().filter(|t| !self.subs.contains(t)).count();
-        if self.subs.len() + new > cfg.ws.max_subscriptions {
+        let would_hold = self.hub().count_after(self.conn.id, &targets);
+        if would_hold > cfg.ws.max_subscriptions {
             let msg = format!(
-                "this subscribe would hold {} subscriptions; the limit is {}",
-                self.subs.len() + new,
+                "this subscribe would hold {would_hold} subscriptions; the limit is {}",
                 cfg.ws.max_subscriptions
             );
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
-        self.subs.extend(targets.iter().copied());
         self.reply(protocol::encode_ack(
             id,
             "subscribe",
@@ -511,29 +506,33 @@ impl Ops<'_> {
         let mut names = Vec::new();
         for name in channels {
             match self.resolve(name) {
-                Ok(t) if self.subs.contains(&t) => {
+                Ok(t) => {
                     targets.push(t);
                     names.push(name.clone());
                 }
-                Ok(_) => self.error(
-                    id,
-                    ErrorCode::NotSubscribed,
-                    &format!("not subscribed to {name}"),
-                ),
                 Err((code, msg)) => self.error(id, code, &msg),
             }
         }
-        if targets.is_empty() && !channels.is_empty() {
+        let removed = self.hub().unsubscribe(self.conn.id, &targets);
+        let mut acked = Vec::new();
+        for (t, name) in targets.iter().zip(names) {
+            if removed.contains(t) {
+                acked.push(name);
+            } else {
+                self.error(
+                    id,
+                    ErrorCode::NotSubscribed,
+                    &format!("not subscribed to {name}"),
+                );
+            }
+        }
+        if acked.is_empty() && !channels.is_empty() {
             return;
         }
-        for t in &targets {
-            self.subs.remove(t);
-        }
-        self.hub().unsubscribe(self.conn.id, &targets);
         self.reply(protocol::encode_ack(
             id,
             "unsubscribe",
-            &names,
+            &acked,
             self.shared.epoch,
         ));
     }

@@ -1,7 +1,7 @@
 // Browser test of the dashboard: the real server binary, Debian's headless Chromium, driven by
 // playwright-core (no browser download). Builds nothing: run `cargo build --bin tickcast` first.
 //
-//   TICKCAST_BIN=target/debug/tickcast node tests/browser/dashboard.test.mjs
+//   SERVER_BIN=target/debug/tickcast node tests/browser/dashboard.test.mjs
 //
 // Every wait is bounded; the server and the browser are stopped on every exit path; the last
 // line is "N passed, M failed" and the exit code is non-zero on any failure.
@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const BIN = path.resolve(ROOT, process.env.TICKCAST_BIN ?? "target/debug/tickcast");
+const BIN = path.resolve(ROOT, process.env.SERVER_BIN ?? "target/debug/tickcast");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOT = path.join(ROOT, "target", "dashboard.png");
 const SYMBOLS = 100; // the synthetic feed's default
@@ -66,9 +66,7 @@ function freePort() {
 }
 
 async function startServer(port) {
-  // The server reads every TICKCAST_* variable as configuration: pass on all but our own.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "TICKCAST_BIN"));
-  Object.assign(env, {
+  const env = Object.assign({ ...process.env }, {
     TICKCAST_SERVER__LISTEN: `127.0.0.1:${port}`,
     // Short indicator periods: overlays appear within seconds instead of after 20 s of warm-up.
     TICKCAST_PIPELINE__SMA_PERIOD: "3",
