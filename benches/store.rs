@@ -144,10 +144,9 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
     c.api.burst = 1_000_000;
     c.log.level = "warn".into();
     let server = Server::start(c).await.expect("start");
-    let shared = server.shared.clone();
+    let store = server.store().clone();
     // History for /ticks: 10,000 rows of one symbol; a portfolio of 50 trades.
-    shared
-        .store
+    store
         .insert_ticks(
             &rows(10_000, 0)
                 .into_iter()
@@ -159,8 +158,8 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
         )
         .await
         .expect("ticks");
-    let _ = shared.symbols.intern("AAPL");
-    let (user, key) = shared.store.create_user("bench").await.expect("user");
+    let _ = server.symbols().intern("AAPL");
+    let (user, key) = store.create_user("bench").await.expect("user");
     for i in 0..50 {
         let t = tickcast::store::NewTrade {
             symbol: format!("SYM{:04}", i % 10),
@@ -169,11 +168,7 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
             price: 100.0 + i as f64,
             ts: 1 + i,
         };
-        shared
-            .store
-            .record_trade(user, &t, None)
-            .await
-            .expect("trade");
+        store.record_trade(user, &t, None).await.expect("trade");
     }
     for (name, path, key) in [
         (

@@ -7,40 +7,25 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::telemetry::LogFormat;
+pub use crate::api::ApiConfig;
+pub use crate::config_section::ConfigError;
+pub use crate::pipeline::PipelineConfig;
+pub use crate::ring::RingConfig;
+pub use crate::store::DatabaseConfig;
+pub use crate::telemetry::LogConfig;
+pub use crate::ws::WsConfig;
 
 /// The embedded defaults; the file is also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// What a secret prints as.
+pub const REDACTED: &str = "***";
+
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "TICKCAST_";
-
-/// A configuration problem, naming the key (`ws.max_frame_bytes`) or the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: String, message: String },
-    #[error("config key `{key}`: {message}")]
-    Key { key: String, message: String },
-}
-
-impl ConfigError {
-    fn key(key: &str, message: impl Into<String>) -> Self {
-        ConfigError::Key {
-            key: key.to_owned(),
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +35,7 @@ pub struct Config {
     pub feeds: FeedsConfig,
     pub ring: RingConfig,
     pub ws: WsConfig,
-    pub pipeline: crate::pipeline::PipelineConfig,
+    pub pipeline: PipelineConfig,
     pub database: DatabaseConfig,
     pub api: ApiConfig,
 }
@@ -60,13 +45,6 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    pub level: String,
-    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,88 +109,6 @@ pub struct HttpIngestConfig {
     pub max_records: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RingConfig {
-    pub capacity: usize,
-    pub snapshot_depth: usize,
-    pub max_symbols: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WsConfig {
-    pub max_connections: usize,
-    pub max_frame_bytes: usize,
-    pub max_subscriptions: usize,
-    pub outbox_max_events: usize,
-    pub outbox_max_bytes: usize,
-    pub batch_max_bytes: usize,
-    pub slow_consumer_timeout_ms: u64,
-    pub close_grace_ms: u64,
-    pub ping_interval_ms: u64,
-    pub pong_timeout_ms: u64,
-    pub ops_per_second: u32,
-    pub ops_burst: u32,
-    pub abuse_threshold: u32,
-    pub max_throttle_ms: u64,
-    pub read_buffer_bytes: usize,
-    pub write_buffer_bytes: usize,
-    pub socket_send_buffer_bytes: usize,
-}
-
-/// Storage: where ticks, users and trades live, and how the write-behind queue behaves.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
-    pub url: String,
-    pub pool_size: u32,
-    /// Tick rows held in memory while the database is slow or down; past it rows are dropped
-    /// (counted and logged).
-    pub queue_capacity: usize,
-    /// Rows per insert transaction.
-    pub batch_size: usize,
-    /// A partial batch waits at most this long before it is written.
-    pub flush_interval_ms: u64,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Consecutive failed writes that open the circuit breaker.
-    pub breaker_failures: u32,
-    /// While the breaker is open, one probe write per this interval.
-    pub breaker_probe_ms: u64,
-    /// Ticks older than this are deleted; 0 keeps them forever.
-    pub retention_days: u64,
-    pub retention_interval_ms: u64,
-    /// Time allowed for a connection or a query before it counts as a failure.
-    pub timeout_ms: u64,
-}
-
-/// REST API limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    /// Requests per second per API key (or per client IP without a key).
-    pub requests_per_second: u32,
-    pub burst: u32,
-    /// Largest `limit` a list request may ask for.
-    pub max_page_size: usize,
-    pub default_page_size: usize,
-    /// Largest REST request body (ingest has its own limit).
-    pub max_body_bytes: usize,
-    /// 1 s bar closes the prediction models are fitted on.
-    pub prediction_window: usize,
-    /// Order p of the autoregressive model.
-    pub ar_order: usize,
-    /// Largest `horizon_s` a prediction may ask for.
-    pub max_horizon_s: u64,
-}
-
-/// Milliseconds as a `Duration`.
-pub fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 // === impl Config ===
 
 impl Config {
@@ -228,6 +124,16 @@ impl Config {
             None => None,
         };
         Self::from_layers(overlay, std::env::vars())
+    }
+
+    /// A copy safe to print: the ingest token and any database password are masked.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if !c.feeds.http.token.is_empty() {
+            c.feeds.http.token = REDACTED.to_owned();
+        }
+        c.database.url = self.database.redacted_url();
+        c
     }
 
     /// Merges the layers and validates the result.
@@ -367,184 +273,11 @@ impl Config {
             "feeds.http.max_records",
             "must be at least 1",
         )?;
-        check(
-            self.ring.capacity >= 1,
-            "ring.capacity",
-            "must be at least 1",
-        )?;
-        check(
-            self.ring.snapshot_depth <= self.ring.capacity,
-            "ring.snapshot_depth",
-            "must not exceed ring.capacity",
-        )?;
-        check(
-            self.ring.max_symbols >= 1,
-            "ring.max_symbols",
-            "must be at least 1",
-        )?;
-        let w = &self.ws;
-        check(
-            w.max_connections >= 1,
-            "ws.max_connections",
-            "must be at least 1",
-        )?;
-        check(
-            w.max_frame_bytes >= 128,
-            "ws.max_frame_bytes",
-            "must be at least 128",
-        )?;
-        check(
-            w.max_subscriptions >= 1,
-            "ws.max_subscriptions",
-            "must be at least 1",
-        )?;
-        check(
-            w.outbox_max_events >= 2,
-            "ws.outbox_max_events",
-            "must be at least 2",
-        )?;
-        check(
-            w.outbox_max_bytes >= 1024,
-            "ws.outbox_max_bytes",
-            "must be at least 1024",
-        )?;
-        check(
-            w.batch_max_bytes >= 1024,
-            "ws.batch_max_bytes",
-            "must be at least 1024",
-        )?;
-        check(
-            w.slow_consumer_timeout_ms >= 1,
-            "ws.slow_consumer_timeout_ms",
-            "must be at least 1",
-        )?;
-        check(
-            w.ping_interval_ms >= 1,
-            "ws.ping_interval_ms",
-            "must be at least 1",
-        )?;
-        check(
-            w.pong_timeout_ms > w.ping_interval_ms,
-            "ws.pong_timeout_ms",
-            "must exceed ws.ping_interval_ms",
-        )?;
-        check(
-            w.ops_per_second >= 1,
-            "ws.ops_per_second",
-            "must be at least 1",
-        )?;
-        check(w.ops_burst >= 1, "ws.ops_burst", "must be at least 1")?;
-        check(
-            w.abuse_threshold >= 1,
-            "ws.abuse_threshold",
-            "must be at least 1",
-        )?;
-        check(
-            w.read_buffer_bytes >= 256,
-            "ws.read_buffer_bytes",
-            "must be at least 256",
-        )?;
-        check(
-            w.write_buffer_bytes >= 256,
-            "ws.write_buffer_bytes",
-            "must be at least 256",
-        )?;
-        let p = &self.pipeline;
-        check(
-            p.interval_ms >= 10,
-            "pipeline.interval_ms",
-            "must be at least 10",
-        )?;
-        check(
-            p.close_delay_ms < p.interval_ms,
-            "pipeline.close_delay_ms",
-            "must be below pipeline.interval_ms",
-        )?;
-        if let Err(e) = p.indicators().validate() {
-            let key = format!("pipeline.{}_period", e.indicator);
-            return Err(ConfigError::key(&key, e.to_string()));
-        }
-        let d = &self.database;
-        check(
-            d.url.starts_with("sqlite:")
-                || d.url.starts_with("postgres://")
-                || d.url.starts_with("postgresql://"),
-            "database.url",
-            "must be a sqlite: or postgres:// URL",
-        )?;
-        check(d.pool_size >= 1, "database.pool_size", "must be at least 1")?;
-        check(
-            d.batch_size >= 1,
-            "database.batch_size",
-            "must be at least 1",
-        )?;
-        check(
-            d.queue_capacity >= d.batch_size,
-            "database.queue_capacity",
-            "must be at least database.batch_size",
-        )?;
-        check(
-            d.flush_interval_ms >= 1,
-            "database.flush_interval_ms",
-            "must be at least 1",
-        )?;
-        check(
-            d.backoff_initial_ms >= 1 && d.backoff_max_ms >= d.backoff_initial_ms,
-            "database.backoff_max_ms",
-            "must be >= backoff_initial_ms >= 1",
-        )?;
-        check(
-            d.breaker_failures >= 1,
-            "database.breaker_failures",
-            "must be at least 1",
-        )?;
-        check(
-            d.breaker_probe_ms >= 1,
-            "database.breaker_probe_ms",
-            "must be at least 1",
-        )?;
-        check(
-            d.retention_interval_ms >= 1000,
-            "database.retention_interval_ms",
-            "must be at least 1000",
-        )?;
-        check(
-            d.timeout_ms >= 10,
-            "database.timeout_ms",
-            "must be at least 10",
-        )?;
-        let a = &self.api;
-        check(
-            a.requests_per_second >= 1,
-            "api.requests_per_second",
-            "must be at least 1",
-        )?;
-        check(a.burst >= 1, "api.burst", "must be at least 1")?;
-        check(
-            a.max_page_size >= 1,
-            "api.max_page_size",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=a.max_page_size).contains(&a.default_page_size),
-            "api.default_page_size",
-            "must be in 1..=api.max_page_size",
-        )?;
-        check(
-            a.max_body_bytes >= 256,
-            "api.max_body_bytes",
-            "must be at least 256",
-        )?;
-        check(
-            a.ar_order >= 1 && a.prediction_window >= 4 * a.ar_order + 4,
-            "api.prediction_window",
-            "must be at least 4 * api.ar_order + 4 (and ar_order >= 1)",
-        )?;
-        check(
-            a.max_horizon_s >= 1,
-            "api.max_horizon_s",
-            "must be at least 1",
-        )?;
+        self.ring.validate()?;
+        self.ws.validate()?;
+        self.pipeline.validate()?;
+        self.database.validate()?;
+        self.api.validate()?;
         Ok(())
     }
 }

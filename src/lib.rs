@@ -15,6 +15,7 @@
 pub mod api;
 pub mod bars;
 pub mod config;
+pub mod config_section;
 pub mod feed;
 pub mod ingest;
 pub mod model;

@@ -70,7 +70,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig { .. } => {
-            println!("{config:#?}");
+            // Secrets (the ingest token, a database password) are masked: this output ends up
+            // in terminals, tickets and CI logs.
+            println!("{:#?}", config.redacted());
             ExitCode::SUCCESS
         }
         Command::Serve { .. } => report(serve(config)),

@@ -1,53 +1,40 @@
 //! Wiring: builds every stage from a [`Config`], binds the listener, runs until told to stop,
-//! and shuts down in data-flow order (feeds, ingest, write-behind flush, sockets, HTTP).
+//! and shuts down in data-flow order (feeds, pipeline, ingest, write-behind flush, sockets,
+//! HTTP) under one deadline.
+//!
+//! Nothing imports this module but the binary and the tests: each stage gets the parts it uses
+//! (an [`AppState`] of substates for HTTP, handles for the threads), never the whole server.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ms};
+use crate::api::health::HealthState;
+use crate::api::ingest::IngestState;
+use crate::api::market::MarketState;
+use crate::api::portfolio::PortfolioState;
+use crate::api::predictions::{self, PredictionState};
+use crate::api::{AppState, RestGuard};
+use crate::config::Config;
+use crate::config_section::ms;
 use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
 use crate::ingest::{Ingest, IngestHandle};
-use crate::model::{Event, Symbols};
+use crate::model::{Event, Symbols, now_ns};
 use crate::pipeline::{LatestIndicators, Pipeline};
 use crate::rooms::{EventSink, Hub, HubConfig};
 use crate::store::{Recorder, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
-
-/// State shared by every request handler and session.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub symbols: Arc<Symbols>,
-    pub hub: Arc<Hub>,
-    pub ingest: IngestHandle,
-    pub metrics: Arc<Metrics>,
-    /// Latest indicator values per symbol, written once per pipeline batch.
-    pub indicators: Arc<LatestIndicators>,
-    /// The database: history, users, trades.
-    pub store: Arc<Store>,
-    /// Write-behind persistence of ticks (its health feeds `/readyz`).
-    pub recorder: Arc<Recorder>,
-    /// REST state: rate limiters, prediction cache.
-    pub api: crate::api::ApiState,
-    /// Every WebSocket session, so shutdown can wait for them.
-    pub sessions: TaskTracker,
-    /// Cancelled when sockets must close (1001) and HTTP must stop.
-    pub shutdown: CancellationToken,
-    /// Caps concurrent WebSocket connections.
-    pub conn_limit: Arc<Semaphore>,
-    /// This server run's identity (start time in µs: exact in a JavaScript number): `seq`s
-    /// restart with every run, so a resume point is only meaningful with the epoch it was seen
-    /// under.
-    pub epoch: i64,
-}
+use crate::ws::WsContext;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -71,14 +58,26 @@ pub enum ServerError {
     },
 }
 
-/// A started server.
+/// A started server: the HTTP state, and a handle on every task and thread it started, so
+/// shutdown can stop and join each of them.
 pub struct Server {
     pub addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    app: AppState,
+    symbols: Arc<Symbols>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+    recorder: Arc<Recorder>,
+    ingest: IngestHandle,
+    shutdown_grace: Duration,
     feeds_stop: CancellationToken,
-    feeds: Vec<JoinHandle<()>>,
+    feeds: Vec<(&'static str, JoinHandle<()>)>,
     ingest_thread: Option<std::thread::JoinHandle<()>>,
     pipeline: Option<Pipeline>,
+    /// Cancelled when sockets must close (1001), HTTP must stop and retention must end.
+    stop: CancellationToken,
+    sessions: TaskTracker,
+    retention: JoinHandle<()>,
     http: JoinHandle<()>,
 }
 
@@ -118,30 +117,7 @@ impl Server {
             config.pipeline.periods(),
         );
 
-        let mut feeds: Vec<Box<dyn Feed>> = Vec::new();
-        if config.feeds.synthetic.enabled {
-            // Known up front, so clients can subscribe before the first tick of each symbol.
-            for name in crate::feed::synthetic::symbol_names(&config.feeds.synthetic) {
-                let _ = symbols.intern(&name);
-            }
-            feeds.push(Box::new(SyntheticFeed::new(&config.feeds.synthetic)));
-        }
-        if config.feeds.replay.enabled {
-            let feed =
-                ReplayFeed::new(&config.feeds.replay).map_err(|source| ServerError::Feed {
-                    feed: "replay",
-                    source,
-                })?;
-            feeds.push(Box::new(feed));
-        }
-        if config.feeds.upstream.enabled {
-            let feed =
-                UpstreamFeed::new(&config.feeds.upstream).map_err(|source| ServerError::Feed {
-                    feed: "upstream",
-                    source,
-                })?;
-            feeds.push(Box::new(feed));
-        }
+        let feeds = build_feeds(&config, &symbols)?;
 
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
@@ -173,27 +149,61 @@ impl Server {
         } else {
             None
         };
-        let api = crate::api::ApiState::new(&config);
-        let shared = Arc::new(Shared {
-            conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
-            config,
-            symbols,
-            hub,
-            ingest: ingest_handle.clone(),
-            metrics: metrics.clone(),
-            indicators,
-            api,
-            store: store.clone(),
-            recorder,
-            sessions: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-            epoch: crate::model::now_ns() / 1_000,
-        });
 
-        tokio::spawn(crate::store::retention::run(
-            store,
-            shared.config.database.clone(),
-            shared.shutdown.clone(),
+        let stop = CancellationToken::new();
+        let sessions = TaskTracker::new();
+        let api_config = Arc::new(config.api.clone());
+        let app = AppState {
+            market: MarketState {
+                symbols: symbols.clone(),
+                hub: hub.clone(),
+                store: store.clone(),
+                indicators,
+                api: api_config.clone(),
+                periods: config.pipeline.periods(),
+            },
+            portfolio: PortfolioState {
+                store: store.clone(),
+                symbols: symbols.clone(),
+                hub: hub.clone(),
+                max_body_bytes: config.api.max_body_bytes,
+            },
+            predictions: PredictionState {
+                symbols: symbols.clone(),
+                hub: hub.clone(),
+                api: api_config,
+                cache: Arc::new(predictions::Cache::default()),
+            },
+            ingest: IngestState {
+                config: Arc::new(config.feeds.http.clone()),
+                ingest: ingest_handle.clone(),
+            },
+            health: HealthState {
+                store: store.clone(),
+                recorder: recorder.clone(),
+                ingest: ingest_handle.clone(),
+                metrics: metrics.clone(),
+                shutdown: stop.clone(),
+            },
+            ws: Arc::new(WsContext {
+                config: config.ws.clone(),
+                ring_capacity: config.ring.capacity,
+                hub: hub.clone(),
+                symbols: symbols.clone(),
+                metrics: metrics.clone(),
+                epoch: now_ns() / 1_000,
+                sessions: sessions.clone(),
+                shutdown: stop.clone(),
+                conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
+            }),
+            guard: Arc::new(RestGuard::new(&config.api, metrics.clone())),
+            max_body_bytes: config.api.max_body_bytes,
+        };
+
+        let retention = tokio::spawn(crate::store::retention::run(
+            store.clone(),
+            config.database.clone(),
+            stop.clone(),
         ));
 
         let feeds_stop = CancellationToken::new();
@@ -206,18 +216,19 @@ impl Server {
                     shutdown: feeds_stop.clone(),
                     metrics: metrics.clone(),
                 };
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     match feed.run(ctx).await {
                         Ok(()) => tracing::info!(feed = name, "feed finished"),
                         Err(error) => tracing::error!(feed = name, %error, "feed stopped"),
                     }
-                })
+                });
+                (name, task)
             })
             .collect();
 
-        let router = crate::api::router(shared.clone());
-        let stop_http = shared.shutdown.clone();
-        let send_buffer = shared.config.ws.socket_send_buffer_bytes;
+        let router = crate::api::router(app.clone());
+        let stop_http = stop.clone();
+        let send_buffer = config.ws.socket_send_buffer_bytes;
         let listener = listener.tap_io(move |tcp| {
             // Small frames must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
@@ -240,56 +251,120 @@ impl Server {
         tracing::info!(%addr, "tickcast listening");
         Ok(Server {
             addr,
-            shared,
+            app,
+            symbols,
+            hub,
+            metrics,
+            store,
+            recorder,
+            ingest: ingest_handle,
+            shutdown_grace: ms(config.server.shutdown_grace_ms),
             feeds_stop,
             feeds,
             ingest_thread: Some(ingest_thread),
             pipeline,
+            stop,
+            sessions,
+            retention,
             http,
         })
     }
 
+    /// The HTTP router over this server's state (tests drive it without a socket).
+    pub fn router(&self) -> Router {
+        crate::api::router(self.app.clone())
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn symbols(&self) -> &Arc<Symbols> {
+        &self.symbols
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The state every HTTP handler draws its part from.
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
+    /// Closes every socket and stops HTTP at once, without the orderly drain of
+    /// [`Server::shutdown`] (a server dropped by a test).
+    pub fn abort(&self) {
+        self.feeds_stop.cancel();
+        self.stop.cancel();
+    }
+
     /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it
     /// holds, the write-behind queue is flushed to the database, every socket gets what was
-    /// queued for it and a 1001 close, then HTTP stops. Bounded by `server.shutdown_grace_ms`.
+    /// queued for it and a 1001 close, then HTTP stops. The whole sequence shares one deadline,
+    /// `server.shutdown_grace_ms` from now; a stage still running at the deadline is stopped by
+    /// force (or, for a thread, left behind) and logged.
     pub async fn shutdown(mut self) {
-        let grace = ms(self.shared.config.server.shutdown_grace_ms);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let deadline = started + self.shutdown_grace;
+
         self.feeds_stop.cancel();
-        for feed in self.feeds.drain(..) {
-            let _ = tokio::time::timeout(grace, feed).await;
+        for (name, mut feed) in self.feeds.drain(..) {
+            if !finish_by(deadline, name, &mut feed).await {
+                feed.abort();
+            }
         }
         if let Some(p) = self.pipeline.take() {
-            let _ =
-                tokio::time::timeout(grace, tokio::task::spawn_blocking(move || p.stop())).await;
+            let mut stopping = tokio::task::spawn_blocking(move || p.stop());
+            // A blocking thread cannot be aborted: past the deadline it is left to end with the
+            // process.
+            finish_by(deadline, "pipeline", &mut stopping).await;
         }
-        self.shared.ingest.stop().await;
-        if let Some(thread) = self.ingest_thread.take() {
-            let joined = tokio::task::spawn_blocking(move || thread.join());
-            let _ = tokio::time::timeout(grace, joined).await;
-        }
-        // Every ingested tick is in the recorder's queue now; nothing more can arrive.
-        let left = grace
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        self.shared.recorder.flush_and_stop(left).await;
-        self.shared.shutdown.cancel();
-        self.shared.sessions.close();
-        let left = grace
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        if tokio::time::timeout(left, self.shared.sessions.wait())
+        // Everything queued before `Stop` is published; past the deadline, not even the stop
+        // message is waited for.
+        if tokio::time::timeout_at(deadline, self.ingest.stop())
             .await
             .is_err()
         {
             tracing::warn!(
-                open = self.shared.sessions.len(),
-                "shutdown grace elapsed; dropping sockets"
+                stage = "ingest",
+                "shutdown deadline passed; ingest queue not drained"
             );
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.http).await;
-        self.http.abort();
-        self.shared.store.close().await;
+        if let Some(thread) = self.ingest_thread.take() {
+            let mut joined = tokio::task::spawn_blocking(move || thread.join());
+            finish_by(deadline, "ingest", &mut joined).await;
+        }
+        // Every ingested tick is in the recorder's queue now; nothing more can arrive. The
+        // recorder counts and logs whatever it could not write in time.
+        self.recorder
+            .flush_and_stop(deadline.saturating_duration_since(Instant::now()))
+            .await;
+
+        self.stop.cancel();
+        self.sessions.close();
+        if tokio::time::timeout_at(deadline, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                stage = "sessions",
+                open = self.sessions.len(),
+                "shutdown deadline passed; dropping sockets"
+            );
+        }
+        if !finish_by(deadline, "http", &mut self.http).await {
+            self.http.abort();
+        }
+        // The retention task watches the same token, so it ends at its next await point.
+        if !finish_by(deadline, "retention", &mut self.retention).await {
+            self.retention.abort();
+        }
+        self.store.close().await;
         tracing::info!(
             took_ms = started.elapsed().as_millis() as u64,
             "tickcast stopped"
@@ -297,9 +372,49 @@ impl Server {
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
+    }
+}
+
+/// Builds the enabled feeds. Symbols the synthetic feed will produce are interned up front, so
+/// clients can subscribe before the first tick of each.
+fn build_feeds(config: &Config, symbols: &Symbols) -> Result<Vec<Box<dyn Feed>>, ServerError> {
+    let mut feeds: Vec<Box<dyn Feed>> = Vec::new();
+    if config.feeds.synthetic.enabled {
+        for name in crate::feed::synthetic::symbol_names(&config.feeds.synthetic) {
+            let _ = symbols.intern(&name);
+        }
+        feeds.push(Box::new(SyntheticFeed::new(&config.feeds.synthetic)));
+    }
+    if config.feeds.replay.enabled {
+        let feed = ReplayFeed::new(&config.feeds.replay).map_err(|source| ServerError::Feed {
+            feed: "replay",
+            source,
+        })?;
+        feeds.push(Box::new(feed));
+    }
+    if config.feeds.upstream.enabled {
+        let feed =
+            UpstreamFeed::new(&config.feeds.upstream).map_err(|source| ServerError::Feed {
+                feed: "upstream",
+                source,
+            })?;
+        feeds.push(Box::new(feed));
+    }
+    Ok(feeds)
+}
+
+/// Waits for `task` until `deadline`; false (and a warning naming `stage`) when it is still
+/// running then.
+async fn finish_by<T>(deadline: Instant, stage: &'static str, task: &mut JoinHandle<T>) -> bool {
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(_) => true,
+        Err(_) => {
+            tracing::warn!(stage, "shutdown deadline passed; stopping by force");
+            false
+        }
     }
 }
 

@@ -67,3 +67,28 @@ fn config_file_layer_is_read_and_checked() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
+
+#[test]
+fn check_config_masks_secrets() {
+    let out = tickcast()
+        .arg("check-config")
+        .env("TICKCAST_FEEDS__HTTP__TOKEN", "ingest-secret-123")
+        .env(
+            "DATABASE_URL",
+            "postgres://app:db-secret-456@127.0.0.1:5432/ticks",
+        )
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("ingest-secret-123"), "{printed}");
+    assert!(!printed.contains("db-secret-456"), "{printed}");
+    assert!(
+        printed.contains("postgres://app:***@127.0.0.1:5432/ticks"),
+        "{printed}"
+    );
+}

@@ -93,7 +93,7 @@ async fn replay_at_speed_zero_yields_exactly_the_files_ticks() {
     assert_eq!(want.len(), 300);
     for file in ["sample_ticks.csv", "sample_ticks.jsonl"] {
         let srv = util::start(replay_config(feeds_dir().join(file))).await;
-        let metrics = srv.server().shared.metrics.clone();
+        let metrics = srv.server().metrics().clone();
         eventually("the whole file is ingested", || {
             metrics.ticks_ingested.load(Ordering::Relaxed) >= want.len() as u64
         })
@@ -152,12 +152,7 @@ async fn replay_loops_and_counts_bad_lines() {
     let srv = util::start(cfg).await;
     // Two ticks per pass: seq 40 means the file was played at least 20 times.
     srv.wait_seq("LOOP", 40).await;
-    let errors = srv
-        .server()
-        .shared
-        .metrics
-        .feed_errors
-        .load(Ordering::Relaxed);
+    let errors = srv.server().metrics().feed_errors.load(Ordering::Relaxed);
     assert!(errors >= 19, "one bad line per pass: {errors}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -260,7 +255,7 @@ async fn upstream_case(case: Case) {
     cfg.feeds.upstream.backoff_max_ms = 20;
     cfg.feeds.upstream.idle_timeout_ms = 5000;
     let mut srv: TestServer = util::start(cfg).await;
-    let metrics = srv.server().shared.metrics.clone();
+    let metrics = srv.server().metrics().clone();
 
     let mut c: Client = srv.connect().await;
     c.subscribe(json!({"op":"subscribe","channels":["ticks:*"]}))
@@ -373,8 +368,7 @@ async fn upstream_silence_counts_as_a_dead_connection() {
     }
     let reconnects = srv
         .server()
-        .shared
-        .metrics
+        .metrics()
         .upstream_reconnects
         .load(Ordering::Relaxed);
     assert!(reconnects >= 1, "{reconnects}");

@@ -127,10 +127,7 @@ async fn oversized_body_is_a_413_problem() {
         .header("content-type", "application/json")
         .body(axum::body::Body::from(big))
         .unwrap();
-    let res = tickcast::api::router(srv.shared().clone())
-        .oneshot(req)
-        .await
-        .unwrap();
+    let res = srv.server().router().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 413);
     assert_eq!(
         res.headers()

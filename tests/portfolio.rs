@@ -19,7 +19,7 @@ async fn trade(srv: &TestServer, key: &str, idem: Option<&str>, body: Value) -> 
 async fn keys_authenticate_and_users_see_only_their_own_data() {
     for db in util::backends().await {
         let srv = util::start(db.config()).await;
-        let store = &srv.shared().store;
+        let store = &srv.server().store();
         let (_, alice) = store.create_user("alice").await.unwrap();
         let (_, bob) = store.create_user("bob").await.unwrap();
         assert!(
@@ -81,7 +81,7 @@ async fn keys_authenticate_and_users_see_only_their_own_data() {
 async fn idempotency_key_records_a_trade_once() {
     for db in util::backends().await {
         let srv = util::start(db.config()).await;
-        let (_, key) = srv.shared().store.create_user("carol").await.unwrap();
+        let (_, key) = srv.server().store().create_user("carol").await.unwrap();
         let fill = json!({"symbol": "AAPL", "side": "buy", "quantity": 3, "price": 10.5,
             "time": "2025-11-25T11:26:40Z"});
         let (s1, first) = trade(&srv, &key, Some("order-1"), fill.clone()).await;
@@ -117,7 +117,7 @@ async fn idempotency_key_records_a_trade_once() {
 async fn positions_use_average_cost_and_live_prices() {
     for db in util::backends().await {
         let srv = util::start(db.config()).await;
-        let (_, key) = srv.shared().store.create_user("dave").await.unwrap();
+        let (_, key) = srv.server().store().create_user("dave").await.unwrap();
         let fills = [
             ("AAPL", "buy", 10.0, 100.0, 1000),
             ("AAPL", "buy", 10.0, 110.0, 2000),
@@ -166,7 +166,7 @@ async fn positions_use_average_cost_and_live_prices() {
 async fn bad_trades_are_problems() {
     for db in util::backends().await {
         let srv = util::start(db.config()).await;
-        let (_, key) = srv.shared().store.create_user("erin").await.unwrap();
+        let (_, key) = srv.server().store().create_user("erin").await.unwrap();
         let ok = json!({"symbol": "AAPL", "side": "buy", "quantity": 1, "price": 1.0});
         let with = |k: &str, v: Value| {
             let mut b = ok.clone();

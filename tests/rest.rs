@@ -296,7 +296,7 @@ async fn indicators_are_null_before_warm_up_then_latest() {
 
 /// Publishes `closes` as final 1 s bars of `symbol` through ingest.
 async fn publish_bars(srv: &TestServer, symbol: &str, closes: &[f64]) {
-    let id = srv.shared().symbols.intern(symbol).unwrap();
+    let id = srv.server().symbols().intern(symbol).unwrap();
     let bars = closes
         .iter()
         .enumerate()
@@ -321,7 +321,7 @@ async fn publish_bars(srv: &TestServer, symbol: &str, closes: &[f64]) {
         symbol: id,
     };
     let deadline = tokio::time::Instant::now() + util::WAIT;
-    while srv.shared().hub.last_seq(ch) < closes.len() as u64 {
+    while srv.server().hub().last_seq(ch) < closes.len() as u64 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -361,7 +361,7 @@ async fn predictions_from_both_models_with_intervals_and_fit_error() {
     }
 
     // Concurrent requests for one key compute once; a new bar invalidates the entry.
-    let cache = &srv.shared().api.predictions;
+    let cache = &srv.server().app().predictions.cache;
     let before = cache.computed.load(Ordering::Relaxed);
     let reqs = (0..16).map(|_| srv.get("/api/v1/predictions/AAPL?horizon_s=7", None));
     for (status, _, _) in futures_util::future::join_all(reqs).await {
@@ -370,7 +370,7 @@ async fn predictions_from_both_models_with_intervals_and_fit_error() {
     assert_eq!(cache.computed.load(Ordering::Relaxed), before + 1);
     let (_, _, first) = srv.get("/api/v1/predictions/AAPL?horizon_s=7", None).await;
     assert_eq!(cache.computed.load(Ordering::Relaxed), before + 1);
-    let id = srv.shared().symbols.get("AAPL").unwrap();
+    let id = srv.server().symbols().get("AAPL").unwrap();
     srv.derived(vec![Derived::Bar {
         kind: Kind::Bars1s,
         symbol: id,
@@ -476,7 +476,7 @@ async fn readyz_metrics_and_latency_histogram() {
         ] {
             assert!(text.contains(needle), "{needle} missing");
         }
-        assert!(srv.shared().metrics.http_request_seconds.count() >= 1);
+        assert!(srv.server().metrics().http_request_seconds.count() >= 1);
     }
 }
 
@@ -485,7 +485,7 @@ async fn oversized_and_malformed_bodies_are_problems() {
     let mut c = util::config();
     c.api.max_body_bytes = 512;
     let srv = util::start(c).await;
-    let (_, key) = srv.shared().store.create_user("alice").await.unwrap();
+    let (_, key) = srv.server().store().create_user("alice").await.unwrap();
     let big = vec![b' '; 4096];
     let got = srv
         .post("/api/v1/portfolio/trades", Some(&key), &[], &big)

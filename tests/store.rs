@@ -39,7 +39,7 @@ async fn graceful_shutdown_flushes_every_ingested_tick() {
         for i in 0..10 {
             ingest_batch(&srv, "AAPL", 1000, i as f64).await;
         }
-        let m = srv.shared().metrics.clone();
+        let m = srv.server().metrics().clone();
         srv.shutdown().await;
         assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
         assert_eq!(m.db_rows_written.load(Ordering::Relaxed), 10_000);
@@ -113,9 +113,11 @@ async fn postgres_cut_and_back_loses_no_tick() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(read_ticks_until(&mut client, sent).await, sent - 1);
-    let m = srv.shared().metrics.clone();
+    let m = srv.server().metrics().clone();
     wait_for("breaker opens", async || {
-        srv.shared()
+        srv.server()
+            .app()
+            .health
             .recorder
             .health
             .breaker_open
@@ -202,9 +204,11 @@ async fn sqlite_locked_keeps_streaming_counts_drops_and_recovers() {
         200,
         "streaming went on"
     );
-    let m = srv.shared().metrics.clone();
+    let m = srv.server().metrics().clone();
     wait_for("breaker opens", async || {
-        srv.shared()
+        srv.server()
+            .app()
+            .health
             .recorder
             .health
             .breaker_open

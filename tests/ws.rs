@@ -439,7 +439,7 @@ async fn slow_consumer_is_closed_with_1013_and_does_not_delay_others() {
     // ~9,000 ticks were produced; the fast client got them all, in order, while the slow one
     // stalled.
     assert!(received > 3_000, "fast client kept receiving: {received}");
-    let metrics = &srv.server().shared.metrics;
+    let metrics = srv.server().metrics();
     assert_eq!(
         metrics
             .slow_consumers_closed

@@ -8,8 +8,23 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::IngestHandle;
 use crate::model::now_ns;
-use crate::server::Shared;
+use crate::store::{Recorder, Store};
+use crate::telemetry::metrics::Metrics;
+
+/// What readiness and metrics read.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    pub store: Arc<Store>,
+    pub recorder: Arc<Recorder>,
+    pub ingest: IngestHandle,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled once shutdown begins: readiness turns 503 `shutting_down`.
+    pub shutdown: CancellationToken,
+}
 
 pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
@@ -21,27 +36,27 @@ pub const PIPELINE_STALE_MS: i64 = 5_000;
 /// Ready when the database answers (and persistence is not failing), ingest runs, and the
 /// pipeline is on time; otherwise 503 `degraded` with the failing checks. Streaming goes on
 /// either way: this is for load balancers and operators.
-pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.shutdown.is_cancelled() {
+pub async fn readyz(State(health): State<HealthState>) -> Response {
+    if health.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "shutting_down"})),
         )
             .into_response();
     }
-    let health = &shared.recorder.health;
-    let breaker_open = health.breaker_open.load(Ordering::Relaxed);
-    let database = match shared.store.ping().await {
-        Ok(()) if !breaker_open => json!({"ok": true, "backend": shared.store.backend(),
-            "backlog": shared.recorder.backlog()}),
-        Ok(()) => json!({"ok": false, "backend": shared.store.backend(),
+    let recorder_health = &health.recorder.health;
+    let breaker_open = recorder_health.breaker_open.load(Ordering::Relaxed);
+    let database = match health.store.ping().await {
+        Ok(()) if !breaker_open => json!({"ok": true, "backend": health.store.backend(),
+            "backlog": health.recorder.backlog()}),
+        Ok(()) => json!({"ok": false, "backend": health.store.backend(),
             "error": "writes failing; circuit breaker open",
-            "backlog": shared.recorder.backlog()}),
-        Err(e) => json!({"ok": false, "backend": shared.store.backend(),
-            "error": e.to_string(), "backlog": shared.recorder.backlog()}),
+            "backlog": health.recorder.backlog()}),
+        Err(e) => json!({"ok": false, "backend": health.store.backend(),
+            "error": e.to_string(), "backlog": health.recorder.backlog()}),
     };
-    let feeds = json!({"ok": shared.ingest.is_alive()});
-    let last = shared
+    let feeds = json!({"ok": health.ingest.is_alive()});
+    let last = health
         .metrics
         .pipeline_last_batch_ms
         .load(Ordering::Relaxed);
@@ -64,8 +79,8 @@ pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let mut res = shared.metrics.render().into_response();
+pub async fn metrics(State(health): State<HealthState>) -> Response {
+    let mut res = health.metrics.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -12,9 +12,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::problem::Problem;
-use crate::ingest::{TrySubmitError, validate};
+use crate::config::HttpIngestConfig;
+use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
-use crate::server::Shared;
+
+/// What the HTTP ingest endpoint uses: its config section and the ingest queue.
+#[derive(Debug, Clone)]
+pub struct IngestState {
+    pub config: Arc<HttpIngestConfig>,
+    pub ingest: IngestHandle,
+}
 
 /// One record of the request body.
 #[derive(Debug, Deserialize)]
@@ -45,11 +52,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn ingest(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<IngestState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let cfg = &shared.config.feeds.http;
+    let cfg = &state.config;
     if cfg.token.is_empty() {
         return Problem::new(
             StatusCode::NOT_FOUND,
@@ -119,13 +126,13 @@ pub async fn ingest(
     if errors.is_empty() {
         // Only a batch that is valid as a whole may add symbols.
         for (index, t) in ticks.iter().enumerate() {
-            if let Err(e) = shared.ingest.reserve_symbol(t) {
+            if let Err(e) = state.ingest.reserve_symbol(t) {
                 errors.push(json!({"index": index, "message": e.to_string()}));
             }
         }
     }
     if !errors.is_empty() {
-        shared.ingest.count_rejected(errors.len() as u64);
+        state.ingest.count_rejected(errors.len() as u64);
         let n = errors.len();
         return Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -136,7 +143,7 @@ pub async fn ingest(
         .into_response();
     }
     let accepted = ticks.len();
-    match shared.ingest.try_send(ticks) {
+    match state.ingest.try_send(ticks) {
         Ok(()) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"accepted": accepted})),

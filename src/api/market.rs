@@ -12,9 +12,26 @@ use serde_json::{Value, json};
 
 use super::params::{self, Params};
 use super::problem::Problem;
-use crate::model::{ChannelId, Kind, is_valid_symbol};
-use crate::server::Shared;
-use crate::store::StoreError;
+use crate::model::{ChannelId, Kind, Symbols, is_valid_symbol};
+use crate::pipeline::LatestIndicators;
+use crate::rooms::Hub;
+use crate::store::{Store, StoreError};
+use crate::ws::protocol::IndicatorPeriods;
+
+use super::ApiConfig;
+
+/// What the market-data handlers read: live values from the hub and the pipeline, history from
+/// the store.
+#[derive(Debug, Clone)]
+pub struct MarketState {
+    pub symbols: Arc<Symbols>,
+    pub hub: Arc<Hub>,
+    pub store: Arc<Store>,
+    pub indicators: Arc<LatestIndicators>,
+    pub api: Arc<ApiConfig>,
+    /// Name the indicator fields (`sma_20`).
+    pub periods: IndicatorPeriods,
+}
 
 /// A database failure as a response: 503 when the database is unreachable, 500 otherwise.
 pub fn store_problem(e: StoreError) -> Problem {
@@ -57,13 +74,13 @@ pub struct SymbolList {
 /// Symbols known to the server, with their latest live price.
 #[utoipa::path(get, path = "/api/v1/symbols", tag = "market",
     responses((status = 200, body = SymbolList)))]
-pub async fn symbols(State(shared): State<Arc<Shared>>) -> Response {
-    let symbols = shared
+pub async fn symbols(State(market): State<MarketState>) -> Response {
+    let symbols = market
         .symbols
         .all()
         .into_iter()
         .map(|(id, name)| {
-            let tick = shared.hub.latest_tick(id);
+            let tick = market.hub.latest_tick(id);
             SymbolInfo {
                 symbol: name.to_string(),
                 price: tick.map(|t| t.price),
@@ -75,14 +92,14 @@ pub async fn symbols(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Live symbols, and symbols with stored history from earlier runs.
-async fn known_symbol(shared: &Shared, symbol: &str) -> Result<(), Problem> {
+async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
     if !is_valid_symbol(symbol) {
         return Err(params::unknown_symbol(symbol));
     }
-    if shared.symbols.get(symbol).is_some() {
+    if market.symbols.get(symbol).is_some() {
         return Ok(());
     }
-    let stored = shared
+    let stored = market
         .store
         .ticks(symbol, 0, i64::MAX, None, 1)
         .await
@@ -124,20 +141,20 @@ pub struct TickPage {
         (status = 400, description = "bad_time, bad_time_range, limit_out_of_range, bad_cursor"),
         (status = 404, description = "unknown_symbol")))]
 pub async fn ticks(
-    State(shared): State<Arc<Shared>>,
+    State(market): State<MarketState>,
     Path(symbol): Path<String>,
     q: Params,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
     let (from, to) = params::time_range(&p)?;
-    let api = &shared.config.api;
+    let api = &market.api;
     let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
     let after = p
         .get("cursor")
         .map(|c| params::decode_cursor(c))
         .transpose()?;
-    known_symbol(&shared, &symbol).await?;
-    let mut rows = shared
+    known_symbol(&market, &symbol).await?;
+    let mut rows = market
         .store
         .ticks(&symbol, from, to, after, limit + 1)
         .await
@@ -198,7 +215,7 @@ pub struct BarPage {
         (status = 400, description = "bad_interval, bad_time, bad_time_range, limit_out_of_range"),
         (status = 404, description = "unknown_symbol")))]
 pub async fn bars(
-    State(shared): State<Arc<Shared>>,
+    State(market): State<MarketState>,
     Path(symbol): Path<String>,
     q: Params,
 ) -> Result<Response, Problem> {
@@ -211,10 +228,10 @@ pub async fn bars(
         ));
     };
     let (from, to) = params::time_range(&p)?;
-    let api = &shared.config.api;
+    let api = &market.api;
     let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
-    known_symbol(&shared, &symbol).await?;
-    let rows = shared
+    known_symbol(&market, &symbol).await?;
+    let rows = market
         .store
         .bars(&symbol, interval_ns, from, to, limit)
         .await
@@ -251,18 +268,18 @@ pub async fn bars(
     responses((status = 200, description = "`{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap}`"),
         (status = 404, description = "unknown_symbol")))]
 pub async fn indicators(
-    State(shared): State<Arc<Shared>>,
+    State(market): State<MarketState>,
     Path(symbol): Path<String>,
 ) -> Result<Response, Problem> {
-    let id = params::live_symbol(&shared, &symbol)?;
+    let id = params::live_symbol(&market.symbols, &symbol)?;
     // The pipeline's read path: one read lock, never waiting on a batch in progress.
-    let latest = shared.indicators.get(id);
+    let latest = market.indicators.get(id);
     let v = latest.map(|(v, _)| v).unwrap_or_default();
-    let seq = shared.hub.last_seq(ChannelId {
+    let seq = market.hub.last_seq(ChannelId {
         kind: Kind::Indicators,
         symbol: id,
     });
-    let periods = shared.config.pipeline.periods();
+    let periods = market.periods;
     let mut m = serde_json::Map::new();
     m.insert("symbol".into(), json!(symbol));
     m.insert("seq".into(), json!(seq));

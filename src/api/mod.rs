@@ -6,6 +6,7 @@
 //! and a body size limit (`api.max_body_bytes`; 413 problem). Every error is a
 //! [`problem::Problem`]. `/openapi.json` is generated from the handlers' annotations.
 
+mod config;
 pub mod health;
 pub mod ingest;
 pub mod market;
@@ -16,13 +17,15 @@ pub mod predictions;
 pub mod problem;
 pub mod web;
 
+pub use config::ApiConfig;
+
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +33,8 @@ use axum::routing::{get, post};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::config::Config;
-use crate::server::Shared;
+use crate::telemetry::metrics::Metrics;
+use crate::ws::WsState;
 
 /// Largest request body accepted (ingest batches are the largest legitimate bodies).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -47,32 +50,69 @@ pub enum RateKey {
     Ip(IpAddr),
 }
 
-/// REST state that lives as long as the server.
-pub struct ApiState {
-    pub limiter: DefaultKeyedRateLimiter<RateKey>,
-    pub predictions: predictions::Cache,
+/// What the REST layers use: the keyed rate limiter and the latency histogram.
+pub struct RestGuard {
+    limiter: DefaultKeyedRateLimiter<RateKey>,
+    metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for ApiState {
+impl std::fmt::Debug for RestGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState")
+        f.debug_struct("RestGuard")
             .field("limited_keys", &self.limiter.len())
             .finish_non_exhaustive()
     }
 }
 
-impl ApiState {
-    pub fn new(config: &Config) -> Self {
-        let per_s = NonZeroU32::new(config.api.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.api.burst).unwrap_or(NonZeroU32::MIN);
+impl RestGuard {
+    pub fn new(config: &ApiConfig, metrics: Arc<Metrics>) -> Self {
+        let per_s = NonZeroU32::new(config.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_s).allow_burst(burst)),
-            predictions: predictions::Cache::default(),
+            metrics,
         }
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// Everything the HTTP surface needs, built once by the server. Each handler extracts only its
+/// own part (`State<MarketState>`, `State<WsState>`, ...) through [`FromRef`], so no handler can
+/// reach state it does not use.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub market: market::MarketState,
+    pub portfolio: portfolio::PortfolioState,
+    pub predictions: predictions::PredictionState,
+    pub ingest: ingest::IngestState,
+    pub health: health::HealthState,
+    pub ws: WsState,
+    pub guard: Arc<RestGuard>,
+    /// Largest REST request body (`api.max_body_bytes`).
+    pub max_body_bytes: usize,
+}
+
+/// `FromRef` for each substate: a handler asking for `State<T>` gets `app.field.clone()`.
+macro_rules! substate {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(app: &AppState) -> Self {
+                app.$field.clone()
+            }
+        }
+    )*};
+}
+
+substate! {
+    market: market::MarketState,
+    portfolio: portfolio::PortfolioState,
+    predictions: predictions::PredictionState,
+    ingest: ingest::IngestState,
+    health: health::HealthState,
+    ws: WsState,
+    guard: Arc<RestGuard>,
+}
+
+pub fn router(app: AppState) -> Router {
     let rest = Router::new()
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
@@ -84,9 +124,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/v1/portfolio", get(portfolio::portfolio))
         .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
-        .layer(DefaultBodyLimit::max(shared.config.api.max_body_bytes))
-        .layer(middleware::from_fn_with_state(shared.clone(), rate_limit))
-        .layer(middleware::from_fn_with_state(shared.clone(), latency));
+        .layer(DefaultBodyLimit::max(app.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            app.guard.clone(),
+            rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(app.guard.clone(), latency));
     Router::new()
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
@@ -101,14 +144,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(|| async {
             problem::Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
         })
-        .with_state(shared)
+        .with_state(app)
 }
 
 /// Records every REST request's latency.
-async fn latency(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn latency(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let res = next.run(req).await;
-    shared
+    guard
         .metrics
         .http_request_seconds
         .observe(started.elapsed());
@@ -116,7 +159,7 @@ async fn latency(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
 }
 
 /// Token bucket per API key (or client IP): over it, 429 with `Retry-After`.
-async fn rate_limit(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) -> Response {
     let key = match ingest::bearer(req.headers()) {
         Some(k) => RateKey::Key(crate::store::hash_key(k)),
         None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
@@ -124,7 +167,7 @@ async fn rate_limit(State(shared): State<Arc<Shared>>, req: Request, next: Next)
             None => RateKey::Ip(IpAddr::from([0, 0, 0, 0])),
         },
     };
-    let limiter = &shared.api.limiter;
+    let limiter = &guard.limiter;
     if limiter.len() > LIMITER_PRUNE_AT {
         limiter.retain_recent();
     }

@@ -8,8 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 
 use super::problem::Problem;
-use crate::model::{SymbolId, is_valid_symbol};
-use crate::server::Shared;
+use crate::model::{SymbolId, Symbols, is_valid_symbol};
 
 /// Raw query parameters, or the problem that they could not be parsed.
 pub type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -84,9 +83,9 @@ pub fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
 }
 
 /// A symbol known to the live symbol table, or `unknown_symbol` (404).
-pub fn live_symbol(shared: &Shared, symbol: &str) -> Result<SymbolId, Problem> {
+pub fn live_symbol(symbols: &Symbols, symbol: &str) -> Result<SymbolId, Problem> {
     if is_valid_symbol(symbol)
-        && let Some(id) = shared.symbols.get(symbol)
+        && let Some(id) = symbols.get(symbol)
     {
         return Ok(id);
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +24,19 @@ use serde::{Deserialize, Serialize};
 use super::market::store_problem;
 use super::params::parse_time;
 use super::problem::Problem;
-use crate::model::{Side, is_valid_symbol, now_ns};
-use crate::server::Shared;
-use crate::store::{NewTrade, Recorded, StoreError, Trade};
+use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
+use crate::rooms::Hub;
+use crate::store::{NewTrade, Recorded, Store, StoreError, Trade};
+
+/// What the portfolio handlers use: users and trades in the store, live prices from the hub.
+#[derive(Debug, Clone)]
+pub struct PortfolioState {
+    pub store: Arc<Store>,
+    pub symbols: Arc<Symbols>,
+    pub hub: Arc<Hub>,
+    /// Largest trade body accepted (`api.max_body_bytes`).
+    pub max_body_bytes: usize,
+}
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -38,19 +48,21 @@ const FLAT: f64 = 1e-9;
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub i64);
 
-impl FromRequestParts<Arc<Shared>> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    PortfolioState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        shared: &Arc<Shared>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let portfolio = PortfolioState::from_ref(state);
         let Some(key) = super::ingest::bearer(&parts.headers) else {
             return Err(Problem::unauthorized(
                 "missing `Authorization: Bearer <API key>`",
             ));
         };
-        match shared.store.user_for_key(key).await {
+        match portfolio.store.user_for_key(key).await {
             Ok(Some(user)) => Ok(Caller(user)),
             Ok(None) => Err(Problem::unauthorized("invalid API key")),
             Err(e) => Err(store_problem(e)),
@@ -163,12 +175,12 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         (status = 422, description = "invalid_trade")),
     security(("bearer" = [])))]
 pub async fn record_trade(
-    State(shared): State<Arc<Shared>>,
+    State(portfolio): State<PortfolioState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let body = body.map_err(|e| Problem::body_rejection(&e, shared.config.api.max_body_bytes))?;
+    let body = body.map_err(|e| Problem::body_rejection(&e, portfolio.max_body_bytes))?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -191,7 +203,7 @@ pub async fn record_trade(
     let input: TradeIn = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request("malformed_body", format!("malformed trade: {e}")))?;
     let trade = validate(input)?;
-    match shared
+    match portfolio
         .store
         .record_trade(caller.0, &trade, key.as_deref())
         .await
@@ -290,19 +302,23 @@ pub struct PortfolioOut {
     responses((status = 200, body = PortfolioOut), (status = 401, description = "unauthorized")),
     security(("bearer" = [])))]
 pub async fn portfolio(
-    State(shared): State<Arc<Shared>>,
+    State(portfolio): State<PortfolioState>,
     caller: Caller,
 ) -> Result<Response, Problem> {
-    let trades = shared.store.trades(caller.0).await.map_err(store_problem)?;
+    let trades = portfolio
+        .store
+        .trades(caller.0)
+        .await
+        .map_err(store_problem)?;
     let mut realized = 0.0;
     let mut unrealized = Some(0.0);
     let positions = positions(&trades)
         .into_iter()
         .map(|(symbol, p)| {
-            let last = shared
+            let last = portfolio
                 .symbols
                 .get(&symbol)
-                .and_then(|id| shared.hub.latest_tick(id))
+                .and_then(|id| portfolio.hub.latest_tick(id))
                 .map(|t| t.price);
             let upnl = if p.quantity == 0.0 {
                 Some(0.0)

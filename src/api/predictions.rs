@@ -17,11 +17,21 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use super::ApiConfig;
 use super::params::{self, Params};
 use super::problem::Problem;
-use crate::model::{ChannelId, Kind, Payload, SymbolId};
+use crate::model::{ChannelId, Kind, Payload, SymbolId, Symbols};
 use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
-use crate::server::Shared;
+use crate::rooms::Hub;
+
+/// What the predictions handler uses: 1 s bars from the hub's rings, and the results cache.
+#[derive(Debug, Clone)]
+pub struct PredictionState {
+    pub symbols: Arc<Symbols>,
+    pub hub: Arc<Hub>,
+    pub api: Arc<ApiConfig>,
+    pub cache: Arc<Cache>,
+}
 
 /// Entries kept before stale ones are evicted.
 const CACHE_MAX: usize = 10_000;
@@ -98,12 +108,12 @@ impl Cache {
 
 /// Final 1 s bar closes held for a symbol, oldest first, at most `window`; with the newest
 /// bar's start.
-fn closes(shared: &Shared, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
+fn closes(hub: &Hub, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
     let ch = ChannelId {
         kind: Kind::Bars1s,
         symbol,
     };
-    let (events, _) = shared.hub.events_since(ch, 0);
+    let (events, _) = hub.events_since(ch, 0);
     let mut out = Vec::with_capacity(events.len());
     let mut as_of = 0;
     for e in &events {
@@ -146,12 +156,12 @@ pub struct PredictionOut {
         (status = 404, description = "unknown_symbol"),
         (status = 422, description = "insufficient_data")))]
 pub async fn predictions(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<PredictionState>,
     Path(symbol): Path<String>,
     q: Params,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
-    let api = &shared.config.api;
+    let api = &state.api;
     let horizon = match p.get("horizon_s") {
         None => DEFAULT_HORIZON_S.min(api.max_horizon_s),
         Some(v) => match v.parse::<u64>() {
@@ -176,25 +186,24 @@ pub async fn predictions(
             )
         })?,
     };
-    let id = params::live_symbol(&shared, &symbol)?;
-    let seq = shared.hub.last_seq(ChannelId {
+    let id = params::live_symbol(&state.symbols, &symbol)?;
+    let seq = state.hub.last_seq(ChannelId {
         kind: Kind::Bars1s,
         symbol: id,
     });
-    let cell = shared.api.predictions.cell((id, model, horizon), seq);
+    let cell = state.cache.cell((id, model, horizon), seq);
     let computed = cell
         .get_or_init(|| {
-            let shared = shared.clone();
+            let state = state.clone();
             async move {
-                shared
-                    .api
-                    .predictions
+                state
+                    .cache
                     .computed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let window = shared.config.api.prediction_window;
-                let order = shared.config.api.ar_order;
+                let window = state.api.prediction_window;
+                let order = state.api.ar_order;
                 let job = tokio::task::spawn_blocking(move || {
-                    let (closes, as_of_ms) = closes(&shared, id, window);
+                    let (closes, as_of_ms) = closes(&state.hub, id, window);
                     let h = horizon as usize;
                     let forecast = match model {
                         Model::Ar => predict::ar(&closes, order, h),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Deserialize;
 
+use crate::config_section::{ConfigError, check};
 use crate::ingest::IngestHandle;
 use crate::model::{IndicatorValues, SymbolId, now_ns};
 use crate::rooms::Hub;
@@ -68,6 +69,23 @@ impl PipelineConfig {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.interval_ms >= 10,
+            "pipeline.interval_ms",
+            "must be at least 10",
+        )?;
+        check(
+            self.close_delay_ms < self.interval_ms,
+            "pipeline.close_delay_ms",
+            "must be below pipeline.interval_ms",
+        )?;
+        self.indicators().validate().map_err(|e| {
+            ConfigError::key(&format!("pipeline.{}_period", e.indicator), e.to_string())
+        })
     }
 }
 

@@ -6,6 +6,36 @@
 
 use std::collections::VecDeque;
 
+use serde::Deserialize;
+
+use crate::config_section::{ConfigError, check};
+
+/// `[ring]`: how much history each channel keeps, and how many symbols there may be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingConfig {
+    pub capacity: usize,
+    pub snapshot_depth: usize,
+    pub max_symbols: usize,
+}
+
+impl RingConfig {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.capacity >= 1, "ring.capacity", "must be at least 1")?;
+        check(
+            self.snapshot_depth <= self.capacity,
+            "ring.snapshot_depth",
+            "must not exceed ring.capacity",
+        )?;
+        check(
+            self.max_symbols >= 1,
+            "ring.max_symbols",
+            "must be at least 1",
+        )
+    }
+}
+
 /// Something with a per-channel sequence number.
 pub trait Sequenced {
     fn seq(&self) -> u64;

@@ -5,6 +5,7 @@
 //! too). The schema lives in `migrations/sqlite` and `migrations/postgres`. Ticks reach the
 //! database write-behind through [`recorder`]; [`retention`] deletes old ones.
 
+mod config;
 pub mod recorder;
 pub mod retention;
 
@@ -18,9 +19,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::config::{DatabaseConfig, ms};
+use crate::config_section::ms;
 use crate::model::Side;
 
+pub use config::DatabaseConfig;
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.

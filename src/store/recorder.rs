@@ -19,9 +19,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::{Store, TickRow};
-use crate::config::{DatabaseConfig, ms};
+use crate::config_section::ms;
 use crate::model::{Event, Payload, Symbols, now_ns};
 use crate::rooms::EventSink;
+use crate::store::DatabaseConfig;
 use crate::telemetry::metrics::Metrics;
 
 /// Consecutive-failure circuit breaker with exponential backoff below the threshold.

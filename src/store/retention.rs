@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
-use crate::config::{DatabaseConfig, ms};
+use crate::config_section::ms;
 use crate::model::now_ns;
+use crate::store::DatabaseConfig;
 
 const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 

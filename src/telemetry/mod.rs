@@ -4,6 +4,14 @@ pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
+/// `[log]`: level filter (`RUST_LOG` overrides it) and output format.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

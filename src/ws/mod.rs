@@ -1,8 +1,11 @@
 //! The WebSocket endpoint `GET /ws`: handshake, connection cap, and hand-off to a session.
 
+mod config;
 pub mod limits;
 pub mod protocol;
 pub mod session;
+
+pub use config::WsConfig;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,8 +18,38 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::api::problem::Problem;
-use crate::server::Shared;
+use crate::model::Symbols;
+use crate::rooms::Hub;
+use crate::telemetry::metrics::Metrics;
+
+/// What the WebSocket endpoint and its sessions use, built once by the server.
+#[derive(Debug)]
+pub struct WsContext {
+    pub config: WsConfig,
+    /// Largest snapshot a subscribe may ask for (`ring.capacity`).
+    pub ring_capacity: usize,
+    pub hub: Arc<Hub>,
+    pub symbols: Arc<Symbols>,
+    pub metrics: Arc<Metrics>,
+    /// This server run's identity (start time in µs: exact in a JavaScript number): `seq`s
+    /// restart with every run, so a resume point is only meaningful with the epoch it was seen
+    /// under.
+    pub epoch: i64,
+    /// Every session, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    /// Cancelled when sockets must close (1001).
+    pub shutdown: CancellationToken,
+    /// Caps concurrent connections.
+    pub conn_limit: Arc<Semaphore>,
+}
+
+/// The endpoint's state: one shared [`WsContext`].
+pub type WsState = Arc<WsContext>;
 
 /// `?v=` of the contract version; only 1 exists.
 #[derive(Debug, serde::Deserialize)]
@@ -25,7 +58,7 @@ pub struct WsQuery {
 }
 
 /// Buffer and size limits of one socket.
-pub fn socket_config(cfg: &crate::config::WsConfig) -> WebSocketConfig {
+pub fn socket_config(cfg: &WsConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(0)
@@ -43,7 +76,7 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
 
 /// Upgrades to a WebSocket and spawns the session.
 pub async fn upgrade(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<WsState>,
     Query(q): Query<WsQuery>,
     mut req: Request,
 ) -> Response {
@@ -71,7 +104,7 @@ pub async fn upgrade(
         )
         .into_response();
     };
-    if shared.shutdown.is_cancelled() {
+    if ctx.shutdown.is_cancelled() {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -79,9 +112,8 @@ pub async fn upgrade(
         )
         .into_response();
     }
-    let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
-        shared
-            .metrics
+    let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
+        ctx.metrics
             .connections_rejected
             .fetch_add(1, Ordering::Relaxed);
         return Problem::new(
@@ -92,15 +124,15 @@ pub async fn upgrade(
         .into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let socket_cfg = socket_config(&shared.config.ws);
-    let task_shared = shared.clone();
-    shared.sessions.spawn(async move {
+    let socket_cfg = socket_config(&ctx.config);
+    let session_ctx = ctx.clone();
+    ctx.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_cfg)).await;
-                session::run(socket, task_shared).await;
+                session::run(socket, session_ctx).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

@@ -16,12 +16,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
 use super::protocol::{self, ChannelName, ClientOp, ErrorCode};
-use crate::config::ms;
+use crate::config_section::ms;
 use crate::model::{ChannelId, now_ns};
 use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
-use crate::server::Shared;
 
 /// Why and how the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,13 +80,13 @@ impl Conn {
 
 /// Serves one upgraded socket until it closes.
 #[tracing::instrument(name = "ws", skip_all, fields(conn))]
-pub async fn run<S>(socket: S, shared: Arc<Shared>)
+pub async fn run<S>(socket: S, ctx: Arc<WsContext>)
 where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
 {
-    let cfg = &shared.config.ws;
+    let cfg = &ctx.config;
     let conn = Conn {
-        id: shared.hub.next_conn_id(),
+        id: ctx.hub.next_conn_id(),
         outbox: Arc::new(Outbox::new(OutboxLimits {
             max_events: cfg.outbox_max_events,
             max_bytes: cfg.outbox_max_bytes,
@@ -96,9 +96,8 @@ where
         started: Instant::now(),
     };
     tracing::Span::current().record("conn", conn.id.0);
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    shared
-        .metrics
+    ctx.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!("connection opened");
@@ -108,10 +107,10 @@ where
         limiter: OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold),
         ops: Ops {
             conn: &conn,
-            shared: &shared,
+            ctx: &ctx,
         },
     };
-    serve(&mut socket, &conn, &shared, &mut reader).await;
+    serve(&mut socket, &conn, &ctx, &mut reader).await;
     // The close frame went out (or the peer is gone): give the peer a moment to answer it so
     // the TCP connection ends cleanly, then drop it.
     let _ = timeout(ms(cfg.close_grace_ms), async {
@@ -119,17 +118,15 @@ where
     })
     .await;
 
-    shared.hub.disconnect(conn.id);
+    ctx.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
-    shared
-        .metrics
+    ctx.metrics
         .events_conflated
         .fetch_add(stats.conflated, Ordering::Relaxed);
-    shared
-        .metrics
+    ctx.metrics
         .events_dropped
         .fetch_add(stats.dropped, Ordering::Relaxed);
-    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    ctx.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(conflated = stats.conflated, dropped = stats.dropped, close = ?conn.close_reason(), "connection closed");
 }
 
@@ -138,11 +135,11 @@ where
 /// The connection's one loop: reads ops and writes what the outbox holds. Reading and writing
 /// share the socket without a lock (no split halves): a read is only ever in flight while the
 /// loop waits, and a write happens between reads.
-async fn serve<S>(sink: &mut S, conn: &Conn, shared: &Shared, reader: &mut Reader<'_>)
+async fn serve<S>(sink: &mut S, conn: &Conn, ctx: &WsContext, reader: &mut Reader<'_>)
 where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
-    let cfg = &shared.config.ws;
+    let cfg = &ctx.config;
     let slow = ms(cfg.slow_consumer_timeout_ms);
     let mut items: VecDeque<Item> = VecDeque::new();
     let mut next_due: Option<Instant> = None;
@@ -162,7 +159,7 @@ where
                     conn.request_close(close);
                 }
             }
-            _ = shared.shutdown.cancelled() => {
+            _ = ctx.shutdown.cancelled() => {
                 conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
             }
             _ = conn.outbox.notified() => {}
@@ -171,7 +168,7 @@ where
                 if conn.silent_for() > ms(cfg.pong_timeout_ms) {
                     conn.request_close(Close::with(CloseCode::Policy, "pong timeout"));
                 } else if send_timed(sink, Message::Ping(Bytes::new()), slow).await.is_err() {
-                    return evict(sink, conn, shared).await;
+                    return evict(sink, conn, ctx).await;
                 }
             }
         }
@@ -182,18 +179,18 @@ where
             // What is already queued (events before a shutdown, the errors that led to a
             // policy close) still goes out first.
             if close.code.is_some() {
-                let _ = send_items(sink, &mut items, shared, slow).await;
+                let _ = send_items(sink, &mut items, ctx, slow).await;
             }
-            return send_close(sink, close, shared).await;
+            return send_close(sink, close, ctx).await;
         }
         if drain
             .behind_since
             .is_some_and(|t| now.duration_since(t) >= slow)
         {
-            return evict(sink, conn, shared).await;
+            return evict(sink, conn, ctx).await;
         }
-        if send_items(sink, &mut items, shared, slow).await.is_err() {
-            return evict(sink, conn, shared).await;
+        if send_items(sink, &mut items, ctx, slow).await.is_err() {
+            return evict(sink, conn, ctx).await;
         }
     }
 }
@@ -206,13 +203,13 @@ struct WriteStalled;
 async fn send_items<K>(
     sink: &mut K,
     items: &mut VecDeque<Item>,
-    shared: &Shared,
+    ctx: &WsContext,
     limit: Duration,
 ) -> Result<(), WriteStalled>
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    let max = shared.config.ws.batch_max_bytes;
+    let max = ctx.config.batch_max_bytes;
     while !items.is_empty() {
         let mut n = 0;
         let mut len = 0;
@@ -228,9 +225,8 @@ where
         items.drain(..n);
         let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
         send_timed(sink, Message::Text(text), limit).await?;
-        shared.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
-        shared
-            .metrics
+        ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics
             .events_sent
             .fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -248,21 +244,20 @@ where
 }
 
 /// Closes a consumer that stayed behind with 1013.
-async fn evict<K>(sink: &mut K, conn: &Conn, shared: &Shared)
+async fn evict<K>(sink: &mut K, conn: &Conn, ctx: &WsContext)
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    shared
-        .metrics
+    ctx.metrics
         .slow_consumers_closed
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(conn = conn.id.0, "slow consumer closed");
     let close = Close::with(CloseCode::Again, "slow consumer");
     conn.request_close(close);
-    send_close(sink, close, shared).await;
+    send_close(sink, close, ctx).await;
 }
 
-async fn send_close<K>(sink: &mut K, close: Close, shared: &Shared)
+async fn send_close<K>(sink: &mut K, close: Close, ctx: &WsContext)
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
@@ -271,7 +266,7 @@ where
         code,
         reason: Utf8Bytes::from_static(close.reason),
     };
-    let grace = ms(shared.config.ws.close_grace_ms);
+    let grace = ms(ctx.config.close_grace_ms);
     let _ = timeout(grace, sink.send(Message::Close(Some(frame)))).await;
 }
 
@@ -289,7 +284,7 @@ impl Reader<'_> {
         let Some(msg) = msg else {
             return Some(Close::GONE);
         };
-        let shared = self.ops.shared;
+        let ctx = self.ops.ctx;
         let ops = &mut self.ops;
         ops.conn.seen();
         let text = match msg {
@@ -315,18 +310,12 @@ impl Reader<'_> {
         match self.limiter.check() {
             Verdict::Allow => ops.handle(&text),
             Verdict::Limited => {
-                shared
-                    .metrics
-                    .rate_limited_ops
-                    .fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
                 let id = protocol::parse_op(&text).ok().and_then(|op| op_id(&op));
                 ops.error(id, ErrorCode::RateLimited, "too many ops; slow down");
             }
             Verdict::Abuse => {
-                shared
-                    .metrics
-                    .rate_limited_ops
-                    .fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
                 return Some(Close::with(CloseCode::Policy, "op rate limit exceeded"));
             }
         }
@@ -346,12 +335,12 @@ fn op_id(op: &ClientOp) -> Option<i64> {
 /// The op handlers of one connection.
 struct Ops<'a> {
     conn: &'a Conn,
-    shared: &'a Shared,
+    ctx: &'a WsContext,
 }
 
 impl Ops<'_> {
     fn hub(&self) -> &Hub {
-        &self.shared.hub
+        &self.ctx.hub
     }
 
     fn reply(&self, bytes: Bytes) {
@@ -376,14 +365,14 @@ impl Ops<'_> {
                 snapshot,
                 epoch,
             } => {
-                let stale = epoch.is_some_and(|e| e != self.shared.epoch);
+                let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
                 let from = from.unwrap_or_default();
                 self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
             }
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
             ClientOp::List { id } => {
-                let all = self.shared.symbols.all();
+                let all = self.ctx.symbols.all();
                 let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
                 self.reply(protocol::encode_list(id, &names));
             }
@@ -394,7 +383,7 @@ impl Ops<'_> {
     fn resolve(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
         match protocol::parse_channel(name) {
             Ok(ChannelName::Wildcard(kind)) => Ok(Target::Wildcard(kind)),
-            Ok(ChannelName::Concrete(kind, sym)) => match self.shared.symbols.get(sym) {
+            Ok(ChannelName::Concrete(kind, sym)) => match self.ctx.symbols.get(sym) {
                 Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
                 None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
             },
@@ -411,22 +400,20 @@ impl Ops<'_> {
         snapshot: Option<usize>,
         stale_from: bool,
     ) {
-        let cfg = &self.shared.config;
+        let cfg = &self.ctx.config;
+        let ring_capacity = self.ctx.ring_capacity;
         if channels.is_empty() {
             return self.error(id, ErrorCode::BadRequest, "`channels` must not be empty");
         }
-        if let Some(t) = throttle_ms.filter(|t| *t > cfg.ws.max_throttle_ms) {
+        if let Some(t) = throttle_ms.filter(|t| *t > cfg.max_throttle_ms) {
             let msg = format!(
                 "throttle_ms {t} exceeds the maximum of {}",
-                cfg.ws.max_throttle_ms
+                cfg.max_throttle_ms
             );
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
-        if let Some(n) = snapshot.filter(|n| *n > cfg.ring.capacity) {
-            let msg = format!(
-                "snapshot depth {n} exceeds the ring capacity of {}",
-                cfg.ring.capacity
-            );
+        if let Some(n) = snapshot.filter(|n| *n > ring_capacity) {
+            let msg = format!("snapshot depth {n} exceeds the ring capacity of {ring_capacity}");
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
         let mut targets = Vec::new();
@@ -473,10 +460,10 @@ impl Ops<'_> {
             return;
         }
         let would_hold = self.hub().count_after(self.conn.id, &targets);
-        if would_hold > cfg.ws.max_subscriptions {
+        if would_hold > cfg.max_subscriptions {
             let msg = format!(
                 "this subscribe would hold {would_hold} subscriptions; the limit is {}",
-                cfg.ws.max_subscriptions
+                cfg.max_subscriptions
             );
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
@@ -484,7 +471,7 @@ impl Ops<'_> {
             id,
             "subscribe",
             &accepted,
-            self.shared.epoch,
+            self.ctx.epoch,
         ));
         let req = Subscribe {
             targets,
@@ -493,7 +480,7 @@ impl Ops<'_> {
             snapshot,
             stale_from,
         };
-        let symbols = &self.shared.symbols;
+        let symbols = &self.ctx.symbols;
         let encode = |v: &crate::rooms::SnapshotView<'_>| {
             protocol::encode_snapshot(&symbols.channel_name(v.channel), v.seq, &v.events, v.reset)
         };
@@ -533,7 +520,10 @@ impl Ops<'_> {
             id,
             "unsubscribe",
             &acked,
-            self.shared.epoch,
+            self.ctx.epoch,
         ));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -190,10 +190,6 @@ impl TestServer {
         self.server.as_ref().expect("server running")
     }
 
-    pub fn shared(&self) -> &std::sync::Arc<tickcast::server::Shared> {
-        &self.server().shared
-    }
-
     /// GET with an optional bearer key; returns (status, headers, JSON body or Null).
     pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Vec<(String, String)>, Value) {
         let auth = key.map(|k| format!("Bearer {k}"));
@@ -233,7 +229,7 @@ impl TestServer {
 
     /// Waits until at least `n` tick rows were committed by the write-behind writer.
     pub async fn wait_persisted(&self, n: u64) {
-        let m = &self.shared().metrics;
+        let m = self.server().metrics();
         let deadline = tokio::time::Instant::now() + WAIT;
         while m.db_rows_written.load(Ordering::Relaxed) < n {
             assert!(
@@ -247,7 +243,7 @@ impl TestServer {
 
     /// Publishes pipeline output through the real ingest path, as the pipeline does.
     pub async fn derived(&self, values: Vec<tickcast::ingest::Derived>) {
-        let ingest = self.shared().ingest.clone();
+        let ingest = self.server().app().ingest.ingest.clone();
         tokio::task::spawn_blocking(move || ingest.send_derived_blocking(values))
             .await
             .expect("join")
@@ -287,15 +283,15 @@ impl TestServer {
 
     /// Waits until the channel has published `seq` (ingest is asynchronous).
     pub async fn wait_seq(&self, symbol: &str, seq: u64) {
-        let shared = &self.server().shared;
+        let server = self.server();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(id) = shared.symbols.get(symbol) {
+            if let Some(id) = server.symbols().get(symbol) {
                 let ch = tickcast::model::ChannelId {
                     kind: tickcast::model::Kind::Ticks,
                     symbol: id,
                 };
-                if shared.hub.last_seq(ch) >= seq {
+                if server.hub().last_seq(ch) >= seq {
                     return;
                 }
             }
@@ -311,7 +307,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shared.shutdown.cancel();
+            s.abort();
         }
         remove_sqlite(&self.db_url);
     }

@@ -1,0 +1,150 @@
+//! `[database]`: where ticks, users and trades live, and how the write-behind queue behaves.
+
+use serde::Deserialize;
+
+use crate::config_section::{ConfigError, check};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
+    pub url: String,
+    pub pool_size: u32,
+    /// Tick rows held in memory while the database is slow or down; past it rows are dropped
+    /// (counted and logged).
+    pub queue_capacity: usize,
+    /// Rows per insert transaction.
+    pub batch_size: usize,
+    /// A partial batch waits at most this long before it is written.
+    pub flush_interval_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failed writes that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// While the breaker is open, one probe write per this interval.
+    pub breaker_probe_ms: u64,
+    /// Ticks older than this are deleted; 0 keeps them forever.
+    pub retention_days: u64,
+    pub retention_interval_ms: u64,
+    /// Time allowed for a connection or a query before it counts as a failure.
+    pub timeout_ms: u64,
+}
+
+impl DatabaseConfig {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.url.starts_with("sqlite:")
+                || self.url.starts_with("postgres://")
+                || self.url.starts_with("postgresql://"),
+            "database.url",
+            "must be a sqlite: or postgres:// URL",
+        )?;
+        check(
+            self.pool_size >= 1,
+            "database.pool_size",
+            "must be at least 1",
+        )?;
+        check(
+            self.batch_size >= 1,
+            "database.batch_size",
+            "must be at least 1",
+        )?;
+        check(
+            self.queue_capacity >= self.batch_size,
+            "database.queue_capacity",
+            "must be at least database.batch_size",
+        )?;
+        check(
+            self.flush_interval_ms >= 1,
+            "database.flush_interval_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.backoff_initial_ms >= 1 && self.backoff_max_ms >= self.backoff_initial_ms,
+            "database.backoff_max_ms",
+            "must be >= backoff_initial_ms >= 1",
+        )?;
+        check(
+            self.breaker_failures >= 1,
+            "database.breaker_failures",
+            "must be at least 1",
+        )?;
+        check(
+            self.breaker_probe_ms >= 1,
+            "database.breaker_probe_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.retention_interval_ms >= 1000,
+            "database.retention_interval_ms",
+            "must be at least 1000",
+        )?;
+        check(
+            self.timeout_ms >= 10,
+            "database.timeout_ms",
+            "must be at least 10",
+        )
+    }
+
+    /// The URL with any password replaced by `***`, for printing and logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(&self.url)
+    }
+}
+
+/// `scheme://user:secret@host/...` → `scheme://user:***@host/...`; also masks a `password=`
+/// query parameter. URLs without credentials come back unchanged.
+fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = rest_start + colon + 1;
+                out.replace_range(start..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", masked.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url_password;
+
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            redact_url_password("postgres://app:s3cr%40t@db:5432/ticks"),
+            "postgres://app:***@db:5432/ticks"
+        );
+        assert_eq!(
+            redact_url_password("postgres://app@db/ticks?password=hunter2&sslmode=require"),
+            "postgres://app@db/ticks?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://tickcast.db?mode=rwc"),
+            "sqlite://tickcast.db?mode=rwc"
+        );
+        assert_eq!(
+            redact_url_password("postgres://root@127.0.0.1/test"),
+            "postgres://root@127.0.0.1/test"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! The session's logic without a network: an in-memory socket stands in for the WebSocket, the
+//! hub and the context are the real ones, and timers run on tokio's paused clock.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::run;
+use crate::model::{ChannelId, Event, Kind, Payload, Side, Symbols, Tick};
+use crate::rooms::{EventSink, Hub, HubConfig};
+use crate::telemetry::metrics::Metrics;
+use crate::ws::{WsContext, WsState, protocol};
+
+/// The server's end of an in-memory WebSocket: what the test sends arrives as inbound
+/// messages; what the session sends is collected for the test to read.
+struct MemSocket {
+    inbound: mpsc::UnboundedReceiver<Message>,
+    outbound: mpsc::UnboundedSender<Message>,
+}
+
+impl Stream for MemSocket {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inbound.poll_recv(cx).map(|m| m.map(Ok))
+    }
+}
+
+impl Sink<Message> for MemSocket {
+    type Error = WsError;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        self.outbound
+            .send(item)
+            .map_err(|_| WsError::ConnectionClosed)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The test's end: send ops, read frames.
+struct Peer {
+    to_server: mpsc::UnboundedSender<Message>,
+    from_server: mpsc::UnboundedReceiver<Message>,
+    /// Events of a JSON-array frame not yet returned by [`Peer::event`].
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Peer {
+    fn send(&self, op: Value) {
+        self.to_server
+            .send(Message::Text(op.to_string().into()))
+            .expect("session alive");
+    }
+
+    /// The next message the session sent, waiting on the (paused) clock for at most `within`.
+    async fn next(&mut self, within: Duration) -> Option<Message> {
+        tokio::time::timeout(within, self.from_server.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next event object (a frame may be a JSON array of several).
+    async fn event(&mut self) -> Value {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return v;
+            }
+            match self.next(Duration::from_secs(5)).await {
+                Some(Message::Text(t)) => match serde_json::from_str(&t).expect("JSON frame") {
+                    Value::Array(items) => self.pending.extend(items),
+                    v => self.pending.push_back(v),
+                },
+                Some(Message::Ping(_)) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The close frame's code, skipping anything sent before it.
+    async fn close_code(&mut self, within: Duration) -> Option<CloseCode> {
+        while let Some(msg) = self.next(within).await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| f.code);
+            }
+        }
+        None
+    }
+}
+
+fn context() -> WsState {
+    let config = crate::config::Config::defaults().expect("defaults");
+    let metrics = Arc::new(Metrics::default());
+    let symbols = Arc::new(Symbols::new(16));
+    let _ = symbols.intern("AAPL");
+    Arc::new(WsContext {
+        ring_capacity: config.ring.capacity,
+        hub: Arc::new(Hub::new(
+            HubConfig {
+                ring_capacity: config.ring.capacity,
+                snapshot_depth: config.ring.snapshot_depth,
+            },
+            metrics.clone(),
+        )),
+        conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
+        config: config.ws,
+        symbols,
+        metrics,
+        epoch: 42,
+        sessions: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// Starts a session on an in-memory socket.
+fn connect(ctx: &WsState) -> Peer {
+    let (to_server, inbound) = mpsc::unbounded_channel();
+    let (outbound, from_server) = mpsc::unbounded_channel();
+    tokio::spawn(run(MemSocket { inbound, outbound }, ctx.clone()));
+    Peer {
+        to_server,
+        from_server,
+        pending: Default::default(),
+    }
+}
+
+fn tick_event(ctx: &WsContext, seq: u64, price: f64) -> Event {
+    let symbol = ctx.symbols.get("AAPL").expect("interned");
+    let tick = Tick {
+        symbol,
+        price,
+        size: 1.0,
+        side: Side::Buy,
+        exchange_ts: 1,
+        ts: 2,
+    };
+    Event {
+        channel: ChannelId {
+            kind: Kind::Ticks,
+            symbol,
+        },
+        seq,
+        ts: 2,
+        bytes: protocol::encode_tick("ticks:AAPL", seq, &tick),
+        payload: Payload::Tick(tick),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ping_op_gets_a_pong_with_its_id() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    peer.send(json!({"op": "ping", "id": 7}));
+    let pong = peer.event().await;
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["id"], 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_json_is_an_error_and_the_connection_stays_open() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    peer.to_server
+        .send(Message::Text("{not json".into()))
+        .expect("alive");
+    let err = peer.event().await;
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "bad_request");
+    peer.send(json!({"op": "list", "id": 2}));
+    let list = peer.event().await;
+    assert_eq!(list["type"], "list");
+    assert_eq!(list["id"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn binary_frames_are_refused_with_bad_request() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    peer.to_server
+        .send(Message::Binary(Bytes::from_static(b"\x00\x01")))
+        .expect("alive");
+    let err = peer.event().await;
+    assert_eq!(err["code"], "bad_request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribe_acks_with_epoch_then_streams_published_events() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    peer.send(json!({"op": "subscribe", "id": 1, "channels": ["ticks:AAPL", "ticks:NOPE"]}));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(peer.event().await);
+    }
+    let ack = got.iter().find(|e| e["type"] == "ack").expect("ack");
+    assert_eq!(ack["epoch"], 42);
+    assert_eq!(ack["channels"], json!(["ticks:AAPL"]));
+    let err = got.iter().find(|e| e["type"] == "error").expect("error");
+    assert_eq!(err["code"], "unknown_channel");
+    assert!(got.iter().any(|e| e["type"] == "snapshot"), "{got:?}");
+
+    ctx.hub.publish(&[tick_event(&ctx, 1, 101.5)]);
+    let tick = peer.event().await;
+    assert_eq!(tick["type"], "tick");
+    assert_eq!(tick["seq"], 1);
+    assert_eq!(tick["price"], 101.5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttle_above_the_maximum_is_refused() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    let too_slow = ctx.config.max_throttle_ms + 1;
+    peer.send(
+        json!({"op": "subscribe", "id": 3, "channels": ["ticks:AAPL"], "throttle_ms": too_slow}),
+    );
+    let err = peer.event().await;
+    assert_eq!(err["code"], "bad_request");
+    assert_eq!(err["id"], 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_closed_for_pong_timeout() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    let limit = Duration::from_millis(ctx.config.pong_timeout_ms + ctx.config.ping_interval_ms);
+    // The paused clock jumps ahead whenever every task waits on a timer.
+    assert_eq!(peer.close_code(limit * 2).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_with_going_away() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    peer.send(json!({"op": "ping", "id": 1}));
+    assert_eq!(peer.event().await["type"], "pong");
+    ctx.shutdown.cancel();
+    assert_eq!(
+        peer.close_code(Duration::from_secs(1)).await,
+        Some(CloseCode::Away)
+    );
+}
