@@ -1,7 +1,7 @@
 //! Typed values that move between stages: symbols, channels, ticks and sequenced events.
 //!
 //! Nothing here knows JSON: an [`Event`] carries its wire encoding as opaque `Bytes`, made once by
-//! `ws::protocol` at ingest, so every stage downstream shares the same allocation.
+//! `protocol` at ingest, so every stage downstream shares the same allocation.
 
 use std::collections::HashMap;
 use std::fmt;

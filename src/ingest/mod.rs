@@ -14,9 +14,9 @@ use crate::model::{
     BarEvent, ChannelId, Event, IndicatorValues, Kind, Payload, RawTick, SymbolId, SymbolLimit,
     Symbols, Tick, is_valid_symbol, now_ns,
 };
+use crate::protocol::{self, IndicatorPeriods};
 use crate::rooms::EventSink;
 use crate::telemetry::metrics::Metrics;
-use crate::ws::protocol::{self, IndicatorPeriods};
 
 /// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
 pub const INGEST_QUEUE_BATCHES: usize = 1024;

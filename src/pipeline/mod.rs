@@ -21,9 +21,9 @@ use serde::Deserialize;
 
 use crate::ingest::IngestHandle;
 use crate::model::{IndicatorValues, SymbolId, now_ns};
+use crate::protocol::IndicatorPeriods;
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;
-use crate::ws::protocol::IndicatorPeriods;
 pub use indicators::IndicatorConfig;
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 

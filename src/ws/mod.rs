@@ -1,7 +1,6 @@
 //! The WebSocket endpoint `GET /ws`: handshake, connection cap, and hand-off to a session.
 
 pub mod limits;
-pub mod protocol;
 pub mod session;
 
 use std::sync::Arc;

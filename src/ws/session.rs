@@ -17,9 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::limits::{OpLimiter, Verdict};
-use super::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::config::ms;
 use crate::model::{ChannelId, now_ns};
+use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
 use crate::server::Shared;
 
