@@ -460,7 +460,7 @@ impl Config {
             "pipeline.close_delay_ms",
             "must be below pipeline.interval_ms",
         )?;
-        if let Err(e) = p.indicators().validate() {
+        if let Err(e) = p.periods().validate() {
             let key = format!("pipeline.{}_period", e.indicator);
             return Err(ConfigError::key(&key, e.to_string()));
         }

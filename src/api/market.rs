@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use super::params::{self, Params};
 use super::problem::Problem;
 use crate::model::{ChannelId, Kind, is_valid_symbol};
+use crate::protocol::{IndicatorFields, ProblemCode};
 use crate::server::Shared;
 use crate::store::StoreError;
 
@@ -21,8 +21,7 @@ pub fn store_problem(e: StoreError) -> Problem {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "database unavailable for a request");
         Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ProblemCode::DatabaseUnavailable,
             "the database is unavailable; retry shortly",
         )
         .retry_after(1)
@@ -205,8 +204,8 @@ pub async fn bars(
     let p = params::params(q)?;
     let interval = p.get("interval").map(String::as_str).unwrap_or("");
     let Some(&(name, interval_ns)) = INTERVALS.iter().find(|(n, _)| *n == interval) else {
-        return Err(Problem::bad_request(
-            "bad_interval",
+        return Err(Problem::new(
+            ProblemCode::BadInterval,
             format!("`interval` must be one of 1s, 1m, 5m, 1h, 1d, got {interval:?}"),
         ));
     };
@@ -262,15 +261,10 @@ pub async fn indicators(
         kind: Kind::Indicators,
         symbol: id,
     });
-    let periods = shared.config.pipeline.periods();
     let mut m = serde_json::Map::new();
     m.insert("symbol".into(), json!(symbol));
     m.insert("seq".into(), json!(seq));
     m.insert("ts".into(), json!(latest.map(|(_, ts)| ts)));
-    m.insert(format!("sma_{}", periods.sma), json!(v.sma));
-    m.insert(format!("ema_{}", periods.ema), json!(v.ema));
-    m.insert(format!("rsi_{}", periods.rsi), json!(v.rsi));
-    m.insert("volatility".into(), json!(v.volatility));
-    m.insert("vwap".into(), json!(v.vwap));
+    IndicatorFields::new(&shared.config.pipeline.periods()).insert(&mut m, &v);
     Ok(Json(Value::Object(m)).into_response())
 }

@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +30,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::Config;
+use crate::protocol::ProblemCode;
 use crate::server::Shared;
 
 /// Largest request body accepted (ingest batches are the largest legitimate bodies).
@@ -98,9 +98,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
-        .fallback(|| async {
-            problem::Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { problem::Problem::new(ProblemCode::NotFound, "no such route") })
         .with_state(shared)
 }
 
@@ -131,13 +129,9 @@ async fn rate_limit(State(shared): State<Arc<Shared>>, req: Request, next: Next)
     if let Err(not_until) = limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return problem::Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests; slow down",
-        )
-        .retry_after(secs.max(1))
-        .into_response();
+        return problem::Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
+            .retry_after(secs.max(1))
+            .into_response();
     }
     next.run(req).await
 }

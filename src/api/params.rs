@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::http::StatusCode;
 
 use super::problem::Problem;
 use crate::model::{SymbolId, is_valid_symbol};
+use crate::protocol::ProblemCode;
 use crate::server::Shared;
 
 /// Raw query parameters, or the problem that they could not be parsed.
@@ -16,8 +16,12 @@ pub type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The parameters as a map; a malformed query string is `bad_request`.
 pub fn params(q: Params) -> Result<HashMap<String, String>, Problem> {
-    q.map(|Query(m)| m)
-        .map_err(|e| Problem::bad_request("bad_request", format!("malformed query string: {e}")))
+    q.map(|Query(m)| m).map_err(|e| {
+        Problem::new(
+            ProblemCode::BadRequest,
+            format!("malformed query string: {e}"),
+        )
+    })
 }
 
 /// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds.
@@ -36,8 +40,8 @@ pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
         match p.get(key) {
             None => Ok(default),
             Some(v) => parse_time(v).ok_or_else(|| {
-                Problem::bad_request(
-                    "bad_time",
+                Problem::new(
+                    ProblemCode::BadTime,
                     format!("`{key}` must be RFC 3339 or epoch milliseconds, got {v:?}"),
                 )
             }),
@@ -46,8 +50,8 @@ pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
     let from = one("from", 0)?;
     let to = one("to", i64::MAX)?;
     if from >= to {
-        return Err(Problem::bad_request(
-            "bad_time_range",
+        return Err(Problem::new(
+            ProblemCode::BadTimeRange,
             "`from` must be before `to`",
         ));
     }
@@ -60,8 +64,8 @@ pub fn limit(p: &HashMap<String, String>, default: usize, max: usize) -> Result<
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(Problem::bad_request(
-                "limit_out_of_range",
+            _ => Err(Problem::new(
+                ProblemCode::LimitOutOfRange,
                 format!("`limit` must be an integer in 1..={max}, got {v:?}"),
             )),
         },
@@ -74,7 +78,12 @@ pub fn encode_cursor(ts: i64, id: i64) -> String {
 }
 
 pub fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
-    let bad = || Problem::bad_request("bad_cursor", "`cursor` is not one this server issued");
+    let bad = || {
+        Problem::new(
+            ProblemCode::BadCursor,
+            "`cursor` is not one this server issued",
+        )
+    };
     if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -95,8 +104,7 @@ pub fn live_symbol(shared: &Shared, symbol: &str) -> Result<SymbolId, Problem> {
 
 pub fn unknown_symbol(symbol: &str) -> Problem {
     Problem::new(
-        StatusCode::NOT_FOUND,
-        "unknown_symbol",
+        ProblemCode::UnknownSymbol,
         format!("no such symbol: {symbol:?}"),
     )
 }
@@ -128,7 +136,7 @@ mod tests {
         let c = encode_cursor(1_764_070_000_123_456_789, 42);
         assert_eq!(decode_cursor(&c).unwrap(), (1_764_070_000_123_456_789, 42));
         for bad in ["", "xyz", &"g".repeat(32), &"0".repeat(31)] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code, "bad_cursor");
+            assert_eq!(decode_cursor(bad).unwrap_err().code, ProblemCode::BadCursor);
         }
     }
 
@@ -140,7 +148,7 @@ mod tests {
         for bad in ["0", "1001", "-1", "ten"] {
             assert_eq!(
                 limit(&p(bad), 100, 1000).unwrap_err().code,
-                "limit_out_of_range"
+                ProblemCode::LimitOutOfRange
             );
         }
     }

@@ -25,6 +25,7 @@ use super::market::store_problem;
 use super::params::parse_time;
 use super::problem::Problem;
 use crate::model::{Side, is_valid_symbol, now_ns};
+use crate::protocol::ProblemCode;
 use crate::server::Shared;
 use crate::store::{NewTrade, Recorded, StoreError, Trade};
 
@@ -46,13 +47,14 @@ impl FromRequestParts<Arc<Shared>> for Caller {
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
         let Some(key) = super::ingest::bearer(&parts.headers) else {
-            return Err(Problem::unauthorized(
+            return Err(Problem::new(
+                ProblemCode::Unauthorized,
                 "missing `Authorization: Bearer <API key>`",
             ));
         };
         match shared.store.user_for_key(key).await {
             Ok(Some(user)) => Ok(Caller(user)),
-            Ok(None) => Err(Problem::unauthorized("invalid API key")),
+            Ok(None) => Err(Problem::new(ProblemCode::Unauthorized, "invalid API key")),
             Err(e) => Err(store_problem(e)),
         }
     }
@@ -105,7 +107,7 @@ impl From<Trade> for TradeOut {
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_trade", detail)
+    Problem::new(ProblemCode::InvalidTrade, detail)
 }
 
 /// Checks a trade body; every rule has its message.
@@ -179,8 +181,8 @@ pub async fn record_trade(
                 Some(k.to_owned())
             }
             _ => {
-                return Err(Problem::bad_request(
-                    "bad_idempotency_key",
+                return Err(Problem::new(
+                    ProblemCode::BadIdempotencyKey,
                     format!(
                         "Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY} visible ASCII characters"
                     ),
@@ -189,7 +191,7 @@ pub async fn record_trade(
         },
     };
     let input: TradeIn = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request("malformed_body", format!("malformed trade: {e}")))?;
+        .map_err(|e| Problem::new(ProblemCode::MalformedBody, format!("malformed trade: {e}")))?;
     let trade = validate(input)?;
     match shared
         .store
@@ -206,8 +208,7 @@ pub async fn record_trade(
             Ok(res)
         }
         Err(StoreError::IdempotencyConflict) => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
+            ProblemCode::IdempotencyConflict,
             "this Idempotency-Key was used for a different trade",
         )),
         Err(e) => Err(store_problem(e)),

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
@@ -21,6 +20,7 @@ use super::params::{self, Params};
 use super::problem::Problem;
 use crate::model::{ChannelId, Kind, Payload, SymbolId};
 use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
+use crate::protocol::ProblemCode;
 use crate::server::Shared;
 
 /// Entries kept before stale ones are evicted.
@@ -157,8 +157,8 @@ pub async fn predictions(
         Some(v) => match v.parse::<u64>() {
             Ok(h) if (1..=api.max_horizon_s).contains(&h) => h,
             _ => {
-                return Err(Problem::bad_request(
-                    "bad_horizon",
+                return Err(Problem::new(
+                    ProblemCode::BadHorizon,
                     format!(
                         "`horizon_s` must be an integer in 1..={}, got {v:?}",
                         api.max_horizon_s
@@ -170,8 +170,8 @@ pub async fn predictions(
     let model = match p.get("model") {
         None => Model::Ar,
         Some(m) => Model::parse(m).ok_or_else(|| {
-            Problem::bad_request(
-                "bad_model",
+            Problem::new(
+                ProblemCode::BadModel,
                 format!("`model` must be ar or ewma, got {m:?}"),
             )
         })?,
@@ -214,15 +214,13 @@ pub async fn predictions(
         Ok(p) => p.clone(),
         Err(e @ PredictError::TooFewPoints { .. }) => {
             return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "insufficient_data",
+                ProblemCode::InsufficientData,
                 format!("not enough final 1 s bars yet: {e}"),
             ));
         }
         Err(e) => {
             return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "insufficient_data",
+                ProblemCode::InsufficientData,
                 format!("the model cannot be fitted on the current bars: {e}"),
             ));
         }

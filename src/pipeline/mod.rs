@@ -20,11 +20,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Deserialize;
 
 use crate::ingest::IngestHandle;
-use crate::model::{IndicatorValues, SymbolId, now_ns};
-use crate::protocol::IndicatorPeriods;
+use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ns};
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;
-pub use indicators::IndicatorConfig;
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 
 /// `[pipeline]` configuration.
@@ -46,20 +44,13 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    pub fn indicators(&self) -> IndicatorConfig {
-        IndicatorConfig {
-            sma: self.sma_period,
-            ema: self.ema_period,
-            rsi: self.rsi_period,
-            volatility: self.volatility_period,
-        }
-    }
-
+    /// The periods the workers compute with and the wire fields are named after.
     pub fn periods(&self) -> IndicatorPeriods {
         IndicatorPeriods {
             sma: self.sma_period,
             ema: self.ema_period,
             rsi: self.rsi_period,
+            volatility: self.volatility_period,
         }
     }
 
@@ -110,7 +101,7 @@ impl Pipeline {
         latest: Arc<LatestIndicators>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Pipeline> {
-        let pool = WorkerPool::new(config.worker_count(), config.indicators())?;
+        let pool = WorkerPool::new(config.worker_count(), config.periods())?;
         let (stop, stopped) = bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("tickcast-pipeline".into())

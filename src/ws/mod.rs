@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::api::problem::Problem;
+use crate::protocol::ProblemCode;
 use crate::server::Shared;
 
 /// `?v=` of the contract version; only 1 exists.
@@ -49,8 +50,8 @@ pub async fn upgrade(
     if let Some(v) = q.v.as_deref()
         && v != "1"
     {
-        return Problem::bad_request(
-            "unsupported_version",
+        return Problem::new(
+            ProblemCode::UnsupportedVersion,
             format!("protocol version {v:?} is not supported; this server speaks v=1"),
         )
         .into_response();
@@ -64,19 +65,14 @@ pub async fn upgrade(
         .is_some_and(|v| v == "13");
     let (Some(key), true, true) = (key, upgrade_ok, version_ok) else {
         return Problem::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "websocket_required",
+            ProblemCode::WebsocketRequired,
             "this endpoint speaks WebSocket (version 13) only",
         )
         .into_response();
     };
     if shared.shutdown.is_cancelled() {
-        return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
-        )
-        .into_response();
+        return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
+            .into_response();
     }
     let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
         shared
@@ -84,8 +80,7 @@ pub async fn upgrade(
             .connections_rejected
             .fetch_add(1, Ordering::Relaxed);
         return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            ProblemCode::TooManyConnections,
             "the server is at its connection limit",
         )
         .into_response();
