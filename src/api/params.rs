@@ -1,7 +1,6 @@
-//! Query-parameter parsing shared by the REST handlers: times, limits, cursors, symbols. Every
-//! failure is a [`Problem`] with a stable code.
-
-use std::collections::HashMap;
+//! Query parameters of the REST handlers: the extraction into each endpoint's typed struct
+//! (unknown parameters are refused by name) and the parsers of their values: times, limits,
+//! cursors, symbols. Every failure is a [`Problem`] with a stable code.
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
@@ -11,15 +10,20 @@ use crate::model::{SymbolId, is_valid_symbol};
 use crate::protocol::ProblemCode;
 use crate::server::Shared;
 
-/// Raw query parameters, or the problem that they could not be parsed.
-pub type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+/// An endpoint's query parameters as its typed struct (`#[serde(deny_unknown_fields)]`, every
+/// field an `Option<String>` so that values are judged by the parsers below), or why not.
+pub type Params<T> = Result<Query<T>, QueryRejection>;
 
-/// The parameters as a map; a malformed query string is `bad_request`.
-pub fn params(q: Params) -> Result<HashMap<String, String>, Problem> {
-    q.map(|Query(m)| m).map_err(|e| {
+/// The typed parameters. An unknown (or misspelt) parameter, a repeated one, or a query string
+/// that cannot be decoded is `bad_request`, and the detail names the parameter.
+pub fn params<T>(q: Params<T>) -> Result<T, Problem> {
+    q.map(|Query(t)| t).map_err(|e| {
+        // The rejection's own text starts with a generic prefix; the source is serde's message,
+        // e.g. "unknown field `lmit`, expected one of `from`, `to`, `limit`, `cursor`".
+        let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
         Problem::new(
             ProblemCode::BadRequest,
-            format!("malformed query string: {e}"),
+            format!("invalid query string: {cause}"),
         )
     })
 }
@@ -34,10 +38,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
-/// The `[from, to)` range in ns; `from` defaults to the epoch and `to` to the end of time.
-pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
-    let one = |key: &str, default: i64| -> Result<i64, Problem> {
-        match p.get(key) {
+/// The `[from, to)` range in ns from the `from` and `to` parameters; `from` defaults to the
+/// epoch and `to` to the end of time.
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), Problem> {
+    let one = |key: &str, value: Option<&str>, default: i64| -> Result<i64, Problem> {
+        match value {
             None => Ok(default),
             Some(v) => parse_time(v).ok_or_else(|| {
                 Problem::new(
@@ -47,8 +52,8 @@ pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
             }),
         }
     };
-    let from = one("from", 0)?;
-    let to = one("to", i64::MAX)?;
+    let from = one("from", from, 0)?;
+    let to = one("to", to, i64::MAX)?;
     if from >= to {
         return Err(Problem::new(
             ProblemCode::BadTimeRange,
@@ -58,9 +63,9 @@ pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
     Ok((from, to))
 }
 
-/// `limit`: 1..=max, `default` when absent.
-pub fn limit(p: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Problem> {
-    match p.get("limit") {
+/// The `limit` parameter: 1..=max, `default` when absent.
+pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, Problem> {
+    match value {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
@@ -112,6 +117,28 @@ pub fn unknown_symbol(symbol: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Uri;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        limit: Option<String>,
+    }
+
+    fn sample(uri: &'static str) -> Result<Sample, Problem> {
+        params(Query::<Sample>::try_from_uri(&Uri::from_static(uri)))
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_named() {
+        assert_eq!(sample("/x?limit=5").unwrap().limit.as_deref(), Some("5"));
+        assert_eq!(sample("/x").unwrap().limit, None);
+        for (uri, name) in [("/x?lmit=5", "`lmit`"), ("/x?limit=1&limit=2", "`limit`")] {
+            let p = sample(uri).unwrap_err();
+            assert_eq!(p.code, ProblemCode::BadRequest, "{uri}");
+            assert!(p.detail.contains(name), "{uri}: {}", p.detail);
+        }
+    }
 
     #[test]
     fn times_parse_strictly() {
@@ -142,12 +169,11 @@ mod tests {
 
     #[test]
     fn limits_are_bounded() {
-        let p = |v: &str| HashMap::from([("limit".to_owned(), v.to_owned())]);
-        assert_eq!(limit(&HashMap::new(), 100, 1000).unwrap(), 100);
-        assert_eq!(limit(&p("1000"), 100, 1000).unwrap(), 1000);
+        assert_eq!(limit(None, 100, 1000).unwrap(), 100);
+        assert_eq!(limit(Some("1000"), 100, 1000).unwrap(), 1000);
         for bad in ["0", "1001", "-1", "ten"] {
             assert_eq!(
-                limit(&p(bad), 100, 1000).unwrap_err().code,
+                limit(Some(bad), 100, 1000).unwrap_err().code,
                 ProblemCode::LimitOutOfRange
             );
         }

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
+use utoipa::IntoParams;
 
 use super::params::{self, Params};
 use super::problem::Problem;
@@ -136,23 +137,33 @@ pub struct PredictionOut {
     as_of: i64,
 }
 
+/// Query parameters of `/predictions/{symbol}`; values are parsed (and refused) by the handler.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PredictionsQuery {
+    /// seconds ahead, 1..=api.max_horizon_s (default 60)
+    #[param(value_type = Option<u64>)]
+    horizon_s: Option<String>,
+    /// ar (default) or ewma
+    model: Option<String>,
+}
+
 /// A model forecast with a 95 % interval and the model's fit error.
 #[utoipa::path(get, path = "/api/v1/predictions/{symbol}", tag = "predictions",
-    params(("symbol" = String, Path),
-        ("horizon_s" = Option<u64>, Query, description = "seconds ahead, 1..=api.max_horizon_s (default 60)"),
-        ("model" = Option<String>, Query, description = "ar (default) or ewma")),
+    params(("symbol" = String, Path), PredictionsQuery),
     responses((status = 200, body = PredictionOut),
-        (status = 400, description = "bad_horizon, bad_model"),
+        (status = 400, description = "bad_request, bad_horizon, bad_model"),
         (status = 404, description = "unknown_symbol"),
         (status = 422, description = "insufficient_data")))]
 pub async fn predictions(
     State(shared): State<Arc<Shared>>,
     Path(symbol): Path<String>,
-    q: Params,
+    q: Params<PredictionsQuery>,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
     let api = &shared.config.api;
-    let horizon = match p.get("horizon_s") {
+    let horizon = match p.horizon_s {
         None => DEFAULT_HORIZON_S.min(api.max_horizon_s),
         Some(v) => match v.parse::<u64>() {
             Ok(h) if (1..=api.max_horizon_s).contains(&h) => h,
@@ -167,9 +178,9 @@ pub async fn predictions(
             }
         },
     };
-    let model = match p.get("model") {
+    let model = match p.model {
         None => Model::Ar,
-        Some(m) => Model::parse(m).ok_or_else(|| {
+        Some(m) => Model::parse(&m).ok_or_else(|| {
             Problem::new(
                 ProblemCode::BadModel,
                 format!("`model` must be ar or ewma, got {m:?}"),
