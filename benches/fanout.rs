@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tickcast::model::{ChannelId, Kind, Side, SymbolId, Tick};
+use tickcast::protocol::encode_tick;
 use tickcast::rooms::{Outbox, OutboxLimits};
-use tickcast::ws::protocol::encode_tick;
 
 const SUBSCRIBERS: usize = 1000;
 

@@ -4,8 +4,7 @@
 //! `cargo bench --bench pipeline`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use tickcast::model::{Side, SymbolId, Tick};
-use tickcast::pipeline::IndicatorConfig;
+use tickcast::model::{IndicatorPeriods, Side, SymbolId, Tick};
 use tickcast::pipeline::worker::{BatchClock, SymbolTicks, WorkerPool};
 
 const SYMBOLS: u32 = 10_000;
@@ -32,7 +31,7 @@ fn second_of_ticks(s: i64) -> Vec<SymbolTicks> {
 
 fn pipeline(c: &mut Criterion) {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = WorkerPool::new(workers, IndicatorConfig::default()).expect("pool starts");
+    let pool = WorkerPool::new(workers, IndicatorPeriods::default()).expect("pool starts");
     let mut g = c.benchmark_group("pipeline_batch");
     g.sample_size(10);
     g.throughput(Throughput::Elements(

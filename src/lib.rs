@@ -7,7 +7,8 @@
 //! - [`ring`]: per-channel history for snapshots, resume and the pipeline;
 //! - [`pipeline`], [`bars`]: per-second OHLCV bars and indicators on a crossbeam worker pool;
 //! - [`rooms`]: subscriptions and fan-out into bounded per-connection queues;
-//! - [`ws`]: the WebSocket protocol and sessions; [`api`]: HTTP routes and errors;
+//! - [`protocol`]: the wire contract (`docs/PROTOCOL.md`): ops, event encoders, error codes;
+//! - [`ws`]: the WebSocket endpoint and sessions; [`api`]: HTTP routes and errors;
 //! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
 //! - [`predict`]: forecasting models fitted on 1 s bar closes;
 //! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
@@ -21,6 +22,7 @@ pub mod ingest;
 pub mod model;
 pub mod pipeline;
 pub mod predict;
+pub mod protocol;
 pub mod ring;
 pub mod rooms;
 pub mod server;

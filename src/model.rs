@@ -1,7 +1,7 @@
 //! Typed values that move between stages: symbols, channels, ticks and sequenced events.
 //!
 //! Nothing here knows JSON: an [`Event`] carries its wire encoding as opaque `Bytes`, made once by
-//! `ws::protocol` at ingest, so every stage downstream shares the same allocation.
+//! `protocol` at ingest, so every stage downstream shares the same allocation.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -162,6 +162,40 @@ pub struct IndicatorValues {
     pub volatility: Option<f64>,
     /// Session VWAP over ticks.
     pub vwap: Option<f64>,
+}
+
+/// Default SMA period (`sma_20` on the wire).
+pub const DEFAULT_SMA_PERIOD: usize = 20;
+/// Default EMA period (`ema_20` on the wire).
+pub const DEFAULT_EMA_PERIOD: usize = 20;
+/// Default RSI period (`rsi_14` on the wire).
+pub const DEFAULT_RSI_PERIOD: usize = 14;
+/// Default volatility window, in prices (`volatility` on the wire).
+pub const DEFAULT_VOLATILITY_PERIOD: usize = 20;
+
+/// The indicator periods: what the pipeline computes with, and what names the wire fields
+/// (`sma_20`, `ema_20`, `rsi_14`). The pipeline checks them against each indicator's minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndicatorPeriods {
+    /// SMA window, in bar closes (min 1).
+    pub sma: usize,
+    /// EMA period, in bar closes (min 1).
+    pub ema: usize,
+    /// RSI period, in price changes (min 1).
+    pub rsi: usize,
+    /// Volatility window, in bar closes (min 3: two returns are the least a sample std needs).
+    pub volatility: usize,
+}
+
+impl Default for IndicatorPeriods {
+    fn default() -> Self {
+        Self {
+            sma: DEFAULT_SMA_PERIOD,
+            ema: DEFAULT_EMA_PERIOD,
+            rsi: DEFAULT_RSI_PERIOD,
+            volatility: DEFAULT_VOLATILITY_PERIOD,
+        }
+    }
 }
 
 /// The typed content of an event.

@@ -218,6 +218,25 @@ async fn every_bad_input_is_a_problem_with_a_stable_code() {
 }
 
 #[tokio::test]
+async fn misspelt_query_parameters_are_refused_by_name() {
+    let srv = util::start(util::config()).await;
+    srv.ingest_n("AAPL", 1, 0.0).await;
+    let cases = [
+        ("/api/v1/ticks/AAPL?limt=10", "`limt`"),
+        ("/api/v1/ticks/AAPL?from=0&too=5", "`too`"),
+        ("/api/v1/bars/AAPL?interval=1s&intervall=1m", "`intervall`"),
+        ("/api/v1/predictions/AAPL?horizon=30", "`horizon`"),
+        ("/api/v1/predictions/AAPL?model=ar&modle=ewma", "`modle`"),
+    ];
+    for (path, name) in cases {
+        let got = srv.get(path, None).await;
+        check_problem(path, &got, 400, "bad_request");
+        let detail = got.2["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(name), "{path}: {detail}");
+    }
+}
+
+#[tokio::test]
 async fn symbols_list_latest_live_prices() {
     let srv = util::start(util::config()).await;
     srv.ingest_n("AAPL", 3, 10.0).await;

@@ -15,6 +15,7 @@ use super::problem::Problem;
 use crate::config::HttpIngestConfig;
 use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
+use crate::protocol::ProblemCode;
 
 /// What the HTTP ingest endpoint uses: its config section and the ingest queue.
 #[derive(Debug, Clone)]
@@ -59,18 +60,22 @@ pub async fn ingest(
     let cfg = &state.config;
     if cfg.token.is_empty() {
         return Problem::new(
-            StatusCode::NOT_FOUND,
-            "ingest_disabled",
+            ProblemCode::IngestDisabled,
             "HTTP ingest is disabled: set feeds.http.token to enable it",
         )
         .into_response();
     }
     match bearer(&headers) {
         Some(t) if same(t.as_bytes(), cfg.token.as_bytes()) => {}
-        Some(_) => return Problem::unauthorized("invalid ingest token").into_response(),
+        Some(_) => {
+            return Problem::new(ProblemCode::Unauthorized, "invalid ingest token").into_response();
+        }
         None => {
-            return Problem::unauthorized("missing `Authorization: Bearer <ingest token>`")
-                .into_response();
+            return Problem::new(
+                ProblemCode::Unauthorized,
+                "missing `Authorization: Bearer <ingest token>`",
+            )
+            .into_response();
         }
     }
     let body = match body {
@@ -80,18 +85,20 @@ pub async fn ingest(
     let values: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Array(v)) => v,
         Ok(_) => {
-            return Problem::bad_request("bad_request", "the body must be a JSON array of ticks")
-                .into_response();
+            return Problem::new(
+                ProblemCode::BadRequest,
+                "the body must be a JSON array of ticks",
+            )
+            .into_response();
         }
         Err(e) => {
-            return Problem::bad_request("malformed_body", format!("malformed JSON: {e}"))
+            return Problem::new(ProblemCode::MalformedBody, format!("malformed JSON: {e}"))
                 .into_response();
         }
     };
     if values.len() > cfg.max_records {
         return Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_records",
+            ProblemCode::TooManyRecords,
             format!(
                 "{} records; at most {} per request",
                 values.len(),
@@ -135,8 +142,7 @@ pub async fn ingest(
         state.ingest.count_rejected(errors.len() as u64);
         let n = errors.len();
         return Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_records",
+            ProblemCode::InvalidRecords,
             format!("{n} record(s) failed validation; nothing was ingested"),
         )
         .with("errors", serde_json::Value::Array(errors))
@@ -150,18 +156,14 @@ pub async fn ingest(
         )
             .into_response(),
         Err(TrySubmitError::Full) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ingest_busy",
+            ProblemCode::IngestBusy,
             "the ingest queue is full; retry shortly",
         )
         .retry_after(1)
         .into_response(),
-        Err(TrySubmitError::Closed(_)) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
-        )
-        .into_response(),
+        Err(TrySubmitError::Closed(_)) => {
+            Problem::new(ProblemCode::ShuttingDown, "the server is shutting down").into_response()
+        }
     }
 }
 

@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::params::{self, Params};
 use super::problem::Problem;
-use crate::model::{ChannelId, Kind, Symbols, is_valid_symbol};
+use crate::model::{ChannelId, IndicatorPeriods, Kind, Symbols, is_valid_symbol};
 use crate::pipeline::LatestIndicators;
+use crate::protocol::{IndicatorFields, ProblemCode};
 use crate::rooms::Hub;
 use crate::store::{Store, StoreError};
-use crate::ws::protocol::IndicatorPeriods;
 
 use super::ApiConfig;
 
@@ -38,8 +38,7 @@ pub fn store_problem(e: StoreError) -> Problem {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "database unavailable for a request");
         Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ProblemCode::DatabaseUnavailable,
             "the database is unavailable; retry shortly",
         )
         .retry_after(1)
@@ -131,28 +130,37 @@ pub struct TickPage {
     next_cursor: Option<String>,
 }
 
+/// Query parameters of `/ticks/{symbol}`. Values stay strings here: their parsers give each
+/// malformed value its own problem code.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TicksQuery {
+    /// RFC 3339 or epoch ms, inclusive
+    from: Option<String>,
+    /// RFC 3339 or epoch ms, exclusive
+    to: Option<String>,
+    #[param(value_type = Option<usize>)]
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// Stored ticks, oldest first (by exchange time, then arrival), paginated by cursor.
 #[utoipa::path(get, path = "/api/v1/ticks/{symbol}", tag = "market",
-    params(("symbol" = String, Path),
-        ("from" = Option<String>, Query, description = "RFC 3339 or epoch ms, inclusive"),
-        ("to" = Option<String>, Query, description = "RFC 3339 or epoch ms, exclusive"),
-        ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    params(("symbol" = String, Path), TicksQuery),
     responses((status = 200, body = TickPage),
-        (status = 400, description = "bad_time, bad_time_range, limit_out_of_range, bad_cursor"),
+        (status = 400, description = "bad_request, bad_time, bad_time_range, limit_out_of_range, bad_cursor"),
         (status = 404, description = "unknown_symbol")))]
 pub async fn ticks(
     State(market): State<MarketState>,
     Path(symbol): Path<String>,
-    q: Params,
+    q: Params<TicksQuery>,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
-    let (from, to) = params::time_range(&p)?;
+    let (from, to) = params::time_range(p.from.as_deref(), p.to.as_deref())?;
     let api = &market.api;
-    let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
-    let after = p
-        .get("cursor")
-        .map(|c| params::decode_cursor(c))
-        .transpose()?;
+    let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
+    let after = p.cursor.as_deref().map(params::decode_cursor).transpose()?;
     known_symbol(&market, &symbol).await?;
     let mut rows = market
         .store
@@ -205,31 +213,42 @@ pub struct BarPage {
     next_from: Option<i64>,
 }
 
+/// Query parameters of `/bars/{symbol}`; values are parsed (and refused) by the handler.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BarsQuery {
+    /// 1s, 1m, 5m, 1h or 1d
+    #[param(required = true, value_type = String)]
+    interval: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[param(value_type = Option<usize>)]
+    limit: Option<String>,
+}
+
 /// OHLCV bars aggregated from stored ticks; open/close by exchange time.
 #[utoipa::path(get, path = "/api/v1/bars/{symbol}", tag = "market",
-    params(("symbol" = String, Path),
-        ("interval" = String, Query, description = "1s, 1m, 5m, 1h or 1d"),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
-        ("limit" = Option<usize>, Query)),
+    params(("symbol" = String, Path), BarsQuery),
     responses((status = 200, body = BarPage),
-        (status = 400, description = "bad_interval, bad_time, bad_time_range, limit_out_of_range"),
+        (status = 400, description = "bad_request, bad_interval, bad_time, bad_time_range, limit_out_of_range"),
         (status = 404, description = "unknown_symbol")))]
 pub async fn bars(
     State(market): State<MarketState>,
     Path(symbol): Path<String>,
-    q: Params,
+    q: Params<BarsQuery>,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
-    let interval = p.get("interval").map(String::as_str).unwrap_or("");
+    let interval = p.interval.as_deref().unwrap_or("");
     let Some(&(name, interval_ns)) = INTERVALS.iter().find(|(n, _)| *n == interval) else {
-        return Err(Problem::bad_request(
-            "bad_interval",
+        return Err(Problem::new(
+            ProblemCode::BadInterval,
             format!("`interval` must be one of 1s, 1m, 5m, 1h, 1d, got {interval:?}"),
         ));
     };
-    let (from, to) = params::time_range(&p)?;
+    let (from, to) = params::time_range(p.from.as_deref(), p.to.as_deref())?;
     let api = &market.api;
-    let limit = params::limit(&p, api.default_page_size, api.max_page_size)?;
+    let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     known_symbol(&market, &symbol).await?;
     let rows = market
         .store
@@ -279,15 +298,10 @@ pub async fn indicators(
         kind: Kind::Indicators,
         symbol: id,
     });
-    let periods = market.periods;
     let mut m = serde_json::Map::new();
     m.insert("symbol".into(), json!(symbol));
     m.insert("seq".into(), json!(seq));
     m.insert("ts".into(), json!(latest.map(|(_, ts)| ts)));
-    m.insert(format!("sma_{}", periods.sma), json!(v.sma));
-    m.insert(format!("ema_{}", periods.ema), json!(v.ema));
-    m.insert(format!("rsi_{}", periods.rsi), json!(v.rsi));
-    m.insert("volatility".into(), json!(v.volatility));
-    m.insert("vwap".into(), json!(v.vwap));
+    IndicatorFields::new(&market.periods).insert(&mut m, &v);
     Ok(Json(Value::Object(m)).into_response())
 }

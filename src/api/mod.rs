@@ -26,13 +26,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::protocol::ProblemCode;
 use crate::telemetry::metrics::Metrics;
 use crate::ws::WsState;
 
@@ -141,9 +141,7 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
-        .fallback(|| async {
-            problem::Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { problem::Problem::new(ProblemCode::NotFound, "no such route") })
         .with_state(app)
 }
 
@@ -174,13 +172,9 @@ async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Nex
     if let Err(not_until) = limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return problem::Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests; slow down",
-        )
-        .retry_after(secs.max(1))
-        .into_response();
+        return problem::Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
+            .retry_after(secs.max(1))
+            .into_response();
     }
     next.run(req).await
 }

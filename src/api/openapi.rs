@@ -58,3 +58,46 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub async fn serve() -> Response {
     Json(document()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query parameters each endpoint documents, from its typed query struct.
+    #[test]
+    fn query_parameters_come_from_the_query_types() {
+        let doc = serde_json::to_value(document()).expect("the document serializes");
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "/api/v1/ticks/{symbol}",
+                &["from", "to", "limit", "cursor"],
+                &[],
+            ),
+            (
+                "/api/v1/bars/{symbol}",
+                &["interval", "from", "to", "limit"],
+                &["interval"],
+            ),
+            ("/api/v1/predictions/{symbol}", &["horizon_s", "model"], &[]),
+        ];
+        for (path, names, required) in cases {
+            let params = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} has no parameters"));
+            let query: Vec<(&str, bool)> = params
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| (p["name"].as_str().unwrap_or(""), p["required"] == true))
+                .collect();
+            let want: Vec<(&str, bool)> =
+                names.iter().map(|n| (*n, required.contains(n))).collect();
+            assert_eq!(query, want, "{path}");
+            assert!(
+                params
+                    .iter()
+                    .any(|p| p["in"] == "path" && p["name"] == "symbol"),
+                "{path}"
+            );
+        }
+    }
+}

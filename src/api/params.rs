@@ -1,22 +1,30 @@
-//! Query-parameter parsing shared by the REST handlers: times, limits, cursors, symbols. Every
-//! failure is a [`Problem`] with a stable code.
-
-use std::collections::HashMap;
+//! Query parameters of the REST handlers: the extraction into each endpoint's typed struct
+//! (unknown parameters are refused by name) and the parsers of their values: times, limits,
+//! cursors, symbols. Every failure is a [`Problem`] with a stable code.
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::http::StatusCode;
 
 use super::problem::Problem;
 use crate::model::{SymbolId, Symbols, is_valid_symbol};
+use crate::protocol::ProblemCode;
 
-/// Raw query parameters, or the problem that they could not be parsed.
-pub type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+/// An endpoint's query parameters as its typed struct (`#[serde(deny_unknown_fields)]`, every
+/// field an `Option<String>` so that values are judged by the parsers below), or why not.
+pub type Params<T> = Result<Query<T>, QueryRejection>;
 
-/// The parameters as a map; a malformed query string is `bad_request`.
-pub fn params(q: Params) -> Result<HashMap<String, String>, Problem> {
-    q.map(|Query(m)| m)
-        .map_err(|e| Problem::bad_request("bad_request", format!("malformed query string: {e}")))
+/// The typed parameters. An unknown (or misspelt) parameter, a repeated one, or a query string
+/// that cannot be decoded is `bad_request`, and the detail names the parameter.
+pub fn params<T>(q: Params<T>) -> Result<T, Problem> {
+    q.map(|Query(t)| t).map_err(|e| {
+        // The rejection's own text starts with a generic prefix; the source is serde's message,
+        // e.g. "unknown field `lmit`, expected one of `from`, `to`, `limit`, `cursor`".
+        let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+        Problem::new(
+            ProblemCode::BadRequest,
+            format!("invalid query string: {cause}"),
+        )
+    })
 }
 
 /// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds.
@@ -29,38 +37,39 @@ pub fn parse_time(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
-/// The `[from, to)` range in ns; `from` defaults to the epoch and `to` to the end of time.
-pub fn time_range(p: &HashMap<String, String>) -> Result<(i64, i64), Problem> {
-    let one = |key: &str, default: i64| -> Result<i64, Problem> {
-        match p.get(key) {
+/// The `[from, to)` range in ns from the `from` and `to` parameters; `from` defaults to the
+/// epoch and `to` to the end of time.
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), Problem> {
+    let one = |key: &str, value: Option<&str>, default: i64| -> Result<i64, Problem> {
+        match value {
             None => Ok(default),
             Some(v) => parse_time(v).ok_or_else(|| {
-                Problem::bad_request(
-                    "bad_time",
+                Problem::new(
+                    ProblemCode::BadTime,
                     format!("`{key}` must be RFC 3339 or epoch milliseconds, got {v:?}"),
                 )
             }),
         }
     };
-    let from = one("from", 0)?;
-    let to = one("to", i64::MAX)?;
+    let from = one("from", from, 0)?;
+    let to = one("to", to, i64::MAX)?;
     if from >= to {
-        return Err(Problem::bad_request(
-            "bad_time_range",
+        return Err(Problem::new(
+            ProblemCode::BadTimeRange,
             "`from` must be before `to`",
         ));
     }
     Ok((from, to))
 }
 
-/// `limit`: 1..=max, `default` when absent.
-pub fn limit(p: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Problem> {
-    match p.get("limit") {
+/// The `limit` parameter: 1..=max, `default` when absent.
+pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, Problem> {
+    match value {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(Problem::bad_request(
-                "limit_out_of_range",
+            _ => Err(Problem::new(
+                ProblemCode::LimitOutOfRange,
                 format!("`limit` must be an integer in 1..={max}, got {v:?}"),
             )),
         },
@@ -73,7 +82,12 @@ pub fn encode_cursor(ts: i64, id: i64) -> String {
 }
 
 pub fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
-    let bad = || Problem::bad_request("bad_cursor", "`cursor` is not one this server issued");
+    let bad = || {
+        Problem::new(
+            ProblemCode::BadCursor,
+            "`cursor` is not one this server issued",
+        )
+    };
     if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -94,8 +108,7 @@ pub fn live_symbol(symbols: &Symbols, symbol: &str) -> Result<SymbolId, Problem>
 
 pub fn unknown_symbol(symbol: &str) -> Problem {
     Problem::new(
-        StatusCode::NOT_FOUND,
-        "unknown_symbol",
+        ProblemCode::UnknownSymbol,
         format!("no such symbol: {symbol:?}"),
     )
 }
@@ -103,6 +116,28 @@ pub fn unknown_symbol(symbol: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Uri;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        limit: Option<String>,
+    }
+
+    fn sample(uri: &'static str) -> Result<Sample, Problem> {
+        params(Query::<Sample>::try_from_uri(&Uri::from_static(uri)))
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_named() {
+        assert_eq!(sample("/x?limit=5").unwrap().limit.as_deref(), Some("5"));
+        assert_eq!(sample("/x").unwrap().limit, None);
+        for (uri, name) in [("/x?lmit=5", "`lmit`"), ("/x?limit=1&limit=2", "`limit`")] {
+            let p = sample(uri).unwrap_err();
+            assert_eq!(p.code, ProblemCode::BadRequest, "{uri}");
+            assert!(p.detail.contains(name), "{uri}: {}", p.detail);
+        }
+    }
 
     #[test]
     fn times_parse_strictly() {
@@ -127,19 +162,18 @@ mod tests {
         let c = encode_cursor(1_764_070_000_123_456_789, 42);
         assert_eq!(decode_cursor(&c).unwrap(), (1_764_070_000_123_456_789, 42));
         for bad in ["", "xyz", &"g".repeat(32), &"0".repeat(31)] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code, "bad_cursor");
+            assert_eq!(decode_cursor(bad).unwrap_err().code, ProblemCode::BadCursor);
         }
     }
 
     #[test]
     fn limits_are_bounded() {
-        let p = |v: &str| HashMap::from([("limit".to_owned(), v.to_owned())]);
-        assert_eq!(limit(&HashMap::new(), 100, 1000).unwrap(), 100);
-        assert_eq!(limit(&p("1000"), 100, 1000).unwrap(), 1000);
+        assert_eq!(limit(None, 100, 1000).unwrap(), 100);
+        assert_eq!(limit(Some("1000"), 100, 1000).unwrap(), 1000);
         for bad in ["0", "1001", "-1", "ten"] {
             assert_eq!(
-                limit(&p(bad), 100, 1000).unwrap_err().code,
-                "limit_out_of_range"
+                limit(Some(bad), 100, 1000).unwrap_err().code,
+                ProblemCode::LimitOutOfRange
             );
         }
     }

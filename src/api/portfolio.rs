@@ -25,6 +25,7 @@ use super::market::store_problem;
 use super::params::parse_time;
 use super::problem::Problem;
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
+use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::store::{NewTrade, Recorded, Store, StoreError, Trade};
 
@@ -58,13 +59,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let portfolio = PortfolioState::from_ref(state);
         let Some(key) = super::ingest::bearer(&parts.headers) else {
-            return Err(Problem::unauthorized(
+            return Err(Problem::new(
+                ProblemCode::Unauthorized,
                 "missing `Authorization: Bearer <API key>`",
             ));
         };
         match portfolio.store.user_for_key(key).await {
             Ok(Some(user)) => Ok(Caller(user)),
-            Ok(None) => Err(Problem::unauthorized("invalid API key")),
+            Ok(None) => Err(Problem::new(ProblemCode::Unauthorized, "invalid API key")),
             Err(e) => Err(store_problem(e)),
         }
     }
@@ -117,7 +119,7 @@ impl From<Trade> for TradeOut {
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_trade", detail)
+    Problem::new(ProblemCode::InvalidTrade, detail)
 }
 
 /// Checks a trade body; every rule has its message.
@@ -191,8 +193,8 @@ pub async fn record_trade(
                 Some(k.to_owned())
             }
             _ => {
-                return Err(Problem::bad_request(
-                    "bad_idempotency_key",
+                return Err(Problem::new(
+                    ProblemCode::BadIdempotencyKey,
                     format!(
                         "Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY} visible ASCII characters"
                     ),
@@ -201,7 +203,7 @@ pub async fn record_trade(
         },
     };
     let input: TradeIn = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request("malformed_body", format!("malformed trade: {e}")))?;
+        .map_err(|e| Problem::new(ProblemCode::MalformedBody, format!("malformed trade: {e}")))?;
     let trade = validate(input)?;
     match portfolio
         .store
@@ -218,8 +220,7 @@ pub async fn record_trade(
             Ok(res)
         }
         Err(StoreError::IdempotencyConflict) => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
+            ProblemCode::IdempotencyConflict,
             "this Idempotency-Key was used for a different trade",
         )),
         Err(e) => Err(store_problem(e)),

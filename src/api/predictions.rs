@@ -11,17 +11,18 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
+use utoipa::IntoParams;
 
 use super::ApiConfig;
 use super::params::{self, Params};
 use super::problem::Problem;
 use crate::model::{ChannelId, Kind, Payload, SymbolId, Symbols};
 use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
+use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 
 /// What the predictions handler uses: 1 s bars from the hub's rings, and the results cache.
@@ -146,29 +147,39 @@ pub struct PredictionOut {
     as_of: i64,
 }
 
+/// Query parameters of `/predictions/{symbol}`; values are parsed (and refused) by the handler.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PredictionsQuery {
+    /// seconds ahead, 1..=api.max_horizon_s (default 60)
+    #[param(value_type = Option<u64>)]
+    horizon_s: Option<String>,
+    /// ar (default) or ewma
+    model: Option<String>,
+}
+
 /// A model forecast with a 95 % interval and the model's fit error.
 #[utoipa::path(get, path = "/api/v1/predictions/{symbol}", tag = "predictions",
-    params(("symbol" = String, Path),
-        ("horizon_s" = Option<u64>, Query, description = "seconds ahead, 1..=api.max_horizon_s (default 60)"),
-        ("model" = Option<String>, Query, description = "ar (default) or ewma")),
+    params(("symbol" = String, Path), PredictionsQuery),
     responses((status = 200, body = PredictionOut),
-        (status = 400, description = "bad_horizon, bad_model"),
+        (status = 400, description = "bad_request, bad_horizon, bad_model"),
         (status = 404, description = "unknown_symbol"),
         (status = 422, description = "insufficient_data")))]
 pub async fn predictions(
     State(state): State<PredictionState>,
     Path(symbol): Path<String>,
-    q: Params,
+    q: Params<PredictionsQuery>,
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
     let api = &state.api;
-    let horizon = match p.get("horizon_s") {
+    let horizon = match p.horizon_s {
         None => DEFAULT_HORIZON_S.min(api.max_horizon_s),
         Some(v) => match v.parse::<u64>() {
             Ok(h) if (1..=api.max_horizon_s).contains(&h) => h,
             _ => {
-                return Err(Problem::bad_request(
-                    "bad_horizon",
+                return Err(Problem::new(
+                    ProblemCode::BadHorizon,
                     format!(
                         "`horizon_s` must be an integer in 1..={}, got {v:?}",
                         api.max_horizon_s
@@ -177,11 +188,11 @@ pub async fn predictions(
             }
         },
     };
-    let model = match p.get("model") {
+    let model = match p.model {
         None => Model::Ar,
-        Some(m) => Model::parse(m).ok_or_else(|| {
-            Problem::bad_request(
-                "bad_model",
+        Some(m) => Model::parse(&m).ok_or_else(|| {
+            Problem::new(
+                ProblemCode::BadModel,
                 format!("`model` must be ar or ewma, got {m:?}"),
             )
         })?,
@@ -223,15 +234,13 @@ pub async fn predictions(
         Ok(p) => p.clone(),
         Err(e @ PredictError::TooFewPoints { .. }) => {
             return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "insufficient_data",
+                ProblemCode::InsufficientData,
                 format!("not enough final 1 s bars yet: {e}"),
             ));
         }
         Err(e) => {
             return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "insufficient_data",
+                ProblemCode::InsufficientData,
                 format!("the model cannot be fitted on the current bars: {e}"),
             ));
         }

@@ -4,11 +4,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// A problem+json response with a stable `code` (also in `type` as `urn:tickcast:problem:<code>`).
+use crate::protocol::ProblemCode;
+
+/// A problem+json response with a stable `code` (also in `type` as `urn:tickcast:problem:<code>`);
+/// the HTTP status follows from the code.
 #[derive(Debug, Clone)]
 pub struct Problem {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub detail: String,
     /// Extra members (e.g. `errors` with per-record details).
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
@@ -23,15 +25,14 @@ struct Body<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
-    code: &'a str,
+    code: ProblemCode,
     #[serde(flatten)]
     extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             detail: detail.into(),
             extra: None,
@@ -39,22 +40,15 @@ impl Problem {
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    /// The HTTP status, which the code determines.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// A server-side fault: logged here, reported to the client without internals.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error serving request");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        )
+        Self::new(ProblemCode::Internal, "internal server error")
     }
 
     /// A request body that could not be read: over the size limit (413 `body_too_large`) or
@@ -62,12 +56,11 @@ impl Problem {
     pub fn body_rejection(e: &axum::extract::rejection::BytesRejection, limit: usize) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ProblemCode::BodyTooLarge,
                 format!("the body exceeds {limit} bytes"),
             )
         } else {
-            Self::bad_request("malformed_body", e.body_text())
+            Self::new(ProblemCode::MalformedBody, e.body_text())
         }
     }
 
@@ -86,16 +79,17 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = Body {
             kind: format!("urn:tickcast:problem:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("error"),
-            status: self.status.as_u16(),
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
             detail: &self.detail,
             code: self.code,
             extra: self.extra.as_ref(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut res = (self.status, bytes).into_response();
+        let mut res = (status, bytes).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

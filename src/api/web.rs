@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
+use crate::protocol::ProblemCode;
 
 /// One embedded file.
 struct Asset {
@@ -80,7 +81,7 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(i) = ASSETS.iter().position(|a| a.path == path) else {
-        return Problem::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response();
+        return Problem::new(ProblemCode::NotFound, "no such asset").into_response();
     };
     let asset = &ASSETS[i];
     let etag = ETAGS[i].clone();

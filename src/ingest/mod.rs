@@ -11,12 +11,12 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    BarEvent, ChannelId, Event, IndicatorValues, Kind, Payload, RawTick, SymbolId, SymbolLimit,
-    Symbols, Tick, is_valid_symbol, now_ns,
+    BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
+    SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
 };
+use crate::protocol::{self, IndicatorFields};
 use crate::rooms::EventSink;
 use crate::telemetry::metrics::Metrics;
-use crate::ws::protocol::{self, IndicatorPeriods};
 
 /// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
 pub const INGEST_QUEUE_BATCHES: usize = 1024;
@@ -168,7 +168,8 @@ pub struct Ingest {
     symbols: Arc<Symbols>,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
-    periods: IndicatorPeriods,
+    /// Wire names of the indicator fields, made once for every `indicators` event.
+    indicator_fields: IndicatorFields,
     /// Last `seq` per channel, indexed by kind then symbol id.
     seq: [Vec<u64>; Kind::COUNT],
     /// Cached `kind:SYMBOL` strings, same indexing.
@@ -193,7 +194,7 @@ impl Ingest {
             symbols,
             sink,
             metrics,
-            periods,
+            indicator_fields: IndicatorFields::new(&periods),
             seq: Default::default(),
             names: Default::default(),
         };
@@ -309,7 +310,13 @@ impl Ingest {
                     seq,
                     ts,
                     payload: Payload::Indicators(values),
-                    bytes: protocol::encode_indicators(&name, seq, ts, &values, self.periods),
+                    bytes: protocol::encode_indicators(
+                        &name,
+                        seq,
+                        ts,
+                        &values,
+                        &self.indicator_fields,
+                    ),
                 }
             }
         }

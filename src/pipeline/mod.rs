@@ -21,11 +21,9 @@ use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
 use crate::ingest::IngestHandle;
-use crate::model::{IndicatorValues, SymbolId, now_ns};
+use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ns};
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;
-use crate::ws::protocol::IndicatorPeriods;
-pub use indicators::IndicatorConfig;
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 
 /// `[pipeline]` configuration.
@@ -47,20 +45,13 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    pub fn indicators(&self) -> IndicatorConfig {
-        IndicatorConfig {
-            sma: self.sma_period,
-            ema: self.ema_period,
-            rsi: self.rsi_period,
-            volatility: self.volatility_period,
-        }
-    }
-
+    /// The periods the workers compute with and the wire fields are named after.
     pub fn periods(&self) -> IndicatorPeriods {
         IndicatorPeriods {
             sma: self.sma_period,
             ema: self.ema_period,
             rsi: self.rsi_period,
+            volatility: self.volatility_period,
         }
     }
 
@@ -83,7 +74,7 @@ impl PipelineConfig {
             "pipeline.close_delay_ms",
             "must be below pipeline.interval_ms",
         )?;
-        self.indicators().validate().map_err(|e| {
+        self.periods().validate().map_err(|e| {
             ConfigError::key(&format!("pipeline.{}_period", e.indicator), e.to_string())
         })
     }
@@ -128,7 +119,7 @@ impl Pipeline {
         latest: Arc<LatestIndicators>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Pipeline> {
-        let pool = WorkerPool::new(config.worker_count(), config.indicators())?;
+        let pool = WorkerPool::new(config.worker_count(), config.periods())?;
         let (stop, stopped) = bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("tickcast-pipeline".into())

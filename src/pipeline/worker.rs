@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use super::indicators::{IndicatorConfig, IndicatorSet};
+use super::indicators::{IndicatorPeriods, IndicatorSet};
 use crate::bars::{Bar, BarBuilder};
 use crate::ingest::Derived;
 use crate::model::{BarEvent, IndicatorValues, Kind, SymbolId, Tick};
@@ -53,7 +53,7 @@ pub struct SymbolState {
 const MS_PER_DAY: i64 = 86_400_000;
 
 impl SymbolState {
-    pub fn new(config: IndicatorConfig) -> Result<Self, super::indicators::InvalidPeriod> {
+    pub fn new(config: IndicatorPeriods) -> Result<Self, super::indicators::InvalidPeriod> {
         Ok(Self {
             // 1 s and 1 min are valid intervals by construction.
             bars_1s: BarBuilder::new(1_000).map_err(|_| super::indicators::InvalidPeriod {
@@ -157,7 +157,7 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new(workers: usize, config: IndicatorConfig) -> std::io::Result<WorkerPool> {
+    pub fn new(workers: usize, config: IndicatorPeriods) -> std::io::Result<WorkerPool> {
         let workers = workers.max(1);
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -217,7 +217,7 @@ impl Drop for WorkerPool {
     }
 }
 
-fn worker(rx: Receiver<Job>, config: IndicatorConfig) {
+fn worker(rx: Receiver<Job>, config: IndicatorPeriods) {
     let mut states: HashMap<SymbolId, SymbolState> = HashMap::new();
     for job in rx.iter() {
         let Job::Batch { clock, work, reply } = job;
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn closes_bars_by_the_clock_and_feeds_indicators() {
-        let pool = WorkerPool::new(2, IndicatorConfig::default()).unwrap();
+        let pool = WorkerPool::new(2, IndicatorPeriods::default()).unwrap();
         let work = vec![
             SymbolTicks {
                 symbol: SymbolId(0),
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn late_ticks_are_counted() {
-        let pool = WorkerPool::new(1, IndicatorConfig::default()).unwrap();
+        let pool = WorkerPool::new(1, IndicatorPeriods::default()).unwrap();
         pool.run_batch(
             vec![SymbolTicks {
                 symbol: SymbolId(0),

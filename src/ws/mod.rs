@@ -2,7 +2,6 @@
 
 mod config;
 pub mod limits;
-pub mod protocol;
 pub mod session;
 
 pub use config::WsConfig;
@@ -24,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::problem::Problem;
 use crate::model::Symbols;
+use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;
 
@@ -83,8 +83,8 @@ pub async fn upgrade(
     if let Some(v) = q.v.as_deref()
         && v != "1"
     {
-        return Problem::bad_request(
-            "unsupported_version",
+        return Problem::new(
+            ProblemCode::UnsupportedVersion,
             format!("protocol version {v:?} is not supported; this server speaks v=1"),
         )
         .into_response();
@@ -98,27 +98,21 @@ pub async fn upgrade(
         .is_some_and(|v| v == "13");
     let (Some(key), true, true) = (key, upgrade_ok, version_ok) else {
         return Problem::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "websocket_required",
+            ProblemCode::WebsocketRequired,
             "this endpoint speaks WebSocket (version 13) only",
         )
         .into_response();
     };
     if ctx.shutdown.is_cancelled() {
-        return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
-        )
-        .into_response();
+        return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
+            .into_response();
     }
     let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
         ctx.metrics
             .connections_rejected
             .fetch_add(1, Ordering::Relaxed);
         return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            ProblemCode::TooManyConnections,
             "the server is at its connection limit",
         )
         .into_response();

@@ -18,9 +18,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
-use super::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::config_section::ms;
 use crate::model::{ChannelId, now_ns};
+use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
 
 /// Why and how the connection ends.

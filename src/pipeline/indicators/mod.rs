@@ -40,14 +40,9 @@ pub use sma::Sma;
 pub use volatility::Volatility;
 pub use vwap::Vwap;
 
-/// Default SMA period (`sma_20` on the wire).
-pub const DEFAULT_SMA_PERIOD: usize = 20;
-/// Default EMA period (`ema_20` on the wire).
-pub const DEFAULT_EMA_PERIOD: usize = 20;
-/// Default RSI period (`rsi_14` on the wire).
-pub const DEFAULT_RSI_PERIOD: usize = 14;
-/// Default volatility window, in prices (`volatility` on the wire).
-pub const DEFAULT_VOLATILITY_PERIOD: usize = 20;
+/// The periods, and the latest value of every indicator of one symbol (shared with the wire
+/// layer).
+pub use crate::model::{IndicatorPeriods, IndicatorValues};
 
 /// True for a price the indicators accept: finite and strictly positive.
 pub fn valid_price(x: f64) -> bool {
@@ -128,33 +123,11 @@ impl CompensatedSum {
     }
 }
 
-/// Periods of the indicators in an [`IndicatorSet`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IndicatorConfig {
-    /// SMA window, in bar closes (min 1).
-    pub sma: usize,
-    /// EMA period, in bar closes (min 1).
-    pub ema: usize,
-    /// RSI period, in price changes (min 1).
-    pub rsi: usize,
-    /// Volatility window, in bar closes (min 3: two returns are the least a sample std needs).
-    pub volatility: usize,
-}
+// === impl IndicatorPeriods ===
 
-impl Default for IndicatorConfig {
-    fn default() -> Self {
-        Self {
-            sma: DEFAULT_SMA_PERIOD,
-            ema: DEFAULT_EMA_PERIOD,
-            rsi: DEFAULT_RSI_PERIOD,
-            volatility: DEFAULT_VOLATILITY_PERIOD,
-        }
-    }
-}
-
-// === impl IndicatorConfig ===
-
-impl IndicatorConfig {
+// The type lives in `model` beside the values it labels (the wire names its fields after it);
+// the minimums it is checked against are the indicators', here.
+impl IndicatorPeriods {
     /// Checks every period against its indicator's minimum, so a bad config is refused at startup.
     pub fn validate(&self) -> Result<(), InvalidPeriod> {
         check_period("sma", self.sma, sma::MIN_PERIOD)?;
@@ -164,14 +137,11 @@ impl IndicatorConfig {
     }
 }
 
-/// The latest value of every indicator of one symbol (shared with the wire layer).
-pub use crate::model::IndicatorValues;
-
 /// All indicators of one symbol, as the pipeline worker owns them.
 #[derive(Clone, Debug)]
 pub struct IndicatorSet {
     /// The periods this set was built with (for labelling output).
-    config: IndicatorConfig,
+    config: IndicatorPeriods,
     /// Fed with bar closes.
     sma: Sma,
     /// Fed with bar closes.
@@ -188,7 +158,7 @@ pub struct IndicatorSet {
 
 impl IndicatorSet {
     /// Builds a set with the given periods; fails if any period is below its minimum.
-    pub fn new(config: IndicatorConfig) -> Result<Self, InvalidPeriod> {
+    pub fn new(config: IndicatorPeriods) -> Result<Self, InvalidPeriod> {
         Ok(Self {
             config,
             sma: Sma::new(config.sma)?,
@@ -200,7 +170,7 @@ impl IndicatorSet {
     }
 
     /// The periods this set was built with.
-    pub fn config(&self) -> IndicatorConfig {
+    pub fn config(&self) -> IndicatorPeriods {
         self.config
     }
 
@@ -323,8 +293,8 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        assert_eq!(IndicatorConfig::default().validate(), Ok(()));
-        let min = IndicatorConfig {
+        assert_eq!(IndicatorPeriods::default().validate(), Ok(()));
+        let min = IndicatorPeriods {
             sma: 1,
             ema: 1,
             rsi: 1,
@@ -333,11 +303,11 @@ mod tests {
         assert_eq!(min.validate(), Ok(()));
         assert!(IndicatorSet::new(min).is_ok());
         for (cfg, indicator) in [
-            (IndicatorConfig { sma: 0, ..min }, "sma"),
-            (IndicatorConfig { ema: 0, ..min }, "ema"),
-            (IndicatorConfig { rsi: 0, ..min }, "rsi"),
+            (IndicatorPeriods { sma: 0, ..min }, "sma"),
+            (IndicatorPeriods { ema: 0, ..min }, "ema"),
+            (IndicatorPeriods { rsi: 0, ..min }, "rsi"),
             (
-                IndicatorConfig {
+                IndicatorPeriods {
                     volatility: 2,
                     ..min
                 },
@@ -363,7 +333,7 @@ mod tests {
 
     #[test]
     fn set_warms_up_and_matches_single_indicators() {
-        let cfg = IndicatorConfig::default();
+        let cfg = IndicatorPeriods::default();
         let mut set = IndicatorSet::new(cfg).expect("default config is valid");
         assert_eq!(set.snapshot(), IndicatorValues::default());
         let (mut sma, mut ema, mut rsi, mut vol, mut vwap) = (
@@ -417,7 +387,7 @@ mod tests {
 
     #[test]
     fn set_rejects_invalid_input_without_touching_state() {
-        let mut set = IndicatorSet::new(IndicatorConfig {
+        let mut set = IndicatorSet::new(IndicatorPeriods {
             sma: 1,
             ema: 1,
             rsi: 1,

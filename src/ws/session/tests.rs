@@ -17,9 +17,10 @@ use tokio_util::task::TaskTracker;
 
 use super::run;
 use crate::model::{ChannelId, Event, Kind, Payload, Side, Symbols, Tick};
+use crate::protocol;
 use crate::rooms::{EventSink, Hub, HubConfig};
 use crate::telemetry::metrics::Metrics;
-use crate::ws::{WsContext, WsState, protocol};
+use crate::ws::{WsContext, WsState};
 
 /// The server's end of an in-memory WebSocket: what the test sends arrives as inbound
 /// messages; what the session sends is collected for the test to read.

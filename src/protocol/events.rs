@@ -1,0 +1,170 @@
+//! The events of the channels (`tick`, `bar`, `indicators`): ingest encodes each one here, once,
+//! into the `Bytes` that every subscriber and every snapshot shares.
+
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+
+use super::indicators::IndicatorFields;
+use super::to_bytes;
+use crate::model::{BarEvent, IndicatorValues, Tick};
+
+/// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
+struct Num(f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 {
+            s.serialize_i64(self.0 as i64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TickWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ch: &'a str,
+    seq: u64,
+    ts: i64,
+    price: f64,
+    size: Num,
+    side: &'static str,
+    /// Extension: exchange time, ns since the epoch.
+    xts: i64,
+}
+
+pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
+    to_bytes(&TickWire {
+        kind: "tick",
+        ch,
+        seq,
+        ts: tick.ts,
+        price: tick.price,
+        size: Num(tick.size),
+        side: tick.side.as_str(),
+        xts: tick.exchange_ts,
+    })
+}
+
+#[derive(Serialize)]
+struct BarWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ch: &'a str,
+    seq: u64,
+    ts: i64,
+    start: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: Num,
+    trades: u64,
+    #[serde(rename = "final")]
+    is_final: bool,
+}
+
+pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Bytes {
+    to_bytes(&BarWire {
+        kind: "bar",
+        ch,
+        seq,
+        ts,
+        start: bar.start_ms,
+        open: bar.open,
+        high: bar.high,
+        low: bar.low,
+        close: bar.close,
+        volume: Num(bar.volume),
+        trades: bar.trades,
+        is_final: bar.is_final,
+    })
+}
+
+/// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
+pub fn encode_indicators(
+    ch: &str,
+    seq: u64,
+    ts: i64,
+    values: &IndicatorValues,
+    fields: &IndicatorFields,
+) -> Bytes {
+    let mut m = serde_json::Map::new();
+    m.insert("type".into(), "indicators".into());
+    m.insert("ch".into(), ch.into());
+    m.insert("seq".into(), seq.into());
+    m.insert("ts".into(), ts.into());
+    fields.insert(&mut m, values);
+    to_bytes(&m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{IndicatorPeriods, Side, SymbolId};
+    use serde_json::{Value, json};
+
+    fn parse(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn tick_matches_the_contract() {
+        let t = Tick {
+            symbol: SymbolId(0),
+            price: 189.23,
+            size: 100.0,
+            side: Side::Buy,
+            exchange_ts: 5,
+            ts: 1764070000123456789,
+        };
+        let v = parse(&encode_tick("ticks:AAPL", 102, &t));
+        assert_eq!(
+            v,
+            json!({"type":"tick","ch":"ticks:AAPL","seq":102,"ts":1764070000123456789i64,
+                   "price":189.23,"size":100,"side":"buy","xts":5})
+        );
+    }
+
+    #[test]
+    fn bar_and_indicators_match_the_contract() {
+        let b = BarEvent {
+            start_ms: 1764070000000,
+            open: 1.0,
+            high: 1.2,
+            low: 0.9,
+            close: 1.1,
+            volume: 300.0,
+            trades: 3,
+            is_final: true,
+        };
+        let v = parse(&encode_bar("bars.1s:AAPL", 7, 1764070001000000000, &b));
+        assert_eq!(
+            v,
+            json!({"type":"bar","ch":"bars.1s:AAPL","seq":7,"ts":1764070001000000000i64,
+                "start":1764070000000i64,"open":1.0,"high":1.2,"low":0.9,"close":1.1,
+                "volume":300,"trades":3,"final":true})
+        );
+        let iv = IndicatorValues {
+            sma: Some(1.0),
+            ema: None,
+            rsi: Some(55.2),
+            volatility: Some(0.012),
+            vwap: Some(1.05),
+        };
+        let v = parse(&encode_indicators(
+            "indicators:AAPL",
+            7,
+            9,
+            &iv,
+            &IndicatorFields::new(&IndicatorPeriods::default()),
+        ));
+        assert_eq!(
+            v,
+            json!({"type":"indicators","ch":"indicators:AAPL","seq":7,"ts":9,"sma_20":1.0,
+                "ema_20":null,"rsi_14":55.2,"volatility":0.012,"vwap":1.05})
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The indicator fields of the wire: `sma_N`, `ema_N` and `rsi_N`, named after the configured
+//! periods (`sma_20` by default), then `volatility` and `vwap`. The `indicators` event and
+//! `GET /api/v1/indicators/{symbol}` both build their fields here, so the two cannot drift.
+
+use serde_json::{Map, Number, Value};
+
+use crate::model::{IndicatorPeriods, IndicatorValues};
+
+/// The wire names of one server run's indicator fields, made once: ingest encodes every
+/// `indicators` event with them, so the names are not formatted per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndicatorFields {
+    sma: String,
+    ema: String,
+    rsi: String,
+}
+
+impl IndicatorFields {
+    pub fn new(periods: &IndicatorPeriods) -> Self {
+        Self {
+            sma: format!("sma_{}", periods.sma),
+            ema: format!("ema_{}", periods.ema),
+            rsi: format!("rsi_{}", periods.rsi),
+        }
+    }
+
+    /// Adds every indicator of `values` to `object` under its wire name: `null` while it warms
+    /// up, never a made-up number.
+    pub fn insert(&self, object: &mut Map<String, Value>, values: &IndicatorValues) {
+        object.insert(self.sma.clone(), number(values.sma));
+        object.insert(self.ema.clone(), number(values.ema));
+        object.insert(self.rsi.clone(), number(values.rsi));
+        object.insert("volatility".into(), number(values.volatility));
+        object.insert("vwap".into(), number(values.vwap));
+    }
+}
+
+/// A JSON number, or `null` for a missing or non-finite value (JSON has no NaN).
+fn number(x: Option<f64>) -> Value {
+    x.and_then(Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_named_after_the_periods() {
+        let fields = IndicatorFields::new(&IndicatorPeriods {
+            sma: 3,
+            ema: 5,
+            rsi: 2,
+            volatility: 7,
+        });
+        let mut m = Map::new();
+        let values = IndicatorValues {
+            sma: Some(1.5),
+            ema: None,
+            rsi: Some(f64::NAN),
+            volatility: Some(0.25),
+            vwap: Some(2.0),
+        };
+        fields.insert(&mut m, &values);
+        assert_eq!(
+            Value::Object(m),
+            json!({"sma_3":1.5,"ema_5":null,"rsi_2":null,"volatility":0.25,"vwap":2.0})
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! The wire contract, [`docs/PROTOCOL.md`](../../docs/PROTOCOL.md): the WebSocket ops and
+//! events, the error codes of both the WebSocket and the REST API, and the indicator field names.
+//! Only `ingest` (which encodes each event once), `ws` and `api` use it; `ring`, `rooms`, `bars`
+//! and `pipeline` move typed values and opaque `Bytes` and know no JSON.
+//!
+//! - `ops`: inbound ops and channel-name syntax;
+//! - `events`: `tick`, `bar` and `indicators`, encoded once at ingest;
+//! - `replies`: `ack`, `error`, `pong`, `list` and `snapshot`, encoded per connection;
+//! - `frame`: the drained items of one connection as one frame, an object or a JSON array;
+//! - `codes`: [`ErrorCode`] (WebSocket) and [`ProblemCode`] (REST);
+//! - `indicators`: the indicator field names, shared by the `indicators` event and REST.
+
+mod codes;
+mod events;
+mod frame;
+mod indicators;
+mod ops;
+mod replies;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+pub use codes::{ErrorCode, ProblemCode};
+pub use events::{encode_bar, encode_indicators, encode_tick};
+pub use frame::join_frame;
+pub use indicators::IndicatorFields;
+pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
+pub use replies::{encode_ack, encode_error, encode_list, encode_pong, encode_snapshot};
+
+fn to_bytes<T: Serialize>(v: &T) -> Bytes {
+    // Serializing these plain structs into a Vec cannot fail (no maps with non-string keys, no
+    // I/O); an empty object is a safe fallback if it ever did.
+    Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec()))
+}

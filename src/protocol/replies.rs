@@ -1,0 +1,175 @@
+//! Replies to one connection's ops (`ack`, `error`, `pong`, `list`) and the `snapshot` that
+//! follows an `ack`; encoded per connection, unlike events.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{ErrorCode, to_bytes};
+use crate::model::{Event, Kind};
+
+/// `{"type":"snapshot","ch":..,"seq":..,"data":[..]}`, with `"reset":true` when a resume could
+/// not be served.
+pub fn encode_snapshot(ch: &str, seq: u64, events: &[&Event], reset: bool) -> Bytes {
+    let data_len: usize = events.iter().map(|e| e.bytes.len() + 1).sum();
+    let mut out = Vec::with_capacity(64 + ch.len() + data_len);
+    out.extend_from_slice(b"{\"type\":\"snapshot\",\"ch\":");
+    // Channel names are validated ASCII; serde_json still escapes for safety.
+    let _ = serde_json::to_writer(&mut out, ch);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    if reset {
+        out.extend_from_slice(b",\"reset\":true");
+    }
+    out.extend_from_slice(b",\"data\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&e.bytes);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+#[derive(Serialize)]
+struct AckWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    op: &'a str,
+    channels: &'a [String],
+    /// Extension: identifies this server run; `seq`s of one epoch mean nothing in another.
+    epoch: i64,
+}
+
+pub fn encode_ack(id: Option<i64>, op: &str, channels: &[String], epoch: i64) -> Bytes {
+    to_bytes(&AckWire {
+        kind: "ack",
+        id,
+        op,
+        channels,
+        epoch,
+    })
+}
+
+#[derive(Serialize)]
+struct ErrorWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    code: ErrorCode,
+    message: &'a str,
+}
+
+pub fn encode_error(id: Option<i64>, code: ErrorCode, message: &str) -> Bytes {
+    to_bytes(&ErrorWire {
+        kind: "error",
+        id,
+        code,
+        message,
+    })
+}
+
+#[derive(Serialize)]
+struct PongWire {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    ts: i64,
+}
+
+pub fn encode_pong(id: Option<i64>, ts: i64) -> Bytes {
+    to_bytes(&PongWire {
+        kind: "pong",
+        id,
+        ts,
+    })
+}
+
+#[derive(Serialize)]
+struct ListWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    symbols: &'a [&'a str],
+    kinds: [&'static str; Kind::COUNT],
+}
+
+pub fn encode_list(id: Option<i64>, symbols: &[&str]) -> Bytes {
+    to_bytes(&ListWire {
+        kind: "list",
+        id,
+        symbols,
+        kinds: Kind::ALL.map(Kind::as_str),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChannelId, Payload, Side, SymbolId, Tick};
+    use crate::protocol::encode_tick;
+    use serde_json::{Value, json};
+
+    fn parse(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn snapshot_wraps_stored_events() {
+        let t = Tick {
+            symbol: SymbolId(0),
+            price: 1.5,
+            size: 2.5,
+            side: Side::Sell,
+            exchange_ts: 1,
+            ts: 2,
+        };
+        let e = Event {
+            channel: ChannelId {
+                kind: Kind::Ticks,
+                symbol: SymbolId(0),
+            },
+            seq: 4,
+            ts: 2,
+            payload: Payload::Tick(t),
+            bytes: encode_tick("ticks:A", 4, &t),
+        };
+        let v = parse(&encode_snapshot("ticks:A", 4, &[&e], false));
+        assert_eq!(v["type"], "snapshot");
+        assert_eq!(v["seq"], 4);
+        assert_eq!(v.get("reset"), None);
+        assert_eq!(v["data"][0]["size"], 2.5);
+        let v = parse(&encode_snapshot("ticks:A", 0, &[], true));
+        assert_eq!(
+            v,
+            json!({"type":"snapshot","ch":"ticks:A","seq":0,"reset":true,"data":[]})
+        );
+    }
+
+    #[test]
+    fn replies_match_the_contract() {
+        let ch = vec!["ticks:AAPL".to_string()];
+        assert_eq!(
+            parse(&encode_ack(Some(1), "subscribe", &ch, 7)),
+            json!({"type":"ack","id":1,"op":"subscribe","channels":["ticks:AAPL"],"epoch":7})
+        );
+        assert_eq!(
+            parse(&encode_error(
+                Some(1),
+                ErrorCode::UnknownChannel,
+                "no such symbol: X"
+            )),
+            json!({"type":"error","id":1,"code":"unknown_channel","message":"no such symbol: X"})
+        );
+        assert_eq!(parse(&encode_pong(None, 5)), json!({"type":"pong","ts":5}));
+        assert_eq!(
+            parse(&encode_list(Some(4), &["A"])),
+            json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators"]})
+        );
+    }
+}
