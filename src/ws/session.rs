@@ -22,6 +22,7 @@ use crate::config::ms;
 use crate::model::{ChannelId, now_ns};
 use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
 use crate::server::Shared;
+use crate::telemetry::events::{ConnectionClosed, ConnectionOpened, SlowConsumerClosed};
 
 /// Why and how the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,12 +97,7 @@ where
         started: Instant::now(),
     };
     tracing::Span::current().record("conn", conn.id.0);
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    shared
-        .metrics
-        .connections_total
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!("connection opened");
+    ConnectionOpened.emit(&shared.metrics);
 
     let mut socket = socket;
     let mut reader = Reader {
@@ -121,16 +117,12 @@ where
 
     shared.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
-    shared
-        .metrics
-        .events_conflated
-        .fetch_add(stats.conflated, Ordering::Relaxed);
-    shared
-        .metrics
-        .events_dropped
-        .fetch_add(stats.dropped, Ordering::Relaxed);
-    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!(conflated = stats.conflated, dropped = stats.dropped, close = ?conn.close_reason(), "connection closed");
+    ConnectionClosed {
+        conflated: stats.conflated,
+        dropped: stats.dropped,
+        close: conn.close_reason(),
+    }
+    .emit(&shared.metrics);
 }
 
 // --- writer -------------------------------------------------------------------------------
@@ -252,11 +244,7 @@ async fn evict<K>(sink: &mut K, conn: &Conn, shared: &Shared)
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    shared
-        .metrics
-        .slow_consumers_closed
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::info!(conn = conn.id.0, "slow consumer closed");
+    SlowConsumerClosed { conn: conn.id.0 }.emit(&shared.metrics);
     let close = Close::with(CloseCode::Again, "slow consumer");
     conn.request_close(close);
     send_close(sink, close, shared).await;
