@@ -19,6 +19,7 @@ pub mod feed;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
+pub(crate) mod portfolio;
 pub mod predict;
 pub mod ring;
 pub mod rooms;
