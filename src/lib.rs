@@ -21,6 +21,7 @@ pub mod feed;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
+pub(crate) mod portfolio;
 pub mod predict;
 pub mod protocol;
 pub mod ring;

@@ -2,14 +2,10 @@
 //! caller's positions at live prices. Callers authenticate with `Authorization: Bearer <key>`
 //! (keys come from `tickcast user add NAME`) and see only their own data.
 //!
-//! Positions use the average-cost method. A sell larger than the long position closes it and
-//! opens a short at the fill price (and a buy larger than a short does the reverse): fills are
-//! facts reported after the event, so the server records them rather than refusing them.
-//! Reductions realize `closed quantity × (price − average cost)` (sign-flipped for shorts);
-//! unrealized P&L is `quantity × (live price − average cost)`, null while a symbol has no live
-//! price.
+//! The accounting (average cost, realized and unrealized P&L) is [`crate::portfolio`]; this file
+//! authenticates, validates and shapes the responses. Unrealized P&L is null while an open
+//! position's symbol has no live price.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,6 +21,7 @@ use super::market::store_problem;
 use super::params::parse_time;
 use super::problem::Problem;
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
+use crate::portfolio::{self as accounting, ValuedPosition};
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::store::{NewTrade, Recorded, Store, StoreError, Trade};
@@ -41,9 +38,6 @@ pub struct PortfolioState {
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
-
-/// Quantities below this are a flat position (float residue of partial closes).
-const FLAT: f64 = 1e-9;
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone, Copy)]
@@ -227,55 +221,6 @@ pub async fn record_trade(
     }
 }
 
-/// One symbol's position.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Position {
-    /// Signed: negative is short.
-    pub quantity: f64,
-    pub avg_cost: f64,
-    pub realized: f64,
-}
-
-impl Position {
-    /// Applies one fill (average-cost method).
-    pub fn apply(&mut self, side: Side, quantity: f64, price: f64) {
-        let d = match side {
-            Side::Buy => quantity,
-            Side::Sell => -quantity,
-        };
-        let q = self.quantity;
-        if q.abs() < FLAT || q.signum() == d.signum() {
-            let total = q.abs() + d.abs();
-            self.avg_cost = (q.abs() * self.avg_cost + d.abs() * price) / total;
-            self.quantity = q + d;
-            return;
-        }
-        let closed = d.abs().min(q.abs());
-        self.realized += closed * (price - self.avg_cost) * q.signum();
-        self.quantity = q + d;
-        if self.quantity.abs() < FLAT {
-            self.quantity = 0.0;
-            self.avg_cost = 0.0;
-        } else if self.quantity.signum() != q.signum() {
-            // Flipped through flat: the remainder opened at this fill's price.
-            self.avg_cost = price;
-        }
-    }
-}
-
-/// Positions per symbol from fills in time order.
-pub fn positions(trades: &[Trade]) -> BTreeMap<String, Position> {
-    let mut out: BTreeMap<String, Position> = BTreeMap::new();
-    for t in trades {
-        out.entry(t.trade.symbol.clone()).or_default().apply(
-            t.trade.side,
-            t.trade.quantity,
-            t.trade.price,
-        );
-    }
-    out
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PositionOut {
     symbol: String,
@@ -287,6 +232,20 @@ pub struct PositionOut {
     market_value: Option<f64>,
     unrealized_pnl: Option<f64>,
     realized_pnl: f64,
+}
+
+impl From<ValuedPosition> for PositionOut {
+    fn from(v: ValuedPosition) -> Self {
+        PositionOut {
+            symbol: v.symbol,
+            quantity: v.position.quantity,
+            avg_cost: v.position.avg_cost,
+            last_price: v.last_price,
+            market_value: v.market_value,
+            unrealized_pnl: v.unrealized,
+            realized_pnl: v.position.realized,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -311,90 +270,18 @@ pub async fn portfolio(
         .trades(caller.0)
         .await
         .map_err(store_problem)?;
-    let mut realized = 0.0;
-    let mut unrealized = Some(0.0);
-    let positions = positions(&trades)
-        .into_iter()
-        .map(|(symbol, p)| {
-            let last = portfolio
-                .symbols
-                .get(&symbol)
-                .and_then(|id| portfolio.hub.latest_tick(id))
-                .map(|t| t.price);
-            let upnl = if p.quantity == 0.0 {
-                Some(0.0)
-            } else {
-                last.map(|px| p.quantity * (px - p.avg_cost))
-            };
-            realized += p.realized;
-            unrealized = match (unrealized, upnl) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
-            PositionOut {
-                symbol,
-                quantity: p.quantity,
-                avg_cost: p.avg_cost,
-                last_price: last,
-                market_value: last.map(|px| px * p.quantity),
-                unrealized_pnl: upnl,
-                realized_pnl: p.realized,
-            }
-        })
-        .collect();
+    let valuation = accounting::value(&trades, |symbol| {
+        portfolio
+            .symbols
+            .get(symbol)
+            .and_then(|id| portfolio.hub.latest_tick(id))
+            .map(|t| t.price)
+    });
     Ok(Json(PortfolioOut {
-        positions,
-        realized_pnl: realized,
-        unrealized_pnl: unrealized,
+        positions: valuation.positions.into_iter().map(Into::into).collect(),
+        realized_pnl: valuation.realized,
+        unrealized_pnl: valuation.unrealized,
         trades: trades.len(),
     })
     .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(fills: &[(Side, f64, f64)]) -> Position {
-        let mut p = Position::default();
-        for &(s, q, px) in fills {
-            p.apply(s, q, px);
-        }
-        p
-    }
-
-    #[test]
-    fn average_cost_and_realized_pnl() {
-        use Side::*;
-        // Table: fills, then (quantity, avg cost, realized).
-        type Case<'a> = (&'a [(Side, f64, f64)], (f64, f64, f64));
-        let cases: &[Case] = &[
-            (&[(Buy, 10.0, 100.0)], (10.0, 100.0, 0.0)),
-            (
-                &[(Buy, 10.0, 100.0), (Buy, 10.0, 110.0)],
-                (20.0, 105.0, 0.0),
-            ),
-            (
-                &[(Buy, 10.0, 100.0), (Buy, 10.0, 110.0), (Sell, 5.0, 120.0)],
-                (15.0, 105.0, 75.0),
-            ),
-            (
-                &[(Buy, 10.0, 100.0), (Sell, 10.0, 90.0)],
-                (0.0, 0.0, -100.0),
-            ),
-            // Oversell flips to a short at the fill price.
-            (
-                &[(Buy, 10.0, 100.0), (Sell, 15.0, 110.0)],
-                (-5.0, 110.0, 100.0),
-            ),
-            // Covering a short realizes (avg - price) per unit.
-            (&[(Sell, 10.0, 50.0), (Buy, 4.0, 40.0)], (-6.0, 50.0, 40.0)),
-        ];
-        for (fills, (q, avg, realized)) in cases {
-            let p = run(fills);
-            assert!((p.quantity - q).abs() < 1e-9, "{fills:?}: {p:?}");
-            assert!((p.avg_cost - avg).abs() < 1e-9, "{fills:?}: {p:?}");
-            assert!((p.realized - realized).abs() < 1e-9, "{fills:?}: {p:?}");
-        }
-    }
 }

@@ -23,6 +23,7 @@ use crate::config_section::{ConfigError, check};
 use crate::ingest::IngestHandle;
 use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ns};
 use crate::rooms::Hub;
+use crate::telemetry::events::{PipelineBatchLate, PipelineBatchOverran, PipelineTicksMissed};
 use crate::telemetry::metrics::Metrics;
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 
@@ -181,10 +182,10 @@ impl Coordinator {
             }
             let started_ms = now_ns() / 1_000_000;
             if started_ms - due > interval / 2 {
-                self.metrics
-                    .pipeline_late_batches
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(late_ms = started_ms - due, "pipeline batch started late");
+                PipelineBatchLate {
+                    late_ms: started_ms - due,
+                }
+                .emit(&self.metrics);
             }
             if !self.batch(started_ms - delay) {
                 break;
@@ -200,14 +201,7 @@ impl Coordinator {
         let mut work = Vec::with_capacity(taken.len());
         for (symbol, ticks, missed) in taken {
             if missed > 0 {
-                self.metrics
-                    .pipeline_missed_ticks
-                    .fetch_add(missed, Ordering::Relaxed);
-                tracing::warn!(
-                    symbol = symbol.0,
-                    missed,
-                    "ticks evicted before the pipeline read them"
-                );
+                PipelineTicksMissed { symbol, missed }.emit(&self.metrics);
             }
             work.push(SymbolTicks { symbol, ticks });
         }
@@ -231,13 +225,7 @@ impl Coordinator {
             .pipeline_batches
             .fetch_add(1, Ordering::Relaxed);
         if elapsed > Duration::from_millis(self.config.interval_ms) {
-            self.metrics
-                .pipeline_late_batches
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                took_ms = elapsed.as_millis() as u64,
-                "pipeline batch overran its interval"
-            );
+            PipelineBatchOverran { took: elapsed }.emit(&self.metrics);
         }
         self.ingest.send_derived_blocking(out.derived).is_ok()
     }

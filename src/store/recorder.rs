@@ -23,6 +23,10 @@ use crate::config_section::ms;
 use crate::model::{Event, Payload, Symbols, now_ns};
 use crate::rooms::EventSink;
 use crate::store::DatabaseConfig;
+use crate::telemetry::events::{
+    AfterWriteFailure, LogThrottle, TickBatchWriteFailed, TickBatchWritten, TicksNotPersisted,
+    WriteBehindAbandoned,
+};
 use crate::telemetry::metrics::Metrics;
 
 /// Consecutive-failure circuit breaker with exponential backoff below the threshold.
@@ -93,9 +97,8 @@ struct Queue {
     closing: AtomicBool,
     /// Rows the writer has taken out of the queue and not yet committed.
     in_flight: AtomicU64,
-    /// Wall-clock ms of the last "rows dropped" log line, to log at most once a second.
-    last_drop_log_ms: AtomicI64,
-    dropped_since_log: AtomicU64,
+    /// "Rows dropped" is logged at most once a second.
+    drop_log: LogThrottle,
 }
 
 impl Queue {
@@ -131,8 +134,7 @@ impl Recorder {
             notify: Notify::new(),
             closing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
-            last_drop_log_ms: AtomicI64::new(0),
-            dropped_since_log: AtomicU64::new(0),
+            drop_log: LogThrottle::default(),
         });
         let health = Arc::new(DbHealth::default());
         let writer = Writer {
@@ -170,38 +172,12 @@ impl Recorder {
             handle.abort();
             let lost =
                 self.queue.lock().len() as u64 + self.queue.in_flight.load(Ordering::Relaxed);
-            self.metrics
-                .db_rows_dropped
-                .fetch_add(lost, Ordering::Relaxed);
             self.metrics.db_backlog.store(0, Ordering::Relaxed);
-            tracing::error!(
-                lost,
-                "shutdown grace elapsed before the database took every tick; rows dropped"
-            );
+            WriteBehindAbandoned { lost }.emit(&self.metrics);
         } else {
             tracing::info!(
                 written = self.metrics.db_rows_written.load(Ordering::Relaxed),
                 "write-behind queue flushed"
-            );
-        }
-    }
-
-    fn count_dropped(&self, n: u64) {
-        self.metrics.db_rows_dropped.fetch_add(n, Ordering::Relaxed);
-        let q = &self.queue;
-        let pending = q.dropped_since_log.fetch_add(n, Ordering::Relaxed) + n;
-        let now = now_ns() / 1_000_000;
-        let last = q.last_drop_log_ms.load(Ordering::Relaxed);
-        if now - last >= 1000
-            && q.last_drop_log_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            q.dropped_since_log.fetch_sub(pending, Ordering::Relaxed);
-            tracing::warn!(
-                dropped = pending,
-                capacity = q.capacity,
-                "write-behind queue full: ticks not persisted"
             );
         }
     }
@@ -241,7 +217,12 @@ impl EventSink for Recorder {
             self.queue.notify.notify_one();
         }
         if dropped > 0 {
-            self.count_dropped(dropped);
+            TicksNotPersisted {
+                rows: dropped,
+                capacity: self.queue.capacity,
+                throttle: &self.queue.drop_log,
+            }
+            .emit(&self.metrics);
         }
     }
 }
@@ -282,16 +263,12 @@ impl Writer {
             };
             match result {
                 Ok(()) => {
-                    self.metrics.db_batch_seconds.observe(started.elapsed());
-                    self.metrics
-                        .db_rows_written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    if self.breaker.is_open() {
-                        tracing::info!(
-                            failures = self.breaker.failures(),
-                            "database writes recovered; circuit breaker closed"
-                        );
+                    TickBatchWritten {
+                        rows: batch.len() as u64,
+                        elapsed: started.elapsed(),
+                        recovered_after: self.breaker.is_open().then(|| self.breaker.failures()),
                     }
+                    .emit(&self.metrics);
                     self.breaker.on_success();
                     self.health.breaker_open.store(false, Ordering::Relaxed);
                     self.health.consecutive_failures.store(0, Ordering::Relaxed);
@@ -302,23 +279,29 @@ impl Writer {
                     self.queue.in_flight.store(0, Ordering::Relaxed);
                 }
                 Err(error) => {
-                    self.metrics.db_write_errors.fetch_add(1, Ordering::Relaxed);
                     let was_open = self.breaker.is_open();
                     let mut delay = self.breaker.on_failure();
                     self.health
                         .consecutive_failures
                         .store(self.breaker.failures() as u64, Ordering::Relaxed);
+                    let then = if !self.breaker.is_open() {
+                        AfterWriteFailure::Retry { delay }
+                    } else if was_open {
+                        AfterWriteFailure::StillOpen
+                    } else {
+                        AfterWriteFailure::BreakerOpened {
+                            backlog: self.backlog(batch.len()),
+                        }
+                    };
                     if self.breaker.is_open() {
                         self.health.breaker_open.store(true, Ordering::Relaxed);
-                        if !was_open {
-                            tracing::error!(%error, failures = self.breaker.failures(),
-                                backlog = self.backlog(batch.len()),
-                                "database writes failing; circuit breaker open, probing");
-                        }
-                    } else {
-                        tracing::warn!(%error, failures = self.breaker.failures(),
-                            retry_in_ms = delay.as_millis() as u64, "tick batch write failed");
                     }
+                    TickBatchWriteFailed {
+                        error: &error,
+                        failures: self.breaker.failures(),
+                        then,
+                    }
+                    .emit(&self.metrics);
                     if closing {
                         // Shutdown is waiting: retry sooner; the caller's grace bounds it.
                         delay = delay.min(Duration::from_millis(200));

@@ -1,6 +1,9 @@
 //! Process-wide counters, gauges and histograms, rendered as Prometheus text at `/metrics`.
 //!
-//! Plain atomics: every hot path records with one relaxed add and no allocation.
+//! Plain atomics: every hot path records with one relaxed add and no allocation. Each metric is
+//! declared once, as one row of the [`metrics!`] table below (field, exported name, type, help);
+//! the struct, its `Default` and [`Metrics::render`] are generated from that row, so a metric
+//! cannot be declared and then left out of `/metrics`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -69,253 +72,190 @@ impl Histogram {
     }
 }
 
-/// Every metric tickcast exports.
-#[derive(Debug)]
-pub struct Metrics {
-    pub ticks_ingested: AtomicU64,
-    pub ticks_rejected: AtomicU64,
-    pub events_published: AtomicU64,
-    pub events_fanned_out: AtomicU64,
-    pub frames_sent: AtomicU64,
-    pub events_sent: AtomicU64,
-    pub events_conflated: AtomicU64,
-    pub events_dropped: AtomicU64,
-    pub connections: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub connections_rejected: AtomicU64,
-    pub subscriptions: AtomicU64,
-    pub slow_consumers_closed: AtomicU64,
-    pub rate_limited_ops: AtomicU64,
-    pub feed_errors: AtomicU64,
+/// A Prometheus metric type, as written on its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// What `/metrics` says about one metric besides its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+}
+
+/// One `# HELP`/`# TYPE` header and the value of a counter or gauge.
+fn render_scalar(out: &mut String, d: &Descriptor, value: &AtomicU64) {
+    let (name, help, kind) = (d.name, d.help, d.kind.as_str());
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+        value.load(Ordering::Relaxed)
+    );
+}
+
+/// The storage behind each metric type: counters and gauges are one `AtomicU64` (gauges go up
+/// and down with `fetch_add`/`fetch_sub` or are `store`d), histograms are a [`Histogram`].
+macro_rules! metric_storage {
+    (counter) => {
+        AtomicU64
+    };
+    (gauge) => {
+        AtomicU64
+    };
+    (histogram) => {
+        Histogram
+    };
+}
+
+macro_rules! metric_new {
+    (counter) => {
+        AtomicU64::new(0)
+    };
+    (gauge) => {
+        AtomicU64::new(0)
+    };
+    (histogram) => {
+        Histogram::new(LATENCY_BUCKETS)
+    };
+}
+
+macro_rules! metric_type {
+    (counter) => {
+        MetricType::Counter
+    };
+    (gauge) => {
+        MetricType::Gauge
+    };
+    (histogram) => {
+        MetricType::Histogram
+    };
+}
+
+macro_rules! metric_render {
+    (counter, $out:expr, $d:expr, $field:expr) => {
+        render_scalar($out, $d, &$field)
+    };
+    (gauge, $out:expr, $d:expr, $field:expr) => {
+        render_scalar($out, $d, &$field)
+    };
+    (histogram, $out:expr, $d:expr, $field:expr) => {
+        $field.render($out, $d.name, $d.help, "")
+    };
+}
+
+/// Generates [`Metrics`] (one public field per row), its `Default`, [`Metrics::DESCRIPTORS`]
+/// and [`Metrics::render`] from one table. Rows render in table order. `internal` fields (listed
+/// first) are process state kept beside the metrics but not exported.
+macro_rules! metrics {
+    (
+        internal {
+            $( $(#[$idoc:meta])* $ifield:ident: $ity:ty, )*
+        }
+        $( $(#[$doc:meta])* $kind:ident $field:ident => $name:literal, $help:literal; )*
+    ) => {
+        /// Every metric tickcast exports.
+        #[derive(Debug)]
+        pub struct Metrics {
+            $( $(#[$doc])* pub $field: metric_storage!($kind), )*
+            $( $(#[$idoc])* pub $ifield: $ity, )*
+        }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                Self {
+                    $( $field: metric_new!($kind), )*
+                    $( $ifield: <$ity>::default(), )*
+                }
+            }
+        }
+
+        impl Metrics {
+            /// Every exported metric, in the order `/metrics` lists them.
+            pub const DESCRIPTORS: &'static [Descriptor] = &[
+                $( Descriptor { name: $name, kind: metric_type!($kind), help: $help }, )*
+            ];
+
+            /// Prometheus text exposition format, version 0.0.4.
+            pub fn render(&self) -> String {
+                let mut out = String::with_capacity(8 * 1024);
+                $(
+                    let d = Descriptor { name: $name, kind: metric_type!($kind), help: $help };
+                    metric_render!($kind, &mut out, &d, self.$field);
+                )*
+                out
+            }
+        }
+    };
+}
+
+metrics! {
+    internal {
+        /// Wall-clock ms when the pipeline last finished a batch (0 = never); `/readyz` reads it.
+        pipeline_last_batch_ms: AtomicI64,
+    }
+
+    counter ticks_ingested => "tickcast_ticks_ingested_total", "ticks accepted by ingest";
+    counter ticks_rejected => "tickcast_ticks_rejected_total", "ticks refused by validation";
+    counter events_published => "tickcast_events_published_total", "events published to rooms";
+    counter events_fanned_out => "tickcast_events_fanned_out_total",
+        "event copies queued to subscribers";
+    counter frames_sent => "tickcast_ws_frames_sent_total", "websocket frames written";
+    counter events_sent => "tickcast_ws_events_sent_total", "event objects written to sockets";
+    counter events_conflated => "tickcast_ws_events_conflated_total",
+        "events replaced by a newer one (throttle or slow consumer)";
+    counter events_dropped => "tickcast_ws_events_dropped_total",
+        "events dropped by a full connection queue";
+    counter connections_total => "tickcast_ws_connections_total", "websocket connections accepted";
+    counter connections_rejected => "tickcast_ws_connections_rejected_total",
+        "websocket connections refused at the cap";
+    counter slow_consumers_closed => "tickcast_ws_slow_consumers_closed_total",
+        "connections closed with 1013";
+    counter rate_limited_ops => "tickcast_ws_rate_limited_ops_total",
+        "inbound ops refused by the rate limit";
+    counter feed_errors => "tickcast_feed_errors_total",
+        "bad records and connection errors in feeds";
     /// Upstream messages that were not trades (acks, heartbeats, other channels).
-    pub feed_ignored: AtomicU64,
-    pub upstream_reconnects: AtomicU64,
-    pub ingest_queue_depth: AtomicU64,
-    pub pipeline_batches: AtomicU64,
-    pub pipeline_late_batches: AtomicU64,
-    pub pipeline_late_ticks: AtomicU64,
-    pub pipeline_missed_ticks: AtomicU64,
-    pub pipeline_batch_seconds: Histogram,
-    /// Wall-clock ms when the pipeline last finished a batch (0 = never); `/readyz` reads it.
-    pub pipeline_last_batch_ms: AtomicI64,
-    pub db_rows_written: AtomicU64,
-    pub db_rows_dropped: AtomicU64,
-    pub db_write_errors: AtomicU64,
-    pub db_backlog: AtomicU64,
-    pub db_batch_seconds: Histogram,
-    pub http_request_seconds: Histogram,
-}
+    counter feed_ignored => "tickcast_feed_ignored_total", "upstream messages that were not trades";
+    counter upstream_reconnects => "tickcast_upstream_reconnects_total",
+        "upstream feed reconnect attempts";
+    counter pipeline_batches => "tickcast_pipeline_batches_total", "pipeline batches run";
+    counter pipeline_late_batches => "tickcast_pipeline_late_batches_total",
+        "pipeline batches that started late or overran";
+    counter pipeline_late_ticks => "tickcast_pipeline_late_ticks_total",
+        "ticks whose exchange time fell in a closed bar";
+    counter pipeline_missed_ticks => "tickcast_pipeline_missed_ticks_total",
+        "ticks evicted from a ring before the pipeline read them";
+    counter db_rows_written => "tickcast_db_rows_written_total", "tick rows persisted";
+    counter db_rows_dropped => "tickcast_db_rows_dropped_total",
+        "tick rows dropped because the write-behind queue was full";
+    counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let z = || AtomicU64::new(0);
-        Self {
-            ticks_ingested: z(),
-            ticks_rejected: z(),
-            events_published: z(),
-            events_fanned_out: z(),
-            frames_sent: z(),
-            events_sent: z(),
-            events_conflated: z(),
-            events_dropped: z(),
-            connections: z(),
-            connections_total: z(),
-            connections_rejected: z(),
-            subscriptions: z(),
-            slow_consumers_closed: z(),
-            rate_limited_ops: z(),
-            feed_errors: z(),
-            feed_ignored: z(),
-            upstream_reconnects: z(),
-            ingest_queue_depth: z(),
-            pipeline_batches: z(),
-            pipeline_late_batches: z(),
-            pipeline_late_ticks: z(),
-            pipeline_missed_ticks: z(),
-            pipeline_batch_seconds: Histogram::new(LATENCY_BUCKETS),
-            pipeline_last_batch_ms: AtomicI64::new(0),
-            db_rows_written: z(),
-            db_rows_dropped: z(),
-            db_write_errors: z(),
-            db_backlog: z(),
-            db_batch_seconds: Histogram::new(LATENCY_BUCKETS),
-            http_request_seconds: Histogram::new(LATENCY_BUCKETS),
-        }
-    }
-}
+    gauge connections => "tickcast_ws_connections", "open websocket connections";
+    gauge subscriptions => "tickcast_ws_subscriptions", "active subscriptions";
+    gauge ingest_queue_depth => "tickcast_ingest_queue_depth", "tick batches waiting for ingest";
+    gauge db_backlog => "tickcast_db_backlog", "tick rows waiting in the write-behind queue";
 
-impl Metrics {
-    /// Prometheus text exposition format, version 0.0.4.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let counters: &[(&str, &str, &AtomicU64)] = &[
-            (
-                "tickcast_ticks_ingested_total",
-                "ticks accepted by ingest",
-                &self.ticks_ingested,
-            ),
-            (
-                "tickcast_ticks_rejected_total",
-                "ticks refused by validation",
-                &self.ticks_rejected,
-            ),
-            (
-                "tickcast_events_published_total",
-                "events published to rooms",
-                &self.events_published,
-            ),
-            (
-                "tickcast_events_fanned_out_total",
-                "event copies queued to subscribers",
-                &self.events_fanned_out,
-            ),
-            (
-                "tickcast_ws_frames_sent_total",
-                "websocket frames written",
-                &self.frames_sent,
-            ),
-            (
-                "tickcast_ws_events_sent_total",
-                "event objects written to sockets",
-                &self.events_sent,
-            ),
-            (
-                "tickcast_ws_events_conflated_total",
-                "events replaced by a newer one (throttle or slow consumer)",
-                &self.events_conflated,
-            ),
-            (
-                "tickcast_ws_events_dropped_total",
-                "events dropped by a full connection queue",
-                &self.events_dropped,
-            ),
-            (
-                "tickcast_ws_connections_total",
-                "websocket connections accepted",
-                &self.connections_total,
-            ),
-            (
-                "tickcast_ws_connections_rejected_total",
-                "websocket connections refused at the cap",
-                &self.connections_rejected,
-            ),
-            (
-                "tickcast_ws_slow_consumers_closed_total",
-                "connections closed with 1013",
-                &self.slow_consumers_closed,
-            ),
-            (
-                "tickcast_ws_rate_limited_ops_total",
-                "inbound ops refused by the rate limit",
-                &self.rate_limited_ops,
-            ),
-            (
-                "tickcast_feed_errors_total",
-                "bad records and connection errors in feeds",
-                &self.feed_errors,
-            ),
-            (
-                "tickcast_feed_ignored_total",
-                "upstream messages that were not trades",
-                &self.feed_ignored,
-            ),
-            (
-                "tickcast_upstream_reconnects_total",
-                "upstream feed reconnect attempts",
-                &self.upstream_reconnects,
-            ),
-            (
-                "tickcast_pipeline_batches_total",
-                "pipeline batches run",
-                &self.pipeline_batches,
-            ),
-            (
-                "tickcast_pipeline_late_batches_total",
-                "pipeline batches that started late or overran",
-                &self.pipeline_late_batches,
-            ),
-            (
-                "tickcast_pipeline_late_ticks_total",
-                "ticks whose exchange time fell in a closed bar",
-                &self.pipeline_late_ticks,
-            ),
-            (
-                "tickcast_pipeline_missed_ticks_total",
-                "ticks evicted from a ring before the pipeline read them",
-                &self.pipeline_missed_ticks,
-            ),
-            (
-                "tickcast_db_rows_written_total",
-                "tick rows persisted",
-                &self.db_rows_written,
-            ),
-            (
-                "tickcast_db_rows_dropped_total",
-                "tick rows dropped because the write-behind queue was full",
-                &self.db_rows_dropped,
-            ),
-            (
-                "tickcast_db_write_errors_total",
-                "failed database write attempts",
-                &self.db_write_errors,
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let gauges: &[(&str, &str, &AtomicU64)] = &[
-            (
-                "tickcast_ws_connections",
-                "open websocket connections",
-                &self.connections,
-            ),
-            (
-                "tickcast_ws_subscriptions",
-                "active subscriptions",
-                &self.subscriptions,
-            ),
-            (
-                "tickcast_ingest_queue_depth",
-                "tick batches waiting for ingest",
-                &self.ingest_queue_depth,
-            ),
-            (
-                "tickcast_db_backlog",
-                "tick rows waiting in the write-behind queue",
-                &self.db_backlog,
-            ),
-        ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        self.pipeline_batch_seconds.render(
-            &mut out,
-            "tickcast_pipeline_batch_seconds",
-            "time to compute one pipeline batch",
-            "",
-        );
-        self.db_batch_seconds.render(
-            &mut out,
-            "tickcast_db_write_batch_seconds",
-            "time to persist one write-behind batch",
-            "",
-        );
-        self.http_request_seconds.render(
-            &mut out,
-            "tickcast_http_request_seconds",
-            "REST request latency",
-            "",
-        );
-        out
-    }
+    histogram pipeline_batch_seconds => "tickcast_pipeline_batch_seconds",
+        "time to compute one pipeline batch";
+    histogram db_batch_seconds => "tickcast_db_write_batch_seconds",
+        "time to persist one write-behind batch";
+    histogram http_request_seconds => "tickcast_http_request_seconds", "REST request latency";
+
 }
 
 #[cfg(test)]
@@ -343,5 +283,32 @@ mod tests {
         let text = m.render();
         assert!(text.contains("tickcast_ws_connections 3\n"));
         assert!(text.contains("# TYPE tickcast_ticks_ingested_total counter"));
+    }
+
+    #[test]
+    fn every_declared_metric_is_rendered_once_with_help_and_type() {
+        let text = Metrics::default().render();
+        for d in Metrics::DESCRIPTORS {
+            let (name, kind) = (d.name, d.kind.as_str());
+            let help = format!("# HELP {name} {}\n", d.help);
+            let header = format!("{help}# TYPE {name} {kind}\n");
+            assert_eq!(text.matches(&header).count(), 1, "{name}:\n{text}");
+            // The value lines follow their header.
+            let value = match d.kind {
+                MetricType::Counter | MetricType::Gauge => format!("{header}{name} 0\n"),
+                MetricType::Histogram => format!("{header}{name}_bucket{{le=\"0.00005\"}} 0\n"),
+            };
+            assert!(text.contains(&value), "{name}:\n{text}");
+        }
+        // Nothing rendered that is not declared, and no name declared twice.
+        assert_eq!(
+            text.matches("# HELP ").count(),
+            Metrics::DESCRIPTORS.len(),
+            "{text}"
+        );
+        let mut names: Vec<&str> = Metrics::DESCRIPTORS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Metrics::DESCRIPTORS.len());
     }
 }

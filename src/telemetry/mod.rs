@@ -1,5 +1,6 @@
-//! Logging setup and the process-wide metrics registry.
+//! Logging setup, the process-wide metrics registry, and the events that count and log at once.
 
+pub mod events;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

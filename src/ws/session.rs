@@ -22,6 +22,7 @@ use crate::config_section::ms;
 use crate::model::{ChannelId, now_ns};
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
+use crate::telemetry::events::{ConnectionClosed, ConnectionOpened, SlowConsumerClosed};
 
 /// Why and how the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,11 +97,7 @@ where
         started: Instant::now(),
     };
     tracing::Span::current().record("conn", conn.id.0);
-    ctx.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    ctx.metrics
-        .connections_total
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!("connection opened");
+    ConnectionOpened.emit(&ctx.metrics);
 
     let mut socket = socket;
     let mut reader = Reader {
@@ -120,14 +117,12 @@ where
 
     ctx.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
-    ctx.metrics
-        .events_conflated
-        .fetch_add(stats.conflated, Ordering::Relaxed);
-    ctx.metrics
-        .events_dropped
-        .fetch_add(stats.dropped, Ordering::Relaxed);
-    ctx.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!(conflated = stats.conflated, dropped = stats.dropped, close = ?conn.close_reason(), "connection closed");
+    ConnectionClosed {
+        conflated: stats.conflated,
+        dropped: stats.dropped,
+        close: conn.close_reason(),
+    }
+    .emit(&ctx.metrics);
 }
 
 // --- writer -------------------------------------------------------------------------------
@@ -248,10 +243,7 @@ async fn evict<K>(sink: &mut K, conn: &Conn, ctx: &WsContext)
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    ctx.metrics
-        .slow_consumers_closed
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::info!(conn = conn.id.0, "slow consumer closed");
+    SlowConsumerClosed { conn: conn.id.0 }.emit(&ctx.metrics);
     let close = Close::with(CloseCode::Again, "slow consumer");
     conn.request_close(close);
     send_close(sink, close, ctx).await;

@@ -1,0 +1,207 @@
+//! The hub: every channel's ring and subscriber list behind one lock, and fan-out.
+//!
+//! Publishing, subscribing (`subscriptions.rs`) and the read-side queries (`read.rs`) all take
+//! the same lock, [`Hub::lock`]: that is what makes a subscription's snapshot and registration
+//! atomic with respect to publishing. Fan-out only pushes `Bytes` handles into per-connection
+//! [`Outbox`]es and never waits on a socket; writers are woken once per published batch, after
+//! the lock is released.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{EventSink, Outbox};
+use crate::model::{ChannelId, Event, Kind, SymbolId};
+use crate::ring::Ring;
+use crate::telemetry::metrics::Metrics;
+
+/// A connection's identity inside the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// Ring and room sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    pub ring_capacity: usize,
+    pub snapshot_depth: usize,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    // One lock for all channels: publishing is a single writer (the ingest thread) and every
+    // critical section is short and never awaits. Sharding by symbol is the next step if the
+    // lock ever shows up in a profile.
+    state: Mutex<State>,
+    pub(super) config: HubConfig,
+    pub(super) metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) channels: HashMap<ChannelId, Channel>,
+    /// Concrete channels per kind, in creation order, for wildcard snapshots.
+    pub(super) by_kind: [Vec<SymbolId>; Kind::COUNT],
+    pub(super) wildcard: [Vec<Subscriber>; Kind::COUNT],
+    pub(super) conns: HashMap<ConnId, ConnSubs>,
+}
+
+#[derive(Debug)]
+pub(super) struct Channel {
+    pub(super) ring: Ring<Event>,
+    pub(super) subscribers: Vec<Subscriber>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Subscriber {
+    pub(super) conn: ConnId,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) throttle: Option<Duration>,
+}
+
+/// One connection's subscriptions. A concrete channel whose kind the connection also has as a
+/// wildcard is "covered": remembered here, but not registered in the channel, so the connection
+/// never receives an event twice.
+#[derive(Debug)]
+pub(super) struct ConnSubs {
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) concrete: HashMap<ChannelId, Option<Duration>>,
+    pub(super) wildcard: [Option<Option<Duration>>; Kind::COUNT],
+}
+
+impl ConnSubs {
+    pub(super) fn count(&self) -> usize {
+        self.concrete.len() + self.wildcard.iter().filter(|w| w.is_some()).count()
+    }
+}
+
+// === impl Hub ===
+
+impl Hub {
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            config,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every mutation under this lock leaves the state consistent before it can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl EventSink for Hub {
+    fn publish(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut wake: Vec<Arc<Outbox>> = Vec::new();
+        let mut delivered = 0u64;
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            // Events of this batch per kind, for wildcard subscribers (pushed below, one lock
+            // per subscriber per batch instead of one per event).
+            let mut by_kind: [Vec<(ChannelId, &Bytes)>; Kind::COUNT] = Default::default();
+            for event in events {
+                let ch = event.channel;
+                let channel = st.channels.entry(ch).or_insert_with(|| {
+                    st.by_kind[ch.kind.index()].push(ch.symbol);
+                    Channel::new(self.config.ring_capacity)
+                });
+                if event.seq != channel.ring.last_seq() + 1 {
+                    tracing::error!(channel = ?ch, seq = event.seq, last = channel.ring.last_seq(),
+                        "out-of-order event dropped");
+                    continue;
+                }
+                channel.ring.push(event.clone());
+                for sub in &channel.subscribers {
+                    if sub.outbox.push_event(ch, &event.bytes, sub.throttle, now) {
+                        wake.push(sub.outbox.clone());
+                    }
+                }
+                delivered += channel.subscribers.len() as u64;
+                if !st.wildcard[ch.kind.index()].is_empty() {
+                    by_kind[ch.kind.index()].push((ch, &event.bytes));
+                }
+            }
+            for (kind, batch) in by_kind.iter().enumerate() {
+                if batch.is_empty() {
+                    continue;
+                }
+                for sub in &st.wildcard[kind] {
+                    if sub
+                        .outbox
+                        .push_events(batch.iter().copied(), sub.throttle, now)
+                    {
+                        wake.push(sub.outbox.clone());
+                    }
+                }
+                delivered += (batch.len() * st.wildcard[kind].len()) as u64;
+            }
+        }
+        for outbox in &wake {
+            outbox.wake();
+        }
+        self.metrics
+            .events_published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .events_fanned_out
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+// === impl Channel ===
+
+impl Channel {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            ring: Ring::new(capacity),
+            subscribers: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::Target;
+    use crate::rooms::fixtures::*;
+
+    #[test]
+    fn out_of_order_events_are_refused() {
+        let h = hub();
+        let a = ch(Kind::Ticks, 0);
+        h.publish(&[tick(a, 1), tick(a, 3)]);
+        assert_eq!(h.last_seq(a), 1);
+    }
+
+    #[test]
+    fn fan_out_reaches_concrete_and_wildcard_subscribers_once_each() {
+        let h = hub();
+        let (a, b) = (ch(Kind::Ticks, 0), ch(Kind::Ticks, 1));
+        let (c1, o1) = (h.next_conn_id(), outbox());
+        let (c2, o2) = (h.next_conn_id(), outbox());
+        h.subscribe(c1, &o1, &sub(vec![Target::Channel(a)]), &encode);
+        h.subscribe(c2, &o2, &sub(vec![Target::Wildcard(Kind::Ticks)]), &encode);
+        drain(&o1);
+        drain(&o2);
+        h.publish(&[tick(a, 1), tick(b, 1), tick(a, 2)]);
+        assert_eq!(drain(&o1), vec!["0#1", "0#2"]);
+        assert_eq!(drain(&o2), vec!["0#1", "1#1", "0#2"]);
+        assert_eq!(h.metrics.events_published.load(Ordering::Relaxed), 3);
+        // Two copies to the concrete subscriber, three to the wildcard one.
+        assert_eq!(h.metrics.events_fanned_out.load(Ordering::Relaxed), 5);
+    }
+}

@@ -1,0 +1,224 @@
+//! Ticks: the write-behind bulk insert, the `/ticks` cursor read, `/bars` aggregation in SQL,
+//! counting and retention deletes.
+
+use std::sync::Arc;
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{Db, Store, StoreError, side_code, side_of};
+use crate::model::Side;
+
+/// SQLite allows 32,766 bound parameters per statement; 7 per tick row.
+const SQLITE_ROWS_PER_INSERT: usize = 4000;
+
+/// One stored tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickRow {
+    pub symbol: Arc<str>,
+    /// Exchange time, ns since the epoch.
+    pub ts: i64,
+    /// Server ingest time, ns since the epoch.
+    pub ingest_ts: i64,
+    pub seq: i64,
+    pub price: f64,
+    pub size: f64,
+    pub side: Side,
+}
+
+/// A tick read back, with its row id (the cursor's tie-break).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTick {
+    pub id: i64,
+    pub row: TickRow,
+}
+
+/// One OHLCV bar aggregated from stored ticks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BarRow {
+    /// Bucket start, ns since the epoch.
+    pub start: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub trades: i64,
+}
+
+// === impl Store: ticks ===
+
+impl Store {
+    /// Inserts rows in one transaction: multi-row `INSERT` on SQLite, `UNNEST` of column
+    /// arrays on PostgreSQL (one statement, one round trip).
+    pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            match &self.db {
+                Db::Sqlite(p) => {
+                    let mut tx = p.begin().await?;
+                    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                            "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) ",
+                        );
+                        qb.push_values(chunk, |mut b, r| {
+                            b.push_bind(&*r.symbol)
+                                .push_bind(r.ts)
+                                .push_bind(r.ingest_ts)
+                                .push_bind(r.seq)
+                                .push_bind(r.price)
+                                .push_bind(r.size)
+                                .push_bind(side_code(r.side));
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await
+                }
+                Db::Postgres(p) => {
+                    let mut tx = p.begin().await?;
+                    let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
+                    let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+                    let ingest: Vec<i64> = rows.iter().map(|r| r.ingest_ts).collect();
+                    let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                    let price: Vec<f64> = rows.iter().map(|r| r.price).collect();
+                    let size: Vec<f64> = rows.iter().map(|r| r.size).collect();
+                    let side: Vec<i16> = rows.iter().map(|r| side_code(r.side)).collect();
+                    sqlx::query(
+                        "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) \
+                         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
+                         $5::float8[], $6::float8[], $7::int2[])",
+                    )
+                    .bind(symbols)
+                    .bind(ts)
+                    .bind(ingest)
+                    .bind(seq)
+                    .bind(price)
+                    .bind(size)
+                    .bind(side)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await
+                }
+            }
+        };
+        // A write stuck on a dead connection must not stall the writer forever.
+        let limit = self.timeout * 10;
+        tokio::time::timeout(limit, write)
+            .await
+            .map_err(|_| StoreError::Timeout(limit))??;
+        Ok(())
+    }
+
+    /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
+    pub async fn ticks(
+        &self,
+        symbol: &str,
+        from: i64,
+        to: i64,
+        after: Option<(i64, i64)>,
+        limit: usize,
+    ) -> Result<Vec<StoredTick>, StoreError> {
+        let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
+        type Row = (i64, i64, i64, i64, f64, f64, i16);
+        let rows: Vec<Row> = on_pool!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT id, ts, ingest_ts, seq, price, size, side FROM ticks \
+                 WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                 AND (ts > $4 OR (ts = $4 AND id > $5)) \
+                 ORDER BY ts, id LIMIT $6",
+            )
+            .bind(symbol)
+            .bind(from)
+            .bind(to)
+            .bind(after_ts)
+            .bind(after_id)
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await?
+        });
+        let symbol: Arc<str> = Arc::from(symbol);
+        Ok(rows
+            .into_iter()
+            .map(|(id, ts, ingest_ts, seq, price, size, side)| StoredTick {
+                id,
+                row: TickRow {
+                    symbol: symbol.clone(),
+                    ts,
+                    ingest_ts,
+                    seq,
+                    price,
+                    size,
+                    side: side_of(side),
+                },
+            })
+            .collect())
+    }
+
+    /// OHLCV bars of `interval_ns` over `from <= ts < to`, oldest first, at most `limit`.
+    ///
+    /// Open and close are the first and last tick by exchange time (then by row id), not by
+    /// arrival, so ticks stored out of order still give the right bar.
+    pub async fn bars(
+        &self,
+        symbol: &str,
+        interval_ns: i64,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<BarRow>, StoreError> {
+        type Row = (i64, f64, f64, f64, f64, f64, i64);
+        let rows: Vec<Row> = on_pool!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT bucket, MIN(o), MAX(price), MIN(price), MIN(c), SUM(size), COUNT(*) FROM ( \
+                   SELECT ts / $2 AS bucket, price, size, \
+                     FIRST_VALUE(price) OVER w AS o, LAST_VALUE(price) OVER w AS c \
+                   FROM ticks WHERE symbol = $1 AND ts >= $3 AND ts < $4 \
+                   WINDOW w AS (PARTITION BY ts / $2 ORDER BY ts, id \
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) \
+                 ) t GROUP BY bucket ORDER BY bucket LIMIT $5",
+            )
+            .bind(symbol)
+            .bind(interval_ns)
+            .bind(from)
+            .bind(to)
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(bucket, open, high, low, close, volume, trades)| BarRow {
+                start: bucket.saturating_mul(interval_ns),
+                open,
+                high,
+                low,
+                close,
+                volume,
+                trades,
+            })
+            .collect())
+    }
+
+    /// Number of stored ticks (all symbols, or one).
+    pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
+        let n: (i64,) = on_pool!(&self.db, p => match symbol {
+            Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
+                .bind(s)
+                .fetch_one(p)
+                .await?,
+            None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
+        });
+        Ok(n.0)
+    }
+
+    /// Deletes ticks with exchange time before `ts`; returns how many.
+    pub async fn delete_ticks_before(&self, ts: i64) -> Result<u64, StoreError> {
+        let n = on_pool!(&self.db, p => sqlx::query("DELETE FROM ticks WHERE ts < $1")
+            .bind(ts)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n)
+    }
+}

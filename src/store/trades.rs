@@ -1,0 +1,132 @@
+//! Trades: fills reported by clients, recorded idempotently per user, read back in time order.
+
+use super::{Store, StoreError, now_ms, side_code, side_of};
+use crate::model::Side;
+
+/// A fill as a client reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTrade {
+    pub symbol: String,
+    pub side: Side,
+    pub quantity: f64,
+    pub price: f64,
+    /// Fill time, ns since the epoch.
+    pub ts: i64,
+}
+
+/// A stored fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    pub id: i64,
+    pub trade: NewTrade,
+}
+
+/// Whether a trade insert created a row or found the one its idempotency key names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Created(Trade),
+    Replayed(Trade),
+}
+
+// === impl Store: trades ===
+
+impl Store {
+    /// Records a fill. With an idempotency key, a second request with the same key returns the
+    /// first trade (if it is the same trade) instead of recording another.
+    pub async fn record_trade(
+        &self,
+        user: i64,
+        t: &NewTrade,
+        idempotency_key: Option<&str>,
+    ) -> Result<Recorded, StoreError> {
+        if let Some(key) = idempotency_key
+            && let Some(existing) = self.trade_by_key(user, key).await?
+        {
+            return Self::replay(existing, t);
+        }
+        let inserted: Result<(i64,), sqlx::Error> = on_pool!(&self.db, p => {
+            sqlx::query_as(
+                "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, idempotency_key, \
+                 created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(user)
+            .bind(&t.symbol)
+            .bind(side_code(t.side))
+            .bind(t.quantity)
+            .bind(t.price)
+            .bind(t.ts)
+            .bind(idempotency_key)
+            .bind(now_ms())
+            .fetch_one(p)
+            .await
+        });
+        match inserted {
+            Ok((id,)) => Ok(Recorded::Created(Trade {
+                id,
+                trade: t.clone(),
+            })),
+            // Two concurrent requests with one key: the loser reads the winner's row.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => match idempotency_key {
+                Some(key) => match self.trade_by_key(user, key).await? {
+                    Some(existing) => Self::replay(existing, t),
+                    None => Err(StoreError::Db(sqlx::Error::Database(e))),
+                },
+                None => Err(StoreError::Db(sqlx::Error::Database(e))),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn replay(existing: Trade, t: &NewTrade) -> Result<Recorded, StoreError> {
+        if existing.trade == *t {
+            Ok(Recorded::Replayed(existing))
+        } else {
+            Err(StoreError::IdempotencyConflict)
+        }
+    }
+
+    async fn trade_by_key(&self, user: i64, key: &str) -> Result<Option<Trade>, StoreError> {
+        type Row = (i64, String, i16, f64, f64, i64);
+        let row: Option<Row> = on_pool!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                 WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user)
+            .bind(key)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(Self::trade_of))
+    }
+
+    /// Every fill of a user, in (time, id) order.
+    pub async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
+        type Row = (i64, String, i16, f64, f64, i64);
+        let rows: Vec<Row> = on_pool!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                 WHERE user_id = $1 ORDER BY ts, id",
+            )
+            .bind(user)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.into_iter().map(Self::trade_of).collect())
+    }
+
+    fn trade_of(
+        (id, symbol, side, quantity, price, ts): (i64, String, i16, f64, f64, i64),
+    ) -> Trade {
+        Trade {
+            id,
+            trade: NewTrade {
+                symbol,
+                side: side_of(side),
+                quantity,
+                price,
+                ts,
+            },
+        }
+    }
+}

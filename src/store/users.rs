@@ -1,0 +1,83 @@
+//! Users and their API keys: only a key's SHA-256 is stored; the key itself is shown once.
+
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError, now_ms};
+
+/// SHA-256 hex of an API key: what the database holds instead of the key.
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random API key: 32 bytes from the OS, hex.
+pub fn new_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+// === impl Store: users ===
+
+impl Store {
+    /// Creates a user with a fresh API key; returns (user id, key). Only the key's hash is
+    /// stored: the key is shown to the caller once.
+    pub async fn create_user(&self, name: &str) -> Result<(i64, String), StoreError> {
+        let key = new_key().map_err(|e| StoreError::Url(format!("no OS randomness: {e}")))?;
+        let hash = hash_key(&key);
+        let now = now_ms();
+        let id = on_pool!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                return Err(StoreError::UserExists(name.to_owned()));
+            }
+            let (id,): (i64,) =
+                sqlx::query_as("INSERT INTO users (name, created_ms) VALUES ($1, $2) RETURNING id")
+                    .bind(name)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            sqlx::query("INSERT INTO api_keys (user_id, key_hash, created_ms) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(&hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        });
+        Ok((id, key))
+    }
+
+    /// The user an API key belongs to.
+    pub async fn user_for_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let hash = hash_key(key);
+        let row: Option<(i64,)> = on_pool!(&self.db, p => {
+            sqlx::query_as("SELECT user_id FROM api_keys WHERE key_hash = $1")
+                .bind(&hash)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.map(|r| r.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hash_is_sha256_hex() {
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let k = new_key().unwrap();
+        assert_eq!(k.len(), 64);
+        assert_ne!(k, new_key().unwrap());
+    }
+}
