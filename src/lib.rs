@@ -10,6 +10,7 @@
 //! - [`ws`]: the WebSocket protocol and sessions; [`api`]: HTTP routes and errors;
 //! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
 //! - [`predict`]: forecasting models fitted on 1 s bar closes;
+//! - [`timestamp`]: the one parser of times on every input (feeds, HTTP ingest, REST);
 //! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
 
 pub mod api;
@@ -26,4 +27,5 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod ws;

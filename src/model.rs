@@ -281,6 +281,11 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, now (bar starts, health ages and timers count in ms).
+pub fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

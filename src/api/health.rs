@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::model::now_ns;
+use crate::model::now_ms;
 use crate::server::Shared;
 
 pub async fn healthz() -> Response {
@@ -48,7 +48,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let pipeline = if last == 0 {
         json!({"ok": true, "note": "no pipeline batch yet"})
     } else {
-        let age = now_ns() / 1_000_000 - last;
+        let age = now_ms() - last;
         json!({"ok": age <= PIPELINE_STALE_MS, "last_batch_age_ms": age})
     };
     let ok = [&database, &feeds, &pipeline]

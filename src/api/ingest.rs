@@ -15,6 +15,7 @@ use super::problem::Problem;
 use crate::ingest::{TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
 use crate::server::Shared;
+use crate::timestamp;
 
 /// One record of the request body.
 #[derive(Debug, Deserialize)]
@@ -24,7 +25,8 @@ struct Record {
     price: f64,
     size: f64,
     side: String,
-    /// Exchange time in nanoseconds since the epoch; the server's clock when absent.
+    /// Exchange time, an integer by the magnitude rule of [`crate::timestamp`] (senders write
+    /// nanoseconds; below 1e14 it is read as milliseconds); the server's clock when absent.
     #[serde(default)]
     ts: Option<i64>,
 }
@@ -102,12 +104,16 @@ pub async fn ingest(
             .and_then(|r| {
                 let side = Side::parse(&r.side)
                     .ok_or_else(|| format!("side must be \"buy\" or \"sell\", got {:?}", r.side))?;
+                let exchange_ts = match r.ts {
+                    None => now,
+                    Some(n) => timestamp::from_integer(n).map_err(|e| format!("ts: {e}"))?,
+                };
                 Ok(RawTick {
                     symbol: r.symbol,
                     price: r.price,
                     size: r.size,
                     side,
-                    exchange_ts: r.ts.unwrap_or(now),
+                    exchange_ts,
                 })
             })
             .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()));

@@ -22,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::market::store_problem;
-use super::params::parse_time;
 use super::problem::Problem;
 use crate::model::{Side, is_valid_symbol, now_ns};
 use crate::server::Shared;
 use crate::store::{NewTrade, Recorded, StoreError, Trade};
+use crate::timestamp::{self, TimestampError};
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -58,7 +58,7 @@ impl FromRequestParts<Arc<Shared>> for Caller {
     }
 }
 
-/// `time`: RFC 3339 or epoch milliseconds.
+/// `time`: RFC 3339 or epoch milliseconds (the magnitude rule of [`crate::timestamp`]).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum TimeIn {
@@ -129,18 +129,12 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     }
     let ts = match t.time {
         None => now_ns(),
-        Some(TimeIn::Ms(ms)) if ms > 0 => ms
-            .checked_mul(1_000_000)
-            .ok_or_else(|| invalid("time is out of range"))?,
-        Some(TimeIn::Ms(_)) => return Err(invalid("time must be after the epoch")),
-        Some(TimeIn::Text(s)) => match parse_time(&s) {
-            Some(ts) if ts > 0 => ts,
-            _ => {
-                return Err(invalid(format!(
-                    "time must be RFC 3339 or epoch ms, got {s:?}"
-                )));
-            }
-        },
+        Some(TimeIn::Ms(n)) => timestamp::from_integer(n).map_err(|e| match e {
+            TimestampError::NotPositive(_) => invalid("time must be after the epoch"),
+            _ => invalid("time is out of range"),
+        })?,
+        Some(TimeIn::Text(s)) => timestamp::parse(&s)
+            .map_err(|_| invalid(format!("time must be RFC 3339 or epoch ms, got {s:?}")))?,
     };
     Ok(NewTrade {
         symbol: t.symbol,

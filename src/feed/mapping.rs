@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::Deserialize;
 use simd_json::prelude::*;
 
-use super::timestamp;
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
+use crate::timestamp;
 
 /// The embedded Binance mapping (`feeds/mappings/binance.toml`).
 pub const BINANCE_TOML: &str = include_str!("../../feeds/mappings/binance.toml");

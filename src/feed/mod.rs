@@ -6,7 +6,6 @@
 pub mod mapping;
 pub mod replay;
 pub mod synthetic;
-pub mod timestamp;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Deserialize;
 
 use crate::ingest::IngestHandle;
-use crate::model::{IndicatorValues, SymbolId, now_ns};
+use crate::model::{IndicatorValues, SymbolId, now_ms, now_ns};
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;
 use crate::ws::protocol::IndicatorPeriods;
@@ -162,7 +162,7 @@ impl Coordinator {
             "pipeline started"
         );
         loop {
-            let now_ms = now_ns() / 1_000_000;
+            let now_ms = now_ms();
             // Next boundary plus the close delay.
             let due = (now_ms - delay).div_euclid(interval) * interval + interval + delay;
             let wait = Duration::from_millis((due - now_ms).max(0) as u64);
@@ -170,7 +170,7 @@ impl Coordinator {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
-            let started_ms = now_ns() / 1_000_000;
+            let started_ms = crate::model::now_ms();
             if started_ms - due > interval / 2 {
                 self.metrics
                     .pipeline_late_batches

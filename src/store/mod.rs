@@ -168,7 +168,7 @@ pub fn new_key() -> Result<String, getrandom::Error> {
 }
 
 fn now_ms() -> i64 {
-    crate::model::now_ns() / 1_000_000
+    crate::model::now_ms()
 }
 
 /// The repository over one pool.

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::{Store, TickRow};
 use crate::config::{DatabaseConfig, ms};
-use crate::model::{Event, Payload, Symbols, now_ns};
+use crate::model::{Event, Payload, Symbols, now_ms};
 use crate::rooms::EventSink;
 use crate::telemetry::metrics::Metrics;
 
@@ -189,7 +189,7 @@ impl Recorder {
         self.metrics.db_rows_dropped.fetch_add(n, Ordering::Relaxed);
         let q = &self.queue;
         let pending = q.dropped_since_log.fetch_add(n, Ordering::Relaxed) + n;
-        let now = now_ns() / 1_000_000;
+        let now = now_ms();
         let last = q.last_drop_log_ms.load(Ordering::Relaxed);
         if now - last >= 1000
             && q.last_drop_log_ms
@@ -294,9 +294,7 @@ impl Writer {
                     self.breaker.on_success();
                     self.health.breaker_open.store(false, Ordering::Relaxed);
                     self.health.consecutive_failures.store(0, Ordering::Relaxed);
-                    self.health
-                        .last_write_ms
-                        .store(now_ns() / 1_000_000, Ordering::Relaxed);
+                    self.health.last_write_ms.store(now_ms(), Ordering::Relaxed);
                     batch.clear();
                     self.queue.in_flight.store(0, Ordering::Relaxed);
                 }

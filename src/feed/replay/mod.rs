@@ -1,7 +1,7 @@
 //! Replay feed: plays a CSV or JSONL file of trades, paced by the records' own timestamps.
 //!
 //! Records have five fields, `ts`, `symbol`, `price`, `size`, `side` (see `feeds/README.md`);
-//! `ts` follows the rules of [`super::timestamp`] (integer ms or ns by magnitude, or RFC 3339).
+//! `ts` follows the rules of [`crate::timestamp`] (integer ms or ns by magnitude, or RFC 3339).
 //! CSV files start with a header naming the columns (any order, extra columns ignored, fields
 //! trimmed, RFC 4180 quoting); JSONL files hold one object per line. Blank lines are skipped in
 //! both; line numbers in logs are the file's physical lines.
@@ -28,12 +28,12 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::timestamp::{self, TimestampError};
 use super::{Feed, FeedContext, FeedError};
 use crate::config::{ReplayConfig, ReplayFormat};
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
 use crate::telemetry::metrics::Metrics;
+use crate::timestamp::{self, TimestampError};
 
 /// Records per batch sent to ingest (and per chunk handed over by the reader thread).
 pub const BATCH_MAX: usize = 512;
