@@ -102,7 +102,7 @@ pub async fn ingest(
         let tick = Record::deserialize(v)
             .map_err(|e| e.to_string())
             .and_then(|r| {
-                let side = Side::parse(&r.side)
+                let side = Side::parse_lenient(&r.side)
                     .ok_or_else(|| format!("side must be \"buy\" or \"sell\", got {:?}", r.side))?;
                 let exchange_ts = match r.ts {
                     None => now,

@@ -116,11 +116,8 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
             t.symbol
         )));
     }
-    let side = match t.side.as_str() {
-        "buy" => Side::Buy,
-        "sell" => Side::Sell,
-        other => return Err(invalid(format!("side must be buy or sell, got {other:?}"))),
-    };
+    let side = Side::parse_strict(&t.side)
+        .ok_or_else(|| invalid(format!("side must be buy or sell, got {:?}", t.side)))?;
     if !(t.quantity.is_finite() && t.quantity > 0.0) {
         return Err(invalid("quantity must be a finite number > 0"));
     }

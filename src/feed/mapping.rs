@@ -309,7 +309,7 @@ fn side(m: &Mapping, v: &Value<'_>) -> Result<Side, MessageError> {
     let name = m.side_field.as_str();
     let named = || {
         v.as_str()
-            .and_then(Side::parse)
+            .and_then(Side::parse_lenient)
             .ok_or_else(|| MessageError::field(name, "expected buy or sell"))
     };
     Ok(match m.side_rule {

@@ -318,7 +318,7 @@ fn parse_number(field: &'static str, s: &str) -> Result<f64, RecordError> {
 }
 
 fn parse_side(s: &str) -> Result<Side, RecordError> {
-    Side::parse(s.trim())
+    Side::parse_lenient(s.trim())
         .ok_or_else(|| RecordError::field("side", format!("expected buy or sell, got {s:?}")))
 }
 
