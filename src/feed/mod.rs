@@ -21,6 +21,10 @@ pub use replay::ReplayFeed;
 pub use synthetic::SyntheticFeed;
 pub use upstream::UpstreamFeed;
 
+/// Most ticks a feed sends to ingest in one batch: bounds the latency a burst adds to its first
+/// tick and the memory one queued batch holds.
+pub const BATCH_MAX: usize = 512;
+
 /// What a running feed gets.
 #[derive(Debug, Clone)]
 pub struct FeedContext {

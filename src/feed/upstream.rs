@@ -24,12 +24,9 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::mapping::{Mapping, MessageParser, Parsed};
-use super::{Feed, FeedContext, FeedError};
+use super::{BATCH_MAX, Feed, FeedContext, FeedError};
 use crate::config::UpstreamConfig;
 use crate::model::RawTick;
-
-/// Most ticks sent to ingest in one batch.
-pub const BATCH_MAX: usize = 512;
 
 /// Time given to a polite close frame on shutdown.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);

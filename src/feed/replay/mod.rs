@@ -28,15 +28,12 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Feed, FeedContext, FeedError};
+use super::{BATCH_MAX, Feed, FeedContext, FeedError};
 use crate::config::{ReplayConfig, ReplayFormat};
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
 use crate::telemetry::metrics::Metrics;
 use crate::timestamp::{self, TimestampError};
-
-/// Records per batch sent to ingest (and per chunk handed over by the reader thread).
-pub const BATCH_MAX: usize = 512;
 
 /// Chunks the reader thread may read ahead of the pacer.
 pub const READ_AHEAD_CHUNKS: usize = 2;
