@@ -3,6 +3,7 @@
 //! Every adapter implements [`Feed`]. A bad record is counted and logged, never fatal; a feed
 //! stops when its shutdown token is cancelled, and reports "done" by returning.
 
+pub mod config;
 pub mod mapping;
 pub mod replay;
 pub mod synthetic;
@@ -17,6 +18,7 @@ use crate::ingest::IngestHandle;
 use crate::model::RawTick;
 use crate::telemetry::metrics::Metrics;
 
+pub use config::{FeedsConfig, HttpIngestConfig};
 pub use replay::ReplayFeed;
 pub use synthetic::SyntheticFeed;
 pub use upstream::UpstreamFeed;

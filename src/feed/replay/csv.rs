@@ -102,8 +102,8 @@ fn split(line: &[u8], record: &mut StringRecord) -> Result<(), RecordError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ReplayFormat;
     use super::super::records::{Records, check, err_contains};
-    use crate::config::ReplayFormat;
     use crate::model::{RawTick, Side};
 
     fn tick(sym: &str, price: f64, size: f64, side: Side, ts: i64) -> RawTick {

@@ -53,8 +53,8 @@ pub(super) fn parse(line: &[u8]) -> Result<RawTick, RecordError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ReplayFormat;
     use super::super::records::{MAX_LINE_BYTES, check, err_contains};
-    use crate::config::ReplayFormat;
     use crate::model::{RawTick, Side};
 
     fn tick(sym: &str, price: f64, size: f64, side: Side, ts: i64) -> RawTick {

@@ -10,6 +10,7 @@
 //!
 //! A bad record is logged with its line number, counted in `metrics.feed_errors` and skipped.
 
+mod config;
 mod csv;
 mod jsonl;
 mod pacer;
@@ -17,14 +18,14 @@ mod reader;
 pub mod records;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::{Feed, FeedContext, FeedError};
-use crate::config::{ReplayConfig, ReplayFormat};
 use crate::model::RawTick;
+pub use config::{ReplayConfig, ReplayFormat, resolve_format};
 pub use records::{HeaderError, MAX_LINE_BYTES, RecordError, Records};
 
 /// Chunks the reader thread may read ahead of the pacer.
@@ -32,21 +33,6 @@ pub const READ_AHEAD_CHUNKS: usize = 2;
 
 /// What the reader thread hands the pacer.
 type Chunk = Result<Vec<RawTick>, FeedError>;
-
-/// The file's format: `format` when explicit, else by extension (`.csv`; `.jsonl`, `.ndjson`).
-pub fn resolve_format(format: ReplayFormat, path: &Path) -> Option<ReplayFormat> {
-    match format {
-        ReplayFormat::Csv | ReplayFormat::Jsonl => Some(format),
-        ReplayFormat::Auto => {
-            let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-            match ext.as_str() {
-                "csv" => Some(ReplayFormat::Csv),
-                "jsonl" | "ndjson" => Some(ReplayFormat::Jsonl),
-                _ => None,
-            }
-        }
-    }
-}
 
 /// The replay feed (see the module docs).
 #[derive(Debug)]
@@ -117,23 +103,9 @@ impl Feed for ReplayFeed {
 #[cfg(test)]
 mod tests {
     use std::io::BufReader;
+    use std::path::Path;
 
     use super::*;
-
-    #[test]
-    fn format_by_extension() {
-        let cases = [
-            (ReplayFormat::Auto, "a/b.csv", Some(ReplayFormat::Csv)),
-            (ReplayFormat::Auto, "b.JSONL", Some(ReplayFormat::Jsonl)),
-            (ReplayFormat::Auto, "b.ndjson", Some(ReplayFormat::Jsonl)),
-            (ReplayFormat::Auto, "b.txt", None),
-            (ReplayFormat::Auto, "noext", None),
-            (ReplayFormat::Csv, "b.txt", Some(ReplayFormat::Csv)),
-        ];
-        for (format, path, want) in cases {
-            assert_eq!(resolve_format(format, Path::new(path)), want, "{path}");
-        }
-    }
 
     fn sample(name: &str) -> Vec<RawTick> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

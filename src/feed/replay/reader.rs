@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::Chunk;
+use super::ReplayFormat;
 use super::records::Records;
-use crate::config::ReplayFormat;
 use crate::feed::{BATCH_MAX, FeedError};
 use crate::telemetry::metrics::Metrics;
 

@@ -7,9 +7,9 @@
 
 use std::io::{BufRead, Read};
 
+use super::ReplayFormat;
 use super::csv::CsvRows;
 use super::jsonl;
-use crate::config::ReplayFormat;
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
 use crate::timestamp::{self, TimestampError};
