@@ -6,12 +6,13 @@
 //! `DATABASE_URL`. Every struct denies unknown fields, so a misspelt key is an error that names it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 pub use crate::api::ApiConfig;
 pub use crate::config_section::ConfigError;
+pub use crate::feed::FeedsConfig;
 pub use crate::pipeline::PipelineConfig;
 pub use crate::ring::RingConfig;
 pub use crate::store::DatabaseConfig;
@@ -45,68 +46,6 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedsConfig {
-    pub synthetic: SyntheticConfig,
-    pub replay: ReplayConfig,
-    pub upstream: UpstreamConfig,
-    pub http: HttpIngestConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyntheticConfig {
-    pub enabled: bool,
-    pub symbols: usize,
-    pub symbol_names: Vec<String>,
-    pub rate: f64,
-    pub burstiness: f64,
-    pub seed: u64,
-    pub interval_ms: u64,
-    pub drift_per_s: f64,
-    pub volatility_per_sqrt_s: f64,
-}
-
-/// Replay file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReplayFormat {
-    Auto,
-    Csv,
-    Jsonl,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayConfig {
-    pub enabled: bool,
-    pub path: PathBuf,
-    pub format: ReplayFormat,
-    pub speed: f64,
-    #[serde(rename = "loop")]
-    pub looping: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub enabled: bool,
-    pub url: String,
-    pub mapping: String,
-    pub symbols: Vec<String>,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    pub idle_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpIngestConfig {
-    pub token: String,
-    pub max_records: usize,
 }
 
 // === impl Config ===
@@ -174,105 +113,7 @@ impl Config {
 
     /// Range checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(ok: bool, key: &str, msg: &str) -> Result<(), ConfigError> {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::key(key, msg))
-            }
-        }
-        let s = &self.feeds.synthetic;
-        check(
-            s.rate.is_finite() && s.rate > 0.0,
-            "feeds.synthetic.rate",
-            "must be a positive number",
-        )?;
-        check(
-            (0.0..1.0).contains(&s.burstiness),
-            "feeds.synthetic.burstiness",
-            "must be in [0, 1)",
-        )?;
-        check(
-            s.interval_ms >= 1,
-            "feeds.synthetic.interval_ms",
-            "must be at least 1",
-        )?;
-        check(
-            !s.enabled || s.symbols >= 1 || !s.symbol_names.is_empty(),
-            "feeds.synthetic.symbols",
-            "must be at least 1",
-        )?;
-        check(
-            s.volatility_per_sqrt_s.is_finite() && s.volatility_per_sqrt_s >= 0.0,
-            "feeds.synthetic.volatility_per_sqrt_s",
-            "must be a non-negative number",
-        )?;
-        check(
-            s.drift_per_s.is_finite(),
-            "feeds.synthetic.drift_per_s",
-            "must be a finite number",
-        )?;
-        for n in &s.symbol_names {
-            check(
-                crate::model::is_valid_symbol(n),
-                "feeds.synthetic.symbol_names",
-                "symbols must match [A-Z0-9._-]{1,32}",
-            )?;
-        }
-        let r = &self.feeds.replay;
-        check(
-            r.speed.is_finite() && r.speed >= 0.0,
-            "feeds.replay.speed",
-            "must be >= 0 (0 = as fast as possible)",
-        )?;
-        check(
-            !r.enabled || crate::feed::replay::resolve_format(r.format, &r.path).is_some(),
-            "feeds.replay.path",
-            "extension is not .csv, .jsonl or .ndjson; set feeds.replay.format",
-        )?;
-        let u = &self.feeds.upstream;
-        check(
-            !u.enabled || u.url.starts_with("ws://") || u.url.starts_with("wss://"),
-            "feeds.upstream.url",
-            "must be a ws:// or wss:// URL",
-        )?;
-        check(
-            !u.enabled || !u.url.starts_with("wss://"),
-            "feeds.upstream.url",
-            crate::feed::upstream::TLS_NOT_BUILT,
-        )?;
-        check(
-            !u.enabled || !u.symbols.is_empty(),
-            "feeds.upstream.symbols",
-            "must name at least one symbol",
-        )?;
-        check(
-            u.idle_timeout_ms >= 1,
-            "feeds.upstream.idle_timeout_ms",
-            "must be at least 1",
-        )?;
-        if u.enabled {
-            crate::feed::mapping::Mapping::load(&u.mapping)
-                .and_then(|m| {
-                    m.subscribe_message(&u.symbols).map(|_| ()).map_err(|e| {
-                        crate::feed::mapping::MappingError::Invalid {
-                            name: u.mapping.clone(),
-                            message: e.to_string(),
-                        }
-                    })
-                })
-                .map_err(|e| ConfigError::key("feeds.upstream.mapping", e.to_string()))?;
-        }
-        check(
-            u.backoff_initial_ms >= 1 && u.backoff_max_ms >= u.backoff_initial_ms,
-            "feeds.upstream.backoff_max_ms",
-            "must be >= backoff_initial_ms >= 1",
-        )?;
-        check(
-            self.feeds.http.max_records >= 1,
-            "feeds.http.max_records",
-            "must be at least 1",
-        )?;
+        self.feeds.validate()?;
         self.ring.validate()?;
         self.ws.validate()?;
         self.pipeline.validate()?;

@@ -11,6 +11,7 @@
 //! - [`ws`]: the WebSocket endpoint and sessions; [`api`]: HTTP routes and errors;
 //! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
 //! - [`predict`]: forecasting models fitted on 1 s bar closes;
+//! - [`timestamp`]: the one parser of times on every input (feeds, HTTP ingest, REST);
 //! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
 
 pub mod api;
@@ -30,4 +31,5 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod ws;

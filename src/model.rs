@@ -84,7 +84,19 @@ impl Side {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Side> {
+    /// The API spelling only, `buy` or `sell`: what REST bodies must send (and what every
+    /// response writes).
+    pub fn parse_strict(s: &str) -> Option<Side> {
+        match s {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+
+    /// Venue data (feeds, HTTP ingest): also the capitalised and one-letter spellings exchanges
+    /// and files use (`BUY`, `Buy`, `b`, `B`, ...). No trimming: callers whose format trims do so.
+    pub fn parse_lenient(s: &str) -> Option<Side> {
         match s {
             "buy" | "BUY" | "Buy" | "b" | "B" => Some(Side::Buy),
             "sell" | "SELL" | "Sell" | "s" | "S" => Some(Side::Sell),
@@ -315,6 +327,11 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, now (bar starts, health ages and timers count in ms).
+pub fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +362,33 @@ mod tests {
             }),
             "bars.1s:A"
         );
+    }
+
+    #[test]
+    fn sides_parse_strictly_for_the_api_and_leniently_for_venues() {
+        let cases: &[(&str, Option<Side>, Option<Side>)] = &[
+            ("buy", Some(Side::Buy), Some(Side::Buy)),
+            ("sell", Some(Side::Sell), Some(Side::Sell)),
+            ("BUY", None, Some(Side::Buy)),
+            ("Buy", None, Some(Side::Buy)),
+            ("b", None, Some(Side::Buy)),
+            ("B", None, Some(Side::Buy)),
+            ("SELL", None, Some(Side::Sell)),
+            ("Sell", None, Some(Side::Sell)),
+            ("s", None, Some(Side::Sell)),
+            ("S", None, Some(Side::Sell)),
+            ("bUY", None, None),
+            (" buy", None, None),
+            ("hold", None, None),
+            ("", None, None),
+        ];
+        for &(input, strict, lenient) in cases {
+            assert_eq!(Side::parse_strict(input), strict, "strict {input:?}");
+            assert_eq!(Side::parse_lenient(input), lenient, "lenient {input:?}");
+        }
+        for side in [Side::Buy, Side::Sell] {
+            assert_eq!(Side::parse_strict(side.as_str()), Some(side));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::IngestHandle;
-use crate::model::now_ns;
+use crate::model::now_ms;
 use crate::store::{Recorder, Store};
 use crate::telemetry::metrics::Metrics;
 
@@ -63,7 +63,7 @@ pub async fn readyz(State(health): State<HealthState>) -> Response {
     let pipeline = if last == 0 {
         json!({"ok": true, "note": "no pipeline batch yet"})
     } else {
-        let age = now_ns() / 1_000_000 - last;
+        let age = now_ms() - last;
         json!({"ok": age <= PIPELINE_STALE_MS, "last_batch_age_ms": age})
     };
     let ok = [&database, &feeds, &pipeline]

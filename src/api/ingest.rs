@@ -12,10 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::problem::Problem;
-use crate::config::HttpIngestConfig;
+use crate::feed::HttpIngestConfig;
 use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
 use crate::protocol::ProblemCode;
+use crate::timestamp;
 
 /// What the HTTP ingest endpoint uses: its config section and the ingest queue.
 #[derive(Debug, Clone)]
@@ -32,7 +33,8 @@ struct Record {
     price: f64,
     size: f64,
     side: String,
-    /// Exchange time in nanoseconds since the epoch; the server's clock when absent.
+    /// Exchange time, an integer by the magnitude rule of [`crate::timestamp`] (senders write
+    /// nanoseconds; below 1e14 it is read as milliseconds); the server's clock when absent.
     #[serde(default)]
     ts: Option<i64>,
 }
@@ -114,14 +116,18 @@ pub async fn ingest(
         let tick = Record::deserialize(v)
             .map_err(|e| e.to_string())
             .and_then(|r| {
-                let side = Side::parse(&r.side)
+                let side = Side::parse_lenient(&r.side)
                     .ok_or_else(|| format!("side must be \"buy\" or \"sell\", got {:?}", r.side))?;
+                let exchange_ts = match r.ts {
+                    None => now,
+                    Some(n) => timestamp::from_integer(n).map_err(|e| format!("ts: {e}"))?,
+                };
                 Ok(RawTick {
                     symbol: r.symbol,
                     price: r.price,
                     size: r.size,
                     side,
-                    exchange_ts: r.ts.unwrap_or(now),
+                    exchange_ts,
                 })
             })
             .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()));

@@ -27,14 +27,11 @@ pub fn params<T>(q: Params<T>) -> Result<T, Problem> {
     })
 }
 
-/// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds.
-/// Returns nanoseconds since the epoch.
+/// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds (by the
+/// magnitude rule of [`crate::timestamp`], from 1e14 up nanoseconds). Returns nanoseconds since
+/// the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<i64>().ok()?.checked_mul(1_000_000);
-    }
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos()).ok()
+    crate::timestamp::parse_range_bound(s).ok()
 }
 
 /// The `[from, to)` range in ns from the `from` and `to` parameters; `from` defaults to the

@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::market::store_problem;
-use super::params::parse_time;
 use super::problem::Problem;
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
 use crate::portfolio::{self as accounting, ValuedPosition};
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::store::{NewTrade, Recorded, Store, StoreError, Trade};
+use crate::timestamp::{self, TimestampError};
 
 /// What the portfolio handlers use: users and trades in the store, live prices from the hub.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ where
     }
 }
 
-/// `time`: RFC 3339 or epoch milliseconds.
+/// `time`: RFC 3339 or epoch milliseconds (the magnitude rule of [`crate::timestamp`]).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum TimeIn {
@@ -124,11 +124,8 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
             t.symbol
         )));
     }
-    let side = match t.side.as_str() {
-        "buy" => Side::Buy,
-        "sell" => Side::Sell,
-        other => return Err(invalid(format!("side must be buy or sell, got {other:?}"))),
-    };
+    let side = Side::parse_strict(&t.side)
+        .ok_or_else(|| invalid(format!("side must be buy or sell, got {:?}", t.side)))?;
     if !(t.quantity.is_finite() && t.quantity > 0.0) {
         return Err(invalid("quantity must be a finite number > 0"));
     }
@@ -137,18 +134,12 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     }
     let ts = match t.time {
         None => now_ns(),
-        Some(TimeIn::Ms(ms)) if ms > 0 => ms
-            .checked_mul(1_000_000)
-            .ok_or_else(|| invalid("time is out of range"))?,
-        Some(TimeIn::Ms(_)) => return Err(invalid("time must be after the epoch")),
-        Some(TimeIn::Text(s)) => match parse_time(&s) {
-            Some(ts) if ts > 0 => ts,
-            _ => {
-                return Err(invalid(format!(
-                    "time must be RFC 3339 or epoch ms, got {s:?}"
-                )));
-            }
-        },
+        Some(TimeIn::Ms(n)) => timestamp::from_integer(n).map_err(|e| match e {
+            TimestampError::NotPositive(_) => invalid("time must be after the epoch"),
+            _ => invalid("time is out of range"),
+        })?,
+        Some(TimeIn::Text(s)) => timestamp::parse(&s)
+            .map_err(|_| invalid(format!("time must be RFC 3339 or epoch ms, got {s:?}")))?,
     };
     Ok(NewTrade {
         symbol: t.symbol,

@@ -3,10 +3,10 @@
 //! Every adapter implements [`Feed`]. A bad record is counted and logged, never fatal; a feed
 //! stops when its shutdown token is cancelled, and reports "done" by returning.
 
+pub mod config;
 pub mod mapping;
 pub mod replay;
 pub mod synthetic;
-pub mod timestamp;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -18,9 +18,14 @@ use crate::ingest::IngestHandle;
 use crate::model::RawTick;
 use crate::telemetry::metrics::Metrics;
 
+pub use config::{FeedsConfig, HttpIngestConfig};
 pub use replay::ReplayFeed;
 pub use synthetic::SyntheticFeed;
 pub use upstream::UpstreamFeed;
+
+/// Most ticks a feed sends to ingest in one batch: bounds the latency a burst adds to its first
+/// tick and the memory one queued batch holds.
+pub const BATCH_MAX: usize = 512;
 
 /// What a running feed gets.
 #[derive(Debug, Clone)]

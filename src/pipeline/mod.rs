@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
 use crate::ingest::IngestHandle;
-use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ns};
+use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ms, now_ns};
 use crate::rooms::Hub;
 use crate::telemetry::events::{PipelineBatchLate, PipelineBatchOverran, PipelineTicksMissed};
 use crate::telemetry::metrics::Metrics;
@@ -172,7 +172,7 @@ impl Coordinator {
             "pipeline started"
         );
         loop {
-            let now_ms = now_ns() / 1_000_000;
+            let now_ms = now_ms();
             // Next boundary plus the close delay.
             let due = (now_ms - delay).div_euclid(interval) * interval + interval + delay;
             let wait = Duration::from_millis((due - now_ms).max(0) as u64);
@@ -180,7 +180,7 @@ impl Coordinator {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
-            let started_ms = now_ns() / 1_000_000;
+            let started_ms = crate::model::now_ms();
             if started_ms - due > interval / 2 {
                 PipelineBatchLate {
                     late_ms: started_ms - due,

@@ -105,7 +105,7 @@ fn side_of(code: i16) -> Side {
 }
 
 fn now_ms() -> i64 {
-    crate::model::now_ns() / 1_000_000
+    crate::model::now_ms()
 }
 
 /// The repository over one pool.

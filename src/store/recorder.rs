@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::{Store, TickRow};
 use crate::config_section::ms;
-use crate::model::{Event, Payload, Symbols, now_ns};
+use crate::model::{Event, Payload, Symbols, now_ms};
 use crate::rooms::EventSink;
 use crate::store::DatabaseConfig;
 use crate::telemetry::events::{
@@ -272,9 +272,7 @@ impl Writer {
                     self.breaker.on_success();
                     self.health.breaker_open.store(false, Ordering::Relaxed);
                     self.health.consecutive_failures.store(0, Ordering::Relaxed);
-                    self.health
-                        .last_write_ms
-                        .store(now_ns() / 1_000_000, Ordering::Relaxed);
+                    self.health.last_write_ms.store(now_ms(), Ordering::Relaxed);
                     batch.clear();
                     self.queue.in_flight.store(0, Ordering::Relaxed);
                 }

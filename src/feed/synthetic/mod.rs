@@ -4,13 +4,15 @@
 //! prices, sizes, sides and batch sizes); only the exchange timestamps come from the clock.
 //! The PRNG is SplitMix64, written out here so the sequence never changes with a dependency.
 
+mod config;
+
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::{Feed, FeedContext, FeedError};
-use crate::config::SyntheticConfig;
 use crate::model::{RawTick, Side, now_ns};
+pub use config::SyntheticConfig;
 
 /// Ticker names for the first symbols; beyond them, `SYM0100`, `SYM0101`, ...
 const TICKERS: [&str; 100] = [

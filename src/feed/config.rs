@@ -1,0 +1,56 @@
+//! `[feeds]` configuration: one section per source, each owned and checked by its adapter.
+//!
+//! [`Config`](crate::config::Config) composes [`FeedsConfig`] and calls
+//! [`FeedsConfig::validate`]; the checks themselves (including those that read files: the
+//! replay path's format, the upstream mapping) live beside the feed they protect.
+
+use serde::Deserialize;
+
+use super::replay::ReplayConfig;
+use super::synthetic::SyntheticConfig;
+use super::upstream::UpstreamConfig;
+use crate::config_section::{ConfigError, check};
+
+/// `[feeds]`: every source of ticks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsConfig {
+    pub synthetic: SyntheticConfig,
+    pub replay: ReplayConfig,
+    pub upstream: UpstreamConfig,
+    pub http: HttpIngestConfig,
+}
+
+/// `[feeds.http]`: the HTTP ingest feed, `POST /api/v1/ingest` (served by `api::ingest`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpIngestConfig {
+    /// Bearer token senders must present; empty disables the endpoint.
+    pub token: String,
+    /// Most records one request may carry.
+    pub max_records: usize,
+}
+
+// === impl FeedsConfig ===
+
+impl FeedsConfig {
+    /// Range checks serde cannot express, section by section; the first failure names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.synthetic.validate()?;
+        self.replay.validate()?;
+        self.upstream.validate()?;
+        self.http.validate()
+    }
+}
+
+// === impl HttpIngestConfig ===
+
+impl HttpIngestConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.max_records >= 1,
+            "feeds.http.max_records",
+            "must be at least 1",
+        )
+    }
+}
