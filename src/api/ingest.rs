@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::problem::Problem;
 use crate::feed::HttpIngestConfig;
 use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::timestamp;
 

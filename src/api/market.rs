@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::params::{self, Params};
-use super::problem::Problem;
 use crate::model::{ChannelId, IndicatorPeriods, Kind, Symbols, is_valid_symbol};
 use crate::pipeline::LatestIndicators;
+use crate::protocol::Problem;
 use crate::protocol::{IndicatorFields, ProblemCode};
 use crate::rooms::Hub;
 use crate::store::{Store, StoreError};

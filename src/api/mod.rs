@@ -4,7 +4,7 @@
 //! REST routes share three layers: a latency histogram (`tickcast_http_request_seconds`), a
 //! keyed rate limit (per API key, or per client IP without one; 429 problem with `Retry-After`),
 //! and a body size limit (`api.max_body_bytes`; 413 problem). Every error is a
-//! [`problem::Problem`]. `/openapi.json` is generated from the handlers' annotations.
+//! [`Problem`](crate::protocol::Problem). `/openapi.json` is generated from the handlers' annotations.
 
 mod config;
 pub mod health;
@@ -14,7 +14,6 @@ pub mod openapi;
 pub mod params;
 pub mod portfolio;
 pub mod predictions;
-pub mod problem;
 pub mod web;
 
 pub use config::ApiConfig;
@@ -32,7 +31,7 @@ use axum::routing::{get, post};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::protocol::ProblemCode;
+use crate::protocol::{Problem, ProblemCode};
 use crate::telemetry::metrics::Metrics;
 use crate::ws::WsState;
 
@@ -141,7 +140,7 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
-        .fallback(|| async { problem::Problem::new(ProblemCode::NotFound, "no such route") })
+        .fallback(|| async { Problem::new(ProblemCode::NotFound, "no such route") })
         .with_state(app)
 }
 
@@ -172,7 +171,7 @@ async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Nex
     if let Err(not_until) = limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return problem::Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
+        return Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
             .retry_after(secs.max(1))
             .into_response();
     }

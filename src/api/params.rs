@@ -5,8 +5,8 @@
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 
-use super::problem::Problem;
 use crate::model::{SymbolId, Symbols, is_valid_symbol};
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 
 /// An endpoint's query parameters as its typed struct (`#[serde(deny_unknown_fields)]`, every

@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::market::store_problem;
-use super::problem::Problem;
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
 use crate::portfolio::{self as accounting, ValuedPosition};
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::store::{NewTrade, Recorded, Store, StoreError, Trade};

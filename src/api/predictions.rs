@@ -19,9 +19,9 @@ use utoipa::IntoParams;
 
 use super::ApiConfig;
 use super::params::{self, Params};
-use super::problem::Problem;
 use crate::model::{ChannelId, Kind, Payload, SymbolId, Symbols};
 use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 

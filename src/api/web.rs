@@ -12,7 +12,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::problem::Problem;
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 
 /// One embedded file.

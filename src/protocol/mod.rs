@@ -8,13 +8,16 @@
 //! - `replies`: `ack`, `error`, `pong`, `list` and `snapshot`, encoded per connection;
 //! - `frame`: the drained items of one connection as one frame, an object or a JSON array;
 //! - `codes`: [`ErrorCode`] (WebSocket) and [`ProblemCode`] (REST);
-//! - `indicators`: the indicator field names, shared by the `indicators` event and REST.
+//! - `indicators`: the indicator field names, shared by the `indicators` event and REST;
+//! - `problem`: [`Problem`], the RFC 9457 problem+json body of every HTTP error (REST and the
+//!   `/ws` handshake).
 
 mod codes;
 mod events;
 mod frame;
 mod indicators;
 mod ops;
+mod problem;
 mod replies;
 
 use bytes::Bytes;
@@ -25,6 +28,7 @@ pub use events::{encode_bar, encode_indicators, encode_tick};
 pub use frame::join_frame;
 pub use indicators::IndicatorFields;
 pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
+pub use problem::Problem;
 pub use replies::{encode_ack, encode_error, encode_list, encode_pong, encode_snapshot};
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {

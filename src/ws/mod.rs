@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::problem::Problem;
 use crate::model::Symbols;
+use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
 use crate::telemetry::metrics::Metrics;

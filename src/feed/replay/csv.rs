@@ -8,8 +8,7 @@
 
 use ::csv::{ReaderBuilder, StringRecord, Trim};
 
-use super::records::HeaderError;
-use super::records::{RecordError, finish, parse_number, parse_side, parse_ts};
+use super::fields::{HeaderError, RecordError, finish, parse_number, parse_side, parse_ts};
 use crate::model::RawTick;
 
 /// Column positions of a CSV file, from its header.

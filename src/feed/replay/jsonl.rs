@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::records::{RecordError, finish, parse_number, parse_side, parse_ts};
+use super::fields::{RecordError, finish, parse_number, parse_side, parse_ts};
 use crate::model::RawTick;
 use crate::timestamp;
 

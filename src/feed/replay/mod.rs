@@ -12,6 +12,7 @@
 
 mod config;
 mod csv;
+mod fields;
 mod jsonl;
 mod pacer;
 mod reader;

@@ -9,54 +9,12 @@ use std::io::{BufRead, Read};
 
 use super::ReplayFormat;
 use super::csv::CsvRows;
+pub use super::fields::{HeaderError, RecordError};
 use super::jsonl;
-use crate::ingest::TickError;
-use crate::model::{RawTick, Side};
-use crate::timestamp::{self, TimestampError};
+use crate::model::RawTick;
 
 /// Longest line accepted; longer lines are skipped (and counted) without being buffered.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
-
-/// Why one record was skipped.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RecordError {
-    #[error("expected {expected} fields, got {got}")]
-    FieldCount { expected: usize, got: usize },
-    #[error("field `{field}` is missing")]
-    Missing { field: &'static str },
-    #[error("field `{field}`: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
-    #[error("not a JSON object: {0}")]
-    Json(String),
-    #[error("line is longer than {MAX_LINE_BYTES} bytes")]
-    TooLong,
-    #[error("read failed: {0}")]
-    Io(String),
-    #[error(transparent)]
-    Tick(#[from] TickError),
-}
-
-impl RecordError {
-    /// True when reading cannot continue past this error (the rest of the pass is skipped).
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, RecordError::Io(_))
-    }
-
-    pub(super) fn field(field: &'static str, message: impl ToString) -> Self {
-        RecordError::Field {
-            field,
-            message: message.to_string(),
-        }
-    }
-}
-
-/// The CSV header does not name the required columns.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("csv header: {0}")]
-pub struct HeaderError(pub String);
 
 /// Streaming record reader over CSV or JSONL; yields `(line, record)` pairs, `line` being the
 /// 1-based physical line of the file.
@@ -106,7 +64,11 @@ impl<R: BufRead> Records<R> {
             self.line += 1;
             match read_line(&mut self.reader, &mut self.buf) {
                 Ok(None) => return None,
-                Ok(Some(false)) => return Some(Err(RecordError::TooLong)),
+                Ok(Some(false)) => {
+                    return Some(Err(RecordError::TooLong {
+                        limit: MAX_LINE_BYTES,
+                    }));
+                }
                 Ok(Some(true)) if self.buf.iter().all(u8::is_ascii_whitespace) => continue,
                 Ok(Some(true)) => return Some(Ok(())),
                 Err(e) => return Some(Err(RecordError::Io(e.to_string()))),
@@ -174,29 +136,6 @@ fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<O
             return Ok(Some(false));
         }
     }
-}
-
-// Field rules shared by both formats.
-
-pub(super) fn parse_number(field: &'static str, s: &str) -> Result<f64, RecordError> {
-    s.trim()
-        .parse::<f64>()
-        .map_err(|_| RecordError::field(field, format!("not a number: {s:?}")))
-}
-
-pub(super) fn parse_side(s: &str) -> Result<Side, RecordError> {
-    Side::parse_lenient(s.trim())
-        .ok_or_else(|| RecordError::field("side", format!("expected buy or sell, got {s:?}")))
-}
-
-pub(super) fn parse_ts(s: &str) -> Result<i64, RecordError> {
-    timestamp::parse(s).map_err(|e: TimestampError| RecordError::field("ts", e))
-}
-
-/// The record as a tick, if ingest would take it.
-pub(super) fn finish(t: RawTick) -> Result<RawTick, RecordError> {
-    crate::ingest::validate(&t)?;
-    Ok(t)
 }
 
 /// Test helper: reads `text` and returns each record as `Ok(tick)` or the error's text.

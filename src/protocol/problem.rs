@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::protocol::ProblemCode;
+use super::ProblemCode;
 
 /// A problem+json response with a stable `code` (also in `type` as `urn:tickcast:problem:<code>`);
 /// the HTTP status follows from the code.
