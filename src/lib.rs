@@ -10,20 +10,26 @@
 //! - [`protocol`]: the wire contract (`docs/PROTOCOL.md`): ops, event encoders, error codes;
 //! - [`ws`]: the WebSocket endpoint and sessions; [`api`]: HTTP routes and errors;
 //! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
-//! - [`predict`]: forecasting models fitted on 1 s bar closes;
-//! - [`timestamp`]: the one parser of times on every input (feeds, HTTP ingest, REST);
-//! - [`server`]: wiring, start-up and graceful shutdown; [`config`]: layered configuration.
+//! - `predict`: forecasting models fitted on 1 s bar closes; `portfolio`: average-cost
+//!   accounting for the portfolio endpoints;
+//! - `timestamp`: the one parser of times on every input (feeds, HTTP ingest, REST);
+//! - [`server`]: wiring, start-up and graceful shutdown (imported by nothing but the binary and
+//!   the tests); [`config`]: layered configuration, each section owned and validated by its
+//!   component (`config_section` holds what they share).
+//!
+//! Modules are public only where the binary, the end-to-end tests or the benches reach into
+//! them; the rest is `pub(crate)`, so the compiler reports dead code.
 
 pub mod api;
-pub mod bars;
+pub(crate) mod bars;
 pub mod config;
-pub mod config_section;
+pub(crate) mod config_section;
 pub mod feed;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
 pub(crate) mod portfolio;
-pub mod predict;
+pub(crate) mod predict;
 pub mod protocol;
 pub mod ring;
 pub mod rooms;
@@ -31,5 +37,5 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
-pub mod timestamp;
+pub(crate) mod timestamp;
 pub mod ws;

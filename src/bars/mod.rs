@@ -133,11 +133,6 @@ impl BarBuilder {
         })
     }
 
-    /// The bar length in ms.
-    pub fn interval_ms(&self) -> i64 {
-        self.interval_ms
-    }
-
     /// Start of the window holding `ts_ms`: the largest multiple of the interval `<= ts_ms`.
     pub fn window_start(&self, ts_ms: i64) -> i64 {
         // Saturating: a timestamp within one interval of i64::MIN has no representable window

@@ -49,6 +49,18 @@ pub struct BadOp {
     pub message: String,
 }
 
+impl ClientOp {
+    /// The client's `id`, echoed in the reply.
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            ClientOp::Subscribe { id, .. }
+            | ClientOp::Unsubscribe { id, .. }
+            | ClientOp::Ping { id }
+            | ClientOp::List { id } => *id,
+        }
+    }
+}
+
 /// Parses one inbound text frame.
 pub fn parse_op(text: &str) -> Result<ClientOp, BadOp> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| BadOp {

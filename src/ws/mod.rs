@@ -2,6 +2,7 @@
 
 mod config;
 pub mod limits;
+mod ops;
 pub mod session;
 
 pub use config::WsConfig;

@@ -1,10 +1,10 @@
 //! One WebSocket connection: one task, one loop that reads ops and drains the outbox.
 //!
-//! The loop is the only code that writes to the socket; op handlers and the hub only push into
-//! the [`Outbox`]. Generic over any `Sink + Stream` of tungstenite messages, so it is testable
-//! without a network.
+//! The loop is the only code that writes to the socket; the op handlers (`ops.rs`) and the hub
+//! only push into the [`Outbox`]. Generic over any `Sink + Stream` of tungstenite messages, so it
+//! is testable without a network (`session/tests.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,10 +18,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
+use super::ops::Ops;
 use crate::config_section::ms;
-use crate::model::{ChannelId, now_ns};
-use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
-use crate::rooms::{ConnId, Hub, Item, Outbox, OutboxLimits, Subscribe, Target};
+use crate::protocol::{self, ErrorCode};
+use crate::rooms::{ConnId, Item, Outbox, OutboxLimits};
 use crate::telemetry::events::{ConnectionClosed, ConnectionOpened, SlowConsumerClosed};
 
 /// Why and how the connection ends.
@@ -102,8 +102,10 @@ where
     let mut socket = socket;
     let mut reader = Reader {
         limiter: OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold),
+        conn: &conn,
         ops: Ops {
-            conn: &conn,
+            conn: conn.id,
+            outbox: &conn.outbox,
             ctx: &ctx,
         },
     };
@@ -267,6 +269,7 @@ where
 /// The inbound half: the op rate limit and the op handlers.
 struct Reader<'a> {
     limiter: OpLimiter,
+    conn: &'a Conn,
     ops: Ops<'a>,
 }
 
@@ -277,8 +280,8 @@ impl Reader<'_> {
             return Some(Close::GONE);
         };
         let ctx = self.ops.ctx;
+        self.conn.seen();
         let ops = &mut self.ops;
-        ops.conn.seen();
         let text = match msg {
             Ok(Message::Text(t)) => t,
             Ok(Message::Binary(_)) => {
@@ -303,7 +306,7 @@ impl Reader<'_> {
             Verdict::Allow => ops.handle(&text),
             Verdict::Limited => {
                 ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
-                let id = protocol::parse_op(&text).ok().and_then(|op| op_id(&op));
+                let id = protocol::parse_op(&text).ok().and_then(|op| op.id());
                 ops.error(id, ErrorCode::RateLimited, "too many ops; slow down");
             }
             Verdict::Abuse => {
@@ -312,208 +315,6 @@ impl Reader<'_> {
             }
         }
         None
-    }
-}
-
-fn op_id(op: &ClientOp) -> Option<i64> {
-    match op {
-        ClientOp::Subscribe { id, .. }
-        | ClientOp::Unsubscribe { id, .. }
-        | ClientOp::Ping { id }
-        | ClientOp::List { id } => *id,
-    }
-}
-
-/// The op handlers of one connection.
-struct Ops<'a> {
-    conn: &'a Conn,
-    ctx: &'a WsContext,
-}
-
-impl Ops<'_> {
-    fn hub(&self) -> &Hub {
-        &self.ctx.hub
-    }
-
-    fn reply(&self, bytes: Bytes) {
-        self.conn.outbox.push_control(bytes);
-    }
-
-    fn error(&self, id: Option<i64>, code: ErrorCode, message: &str) {
-        self.reply(protocol::encode_error(id, code, message));
-    }
-
-    fn handle(&mut self, text: &str) {
-        let op = match protocol::parse_op(text) {
-            Ok(op) => op,
-            Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
-        };
-        match op {
-            ClientOp::Subscribe {
-                id,
-                channels,
-                from,
-                throttle_ms,
-                snapshot,
-                epoch,
-            } => {
-                let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
-                let from = from.unwrap_or_default();
-                self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
-            }
-            ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
-            ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
-            ClientOp::List { id } => {
-                let all = self.ctx.symbols.all();
-                let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
-                self.reply(protocol::encode_list(id, &names));
-            }
-        }
-    }
-
-    /// Resolves a channel name to a target, or says why not.
-    fn resolve(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
-        match protocol::parse_channel(name) {
-            Ok(ChannelName::Wildcard(kind)) => Ok(Target::Wildcard(kind)),
-            Ok(ChannelName::Concrete(kind, sym)) => match self.ctx.symbols.get(sym) {
-                Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
-                None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
-            },
-            Err(e) => Err((e.code, e.message)),
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        id: Option<i64>,
-        channels: &[String],
-        from: HashMap<String, u64>,
-        throttle_ms: Option<u64>,
-        snapshot: Option<usize>,
-        stale_from: bool,
-    ) {
-        let cfg = &self.ctx.config;
-        let ring_capacity = self.ctx.ring_capacity;
-        if channels.is_empty() {
-            return self.error(id, ErrorCode::BadRequest, "`channels` must not be empty");
-        }
-        if let Some(t) = throttle_ms.filter(|t| *t > cfg.max_throttle_ms) {
-            let msg = format!(
-                "throttle_ms {t} exceeds the maximum of {}",
-                cfg.max_throttle_ms
-            );
-            return self.error(id, ErrorCode::BadRequest, &msg);
-        }
-        if let Some(n) = snapshot.filter(|n| *n > ring_capacity) {
-            let msg = format!("snapshot depth {n} exceeds the ring capacity of {ring_capacity}");
-            return self.error(id, ErrorCode::BadRequest, &msg);
-        }
-        let mut targets = Vec::new();
-        let mut accepted = Vec::new();
-        for name in channels {
-            match self.resolve(name) {
-                Ok(t) if targets.contains(&t) => {}
-                Ok(t) => {
-                    targets.push(t);
-                    accepted.push(name.clone());
-                }
-                Err((code, msg)) => self.error(id, code, &msg),
-            }
-        }
-        // A resume point that cannot be honoured refuses the whole op: subscribing without it
-        // would silently skip or repeat events.
-        let mut resume = HashMap::new();
-        let mut bad_from = false;
-        for (name, seq) in from {
-            match self.resolve(&name) {
-                Ok(Target::Channel(ch))
-                    if targets.contains(&Target::Channel(ch))
-                        || targets.contains(&Target::Wildcard(ch.kind)) =>
-                {
-                    resume.insert(ch, seq);
-                }
-                Ok(Target::Channel(_)) => {
-                    bad_from = true;
-                    let msg = format!("`from` names {name}, which this subscribe does not cover");
-                    self.error(id, ErrorCode::BadRequest, &msg);
-                }
-                Ok(Target::Wildcard(_)) => {
-                    bad_from = true;
-                    let msg = format!("`from` keys are concrete channels, not {name}");
-                    self.error(id, ErrorCode::BadRequest, &msg);
-                }
-                Err((code, msg)) => {
-                    bad_from = true;
-                    self.error(id, code, &msg);
-                }
-            }
-        }
-        if targets.is_empty() || bad_from {
-            return;
-        }
-        let would_hold = self.hub().count_after(self.conn.id, &targets);
-        if would_hold > cfg.max_subscriptions {
-            let msg = format!(
-                "this subscribe would hold {would_hold} subscriptions; the limit is {}",
-                cfg.max_subscriptions
-            );
-            return self.error(id, ErrorCode::TooManySubscriptions, &msg);
-        }
-        self.reply(protocol::encode_ack(
-            id,
-            "subscribe",
-            &accepted,
-            self.ctx.epoch,
-        ));
-        let req = Subscribe {
-            targets,
-            from: resume,
-            throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
-            snapshot,
-            stale_from,
-        };
-        let symbols = &self.ctx.symbols;
-        let encode = |v: &crate::rooms::SnapshotView<'_>| {
-            protocol::encode_snapshot(&symbols.channel_name(v.channel), v.seq, &v.events, v.reset)
-        };
-        self.hub()
-            .subscribe(self.conn.id, &self.conn.outbox, &req, &encode);
-    }
-
-    fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {
-        let mut targets = Vec::new();
-        let mut names = Vec::new();
-        for name in channels {
-            match self.resolve(name) {
-                Ok(t) => {
-                    targets.push(t);
-                    names.push(name.clone());
-                }
-                Err((code, msg)) => self.error(id, code, &msg),
-            }
-        }
-        let removed = self.hub().unsubscribe(self.conn.id, &targets);
-        let mut acked = Vec::new();
-        for (t, name) in targets.iter().zip(names) {
-            if removed.contains(t) {
-                acked.push(name);
-            } else {
-                self.error(
-                    id,
-                    ErrorCode::NotSubscribed,
-                    &format!("not subscribed to {name}"),
-                );
-            }
-        }
-        if acked.is_empty() && !channels.is_empty() {
-            return;
-        }
-        self.reply(protocol::encode_ack(
-            id,
-            "unsubscribe",
-            &acked,
-            self.ctx.epoch,
-        ));
     }
 }
 

@@ -1,0 +1,207 @@
+//! The op handlers of one connection: `subscribe`, `unsubscribe`, `ping` and `list`, each
+//! answered by pushing replies into the connection's outbox (the session's loop writes them).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::WsContext;
+use crate::model::{ChannelId, now_ns};
+use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
+use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
+
+/// The op handlers of one connection.
+pub(super) struct Ops<'a> {
+    pub(super) conn: ConnId,
+    pub(super) outbox: &'a Arc<Outbox>,
+    pub(super) ctx: &'a WsContext,
+}
+
+impl Ops<'_> {
+    fn hub(&self) -> &Hub {
+        &self.ctx.hub
+    }
+
+    fn reply(&self, bytes: Bytes) {
+        self.outbox.push_control(bytes);
+    }
+
+    pub(super) fn error(&self, id: Option<i64>, code: ErrorCode, message: &str) {
+        self.reply(protocol::encode_error(id, code, message));
+    }
+
+    pub(super) fn handle(&mut self, text: &str) {
+        let op = match protocol::parse_op(text) {
+            Ok(op) => op,
+            Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
+        };
+        match op {
+            ClientOp::Subscribe {
+                id,
+                channels,
+                from,
+                throttle_ms,
+                snapshot,
+                epoch,
+            } => {
+                let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
+                let from = from.unwrap_or_default();
+                self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
+            }
+            ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
+            ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
+            ClientOp::List { id } => {
+                let all = self.ctx.symbols.all();
+                let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
+                self.reply(protocol::encode_list(id, &names));
+            }
+        }
+    }
+
+    /// Resolves a channel name to a target, or says why not.
+    fn resolve(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
+        match protocol::parse_channel(name) {
+            Ok(ChannelName::Wildcard(kind)) => Ok(Target::Wildcard(kind)),
+            Ok(ChannelName::Concrete(kind, sym)) => match self.ctx.symbols.get(sym) {
+                Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
+                None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
+            },
+            Err(e) => Err((e.code, e.message)),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<i64>,
+        channels: &[String],
+        from: HashMap<String, u64>,
+        throttle_ms: Option<u64>,
+        snapshot: Option<usize>,
+        stale_from: bool,
+    ) {
+        let cfg = &self.ctx.config;
+        let ring_capacity = self.ctx.ring_capacity;
+        if channels.is_empty() {
+            return self.error(id, ErrorCode::BadRequest, "`channels` must not be empty");
+        }
+        if let Some(t) = throttle_ms.filter(|t| *t > cfg.max_throttle_ms) {
+            let msg = format!(
+                "throttle_ms {t} exceeds the maximum of {}",
+                cfg.max_throttle_ms
+            );
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
+        if let Some(n) = snapshot.filter(|n| *n > ring_capacity) {
+            let msg = format!("snapshot depth {n} exceeds the ring capacity of {ring_capacity}");
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
+        let mut targets = Vec::new();
+        let mut accepted = Vec::new();
+        for name in channels {
+            match self.resolve(name) {
+                Ok(t) if targets.contains(&t) => {}
+                Ok(t) => {
+                    targets.push(t);
+                    accepted.push(name.clone());
+                }
+                Err((code, msg)) => self.error(id, code, &msg),
+            }
+        }
+        // A resume point that cannot be honoured refuses the whole op: subscribing without it
+        // would silently skip or repeat events.
+        let mut resume = HashMap::new();
+        let mut bad_from = false;
+        for (name, seq) in from {
+            match self.resolve(&name) {
+                Ok(Target::Channel(ch))
+                    if targets.contains(&Target::Channel(ch))
+                        || targets.contains(&Target::Wildcard(ch.kind)) =>
+                {
+                    resume.insert(ch, seq);
+                }
+                Ok(Target::Channel(_)) => {
+                    bad_from = true;
+                    let msg = format!("`from` names {name}, which this subscribe does not cover");
+                    self.error(id, ErrorCode::BadRequest, &msg);
+                }
+                Ok(Target::Wildcard(_)) => {
+                    bad_from = true;
+                    let msg = format!("`from` keys are concrete channels, not {name}");
+                    self.error(id, ErrorCode::BadRequest, &msg);
+                }
+                Err((code, msg)) => {
+                    bad_from = true;
+                    self.error(id, code, &msg);
+                }
+            }
+        }
+        if targets.is_empty() || bad_from {
+            return;
+        }
+        let would_hold = self.hub().count_after(self.conn, &targets);
+        if would_hold > cfg.max_subscriptions {
+            let msg = format!(
+                "this subscribe would hold {would_hold} subscriptions; the limit is {}",
+                cfg.max_subscriptions
+            );
+            return self.error(id, ErrorCode::TooManySubscriptions, &msg);
+        }
+        self.reply(protocol::encode_ack(
+            id,
+            "subscribe",
+            &accepted,
+            self.ctx.epoch,
+        ));
+        let req = Subscribe {
+            targets,
+            from: resume,
+            throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
+            snapshot,
+            stale_from,
+        };
+        let symbols = &self.ctx.symbols;
+        let encode = |v: &crate::rooms::SnapshotView<'_>| {
+            protocol::encode_snapshot(&symbols.channel_name(v.channel), v.seq, &v.events, v.reset)
+        };
+        self.hub()
+            .subscribe(self.conn, self.outbox, &req, &encode);
+    }
+
+    fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {
+        let mut targets = Vec::new();
+        let mut names = Vec::new();
+        for name in channels {
+            match self.resolve(name) {
+                Ok(t) => {
+                    targets.push(t);
+                    names.push(name.clone());
+                }
+                Err((code, msg)) => self.error(id, code, &msg),
+            }
+        }
+        let removed = self.hub().unsubscribe(self.conn, &targets);
+        let mut acked = Vec::new();
+        for (t, name) in targets.iter().zip(names) {
+            if removed.contains(t) {
+                acked.push(name);
+            } else {
+                self.error(
+                    id,
+                    ErrorCode::NotSubscribed,
+                    &format!("not subscribed to {name}"),
+                );
+            }
+        }
+        if acked.is_empty() && !channels.is_empty() {
+            return;
+        }
+        self.reply(protocol::encode_ack(
+            id,
+            "unsubscribe",
+            &acked,
+            self.ctx.epoch,
+        ));
+    }
+}
