@@ -20,13 +20,13 @@ pub use crate::telemetry::LogConfig;
 pub use crate::ws::WsConfig;
 
 /// The embedded defaults; the file is also the documentation of every key.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub(crate) const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// What a secret prints as.
-pub const REDACTED: &str = "***";
+pub(crate) const REDACTED: &str = "***";
 
 /// Environment variable prefix for overrides.
-pub const ENV_PREFIX: &str = "TICKCAST_";
+pub(crate) const ENV_PREFIX: &str = "TICKCAST_";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

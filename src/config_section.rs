@@ -24,7 +24,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// A bad value at `key` (the full dotted path, `ws.max_frame_bytes`).
-    pub fn key(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn key(key: &str, message: impl Into<String>) -> Self {
         ConfigError::Key {
             key: key.to_owned(),
             message: message.into(),
@@ -33,7 +33,7 @@ impl ConfigError {
 }
 
 /// `Ok` when `ok` holds, else a [`ConfigError::Key`] naming `key`.
-pub fn check(ok: bool, key: &str, message: &str) -> Result<(), ConfigError> {
+pub(crate) fn check(ok: bool, key: &str, message: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -42,6 +42,6 @@ pub fn check(ok: bool, key: &str, message: &str) -> Result<(), ConfigError> {
 }
 
 /// Milliseconds, as config keys spell durations (`*_ms`), as a `Duration`.
-pub fn ms(v: u64) -> Duration {
+pub(crate) fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 /// Longest symbol the protocol allows (`[A-Z0-9._-]{1,32}`).
-pub const MAX_SYMBOL_LEN: usize = 32;
+pub(crate) const MAX_SYMBOL_LEN: usize = 32;
 
 /// True when `s` is a symbol the protocol allows.
-pub fn is_valid_symbol(s: &str) -> bool {
+pub(crate) fn is_valid_symbol(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SYMBOL_LEN
         && s.bytes().all(|b| {
@@ -35,10 +35,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
-    pub const COUNT: usize = Self::ALL.len();
+    pub(crate) const ALL: [Kind; 4] = [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
+    pub(crate) const COUNT: usize = Self::ALL.len();
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Ticks => "ticks",
             Kind::Bars1s => "bars.1s",
@@ -51,7 +51,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -77,7 +77,7 @@ pub enum Side {
 }
 
 impl Side {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Side::Buy => "buy",
             Side::Sell => "sell",
@@ -86,7 +86,7 @@ impl Side {
 
     /// The API spelling only, `buy` or `sell`: what REST bodies must send (and what every
     /// response writes).
-    pub fn parse_strict(s: &str) -> Option<Side> {
+    pub(crate) fn parse_strict(s: &str) -> Option<Side> {
         match s {
             "buy" => Some(Side::Buy),
             "sell" => Some(Side::Sell),
@@ -96,7 +96,7 @@ impl Side {
 
     /// Venue data (feeds, HTTP ingest): also the capitalised and one-letter spellings exchanges
     /// and files use (`BUY`, `Buy`, `b`, `B`, ...). No trimming: callers whose format trims do so.
-    pub fn parse_lenient(s: &str) -> Option<Side> {
+    pub(crate) fn parse_lenient(s: &str) -> Option<Side> {
         match s {
             "buy" | "BUY" | "Buy" | "b" | "B" => Some(Side::Buy),
             "sell" | "SELL" | "Sell" | "s" | "S" => Some(Side::Sell),
@@ -177,13 +177,13 @@ pub struct IndicatorValues {
 }
 
 /// Default SMA period (`sma_20` on the wire).
-pub const DEFAULT_SMA_PERIOD: usize = 20;
+pub(crate) const DEFAULT_SMA_PERIOD: usize = 20;
 /// Default EMA period (`ema_20` on the wire).
-pub const DEFAULT_EMA_PERIOD: usize = 20;
+pub(crate) const DEFAULT_EMA_PERIOD: usize = 20;
 /// Default RSI period (`rsi_14` on the wire).
-pub const DEFAULT_RSI_PERIOD: usize = 14;
+pub(crate) const DEFAULT_RSI_PERIOD: usize = 14;
 /// Default volatility window, in prices (`volatility` on the wire).
-pub const DEFAULT_VOLATILITY_PERIOD: usize = 20;
+pub(crate) const DEFAULT_VOLATILITY_PERIOD: usize = 20;
 
 /// The indicator periods: what the pipeline computes with, and what names the wire fields
 /// (`sma_20`, `ema_20`, `rsi_14`). The pipeline checks them against each indicator's minimum.
@@ -282,7 +282,7 @@ impl Symbols {
         Ok(id)
     }
 
-    pub fn name(&self, id: SymbolId) -> Arc<str> {
+    pub(crate) fn name(&self, id: SymbolId) -> Arc<str> {
         self.read()
             .names
             .get(id.0 as usize)
@@ -290,16 +290,8 @@ impl Symbols {
             .unwrap_or_else(|| Arc::from(""))
     }
 
-    pub fn len(&self) -> usize {
-        self.read().names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// All symbols, in the order they were first seen.
-    pub fn all(&self) -> Vec<(SymbolId, Arc<str>)> {
+    pub(crate) fn all(&self) -> Vec<(SymbolId, Arc<str>)> {
         self.read()
             .names
             .iter()
@@ -309,7 +301,7 @@ impl Symbols {
     }
 
     /// `kind:SYMBOL` for a concrete channel.
-    pub fn channel_name(&self, ch: ChannelId) -> String {
+    pub(crate) fn channel_name(&self, ch: ChannelId) -> String {
         format!("{}:{}", ch.kind, self.name(ch.symbol))
     }
 
@@ -328,7 +320,7 @@ pub fn now_ns() -> i64 {
 }
 
 /// Milliseconds since the Unix epoch, now (bar starts, health ages and timers count in ms).
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     now_ns() / 1_000_000
 }
 

@@ -18,7 +18,7 @@ const FLAT: f64 = 1e-9;
 
 /// One symbol's position.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Position {
+pub(crate) struct Position {
     /// Signed: negative is short.
     pub quantity: f64,
     pub avg_cost: f64,
@@ -27,7 +27,7 @@ pub struct Position {
 
 impl Position {
     /// Applies one fill (average-cost method).
-    pub fn apply(&mut self, side: Side, quantity: f64, price: f64) {
+    pub(crate) fn apply(&mut self, side: Side, quantity: f64, price: f64) {
         let d = match side {
             Side::Buy => quantity,
             Side::Sell => -quantity,
@@ -53,7 +53,7 @@ impl Position {
 }
 
 /// Positions per symbol from fills in time order.
-pub fn positions(trades: &[Trade]) -> BTreeMap<String, Position> {
+pub(crate) fn positions(trades: &[Trade]) -> BTreeMap<String, Position> {
     let mut out: BTreeMap<String, Position> = BTreeMap::new();
     for t in trades {
         out.entry(t.trade.symbol.clone()).or_default().apply(
@@ -67,7 +67,7 @@ pub fn positions(trades: &[Trade]) -> BTreeMap<String, Position> {
 
 /// One position valued at its symbol's live price.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValuedPosition {
+pub(crate) struct ValuedPosition {
     pub symbol: String,
     pub position: Position,
     /// `None` before the symbol's first tick.
@@ -79,7 +79,7 @@ pub struct ValuedPosition {
 
 /// Every position of a set of fills, valued, with the totals.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Valuation {
+pub(crate) struct Valuation {
     /// By symbol, in symbol order.
     pub positions: Vec<ValuedPosition>,
     pub realized: f64,
@@ -88,7 +88,10 @@ pub struct Valuation {
 }
 
 /// Values the positions of `trades` (in time order) at the prices `last_price` reports.
-pub fn value(trades: &[Trade], mut last_price: impl FnMut(&str) -> Option<f64>) -> Valuation {
+pub(crate) fn value(
+    trades: &[Trade],
+    mut last_price: impl FnMut(&str) -> Option<f64>,
+) -> Valuation {
     let mut realized = 0.0;
     let mut unrealized = Some(0.0);
     let positions = positions(trades)

@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Integers below this are milliseconds; at or above, nanoseconds.
-pub const MS_NS_THRESHOLD: i64 = 100_000_000_000_000;
+pub(crate) const MS_NS_THRESHOLD: i64 = 100_000_000_000_000;
 
 const NS_PER_MS: i64 = 1_000_000;
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -38,7 +38,7 @@ const MAX_FRACTION_DIGITS: usize = 9;
 
 /// Why a time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TimestampError {
+pub(crate) enum TimestampError {
     #[error("timestamp is empty")]
     Empty,
     #[error("timestamp must be > 0, got {0}")]
@@ -52,7 +52,7 @@ pub enum TimestampError {
 }
 
 /// The time of a trade given as an integer, by the magnitude rule; it must be after the epoch.
-pub fn from_integer(n: i64) -> Result<i64, TimestampError> {
+pub(crate) fn from_integer(n: i64) -> Result<i64, TimestampError> {
     if n <= 0 {
         return Err(TimestampError::NotPositive(n));
     }
@@ -69,7 +69,7 @@ pub fn parse(s: &str) -> Result<i64, TimestampError> {
 }
 
 /// Strict RFC 3339 (see the module docs) after the epoch, for sources that declare the format.
-pub fn parse_rfc3339(s: &str) -> Result<i64, TimestampError> {
+pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, TimestampError> {
     match rfc3339_ns(s)? {
         ns if ns > 0 => Ok(ns),
         _ => Err(TimestampError::OutOfRange(s.to_owned())),
@@ -78,7 +78,7 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, TimestampError> {
 
 /// One end of a query range: like [`parse`], but the epoch (`0`) and earlier instants are
 /// accepted.
-pub fn parse_range_bound(s: &str) -> Result<i64, TimestampError> {
+pub(crate) fn parse_range_bound(s: &str) -> Result<i64, TimestampError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(TimestampError::Empty);

@@ -26,17 +26,17 @@ pub struct HealthState {
     pub shutdown: CancellationToken,
 }
 
-pub async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
 /// The pipeline counts as late when its last batch is older than this.
-pub const PIPELINE_STALE_MS: i64 = 5_000;
+pub(crate) const PIPELINE_STALE_MS: i64 = 5_000;
 
 /// Ready when the database answers (and persistence is not failing), ingest runs, and the
 /// pipeline is on time; otherwise 503 `degraded` with the failing checks. Streaming goes on
 /// either way: this is for load balancers and operators.
-pub async fn readyz(State(health): State<HealthState>) -> Response {
+pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
     if health.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

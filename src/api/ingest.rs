@@ -45,7 +45,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The bearer token of a request, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -54,7 +54,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub async fn ingest(
+pub(crate) async fn ingest(
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -34,7 +34,7 @@ pub struct MarketState {
 }
 
 /// A database failure as a response: 503 when the database is unreachable, 500 otherwise.
-pub fn store_problem(e: StoreError) -> Problem {
+pub(crate) fn store_problem(e: StoreError) -> Problem {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "database unavailable for a request");
         Problem::new(
@@ -48,7 +48,7 @@ pub fn store_problem(e: StoreError) -> Problem {
 }
 
 /// Bar intervals and their length in ns.
-pub const INTERVALS: [(&str, i64); 5] = [
+pub(crate) const INTERVALS: [(&str, i64); 5] = [
     ("1s", 1_000_000_000),
     ("1m", 60_000_000_000),
     ("5m", 300_000_000_000),
@@ -57,7 +57,7 @@ pub const INTERVALS: [(&str, i64); 5] = [
 ];
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SymbolInfo {
+pub(crate) struct SymbolInfo {
     symbol: String,
     /// Latest live price; null before the first tick.
     price: Option<f64>,
@@ -66,7 +66,7 @@ pub struct SymbolInfo {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SymbolList {
+pub(crate) struct SymbolList {
     symbols: Vec<SymbolInfo>,
 }
 
@@ -111,7 +111,7 @@ async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem>
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TickOut {
+pub(crate) struct TickOut {
     /// Exchange time, ns since the epoch.
     ts: i64,
     /// Server ingest time, ns since the epoch.
@@ -123,7 +123,7 @@ pub struct TickOut {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TickPage {
+pub(crate) struct TickPage {
     symbol: String,
     ticks: Vec<TickOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -135,7 +135,7 @@ pub struct TickPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TicksQuery {
+pub(crate) struct TicksQuery {
     /// RFC 3339 or epoch ms, inclusive
     from: Option<String>,
     /// RFC 3339 or epoch ms, exclusive
@@ -151,7 +151,7 @@ pub struct TicksQuery {
     responses((status = 200, body = TickPage),
         (status = 400, description = "bad_request, bad_time, bad_time_range, limit_out_of_range, bad_cursor"),
         (status = 404, description = "unknown_symbol")))]
-pub async fn ticks(
+pub(crate) async fn ticks(
     State(market): State<MarketState>,
     Path(symbol): Path<String>,
     q: Params<TicksQuery>,
@@ -193,7 +193,7 @@ pub async fn ticks(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BarOut {
+pub(crate) struct BarOut {
     /// Bucket start, ms since the epoch (as on the `bars.*` channels).
     start: i64,
     open: f64,
@@ -205,7 +205,7 @@ pub struct BarOut {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BarPage {
+pub(crate) struct BarPage {
     symbol: String,
     interval: String,
     bars: Vec<BarOut>,
@@ -217,7 +217,7 @@ pub struct BarPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct BarsQuery {
+pub(crate) struct BarsQuery {
     /// 1s, 1m, 5m, 1h or 1d
     #[param(required = true, value_type = String)]
     interval: Option<String>,
@@ -233,7 +233,7 @@ pub struct BarsQuery {
     responses((status = 200, body = BarPage),
         (status = 400, description = "bad_request, bad_interval, bad_time, bad_time_range, limit_out_of_range"),
         (status = 404, description = "unknown_symbol")))]
-pub async fn bars(
+pub(crate) async fn bars(
     State(market): State<MarketState>,
     Path(symbol): Path<String>,
     q: Params<BarsQuery>,
@@ -286,7 +286,7 @@ pub async fn bars(
     params(("symbol" = String, Path)),
     responses((status = 200, description = "`{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap}`"),
         (status = 404, description = "unknown_symbol")))]
-pub async fn indicators(
+pub(crate) async fn indicators(
     State(market): State<MarketState>,
     Path(symbol): Path<String>,
 ) -> Result<Response, Problem> {

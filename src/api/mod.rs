@@ -36,14 +36,14 @@ use crate::telemetry::metrics::Metrics;
 use crate::ws::WsState;
 
 /// Largest request body accepted (ingest batches are the largest legitimate bodies).
-pub const MAX_BODY_BYTES: usize = 4 << 20;
+pub(crate) const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// Keyed limiters are pruned of idle keys once they track this many.
 const LIMITER_PRUNE_AT: usize = 10_000;
 
 /// Who a request is, for rate limiting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RateKey {
+pub(crate) enum RateKey {
     /// SHA-256 of the bearer key (keys are not kept in memory in clear).
     Key(String),
     Ip(IpAddr),

@@ -35,7 +35,7 @@ use super::{market, portfolio, predictions};
     )),
     modifiers(&BearerAuth)
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -51,11 +51,11 @@ impl Modify for BearerAuth {
 }
 
 /// The document, built once per request (it is small and rarely fetched).
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub async fn serve() -> Response {
+pub(crate) async fn serve() -> Response {
     Json(document()).into_response()
 }
 

@@ -11,11 +11,11 @@ use crate::protocol::ProblemCode;
 
 /// An endpoint's query parameters as its typed struct (`#[serde(deny_unknown_fields)]`, every
 /// field an `Option<String>` so that values are judged by the parsers below), or why not.
-pub type Params<T> = Result<Query<T>, QueryRejection>;
+pub(crate) type Params<T> = Result<Query<T>, QueryRejection>;
 
 /// The typed parameters. An unknown (or misspelt) parameter, a repeated one, or a query string
 /// that cannot be decoded is `bad_request`, and the detail names the parameter.
-pub fn params<T>(q: Params<T>) -> Result<T, Problem> {
+pub(crate) fn params<T>(q: Params<T>) -> Result<T, Problem> {
     q.map(|Query(t)| t).map_err(|e| {
         // The rejection's own text starts with a generic prefix; the source is serde's message,
         // e.g. "unknown field `lmit`, expected one of `from`, `to`, `limit`, `cursor`".
@@ -30,13 +30,13 @@ pub fn params<T>(q: Params<T>) -> Result<T, Problem> {
 /// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds (by the
 /// magnitude rule of [`crate::timestamp`], from 1e14 up nanoseconds). Returns nanoseconds since
 /// the epoch.
-pub fn parse_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
     crate::timestamp::parse_range_bound(s).ok()
 }
 
 /// The `[from, to)` range in ns from the `from` and `to` parameters; `from` defaults to the
 /// epoch and `to` to the end of time.
-pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), Problem> {
+pub(crate) fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), Problem> {
     let one = |key: &str, value: Option<&str>, default: i64| -> Result<i64, Problem> {
         match value {
             None => Ok(default),
@@ -60,7 +60,7 @@ pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), Pr
 }
 
 /// The `limit` parameter: 1..=max, `default` when absent.
-pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, Problem> {
+pub(crate) fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, Problem> {
     match value {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
@@ -74,11 +74,11 @@ pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, P
 }
 
 /// An opaque cursor over (ts, id): 32 hex digits.
-pub fn encode_cursor(ts: i64, id: i64) -> String {
+pub(crate) fn encode_cursor(ts: i64, id: i64) -> String {
     format!("{:016x}{:016x}", ts as u64, id as u64)
 }
 
-pub fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
+pub(crate) fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
     let bad = || {
         Problem::new(
             ProblemCode::BadCursor,
@@ -94,7 +94,7 @@ pub fn decode_cursor(s: &str) -> Result<(i64, i64), Problem> {
 }
 
 /// A symbol known to the live symbol table, or `unknown_symbol` (404).
-pub fn live_symbol(symbols: &Symbols, symbol: &str) -> Result<SymbolId, Problem> {
+pub(crate) fn live_symbol(symbols: &Symbols, symbol: &str) -> Result<SymbolId, Problem> {
     if is_valid_symbol(symbol)
         && let Some(id) = symbols.get(symbol)
     {
@@ -103,7 +103,7 @@ pub fn live_symbol(symbols: &Symbols, symbol: &str) -> Result<SymbolId, Problem>
     Err(unknown_symbol(symbol))
 }
 
-pub fn unknown_symbol(symbol: &str) -> Problem {
+pub(crate) fn unknown_symbol(symbol: &str) -> Problem {
     Problem::new(
         ProblemCode::UnknownSymbol,
         format!("no such symbol: {symbol:?}"),

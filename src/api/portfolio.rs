@@ -37,7 +37,7 @@ pub struct PortfolioState {
 }
 
 /// Longest `Idempotency-Key` accepted.
-pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,7 @@ enum TimeIn {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TradeIn {
+pub(crate) struct TradeIn {
     symbol: String,
     /// `buy` or `sell`
     side: String,
@@ -89,7 +89,7 @@ pub struct TradeIn {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TradeOut {
+pub(crate) struct TradeOut {
     id: i64,
     symbol: String,
     side: &'static str,
@@ -213,7 +213,7 @@ pub async fn record_trade(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PositionOut {
+pub(crate) struct PositionOut {
     symbol: String,
     /// Negative when short.
     quantity: f64,
@@ -240,7 +240,7 @@ impl From<ValuedPosition> for PositionOut {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PortfolioOut {
+pub(crate) struct PortfolioOut {
     positions: Vec<PositionOut>,
     realized_pnl: f64,
     /// Null when an open position has no live price yet.
@@ -252,7 +252,7 @@ pub struct PortfolioOut {
 #[utoipa::path(get, path = "/api/v1/portfolio", tag = "portfolio",
     responses((status = 200, body = PortfolioOut), (status = 401, description = "unauthorized")),
     security(("bearer" = [])))]
-pub async fn portfolio(
+pub(crate) async fn portfolio(
     State(portfolio): State<PortfolioState>,
     caller: Caller,
 ) -> Result<Response, Problem> {

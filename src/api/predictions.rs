@@ -38,11 +38,11 @@ pub struct PredictionState {
 const CACHE_MAX: usize = 10_000;
 
 /// Default horizon when `horizon_s` is absent.
-pub const DEFAULT_HORIZON_S: u64 = 60;
+pub(crate) const DEFAULT_HORIZON_S: u64 = 60;
 
 /// The models offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Model {
+pub(crate) enum Model {
     Ar,
     Ewma,
 }
@@ -71,7 +71,7 @@ type Entry = (u64, Arc<OnceCell<Computed>>);
 
 /// A computed answer, with the data it was computed from.
 #[derive(Debug)]
-pub struct Prediction {
+pub(crate) struct Prediction {
     forecast: Forecast,
     last_close: f64,
     /// `start` (ms) of the newest bar used.
@@ -130,7 +130,7 @@ fn closes(hub: &Hub, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct PredictionOut {
+pub(crate) struct PredictionOut {
     symbol: String,
     model: &'static str,
     horizon_s: u64,
@@ -151,7 +151,7 @@ pub struct PredictionOut {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PredictionsQuery {
+pub(crate) struct PredictionsQuery {
     /// seconds ahead, 1..=api.max_horizon_s (default 60)
     #[param(value_type = Option<u64>)]
     horizon_s: Option<String>,
@@ -166,7 +166,7 @@ pub struct PredictionsQuery {
         (status = 400, description = "bad_request, bad_horizon, bad_model"),
         (status = 404, description = "unknown_symbol"),
         (status = 422, description = "insufficient_data")))]
-pub async fn predictions(
+pub(crate) async fn predictions(
     State(state): State<PredictionState>,
     Path(symbol): Path<String>,
     q: Params<PredictionsQuery>,

@@ -34,7 +34,7 @@ use std::mem;
 
 /// One OHLCV bar over `[start_ms, start_ms + interval_ms)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Bar {
+pub(crate) struct Bar {
     /// Window start, ms since the Unix epoch, a multiple of `interval_ms`.
     pub start_ms: i64,
     /// Window length in ms (1000 for 1 s bars, 60 000 for 1 m bars).
@@ -80,14 +80,14 @@ impl Bar {
     }
 
     /// End of the window (exclusive), ms since the Unix epoch.
-    pub fn end_ms(&self) -> i64 {
+    pub(crate) fn end_ms(&self) -> i64 {
         self.start_ms.saturating_add(self.interval_ms)
     }
 }
 
 /// A bar interval that is not a positive number of milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InvalidInterval(pub i64);
+pub(crate) struct InvalidInterval(pub i64);
 
 impl fmt::Display for InvalidInterval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,7 +103,7 @@ impl std::error::Error for InvalidInterval {}
 
 /// Builds the bars of one symbol at one interval.
 #[derive(Clone, Debug)]
-pub struct BarBuilder {
+pub(crate) struct BarBuilder {
     /// Window length in ms, > 0.
     interval_ms: i64,
     /// The bar accepting trades, if any trade arrived since the last bar closed.
@@ -134,7 +134,7 @@ impl BarBuilder {
     }
 
     /// Start of the window holding `ts_ms`: the largest multiple of the interval `<= ts_ms`.
-    pub fn window_start(&self, ts_ms: i64) -> i64 {
+    pub(crate) fn window_start(&self, ts_ms: i64) -> i64 {
         // Saturating: a timestamp within one interval of i64::MIN has no representable window
         // start; clamp instead of overflowing on garbage input.
         ts_ms.saturating_sub(ts_ms.rem_euclid(self.interval_ms))
@@ -142,7 +142,7 @@ impl BarBuilder {
 
     /// Feeds one trade. Returns `false`, changing nothing, if the price is not finite and positive
     /// or the size not finite and non-negative.
-    pub fn on_trade(&mut self, exchange_ts_ms: i64, price: f64, size: f64) -> bool {
+    pub(crate) fn on_trade(&mut self, exchange_ts_ms: i64, price: f64, size: f64) -> bool {
         if !(price.is_finite() && price > 0.0 && size.is_finite() && size >= 0.0) {
             return false;
         }
@@ -174,7 +174,7 @@ impl BarBuilder {
     /// Closes every bar whose window has ended by wall-clock time `now_ms` (ms since the Unix
     /// epoch), and returns them with any bar closed earlier by a later trade, oldest first. Each
     /// bar is returned once. Windows without trades produce no bar.
-    pub fn close_until(&mut self, now_ms: i64) -> Vec<Bar> {
+    pub(crate) fn close_until(&mut self, now_ms: i64) -> Vec<Bar> {
         if self.open.is_some_and(|bar| bar.end_ms() <= now_ms) {
             self.closed.extend(self.open.take());
         }
@@ -183,12 +183,12 @@ impl BarBuilder {
     }
 
     /// The bar still accepting trades, for `"final": false` updates.
-    pub fn current(&self) -> Option<&Bar> {
+    pub(crate) fn current(&self) -> Option<&Bar> {
         self.open.as_ref()
     }
 
     /// How many trades arrived for an already-closed window (and were folded into the open bar).
-    pub fn late_ticks(&self) -> u64 {
+    pub(crate) fn late_ticks(&self) -> u64 {
         self.late_ticks
     }
 }

@@ -25,11 +25,11 @@ pub use upstream::UpstreamFeed;
 
 /// Most ticks a feed sends to ingest in one batch: bounds the latency a burst adds to its first
 /// tick and the memory one queued batch holds.
-pub const BATCH_MAX: usize = 512;
+pub(crate) const BATCH_MAX: usize = 512;
 
 /// What a running feed gets.
 #[derive(Debug, Clone)]
-pub struct FeedContext {
+pub(crate) struct FeedContext {
     pub ingest: IngestHandle,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
@@ -51,12 +51,7 @@ pub enum FeedError {
     IngestClosed,
 }
 
-impl FeedError {
-    /// True when retrying cannot help (bad configuration, missing file).
-    pub fn is_terminal(&self) -> bool {
-        !matches!(self, FeedError::IngestClosed)
-    }
-}
+impl FeedError {}
 
 impl From<crate::ingest::IngestClosed> for FeedError {
     fn from(_: crate::ingest::IngestClosed) -> Self {
@@ -65,7 +60,7 @@ impl From<crate::ingest::IngestClosed> for FeedError {
 }
 
 /// One source of ticks.
-pub trait Feed: Send + 'static {
+pub(crate) trait Feed: Send + 'static {
     /// Short name for logs and metrics (`synthetic`, `replay`, `upstream`).
     fn name(&self) -> &'static str;
 
@@ -83,27 +78,4 @@ pub(crate) async fn send_batch(ctx: &FeedContext, batch: Vec<RawTick>) -> Result
         _ = ctx.shutdown.cancelled() => Ok(false),
         r = ctx.ingest.send(batch) => r.map(|()| true).map_err(FeedError::from),
     }
-}
-
-/// Validates a batch, counting and logging refused records; returns the good ones.
-pub fn keep_valid(feed: &str, ticks: Vec<RawTick>, ctx: &FeedContext) -> Vec<RawTick> {
-    let before = ticks.len();
-    let good: Vec<RawTick> = ticks
-        .into_iter()
-        .filter(|t| match crate::ingest::validate(t) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(feed, symbol = %t.symbol, %error, "bad record skipped");
-                false
-            }
-        })
-        .collect();
-    let bad = (before - good.len()) as u64;
-    if bad > 0 {
-        ctx.ingest.count_rejected(bad);
-        ctx.metrics
-            .feed_errors
-            .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
-    }
-    good
 }

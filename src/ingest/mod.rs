@@ -19,7 +19,7 @@ use crate::rooms::EventSink;
 use crate::telemetry::metrics::Metrics;
 
 /// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
-pub const INGEST_QUEUE_BATCHES: usize = 1024;
+pub(crate) const INGEST_QUEUE_BATCHES: usize = 1024;
 
 /// Why a tick was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,7 +82,7 @@ pub struct IngestClosed;
 
 /// Why a non-waiting submit failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TrySubmitError {
+pub(crate) enum TrySubmitError {
     #[error("ingest queue is full")]
     Full,
     #[error(transparent)]
@@ -99,7 +99,7 @@ pub struct IngestHandle {
 
 impl IngestHandle {
     /// Queues validated ticks, waiting while the queue is full.
-    pub async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
+    pub(crate) async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
         if ticks.is_empty() {
             return Ok(());
         }
@@ -114,7 +114,7 @@ impl IngestHandle {
     }
 
     /// Queues validated ticks if there is room now.
-    pub fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
+    pub(crate) fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
         self.tx.try_send(Msg::Ticks(ticks)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => TrySubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => TrySubmitError::Closed(IngestClosed),
@@ -140,30 +140,30 @@ impl IngestHandle {
     }
 
     /// Asks ingest to publish what is queued and stop (graceful shutdown).
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         let _ = self.tx.send(Msg::Stop).await;
     }
 
     /// Makes sure the tick's symbol has an id (the symbol table is bounded), so a caller can
     /// report the limit per record before queueing.
-    pub fn reserve_symbol(&self, t: &RawTick) -> Result<(), TickError> {
+    pub(crate) fn reserve_symbol(&self, t: &RawTick) -> Result<(), TickError> {
         self.symbols.intern(&t.symbol)?;
         Ok(())
     }
 
     /// False once ingest has stopped taking batches.
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         !self.tx.is_closed()
     }
 
     /// The record was refused by a feed before reaching ingest.
-    pub fn count_rejected(&self, n: u64) {
+    pub(crate) fn count_rejected(&self, n: u64) {
         self.metrics.ticks_rejected.fetch_add(n, Ordering::Relaxed);
     }
 }
 
 /// The ingest stage: owns the sequencer and the sink.
-pub struct Ingest {
+pub(crate) struct Ingest {
     rx: mpsc::Receiver<Msg>,
     symbols: Arc<Symbols>,
     sink: Arc<dyn EventSink>,
@@ -202,7 +202,7 @@ impl Ingest {
     }
 
     /// Runs on its own thread until every [`IngestHandle`] is dropped.
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub(crate) fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("tickcast-ingest".into())
             .spawn(move || self.run())

@@ -47,7 +47,7 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     /// The periods the workers compute with and the wire fields are named after.
-    pub fn periods(&self) -> IndicatorPeriods {
+    pub(crate) fn periods(&self) -> IndicatorPeriods {
         IndicatorPeriods {
             sma: self.sma_period,
             ema: self.ema_period,
@@ -56,7 +56,7 @@ impl PipelineConfig {
         }
     }
 
-    pub fn worker_count(&self) -> usize {
+    pub(crate) fn worker_count(&self) -> usize {
         match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -107,7 +107,7 @@ impl LatestIndicators {
 }
 
 /// The running pipeline; dropping [`Pipeline::stop`]'s result waits for it.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     stop: Sender<()>,
     thread: Option<JoinHandle<()>>,
 }
@@ -143,7 +143,7 @@ impl Pipeline {
     }
 
     /// Stops after the batch in progress (blocking; call from a blocking context).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.stop.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -41,7 +41,7 @@ pub struct BatchClock {
 
 /// All pipeline state of one symbol.
 #[derive(Debug)]
-pub struct SymbolState {
+pub(crate) struct SymbolState {
     bars_1s: BarBuilder,
     bars_1m: BarBuilder,
     indicators: IndicatorSet,
@@ -73,7 +73,7 @@ impl SymbolState {
     }
 
     /// Folds a batch of ticks in and emits what closed, plus the indicators.
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         symbol: SymbolId,
         ticks: &[Tick],
@@ -174,7 +174,7 @@ impl WorkerPool {
         Ok(WorkerPool { senders, threads })
     }
 
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.senders.len()
     }
 

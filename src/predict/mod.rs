@@ -11,14 +11,14 @@
 //! points), both in price units, and how many closes it used.
 
 /// Two-sided 95 % normal quantile.
-pub const Z95: f64 = 1.959_963_984_540_054;
+pub(crate) const Z95: f64 = 1.959_963_984_540_054;
 
 /// Default EWMA decay.
-pub const EWMA_LAMBDA: f64 = 0.94;
+pub(crate) const EWMA_LAMBDA: f64 = 0.94;
 
 /// A model could not be fitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PredictError {
+pub(crate) enum PredictError {
     #[error("need at least {need} closes, have {have}")]
     TooFewPoints { need: usize, have: usize },
     #[error("the least-squares system is singular (constant or collinear closes)")]
@@ -29,7 +29,7 @@ pub enum PredictError {
 
 /// A point forecast with its interval and fit quality.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Forecast {
+pub(crate) struct Forecast {
     pub point: f64,
     pub low: f64,
     pub high: f64,
@@ -42,7 +42,7 @@ pub struct Forecast {
 }
 
 /// Solves `a x = b` (n×n, row-major) by Gaussian elimination with partial pivoting.
-pub fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Result<Vec<f64>, PredictError> {
+pub(crate) fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Result<Vec<f64>, PredictError> {
     let n = b.len();
     if a.len() != n * n {
         return Err(PredictError::BadInput);
@@ -123,12 +123,12 @@ fn ar_next(beta: &[f64], d: &[f64]) -> f64 {
 }
 
 /// Least closes AR(p) needs: enough differences for a determined fit and a holdout.
-pub fn ar_min_points(p: usize) -> usize {
+pub(crate) fn ar_min_points(p: usize) -> usize {
     4 * p + 4
 }
 
 /// AR(p) on first differences, forecasting `h` steps (bars) ahead.
-pub fn ar(closes: &[f64], p: usize, h: usize) -> Result<Forecast, PredictError> {
+pub(crate) fn ar(closes: &[f64], p: usize, h: usize) -> Result<Forecast, PredictError> {
     check(closes)?;
     let need = ar_min_points(p);
     if p == 0 || closes.len() < need {
@@ -192,7 +192,7 @@ pub fn ar(closes: &[f64], p: usize, h: usize) -> Result<Forecast, PredictError> 
 }
 
 /// EWMA drift and volatility of log returns, forecasting `h` steps ahead.
-pub fn ewma(closes: &[f64], lambda: f64, h: usize) -> Result<Forecast, PredictError> {
+pub(crate) fn ewma(closes: &[f64], lambda: f64, h: usize) -> Result<Forecast, PredictError> {
     check(closes)?;
     if closes.len() < 3 {
         return Err(PredictError::TooFewPoints {

@@ -19,10 +19,11 @@ macro_rules! codes {
 
         impl $name {
             /// Every code, in declaration order.
-            pub const ALL: &[$name] = &[$($name::$variant,)+];
+            #[cfg(test)]
+            pub(crate) const ALL: &[$name] = &[$($name::$variant,)+];
 
             /// The wire word, as serde writes it.
-            pub const fn as_str(self) -> &'static str {
+            pub(crate) const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $wire,)+
                 }
@@ -97,7 +98,7 @@ codes! {
 
 impl ProblemCode {
     /// The HTTP status that always accompanies this code.
-    pub const fn status(self) -> StatusCode {
+    pub(crate) const fn status(self) -> StatusCode {
         use ProblemCode::*;
         match self {
             BadRequest | BadTime | BadTimeRange | LimitOutOfRange | BadCursor | BadInterval

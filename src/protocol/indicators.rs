@@ -26,7 +26,7 @@ impl IndicatorFields {
 
     /// Adds every indicator of `values` to `object` under its wire name: `null` while it warms
     /// up, never a made-up number.
-    pub fn insert(&self, object: &mut Map<String, Value>, values: &IndicatorValues) {
+    pub(crate) fn insert(&self, object: &mut Map<String, Value>, values: &IndicatorValues) {
         object.insert(self.sma.clone(), number(values.sma));
         object.insert(self.ema.clone(), number(values.ema));
         object.insert(self.rsi.clone(), number(values.rsi));

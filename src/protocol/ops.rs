@@ -51,7 +51,7 @@ pub struct BadOp {
 
 impl ClientOp {
     /// The client's `id`, echoed in the reply.
-    pub fn id(&self) -> Option<i64> {
+    pub(crate) fn id(&self) -> Option<i64> {
         match self {
             ClientOp::Subscribe { id, .. }
             | ClientOp::Unsubscribe { id, .. }

@@ -41,19 +41,22 @@ impl Problem {
     }
 
     /// The HTTP status, which the code determines.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.code.status()
     }
 
     /// A server-side fault: logged here, reported to the client without internals.
-    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error serving request");
         Self::new(ProblemCode::Internal, "internal server error")
     }
 
     /// A request body that could not be read: over the size limit (413 `body_too_large`) or
     /// otherwise unreadable (400 `malformed_body`).
-    pub fn body_rejection(e: &axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+    pub(crate) fn body_rejection(
+        e: &axum::extract::rejection::BytesRejection,
+        limit: usize,
+    ) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 ProblemCode::BodyTooLarge,
@@ -64,14 +67,14 @@ impl Problem {
         }
     }
 
-    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: serde_json::Value) -> Self {
         self.extra
             .get_or_insert_with(Default::default)
             .insert(key.to_owned(), value);
         self
     }
 
-    pub fn retry_after(mut self, secs: u64) -> Self {
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
     }

@@ -98,24 +98,21 @@ impl<T: Sequenced> Ring<T> {
     }
 
     /// `seq` of the oldest event still held (`last_seq + 1` when empty).
-    pub fn oldest_seq(&self) -> u64 {
+    pub(crate) fn oldest_seq(&self) -> u64 {
         self.buf.front().map_or(self.last_seq + 1, |e| e.seq())
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    pub fn latest(&self) -> Option<&T> {
+    pub(crate) fn latest(&self) -> Option<&T> {
         self.buf.back()
     }
 
     /// The newest `n` events, oldest first.
-    pub fn snapshot(&self, n: usize) -> impl ExactSizeIterator<Item = &T> {
+    pub(crate) fn snapshot(&self, n: usize) -> impl ExactSizeIterator<Item = &T> {
         let skip = self.buf.len().saturating_sub(n);
         self.buf.range(skip..)
     }
@@ -138,7 +135,7 @@ impl<T: Sequenced> Ring<T> {
 
     /// Events with `seq > from` that are still held, and how many after `from` were lost.
     /// Unlike [`Ring::replay`], a consumer that fell behind gets what is left.
-    pub fn since(&self, from: u64) -> (impl ExactSizeIterator<Item = &T>, u64) {
+    pub(crate) fn since(&self, from: u64) -> (impl ExactSizeIterator<Item = &T>, u64) {
         let oldest = self.oldest_seq();
         let missed = oldest.saturating_sub(from + 1);
         let skip = (from + 1).saturating_sub(oldest).min(self.buf.len() as u64) as usize;

@@ -90,7 +90,7 @@ impl Hub {
         }
     }
 
-    pub fn next_conn_id(&self) -> ConnId {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {

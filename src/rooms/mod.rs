@@ -29,7 +29,7 @@ pub use subscriptions::{SnapshotEncoder, SnapshotView, Subscribe, Target};
 
 /// Where sequenced events go after ingest. Implemented by [`Hub`]; a broker-backed
 /// implementation forwards to other nodes, whose hubs receive the same events.
-pub trait EventSink: Send + Sync {
+pub(crate) trait EventSink: Send + Sync {
     /// Publishes events in `seq` order per channel.
     fn publish(&self, events: &[Event]);
 }

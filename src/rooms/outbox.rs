@@ -34,7 +34,7 @@ pub enum Item {
 }
 
 impl Item {
-    pub fn bytes(&self) -> &Bytes {
+    pub(crate) fn bytes(&self) -> &Bytes {
         match self {
             Item::Control(b) | Item::Event { bytes: b, .. } => b,
         }
@@ -101,7 +101,7 @@ impl Outbox {
     }
 
     /// Queues a reply, snapshot or error and wakes the writer.
-    pub fn push_control(&self, bytes: Bytes) {
+    pub(crate) fn push_control(&self, bytes: Bytes) {
         {
             let mut st = self.lock();
             if st.closed {
@@ -127,7 +127,7 @@ impl Outbox {
 
     /// Queues several events under one lock acquisition (a wildcard subscriber's share of a
     /// published batch); same contract as [`Outbox::push_event`].
-    pub fn push_events<'a>(
+    pub(crate) fn push_events<'a>(
         &self,
         events: impl Iterator<Item = (ChannelId, &'a Bytes)>,
         throttle: Option<Duration>,
@@ -151,7 +151,7 @@ impl Outbox {
     }
 
     /// Waits until something was pushed (or the outbox closed) since the last drain.
-    pub async fn notified(&self) {
+    pub(crate) async fn notified(&self) {
         self.notify.notified().await
     }
 
@@ -190,20 +190,22 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
     /// Forgets the throttle state of channels no longer subscribed.
-    pub fn forget(&self, channels: &HashSet<ChannelId>) {
+    pub(crate) fn forget(&self, channels: &HashSet<ChannelId>) {
         self.lock().throttled.retain(|ch, _| !channels.contains(ch));
     }
 
-    pub fn stats(&self) -> OutboxStats {
+    pub(crate) fn stats(&self) -> OutboxStats {
         self.lock().stats
     }
 
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
         self.lock().queue.len()
     }
 

@@ -10,7 +10,7 @@ use crate::model::{ChannelId, Event, Kind, SymbolId, Tick};
 
 impl Hub {
     /// The newest tick of a symbol, if any.
-    pub fn latest_tick(&self, symbol: SymbolId) -> Option<Tick> {
+    pub(crate) fn latest_tick(&self, symbol: SymbolId) -> Option<Tick> {
         let st = self.lock();
         let ch = ChannelId {
             kind: Kind::Ticks,
@@ -26,7 +26,7 @@ impl Hub {
     }
 
     /// Copies the events of `ch` after `from` that are still held, and how many were lost.
-    pub fn events_since(&self, ch: ChannelId, from: u64) -> (Vec<Event>, u64) {
+    pub(crate) fn events_since(&self, ch: ChannelId, from: u64) -> (Vec<Event>, u64) {
         let st = self.lock();
         match st.channels.get(&ch) {
             Some(c) => {
@@ -39,7 +39,7 @@ impl Hub {
 
     /// New ticks of every symbol since the caller's cursors, under one lock acquisition; the
     /// cursors advance. Returns (symbol, ticks, ticks lost to ring eviction).
-    pub fn take_new_ticks(
+    pub(crate) fn take_new_ticks(
         &self,
         cursors: &mut HashMap<SymbolId, u64>,
     ) -> Vec<(SymbolId, Vec<Tick>, u64)> {

@@ -58,7 +58,7 @@ pub type SnapshotEncoder<'a> = &'a dyn Fn(&SnapshotView<'_>) -> Bytes;
 impl Hub {
     /// How many subscriptions (concrete or wildcard) the connection would hold after adding
     /// `targets`; the hub is the one record of what a connection holds.
-    pub fn count_after(&self, conn: ConnId, targets: &[Target]) -> usize {
+    pub(crate) fn count_after(&self, conn: ConnId, targets: &[Target]) -> usize {
         let st = self.lock();
         let Some(subs) = st.conns.get(&conn) else {
             return targets.len();
@@ -75,7 +75,7 @@ impl Hub {
 
     /// Subscribes `conn`: for each target, queues a snapshot (or the replay of missed events)
     /// into `outbox` and registers it for live events, atomically with respect to publishing.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         conn: ConnId,
         outbox: &Arc<Outbox>,
@@ -177,7 +177,7 @@ impl Hub {
     }
 
     /// Removes subscriptions; returns the targets that were actually subscribed.
-    pub fn unsubscribe(&self, conn: ConnId, targets: &[Target]) -> Vec<Target> {
+    pub(crate) fn unsubscribe(&self, conn: ConnId, targets: &[Target]) -> Vec<Target> {
         let mut st = self.lock();
         let st = &mut *st;
         let Some(subs) = st.conns.get_mut(&conn) else {
@@ -233,7 +233,7 @@ impl Hub {
     }
 
     /// Drops every subscription of a closing connection.
-    pub fn disconnect(&self, conn: ConnId) {
+    pub(crate) fn disconnect(&self, conn: ConnId) {
         let mut st = self.lock();
         let st = &mut *st;
         let Some(subs) = st.conns.remove(&conn) else {

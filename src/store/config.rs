@@ -88,7 +88,7 @@ impl DatabaseConfig {
     }
 
     /// The URL with any password replaced by `***`, for printing and logs.
-    pub fn redacted_url(&self) -> String {
+    pub(crate) fn redacted_url(&self) -> String {
         redact_url_password(&self.url)
     }
 }

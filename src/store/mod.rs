@@ -50,7 +50,7 @@ pub enum StoreError {
 impl StoreError {
     /// True when the fault is the database being unreachable or overloaded (worth retrying and
     /// reporting as 503), rather than a bug or a client fault.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Timeout(_) => true,
             StoreError::Db(e) => matches!(
@@ -170,7 +170,7 @@ impl Store {
     }
 
     /// Migrates unless that already succeeded in this process.
-    pub async fn ensure_migrated(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ensure_migrated(&self) -> Result<(), StoreError> {
         if self.migrated.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// `SELECT 1` within the configured timeout.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         let q =
             async { on_pool!(&self.db, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())) };
         tokio::time::timeout(self.timeout, q)

@@ -52,12 +52,12 @@ impl Breaker {
         }
     }
 
-    pub fn on_success(&mut self) {
+    pub(crate) fn on_success(&mut self) {
         self.failures = 0;
     }
 
     /// Records a failure; returns how long to wait before the next attempt.
-    pub fn on_failure(&mut self) -> Duration {
+    pub(crate) fn on_failure(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         if self.is_open() {
             return self.probe;
@@ -69,11 +69,11 @@ impl Breaker {
     }
 
     /// Open: the database is considered down; writes are only probes.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.failures >= self.threshold
     }
 
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 }
@@ -157,13 +157,13 @@ impl Recorder {
     }
 
     /// Rows waiting (queued, not yet committed).
-    pub fn backlog(&self) -> u64 {
+    pub(crate) fn backlog(&self) -> u64 {
         self.metrics.db_backlog.load(Ordering::Relaxed)
     }
 
     /// Graceful stop: the writer drains the queue and exits. Whatever is still unwritten when
     /// `grace` runs out is counted as dropped and logged.
-    pub async fn flush_and_stop(&self, grace: Duration) {
+    pub(crate) async fn flush_and_stop(&self, grace: Duration) {
         self.queue.closing.store(true, Ordering::Release);
         self.queue.notify.notify_one();
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -18,7 +18,7 @@ pub fn cutoff(now_ns: i64, days: u64) -> i64 {
 }
 
 /// Runs until `stop` is cancelled; does nothing when retention is 0 (keep forever).
-pub async fn run(store: Arc<Store>, cfg: DatabaseConfig, stop: CancellationToken) {
+pub(crate) async fn run(store: Arc<Store>, cfg: DatabaseConfig, stop: CancellationToken) {
     if cfg.retention_days == 0 {
         return;
     }

@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
-    pub async fn ticks(
+    pub(crate) async fn ticks(
         &self,
         symbol: &str,
         from: i64,
@@ -159,7 +159,7 @@ impl Store {
     ///
     /// Open and close are the first and last tick by exchange time (then by row id), not by
     /// arrival, so ticks stored out of order still give the right bar.
-    pub async fn bars(
+    pub(crate) async fn bars(
         &self,
         symbol: &str,
         interval_ns: i64,

@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// Every fill of a user, in (time, id) order.
-    pub async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
+    pub(crate) async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
         type Row = (i64, String, i16, f64, f64, i64);
         let rows: Vec<Row> = on_pool!(&self.db, p => {
             sqlx::query_as(

@@ -54,7 +54,7 @@ impl Store {
     }
 
     /// The user an API key belongs to.
-    pub async fn user_for_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn user_for_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
         let hash = hash_key(key);
         let row: Option<(i64,)> = on_pool!(&self.db, p => {
             sqlx::query_as("SELECT user_id FROM api_keys WHERE key_hash = $1")

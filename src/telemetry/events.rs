@@ -22,14 +22,14 @@ const SESSION: &str = "tickcast::ws::session";
 /// The write-behind queue was full: `rows` ticks will not be persisted. Counted every time,
 /// logged at most once per [`LogThrottle`] interval with the total since the last line.
 #[derive(Debug)]
-pub struct TicksNotPersisted<'a> {
+pub(crate) struct TicksNotPersisted<'a> {
     pub rows: u64,
     pub capacity: usize,
     pub throttle: &'a LogThrottle,
 }
 
 impl TicksNotPersisted<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .db_rows_dropped
             .fetch_add(self.rows, Ordering::Relaxed);
@@ -46,12 +46,12 @@ impl TicksNotPersisted<'_> {
 
 /// Shutdown's grace ran out with `lost` rows still unwritten.
 #[derive(Debug)]
-pub struct WriteBehindAbandoned {
+pub(crate) struct WriteBehindAbandoned {
     pub lost: u64,
 }
 
 impl WriteBehindAbandoned {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .db_rows_dropped
             .fetch_add(self.lost, Ordering::Relaxed);
@@ -65,7 +65,7 @@ impl WriteBehindAbandoned {
 
 /// One batch of tick rows committed.
 #[derive(Debug)]
-pub struct TickBatchWritten {
+pub(crate) struct TickBatchWritten {
     pub rows: u64,
     pub elapsed: Duration,
     /// Consecutive failures before this write, when they had opened the circuit breaker.
@@ -73,7 +73,7 @@ pub struct TickBatchWritten {
 }
 
 impl TickBatchWritten {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics.db_batch_seconds.observe(self.elapsed);
         metrics
             .db_rows_written
@@ -90,7 +90,7 @@ impl TickBatchWritten {
 
 /// What the writer does after a failed batch.
 #[derive(Debug, Clone, Copy)]
-pub enum AfterWriteFailure {
+pub(crate) enum AfterWriteFailure {
     /// Below the breaker's threshold: retry after the backoff.
     Retry { delay: Duration },
     /// This failure opened the breaker; `backlog` rows are waiting.
@@ -100,7 +100,7 @@ pub enum AfterWriteFailure {
 }
 
 /// A batch write failed.
-pub struct TickBatchWriteFailed<'a> {
+pub(crate) struct TickBatchWriteFailed<'a> {
     pub error: &'a dyn fmt::Display,
     /// Consecutive failures, this one included.
     pub failures: u32,
@@ -108,7 +108,7 @@ pub struct TickBatchWriteFailed<'a> {
 }
 
 impl TickBatchWriteFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics.db_write_errors.fetch_add(1, Ordering::Relaxed);
         let (error, failures) = (self.error, self.failures);
         match self.then {
@@ -135,12 +135,12 @@ impl TickBatchWriteFailed<'_> {
 
 /// A pipeline batch started `late_ms` after its due time.
 #[derive(Debug)]
-pub struct PipelineBatchLate {
+pub(crate) struct PipelineBatchLate {
     pub late_ms: i64,
 }
 
 impl PipelineBatchLate {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .pipeline_late_batches
             .fetch_add(1, Ordering::Relaxed);
@@ -154,12 +154,12 @@ impl PipelineBatchLate {
 
 /// A pipeline batch took longer than its interval.
 #[derive(Debug)]
-pub struct PipelineBatchOverran {
+pub(crate) struct PipelineBatchOverran {
     pub took: Duration,
 }
 
 impl PipelineBatchOverran {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .pipeline_late_batches
             .fetch_add(1, Ordering::Relaxed);
@@ -173,13 +173,13 @@ impl PipelineBatchOverran {
 
 /// The ring evicted `missed` ticks of `symbol` before the pipeline read them.
 #[derive(Debug)]
-pub struct PipelineTicksMissed {
+pub(crate) struct PipelineTicksMissed {
     pub symbol: SymbolId,
     pub missed: u64,
 }
 
 impl PipelineTicksMissed {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .pipeline_missed_ticks
             .fetch_add(self.missed, Ordering::Relaxed);
@@ -196,10 +196,10 @@ impl PipelineTicksMissed {
 
 /// A WebSocket session started.
 #[derive(Debug)]
-pub struct ConnectionOpened;
+pub(crate) struct ConnectionOpened;
 
 impl ConnectionOpened {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: SESSION, "connection opened");
@@ -208,7 +208,7 @@ impl ConnectionOpened {
 
 /// A WebSocket session ended; its outbox conflated and dropped these many events.
 #[derive(Debug)]
-pub struct ConnectionClosed<C> {
+pub(crate) struct ConnectionClosed<C> {
     pub conflated: u64,
     pub dropped: u64,
     /// Why it closed, as the session records it.
@@ -216,7 +216,7 @@ pub struct ConnectionClosed<C> {
 }
 
 impl<C: fmt::Debug> ConnectionClosed<C> {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .events_conflated
             .fetch_add(self.conflated, Ordering::Relaxed);
@@ -236,12 +236,12 @@ impl<C: fmt::Debug> ConnectionClosed<C> {
 
 /// A connection stayed behind (or its writes stalled) and is closed with 1013.
 #[derive(Debug)]
-pub struct SlowConsumerClosed {
+pub(crate) struct SlowConsumerClosed {
     pub conn: u64,
 }
 
 impl SlowConsumerClosed {
-    pub fn emit(&self, metrics: &Metrics) {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
         metrics
             .slow_consumers_closed
             .fetch_add(1, Ordering::Relaxed);
@@ -254,7 +254,7 @@ impl SlowConsumerClosed {
 /// At most one log line per second for an event that can happen on every batch; the line
 /// reports everything counted since the previous one. Lock-free: the ingest thread calls it.
 #[derive(Debug, Default)]
-pub struct LogThrottle {
+pub(crate) struct LogThrottle {
     /// Wall-clock ms of the last line (0 = none yet, so the first event logs at once).
     last_ms: AtomicI64,
     since_last: AtomicU64,
@@ -264,7 +264,7 @@ impl LogThrottle {
     const INTERVAL_MS: i64 = 1000;
 
     /// Adds `n` occurrences at `now_ms`; `Some(total since the last line)` when a line is due.
-    pub fn add(&self, n: u64, now_ms: i64) -> Option<u64> {
+    pub(crate) fn add(&self, n: u64, now_ms: i64) -> Option<u64> {
         let pending = self.since_last.fetch_add(n, Ordering::Relaxed) + n;
         let last = self.last_ms.load(Ordering::Relaxed);
         // The compare-exchange elects one caller when several race past the interval.

@@ -20,7 +20,7 @@ pub struct Histogram {
 }
 
 /// Bucket bounds (seconds) for latencies from 50 µs to 10 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];
@@ -35,7 +35,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -74,14 +74,14 @@ impl Histogram {
 
 /// A Prometheus metric type, as written on its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricType {
+pub(crate) enum MetricType {
     Counter,
     Gauge,
     Histogram,
 }
 
 impl MetricType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
@@ -92,7 +92,7 @@ impl MetricType {
 
 /// What `/metrics` says about one metric besides its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     pub name: &'static str,
     pub kind: MetricType,
     pub help: &'static str,
@@ -186,12 +186,13 @@ macro_rules! metrics {
 
         impl Metrics {
             /// Every exported metric, in the order `/metrics` lists them.
-            pub const DESCRIPTORS: &'static [Descriptor] = &[
+            #[cfg(test)]
+            pub(crate) const DESCRIPTORS: &'static [Descriptor] = &[
                 $( Descriptor { name: $name, kind: metric_type!($kind), help: $help }, )*
             ];
 
             /// Prometheus text exposition format, version 0.0.4.
-            pub fn render(&self) -> String {
+            pub(crate) fn render(&self) -> String {
                 let mut out = String::with_capacity(8 * 1024);
                 $(
                     let d = Descriptor { name: $name, kind: metric_type!($kind), help: $help };

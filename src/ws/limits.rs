@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// Window over which rate-limited ops are counted as abuse.
-pub const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the limiter decided about one inbound op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     /// Refuse this op with `rate_limited`.
     Limited,
@@ -19,7 +19,7 @@ pub enum Verdict {
 }
 
 #[derive(Debug)]
-pub struct OpLimiter {
+pub(crate) struct OpLimiter {
     bucket: DefaultDirectRateLimiter,
     threshold: u32,
     window_start: Instant,
@@ -37,7 +37,7 @@ impl OpLimiter {
         }
     }
 
-    pub fn check(&mut self) -> Verdict {
+    pub(crate) fn check(&mut self) -> Verdict {
         if self.bucket.check().is_ok() {
             return Verdict::Allow;
         }

@@ -50,16 +50,16 @@ pub struct WsContext {
 }
 
 /// The endpoint's state: one shared [`WsContext`].
-pub type WsState = Arc<WsContext>;
+pub(crate) type WsState = Arc<WsContext>;
 
 /// `?v=` of the contract version; only 1 exists.
 #[derive(Debug, serde::Deserialize)]
-pub struct WsQuery {
+pub(crate) struct WsQuery {
     v: Option<String>,
 }
 
 /// Buffer and size limits of one socket.
-pub fn socket_config(cfg: &WsConfig) -> WebSocketConfig {
+pub(crate) fn socket_config(cfg: &WsConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(0)
@@ -76,7 +76,7 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
 }
 
 /// Upgrades to a WebSocket and spawns the session.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(ctx): State<WsState>,
     Query(q): Query<WsQuery>,
     mut req: Request,

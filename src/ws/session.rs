@@ -81,7 +81,7 @@ impl Conn {
 
 /// Serves one upgraded socket until it closes.
 #[tracing::instrument(name = "ws", skip_all, fields(conn))]
-pub async fn run<S>(socket: S, ctx: Arc<WsContext>)
+pub(crate) async fn run<S>(socket: S, ctx: Arc<WsContext>)
 where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
 {

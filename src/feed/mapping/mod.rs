@@ -19,9 +19,9 @@ use serde::Deserialize;
 pub use parser::{MessageError, MessageParser, Parsed, map_value};
 
 /// The embedded Binance mapping (`feeds/mappings/binance.toml`).
-pub const BINANCE_TOML: &str = include_str!("../../../feeds/mappings/binance.toml");
+pub(crate) const BINANCE_TOML: &str = include_str!("../../../feeds/mappings/binance.toml");
 /// The embedded Coinbase mapping (`feeds/mappings/coinbase.toml`).
-pub const COINBASE_TOML: &str = include_str!("../../../feeds/mappings/coinbase.toml");
+pub(crate) const COINBASE_TOML: &str = include_str!("../../../feeds/mappings/coinbase.toml");
 
 /// Placeholder in `subscribe` for the JSON array of subscription names.
 const SYMBOLS_PLACEHOLDER: &str = "{symbols}";
@@ -127,7 +127,7 @@ impl Mapping {
     }
 
     /// Parses and checks a mapping.
-    pub fn from_toml(name: &str, text: &str) -> Result<Mapping, MappingError> {
+    pub(crate) fn from_toml(name: &str, text: &str) -> Result<Mapping, MappingError> {
         let invalid = |message: String| MappingError::Invalid {
             name: name.to_owned(),
             message,
@@ -158,7 +158,10 @@ impl Mapping {
     }
 
     /// The subscribe message for `symbols` (upstream spelling), checked to be JSON.
-    pub fn subscribe_message(&self, symbols: &[String]) -> Result<String, serde_json::Error> {
+    pub(crate) fn subscribe_message(
+        &self,
+        symbols: &[String],
+    ) -> Result<String, serde_json::Error> {
         let names: Vec<String> = symbols
             .iter()
             .map(|s| {

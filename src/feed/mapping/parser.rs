@@ -72,10 +72,6 @@ impl MessageParser {
         }
     }
 
-    pub fn mapping(&self) -> &Mapping {
-        &self.mapping
-    }
-
     /// Parses one message (the bytes of a text frame).
     pub fn parse(&mut self, msg: &[u8]) -> Result<Parsed, MessageError> {
         self.scratch.clear();

@@ -29,7 +29,7 @@ pub enum RecordError {
 
 impl RecordError {
     /// True when reading cannot continue past this error (the rest of the pass is skipped).
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         matches!(self, RecordError::Io(_))
     }
 

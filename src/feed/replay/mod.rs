@@ -30,7 +30,7 @@ pub use config::{ReplayConfig, ReplayFormat, resolve_format};
 pub use records::{HeaderError, MAX_LINE_BYTES, RecordError, Records};
 
 /// Chunks the reader thread may read ahead of the pacer.
-pub const READ_AHEAD_CHUNKS: usize = 2;
+pub(crate) const READ_AHEAD_CHUNKS: usize = 2;
 
 /// What the reader thread hands the pacer.
 type Chunk = Result<Vec<RawTick>, FeedError>;

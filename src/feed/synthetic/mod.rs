@@ -27,7 +27,7 @@ const TICKERS: [&str; 100] = [
 ];
 
 /// The symbol names a synthetic config produces.
-pub fn symbol_names(cfg: &SyntheticConfig) -> Vec<String> {
+pub(crate) fn symbol_names(cfg: &SyntheticConfig) -> Vec<String> {
     if !cfg.symbol_names.is_empty() {
         return cfg.symbol_names.clone();
     }
@@ -71,7 +71,7 @@ impl SplitMix64 {
 
 /// Deterministic tick generator behind the synthetic feed.
 #[derive(Debug, Clone)]
-pub struct Generator {
+pub(crate) struct Generator {
     rng: SplitMix64,
     symbols: Vec<String>,
     prices: Vec<f64>,
@@ -114,7 +114,7 @@ impl Generator {
     }
 
     /// The next batch (one interval's worth), stamped with `exchange_ts`.
-    pub fn next_batch(&mut self, exchange_ts: i64) -> Vec<RawTick> {
+    pub(crate) fn next_batch(&mut self, exchange_ts: i64) -> Vec<RawTick> {
         // Steady part plus, with burstiness b, a burst of 10x the mean with probability 1/10:
         // the expected count stays `per_batch`.
         let mut want = self.per_batch * (1.0 - self.burstiness);

@@ -26,26 +26,26 @@ impl Backoff {
     }
 
     /// Seeded from the clock: two processes restarting together do not retry in lockstep.
-    pub fn from_clock(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn from_clock(initial: Duration, max: Duration) -> Self {
         let seed = crate::model::now_ns() as u64 ^ (u64::from(std::process::id()) << 32);
         Self::new(initial, max, seed)
     }
 
     /// The upper bound of the next delay.
-    pub fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         let factor = 1u64.checked_shl(self.attempt.min(63)).unwrap_or(u64::MAX);
         Duration::from_millis(self.initial_ms.saturating_mul(factor).min(self.max_ms))
     }
 
     /// The next delay; each call doubles the ceiling until it reaches the maximum.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling().as_millis() as u64;
         self.attempt = self.attempt.saturating_add(1);
         Duration::from_millis(self.next_u64() % (ceiling + 1))
     }
 
     /// Back to the initial ceiling (after a connection that worked).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 

@@ -38,7 +38,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why one connection ended (the feed reconnects after each).
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("connect failed: {0}")]
     Connect(Box<tungstenite::Error>),
     #[error("connect timed out after {0:?}")]

@@ -16,7 +16,7 @@
 use super::{InvalidPeriod, check_period};
 
 /// Smallest accepted period.
-pub const MIN_PERIOD: usize = 1;
+pub(crate) const MIN_PERIOD: usize = 1;
 
 /// Incremental SMA-seeded EMA(n).
 #[derive(Clone, Debug)]
@@ -48,13 +48,8 @@ impl Ema {
         })
     }
 
-    /// The period n.
-    pub fn period(&self) -> usize {
-        self.period
-    }
-
     /// Adds one close. Expects a finite positive value.
-    pub fn update(&mut self, x: f64) {
+    pub(crate) fn update(&mut self, x: f64) {
         debug_assert!(super::valid_price(x), "ema: invalid input {x}");
         match self.ema {
             Some(ema) => self.ema = Some(self.alpha * x + (1.0 - self.alpha) * ema),
@@ -69,7 +64,7 @@ impl Ema {
     }
 
     /// The EMA, or `None` before n inputs.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         self.ema
     }
 }

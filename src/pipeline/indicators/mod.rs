@@ -45,12 +45,12 @@ pub use vwap::Vwap;
 pub use crate::model::{IndicatorPeriods, IndicatorValues};
 
 /// True for a price the indicators accept: finite and strictly positive.
-pub fn valid_price(x: f64) -> bool {
+pub(crate) fn valid_price(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
 /// True for a trade size the indicators accept: finite and non-negative.
-pub fn valid_size(x: f64) -> bool {
+pub(crate) fn valid_size(x: f64) -> bool {
     x.is_finite() && x >= 0.0
 }
 
@@ -139,9 +139,7 @@ impl IndicatorPeriods {
 
 /// All indicators of one symbol, as the pipeline worker owns them.
 #[derive(Clone, Debug)]
-pub struct IndicatorSet {
-    /// The periods this set was built with (for labelling output).
-    config: IndicatorPeriods,
+pub(crate) struct IndicatorSet {
     /// Fed with bar closes.
     sma: Sma,
     /// Fed with bar closes.
@@ -160,7 +158,6 @@ impl IndicatorSet {
     /// Builds a set with the given periods; fails if any period is below its minimum.
     pub fn new(config: IndicatorPeriods) -> Result<Self, InvalidPeriod> {
         Ok(Self {
-            config,
             sma: Sma::new(config.sma)?,
             ema: Ema::new(config.ema)?,
             rsi: Rsi::new(config.rsi)?,
@@ -169,14 +166,9 @@ impl IndicatorSet {
         })
     }
 
-    /// The periods this set was built with.
-    pub fn config(&self) -> IndicatorPeriods {
-        self.config
-    }
-
     /// Feeds one trade to the tick-based indicators (VWAP). Returns `false`, changing nothing, if
     /// the price is not a [`valid_price`] or the size not a [`valid_size`].
-    pub fn on_tick(&mut self, price: f64, size: f64) -> bool {
+    pub(crate) fn on_tick(&mut self, price: f64, size: f64) -> bool {
         if !valid_price(price) || !valid_size(size) {
             return false;
         }
@@ -186,7 +178,7 @@ impl IndicatorSet {
 
     /// Feeds one closed bar's close to the bar-based indicators (SMA, EMA, RSI, volatility).
     /// Returns `false`, changing nothing, if the close is not a [`valid_price`].
-    pub fn on_bar_close(&mut self, close: f64) -> bool {
+    pub(crate) fn on_bar_close(&mut self, close: f64) -> bool {
         if !valid_price(close) {
             return false;
         }
@@ -198,12 +190,12 @@ impl IndicatorSet {
     }
 
     /// Starts a new VWAP session; the bar-based indicators keep their history.
-    pub fn reset_session(&mut self) {
+    pub(crate) fn reset_session(&mut self) {
         self.vwap.reset();
     }
 
     /// The current value of every indicator.
-    pub fn snapshot(&self) -> IndicatorValues {
+    pub(crate) fn snapshot(&self) -> IndicatorValues {
         IndicatorValues {
             sma: self.sma.value(),
             ema: self.ema.value(),

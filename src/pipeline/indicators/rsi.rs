@@ -20,7 +20,7 @@
 use super::{InvalidPeriod, check_period};
 
 /// Smallest accepted period.
-pub const MIN_PERIOD: usize = 1;
+pub(crate) const MIN_PERIOD: usize = 1;
 
 /// Incremental Wilder RSI(n).
 #[derive(Clone, Debug)]
@@ -55,13 +55,8 @@ impl Rsi {
         })
     }
 
-    /// The period n.
-    pub fn period(&self) -> usize {
-        self.period
-    }
-
     /// Adds one close. Expects a finite positive value.
-    pub fn update(&mut self, x: f64) {
+    pub(crate) fn update(&mut self, x: f64) {
         debug_assert!(super::valid_price(x), "rsi: invalid input {x}");
         let Some(prev) = self.prev.replace(x) else {
             return;
@@ -85,7 +80,7 @@ impl Rsi {
     }
 
     /// The RSI in `[0, 100]`, or `None` before n + 1 prices.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         self.avg.map(|(gain, loss)| rsi_from_averages(gain, loss))
     }
 }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use super::{CompensatedSum, InvalidPeriod, check_period};
 
 /// Smallest accepted period.
-pub const MIN_PERIOD: usize = 1;
+pub(crate) const MIN_PERIOD: usize = 1;
 
 /// Incremental SMA(n).
 #[derive(Clone, Debug)]
@@ -41,13 +41,8 @@ impl Sma {
         })
     }
 
-    /// The window length n.
-    pub fn period(&self) -> usize {
-        self.period
-    }
-
     /// Adds one close. Expects a finite positive value.
-    pub fn update(&mut self, x: f64) {
+    pub(crate) fn update(&mut self, x: f64) {
         debug_assert!(super::valid_price(x), "sma: invalid input {x}");
         if self.window.len() == self.period
             && let Some(old) = self.window.pop_front()
@@ -59,7 +54,7 @@ impl Sma {
     }
 
     /// Mean of the last n values, or `None` before n values.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         (self.window.len() == self.period).then(|| self.sum.value() / self.period as f64)
     }
 }

@@ -46,7 +46,7 @@
 use super::{InvalidPeriod, check_period};
 
 /// Smallest accepted period (prices in the window).
-pub const MIN_PERIOD: usize = 3;
+pub(crate) const MIN_PERIOD: usize = 3;
 
 /// Count, mean and sum of squared deviations (M2) of a run of returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -123,13 +123,8 @@ impl Volatility {
         })
     }
 
-    /// The window length n, in prices.
-    pub fn period(&self) -> usize {
-        self.period
-    }
-
     /// Adds one close. Expects a finite positive value.
-    pub fn update(&mut self, x: f64) {
+    pub(crate) fn update(&mut self, x: f64) {
         debug_assert!(super::valid_price(x), "volatility: invalid input {x}");
         if let Some(prev) = self.prev.replace(x) {
             // ln(x / prev) rather than ln x - ln prev: exact 0 for equal prices, and no
@@ -139,7 +134,7 @@ impl Volatility {
     }
 
     /// Sample standard deviation of the last n - 1 log returns, or `None` before n prices.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         let k = self.period - 1;
         if self.front.len() + self.back.len() < k {
             return None;

@@ -31,7 +31,7 @@ impl Vwap {
     }
 
     /// Adds one trade. Expects a finite positive price and a finite non-negative size.
-    pub fn update(&mut self, price: f64, size: f64) {
+    pub(crate) fn update(&mut self, price: f64, size: f64) {
         debug_assert!(super::valid_price(price), "vwap: invalid price {price}");
         debug_assert!(super::valid_size(size), "vwap: invalid size {size}");
         self.notional.add(price * size);
@@ -39,12 +39,12 @@ impl Vwap {
     }
 
     /// Starts a new session: forgets every tick so far.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::default();
     }
 
     /// The session VWAP, or `None` while the session's total size is 0.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         let volume = self.volume.value();
         (volume > 0.0).then(|| self.notional.value() / volume)
     }
