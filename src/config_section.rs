@@ -45,3 +45,13 @@ pub(crate) fn check(ok: bool, key: &str, message: &str) -> Result<(), ConfigErro
 pub(crate) fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
+
+/// Test helper: the key a failed validation names, `None` when it passed.
+#[cfg(test)]
+pub(crate) fn failed_key(r: Result<(), ConfigError>) -> Option<String> {
+    match r {
+        Ok(()) => None,
+        Err(ConfigError::Key { key, .. }) => Some(key),
+        Err(other) => panic!("expected a key error, got {other}"),
+    }
+}

@@ -1,6 +1,6 @@
 //! `[feeds]` configuration: one section per source, each owned and checked by its adapter.
 //!
-//! [`Config`](crate::config::Config) composes [`FeedsConfig`] and calls
+//! The top-level `Config` (`config.rs`) composes [`FeedsConfig`] and calls
 //! [`FeedsConfig::validate`]; the checks themselves (including those that read files: the
 //! replay path's format, the upstream mapping) live beside the feed they protect.
 

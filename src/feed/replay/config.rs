@@ -65,6 +65,7 @@ impl ReplayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config_section::failed_key as key_of;
 
     #[test]
     fn format_by_extension() {
@@ -88,14 +89,6 @@ mod tests {
             format: ReplayFormat::Auto,
             speed,
             looping: false,
-        }
-    }
-
-    fn key_of(r: Result<(), ConfigError>) -> Option<String> {
-        match r {
-            Ok(()) => None,
-            Err(ConfigError::Key { key, .. }) => Some(key),
-            Err(other) => panic!("expected a key error, got {other}"),
         }
     }
 

@@ -77,6 +77,7 @@ impl UpstreamConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config_section::failed_key as key_of;
 
     fn cfg(enabled: bool, url: &str, mapping: &str) -> UpstreamConfig {
         UpstreamConfig {
@@ -87,14 +88,6 @@ mod tests {
             backoff_initial_ms: 10,
             backoff_max_ms: 100,
             idle_timeout_ms: 1000,
-        }
-    }
-
-    fn key_of(r: Result<(), ConfigError>) -> Option<String> {
-        match r {
-            Ok(()) => None,
-            Err(ConfigError::Key { key, .. }) => Some(key),
-            Err(other) => panic!("expected a key error, got {other}"),
         }
     }
 
