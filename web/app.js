@@ -1,5 +1,5 @@
 // tickcast dashboard: wires the connection, the symbol table and the chart together, and is the
-// reference client of shared/PROTOCOL.md (batched frames, per-channel seq, resume with `from`,
+// reference client of docs/PROTOCOL.md (batched frames, per-channel seq, resume with `from`,
 // `reset` snapshots, `throttle_ms`).
 
 import { Connection, SeqTracker, splitChannel } from "./protocol.js";

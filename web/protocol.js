@@ -1,4 +1,4 @@
-// The client side of shared/PROTOCOL.md v1: one WebSocket that reconnects with backoff, frames
+// The client side of docs/PROTOCOL.md v1: one WebSocket that reconnects with backoff, frames
 // that hold one event or an array of events, and per-channel `seq` tracking for resume.
 
 /** Last `seq` seen per concrete channel ("ticks:AAPL" -> 1234). */
