@@ -52,7 +52,8 @@ struct Conn {
     close: Mutex<Option<Close>>,
     /// Milliseconds since `started` at which the peer last sent anything.
     last_seen_ms: AtomicU64,
-    started: Instant,
+    /// On tokio's clock, so tests on a paused clock see silence without waiting for it.
+    started: tokio::time::Instant,
 }
 
 impl Conn {
@@ -94,7 +95,7 @@ where
         })),
         close: Mutex::new(None),
         last_seen_ms: AtomicU64::new(0),
-        started: Instant::now(),
+        started: tokio::time::Instant::now(),
     };
     tracing::Span::current().record("conn", conn.id.0);
     ConnectionOpened.emit(&ctx.metrics);
