@@ -31,6 +31,7 @@ fn fanout(c: &mut Criterion) {
     let limits = OutboxLimits {
         max_events: 4096,
         max_bytes: 1 << 20,
+        max_held_bytes: 1 << 20,
     };
     // Each iteration also drains every queue, as the writers would, so memory stays flat.
     let outboxes: Vec<Arc<Outbox>> = (0..SUBSCRIBERS)

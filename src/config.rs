@@ -287,6 +287,10 @@ mod tests {
                 "database.queue_capacity",
             ),
             (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
+            (
+                &[("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "100")],
+                "ws.snapshot_max_bytes",
+            ),
         ];
         for (env, key) in cases {
             let err = with_env(env).expect_err("bad config must fail");

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod amplification;
 mod config;
 mod feeds;
 mod ingest_http;

@@ -152,6 +152,31 @@ async fn wildcard_snapshots_every_symbol_and_names_concrete_channels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribing_a_held_channel_is_acked_without_a_snapshot_unless_asked() {
+    let srv = util::start(util::config()).await;
+    srv.ingest_n("AAPL", 5, 0.0).await;
+    srv.wait_seq("AAPL", 5).await;
+    let mut c = srv.connect().await;
+    c.subscribe(json!({"op":"subscribe","channels":["ticks:*"]}))
+        .await;
+    assert_eq!(seq(&c.event_of("snapshot").await), 5);
+    // Held already (through the wildcard, and the wildcard itself): an ack and nothing else.
+    c.subscribe(json!({"op":"subscribe","channels":["ticks:AAPL","ticks:*"]}))
+        .await;
+    assert!(c.silent_for(Duration::from_millis(300)).await);
+    // Naming `snapshot` asks for a fresh one.
+    c.subscribe(json!({"op":"subscribe","channels":["ticks:AAPL"],"snapshot":2}))
+        .await;
+    let snap = c.event().await;
+    assert_eq!((snap["type"].as_str(), seq(&snap)), (Some("snapshot"), 5));
+    assert_eq!(snap["data"].as_array().map(Vec::len), Some(2));
+    // Live events still arrive once each.
+    srv.ingest_n("AAPL", 1, 0.0).await;
+    assert_eq!(seq(&c.event_of("tick").await), 6);
+    assert!(c.silent_for(Duration::from_millis(300)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_stops_events() {
     let srv = util::start(util::config()).await;
     srv.ingest_n("AAPL", 1, 0.0).await;

@@ -5,12 +5,12 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{ErrorCode, to_bytes};
-use crate::model::{Event, Kind};
+use crate::model::Kind;
 
 /// `{"type":"snapshot","ch":..,"seq":..,"data":[..]}`, with `"reset":true` when a resume could
 /// not be served.
-pub fn encode_snapshot(ch: &str, seq: u64, events: &[&Event], reset: bool) -> Bytes {
-    let data_len: usize = events.iter().map(|e| e.bytes.len() + 1).sum();
+pub fn encode_snapshot(ch: &str, seq: u64, events: &[Bytes], reset: bool) -> Bytes {
+    let data_len: usize = events.iter().map(|e| e.len() + 1).sum();
     let mut out = Vec::with_capacity(64 + ch.len() + data_len);
     out.extend_from_slice(b"{\"type\":\"snapshot\",\"ch\":");
     // Channel names are validated ASCII; serde_json still escapes for safety.
@@ -25,7 +25,7 @@ pub fn encode_snapshot(ch: &str, seq: u64, events: &[&Event], reset: bool) -> By
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&e.bytes);
+        out.extend_from_slice(e);
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
@@ -111,7 +111,7 @@ pub fn encode_list(id: Option<i64>, symbols: &[&str]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelId, Payload, Side, SymbolId, Tick};
+    use crate::model::{Side, SymbolId, Tick};
     use crate::protocol::encode_tick;
     use serde_json::{Value, json};
 
@@ -129,17 +129,8 @@ mod tests {
             exchange_ts: 1,
             ts: 2,
         };
-        let e = Event {
-            channel: ChannelId {
-                kind: Kind::Ticks,
-                symbol: SymbolId(0),
-            },
-            seq: 4,
-            ts: 2,
-            payload: Payload::Tick(t),
-            bytes: encode_tick("ticks:A", 4, &t),
-        };
-        let v = parse(&encode_snapshot("ticks:A", 4, &[&e], false));
+        let e = encode_tick("ticks:A", 4, &t);
+        let v = parse(&encode_snapshot("ticks:A", 4, &[e], false));
         assert_eq!(v["type"], "snapshot");
         assert_eq!(v["seq"], 4);
         assert_eq!(v.get("reset"), None);

@@ -112,13 +112,19 @@ impl<T: Sequenced> Ring<T> {
     }
 
     /// The newest `n` events, oldest first.
-    pub(crate) fn snapshot(&self, n: usize) -> impl ExactSizeIterator<Item = &T> {
+    pub(crate) fn snapshot(
+        &self,
+        n: usize,
+    ) -> impl ExactSizeIterator<Item = &T> + DoubleEndedIterator + Clone {
         let skip = self.buf.len().saturating_sub(n);
         self.buf.range(skip..)
     }
 
     /// Every held event with `seq > from`, oldest first, if none after `from` was evicted.
-    pub fn replay(&self, from: u64) -> Result<impl ExactSizeIterator<Item = &T>, ReplayError> {
+    pub fn replay(
+        &self,
+        from: u64,
+    ) -> Result<impl ExactSizeIterator<Item = &T> + Clone, ReplayError> {
         if from > self.last_seq {
             return Err(ReplayError::Ahead {
                 from,

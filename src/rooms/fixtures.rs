@@ -1,5 +1,5 @@
-//! Test fixtures for the hub: events whose bytes name their channel and `seq`, and a snapshot
-//! encoder that prints what it was given.
+//! Test fixtures for the hub: events whose bytes name their channel and `seq`, and a drain that
+//! prints snapshots as `snap SYMBOL@SEQ [seqs]`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Hub, HubConfig, Outbox, OutboxLimits, SnapshotView, Subscribe, Target};
+use super::{Hub, HubConfig, Item, Outbox, OutboxLimits, Subscribe, Target};
 use crate::model::{ChannelId, Event, Kind, Payload, Side, SymbolId, Tick};
 use crate::telemetry::metrics::Metrics;
 
@@ -35,17 +35,6 @@ pub(super) fn tick(channel: ChannelId, seq: u64) -> Event {
     }
 }
 
-pub(super) fn encode(v: &SnapshotView<'_>) -> Bytes {
-    let seqs: Vec<String> = v.events.iter().map(|e| e.seq.to_string()).collect();
-    Bytes::from(format!(
-        "snap {}@{} [{}]{}",
-        v.channel.symbol.0,
-        v.seq,
-        seqs.join(","),
-        if v.reset { " reset" } else { "" }
-    ))
-}
-
 pub(super) fn hub() -> Hub {
     Hub::new(
         HubConfig {
@@ -57,18 +46,47 @@ pub(super) fn hub() -> Hub {
 }
 
 pub(super) fn outbox() -> Arc<Outbox> {
+    outbox_holding(1 << 20)
+}
+
+/// An outbox whose held budget (snapshots, replays, replies) is `held` bytes.
+pub(super) fn outbox_holding(held: usize) -> Arc<Outbox> {
     Arc::new(Outbox::new(OutboxLimits {
-        max_events: 1000,
+        max_events: 4,
         max_bytes: 1 << 20,
+        max_held_bytes: held,
     }))
 }
 
 pub(super) fn drain(o: &Outbox) -> Vec<String> {
     let mut out = VecDeque::new();
     o.drain(Instant::now(), &mut out);
-    out.iter()
-        .map(|i| String::from_utf8_lossy(i.bytes()).into_owned())
-        .collect()
+    out.iter().map(show).collect()
+}
+
+/// An item as the tests compare it: events and replies as their bytes, snapshots as
+/// `snap SYMBOL@SEQ [seqs]`, with ` reset` when marked.
+pub(super) fn show(item: &Item) -> String {
+    match item {
+        Item::Control(b) | Item::Event { bytes: b, .. } => String::from_utf8_lossy(b).into_owned(),
+        Item::Snapshot(s) => {
+            let seqs: Vec<String> = s
+                .events
+                .iter()
+                .map(|e| {
+                    let text = String::from_utf8_lossy(e);
+                    text.split('#').nth(1).unwrap_or_default().to_owned()
+                })
+                .collect();
+            format!(
+                "snap {}@{} [{}]{}",
+                s.channel.symbol.0,
+                s.seq,
+                seqs.join(","),
+                if s.reset { " reset" } else { "" }
+            )
+        }
+    }
 }
 
 pub(super) fn sub(targets: Vec<Target>) -> Subscribe {

@@ -4,7 +4,9 @@
 //! subscription's snapshot (or replay) and its registration happen atomically with respect to
 //! publishing: a subscriber sees the snapshot with `seq = S` and then exactly the events after `S`.
 //! Fan-out only pushes `Bytes` handles into per-connection [`Outbox`]es and never waits on a
-//! socket; writers are woken once per published batch, after the lock is released.
+//! socket; writers are woken once per published batch, after the lock is released. Snapshots
+//! and replays are `Bytes` handles too, bounded per connection by the outbox's held budget, and
+//! encoded by the writer outside every lock.
 //!
 //! `hub.rs` holds the hub's state and fan-out, `subscriptions.rs` subscribe, unsubscribe and
 //! disconnect, `read.rs` the read model REST and the pipeline query (latest tick, events since a
@@ -24,8 +26,8 @@ mod fixtures;
 use crate::model::Event;
 
 pub use hub::{ConnId, Hub, HubConfig};
-pub use outbox::{Item, Outbox, OutboxLimits, OutboxStats};
-pub use subscriptions::{SnapshotEncoder, SnapshotView, Subscribe, Target};
+pub use outbox::{Item, Outbox, OutboxLimits, OutboxStats, Snapshot};
+pub use subscriptions::{Subscribe, Target};
 
 /// Where sequenced events go after ingest. Implemented by [`Hub`]; a broker-backed
 /// implementation forwards to other nodes, whose hubs receive the same events.

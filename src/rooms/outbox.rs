@@ -4,6 +4,12 @@
 //! task drains everything queued in one go and sends it as one frame. A consumer that cannot keep
 //! up makes the queue conflate (the newest event per channel wins, seen by the client as a `seq`
 //! jump) instead of growing; one that stays behind is evicted by its writer.
+//!
+//! What cannot be conflated (replies, snapshots, replayed events) is "held": it has its own byte
+//! budget, [`OutboxLimits::max_held_bytes`], which the hub reads before it queues snapshots or a
+//! replay ([`Outbox::held_room`]), so no subscribe can queue more than that for one connection.
+//! Snapshots are queued as `Bytes` handles of the ring's events ([`Snapshot`]) and encoded by the
+//! writer, outside every lock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -22,7 +28,13 @@ pub struct OutboxLimits {
     pub max_events: usize,
     /// Queued bytes beyond which the queue conflates.
     pub max_bytes: usize,
+    /// Snapshot and replay data a connection may have queued and not yet drained (see
+    /// [`Outbox::held_room`]).
+    pub max_held_bytes: usize,
 }
+
+/// Fixed cost charged per held item on top of its data (the snapshot's envelope, the handle).
+pub const HELD_ITEM_OVERHEAD: usize = 64;
 
 /// One queued frame part.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +43,35 @@ pub enum Item {
     Control(Bytes),
     /// A channel event: may be conflated with a newer one of the same channel.
     Event { channel: ChannelId, bytes: Bytes },
+    /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated.
+    Snapshot(Snapshot),
+}
+
+/// A snapshot as the hub takes it from a ring: handles on the stored encodings, no copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub channel: ChannelId,
+    /// `seq` of the channel's newest event (0 for a channel without events).
+    pub seq: u64,
+    /// Held events, oldest first.
+    pub events: Vec<Bytes>,
+    /// True when the client asked to resume from a point that cannot be served exactly.
+    pub reset: bool,
+}
+
+impl Snapshot {
+    /// What this snapshot is charged against [`OutboxLimits::max_held_bytes`].
+    pub(crate) fn held_len(&self) -> usize {
+        HELD_ITEM_OVERHEAD + self.events.iter().map(|e| e.len() + 1).sum::<usize>()
+    }
 }
 
 impl Item {
-    pub(crate) fn bytes(&self) -> &Bytes {
+    /// Bytes charged to the queue: an event's or reply's encoding, a snapshot's data.
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Item::Control(b) | Item::Event { bytes: b, .. } => b,
+            Item::Control(b) | Item::Event { bytes: b, .. } => b.len(),
+            Item::Snapshot(s) => s.held_len(),
         }
     }
 }
@@ -71,7 +106,12 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Item>,
+    /// Events in `queue` (held items are not counted: they are never conflated).
+    queued_events: usize,
+    /// Bytes of the events in `queue`.
     queued_bytes: usize,
+    /// Bytes of the held items in `queue` (replies, snapshots, replayed events).
+    held_bytes: usize,
     /// Channels with a `throttle_ms`; allocated only for connections that ask for one.
     throttled: HashMap<ChannelId, Throttled>,
     behind_since: Option<Instant>,
@@ -100,17 +140,34 @@ impl Outbox {
         }
     }
 
-    /// Queues a reply, snapshot or error and wakes the writer.
+    /// Queues a reply or error and wakes the writer.
     pub(crate) fn push_control(&self, bytes: Bytes) {
-        {
-            let mut st = self.lock();
-            if st.closed {
-                return;
-            }
-            st.queued_bytes += bytes.len();
-            st.queue.push_back(Item::Control(bytes));
-        }
+        self.push_held(std::iter::once(Item::Control(bytes)));
         self.notify.notify_one();
+    }
+
+    /// Queues items that are never conflated (snapshots, replayed events as
+    /// [`Item::Control`]) without waking the writer; the hub wakes it after its lock. The caller
+    /// keeps within [`Outbox::held_room`].
+    pub(crate) fn push_held(&self, items: impl IntoIterator<Item = Item>) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        for item in items {
+            st.held_bytes += item.len();
+            st.queue.push_back(item);
+        }
+    }
+
+    /// Held bytes this connection may still queue: [`OutboxLimits::max_held_bytes`] less what is
+    /// queued and not yet drained.
+    pub(crate) fn held_room(&self) -> usize {
+        let st = self.lock();
+        if st.closed {
+            return 0;
+        }
+        self.limits.max_held_bytes.saturating_sub(st.held_bytes)
     }
 
     /// Queues a channel event without waking the writer; returns true when the caller must put
@@ -159,7 +216,9 @@ impl Outbox {
     pub fn drain(&self, now: Instant, out: &mut VecDeque<Item>) -> Drain {
         let mut st = self.lock();
         std::mem::swap(&mut st.queue, out);
+        st.queued_events = 0;
         st.queued_bytes = 0;
+        st.held_bytes = 0;
         let mut next_due: Option<Instant> = None;
         for (channel, slot) in st.throttled.iter_mut() {
             if slot.pending.is_some() && slot.next_due <= now {
@@ -238,9 +297,10 @@ impl State {
                 self.stats.conflated += 1;
             }
         } else {
-            if self.queue.len() >= limits.max_events || self.queued_bytes >= limits.max_bytes {
+            if self.queued_events >= limits.max_events || self.queued_bytes >= limits.max_bytes {
                 self.conflate(limits, now);
             }
+            self.queued_events += 1;
             self.queued_bytes += bytes.len();
             self.queue.push_back(Item::Event {
                 channel,
@@ -249,35 +309,39 @@ impl State {
         }
     }
 
-    /// Keeps control items and the newest event per channel; if that is still over the limits
+    /// Keeps held items and the newest event per channel; if that is still over the limits
     /// (too many distinct channels), drops the oldest events until it is at half of them.
     fn conflate(&mut self, limits: OutboxLimits, now: Instant) {
-        let before = self.queue.len();
+        let before = self.queued_events;
         let mut seen: HashSet<ChannelId> = HashSet::new();
-        let mut kept: VecDeque<Item> = VecDeque::with_capacity(before.min(1024));
+        let mut kept: VecDeque<Item> = VecDeque::with_capacity(self.queue.len().min(1024));
+        let (mut events, mut bytes) = (0usize, 0usize);
         while let Some(item) = self.queue.pop_back() {
             match &item {
                 Item::Event { channel, .. } if !seen.insert(*channel) => {}
+                Item::Event { bytes: b, .. } => {
+                    events += 1;
+                    bytes += b.len();
+                    kept.push_front(item);
+                }
                 _ => kept.push_front(item),
             }
         }
-        self.stats.conflated += (before - kept.len()) as u64;
-        let mut bytes: usize = kept.iter().map(|i| i.bytes().len()).sum();
+        self.stats.conflated += (before - events) as u64;
         let (max_events, max_bytes) = (limits.max_events / 2, limits.max_bytes / 2);
-        if kept.len() > max_events || bytes > max_bytes {
-            let mut i = 0;
-            while i < kept.len() && (kept.len() > max_events || bytes > max_bytes) {
-                if matches!(kept[i], Item::Event { .. }) {
-                    if let Some(item) = kept.remove(i) {
-                        bytes -= item.bytes().len();
-                        self.stats.dropped += 1;
-                    }
-                } else {
-                    i += 1;
-                }
+        let mut i = 0;
+        while i < kept.len() && (events > max_events || bytes > max_bytes) {
+            if let Item::Event { bytes: b, .. } = &kept[i] {
+                bytes -= b.len();
+                events -= 1;
+                kept.remove(i);
+                self.stats.dropped += 1;
+            } else {
+                i += 1;
             }
         }
         self.queue = kept;
+        self.queued_events = events;
         self.queued_bytes = bytes;
         self.overflowed_since_drain = true;
         self.behind_since.get_or_insert(now);
@@ -305,7 +369,12 @@ mod tests {
         let d = o.drain(now, &mut out);
         let items = out
             .iter()
-            .map(|i| String::from_utf8_lossy(i.bytes()).into_owned())
+            .map(|i| match i {
+                Item::Control(b) | Item::Event { bytes: b, .. } => {
+                    String::from_utf8_lossy(b).into_owned()
+                }
+                Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
+            })
             .collect();
         (items, d)
     }
@@ -313,6 +382,7 @@ mod tests {
     const LIMITS: OutboxLimits = OutboxLimits {
         max_events: 4,
         max_bytes: 1 << 20,
+        max_held_bytes: 1 << 10,
     };
 
     #[test]
@@ -329,19 +399,20 @@ mod tests {
     fn full_queue_keeps_newest_per_channel_and_all_control() {
         let o = Outbox::new(OutboxLimits {
             max_events: 6,
-            max_bytes: 1 << 20,
+            ..LIMITS
         });
         let now = Instant::now();
         o.push_control(ev("ack"));
-        for s in ["a1", "b1", "a2", "b2", "a3"] {
+        for s in ["a1", "b1", "a2", "b2", "a3", "b3"] {
             let c = if s.starts_with('a') { 1 } else { 2 };
             o.push_event(ch(c), &ev(s), None, now);
         }
-        // The queue is at 6: the next push conflates a1, b1 and a2 away first.
-        o.push_event(ch(2), &ev("b3"), None, now);
+        // Six events are queued (the ack is held, not counted): the next push conflates a1,
+        // b1, a2 and b2 away first.
+        o.push_event(ch(1), &ev("a4"), None, now);
         let (items, d) = drained(&o, now);
-        assert_eq!(items, vec!["ack", "b2", "a3", "b3"]);
-        assert_eq!(o.stats().conflated, 3);
+        assert_eq!(items, vec!["ack", "a3", "b3", "a4"]);
+        assert_eq!(o.stats().conflated, 4);
         assert_eq!(d.behind_since, Some(now));
         // A drain with no overflow since the previous one clears the lag.
         let (_, d) = drained(&o, now);
@@ -379,6 +450,33 @@ mod tests {
         let (items, _) = drained(&o, t0 + Duration::from_millis(100));
         assert_eq!(items, vec!["x3"]);
         assert_eq!(o.stats().conflated, 1);
+    }
+
+    #[test]
+    fn held_items_have_their_own_budget_and_survive_conflation() {
+        let o = Outbox::new(LIMITS);
+        let now = Instant::now();
+        assert_eq!(o.held_room(), 1024);
+        let snap = Snapshot {
+            channel: ch(1),
+            seq: 9,
+            events: vec![ev("e8"), ev("e9")],
+            reset: false,
+        };
+        // Envelope plus each event and its separator.
+        assert_eq!(snap.held_len(), HELD_ITEM_OVERHEAD + 6);
+        o.push_held([Item::Snapshot(snap), Item::Control(ev("r1"))]);
+        assert_eq!(o.held_room(), 1024 - HELD_ITEM_OVERHEAD - 6 - 2);
+        // Events past the bound conflate; held items stay, in order.
+        for s in ["a1", "a2", "a3", "a4", "a5"] {
+            o.push_event(ch(1), &ev(s), None, now);
+        }
+        let (items, _) = drained(&o, now);
+        assert_eq!(items, vec!["snapshot of 2 events", "r1", "a4", "a5"]);
+        // A drain hands the held bytes to the writer: the budget is free again.
+        assert_eq!(o.held_room(), 1024);
+        o.close();
+        assert_eq!(o.held_room(), 0);
     }
 
     #[test]

@@ -5,17 +5,24 @@
 //! snapshot with `seq = S` and then exactly the events after `S`. A connection's wildcard on a
 //! kind "covers" its concrete channels of that kind: they are remembered but not registered in
 //! the channel, so no event is delivered twice.
+//!
+//! Bounded by construction: under the lock the hub only takes `Bytes` handles from the rings,
+//! and never more than the connection's held budget ([`Outbox::held_room`]) allows, shared out
+//! over the channels the op covers. A snapshot holds the newest events that fit its share; a
+//! replay that does not fit is answered with a `reset` snapshot instead, never cut short. A
+//! channel the connection already receives gets no new snapshot unless the op asks for one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::Outbox;
-use super::hub::{Channel, ConnId, ConnSubs, Hub, State, Subscriber};
-use crate::model::{ChannelId, Event, Kind};
+use super::hub::{Channel, ConnId, ConnSubs, Hub, Subscriber};
+use super::outbox::{HELD_ITEM_OVERHEAD, Item, Snapshot};
+use crate::model::{ChannelId, Kind};
 
 /// What a subscription covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,26 +39,33 @@ pub struct Subscribe {
     /// Resume points: the last `seq` the client saw, per concrete channel.
     pub from: HashMap<ChannelId, u64>,
     pub throttle: Option<Duration>,
-    /// Snapshot depth; `None` takes the configured default.
+    /// Snapshot depth; `None` takes the configured default. Naming it also asks for a fresh
+    /// snapshot of channels the connection already receives.
     pub snapshot: Option<usize>,
     /// The resume points belong to another server run: answer each with a reset snapshot.
     pub stale_from: bool,
 }
 
-/// What a subscriber is sent instead of replayed events when it joins a channel.
-#[derive(Debug)]
-pub struct SnapshotView<'a> {
-    pub channel: ChannelId,
-    /// `seq` of the newest event the snapshot holds (0 for a channel without events).
-    pub seq: u64,
-    /// Held events, oldest first.
-    pub events: Vec<&'a Event>,
-    /// True when the client asked to resume from a point the ring no longer holds.
-    pub reset: bool,
+/// The held budget of one subscribe, shared out over the channels that need a snapshot or a
+/// replay: each takes at most an equal share of what is left, so what one leaves unused goes to
+/// those after it.
+struct Budget {
+    left: usize,
+    channels: usize,
 }
 
-/// Encodes a snapshot message; supplied by the wire layer so rooms know no JSON.
-pub type SnapshotEncoder<'a> = &'a dyn Fn(&SnapshotView<'_>) -> Bytes;
+impl Budget {
+    /// The share of the next channel's data (its overhead already charged).
+    fn next_share(&mut self) -> usize {
+        let share = self.left / self.channels.max(1);
+        self.channels = self.channels.saturating_sub(1);
+        share
+    }
+
+    fn spend(&mut self, n: usize) {
+        self.left = self.left.saturating_sub(n);
+    }
+}
 
 // === impl Hub: subscriptions ===
 
@@ -75,105 +89,171 @@ impl Hub {
 
     /// Subscribes `conn`: for each target, queues a snapshot (or the replay of missed events)
     /// into `outbox` and registers it for live events, atomically with respect to publishing.
-    pub(crate) fn subscribe(
-        &self,
-        conn: ConnId,
-        outbox: &Arc<Outbox>,
-        req: &Subscribe,
-        encode: SnapshotEncoder<'_>,
-    ) {
+    pub(crate) fn subscribe(&self, conn: ConnId, outbox: &Arc<Outbox>, req: &Subscribe) {
         let depth = req.snapshot.unwrap_or(self.config.snapshot_depth);
-        let mut st = self.lock();
-        let st = &mut *st;
-        let subs = st.conns.entry(conn).or_insert_with(|| ConnSubs {
-            outbox: outbox.clone(),
-            concrete: HashMap::new(),
-            wildcard: [None; Kind::COUNT],
-        });
+        let mut held: Vec<Item> = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let subs = st.conns.entry(conn).or_insert_with(|| ConnSubs {
+                outbox: outbox.clone(),
+                concrete: HashMap::new(),
+                wildcard: [None; Kind::COUNT],
+            });
+            let before = subs.count();
+            // Which channels get a snapshot or replay; each is charged its overhead up front,
+            // so the envelopes always fit and the shares only bound the data.
+            let mut wanted = Self::wanted(&st.by_kind, subs, req);
+            let room = outbox.held_room();
+            let mut budget = Budget {
+                left: room.saturating_sub(wanted.len() * HELD_ITEM_OVERHEAD),
+                channels: wanted.len(),
+            };
+            for target in &req.targets {
+                match *target {
+                    Target::Channel(ch) => {
+                        let covered = subs.wildcard[ch.kind.index()].is_some();
+                        subs.concrete.insert(ch, req.throttle);
+                        // A known symbol with no event on this kind yet gets an empty snapshot
+                        // and its channel now, so the first event is delivered.
+                        let channel = st.channels.entry(ch).or_insert_with(|| {
+                            st.by_kind[ch.kind.index()].push(ch.symbol);
+                            Channel::new(self.config.ring_capacity)
+                        });
+                        if wanted.remove(&ch) {
+                            Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
+                        }
+                        if !covered {
+                            Self::register(channel, conn, outbox, req.throttle);
+                        }
+                    }
+                    Target::Wildcard(kind) => {
+                        subs.wildcard[kind.index()] = Some(req.throttle);
+                        for &symbol in &st.by_kind[kind.index()] {
+                            let ch = ChannelId { kind, symbol };
+                            if let Some(channel) = st.channels.get_mut(&ch) {
+                                // Covered concrete subscriptions leave the channel: the wildcard
+                                // delivers their events from now on.
+                                channel.subscribers.retain(|s| s.conn != conn);
+                                if wanted.remove(&ch) {
+                                    Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
+                                }
+                            }
+                        }
+                        let room = &mut st.wildcard[kind.index()];
+                        room.retain(|s| s.conn != conn);
+                        room.push(Subscriber {
+                            conn,
+                            outbox: outbox.clone(),
+                            throttle: req.throttle,
+                        });
+                    }
+                }
+            }
+            let after = subs.count();
+            // Queued under the hub lock, so nothing published after this subscribe can get
+            // ahead of its snapshots in the outbox.
+            outbox.push_held(held.drain(..));
+            st.total_subscriptions = st.total_subscriptions + after as u64 - before as u64;
+            self.metrics
+                .subscriptions
+                .store(st.total_subscriptions, Ordering::Relaxed);
+        }
+        outbox.wake();
+    }
+
+    /// The concrete channels this subscribe answers with a snapshot or replay: every channel it
+    /// covers that the connection does not receive yet, and those it does when the op names
+    /// `snapshot` (or a `from` for them).
+    fn wanted(
+        by_kind: &[Vec<crate::model::SymbolId>; Kind::COUNT],
+        subs: &ConnSubs,
+        req: &Subscribe,
+    ) -> HashSet<ChannelId> {
+        let receives = |ch: &ChannelId| {
+            subs.concrete.contains_key(ch) || subs.wildcard[ch.kind.index()].is_some()
+        };
+        let asked = |ch: &ChannelId| req.snapshot.is_some() || req.from.contains_key(ch);
+        let mut wanted = HashSet::new();
         for target in &req.targets {
             match *target {
                 Target::Channel(ch) => {
-                    let covered = subs.wildcard[ch.kind.index()].is_some();
-                    subs.concrete.insert(ch, req.throttle);
-                    // A known symbol with no event on this kind yet gets an empty snapshot and
-                    // its channel now, so the first event is delivered.
-                    let channel = st.channels.entry(ch).or_insert_with(|| {
-                        st.by_kind[ch.kind.index()].push(ch.symbol);
-                        Channel::new(self.config.ring_capacity)
-                    });
-                    Self::join(channel, ch, conn, outbox, req, depth, covered, encode);
+                    if !receives(&ch) || asked(&ch) {
+                        wanted.insert(ch);
+                    }
                 }
                 Target::Wildcard(kind) => {
-                    subs.wildcard[kind.index()] = Some(req.throttle);
-                    for &symbol in &st.by_kind[kind.index()] {
+                    for &symbol in &by_kind[kind.index()] {
                         let ch = ChannelId { kind, symbol };
-                        if let Some(channel) = st.channels.get_mut(&ch) {
-                            // Covered concrete subscriptions leave the channel: the wildcard
-                            // delivers their events from now on.
-                            channel.subscribers.retain(|s| s.conn != conn);
-                            Self::join(channel, ch, conn, outbox, req, depth, true, encode);
+                        if !receives(&ch) || asked(&ch) {
+                            wanted.insert(ch);
                         }
                     }
-                    let room = &mut st.wildcard[kind.index()];
-                    room.retain(|s| s.conn != conn);
-                    room.push(Subscriber {
-                        conn,
-                        outbox: outbox.clone(),
-                        throttle: req.throttle,
-                    });
                 }
             }
         }
-        self.metrics
-            .subscriptions
-            .store(Self::total_subscriptions(st), Ordering::Relaxed);
+        wanted
     }
 
-    /// Queues the snapshot or replay for one channel and, unless a wildcard covers it, registers
-    /// the subscriber.
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        channel: &mut Channel,
+    /// Takes one channel's replay or snapshot out of its ring, within the budget.
+    fn catch_up(
+        channel: &Channel,
         ch: ChannelId,
-        conn: ConnId,
-        outbox: &Arc<Outbox>,
         req: &Subscribe,
         depth: usize,
-        covered: bool,
-        encode: SnapshotEncoder<'_>,
+        budget: &mut Budget,
+        held: &mut Vec<Item>,
     ) {
-        // A resume point is honoured only if it belongs to this server run and every event
-        // after it is still held; otherwise the client gets a snapshot marked `reset`.
+        let share = budget.next_share();
+        // A resume point is honoured only if it belongs to this server run, every event after
+        // it is still held, and they all fit the share; otherwise the client gets a snapshot
+        // marked `reset` (never a replay cut short: that would be a silent `seq` jump).
         let from = req.from.get(&ch).copied();
         let replay = from
             .filter(|_| !req.stale_from)
-            .and_then(|f| channel.ring.replay(f).ok());
-        match replay {
-            Some(events) => {
-                let now = Instant::now();
-                for e in events {
-                    outbox.push_event(ch, &e.bytes, None, now);
-                }
-                outbox.wake();
+            .and_then(|f| channel.ring.replay(f).ok())
+            .filter(|events| events.clone().map(|e| e.bytes.len() + 1).sum::<usize>() <= share);
+        if let Some(events) = replay {
+            for e in events {
+                budget.spend(e.bytes.len() + 1);
+                held.push(Item::Control(e.bytes.clone()));
             }
-            None => {
-                let view = SnapshotView {
-                    channel: ch,
-                    seq: channel.ring.last_seq(),
-                    events: channel.ring.snapshot(depth).collect(),
-                    reset: from.is_some(),
-                };
-                outbox.push_control(encode(&view));
+            return;
+        }
+        // The newest events that fit both the depth and the share, oldest first.
+        let mut events: Vec<Bytes> = Vec::new();
+        let mut used = 0;
+        for e in channel.ring.snapshot(depth).rev() {
+            let n = e.bytes.len() + 1;
+            if used + n > share {
+                break;
             }
+            used += n;
+            events.push(e.bytes.clone());
         }
-        if !covered {
-            channel.subscribers.retain(|s| s.conn != conn);
-            channel.subscribers.push(Subscriber {
-                conn,
-                outbox: outbox.clone(),
-                throttle: req.throttle,
-            });
-        }
+        events.reverse();
+        budget.spend(used);
+        held.push(Item::Snapshot(Snapshot {
+            channel: ch,
+            seq: channel.ring.last_seq(),
+            events,
+            reset: from.is_some(),
+        }));
+    }
+
+    /// Registers the subscriber in the channel (once).
+    fn register(
+        channel: &mut Channel,
+        conn: ConnId,
+        outbox: &Arc<Outbox>,
+        throttle: Option<Duration>,
+    ) {
+        channel.subscribers.retain(|s| s.conn != conn);
+        channel.subscribers.push(Subscriber {
+            conn,
+            outbox: outbox.clone(),
+            throttle,
+        });
     }
 
     /// Removes subscriptions; returns the targets that were actually subscribed.
@@ -183,6 +263,7 @@ impl Hub {
         let Some(subs) = st.conns.get_mut(&conn) else {
             return Vec::new();
         };
+        let before = subs.count();
         let mut removed = Vec::new();
         let mut forgotten = HashSet::new();
         for target in targets {
@@ -223,12 +304,14 @@ impl Hub {
             }
         }
         subs.outbox.forget(&forgotten);
-        if subs.count() == 0 {
+        let after = subs.count();
+        if after == 0 {
             st.conns.remove(&conn);
         }
+        st.total_subscriptions -= (before - after) as u64;
         self.metrics
             .subscriptions
-            .store(Self::total_subscriptions(st), Ordering::Relaxed);
+            .store(st.total_subscriptions, Ordering::Relaxed);
         removed
     }
 
@@ -249,13 +332,10 @@ impl Hub {
                 st.wildcard[k].retain(|s| s.conn != conn);
             }
         }
+        st.total_subscriptions -= subs.count() as u64;
         self.metrics
             .subscriptions
-            .store(Self::total_subscriptions(st), Ordering::Relaxed);
-    }
-
-    fn total_subscriptions(st: &State) -> u64 {
-        st.conns.values().map(|c| c.count() as u64).sum()
+            .store(st.total_subscriptions, Ordering::Relaxed);
     }
 }
 
@@ -264,6 +344,7 @@ mod tests {
     use super::*;
     use crate::rooms::EventSink;
     use crate::rooms::fixtures::*;
+    use crate::rooms::outbox::HELD_ITEM_OVERHEAD;
 
     #[test]
     fn snapshot_then_contiguous_live_events() {
@@ -271,7 +352,7 @@ mod tests {
         let a = ch(Kind::Ticks, 0);
         h.publish(&[tick(a, 1), tick(a, 2), tick(a, 3)]);
         let (c, o) = (h.next_conn_id(), outbox());
-        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]), &encode);
+        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]));
         h.publish(&[tick(a, 4)]);
         assert_eq!(drain(&o), vec!["snap 0@3 [2,3]", "0#4"]);
     }
@@ -290,7 +371,7 @@ mod tests {
             let (c, o) = (h.next_conn_id(), outbox());
             let mut req = sub(vec![Target::Channel(a)]);
             req.from.insert(a, from);
-            h.subscribe(c, &o, &req, &encode);
+            h.subscribe(c, &o, &req);
             assert_eq!(drain(&o), want, "from {from}");
         }
     }
@@ -301,13 +382,11 @@ mod tests {
         let (a, b) = (ch(Kind::Ticks, 0), ch(Kind::Ticks, 1));
         h.publish(&[tick(a, 1)]);
         let (c, o) = (h.next_conn_id(), outbox());
-        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]), &encode);
-        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]), &encode);
+        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]));
+        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]));
         h.publish(&[tick(a, 2), tick(b, 1)]);
-        assert_eq!(
-            drain(&o),
-            vec!["snap 0@1 [1]", "snap 0@1 [1]", "0#2", "1#1"]
-        );
+        // ticks:A is already held: the wildcard sends no second snapshot of it.
+        assert_eq!(drain(&o), vec!["snap 0@1 [1]", "0#2", "1#1"]);
         // Dropping the wildcard hands ticks:A back to its concrete subscription without a gap.
         h.unsubscribe(c, &[Target::Wildcard(Kind::Ticks)]);
         h.publish(&[tick(a, 3), tick(b, 2)]);
@@ -316,11 +395,88 @@ mod tests {
     }
 
     #[test]
+    fn resubscribing_a_held_channel_sends_a_snapshot_only_when_asked() {
+        let h = hub();
+        let a = ch(Kind::Ticks, 0);
+        h.publish(&[tick(a, 1), tick(a, 2), tick(a, 3)]);
+        let (c, o) = (h.next_conn_id(), outbox());
+        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]));
+        assert_eq!(drain(&o), vec!["snap 0@3 [2,3]"]);
+        // Again, and a concrete channel the wildcard already covers: nothing new.
+        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]));
+        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]));
+        assert!(drain(&o).is_empty());
+        // Naming `snapshot` asks for a fresh one; `from` asks for the replay.
+        let mut req = sub(vec![Target::Channel(a)]);
+        req.snapshot = Some(1);
+        h.subscribe(c, &o, &req);
+        assert_eq!(drain(&o), vec!["snap 0@3 [3]"]);
+        let mut req = sub(vec![Target::Channel(a)]);
+        req.from.insert(a, 2);
+        h.subscribe(c, &o, &req);
+        assert_eq!(drain(&o), vec!["0#3"]);
+        // Held subscriptions were counted once each.
+        assert_eq!(h.count_after(c, &[]), 2);
+        assert_eq!(h.metrics.subscriptions.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn snapshots_share_the_held_budget_and_oversized_replays_reset() {
+        let h = hub();
+        let (a, b) = (ch(Kind::Ticks, 0), ch(Kind::Ticks, 1));
+        h.publish(
+            &(1..=4)
+                .flat_map(|s| [tick(a, s), tick(b, s)])
+                .collect::<Vec<_>>(),
+        );
+        // Each event is 3 bytes plus a separator. Room for two envelopes and 10 bytes of data:
+        // a gets 5 (one event), b the 5 left plus what a left unused (one event).
+        let (c, o) = (
+            h.next_conn_id(),
+            outbox_holding(2 * HELD_ITEM_OVERHEAD + 10),
+        );
+        let mut req = sub(vec![Target::Wildcard(Kind::Ticks)]);
+        req.snapshot = Some(4);
+        h.subscribe(c, &o, &req);
+        assert_eq!(drain(&o), vec!["snap 0@4 [4]", "snap 1@4 [4]"]);
+        // A replay of three events (12 bytes) does not fit 10: a reset snapshot, never a
+        // replay cut short.
+        let (c, o) = (h.next_conn_id(), outbox_holding(HELD_ITEM_OVERHEAD + 10));
+        let mut req = sub(vec![Target::Channel(a)]);
+        req.from.insert(a, 1);
+        req.snapshot = Some(4);
+        h.subscribe(c, &o, &req);
+        assert_eq!(drain(&o), vec!["snap 0@4 [3,4] reset"]);
+        // Two events (8 bytes) fit: replayed exactly. Live events past the outbox bound (4)
+        // conflate, visibly (5..7 missing before 8); the replay does not.
+        let mut req = sub(vec![Target::Channel(a)]);
+        req.from.insert(a, 2);
+        h.subscribe(c, &o, &req);
+        h.publish(&(5..=9).map(|s| tick(a, s)).collect::<Vec<_>>());
+        assert_eq!(drain(&o), vec!["0#3", "0#4", "0#8", "0#9"]);
+    }
+
+    #[test]
+    fn a_full_held_budget_leaves_snapshots_empty_but_exact() {
+        let h = hub();
+        let a = ch(Kind::Ticks, 0);
+        h.publish(&[tick(a, 1), tick(a, 2)]);
+        let (c, o) = (h.next_conn_id(), outbox_holding(HELD_ITEM_OVERHEAD + 8));
+        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]));
+        // The first snapshot used the whole budget; until the writer drains, the next one
+        // carries the right `seq` and no data.
+        let mut req = sub(vec![Target::Channel(a)]);
+        req.snapshot = Some(2);
+        h.subscribe(c, &o, &req);
+        assert_eq!(drain(&o), vec!["snap 0@2 [1,2]", "snap 0@2 []"]);
+    }
+
+    #[test]
     fn unsubscribe_and_disconnect_stop_delivery() {
         let h = hub();
         let a = ch(Kind::Ticks, 0);
         let (c, o) = (h.next_conn_id(), outbox());
-        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]), &encode);
+        h.subscribe(c, &o, &sub(vec![Target::Channel(a)]));
         assert_eq!(drain(&o), vec!["snap 0@0 []"]);
         assert_eq!(
             h.unsubscribe(c, &[Target::Channel(a), Target::Wildcard(Kind::Ticks)]),
@@ -328,7 +484,7 @@ mod tests {
         );
         h.publish(&[tick(a, 1)]);
         assert!(drain(&o).is_empty());
-        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]), &encode);
+        h.subscribe(c, &o, &sub(vec![Target::Wildcard(Kind::Ticks)]));
         h.disconnect(c);
         h.publish(&[tick(a, 2)]);
         assert_eq!(drain(&o), vec!["snap 0@1 [1]"]);

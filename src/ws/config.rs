@@ -12,6 +12,9 @@ pub struct WsConfig {
     pub max_subscriptions: usize,
     pub outbox_max_events: usize,
     pub outbox_max_bytes: usize,
+    /// Snapshot and replay data one connection may have queued and not yet written; bounds
+    /// what one subscribe (or a burst of them) can make the server hold.
+    pub snapshot_max_bytes: usize,
     pub batch_max_bytes: usize,
     pub slow_consumer_timeout_ms: u64,
     pub close_grace_ms: u64,
@@ -51,6 +54,11 @@ impl WsConfig {
         check(
             self.outbox_max_bytes >= 1024,
             "ws.outbox_max_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            self.snapshot_max_bytes >= 1024,
+            "ws.snapshot_max_bytes",
             "must be at least 1024",
         )?;
         check(

@@ -161,11 +161,7 @@ impl Ops<'_> {
             snapshot,
             stale_from,
         };
-        let symbols = &self.ctx.symbols;
-        let encode = |v: &crate::rooms::SnapshotView<'_>| {
-            protocol::encode_snapshot(&symbols.channel_name(v.channel), v.seq, &v.events, v.reset)
-        };
-        self.hub().subscribe(self.conn, self.outbox, &req, &encode);
+        self.hub().subscribe(self.conn, self.outbox, &req);
     }
 
     fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {

@@ -92,6 +92,7 @@ where
         outbox: Arc::new(Outbox::new(OutboxLimits {
             max_events: cfg.outbox_max_events,
             max_bytes: cfg.outbox_max_bytes,
+            max_held_bytes: cfg.snapshot_max_bytes,
         })),
         close: Mutex::new(None),
         last_seen_ms: AtomicU64::new(0),
@@ -177,7 +178,7 @@ where
             // What is already queued (events before a shutdown, the errors that led to a
             // policy close) still goes out first.
             if close.code.is_some() {
-                let _ = send_items(sink, &mut items, ctx, slow).await;
+                let _ = send_items(sink, &mut items, ctx, now + slow).await;
             }
             return send_close(sink, close, ctx).await;
         }
@@ -187,7 +188,9 @@ where
         {
             return evict(sink, conn, ctx).await;
         }
-        if send_items(sink, &mut items, ctx, slow).await.is_err() {
+        // One deadline for the whole drain, not one per frame: a peer that takes a frame now
+        // and then cannot keep a backlog pinned for longer than the slow-consumer timeout.
+        if send_items(sink, &mut items, ctx, now + slow).await.is_err() {
             return evict(sink, conn, ctx).await;
         }
     }
@@ -197,38 +200,55 @@ where
 struct WriteStalled;
 
 /// Sends the drained items as frames of at most `batch_max_bytes` (a lone larger item goes
-/// alone), each an object or a JSON array of objects.
+/// alone), each an object or a JSON array of objects, all by `deadline`. Snapshots are encoded
+/// here, outside every lock, one at a time as they go out.
 async fn send_items<K>(
     sink: &mut K,
     items: &mut VecDeque<Item>,
     ctx: &WsContext,
-    limit: Duration,
+    deadline: Instant,
 ) -> Result<(), WriteStalled>
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let max = ctx.config.batch_max_bytes;
+    let mut parts: Vec<Bytes> = Vec::new();
     while !items.is_empty() {
-        let mut n = 0;
+        parts.clear();
         let mut len = 0;
-        for item in items.iter() {
-            let l = item.bytes().len() + 1;
-            if n > 0 && len + l > max {
+        while let Some(item) = items.pop_front() {
+            let bytes = wire(item, ctx);
+            let l = bytes.len() + 1;
+            if !parts.is_empty() && len + l > max {
+                items.push_front(Item::Control(bytes));
                 break;
             }
-            n += 1;
             len += l;
+            parts.push(bytes);
         }
-        let frame = protocol::join_frame(items.range(..n).map(Item::bytes), len);
-        items.drain(..n);
+        let frame = protocol::join_frame(parts.iter(), len);
         let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
-        send_timed(sink, Message::Text(text), limit).await?;
+        match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Err(WriteStalled),
+        }
         ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
         ctx.metrics
             .events_sent
-            .fetch_add(n as u64, Ordering::Relaxed);
+            .fetch_add(parts.len() as u64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// One queued item's wire form.
+fn wire(item: Item, ctx: &WsContext) -> Bytes {
+    match item {
+        Item::Control(b) | Item::Event { bytes: b, .. } => b,
+        Item::Snapshot(s) => {
+            let name = ctx.symbols.channel_name(s.channel);
+            protocol::encode_snapshot(&name, s.seq, &s.events, s.reset)
+        }
+    }
 }
 
 async fn send_timed<K>(sink: &mut K, msg: Message, limit: Duration) -> Result<(), WriteStalled>

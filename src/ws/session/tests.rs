@@ -59,6 +59,48 @@ impl Sink<Message> for MemSocket {
     }
 }
 
+/// A socket whose peer takes one frame every `every` (its sends wait that long after each).
+struct Trickle {
+    inner: MemSocket,
+    every: Duration,
+    busy: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stream for Trickle {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl Sink<Message> for Trickle {
+    type Error = WsError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        if let Some(busy) = self.busy.as_mut() {
+            if busy.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.busy = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        self.busy = Some(Box::pin(tokio::time::sleep(self.every)));
+        Pin::new(&mut self.inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// The test's end: send ops, read frames.
 struct Peer {
     to_server: mpsc::UnboundedSender<Message>,
@@ -111,7 +153,12 @@ impl Peer {
 }
 
 fn context() -> WsState {
-    let config = crate::config::Config::defaults().expect("defaults");
+    context_with(|_| {})
+}
+
+fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
+    let mut config = crate::config::Config::defaults().expect("defaults");
+    tune(&mut config);
     let metrics = Arc::new(Metrics::default());
     let symbols = Arc::new(Symbols::new(16));
     let _ = symbols.intern("AAPL");
@@ -136,9 +183,24 @@ fn context() -> WsState {
 
 /// Starts a session on an in-memory socket.
 fn connect(ctx: &WsState) -> Peer {
+    connect_trickle(ctx, Duration::ZERO)
+}
+
+/// Starts a session on an in-memory socket whose peer takes one frame every `every`.
+fn connect_trickle(ctx: &WsState, every: Duration) -> Peer {
     let (to_server, inbound) = mpsc::unbounded_channel();
     let (outbound, from_server) = mpsc::unbounded_channel();
-    tokio::spawn(run(MemSocket { inbound, outbound }, ctx.clone()));
+    let inner = MemSocket { inbound, outbound };
+    if every.is_zero() {
+        tokio::spawn(run(inner, ctx.clone()));
+    } else {
+        let socket = Trickle {
+            inner,
+            every,
+            busy: None,
+        };
+        tokio::spawn(run(socket, ctx.clone()));
+    }
     Peer {
         to_server,
         from_server,
@@ -260,5 +322,32 @@ async fn shutdown_closes_with_going_away() {
     assert_eq!(
         peer.close_code(Duration::from_secs(1)).await,
         Some(CloseCode::Away)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_taking_a_frame_just_under_the_timeout_is_still_closed_1013() {
+    let ctx = context_with(|c| c.ws.batch_max_bytes = 1024);
+    let slow = Duration::from_millis(ctx.config.slow_consumer_timeout_ms);
+    ctx.hub.publish(
+        &(1..=200)
+            .map(|s| tick_event(&ctx, s, 100.0))
+            .collect::<Vec<_>>(),
+    );
+    // Each frame takes 98% of the timeout; the replay of 200 events needs some 30 frames.
+    let mut peer = connect_trickle(&ctx, slow * 49 / 50);
+    peer.send(json!({"op": "subscribe", "channels": ["ticks:AAPL"], "from": {"ticks:AAPL": 0}}));
+    // The deadline covers the whole drain: the peer is closed after about one timeout, not
+    // after 30 of them.
+    assert_eq!(
+        peer.close_code(slow * 4).await,
+        Some(CloseCode::Again),
+        "the trickling peer kept its backlog pinned"
+    );
+    assert_eq!(
+        ctx.metrics
+            .slow_consumers_closed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
 }
