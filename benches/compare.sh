@@ -25,7 +25,9 @@ FEED_RATE=${FEED_RATE:-1000}
 TICKCAST_PORT=${TICKCAST_PORT:-18080}
 PEER_PORT=${PEER_PORT:-18090}
 SKIP_TICKCAST=${SKIP_TICKCAST:-0}
-# tickcast config names (double underscore = nesting), see config/default.toml.
+# tickcast config names (double underscore = nesting), see config/default.toml. Every socket of a
+# load test comes from one address, so the per-address WebSocket limits are lifted.
+TICKCAST_LOAD_ENV="TICKCAST_WS__MAX_CONNECTIONS_PER_IP=0 TICKCAST_WS__UPGRADES_PER_SECOND=100000 TICKCAST_WS__UPGRADE_BURST=100000"
 TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_LOG__LEVEL=warn"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,7 +83,7 @@ SERVERS=()
 if [[ $SKIP_TICKCAST != 1 ]]; then
   log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
   # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
-  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_FEED_ENV \
+  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_LOAD_ENV $TICKCAST_FEED_ENV \
     "$SERVER_BIN" serve >"$OUT/tickcast.log" 2>&1 &
   TICKCAST_PID=$!
   PIDS+=("$TICKCAST_PID")

@@ -11,7 +11,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use crate::api::ApiConfig;
+use crate::client::TrustedProxies;
 pub use crate::config_section::ConfigError;
+use crate::config_section::check;
 pub use crate::feed::FeedsConfig;
 pub use crate::pipeline::PipelineConfig;
 pub use crate::ring::RingConfig;
@@ -46,6 +48,31 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace_ms: u64,
+    /// Open TCP connections, WebSockets included; past it a new one is closed at once.
+    pub max_http_connections: usize,
+    /// A request's header must arrive within this; also the idle limit of keep-alive connections.
+    pub header_read_timeout_ms: u64,
+    /// Peers (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.max_http_connections >= 1,
+            "server.max_http_connections",
+            "must be at least 1",
+        )?;
+        check(
+            self.header_read_timeout_ms >= 100,
+            "server.header_read_timeout_ms",
+            "must be at least 100",
+        )?;
+        TrustedProxies::parse(&self.trusted_proxies)
+            .map(|_| ())
+            .map_err(|m| ConfigError::key("server.trusted_proxies", m))
+    }
 }
 
 // === impl Config ===
@@ -113,6 +140,12 @@ impl Config {
 
     /// Range checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        check(
+            self.server.max_http_connections >= self.ws.max_connections,
+            "server.max_http_connections",
+            "must be at least ws.max_connections (every WebSocket is one HTTP connection)",
+        )?;
         self.feeds.validate()?;
         self.ring.validate()?;
         self.ws.validate()?;

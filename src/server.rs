@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -24,7 +23,9 @@ use crate::api::ingest::IngestState;
 use crate::api::market::MarketState;
 use crate::api::portfolio::PortfolioState;
 use crate::api::predictions::{self, PredictionState};
+use crate::api::serve::HttpLimits;
 use crate::api::{AppState, RestGuard};
+use crate::client::{TrustedProxies, VerifiedKeys};
 use crate::config::Config;
 use crate::config_section::ms;
 use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
@@ -152,6 +153,9 @@ impl Server {
 
         let stop = CancellationToken::new();
         let sessions = TaskTracker::new();
+        let verified = Arc::new(VerifiedKeys::default());
+        // Validated with the rest of the config before start.
+        let trusted = TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default();
         let api_config = Arc::new(config.api.clone());
         let app = AppState {
             market: MarketState {
@@ -167,6 +171,7 @@ impl Server {
                 symbols: symbols.clone(),
                 hub: hub.clone(),
                 max_body_bytes: config.api.max_body_bytes,
+                verified: verified.clone(),
             },
             predictions: PredictionState {
                 symbols: symbols.clone(),
@@ -177,6 +182,7 @@ impl Server {
             ingest: IngestState {
                 config: Arc::new(config.feeds.http.clone()),
                 ingest: ingest_handle.clone(),
+                verified: verified.clone(),
             },
             health: HealthState {
                 store: store.clone(),
@@ -195,8 +201,15 @@ impl Server {
                 sessions: sessions.clone(),
                 shutdown: stop.clone(),
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
+                per_address: Default::default(),
+                upgrades: WsContext::upgrade_limiter(&config.ws),
             }),
-            guard: Arc::new(RestGuard::new(&config.api, metrics.clone())),
+            guard: Arc::new(RestGuard::new(
+                &config.api,
+                trusted,
+                verified,
+                metrics.clone(),
+            )),
             max_body_bytes: config.api.max_body_bytes,
         };
 
@@ -226,28 +239,17 @@ impl Server {
             })
             .collect();
 
-        let router = crate::api::router(app.clone());
-        let stop_http = stop.clone();
-        let send_buffer = config.ws.socket_send_buffer_bytes;
-        let listener = listener.tap_io(move |tcp| {
-            // Small frames must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-            // A bounded kernel send buffer bounds what a stalled peer can pin in kernel memory,
-            // and makes a stall visible to the writer (and so to the 1013 logic) sooner.
-            if send_buffer > 0 {
-                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
-            }
-        });
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop_http.cancelled_owned());
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "http server failed");
-            }
-        });
+        let http = tokio::spawn(crate::api::serve::serve(
+            listener,
+            crate::api::router(app.clone()),
+            HttpLimits {
+                max_connections: config.server.max_http_connections,
+                header_read_timeout: ms(config.server.header_read_timeout_ms),
+                socket_send_buffer: config.ws.socket_send_buffer_bytes,
+            },
+            metrics.clone(),
+            stop.clone(),
+        ));
         tracing::info!(%addr, "tickcast listening");
         Ok(Server {
             addr,

@@ -7,6 +7,7 @@ mod amplification;
 mod config;
 mod feeds;
 mod ingest_http;
+mod limits;
 mod pipeline;
 mod portfolio;
 mod rest;

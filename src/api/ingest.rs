@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::client::{VerifiedKeys, key_digest};
 use crate::feed::HttpIngestConfig;
 use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
@@ -23,6 +24,8 @@ use crate::timestamp;
 pub struct IngestState {
     pub config: Arc<HttpIngestConfig>,
     pub ingest: IngestHandle,
+    /// Credentials that authenticated: the rate limit keys them by themselves.
+    pub verified: Arc<VerifiedKeys>,
 }
 
 /// One record of the request body.
@@ -54,12 +57,11 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub(crate) async fn ingest(
-    State(state): State<IngestState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Checks the token before reading the body, so an unauthenticated client cannot make the
+/// server buffer up to 4 MiB.
+pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     let cfg = &state.config;
+    let headers = req.headers();
     if cfg.token.is_empty() {
         return Problem::new(
             ProblemCode::IngestDisabled,
@@ -67,8 +69,11 @@ pub(crate) async fn ingest(
         )
         .into_response();
     }
-    match bearer(&headers) {
-        Some(t) if same(t.as_bytes(), cfg.token.as_bytes()) => {}
+    match bearer(headers) {
+        Some(t) if same(t.as_bytes(), cfg.token.as_bytes()) => {
+            // From now on the feeder is limited by its token, not by its address.
+            state.verified.insert(key_digest(t));
+        }
         Some(_) => {
             return Problem::new(ProblemCode::Unauthorized, "invalid ingest token").into_response();
         }
@@ -80,6 +85,7 @@ pub(crate) async fn ingest(
             .into_response();
         }
     }
+    let body: Result<Bytes, BytesRejection> = Bytes::from_request(req, &()).await;
     let body = match body {
         Ok(b) => b,
         Err(e) => return Problem::body_rejection(&e, super::MAX_BODY_BYTES).into_response(),

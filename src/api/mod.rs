@@ -1,10 +1,14 @@
 //! The HTTP surface: the dashboard at `/`, `/ws`, the REST API under `/api/v1`, health and
 //! metrics.
 //!
-//! REST routes share three layers: a latency histogram (`tickcast_http_request_seconds`), a
-//! keyed rate limit (per API key, or per client IP without one; 429 problem with `Retry-After`),
-//! and a body size limit (`api.max_body_bytes`; 413 problem). Every error is a
-//! [`Problem`](crate::protocol::Problem). `/openapi.json` is generated from the handlers' annotations.
+//! Every request is first attributed to a client address (`identify`: the peer, or behind a
+//! proxy in `server.trusted_proxies` the address it reports; IPv6 by /64). Every route but `/ws`
+//! then passes a keyed rate limit (429 problem with `Retry-After`): by verified API key, or by
+//! client address for anything not yet verified, so unverified tokens buy no bucket of their
+//! own. `/ws` has its own per-address upgrade rate and connection cap (`ws::upgrade`). REST routes
+//! also record their latency (`tickcast_http_request_seconds`) and have a body size limit
+//! (`api.max_body_bytes`; 413 problem). Every error is a [`Problem`](crate::protocol::Problem).
+//! `/openapi.json` is generated from the handlers' annotations.
 
 mod config;
 pub mod health;
@@ -14,6 +18,7 @@ pub mod openapi;
 pub mod params;
 pub mod portfolio;
 pub mod predictions;
+pub(crate) mod serve;
 pub mod web;
 
 pub use config::ApiConfig;
@@ -21,6 +26,7 @@ pub use config::ApiConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
@@ -31,6 +37,7 @@ use axum::routing::{get, post};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::client::{ClientAddr, TrustedProxies, VerifiedKeys, key_digest};
 use crate::protocol::{Problem, ProblemCode};
 use crate::telemetry::metrics::Metrics;
 use crate::ws::WsState;
@@ -44,14 +51,18 @@ const LIMITER_PRUNE_AT: usize = 10_000;
 /// Who a request is, for rate limiting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum RateKey {
-    /// SHA-256 of the bearer key (keys are not kept in memory in clear).
-    Key(String),
-    Ip(IpAddr),
+    /// SHA-256 of a credential that has authenticated before (keys are not kept in clear).
+    Key([u8; 32]),
+    /// Everything else, by client address.
+    Addr(ClientAddr),
 }
 
-/// What the REST layers use: the keyed rate limiter and the latency histogram.
+/// What the HTTP layers use: who to believe about client addresses, which credentials are
+/// verified, the keyed rate limiter and the latency histogram.
 pub struct RestGuard {
     limiter: DefaultKeyedRateLimiter<RateKey>,
+    trusted: TrustedProxies,
+    verified: Arc<VerifiedKeys>,
     metrics: Arc<Metrics>,
 }
 
@@ -64,11 +75,18 @@ impl std::fmt::Debug for RestGuard {
 }
 
 impl RestGuard {
-    pub fn new(config: &ApiConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: &ApiConfig,
+        trusted: TrustedProxies,
+        verified: Arc<VerifiedKeys>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let per_s = NonZeroU32::new(config.requests_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_s).allow_burst(burst)),
+            trusted,
+            verified,
             metrics,
         }
     }
@@ -124,15 +142,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/portfolio", get(portfolio::portfolio))
         .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            app.guard.clone(),
-            rate_limit,
-        ))
         .layer(middleware::from_fn_with_state(app.guard.clone(), latency));
-    Router::new()
+    let limited = Router::new()
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
-        .route("/ws", get(crate::ws::upgrade))
         .route("/api/v1/ingest", post(ingest::ingest))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(rest)
@@ -141,7 +154,27 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { Problem::new(ProblemCode::NotFound, "no such route") })
+        .layer(middleware::from_fn_with_state(
+            app.guard.clone(),
+            rate_limit,
+        ));
+    Router::new()
+        // Upgrades have their own per-address rate and connection cap (`ws::upgrade`).
+        .route("/ws", get(crate::ws::upgrade))
+        .merge(limited)
+        .layer(middleware::from_fn_with_state(app.guard.clone(), identify))
         .with_state(app)
+}
+
+/// Attributes the request to a [`ClientAddr`] (an extension the later layers and `/ws` read).
+async fn identify(State(guard): State<Arc<RestGuard>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let addr = ClientAddr::resolve(peer, req.headers(), &guard.trusted);
+    req.extensions_mut().insert(addr);
+    next.run(req).await
 }
 
 /// Records every REST request's latency.
@@ -155,14 +188,15 @@ async fn latency(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) 
     res
 }
 
-/// Token bucket per API key (or client IP): over it, 429 with `Retry-After`.
+/// Token bucket per verified credential, or per client address for everything else: over it,
+/// 429 with `Retry-After`.
 async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) -> Response {
-    let key = match ingest::bearer(req.headers()) {
-        Some(k) => RateKey::Key(crate::store::hash_key(k)),
-        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => RateKey::Ip(addr.ip()),
-            None => RateKey::Ip(IpAddr::from([0, 0, 0, 0])),
-        },
+    let verified = ingest::bearer(req.headers())
+        .map(key_digest)
+        .filter(|d| guard.verified.contains(d));
+    let key = match verified {
+        Some(digest) => RateKey::Key(digest),
+        None => RateKey::Addr(ClientAddr::of_request(&req)),
     };
     let limiter = &guard.limiter;
     if limiter.len() > LIMITER_PRUNE_AT {
@@ -171,6 +205,10 @@ async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Nex
     if let Err(not_until) = limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        guard
+            .metrics
+            .http_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
         return Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
             .retry_after(secs.max(1))
             .into_response();

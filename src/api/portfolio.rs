@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::market::store_problem;
+use crate::client::{VerifiedKeys, key_digest};
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
 use crate::portfolio::{self as accounting, ValuedPosition};
 use crate::protocol::Problem;
@@ -34,6 +35,8 @@ pub struct PortfolioState {
     pub hub: Arc<Hub>,
     /// Largest trade body accepted (`api.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Keys that authenticated: the rate limit keys them by themselves.
+    pub verified: Arc<VerifiedKeys>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -59,7 +62,11 @@ where
             ));
         };
         match portfolio.store.user_for_key(key).await {
-            Ok(Some(user)) => Ok(Caller(user)),
+            Ok(Some(user)) => {
+                // From now on this key is limited by itself, not by its address.
+                portfolio.verified.insert(key_digest(key));
+                Ok(Caller(user))
+            }
             Ok(None) => Err(Problem::new(ProblemCode::Unauthorized, "invalid API key")),
             Err(e) => Err(store_problem(e)),
         }

@@ -224,6 +224,14 @@ metrics! {
     counter connections_total => "tickcast_ws_connections_total", "websocket connections accepted";
     counter connections_rejected => "tickcast_ws_connections_rejected_total",
         "websocket connections refused at the cap";
+    counter connections_rejected_per_address => "tickcast_ws_connections_rejected_per_address_total",
+        "websocket connections refused at the per-address cap";
+    counter upgrades_rate_limited => "tickcast_ws_upgrades_rate_limited_total",
+        "websocket upgrades refused by the per-address rate limit";
+    counter http_connections_rejected => "tickcast_http_connections_rejected_total",
+        "http connections closed at once at server.max_http_connections";
+    counter http_rate_limited => "tickcast_http_rate_limited_total",
+        "http requests refused by the rate limit";
     counter slow_consumers_closed => "tickcast_ws_slow_consumers_closed_total",
         "connections closed with 1013";
     counter rate_limited_ops => "tickcast_ws_rate_limited_ops_total",

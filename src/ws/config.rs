@@ -8,6 +8,11 @@ use crate::config_section::{ConfigError, check};
 #[serde(deny_unknown_fields)]
 pub struct WsConfig {
     pub max_connections: usize,
+    /// Open WebSockets per client address (IPv6 by /64); 0 = no per-address cap.
+    pub max_connections_per_ip: usize,
+    /// Upgrades per second per client address, and the burst above that rate.
+    pub upgrades_per_second: u32,
+    pub upgrade_burst: u32,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
     pub outbox_max_events: usize,
@@ -34,6 +39,16 @@ impl WsConfig {
         check(
             self.max_connections >= 1,
             "ws.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            self.upgrades_per_second >= 1,
+            "ws.upgrades_per_second",
+            "must be at least 1",
+        )?;
+        check(
+            self.upgrade_burst >= 1,
+            "ws.upgrade_burst",
             "must be at least 1",
         )?;
         check(

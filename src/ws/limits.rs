@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::client::ClientAddr;
+
 /// Window over which rate-limited ops are counted as abuse.
 pub(crate) const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -73,5 +75,88 @@ mod tests {
                 Verdict::Abuse
             ]
         );
+    }
+}
+
+/// Open connections per client address, capped; a slot is held for the life of a connection and
+/// given back when its [`AddressSlot`] drops. One entry per address with an open connection, so
+/// the table is bounded by `ws.max_connections`.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionsPerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<ClientAddr, usize>>,
+}
+
+/// One connection's hold on its address's count.
+#[derive(Debug)]
+pub(crate) struct AddressSlot {
+    table: std::sync::Arc<ConnectionsPerAddress>,
+    addr: ClientAddr,
+}
+
+impl ConnectionsPerAddress {
+    /// A slot for `addr`, or `None` when it already holds `cap` connections (`cap` 0: no cap).
+    pub(crate) fn try_acquire(
+        table: &std::sync::Arc<Self>,
+        addr: ClientAddr,
+        cap: usize,
+    ) -> Option<AddressSlot> {
+        let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(addr).or_insert(0);
+        if cap > 0 && *n >= cap {
+            if *n == 0 {
+                open.remove(&addr);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: table.clone(),
+            addr,
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, addr: ClientAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(&addr).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn per_address_cap_holds_and_slots_are_given_back() {
+        let table = Arc::new(ConnectionsPerAddress::default());
+        let a = ClientAddr::of([192, 0, 2, 1].into());
+        let b = ClientAddr::of([192, 0, 2, 2].into());
+        let first = ConnectionsPerAddress::try_acquire(&table, a, 2).expect("1st");
+        let _second = ConnectionsPerAddress::try_acquire(&table, a, 2).expect("2nd");
+        assert!(ConnectionsPerAddress::try_acquire(&table, a, 2).is_none());
+        assert!(ConnectionsPerAddress::try_acquire(&table, b, 2).is_some());
+        drop(first);
+        assert_eq!(table.held(a), 1);
+        assert!(ConnectionsPerAddress::try_acquire(&table, a, 2).is_some());
+        // No cap at all with 0.
+        let many: Vec<_> = (0..5)
+            .map(|_| ConnectionsPerAddress::try_acquire(&table, b, 0).expect("uncapped"))
+            .collect();
+        drop(many);
+        assert_eq!(table.held(b), 0, "a dropped address leaves no entry behind");
     }
 }

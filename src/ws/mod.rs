@@ -6,6 +6,10 @@ mod ops;
 pub mod session;
 
 pub use config::WsConfig;
+use limits::ConnectionsPerAddress;
+
+/// The upgrade limiter is pruned of idle addresses once it tracks this many.
+const UPGRADE_LIMITER_PRUNE_AT: usize = 10_000;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::ClientAddr;
 use crate::model::Symbols;
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
@@ -47,6 +52,23 @@ pub struct WsContext {
     pub shutdown: CancellationToken,
     /// Caps concurrent connections.
     pub conn_limit: Arc<Semaphore>,
+    /// Open connections per client address (`ws.max_connections_per_ip`).
+    pub(crate) per_address: Arc<ConnectionsPerAddress>,
+    /// Upgrades per client address (`ws.upgrades_per_second`, `ws.upgrade_burst`).
+    pub(crate) upgrades: governor::DefaultKeyedRateLimiter<ClientAddr>,
+}
+
+impl WsContext {
+    /// The per-address upgrade limiter `config` asks for.
+    pub(crate) fn upgrade_limiter(
+        config: &WsConfig,
+    ) -> governor::DefaultKeyedRateLimiter<ClientAddr> {
+        let per_s = std::num::NonZeroU32::new(config.upgrades_per_second)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst =
+            std::num::NonZeroU32::new(config.upgrade_burst).unwrap_or(std::num::NonZeroU32::MIN);
+        governor::RateLimiter::dashmap(governor::Quota::per_second(per_s).allow_burst(burst))
+    }
 }
 
 /// The endpoint's state: one shared [`WsContext`].
@@ -108,6 +130,41 @@ pub(crate) async fn upgrade(
         return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
             .into_response();
     }
+    let addr = ClientAddr::of_request(&req);
+    if ctx.upgrades.len() > UPGRADE_LIMITER_PRUNE_AT {
+        ctx.upgrades.retain_recent();
+    }
+    if let Err(not_until) = ctx.upgrades.check_key(&addr) {
+        ctx.metrics
+            .upgrades_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Problem::new(
+            ProblemCode::RateLimited,
+            format!("too many WebSocket upgrades from {addr}; slow down"),
+        )
+        .retry_after(wait.as_secs().max(1))
+        .into_response();
+    }
+    let Some(slot) = ConnectionsPerAddress::try_acquire(
+        &ctx.per_address,
+        addr,
+        ctx.config.max_connections_per_ip,
+    ) else {
+        ctx.metrics
+            .connections_rejected_per_address
+            .fetch_add(1, Ordering::Relaxed);
+        return Problem::new(
+            ProblemCode::TooManyConnections,
+            format!(
+                "{addr} already holds ws.max_connections_per_ip ({}) connections",
+                ctx.config.max_connections_per_ip
+            ),
+        )
+        .into_response();
+    };
     let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
         ctx.metrics
             .connections_rejected
@@ -131,6 +188,7 @@ pub(crate) async fn upgrade(
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
+        drop(slot);
         drop(permit);
     });
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();

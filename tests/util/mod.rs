@@ -141,7 +141,8 @@ pub async fn backends() -> Vec<TestDb> {
 }
 
 /// Defaults for tests: ephemeral port, no synthetic feed, HTTP ingest on, short grace, a
-/// SQLite database of its own, quick write-behind flushes, no practical REST rate limit.
+/// SQLite database of its own, quick write-behind flushes, no practical REST or upgrade rate
+/// limit.
 pub fn config() -> Config {
     let mut c = Config::defaults().expect("embedded defaults are valid");
     c.database.url = temp_sqlite_url();
@@ -151,6 +152,8 @@ pub fn config() -> Config {
     c.database.breaker_probe_ms = 100;
     c.api.requests_per_second = 100_000;
     c.api.burst = 100_000;
+    c.ws.upgrades_per_second = 100_000;
+    c.ws.upgrade_burst = 100_000;
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.shutdown_grace_ms = 3000;
     c.feeds.synthetic.enabled = false;

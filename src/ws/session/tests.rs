@@ -172,6 +172,8 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
             metrics.clone(),
         )),
         conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
+        per_address: Default::default(),
+        upgrades: WsContext::upgrade_limiter(&config.ws),
         config: config.ws,
         symbols,
         metrics,

@@ -1,0 +1,252 @@
+//! Who a caller is, for limits: the client's address (behind a trusted proxy, the address the
+//! proxy reports), grouped the way addresses are handed out (IPv6 by /64), and API keys once they
+//! have been verified.
+//!
+//! Unverified credentials never buy a bucket of their own: a request is limited by its address
+//! until its key has authenticated once, so a fresh random token per request gets nothing.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// Verified keys remembered at most; past it the set starts again (every key then pays from its
+/// address once more until it authenticates). 10,000 × 32 B digests ≈ 0.5 MiB with the table.
+pub const VERIFIED_KEYS_MAX: usize = 10_000;
+
+/// Proxies whose `X-Forwarded-For` is believed: single addresses or CIDR blocks.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `["10.0.0.0/8", "127.0.0.1", "::1"]`; the error names the bad entry.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|e| {
+                parse_block(e).ok_or_else(|| format!("{e:?} is not an IP address or CIDR block"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|&(net, bits)| in_block(ip, net, bits))
+    }
+}
+
+fn parse_block(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, b)) => (
+            a.trim().parse::<IpAddr>().ok()?,
+            Some(b.trim().parse::<u8>().ok()?),
+        ),
+        None => (s.trim().parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    (bits <= max).then_some((canonical(addr), bits))
+}
+
+fn in_block(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) is the
+/// IPv4 address it carries.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The address limits are keyed by: an IPv4 address whole, an IPv6 address by its /64 (what one
+/// subscriber is usually given, so rotating the low bits buys no new bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(IpAddr);
+
+impl ClientAddr {
+    pub fn of(ip: IpAddr) -> ClientAddr {
+        match canonical(ip) {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & (u128::MAX << 64);
+                ClientAddr(IpAddr::V6(Ipv6Addr::from(prefix)))
+            }
+            v4 => ClientAddr(v4),
+        }
+    }
+
+    /// The address of a request: its peer, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not itself a trusted proxy (the rightmost untrusted
+    /// hop: entries left of it were written by the client and prove nothing).
+    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> ClientAddr {
+        if !trusted.contains(peer) {
+            return ClientAddr::of(peer);
+        }
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if trusted.contains(ip) => continue,
+                Ok(ip) => return ClientAddr::of(ip),
+                // A malformed hop: nothing left of it can be trusted either.
+                Err(_) => break,
+            }
+        }
+        ClientAddr::of(peer)
+    }
+
+    /// The address the client-address layer attached to `req` (the peer's as a fallback).
+    pub fn of_request(req: &Request) -> ClientAddr {
+        if let Some(addr) = req.extensions().get::<ClientAddr>() {
+            return *addr;
+        }
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        ClientAddr::of(peer)
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+            v4 => write!(f, "{v4}"),
+        }
+    }
+}
+
+/// SHA-256 of a credential: keys are never kept in memory in clear.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Credentials that have authenticated (API keys, the ingest token), by digest, bounded by
+/// [`VERIFIED_KEYS_MAX`].
+#[derive(Debug, Default)]
+pub struct VerifiedKeys(Mutex<HashSet<[u8; 32]>>);
+
+impl VerifiedKeys {
+    pub fn insert(&self, digest: [u8; 32]) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= VERIFIED_KEYS_MAX && !set.contains(&digest) {
+            set.clear();
+        }
+        set.insert(digest);
+    }
+
+    pub fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_64_and_mapped_ipv4_is_ipv4() {
+        assert_eq!(
+            ClientAddr::of(ip("2001:db8:1:2:aaaa::1")),
+            ClientAddr::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            ClientAddr::of(ip("2001:db8:1:2::1")),
+            ClientAddr::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            ClientAddr::of(ip("::ffff:192.0.2.7")),
+            ClientAddr::of(ip("192.0.2.7"))
+        );
+        assert_ne!(
+            ClientAddr::of(ip("192.0.2.7")),
+            ClientAddr::of(ip("192.0.2.8"))
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into()]).expect("ok");
+        let client = ClientAddr::of(ip("203.0.113.5"));
+        // From an untrusted peer the header is ignored: anyone can write it.
+        assert_eq!(
+            ClientAddr::resolve(ip("198.51.100.1"), &xff("203.0.113.5"), &trusted),
+            ClientAddr::of(ip("198.51.100.1"))
+        );
+        // From a trusted proxy, the rightmost untrusted hop; a spoofed left entry is ignored.
+        assert_eq!(
+            ClientAddr::resolve(
+                ip("10.1.2.3"),
+                &xff("1.2.3.4, 203.0.113.5, 10.9.9.9"),
+                &trusted
+            ),
+            client
+        );
+        assert_eq!(
+            ClientAddr::resolve(ip("::1"), &xff("203.0.113.5"), &trusted),
+            client
+        );
+        // No header, or only proxies: the peer itself.
+        assert_eq!(
+            ClientAddr::resolve(ip("10.1.2.3"), &HeaderMap::new(), &trusted),
+            ClientAddr::of(ip("10.1.2.3"))
+        );
+        assert_eq!(
+            ClientAddr::resolve(ip("10.1.2.3"), &xff("garbage, 10.0.0.1"), &trusted),
+            ClientAddr::of(ip("10.1.2.3"))
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_entries_are_checked() {
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(TrustedProxies::parse(&["proxy.local".into()]).is_err());
+        assert!(TrustedProxies::parse(&["0.0.0.0/0".into(), "fd00::/8".into()]).is_ok());
+    }
+
+    #[test]
+    fn verified_keys_are_bounded() {
+        let keys = VerifiedKeys::default();
+        for i in 0..VERIFIED_KEYS_MAX + 5 {
+            keys.insert(key_digest(&i.to_string()));
+        }
+        let held = keys.0.lock().expect("lock").len();
+        assert!(held <= VERIFIED_KEYS_MAX, "{held}");
+        assert!(keys.contains(&key_digest(&(VERIFIED_KEYS_MAX + 4).to_string())));
+    }
+}
