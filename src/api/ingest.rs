@@ -130,7 +130,14 @@ pub(crate) async fn ingest(
                     exchange_ts,
                 })
             })
-            .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()));
+            .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()))
+            .and_then(|t| {
+                state
+                    .ingest
+                    .check_future(&t, now)
+                    .map(|()| t)
+                    .map_err(|e| e.to_string())
+            });
         match tick {
             Ok(t) => ticks.push(t),
             Err(message) => errors.push(json!({"index": index, "message": message})),

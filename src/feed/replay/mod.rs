@@ -68,6 +68,11 @@ impl Feed for ReplayFeed {
         "replay"
     }
 
+    /// History, dated whenever it was: no future-skew check.
+    fn is_live(&self) -> bool {
+        false
+    }
+
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>> {
         Box::pin(async move {
             let path = self.path.display().to_string();
