@@ -126,7 +126,7 @@ pub(crate) async fn ingest(
                     symbol: r.symbol,
                     price: r.price,
                     size: r.size,
-                    side,
+                    side: Some(side),
                     exchange_ts,
                 })
             })

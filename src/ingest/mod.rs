@@ -442,7 +442,7 @@ mod tests {
             symbol: sym.into(),
             price,
             size: 1.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: 1,
         }
     }

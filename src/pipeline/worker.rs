@@ -264,7 +264,7 @@ mod tests {
             symbol: SymbolId(sym),
             price,
             size: 2.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: ts_ms * 1_000_000,
             // Arrives when it is stamped, like a live trade.
             ts: ts_ms * 1_000_000,
