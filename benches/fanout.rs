@@ -24,7 +24,7 @@ fn fanout(c: &mut Criterion) {
         symbol: SymbolId(0),
         price: 189.23,
         size: 100.0,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         exchange_ts: 1_764_070_000_123_456_789,
         ts: 1_764_070_000_123_456_789,
     };

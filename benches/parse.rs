@@ -65,9 +65,9 @@ fn serde_json_tick(msg: &[u8]) -> Option<RawTick> {
         price: t.price.parse().ok()?,
         size: t.size.parse().ok()?,
         side: if t.buyer_is_maker {
-            Side::Sell
+            Some(Side::Sell)
         } else {
-            Side::Buy
+            Some(Side::Buy)
         },
         exchange_ts: t.time_ms.checked_mul(1_000_000)?,
     };

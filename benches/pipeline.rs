@@ -20,9 +20,10 @@ fn second_of_ticks(s: i64) -> Vec<SymbolTicks> {
                     symbol: SymbolId(sym),
                     price: 100.0 + ((s as f64 + i as f64 * 0.37 + sym as f64).sin()),
                     size: 1.0 + (i % 7) as f64,
-                    side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+                    side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
                     exchange_ts: (s * 1000 + (i as i64 * 10)) * 1_000_000,
-                    ts: 0,
+                    // Arrives when stamped, like a live feed.
+                    ts: (s * 1000 + (i as i64 * 10)) * 1_000_000,
                 })
                 .collect(),
         })
@@ -44,7 +45,7 @@ fn pipeline(c: &mut Criterion) {
         pool.run_batch(
             second_of_ticks(second),
             BatchClock {
-                close_until_ms: second * 1000,
+                now_ms: second * 1000,
                 partial_bars: true,
             },
         );
@@ -61,7 +62,7 @@ fn pipeline(c: &mut Criterion) {
                     pool.run_batch(
                         work,
                         BatchClock {
-                            close_until_ms: s * 1000,
+                            now_ms: s * 1000,
                             partial_bars: true,
                         },
                     )

@@ -14,7 +14,7 @@ fn event(seq: u64) -> Event {
         symbol: SymbolId(0),
         price: 100.0,
         size: 1.0,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         exchange_ts: 1,
         ts: 1,
     };

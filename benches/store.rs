@@ -37,7 +37,7 @@ fn rows(n: usize, offset: i64) -> Vec<TickRow> {
             seq: i as i64,
             price: 100.0 + (i % 97) as f64 * 0.01,
             size: 1.0 + (i % 13) as f64,
-            side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+            side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
         })
         .collect()
 }

@@ -111,7 +111,8 @@ pub struct RawTick {
     pub symbol: String,
     pub price: f64,
     pub size: f64,
-    pub side: Side,
+    /// Taker side; `None` when the source does not say (a replay file without a `side` column).
+    pub side: Option<Side>,
     /// Exchange time, nanoseconds since the Unix epoch.
     pub exchange_ts: i64,
 }
@@ -128,7 +129,7 @@ impl RawTick {
             symbol: symbol.into(),
             price,
             size,
-            side,
+            side: Some(side),
             exchange_ts,
         }
     }
@@ -140,7 +141,8 @@ pub struct Tick {
     pub symbol: SymbolId,
     pub price: f64,
     pub size: f64,
-    pub side: Side,
+    /// Taker side, if the source gave one (`"side": null` on the wire otherwise).
+    pub side: Option<Side>,
     /// Exchange time, nanoseconds since the Unix epoch.
     pub exchange_ts: i64,
     /// Server ingest time, nanoseconds since the Unix epoch (the wire `ts`).

@@ -181,7 +181,7 @@ impl Server {
             },
             ingest: IngestState {
                 config: Arc::new(config.feeds.http.clone()),
-                ingest: ingest_handle.clone(),
+                ingest: ingest_handle.live(config.feeds.max_future_skew_ms),
                 verified: verified.clone(),
             },
             health: HealthState {
@@ -224,8 +224,13 @@ impl Server {
             .into_iter()
             .map(|feed| {
                 let name = feed.name();
+                let ingest = if feed.is_live() {
+                    ingest_handle.live(config.feeds.max_future_skew_ms)
+                } else {
+                    ingest_handle.clone()
+                };
                 let ctx = FeedContext {
-                    ingest: ingest_handle.clone(),
+                    ingest,
                     shutdown: feeds_stop.clone(),
                     metrics: metrics.clone(),
                 };

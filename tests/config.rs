@@ -20,6 +20,11 @@ fn unknown_or_bad_keys_stop_startup_naming_the_key() {
             "0",
             "feeds.synthetic.rate",
         ),
+        (
+            "TICKCAST_FEEDS__MAX_FUTURE_SKEW_MS",
+            "0",
+            "feeds.max_future_skew_ms",
+        ),
     ];
     for (key, value, needle) in cases {
         let out = tickcast()

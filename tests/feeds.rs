@@ -158,6 +158,64 @@ async fn replay_loops_and_counts_bad_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A typical export: `timestamp,symbol,price,size`, RFC 3339 and ms times, no side. Its ticks
+/// stream with `"side": null` and are stored and read back without a side, on both backends;
+/// the bad line is counted, not fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_typical_export_without_side() {
+    let dir = std::env::temp_dir().join(format!("tickcast-e2e-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("export.csv");
+    std::fs::write(
+        &path,
+        "timestamp,symbol,price,size\n\
+         2024-01-02T14:30:00.097Z,AAPL,187.15,100\n\
+         1704205800123,AAPL,187.16,25\n\
+         2024-01-02T14:30:01Z,AAPL,oops,5\n\
+         2024-01-02T14:30:02Z,AAPL,187.2,5\n",
+    )
+    .unwrap();
+    for db in util::backends().await {
+        let mut cfg = replay_config(path.clone());
+        cfg.database.url = db.url.clone();
+        let srv = util::start(cfg).await;
+        srv.wait_persisted(3).await;
+        let metrics = srv.server().metrics();
+        assert_eq!(
+            metrics.feed_errors.load(Ordering::Relaxed),
+            1,
+            "{}",
+            db.backend
+        );
+        let mut c = srv.connect().await;
+        c.subscribe(json!({"op":"subscribe","channels":["ticks:AAPL"]}))
+            .await;
+        let snap = c.event_of("snapshot").await;
+        let data = snap["data"].as_array().cloned().unwrap_or_default();
+        let got: Vec<(f64, Value)> = data
+            .iter()
+            .map(|t| (t["price"].as_f64().unwrap_or(0.0), t["side"].clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (187.15, Value::Null),
+                (187.16, Value::Null),
+                (187.2, Value::Null)
+            ],
+            "{}",
+            db.backend
+        );
+        let (status, _, page) = srv.get("/api/v1/ticks/AAPL", None).await;
+        assert_eq!(status, 200, "{page}");
+        let ticks = page["ticks"].as_array().cloned().unwrap_or_default();
+        assert_eq!(ticks.len(), 3, "{} {page}", db.backend);
+        assert!(ticks.iter().all(|t| t["side"].is_null()), "{page}");
+        assert_eq!(ticks[0]["ts"], 1_704_205_800_097_000_000i64);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_of_a_missing_file_stops_the_feed_not_the_server() {
     let srv = util::start(replay_config(feeds_dir().join("no_such_file.csv"))).await;

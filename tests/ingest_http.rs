@@ -141,3 +141,34 @@ async fn oversized_body_is_a_413_problem() {
     let problem: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["code"], "body_too_large", "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_dated_past_the_future_skew_are_refused_by_name() {
+    let mut cfg = util::config();
+    cfg.feeds.max_future_skew_ms = 2_000;
+    let srv = util::start(cfg).await;
+    let now = tickcast::model::now_ns();
+    let ms = 1_000_000i64;
+    let tick = |ahead_ms: i64| json!({"symbol":"SKEW","price":1,"size":1,"side":"buy","ts": now + ahead_ms * ms});
+    // A day ahead (a bad clock, a typo): refused, named, nothing ingested.
+    let body = json!([tick(0), tick(86_400_000)]);
+    let (status, _, problem) = post(&srv, Some(TOKEN), &body.to_string()).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["code"], "invalid_records");
+    let errors = problem["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{problem}");
+    assert_eq!(errors[0]["index"], 1);
+    let message = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ahead of the server clock") && message.contains("2000 ms"),
+        "{message}"
+    );
+    let metrics = srv.server().metrics();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&metrics.ticks_future), 1);
+    assert_eq!(load(&metrics.ticks_ingested), 0);
+    // Within the skew, and any time in the past, is fine.
+    let body = json!([tick(1_000), tick(-86_400_000)]);
+    let (status, _, ok) = post(&srv, Some(TOKEN), &body.to_string()).await;
+    assert_eq!((status, ok), (202, json!({"accepted": 2})));
+}

@@ -251,7 +251,7 @@ async fn retention_deletes_only_old_ticks() {
                 seq: 1,
                 price: 1.0,
                 size: 1.0,
-                side: tickcast::model::Side::Buy,
+                side: Some(tickcast::model::Side::Buy),
             })
             .collect();
         store.insert_ticks(&rows).await.unwrap();

@@ -132,11 +132,18 @@ pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Re
                     symbol: r.symbol,
                     price: r.price,
                     size: r.size,
-                    side,
+                    side: Some(side),
                     exchange_ts,
                 })
             })
-            .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()));
+            .and_then(|t| validate(&t).map(|()| t).map_err(|e| e.to_string()))
+            .and_then(|t| {
+                state
+                    .ingest
+                    .check_future(&t, now)
+                    .map(|()| t)
+                    .map_err(|e| e.to_string())
+            });
         match tick {
             Ok(t) => ticks.push(t),
             Err(message) => errors.push(json!({"index": index, "message": message})),

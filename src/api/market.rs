@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::params::{self, Params};
-use crate::model::{ChannelId, IndicatorPeriods, Kind, Symbols, is_valid_symbol};
+use crate::model::{ChannelId, IndicatorPeriods, Kind, Side, Symbols, is_valid_symbol};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
 use crate::protocol::{IndicatorFields, ProblemCode};
@@ -119,7 +119,8 @@ pub(crate) struct TickOut {
     seq: i64,
     price: f64,
     size: f64,
-    side: &'static str,
+    /// `null` when the source gave no side.
+    side: Option<&'static str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -181,7 +182,7 @@ pub(crate) async fn ticks(
             seq: r.row.seq,
             price: r.row.price,
             size: r.row.size,
-            side: r.row.side.as_str(),
+            side: r.row.side.map(Side::as_str),
         })
         .collect();
     Ok(Json(TickPage {

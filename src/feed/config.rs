@@ -15,11 +15,17 @@ use crate::config_section::{ConfigError, check};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedsConfig {
+    /// Live feeds (synthetic, upstream, HTTP ingest; not replay) refuse ticks dated more than
+    /// this many ms ahead of the server clock.
+    pub max_future_skew_ms: u64,
     pub synthetic: SyntheticConfig,
     pub replay: ReplayConfig,
     pub upstream: UpstreamConfig,
     pub http: HttpIngestConfig,
 }
+
+/// Largest `feeds.max_future_skew_ms`: a year.
+const MAX_FUTURE_SKEW_MS: u64 = 365 * 86_400_000;
 
 /// `[feeds.http]`: the HTTP ingest feed, `POST /api/v1/ingest` (served by `api::ingest`).
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +42,11 @@ pub struct HttpIngestConfig {
 impl FeedsConfig {
     /// Range checks serde cannot express, section by section; the first failure names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=MAX_FUTURE_SKEW_MS).contains(&self.max_future_skew_ms),
+            "feeds.max_future_skew_ms",
+            "must be between 1 and 31536000000 (a year)",
+        )?;
         self.synthetic.validate()?;
         self.replay.validate()?;
         self.upstream.validate()?;

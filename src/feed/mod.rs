@@ -64,6 +64,12 @@ pub(crate) trait Feed: Send + 'static {
     /// Short name for logs and metrics (`synthetic`, `replay`, `upstream`).
     fn name(&self) -> &'static str;
 
+    /// True for feeds of trades happening now (synthetic, upstream): ingest refuses their ticks
+    /// dated more than `feeds.max_future_skew_ms` ahead. Replayed history is not live.
+    fn is_live(&self) -> bool {
+        true
+    }
+
     /// Runs until the source ends or `ctx.shutdown` is cancelled.
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>>;
 }

@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::protocol::{self, IndicatorFields};
 use crate::rooms::EventSink;
+use crate::telemetry::events::{FutureTicksRejected, LogThrottle};
 use crate::telemetry::metrics::Metrics;
 
 /// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
@@ -32,6 +33,11 @@ pub enum TickError {
     Size(f64),
     #[error("exchange time must be > 0 ns since the epoch, got {0}")]
     Time(i64),
+    #[error(
+        "exchange time is {ahead_ms} ms ahead of the server clock; a live feed allows at most \
+         {max_ms} ms (feeds.max_future_skew_ms)"
+    )]
+    Future { ahead_ms: i64, max_ms: i64 },
     #[error(transparent)]
     SymbolLimit(#[from] SymbolLimit),
 }
@@ -53,6 +59,18 @@ pub fn validate(t: &RawTick) -> Result<(), TickError> {
     Ok(())
 }
 
+/// Refuses a tick dated more than `max_skew_ns` ahead of `now_ns` (both ns since the epoch).
+pub(crate) fn check_future(t: &RawTick, now_ns: i64, max_skew_ns: i64) -> Result<(), TickError> {
+    let ahead = t.exchange_ts.saturating_sub(now_ns);
+    if ahead > max_skew_ns {
+        return Err(TickError::Future {
+            ahead_ms: ahead / 1_000_000,
+            max_ms: max_skew_ns / 1_000_000,
+        });
+    }
+    Ok(())
+}
+
 /// A value the pipeline computed, not yet sequenced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Derived {
@@ -69,7 +87,11 @@ pub enum Derived {
 
 #[derive(Debug)]
 enum Msg {
-    Ticks(Vec<RawTick>),
+    Ticks {
+        ticks: Vec<RawTick>,
+        /// Set for live feeds: refuse ticks dated more than this (ns) ahead of ingest's clock.
+        max_future_skew_ns: Option<i64>,
+    },
     Derived(Vec<Derived>),
     /// Everything queued before this is published, then ingest stops.
     Stop,
@@ -95,16 +117,52 @@ pub struct IngestHandle {
     tx: mpsc::Sender<Msg>,
     metrics: Arc<Metrics>,
     symbols: Arc<Symbols>,
+    /// Set on the handles of live feeds ([`IngestHandle::live`]); replay has none.
+    max_future_skew_ns: Option<i64>,
 }
 
 impl IngestHandle {
+    /// A handle for a live feed (synthetic, upstream, HTTP ingest): ingest refuses its ticks
+    /// dated more than `max_future_skew_ms` ahead of the server clock (counted and logged as
+    /// `FutureTicksRejected`). Replayed history is not live and keeps the plain handle.
+    pub(crate) fn live(&self, max_future_skew_ms: u64) -> IngestHandle {
+        let ns = i64::try_from(max_future_skew_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        IngestHandle {
+            max_future_skew_ns: Some(ns),
+            ..self.clone()
+        }
+    }
+
+    /// The future-skew check of this handle at `now_ns`, for callers that report per record
+    /// before queueing (HTTP ingest; a refusal is counted in `ticks_future`, the caller counts
+    /// it as rejected); a handle that is not live accepts any time.
+    pub(crate) fn check_future(&self, t: &RawTick, now_ns: i64) -> Result<(), TickError> {
+        let Some(max) = self.max_future_skew_ns else {
+            return Ok(());
+        };
+        let checked = check_future(t, now_ns, max);
+        if checked.is_err() {
+            self.metrics.ticks_future.fetch_add(1, Ordering::Relaxed);
+        }
+        checked
+    }
+
+    fn ticks(&self, ticks: Vec<RawTick>) -> Msg {
+        Msg::Ticks {
+            ticks,
+            max_future_skew_ns: self.max_future_skew_ns,
+        }
+    }
+
     /// Queues validated ticks, waiting while the queue is full.
     pub(crate) async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
         if ticks.is_empty() {
             return Ok(());
         }
         self.tx
-            .send(Msg::Ticks(ticks))
+            .send(self.ticks(ticks))
             .await
             .map_err(|_| IngestClosed)?;
         self.metrics
@@ -115,7 +173,7 @@ impl IngestHandle {
 
     /// Queues validated ticks if there is room now.
     pub(crate) fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
-        self.tx.try_send(Msg::Ticks(ticks)).map_err(|e| match e {
+        self.tx.try_send(self.ticks(ticks)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => TrySubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => TrySubmitError::Closed(IngestClosed),
         })?;
@@ -174,6 +232,8 @@ pub(crate) struct Ingest {
     seq: [Vec<u64>; Kind::COUNT],
     /// Cached `kind:SYMBOL` strings, same indexing.
     names: [Vec<Arc<str>>; Kind::COUNT],
+    /// One log line per second at most for refused future ticks.
+    future_log: LogThrottle,
 }
 
 impl Ingest {
@@ -188,6 +248,7 @@ impl Ingest {
             tx,
             metrics: metrics.clone(),
             symbols: symbols.clone(),
+            max_future_skew_ns: None,
         };
         let ingest = Ingest {
             rx,
@@ -197,6 +258,7 @@ impl Ingest {
             indicator_fields: IndicatorFields::new(&periods),
             seq: Default::default(),
             names: Default::default(),
+            future_log: LogThrottle::default(),
         };
         (ingest, handle)
     }
@@ -240,8 +302,20 @@ impl Ingest {
         }
         match msg {
             Msg::Stop => return true,
-            Msg::Ticks(ticks) => {
+            Msg::Ticks {
+                ticks,
+                max_future_skew_ns,
+            } => {
+                let mut future: Option<(u64, String, i64, i64)> = None;
                 for raw in ticks {
+                    if let Some(max) = max_future_skew_ns
+                        && let Err(TickError::Future { ahead_ms, max_ms }) =
+                            check_future(&raw, ts, max)
+                    {
+                        let n = future.as_ref().map_or(0, |f| f.0) + 1;
+                        future = Some((n, raw.symbol, ahead_ms, max_ms));
+                        continue;
+                    }
                     match self.tick_event(&raw, ts) {
                         Ok(e) => out.push(e),
                         Err(error) => {
@@ -249,6 +323,16 @@ impl Ingest {
                             tracing::warn!(symbol = %raw.symbol, %error, "tick rejected at ingest");
                         }
                     }
+                }
+                if let Some((rejected, symbol, ahead_ms, max_ms)) = future {
+                    FutureTicksRejected {
+                        rejected,
+                        symbol: &symbol,
+                        ahead_ms,
+                        max_ms,
+                        throttle: &self.future_log,
+                    }
+                    .emit(&self.metrics);
                 }
             }
             Msg::Derived(values) => {
@@ -358,7 +442,7 @@ mod tests {
             symbol: sym.into(),
             price,
             size: 1.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: 1,
         }
     }
@@ -389,6 +473,50 @@ mod tests {
             assert!(e.contains(needle), "{t:?}: {e}");
         }
         assert_eq!(validate(&raw("A", 1.0)), Ok(()));
+    }
+
+    #[test]
+    fn live_feeds_refuse_ticks_dated_too_far_ahead() {
+        let sink = Arc::new(Collect::default());
+        let symbols = Arc::new(Symbols::new(10));
+        let metrics = Arc::new(Metrics::default());
+        let (ingest, handle) = Ingest::new(
+            symbols,
+            sink.clone(),
+            metrics.clone(),
+            IndicatorPeriods::default(),
+        );
+        let thread = ingest.spawn().unwrap();
+        let now = now_ns();
+        let at = |sym: &str, ahead_ms: i64| RawTick {
+            exchange_ts: now + ahead_ms * 1_000_000,
+            ..raw(sym, 1.0)
+        };
+        let live = handle.live(5_000);
+        let day = 86_400_000;
+        // The handle's own check names the limit and its key (HTTP ingest reports it).
+        let err = live.check_future(&at("A", day), now).unwrap_err();
+        assert!(
+            matches!(err, TickError::Future { ahead_ms, max_ms: 5_000 } if ahead_ms >= day - 1),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("feeds.max_future_skew_ms"),
+            "{err}"
+        );
+        assert_eq!(live.check_future(&at("A", 1_000), now), Ok(()));
+        assert_eq!(handle.check_future(&at("A", day), now), Ok(()), "not live");
+        live.try_send(vec![at("LIVE", 1_000), at("LIVE", day), at("LIVE", -day)])
+            .unwrap();
+        // Replay's handle is not live: history from any date goes through.
+        handle.try_send(vec![at("HIST", day)]).unwrap();
+        drop((live, handle));
+        thread.join().unwrap();
+        let got: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(got, vec![1, 2, 1], "LIVE 1 and 2, then HIST 1");
+        assert_eq!(metrics.ticks_future.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.ticks_rejected.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.ticks_ingested.load(Ordering::Relaxed), 3);
     }
 
     #[test]

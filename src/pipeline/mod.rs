@@ -1,6 +1,8 @@
-//! The batching pipeline: every `pipeline.interval_ms` (aligned to wall-clock boundaries), take
-//! each symbol's new ticks from its ring, update 1 s / 1 m bars and indicators on the worker
-//! pool, and publish the results through ingest (which assigns their `seq`).
+//! The batching pipeline: every `pipeline.interval_ms` (aligned to wall-clock boundaries, plus
+//! `close_delay_ms`), take each symbol's new ticks from its ring, update 1 s / 1 m bars and
+//! indicators on the worker pool, and publish the results through ingest (which assigns their
+//! `seq`). Bars close by each symbol's event clock, not by the wall clock (see `bars`), so
+//! replayed history gets exactly the bars its timestamps define.
 //!
 //! A coordinator thread drives batches; it never touches the async runtime. A batch that starts
 //! late or overruns its interval is logged and counted (`tickcast_pipeline_late_batches_total`),
@@ -35,7 +37,8 @@ pub struct PipelineConfig {
     pub interval_ms: u64,
     /// Worker threads; 0 = one per core.
     pub workers: usize,
-    /// Bars close this long after their end, so ticks in transit are not counted late.
+    /// Batches run this long after each interval boundary, so ticks in transit (up to this
+    /// much behind their exchange time) are read before their bar closes.
     pub close_delay_ms: u64,
     /// Publish the 1 m bar in progress every batch with `"final": false`.
     pub partial_bars: bool,
@@ -187,7 +190,7 @@ impl Coordinator {
                 }
                 .emit(&self.metrics);
             }
-            if !self.batch(started_ms - delay) {
+            if !self.batch(started_ms) {
                 break;
             }
         }
@@ -195,7 +198,7 @@ impl Coordinator {
     }
 
     /// One batch; false when ingest is gone.
-    fn batch(&mut self, close_until_ms: i64) -> bool {
+    fn batch(&mut self, now_ms: i64) -> bool {
         let started = Instant::now();
         let taken = self.hub.take_new_ticks(&mut self.cursors);
         let mut work = Vec::with_capacity(taken.len());
@@ -206,7 +209,7 @@ impl Coordinator {
             work.push(SymbolTicks { symbol, ticks });
         }
         let clock = BatchClock {
-            close_until_ms,
+            now_ms,
             partial_bars: self.config.partial_bars,
         };
         let out = self.pool.run_batch(work, clock);

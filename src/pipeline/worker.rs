@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::indicators::{IndicatorPeriods, IndicatorSet};
-use crate::bars::{Bar, BarBuilder};
+use crate::bars::{Bar, BarBuilder, EventClock};
 use crate::ingest::Derived;
 use crate::model::{BarEvent, IndicatorValues, Kind, SymbolId, Tick};
 
@@ -33,8 +33,9 @@ pub struct BatchOutput {
 /// Per-batch parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchClock {
-    /// Bars ending at or before this wall-clock time (ms) close.
-    pub close_until_ms: i64,
+    /// Wall-clock time of the batch (ms); each symbol's bars close by its event clock at this
+    /// time ([`EventClock`]).
+    pub now_ms: i64,
     /// Send the 1 m bar in progress as `"final": false`.
     pub partial_bars: bool,
 }
@@ -44,6 +45,8 @@ pub struct BatchClock {
 pub(crate) struct SymbolState {
     bars_1s: BarBuilder,
     bars_1m: BarBuilder,
+    /// The symbol's exchange clock, which closes its bars (see `bars`).
+    clock: EventClock,
     indicators: IndicatorSet,
     /// UTC day (days since the epoch) of the VWAP session.
     session_day: i64,
@@ -66,6 +69,7 @@ impl SymbolState {
                 period: 60_000,
                 min: 1,
             })?,
+            clock: EventClock::default(),
             indicators: IndicatorSet::new(config)?,
             session_day: i64::MIN,
             late_seen: 0,
@@ -82,6 +86,7 @@ impl SymbolState {
     ) {
         for t in ticks {
             let ts_ms = t.exchange_ts.div_euclid(1_000_000);
+            self.clock.observe(ts_ms, t.ts.div_euclid(1_000_000));
             // VWAP is a session indicator: the session is the UTC day of the exchange time.
             let day = ts_ms.div_euclid(MS_PER_DAY);
             if day > self.session_day {
@@ -94,7 +99,9 @@ impl SymbolState {
             self.bars_1m.on_trade(ts_ms, t.price, t.size);
             self.indicators.on_tick(t.price, t.size);
         }
-        for bar in self.bars_1s.close_until(clock.close_until_ms) {
+        // No trade yet means no bar to close: the clock starts with the symbol's first trade.
+        let event_ms = self.clock.at(clock.now_ms).unwrap_or(i64::MIN);
+        for bar in self.bars_1s.close_until(event_ms) {
             self.indicators.on_bar_close(bar.close);
             out.derived.push(Derived::Bar {
                 kind: Kind::Bars1s,
@@ -102,7 +109,7 @@ impl SymbolState {
                 bar: wire_bar(&bar, true),
             });
         }
-        for bar in self.bars_1m.close_until(clock.close_until_ms) {
+        for bar in self.bars_1m.close_until(event_ms) {
             out.derived.push(Derived::Bar {
                 kind: Kind::Bars1m,
                 symbol,
@@ -257,15 +264,16 @@ mod tests {
             symbol: SymbolId(sym),
             price,
             size: 2.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: ts_ms * 1_000_000,
-            ts: 0,
+            // Arrives when it is stamped, like a live trade.
+            ts: ts_ms * 1_000_000,
         }
     }
 
     fn clock(ms: i64) -> BatchClock {
         BatchClock {
-            close_until_ms: ms,
+            now_ms: ms,
             partial_bars: false,
         }
     }

@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer};
 
 use super::indicators::IndicatorFields;
 use super::to_bytes;
-use crate::model::{BarEvent, IndicatorValues, Tick};
+use crate::model::{BarEvent, IndicatorValues, Side, Tick};
 
 /// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
 struct Num(f64);
@@ -30,7 +30,8 @@ struct TickWire<'a> {
     ts: i64,
     price: f64,
     size: Num,
-    side: &'static str,
+    /// `null` when the source gave no side (a replay file without a `side` column).
+    side: Option<&'static str>,
     /// Extension: exchange time, ns since the epoch.
     xts: i64,
 }
@@ -43,7 +44,7 @@ pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
         ts: tick.ts,
         price: tick.price,
         size: Num(tick.size),
-        side: tick.side.as_str(),
+        side: tick.side.map(Side::as_str),
         xts: tick.exchange_ts,
     })
 }
@@ -111,12 +112,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tick_without_a_side_has_side_null() {
+        let t = Tick {
+            symbol: SymbolId(0),
+            price: 1.5,
+            size: 2.0,
+            side: None,
+            exchange_ts: 5,
+            ts: 7,
+        };
+        let v = parse(&encode_tick("ticks:X", 1, &t));
+        assert_eq!(
+            v,
+            json!({"type":"tick","ch":"ticks:X","seq":1,"ts":7,"price":1.5,"size":2,
+                   "side":null,"xts":5})
+        );
+    }
+
+    #[test]
     fn tick_matches_the_contract() {
         let t = Tick {
             symbol: SymbolId(0),
             price: 189.23,
             size: 100.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: 5,
             ts: 1764070000123456789,
         };

@@ -125,7 +125,7 @@ mod tests {
             symbol: SymbolId(0),
             price: 1.5,
             size: 2.5,
-            side: Side::Sell,
+            side: Some(Side::Sell),
             exchange_ts: 1,
             ts: 2,
         };

@@ -27,7 +27,7 @@ pub(super) fn tick(channel: ChannelId, seq: u64) -> Event {
             symbol: channel.symbol,
             price: 1.0,
             size: 1.0,
-            side: Side::Buy,
+            side: Some(Side::Buy),
             exchange_ts: 0,
             ts: 0,
         }),

@@ -104,6 +104,18 @@ fn side_of(code: i16) -> Side {
     if code == 0 { Side::Buy } else { Side::Sell }
 }
 
+/// A tick's side in the `side` column: 0 buy, 1 sell, 2 none (the source gave no side). The
+/// column stays `NOT NULL`, so no migration: earlier rows are all 0 or 1.
+fn tick_side_code(s: Option<Side>) -> i16 {
+    s.map_or(TICK_SIDE_NONE, side_code)
+}
+
+fn tick_side_of(code: i16) -> Option<Side> {
+    (code != TICK_SIDE_NONE).then(|| side_of(code))
+}
+
+const TICK_SIDE_NONE: i16 = 2;
+
 fn now_ms() -> i64 {
     crate::model::now_ms()
 }
@@ -207,5 +219,13 @@ mod tests {
         for s in [Side::Buy, Side::Sell] {
             assert_eq!(side_of(side_code(s)), s);
         }
+        for s in [Some(Side::Buy), Some(Side::Sell), None] {
+            assert_eq!(tick_side_of(tick_side_code(s)), s);
+        }
+        // Rows written before ticks could lack a side keep their meaning.
+        assert_eq!(
+            (tick_side_code(Some(Side::Buy)), tick_side_code(None)),
+            (0, 2)
+        );
     }
 }

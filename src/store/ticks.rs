@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{Db, Store, StoreError, side_code, side_of};
+use super::{Db, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
 /// SQLite allows 32,766 bound parameters per statement; 7 per tick row.
@@ -22,7 +22,8 @@ pub struct TickRow {
     pub seq: i64,
     pub price: f64,
     pub size: f64,
-    pub side: Side,
+    /// `None` when the source gave no side (stored as code 2).
+    pub side: Option<Side>,
 }
 
 /// A tick read back, with its row id (the cursor's tie-break).
@@ -69,7 +70,7 @@ impl Store {
                                 .push_bind(r.seq)
                                 .push_bind(r.price)
                                 .push_bind(r.size)
-                                .push_bind(side_code(r.side));
+                                .push_bind(tick_side_code(r.side));
                         });
                         qb.build().execute(&mut *tx).await?;
                     }
@@ -83,7 +84,7 @@ impl Store {
                     let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
                     let price: Vec<f64> = rows.iter().map(|r| r.price).collect();
                     let size: Vec<f64> = rows.iter().map(|r| r.size).collect();
-                    let side: Vec<i16> = rows.iter().map(|r| side_code(r.side)).collect();
+                    let side: Vec<i16> = rows.iter().map(|r| tick_side_code(r.side)).collect();
                     sqlx::query(
                         "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) \
                          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
@@ -149,7 +150,7 @@ impl Store {
                     seq,
                     price,
                     size,
-                    side: side_of(side),
+                    side: tick_side_of(side),
                 },
             })
             .collect())

@@ -16,6 +16,7 @@ use crate::model::{SymbolId, now_ns};
 const STORE: &str = "tickcast::store::recorder";
 const PIPELINE: &str = "tickcast::pipeline";
 const SESSION: &str = "tickcast::ws::session";
+const INGEST: &str = "tickcast::ingest";
 
 // --- store ----------------------------------------------------------------------------------
 
@@ -192,6 +193,42 @@ impl PipelineTicksMissed {
     }
 }
 
+// --- ingest -------------------------------------------------------------------------------
+
+/// Live-feed ticks dated more than `feeds.max_future_skew_ms` ahead of the server clock were
+/// refused (they would hold a symbol's bars and VWAP session in the future). Counted every time,
+/// logged at most once per [`LogThrottle`] interval with the total since the last line.
+#[derive(Debug)]
+pub(crate) struct FutureTicksRejected<'a> {
+    pub rejected: u64,
+    /// The symbol and how far ahead (ms) of the latest one refused.
+    pub symbol: &'a str,
+    pub ahead_ms: i64,
+    pub max_ms: i64,
+    pub throttle: &'a LogThrottle,
+}
+
+impl FutureTicksRejected<'_> {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        metrics
+            .ticks_future
+            .fetch_add(self.rejected, Ordering::Relaxed);
+        metrics
+            .ticks_rejected
+            .fetch_add(self.rejected, Ordering::Relaxed);
+        if let Some(rejected) = self.throttle.add(self.rejected, now_ns() / 1_000_000) {
+            tracing::warn!(
+                target: INGEST,
+                rejected,
+                symbol = self.symbol,
+                ahead_ms = self.ahead_ms,
+                max_future_skew_ms = self.max_ms,
+                "live ticks dated in the future refused"
+            );
+        }
+    }
+}
+
 // --- WebSocket sessions ---------------------------------------------------------------------
 
 /// A WebSocket session started.
@@ -363,6 +400,24 @@ mod tests {
         .emit(&m);
         assert_eq!(load(&m.pipeline_late_batches), 2);
         assert_eq!(load(&m.pipeline_missed_ticks), 9);
+    }
+
+    #[test]
+    fn future_ticks_count_as_rejected() {
+        let m = Metrics::default();
+        let throttle = LogThrottle::default();
+        for _ in 0..2 {
+            FutureTicksRejected {
+                rejected: 3,
+                symbol: "AAPL",
+                ahead_ms: 86_400_000,
+                max_ms: 5_000,
+                throttle: &throttle,
+            }
+            .emit(&m);
+        }
+        assert_eq!(load(&m.ticks_future), 6);
+        assert_eq!(load(&m.ticks_rejected), 6);
     }
 
     #[test]

@@ -212,6 +212,9 @@ metrics! {
 
     counter ticks_ingested => "tickcast_ticks_ingested_total", "ticks accepted by ingest";
     counter ticks_rejected => "tickcast_ticks_rejected_total", "ticks refused by validation";
+    /// Also counted in `ticks_rejected`.
+    counter ticks_future => "tickcast_ticks_future_total",
+        "live-feed ticks refused for an exchange time too far ahead of the server clock";
     counter events_published => "tickcast_events_published_total", "events published to rooms";
     counter events_fanned_out => "tickcast_events_fanned_out_total",
         "event copies queued to subscribers";

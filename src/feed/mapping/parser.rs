@@ -111,7 +111,7 @@ pub fn map_value(m: &Mapping, v: &Value<'_>) -> Result<Parsed, MessageError> {
         symbol,
         price: number(m, &m.price_field, field(&m.price_field)?)?,
         size: number(m, &m.size_field, field(&m.size_field)?)?,
-        side: side(m, field(&m.side_field)?)?,
+        side: Some(side(m, field(&m.side_field)?)?),
         exchange_ts: time(m, field(&m.time_field)?)?,
     };
     crate::ingest::validate(&tick)?;
@@ -345,7 +345,7 @@ subscribe_symbol = "{{symbol}}"
             let m = custom(rule, "any", "ms");
             let msg = format!(r#"{{"t":"x","s":"A","p":1,"q":1,"d":{value},"ts":5}}"#);
             let got = match one(&m, &msg) {
-                Ok(Parsed::Trade(t)) => Ok(t.side),
+                Ok(Parsed::Trade(t)) => t.side.ok_or(()),
                 Ok(other) => panic!("{rule} {value}: {other:?}"),
                 Err(_) => Err(()),
             };

@@ -1,24 +1,30 @@
-//! CSV replay records: a header naming the columns (any order, case-insensitive, extra columns
-//! ignored), then one trade per line. Fields are split by the `csv` crate (RFC 4180 quoting:
-//! `"a,b"`, `"say ""hi"""`) and trimmed.
+//! CSV replay records: a header naming the columns (any order, case-insensitive, the names of
+//! [`FIELDS`]: `ts`/`timestamp`/`time`, `symbol`, `price`/`px`, `size`/`qty`/`quantity`/`volume`,
+//! and optionally `side`; other columns are ignored), then one trade per line. Fields are split by
+//! the `csv` crate (RFC 4180 quoting: `"a,b"`, `"say ""hi"""`) and trimmed. Two columns that name
+//! the same field (`price` and `px`) are refused: which one is meant is a guess.
 //!
 //! Each line is split on its own (see [`super::records`]), so a quote left open cannot swallow
 //! the lines after it: a line with an odd number of `"` is refused as an unterminated quote. No
 //! tick field can contain a `"`, so this never refuses a record that could have been valid.
+//! A bad field is reported with its column: `column 3 \`px\` (price): not a number: "abc"`.
 
 use ::csv::{ReaderBuilder, StringRecord, Trim};
 
-use super::fields::{HeaderError, RecordError, finish, parse_number, parse_side, parse_ts};
+use super::fields::{
+    FIELDS, HeaderError, PRICE, RecordError, SIDE, SIZE, SYMBOL, TS, accepted, field_of, finish,
+    parse_number, parse_side, parse_ts,
+};
+use crate::ingest::TickError;
 use crate::model::RawTick;
 
 /// Column positions of a CSV file, from its header.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Columns {
-    ts: usize,
-    symbol: usize,
-    price: usize,
-    size: usize,
-    side: usize,
+    /// Position of each field of [`FIELDS`]; `side` may be absent.
+    at: [Option<usize>; 5],
+    /// The header's names, for messages.
+    names: Vec<String>,
     /// Fields every row must have (the header's width).
     width: usize,
 }
@@ -36,44 +42,96 @@ impl CsvRows {
     pub(super) fn from_header(line: &[u8]) -> Result<Self, HeaderError> {
         let mut names = StringRecord::new();
         split(line, &mut names).map_err(|e| HeaderError(e.to_string()))?;
-        let find = |name: &str| {
-            names
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
-                .ok_or_else(|| HeaderError(format!("no `{name}` column")))
-        };
+        let mut at: [Option<usize>; 5] = [None; 5];
+        for (i, name) in names.iter().enumerate() {
+            let Some(field) = field_of(name) else {
+                continue;
+            };
+            if let Some(j) = at[field] {
+                return Err(HeaderError(format!(
+                    "columns {} `{}` and {} `{name}` both mean `{}`; keep one or rename the other",
+                    j + 1,
+                    &names[j],
+                    i + 1,
+                    FIELDS[field].0
+                )));
+            }
+            at[field] = Some(i);
+        }
+        for field in [TS, SYMBOL, PRICE, SIZE] {
+            if at[field].is_none() {
+                return Err(HeaderError(format!(
+                    "no `{}` column (name it {})",
+                    FIELDS[field].0,
+                    accepted(field)
+                )));
+            }
+        }
         let cols = Columns {
-            ts: find("ts")?,
-            symbol: find("symbol")?,
-            price: find("price")?,
-            size: find("size")?,
-            side: find("side")?,
+            at,
+            names: names.iter().map(str::to_owned).collect(),
             width: names.len(),
         };
         Ok(Self {
-            cols,
             record: StringRecord::with_capacity(64, cols.width),
+            cols,
         })
     }
 
     /// Parses one row.
     pub(super) fn parse(&mut self, line: &[u8]) -> Result<RawTick, RecordError> {
         split(line, &mut self.record)?;
-        let cols = self.cols;
+        let cols = &self.cols;
         if self.record.len() != cols.width {
             return Err(RecordError::FieldCount {
                 expected: cols.width,
                 got: self.record.len(),
             });
         }
-        let get = |i: usize| self.record.get(i).unwrap_or("");
-        finish(RawTick {
-            exchange_ts: parse_ts(get(cols.ts))?,
-            symbol: get(cols.symbol).to_owned(),
-            price: parse_number("price", get(cols.price))?,
-            size: parse_number("size", get(cols.size))?,
-            side: parse_side(get(cols.side))?,
+        let get = |field: usize| {
+            cols.at[field]
+                .and_then(|i| self.record.get(i))
+                .unwrap_or("")
+        };
+        let at = |field: usize| move |e: RecordError| cols.column(field, e);
+        let tick = RawTick {
+            exchange_ts: parse_ts(get(TS)).map_err(at(TS))?,
+            symbol: get(SYMBOL).to_owned(),
+            price: parse_number("price", get(PRICE)).map_err(at(PRICE))?,
+            size: parse_number("size", get(SIZE)).map_err(at(SIZE))?,
+            side: parse_side(get(SIDE)).map_err(at(SIDE))?,
+        };
+        finish(tick).map_err(|e| {
+            let field = match &e {
+                RecordError::Tick(TickError::Symbol(_)) => SYMBOL,
+                RecordError::Tick(TickError::Price(_)) => PRICE,
+                RecordError::Tick(TickError::Size(_)) => SIZE,
+                RecordError::Tick(TickError::Time(_)) => TS,
+                _ => return e,
+            };
+            cols.column(field, e)
         })
+    }
+}
+
+// === impl Columns ===
+
+impl Columns {
+    /// `e`, about `field`, restated with the column that holds it.
+    fn column(&self, field: usize, e: RecordError) -> RecordError {
+        let Some(i) = self.at[field] else {
+            return e;
+        };
+        let message = match e {
+            RecordError::Field { message, .. } => message,
+            other => other.to_string(),
+        };
+        RecordError::Column {
+            column: i + 1,
+            header: self.names.get(i).cloned().unwrap_or_default(),
+            field: FIELDS[field].0,
+            message,
+        }
     }
 }
 
@@ -176,13 +234,13 @@ yesterday,AAPL,189.5,1,buy
             )
         );
         err_contains(&got[3], 6, "expected 5 fields, got 4");
-        err_contains(&got[4], 7, "field `price`");
+        err_contains(&got[4], 7, "column 3 `price` (price): not a number");
         err_contains(&got[5], 8, "size");
-        err_contains(&got[6], 9, "invalid symbol");
-        err_contains(&got[7], 10, "field `side`");
-        err_contains(&got[8], 11, "field `ts`");
-        err_contains(&got[9], 12, "field `ts`");
-        err_contains(&got[10], 13, "price");
+        err_contains(&got[6], 9, "column 2 `symbol` (symbol): invalid symbol");
+        err_contains(&got[7], 10, "column 5 `side` (side): expected buy or sell");
+        err_contains(&got[8], 11, "column 1 `ts` (ts)");
+        err_contains(&got[9], 12, "column 1 `ts` (ts)");
+        err_contains(&got[10], 13, "column 3 `price` (price): price must be");
         err_contains(&got[11], 14, "price");
         assert_eq!(
             got[12],
@@ -205,7 +263,7 @@ yesterday,AAPL,189.5,1,buy
         err_contains(&got[15], 18, r#"invalid symbol "BRK \"B\"""#);
         err_contains(&got[16], 19, r#"invalid symbol "BRK,B""#);
         // A quote opens a field only as its first character: ` "410.5" ` is not quoted.
-        err_contains(&got[17], 20, "field `price`");
+        err_contains(&got[17], 20, "column 3 `price` (price)");
     }
 
     #[test]
@@ -215,18 +273,70 @@ yesterday,AAPL,189.5,1,buy
             "side,SIZE,price,symbol,ts,venue\nsell,2,3.5,X,5,XNAS\n",
         );
         assert_eq!(got, vec![(2, Ok(tick("X", 3.5, 2.0, Side::Sell, 5 * MS)))]);
-        for header in ["ts,symbol,price,size\n", ""] {
+        for (header, needle) in [
+            ("", "empty"),
+            (
+                "ts,symbol,size\n",
+                "no `price` column (name it `price` or `px`)",
+            ),
+            (
+                "time,symbol,px,volume,side,ts\n",
+                "columns 1 `time` and 6 `ts` both mean `ts`",
+            ),
+            (
+                "ts,symbol,price,px,size\n",
+                "columns 3 `price` and 4 `px` both mean `price`",
+            ),
+            (
+                "ts,symbol,price,qty,Quantity\n",
+                "columns 4 `qty` and 5 `Quantity` both mean `size`",
+            ),
+        ] {
             let err = Records::new(header.as_bytes(), ReplayFormat::Csv)
                 .err()
                 .expect("refused");
-            assert!(
-                err.to_string().contains("side") || header.is_empty(),
-                "{err}"
-            );
+            assert!(err.to_string().contains(needle), "{header:?}: {err}");
         }
         let err = Records::new(&b"\n\nts,\"symbol\n"[..], ReplayFormat::Csv)
             .err()
             .expect("refused");
         assert!(err.to_string().contains("unterminated quote"), "{err}");
+    }
+
+    /// What exchanges and data vendors export: `timestamp,symbol,price,size`, no side.
+    #[test]
+    fn a_typical_export_without_side_is_read() {
+        let text = "Timestamp,Symbol,Price,Size\n\
+                    2024-01-02T14:30:00.097Z,AAPL,187.15,100\n\
+                    1704205800123,AAPL,187.16,25\n\
+                    2024-01-02T14:30:01Z,AAPL,187.2x,5\n";
+        let got = check(ReplayFormat::Csv, text);
+        let no_side = |price, size, ts| {
+            let mut t = tick("AAPL", price, size, Side::Buy, ts);
+            t.side = None;
+            t
+        };
+        assert_eq!(
+            got[0],
+            (2, Ok(no_side(187.15, 100.0, 1_704_205_800_097 * MS)))
+        );
+        assert_eq!(
+            got[1],
+            (3, Ok(no_side(187.16, 25.0, 1_704_205_800_123 * MS)))
+        );
+        err_contains(
+            &got[2],
+            4,
+            "column 3 `Price` (price): not a number: \"187.2x\"",
+        );
+        // Other common names, and an empty side where a side column exists.
+        let got = check(
+            ReplayFormat::Csv,
+            "time,symbol,px,qty,side\n5,X,1.5,2,\n6,X,1.5,2,S\n",
+        );
+        let mut first = tick("X", 1.5, 2.0, Side::Buy, 5 * MS);
+        first.side = None;
+        assert_eq!(got[0], (2, Ok(first)));
+        assert_eq!(got[1], (3, Ok(tick("X", 1.5, 2.0, Side::Sell, 6 * MS))));
     }
 }

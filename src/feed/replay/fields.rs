@@ -1,5 +1,6 @@
-//! One replay record's fields: the rules both formats (`csv`, `jsonl`) share, and the errors
-//! that name the field at fault.
+//! One replay record's fields: the names both formats (`csv` headers, `jsonl` keys) accept for
+//! each, the rules they share, and the errors that name the field (and, in CSV, the column) at
+//! fault.
 
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
@@ -14,6 +15,14 @@ pub enum RecordError {
     Missing { field: &'static str },
     #[error("field `{field}`: {message}")]
     Field {
+        field: &'static str,
+        message: String,
+    },
+    /// A CSV field at fault, named by its column (1-based) and header.
+    #[error("column {column} `{header}` ({field}): {message}")]
+    Column {
+        column: usize,
+        header: String,
         field: &'static str,
         message: String,
     },
@@ -41,6 +50,40 @@ impl RecordError {
     }
 }
 
+/// The tick fields, each with the names (case-insensitive) a CSV header or a JSONL key may give
+/// it. `side` is optional; the others are required.
+pub(super) const FIELDS: [(&str, &[&str]); 5] = [
+    ("ts", &["ts", "timestamp", "time"]),
+    ("symbol", &["symbol"]),
+    ("price", &["price", "px"]),
+    ("size", &["size", "qty", "quantity", "volume"]),
+    ("side", &["side"]),
+];
+
+/// Index in [`FIELDS`] of each field.
+pub(super) const TS: usize = 0;
+pub(super) const SYMBOL: usize = 1;
+pub(super) const PRICE: usize = 2;
+pub(super) const SIZE: usize = 3;
+pub(super) const SIDE: usize = 4;
+
+/// The field (index in [`FIELDS`]) a header or key names, if any.
+pub(super) fn field_of(name: &str) -> Option<usize> {
+    FIELDS
+        .iter()
+        .position(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// The accepted names of a field, for messages: `price` or `px`.
+pub(super) fn accepted(field: usize) -> String {
+    FIELDS[field]
+        .1
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The CSV header does not name the required columns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("csv header: {0}")]
@@ -52,9 +95,18 @@ pub(super) fn parse_number(field: &'static str, s: &str) -> Result<f64, RecordEr
         .map_err(|_| RecordError::field(field, format!("not a number: {s:?}")))
 }
 
-pub(super) fn parse_side(s: &str) -> Result<Side, RecordError> {
-    Side::parse_lenient(s.trim())
-        .ok_or_else(|| RecordError::field("side", format!("expected buy or sell, got {s:?}")))
+/// A side; an empty field means the record gives none.
+pub(super) fn parse_side(s: &str) -> Result<Option<Side>, RecordError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Side::parse_lenient(s).map(Some).ok_or_else(|| {
+        RecordError::field(
+            "side",
+            format!("expected buy or sell (or empty), got {s:?}"),
+        )
+    })
 }
 
 pub(super) fn parse_ts(s: &str) -> Result<i64, RecordError> {

@@ -1,10 +1,15 @@
 //! JSONL replay records: one JSON object per line with `ts`, `symbol`, `price`, `size` and
-//! `side`; extra keys are ignored. `price`/`size` may be numbers or numeric strings, `ts` an
-//! integer (by the magnitude rule of [`crate::timestamp`]) or a string.
+//! optionally `side`, under any of the names of [`FIELDS`] (`timestamp`, `px`, `qty`, ...;
+//! case-insensitive); extra keys are ignored, two keys naming one field are refused. `price`/`size`
+//! may be numbers or numeric strings, `ts` an integer (by the magnitude rule of
+//! [`crate::timestamp`]) or a string; `side` absent, `null` or `""` means the tick has none.
 
 use serde_json::Value;
 
-use super::fields::{RecordError, finish, parse_number, parse_side, parse_ts};
+use super::fields::{
+    FIELDS, PRICE, RecordError, SIDE, SIZE, SYMBOL, TS, field_of, finish, parse_number, parse_side,
+    parse_ts,
+};
 use crate::model::RawTick;
 use crate::timestamp;
 
@@ -14,7 +19,30 @@ pub(super) fn parse(line: &[u8]) -> Result<RawTick, RecordError> {
     let Value::Object(obj) = v else {
         return Err(RecordError::Json("expected an object".into()));
     };
-    let field = |name: &'static str| obj.get(name).ok_or(RecordError::Missing { field: name });
+    // The value of each field, by any of its names; two names for one field are ambiguous.
+    let mut found: [Option<(&str, &Value)>; 5] = [None; 5];
+    for (key, value) in &obj {
+        let Some(f) = field_of(key) else { continue };
+        if let Some((other, _)) = found[f] {
+            return Err(RecordError::field(
+                FIELDS[f].0,
+                format!("keys `{other}` and `{key}` both mean `{}`", FIELDS[f].0),
+            ));
+        }
+        found[f] = Some((key, value));
+    }
+    let index = |name: &'static str| match name {
+        "ts" => TS,
+        "symbol" => SYMBOL,
+        "price" => PRICE,
+        "size" => SIZE,
+        _ => SIDE,
+    };
+    let field = |name: &'static str| {
+        found[index(name)]
+            .map(|(_, v)| v)
+            .ok_or(RecordError::Missing { field: name })
+    };
     let number = |name: &'static str| -> Result<f64, RecordError> {
         match field(name)? {
             Value::Number(n) => n
@@ -47,7 +75,10 @@ pub(super) fn parse(line: &[u8]) -> Result<RawTick, RecordError> {
         symbol: text("symbol")?.to_owned(),
         price: number("price")?,
         size: number("size")?,
-        side: parse_side(text("side")?)?,
+        side: match found[SIDE] {
+            None | Some((_, Value::Null)) => None,
+            Some(_) => parse_side(text("side")?)?,
+        },
     })
 }
 
@@ -135,5 +166,28 @@ mod tests {
         err_contains(&got[9], 11, "size");
         err_contains(&got[10], 12, "longer than");
         assert_eq!(got[11], (13, Ok(tick("B", 2.0, 2.0, Side::Sell, 2 * MS))));
+    }
+
+    #[test]
+    fn jsonl_common_key_names_and_no_side() {
+        let text = [
+            r#"{"timestamp":5,"symbol":"X","px":"1.5","qty":2}"#,
+            r#"{"time":6,"symbol":"X","price":1.5,"volume":2,"side":null}"#,
+            r#"{"ts":7,"symbol":"X","price":1.5,"Quantity":2,"side":"sell"}"#,
+            r#"{"ts":8,"time":9,"symbol":"X","price":1.5,"size":2}"#,
+            r#"{"ts":8,"symbol":"X","price":1.5,"px":1.6,"size":2}"#,
+        ]
+        .join("\n");
+        let got = check(ReplayFormat::Jsonl, &text);
+        let no_side = |ts| {
+            let mut t = tick("X", 1.5, 2.0, Side::Buy, ts * MS);
+            t.side = None;
+            t
+        };
+        assert_eq!(got[0], (1, Ok(no_side(5))));
+        assert_eq!(got[1], (2, Ok(no_side(6))));
+        assert_eq!(got[2], (3, Ok(tick("X", 1.5, 2.0, Side::Sell, 7 * MS))));
+        err_contains(&got[3], 4, "both mean `ts`");
+        err_contains(&got[4], 5, "keys `price` and `px` both mean `price`");
     }
 }

@@ -1,7 +1,9 @@
 //! Replay feed: plays a CSV or JSONL file of trades, paced by the records' own timestamps.
 //!
-//! Records have five fields, `ts`, `symbol`, `price`, `size`, `side` (see `feeds/README.md`);
+//! Records have four fields and an optional side, `ts`, `symbol`, `price`, `size`, `side`, each
+//! under its common names (`timestamp`, `px`, `qty`, ...: `fields::FIELDS`, `feeds/README.md`);
 //! `ts` follows the rules of [`crate::timestamp`] (integer ms or ns by magnitude, or RFC 3339).
+//! Replay is history, not a live feed: its ticks may be dated anywhere (no future-skew check).
 //! The feed is two halves joined by a bounded channel:
 //!
 //! - [`records`] reads the file line by line into ticks, with [`csv`] and [`jsonl`] parsing one
@@ -66,6 +68,11 @@ impl ReplayFeed {
 impl Feed for ReplayFeed {
     fn name(&self) -> &'static str {
         "replay"
+    }
+
+    /// History, dated whenever it was: no future-skew check.
+    fn is_live(&self) -> bool {
+        false
     }
 
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>> {

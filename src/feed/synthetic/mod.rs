@@ -147,7 +147,7 @@ impl Generator {
             symbol: self.symbols[i].clone(),
             price: self.prices[i],
             size: size as f64,
-            side,
+            side: Some(side),
             exchange_ts,
         }
     }

@@ -216,7 +216,7 @@ fn tick_event(ctx: &WsContext, seq: u64, price: f64) -> Event {
         symbol,
         price,
         size: 1.0,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         exchange_ts: 1,
         ts: 2,
     };
