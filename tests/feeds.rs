@@ -2,19 +2,15 @@
 //! WebSocket server, ticks read back over the public WebSocket.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tickcast::config::Config;
 use tickcast::feed::replay::ReplayFormat;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
 
+use crate::util::venue::{TestCa, fake_upstream};
 use crate::util::{self, Client, TestServer, WAIT};
 
 /// (symbol, price, size, side) as the wire shows them.
@@ -166,62 +162,6 @@ async fn replay_of_a_missing_file_stops_the_feed_not_the_server() {
     assert_eq!(c.event().await["type"], "pong");
 }
 
-/// A local stand-in for an exchange: connection `i` waits for the client's subscribe message,
-/// plays `parts[i]`, then drops the TCP connection without a close frame (or, for the last
-/// part, stays open). The first connection also waits for `start`.
-struct FakeUpstream {
-    addr: SocketAddr,
-    /// (connection index, first message the client sent on it)
-    subscribes: mpsc::UnboundedReceiver<(usize, String)>,
-    start: Option<oneshot::Sender<()>>,
-}
-
-async fn fake_upstream(parts: Vec<Vec<String>>) -> FakeUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sub_tx, subscribes) = mpsc::unbounded_channel();
-    let (start_tx, start_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let mut start = Some(start_rx);
-        for i in 0.. {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                continue;
-            };
-            let first = loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => break t.to_string(),
-                    Some(Ok(_)) => continue,
-                    _ => break String::new(),
-                }
-            };
-            let _ = sub_tx.send((i, first));
-            if let Some(rx) = start.take() {
-                let _ = rx.await;
-            }
-            let lines = parts.get(i).cloned().unwrap_or_default();
-            for line in lines {
-                if ws.send(Message::text(line)).await.is_err() {
-                    break;
-                }
-            }
-            if i + 1 < parts.len() {
-                // Mid-stream: drop the socket without a closing handshake.
-                drop(ws);
-                continue;
-            }
-            tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
-        }
-    });
-    FakeUpstream {
-        addr,
-        subscribes,
-        start: Some(start_tx),
-    }
-}
-
 fn fixture(name: &str) -> Vec<String> {
     std::fs::read_to_string(feeds_dir().join("fixtures").join(name))
         .expect("fixture")
@@ -231,6 +171,8 @@ fn fixture(name: &str) -> Vec<String> {
 }
 
 struct Case {
+    /// Serve `wss://` with a certificate from a CA the test makes (given as `ca_file`).
+    tls: bool,
     mapping: &'static str,
     fixture: &'static str,
     /// Lines played on the first connection before it is dropped.
@@ -245,11 +187,15 @@ struct Case {
 async fn upstream_case(case: Case) {
     let lines = fixture(case.fixture);
     let parts = vec![lines[..case.split].to_vec(), lines[case.split..].to_vec()];
-    let mut up = fake_upstream(parts).await;
+    let ca = case.tls.then(|| TestCa::new(case.mapping));
+    let mut up = fake_upstream(parts, ca.as_ref().map(|ca| ca.acceptor.clone())).await;
 
     let mut cfg = util::config();
     cfg.feeds.upstream.enabled = true;
-    cfg.feeds.upstream.url = format!("ws://{}/ws", up.addr);
+    cfg.feeds.upstream.url = up.url(case.tls);
+    if let Some(ca) = &ca {
+        cfg.feeds.upstream.ca_file = ca.ca_file.display().to_string();
+    }
     cfg.feeds.upstream.mapping = case.mapping.into();
     cfg.feeds.upstream.symbols = case.symbols.clone();
     cfg.feeds.upstream.backoff_initial_ms = 5;
@@ -268,9 +214,7 @@ async fn upstream_case(case: Case) {
     assert_eq!(conn, 0);
     let sub: Value = serde_json::from_str(&sub).expect("subscribe is JSON");
     assert_eq!(sub, case.subscribe);
-    if let Some(start) = up.start.take() {
-        let _ = start.send(());
-    }
+    up.go();
 
     let mut got = Vec::new();
     while got.len() < case.ticks.len() {
@@ -307,6 +251,7 @@ async fn upstream_case(case: Case) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_binance_trades_survive_a_dropped_connection() {
     upstream_case(Case {
+        tls: false,
         mapping: "binance",
         fixture: "binance_trades.jsonl",
         split: 6,
@@ -327,8 +272,9 @@ async fn upstream_binance_trades_survive_a_dropped_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_coinbase_matches_survive_a_dropped_connection() {
+async fn upstream_coinbase_matches_over_tls_survive_a_dropped_connection() {
     upstream_case(Case {
+        tls: true,
         mapping: "coinbase",
         fixture: "coinbase_matches.jsonl",
         split: 5,
@@ -349,13 +295,11 @@ async fn upstream_coinbase_matches_survive_a_dropped_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_silence_counts_as_a_dead_connection() {
     // One part, the last: the fake accepts, reads the subscribe, then says nothing at all.
-    let mut up = fake_upstream(vec![vec![]]).await;
-    if let Some(start) = up.start.take() {
-        let _ = start.send(());
-    }
+    let mut up = fake_upstream(vec![vec![]], None).await;
+    up.go();
     let mut cfg = util::config();
     cfg.feeds.upstream.enabled = true;
-    cfg.feeds.upstream.url = format!("ws://{}/ws", up.addr);
+    cfg.feeds.upstream.url = up.url(false);
     cfg.feeds.upstream.backoff_initial_ms = 5;
     cfg.feeds.upstream.backoff_max_ms = 20;
     cfg.feeds.upstream.idle_timeout_ms = 200;
@@ -373,4 +317,25 @@ async fn upstream_silence_counts_as_a_dead_connection() {
         .upstream_reconnects
         .load(Ordering::Relaxed);
     assert!(reconnects >= 1, "{reconnects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_refuses_a_certificate_it_does_not_trust() {
+    // The venue's certificate comes from a CA the feed is not told about (no ca_file).
+    let ca = TestCa::new("untrusted");
+    let mut up = fake_upstream(vec![vec![]], Some(ca.acceptor.clone())).await;
+    up.go();
+    let mut cfg = util::config();
+    cfg.feeds.upstream.enabled = true;
+    cfg.feeds.upstream.url = up.url(true);
+    cfg.feeds.upstream.backoff_initial_ms = 5;
+    cfg.feeds.upstream.backoff_max_ms = 20;
+    let srv = util::start(cfg).await;
+    let metrics = srv.server().metrics().clone();
+    // Several handshakes fail and are retried; none gets as far as a WebSocket subscribe.
+    eventually("handshakes retried", || {
+        metrics.upstream_reconnects.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(up.subscribes.try_recv().is_err(), "no subscribe over TLS");
 }

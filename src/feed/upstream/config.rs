@@ -5,15 +5,14 @@ use serde::Deserialize;
 use crate::config_section::{ConfigError, check};
 use crate::feed::mapping::{Mapping, MappingError};
 
-/// The message shown when a `wss://` URL is configured.
-pub const TLS_NOT_BUILT: &str = "TLS support is not built in: use a ws:// URL (for example through a local TLS-terminating proxy)";
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     pub enabled: bool,
-    /// `ws://` only: TLS is not built in.
+    /// `wss://` (TLS, see [`super::tls`]) or `ws://`.
     pub url: String,
+    /// PEM file of extra root certificates for `wss://` (empty: the built-in Mozilla roots only).
+    pub ca_file: String,
     /// `binance`, `coinbase`, or the path of a mapping TOML file.
     pub mapping: String,
     /// Symbols to subscribe to, as the exchange spells them.
@@ -36,11 +35,6 @@ impl UpstreamConfig {
             "must be a ws:// or wss:// URL",
         )?;
         check(
-            !self.enabled || !self.url.starts_with("wss://"),
-            "feeds.upstream.url",
-            TLS_NOT_BUILT,
-        )?;
-        check(
             !self.enabled || !self.symbols.is_empty(),
             "feeds.upstream.symbols",
             "must name at least one symbol",
@@ -53,6 +47,8 @@ impl UpstreamConfig {
         if self.enabled {
             self.check_mapping()
                 .map_err(|e| ConfigError::key("feeds.upstream.mapping", e.to_string()))?;
+            super::tls::client_config(&self.ca_file)
+                .map_err(|e| ConfigError::key("feeds.upstream.ca_file", e.to_string()))?;
         }
         check(
             self.backoff_initial_ms >= 1 && self.backoff_max_ms >= self.backoff_initial_ms,
@@ -82,6 +78,7 @@ mod tests {
         UpstreamConfig {
             enabled,
             url: url.into(),
+            ca_file: String::new(),
             mapping: mapping.into(),
             symbols: vec!["BTCUSDT".into()],
             backoff_initial_ms: 10,
@@ -102,12 +99,23 @@ mod tests {
     fn validation_names_the_key() {
         let cases = [
             (cfg(true, "ws://x/ws", "binance"), None),
-            // URL, TLS and mapping only matter while the feed is on.
+            (cfg(true, "wss://x/ws", "binance"), None),
+            // URL, CA file and mapping only matter while the feed is on.
             (cfg(false, "wss://x/ws", "/no/such.toml"), None),
+            (
+                UpstreamConfig {
+                    ca_file: "/no/such/ca.pem".into(),
+                    ..cfg(false, "wss://x/ws", "binance")
+                },
+                None,
+            ),
             (cfg(true, "http://x", "binance"), Some("feeds.upstream.url")),
             (
-                cfg(true, "wss://x/ws", "binance"),
-                Some("feeds.upstream.url"),
+                UpstreamConfig {
+                    ca_file: "/no/such/ca.pem".into(),
+                    ..cfg(true, "wss://x/ws", "binance")
+                },
+                Some("feeds.upstream.ca_file"),
             ),
             (
                 cfg(true, "ws://x/ws", "/no/such.toml"),
@@ -138,7 +146,5 @@ mod tests {
         for (c, want) in cases {
             assert_eq!(key_of(c.validate()).as_deref(), want, "{c:?}");
         }
-        let err = cfg(true, "wss://x/ws", "binance").validate().unwrap_err();
-        assert!(err.to_string().contains(TLS_NOT_BUILT), "{err}");
     }
 }

@@ -14,24 +14,26 @@
 //! `metrics.upstream_reconnects`, reconnects and subscribes again. A connection that delivered
 //! at least one valid trade resets `attempt` to 0. Shutdown is checked at every await.
 //!
-//! TLS is not compiled in (`wss://` is refused by [`UpstreamConfig::validate`] and by
-//! [`UpstreamFeed::new`]).
+//! `wss://` URLs connect over rustls (see [`tls`]): the Mozilla roots are built in, and
+//! `ca_file` adds PEM roots for private venues.
 
 mod backoff;
 mod config;
+mod tls;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::mapping::{Mapping, MessageParser, Parsed};
 use super::{BATCH_MAX, Feed, FeedContext, FeedError};
 use crate::model::RawTick;
 pub use backoff::Backoff;
-pub use config::{TLS_NOT_BUILT, UpstreamConfig};
+pub use config::UpstreamConfig;
 
 /// Time given to a polite close frame on shutdown.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -64,6 +66,8 @@ enum Ended {
 #[derive(Debug)]
 pub struct UpstreamFeed {
     url: String,
+    /// TLS client settings, used when the URL is `wss://`.
+    tls: std::sync::Arc<rustls::ClientConfig>,
     subscribe: String,
     parser: MessageParser,
     backoff: Backoff,
@@ -74,15 +78,15 @@ pub struct UpstreamFeed {
 
 impl UpstreamFeed {
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, FeedError> {
-        if cfg.url.starts_with("wss://") {
-            return Err(FeedError::Config(format!("{}: {TLS_NOT_BUILT}", cfg.url)));
-        }
         let mapping = Mapping::load(&cfg.mapping).map_err(|e| FeedError::Config(e.to_string()))?;
         let subscribe = mapping
             .subscribe_message(&cfg.symbols)
             .map_err(|e| FeedError::Config(format!("subscribe message: {e}")))?;
+        let tls = tls::client_config(&cfg.ca_file)
+            .map_err(|e| FeedError::Config(format!("ca_file: {e}")))?;
         Ok(Self {
             url: cfg.url.clone(),
+            tls,
             subscribe,
             parser: MessageParser::new(mapping),
             backoff: Backoff::from_clock(
@@ -102,7 +106,12 @@ impl UpstreamFeed {
     ) -> Result<Ended, FeedError> {
         let connect = tokio::time::timeout(
             self.idle_timeout,
-            tokio_tungstenite::connect_async(self.url.as_str()),
+            tokio_tungstenite::connect_async_tls_with_config(
+                self.url.as_str(),
+                None,
+                false,
+                Some(Connector::Rustls(self.tls.clone())),
+            ),
         );
         let mut ws = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
@@ -238,6 +247,7 @@ mod tests {
         UpstreamConfig {
             enabled: true,
             url: url.into(),
+            ca_file: String::new(),
             mapping: mapping.into(),
             symbols: vec!["BTCUSDT".into()],
             backoff_initial_ms: 10,
@@ -247,12 +257,14 @@ mod tests {
     }
 
     #[test]
-    fn construction_refuses_tls_and_bad_mappings() {
-        let err = UpstreamFeed::new(&cfg("wss://x/ws", "binance")).unwrap_err();
-        assert!(
-            err.to_string().contains("TLS support is not built in"),
-            "{err}"
-        );
+    fn construction_refuses_bad_mappings_and_ca_files() {
+        assert!(UpstreamFeed::new(&cfg("wss://x/ws", "binance")).is_ok());
+        let err = UpstreamFeed::new(&UpstreamConfig {
+            ca_file: "/no/such/ca.pem".into(),
+            ..cfg("wss://x/ws", "binance")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("/no/such/ca.pem"), "{err}");
         let err = UpstreamFeed::new(&cfg("ws://x/ws", "/no/such.toml")).unwrap_err();
         assert!(err.to_string().contains("/no/such.toml"), "{err}");
         assert!(UpstreamFeed::new(&cfg("ws://x/ws", "coinbase")).is_ok());
