@@ -174,14 +174,19 @@ struct Case {
     /// Serve `wss://` with a certificate from a CA the test makes (given as `ca_file`).
     tls: bool,
     mapping: &'static str,
+    aliases: &'static [(&'static str, &'static str)],
     fixture: &'static str,
     /// Lines played on the first connection before it is dropped.
     split: usize,
     symbols: Vec<String>,
     subscribe: Value,
     ticks: Vec<Expected>,
+    /// Unusable messages and trades, plus the refused subscription each fixture ends with.
     bad: u64,
+    /// Acks, other channels and heartbeats.
     ignored: u64,
+    /// Trades for symbols the feed was not configured for.
+    unsubscribed: i64,
 }
 
 async fn upstream_case(case: Case) {
@@ -196,8 +201,14 @@ async fn upstream_case(case: Case) {
     if let Some(ca) = &ca {
         cfg.feeds.upstream.ca_file = ca.ca_file.display().to_string();
     }
+    cfg.feeds.upstream.name = case.mapping.into();
     cfg.feeds.upstream.mapping = case.mapping.into();
     cfg.feeds.upstream.symbols = case.symbols.clone();
+    cfg.feeds.upstream.aliases = case
+        .aliases
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     cfg.feeds.upstream.backoff_initial_ms = 5;
     cfg.feeds.upstream.backoff_max_ms = 20;
     cfg.feeds.upstream.idle_timeout_ms = 5000;
@@ -242,6 +253,30 @@ async fn upstream_case(case: Case) {
     })
     .await;
     assert!(c.silent_for(Duration::from_millis(200)).await);
+
+    // Each fixture ends with the venue refusing a subscription: /readyz is degraded and names
+    // the feed and the venue's reason; the per-feed metrics say what happened.
+    let (status, _, body) = srv.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    let feed = &body["checks"]["feeds"]["upstreams"][case.mapping];
+    assert_eq!(feed["ok"], false, "{body}");
+    let error = feed["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("subscription refused: "), "{body}");
+    assert_eq!(feed["trades"], case.ticks.len(), "{body}");
+    let text = util::metrics_text(&srv).await;
+    let label = format!("{{feed=\"{}\"}}", case.mapping);
+    assert_eq!(
+        util::metric(
+            &text,
+            &format!("tickcast_upstream_unsubscribed_total{label}")
+        ),
+        Some(case.unsubscribed),
+        "{text}"
+    );
+    assert_eq!(
+        util::metric(&text, &format!("tickcast_upstream_trades_total{label}")),
+        Some(case.ticks.len() as i64)
+    );
     // Shutdown stops the feed promptly while it is connected.
     tokio::time::timeout(WAIT, srv.shutdown())
         .await
@@ -253,20 +288,22 @@ async fn upstream_binance_trades_survive_a_dropped_connection() {
     upstream_case(Case {
         tls: false,
         mapping: "binance",
+        aliases: &[],
         fixture: "binance_trades.jsonl",
         split: 6,
         symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
         subscribe: json!({"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"],"id":1}),
+        // BNBBTC is not one of the feed's symbols: dropped.
         ticks: vec![
-            tick("BNBBTC", 0.001, 100.0, "sell"),
             tick("BTCUSDT", 97250.01, 0.0015, "buy"),
             tick("BTCUSDT", 97250.5, 0.25, "sell"),
             tick("ETHUSDT", 3401.27, 1.2, "buy"),
             tick("BTCUSDT", 97249.99, 0.01, "buy"),
             tick("ETHUSDT", 3401.3, 0.5, "sell"),
         ],
-        bad: 3,
+        bad: 4,
         ignored: 3,
+        unsubscribed: 1,
     })
     .await;
 }
@@ -276,18 +313,98 @@ async fn upstream_coinbase_matches_over_tls_survive_a_dropped_connection() {
     upstream_case(Case {
         tls: true,
         mapping: "coinbase",
+        aliases: &[],
         fixture: "coinbase_matches.jsonl",
         split: 5,
         symbols: vec!["BTC-USD".into(), "ETH-USD".into()],
-        subscribe: json!({"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["matches"]}),
+        subscribe: json!({"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["matches","heartbeat"]}),
         ticks: vec![
             tick("BTC-USD", 400.23, 5.23512, "buy"),
             tick("BTC-USD", 97251.1, 0.0042, "sell"),
             tick("ETH-USD", 3401.05, 2.0, "buy"),
             tick("BTC-USD", 97251.11, 0.1, "buy"),
         ],
-        bad: 3,
+        bad: 4,
         ignored: 3,
+        unsubscribed: 0,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_kraken_v2_trades_over_tls_published_under_aliases() {
+    upstream_case(Case {
+        tls: true,
+        mapping: "kraken",
+        aliases: &[("BTC/USD", "BTC-USD"), ("ETH/USD", "ETH-USD")],
+        fixture: "kraken_trades.jsonl",
+        split: 6,
+        symbols: vec!["BTC/USD".into(), "ETH/USD".into()],
+        subscribe: json!({"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","ETH/USD"],"snapshot":false}}),
+        ticks: vec![
+            tick("BTC-USD", 97250.1, 0.0015, "buy"),
+            tick("BTC-USD", 97250.0, 0.25, "sell"),
+            tick("ETH-USD", 3401.27, 1.2, "sell"),
+            tick("BTC-USD", 97251.5, 0.01, "buy"),
+            tick("ETH-USD", 3401.3, 0.5, "buy"),
+        ],
+        // A price as a string, a negative price in a batch, malformed JSON, data not an
+        // array, and the refusal.
+        bad: 5,
+        // Status, ack, ticker, two heartbeats.
+        ignored: 5,
+        unsubscribed: 1,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_bybit_v5_public_trades() {
+    upstream_case(Case {
+        tls: false,
+        mapping: "bybit",
+        aliases: &[],
+        fixture: "bybit_trades.jsonl",
+        split: 5,
+        symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+        subscribe: json!({"op":"subscribe","args":["publicTrade.BTCUSDT","publicTrade.ETHUSDT"]}),
+        ticks: vec![
+            tick("BTCUSDT", 97250.01, 0.0015, "buy"),
+            tick("ETHUSDT", 3401.27, 1.2, "buy"),
+            tick("ETHUSDT", 3401.26, 0.8, "sell"),
+            tick("BTCUSDT", 97249.99, 0.01, "sell"),
+            tick("ETHUSDT", 3401.3, 0.5, "sell"),
+        ],
+        // Side "Hold", malformed JSON, size 0 in a batch, and the refusal.
+        bad: 4,
+        // Ack, order book, two pongs.
+        ignored: 4,
+        unsubscribed: 1,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_okx_trades() {
+    upstream_case(Case {
+        tls: true,
+        mapping: "okx",
+        aliases: &[],
+        fixture: "okx_trades.jsonl",
+        split: 4,
+        symbols: vec!["BTC-USDT".into(), "ETH-USDT".into()],
+        subscribe: json!({"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"ETH-USDT"}]}),
+        ticks: vec![
+            tick("BTC-USDT", 97250.1, 0.0015, "buy"),
+            tick("ETH-USDT", 3401.27, 1.2, "sell"),
+            tick("BTC-USDT", 97249.99, 0.01, "sell"),
+            tick("ETH-USDT", 3401.3, 0.5, "buy"),
+        ],
+        // ts "1.7e12", malformed JSON, missing sz, and the refusal.
+        bad: 4,
+        // Two acks, tickers, two "pong".
+        ignored: 5,
+        unsubscribed: 0,
     })
     .await;
 }

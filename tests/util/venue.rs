@@ -62,9 +62,10 @@ impl Drop for TestCa {
     }
 }
 
-/// A local venue: connection `i` waits for the client's subscribe message, plays `parts[i]`,
-/// then drops the TCP connection without a close frame (or, for the last part, stays open and
-/// answers nothing). The first connection also waits for `start`.
+/// A local venue: connection `i` waits for the client's subscribe message, plays `parts[i]`
+/// (text messages, or the script lines [`REPEAT`], [`PING`], [`SLEEP`]), then drops the TCP
+/// connection without a close frame (or, for the last part, stays open and answers nothing).
+/// The first connection also waits for `start`.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     /// (connection index, first message the client sent on it)
@@ -138,6 +139,35 @@ pub async fn fake_upstream(parts: Vec<Vec<String>>, tls: Option<TlsAcceptor>) ->
     }
 }
 
+/// Script lines: everything after this one is played again and again, until the client goes.
+pub const REPEAT: &str = "@repeat";
+/// Script line: a WebSocket Ping frame instead of a text message.
+pub const PING: &str = "@ping";
+/// Script line prefix: wait this many milliseconds (`@sleep:20`).
+pub const SLEEP: &str = "@sleep:";
+
+/// Plays script lines; false when the client is gone.
+async fn play_lines<S>(ws: &mut WebSocketStream<S>, lines: &[String]) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for line in lines {
+        let sent = if line == PING {
+            ws.send(Message::Ping(Vec::new().into())).await
+        } else if let Some(ms) = line.strip_prefix(SLEEP) {
+            let ms = ms.parse().expect("@sleep:<ms>");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(())
+        } else {
+            ws.send(Message::text(line.clone())).await
+        };
+        if sent.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// One accepted connection and what to play on it.
 struct Conn {
     index: usize,
@@ -164,9 +194,16 @@ impl Conn {
         if let Some(rx) = self.start {
             let _ = rx.await;
         }
-        for line in self.lines {
-            if ws.send(Message::text(line)).await.is_err() {
-                break;
+        let (once, forever) = match self.lines.iter().position(|l| l == REPEAT) {
+            Some(i) => (&self.lines[..i], &self.lines[i + 1..]),
+            None => (&self.lines[..], &[][..]),
+        };
+        if !play_lines(&mut ws, once).await {
+            return;
+        }
+        while !forever.is_empty() {
+            if !play_lines(&mut ws, forever).await {
+                return;
             }
         }
         if !self.last {
