@@ -4,7 +4,7 @@
 //! the trade messages of its fixture (`feeds/fixtures/`), the generic path each feed runs.
 //! Throughput is messages per second.
 //!
-//! `cargo bench --bench parse`
+//! `cargo bench --bench parse` (per-venue numbers in BENCHMARKS.md)
 //!
 //! First run (debug-free release build, shared 2-core machine, 1,000 ~190-byte messages per
 //! iteration): simd-json mapping path ~1.15 M msg/s, serde_json struct ~1.93 M msg/s. On
