@@ -1,8 +1,10 @@
 //! Upstream message parsing: Binance `trade` messages through the feed's path (simd-json into a
 //! borrowed value, mapped by the `binance` mapping) against a plain `serde_json::from_slice` into
-//! a borrowed struct, both ending in a validated `RawTick`. Throughput is messages per second.
+//! a borrowed struct, both ending in a validated `RawTick`; then every built-in venue mapping on
+//! the trade messages of its fixture (`feeds/fixtures/`), the generic path each feed runs.
+//! Throughput is messages per second.
 //!
-//! `cargo bench --bench parse`
+//! `cargo bench --bench parse` (per-venue numbers in BENCHMARKS.md)
 //!
 //! First run (debug-free release build, shared 2-core machine, 1,000 ~190-byte messages per
 //! iteration): simd-json mapping path ~1.15 M msg/s, serde_json struct ~1.93 M msg/s. On
@@ -15,7 +17,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
-use tickcast::feed::mapping::{Mapping, MessageParser, Parsed};
+use std::collections::BTreeMap;
+
+use tickcast::feed::mapping::{Mapping, MessageParser, Parsed, SymbolMap};
 use tickcast::model::{RawTick, Side};
 
 /// A realistic stream: distinct symbols, prices, times and sides.
@@ -82,9 +86,11 @@ fn parse(c: &mut Criterion) {
 
     let mut parser = MessageParser::new(Mapping::load("binance").expect("embedded mapping"));
     // Both paths agree before they are timed.
+    let mut out = Vec::with_capacity(8);
     for m in &msgs {
-        let a = match parser.parse(m) {
-            Ok(Parsed::Trade(t)) => Some(t),
+        out.clear();
+        let a = match parser.parse(m, &mut out) {
+            Ok(Parsed::Trades { count: 1, .. }) => out.pop(),
             _ => None,
         };
         assert_eq!(a, serde_json_tick(m));
@@ -94,7 +100,8 @@ fn parse(c: &mut Criterion) {
     g.bench_function("simd_json_mapping", |b| {
         b.iter(|| {
             for m in &msgs {
-                black_box(parser.parse(black_box(m)).ok());
+                out.clear();
+                black_box(parser.parse(black_box(m), &mut out).ok());
             }
         })
     });
@@ -108,5 +115,82 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse);
+/// The messages of a venue's fixture that carry only usable trades, repeated to `n`.
+fn venue_messages(parser: &mut MessageParser, fixture: &str, n: usize) -> Vec<Vec<u8>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("feeds/fixtures")
+        .join(fixture);
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let mut out = Vec::new();
+    let trades: Vec<Vec<u8>> = text
+        .lines()
+        .filter(|l| {
+            matches!(
+                parser.parse(l.as_bytes(), &mut out),
+                Ok(Parsed::Trades { count: 1.., ref rejected }) if rejected.is_empty()
+            )
+        })
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    assert!(!trades.is_empty(), "{fixture} has trades");
+    trades.iter().cycle().take(n).cloned().collect()
+}
+
+/// (mapping, fixture, symbols, aliases)
+type VenueCase = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+fn venues(c: &mut Criterion) {
+    let cases: [VenueCase; 5] = [
+        (
+            "binance",
+            "binance_trades.jsonl",
+            &["BTCUSDT", "ETHUSDT", "BNBBTC"],
+            &[],
+        ),
+        (
+            "coinbase",
+            "coinbase_matches.jsonl",
+            &["BTC-USD", "ETH-USD"],
+            &[],
+        ),
+        (
+            "kraken",
+            "kraken_trades.jsonl",
+            &["BTC/USD", "ETH/USD"],
+            &[("BTC/USD", "BTC-USD"), ("ETH/USD", "ETH-USD")],
+        ),
+        ("bybit", "bybit_trades.jsonl", &["BTCUSDT", "ETHUSDT"], &[]),
+        ("okx", "okx_trades.jsonl", &["BTC-USDT", "ETH-USDT"], &[]),
+    ];
+    let mut g = c.benchmark_group("parse_venue_mapping");
+    for (venue, fixture, symbols, aliases) in cases {
+        let mapping = Mapping::load(venue).expect("built-in mapping");
+        let symbols: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
+        let aliases: BTreeMap<String, String> = aliases
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let map = SymbolMap::only(&mapping, &symbols, &aliases);
+        let mut parser = MessageParser::with_symbols(mapping, map);
+        let msgs = venue_messages(&mut parser, fixture, 1000);
+        g.throughput(Throughput::Elements(msgs.len() as u64));
+        let mut out = Vec::with_capacity(8);
+        g.bench_function(venue, |b| {
+            b.iter(|| {
+                for m in &msgs {
+                    out.clear();
+                    black_box(parser.parse(black_box(m), &mut out).ok());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, venues);
 criterion_main!(benches);

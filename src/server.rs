@@ -402,12 +402,11 @@ fn build_feeds(config: &Config, symbols: &Symbols) -> Result<Vec<Box<dyn Feed>>,
         })?;
         feeds.push(Box::new(feed));
     }
-    if config.feeds.upstream.enabled {
-        let feed =
-            UpstreamFeed::new(&config.feeds.upstream).map_err(|source| ServerError::Feed {
-                feed: "upstream",
-                source,
-            })?;
+    for upstream in config.feeds.enabled_upstreams() {
+        let feed = UpstreamFeed::new(upstream).map_err(|source| ServerError::Feed {
+            feed: "upstream",
+            source,
+        })?;
         feeds.push(Box::new(feed));
     }
     Ok(feeds)

@@ -2,19 +2,15 @@
 //! WebSocket server, ticks read back over the public WebSocket.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tickcast::config::Config;
 use tickcast::feed::replay::ReplayFormat;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
 
+use crate::util::venue::{TestCa, fake_upstream};
 use crate::util::{self, Client, TestServer, WAIT};
 
 /// (symbol, price, size, side) as the wire shows them.
@@ -224,62 +220,6 @@ async fn replay_of_a_missing_file_stops_the_feed_not_the_server() {
     assert_eq!(c.event().await["type"], "pong");
 }
 
-/// A local stand-in for an exchange: connection `i` waits for the client's subscribe message,
-/// plays `parts[i]`, then drops the TCP connection without a close frame (or, for the last
-/// part, stays open). The first connection also waits for `start`.
-struct FakeUpstream {
-    addr: SocketAddr,
-    /// (connection index, first message the client sent on it)
-    subscribes: mpsc::UnboundedReceiver<(usize, String)>,
-    start: Option<oneshot::Sender<()>>,
-}
-
-async fn fake_upstream(parts: Vec<Vec<String>>) -> FakeUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sub_tx, subscribes) = mpsc::unbounded_channel();
-    let (start_tx, start_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let mut start = Some(start_rx);
-        for i in 0.. {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                continue;
-            };
-            let first = loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => break t.to_string(),
-                    Some(Ok(_)) => continue,
-                    _ => break String::new(),
-                }
-            };
-            let _ = sub_tx.send((i, first));
-            if let Some(rx) = start.take() {
-                let _ = rx.await;
-            }
-            let lines = parts.get(i).cloned().unwrap_or_default();
-            for line in lines {
-                if ws.send(Message::text(line)).await.is_err() {
-                    break;
-                }
-            }
-            if i + 1 < parts.len() {
-                // Mid-stream: drop the socket without a closing handshake.
-                drop(ws);
-                continue;
-            }
-            tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
-        }
-    });
-    FakeUpstream {
-        addr,
-        subscribes,
-        start: Some(start_tx),
-    }
-}
-
 fn fixture(name: &str) -> Vec<String> {
     std::fs::read_to_string(feeds_dir().join("fixtures").join(name))
         .expect("fixture")
@@ -289,27 +229,44 @@ fn fixture(name: &str) -> Vec<String> {
 }
 
 struct Case {
+    /// Serve `wss://` with a certificate from a CA the test makes (given as `ca_file`).
+    tls: bool,
     mapping: &'static str,
+    aliases: &'static [(&'static str, &'static str)],
     fixture: &'static str,
     /// Lines played on the first connection before it is dropped.
     split: usize,
     symbols: Vec<String>,
     subscribe: Value,
     ticks: Vec<Expected>,
+    /// Unusable messages and trades, plus the refused subscription each fixture ends with.
     bad: u64,
+    /// Acks, other channels and heartbeats.
     ignored: u64,
+    /// Trades for symbols the feed was not configured for.
+    unsubscribed: i64,
 }
 
 async fn upstream_case(case: Case) {
     let lines = fixture(case.fixture);
     let parts = vec![lines[..case.split].to_vec(), lines[case.split..].to_vec()];
-    let mut up = fake_upstream(parts).await;
+    let ca = case.tls.then(|| TestCa::new(case.mapping));
+    let mut up = fake_upstream(parts, ca.as_ref().map(|ca| ca.acceptor.clone())).await;
 
     let mut cfg = util::config();
     cfg.feeds.upstream.enabled = true;
-    cfg.feeds.upstream.url = format!("ws://{}/ws", up.addr);
+    cfg.feeds.upstream.url = up.url(case.tls);
+    if let Some(ca) = &ca {
+        cfg.feeds.upstream.ca_file = ca.ca_file.display().to_string();
+    }
+    cfg.feeds.upstream.name = case.mapping.into();
     cfg.feeds.upstream.mapping = case.mapping.into();
     cfg.feeds.upstream.symbols = case.symbols.clone();
+    cfg.feeds.upstream.aliases = case
+        .aliases
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     cfg.feeds.upstream.backoff_initial_ms = 5;
     cfg.feeds.upstream.backoff_max_ms = 20;
     cfg.feeds.upstream.idle_timeout_ms = 5000;
@@ -326,9 +283,7 @@ async fn upstream_case(case: Case) {
     assert_eq!(conn, 0);
     let sub: Value = serde_json::from_str(&sub).expect("subscribe is JSON");
     assert_eq!(sub, case.subscribe);
-    if let Some(start) = up.start.take() {
-        let _ = start.send(());
-    }
+    up.go();
 
     let mut got = Vec::new();
     while got.len() < case.ticks.len() {
@@ -356,6 +311,30 @@ async fn upstream_case(case: Case) {
     })
     .await;
     assert!(c.silent_for(Duration::from_millis(200)).await);
+
+    // Each fixture ends with the venue refusing a subscription: /readyz is degraded and names
+    // the feed and the venue's reason; the per-feed metrics say what happened.
+    let (status, _, body) = srv.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    let feed = &body["checks"]["feeds"]["upstreams"][case.mapping];
+    assert_eq!(feed["ok"], false, "{body}");
+    let error = feed["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("subscription refused: "), "{body}");
+    assert_eq!(feed["trades"], case.ticks.len(), "{body}");
+    let text = util::metrics_text(&srv).await;
+    let label = format!("{{feed=\"{}\"}}", case.mapping);
+    assert_eq!(
+        util::metric(
+            &text,
+            &format!("tickcast_upstream_unsubscribed_total{label}")
+        ),
+        Some(case.unsubscribed),
+        "{text}"
+    );
+    assert_eq!(
+        util::metric(&text, &format!("tickcast_upstream_trades_total{label}")),
+        Some(case.ticks.len() as i64)
+    );
     // Shutdown stops the feed promptly while it is connected.
     tokio::time::timeout(WAIT, srv.shutdown())
         .await
@@ -365,41 +344,125 @@ async fn upstream_case(case: Case) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_binance_trades_survive_a_dropped_connection() {
     upstream_case(Case {
+        tls: false,
         mapping: "binance",
+        aliases: &[],
         fixture: "binance_trades.jsonl",
         split: 6,
         symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
         subscribe: json!({"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"],"id":1}),
+        // BNBBTC is not one of the feed's symbols: dropped.
         ticks: vec![
-            tick("BNBBTC", 0.001, 100.0, "sell"),
             tick("BTCUSDT", 97250.01, 0.0015, "buy"),
             tick("BTCUSDT", 97250.5, 0.25, "sell"),
             tick("ETHUSDT", 3401.27, 1.2, "buy"),
             tick("BTCUSDT", 97249.99, 0.01, "buy"),
             tick("ETHUSDT", 3401.3, 0.5, "sell"),
         ],
-        bad: 3,
+        bad: 4,
         ignored: 3,
+        unsubscribed: 1,
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_coinbase_matches_survive_a_dropped_connection() {
+async fn upstream_coinbase_matches_over_tls_survive_a_dropped_connection() {
     upstream_case(Case {
+        tls: true,
         mapping: "coinbase",
+        aliases: &[],
         fixture: "coinbase_matches.jsonl",
         split: 5,
         symbols: vec!["BTC-USD".into(), "ETH-USD".into()],
-        subscribe: json!({"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["matches"]}),
+        subscribe: json!({"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["matches","heartbeat"]}),
         ticks: vec![
             tick("BTC-USD", 400.23, 5.23512, "buy"),
             tick("BTC-USD", 97251.1, 0.0042, "sell"),
             tick("ETH-USD", 3401.05, 2.0, "buy"),
             tick("BTC-USD", 97251.11, 0.1, "buy"),
         ],
-        bad: 3,
+        bad: 4,
         ignored: 3,
+        unsubscribed: 0,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_kraken_v2_trades_over_tls_published_under_aliases() {
+    upstream_case(Case {
+        tls: true,
+        mapping: "kraken",
+        aliases: &[("BTC/USD", "BTC-USD"), ("ETH/USD", "ETH-USD")],
+        fixture: "kraken_trades.jsonl",
+        split: 6,
+        symbols: vec!["BTC/USD".into(), "ETH/USD".into()],
+        subscribe: json!({"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","ETH/USD"],"snapshot":false}}),
+        ticks: vec![
+            tick("BTC-USD", 97250.1, 0.0015, "buy"),
+            tick("BTC-USD", 97250.0, 0.25, "sell"),
+            tick("ETH-USD", 3401.27, 1.2, "sell"),
+            tick("BTC-USD", 97251.5, 0.01, "buy"),
+            tick("ETH-USD", 3401.3, 0.5, "buy"),
+        ],
+        // A price as a string, a negative price in a batch, malformed JSON, data not an
+        // array, and the refusal.
+        bad: 5,
+        // Status, ack, ticker, two heartbeats.
+        ignored: 5,
+        unsubscribed: 1,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_bybit_v5_public_trades() {
+    upstream_case(Case {
+        tls: false,
+        mapping: "bybit",
+        aliases: &[],
+        fixture: "bybit_trades.jsonl",
+        split: 5,
+        symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+        subscribe: json!({"op":"subscribe","args":["publicTrade.BTCUSDT","publicTrade.ETHUSDT"]}),
+        ticks: vec![
+            tick("BTCUSDT", 97250.01, 0.0015, "buy"),
+            tick("ETHUSDT", 3401.27, 1.2, "buy"),
+            tick("ETHUSDT", 3401.26, 0.8, "sell"),
+            tick("BTCUSDT", 97249.99, 0.01, "sell"),
+            tick("ETHUSDT", 3401.3, 0.5, "sell"),
+        ],
+        // Side "Hold", malformed JSON, size 0 in a batch, and the refusal.
+        bad: 4,
+        // Ack, order book, two pongs.
+        ignored: 4,
+        unsubscribed: 1,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_okx_trades() {
+    upstream_case(Case {
+        tls: true,
+        mapping: "okx",
+        aliases: &[],
+        fixture: "okx_trades.jsonl",
+        split: 4,
+        symbols: vec!["BTC-USDT".into(), "ETH-USDT".into()],
+        subscribe: json!({"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"ETH-USDT"}]}),
+        ticks: vec![
+            tick("BTC-USDT", 97250.1, 0.0015, "buy"),
+            tick("ETH-USDT", 3401.27, 1.2, "sell"),
+            tick("BTC-USDT", 97249.99, 0.01, "sell"),
+            tick("ETH-USDT", 3401.3, 0.5, "buy"),
+        ],
+        // ts "1.7e12", malformed JSON, missing sz, and the refusal.
+        bad: 4,
+        // Two acks, tickers, two "pong".
+        ignored: 5,
+        unsubscribed: 0,
     })
     .await;
 }
@@ -407,13 +470,11 @@ async fn upstream_coinbase_matches_survive_a_dropped_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_silence_counts_as_a_dead_connection() {
     // One part, the last: the fake accepts, reads the subscribe, then says nothing at all.
-    let mut up = fake_upstream(vec![vec![]]).await;
-    if let Some(start) = up.start.take() {
-        let _ = start.send(());
-    }
+    let mut up = fake_upstream(vec![vec![]], None).await;
+    up.go();
     let mut cfg = util::config();
     cfg.feeds.upstream.enabled = true;
-    cfg.feeds.upstream.url = format!("ws://{}/ws", up.addr);
+    cfg.feeds.upstream.url = up.url(false);
     cfg.feeds.upstream.backoff_initial_ms = 5;
     cfg.feeds.upstream.backoff_max_ms = 20;
     cfg.feeds.upstream.idle_timeout_ms = 200;
@@ -431,4 +492,25 @@ async fn upstream_silence_counts_as_a_dead_connection() {
         .upstream_reconnects
         .load(Ordering::Relaxed);
     assert!(reconnects >= 1, "{reconnects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_refuses_a_certificate_it_does_not_trust() {
+    // The venue's certificate comes from a CA the feed is not told about (no ca_file).
+    let ca = TestCa::new("untrusted");
+    let mut up = fake_upstream(vec![vec![]], Some(ca.acceptor.clone())).await;
+    up.go();
+    let mut cfg = util::config();
+    cfg.feeds.upstream.enabled = true;
+    cfg.feeds.upstream.url = up.url(true);
+    cfg.feeds.upstream.backoff_initial_ms = 5;
+    cfg.feeds.upstream.backoff_max_ms = 20;
+    let srv = util::start(cfg).await;
+    let metrics = srv.server().metrics().clone();
+    // Several handshakes fail and are retried; none gets as far as a WebSocket subscribe.
+    eventually("handshakes retried", || {
+        metrics.upstream_reconnects.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(up.subscribes.try_recv().is_err(), "no subscribe over TLS");
 }

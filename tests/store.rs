@@ -266,3 +266,28 @@ async fn retention_deletes_only_old_ticks() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn postgres_with_sslmode_require_connects_over_tls() {
+    let db = TestDb::postgres().await;
+    let url = format!("{}?sslmode=require", db.url);
+    // The server's store writes over that URL...
+    let mut c = db.config();
+    c.database.url = url.clone();
+    let mut srv = util::start(c).await;
+    ingest_batch(&srv, "TLS", 5, 1.0).await;
+    srv.wait_persisted(5).await;
+    srv.shutdown().await;
+    assert_eq!(stored(&db).await, 5);
+    // ...and a connection made with it is encrypted (as PostgreSQL itself reports).
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("sslmode=require connects");
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_stat_ssl");
+    assert!(ssl, "the connection is TLS");
+    let _ = conn.close().await;
+}

@@ -13,5 +13,6 @@ mod portfolio;
 mod rest;
 mod shutdown;
 mod store;
+mod venues;
 mod web;
 mod ws;

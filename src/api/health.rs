@@ -55,7 +55,7 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
         Err(e) => json!({"ok": false, "backend": health.store.backend(),
             "error": e.to_string(), "backlog": health.recorder.backlog()}),
     };
-    let feeds = json!({"ok": health.ingest.is_alive()});
+    let feeds = feeds_check(&health);
     let last = health
         .metrics
         .pipeline_last_batch_ms
@@ -79,8 +79,35 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// Ingest must run, and no upstream feed may have a subscription the venue refused (each feed
+/// is listed by name with its state).
+fn feeds_check(health: &HealthState) -> serde_json::Value {
+    let mut ok = health.ingest.is_alive();
+    let mut upstreams = serde_json::Map::new();
+    for feed in health.metrics.upstreams.list() {
+        let refused = feed.refused();
+        ok &= refused.is_none();
+        let mut state = json!({
+            "ok": refused.is_none(),
+            "trades": feed.trades.load(Ordering::Relaxed),
+            "last_trade_age_ms": feed.last_trade_age_ms(),
+        });
+        if let Some(reason) = refused {
+            state["error"] = json!(format!("subscription refused: {reason}"));
+        }
+        upstreams.insert(feed.name.clone(), state);
+    }
+    if upstreams.is_empty() {
+        json!({"ok": ok})
+    } else {
+        json!({"ok": ok, "upstreams": upstreams})
+    }
+}
+
 pub async fn metrics(State(health): State<HealthState>) -> Response {
-    let mut res = health.metrics.render().into_response();
+    let mut text = health.metrics.render();
+    health.metrics.upstreams.render(&mut text);
+    let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

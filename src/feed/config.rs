@@ -20,7 +20,11 @@ pub struct FeedsConfig {
     pub max_future_skew_ms: u64,
     pub synthetic: SyntheticConfig,
     pub replay: ReplayConfig,
+    /// The single upstream feed of earlier releases; still one feed among `upstreams`.
     pub upstream: UpstreamConfig,
+    /// More upstream feeds, side by side (`[[feeds.upstreams]]`), each with its own symbols.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
     pub http: HttpIngestConfig,
 }
 
@@ -50,7 +54,31 @@ impl FeedsConfig {
         self.synthetic.validate()?;
         self.replay.validate()?;
         self.upstream.validate()?;
+        let mut names = Vec::new();
+        if self.upstream.enabled {
+            names.push(self.upstream.feed_name());
+        }
+        for (i, up) in self.upstreams.iter().enumerate() {
+            let at = format!("feeds.upstreams[{i}]");
+            check(!up.name.is_empty(), &format!("{at}.name"), "must be set")?;
+            up.validate_at(&at)?;
+            if up.enabled {
+                check(
+                    !names.contains(&up.feed_name()),
+                    &format!("{at}.name"),
+                    &format!("{:?} names another upstream feed too", up.name),
+                )?;
+                names.push(up.feed_name());
+            }
+        }
         self.http.validate()
+    }
+
+    /// Every enabled upstream feed: `[feeds.upstream]` first, then `[[feeds.upstreams]]`.
+    pub(crate) fn enabled_upstreams(&self) -> impl Iterator<Item = &UpstreamConfig> {
+        std::iter::once(&self.upstream)
+            .chain(&self.upstreams)
+            .filter(|u| u.enabled)
     }
 }
 

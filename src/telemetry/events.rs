@@ -286,6 +286,33 @@ impl SlowConsumerClosed {
     }
 }
 
+// --- upstream feeds -------------------------------------------------------------------------
+
+const UPSTREAM: &str = "tickcast::feed::upstream";
+
+/// A venue refused a subscription: counted (in `feed_errors` and the feed's own errors),
+/// logged at warn, and remembered on the feed so `/readyz` is degraded, naming it, until the
+/// next connection.
+#[derive(Debug)]
+pub(crate) struct UpstreamSubscriptionRefused<'a> {
+    pub feed: &'a str,
+    pub reason: &'a str,
+}
+
+impl UpstreamSubscriptionRefused<'_> {
+    pub(crate) fn emit(&self, metrics: &Metrics, status: &super::feeds::FeedStatus) {
+        metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
+        status.errors.fetch_add(1, Ordering::Relaxed);
+        status.set_refused(Some(self.reason.to_owned()));
+        tracing::warn!(
+            target: UPSTREAM,
+            feed = self.feed,
+            reason = self.reason,
+            "venue refused a subscription; feed degraded until it reconnects"
+        );
+    }
+}
+
 // --- log throttling -------------------------------------------------------------------------
 
 /// At most one log line per second for an event that can happen on every batch; the line

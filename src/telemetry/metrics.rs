@@ -208,6 +208,8 @@ metrics! {
     internal {
         /// Wall-clock ms when the pipeline last finished a batch (0 = never); `/readyz` reads it.
         pipeline_last_batch_ms: AtomicI64,
+        /// Per-upstream-feed counters (labelled by feed) and health; rendered after the table.
+        upstreams: super::feeds::FeedRegistry,
     }
 
     counter ticks_ingested => "tickcast_ticks_ingested_total", "ticks accepted by ingest";
@@ -245,6 +247,7 @@ metrics! {
     counter feed_ignored => "tickcast_feed_ignored_total", "upstream messages that were not trades";
     counter upstream_reconnects => "tickcast_upstream_reconnects_total",
         "upstream feed reconnect attempts";
+
     counter pipeline_batches => "tickcast_pipeline_batches_total", "pipeline batches run";
     counter pipeline_late_batches => "tickcast_pipeline_late_batches_total",
         "pipeline batches that started late or overran";

@@ -1,6 +1,7 @@
 //! Logging setup, the process-wide metrics registry, and the events that count and log at once.
 
 pub mod events;
+pub mod feeds;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod venue;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -562,4 +564,17 @@ pub fn rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The `/metrics` text of a running server.
+pub async fn metrics_text(srv: &TestServer) -> String {
+    let (_, _, body) = http(srv.addr, "GET", "/metrics", &[], b"").await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The value of one sample (`name{labels}` exactly as rendered) in Prometheus text.
+pub fn metric(text: &str, sample: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -1,7 +1,12 @@
 //! Field mappings for the upstream WebSocket feed: which messages are trades, where the symbol,
-//! price, size, side and time live, and how to subscribe. Data, not code: each exchange is a
-//! TOML file in `feeds/mappings/` (the `binance` and `coinbase` ones are compiled in).
-//! [`MessageParser`] (in `parser.rs`) applies a mapping to each message.
+//! price, size, side and time live, which messages are the venue's heartbeat or a refused
+//! subscription, and how to subscribe. Data, not code: each exchange is a TOML file in
+//! `feeds/mappings/`; the five in [`BUILT_IN`] are compiled in. [`MessageParser`] (in
+//! `parser.rs`) applies a mapping to each message.
+//!
+//! Field names are paths: `arg.channel` reads `{"arg":{"channel":..}}`. When `trades_field` is
+//! set, the message carries a batch (`{"data":[trade, trade]}`) and the trade fields are read
+//! from each element. A `type_value` ending in `*` matches by prefix (`publicTrade.*`).
 //!
 //! Side rules, because exchanges disagree on whose side they report:
 //! - `taker`: the field holds the taker's side (`buy`/`sell`), used as is;
@@ -16,12 +21,25 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use parser::{MessageError, MessageParser, Parsed, map_value};
+pub use parser::{MessageError, MessageParser, Parsed, SymbolMap, map_value};
 
 /// The embedded Binance mapping (`feeds/mappings/binance.toml`).
 pub(crate) const BINANCE_TOML: &str = include_str!("../../../feeds/mappings/binance.toml");
-/// The embedded Coinbase mapping (`feeds/mappings/coinbase.toml`).
-pub(crate) const COINBASE_TOML: &str = include_str!("../../../feeds/mappings/coinbase.toml");
+
+/// The compiled-in mappings, selected by name (`feeds/mappings/<name>.toml`).
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("binance", BINANCE_TOML),
+    (
+        "coinbase",
+        include_str!("../../../feeds/mappings/coinbase.toml"),
+    ),
+    (
+        "kraken",
+        include_str!("../../../feeds/mappings/kraken.toml"),
+    ),
+    ("bybit", include_str!("../../../feeds/mappings/bybit.toml")),
+    ("okx", include_str!("../../../feeds/mappings/okx.toml")),
+];
 
 /// Placeholder in `subscribe` for the JSON array of subscription names.
 const SYMBOLS_PLACEHOLDER: &str = "{symbols}";
@@ -71,7 +89,28 @@ pub enum SymbolCase {
     Keep,
 }
 
-/// One exchange's message layout (the TOML file's keys; every key is required).
+/// A value a [`Rule`] compares a field with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Expected {
+    Bool(bool),
+    Text(String),
+}
+
+/// Recognises a kind of message by one field: present (and not null), or equal to `equals`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub field: String,
+    #[serde(default)]
+    pub equals: Option<Expected>,
+    /// Where the human-readable reason is (subscription errors); empty: the whole message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// One exchange's message layout (the TOML file's keys; the trade keys are required, the
+/// health keys optional).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
@@ -91,7 +130,31 @@ pub struct Mapping {
     /// The subscribe message; `{symbols}` becomes a JSON array of `subscribe_symbol`s.
     pub subscribe: String,
     /// One subscription name; `{symbol}` is the configured symbol, `{symbol_lower}` lowercased.
+    /// When it starts with `{"` it is a JSON object template (OKX `{"channel":..,"instId":..}`),
+    /// embedded as an object rather than a string.
     pub subscribe_symbol: String,
+    /// Path of the array (or object) holding the trades; empty: the message is the trade.
+    #[serde(default)]
+    pub trades_field: String,
+    /// Messages that report a refused subscription (checked before anything else).
+    #[serde(default)]
+    pub subscribe_errors: Vec<Rule>,
+    /// Messages that are the venue's own heartbeat: signs of life, like trades.
+    #[serde(default)]
+    pub heartbeats: Vec<Rule>,
+    /// Messages that are never trades even though their type field says so (OKX acks
+    /// `{"event":"subscribe","arg":{"channel":"trades"}}`).
+    #[serde(default)]
+    pub ignore: Vec<Rule>,
+    /// A text message, not JSON, that is a heartbeat (OKX answers `ping` with `pong`).
+    #[serde(default)]
+    pub heartbeat_text: String,
+    /// Text the feed sends every `ping_interval_ms` so the venue answers with a heartbeat
+    /// (Bybit `{"op":"ping"}`, OKX `ping`); empty: none.
+    #[serde(default)]
+    pub ping_text: String,
+    #[serde(default)]
+    pub ping_interval_ms: u64,
 }
 
 /// A mapping could not be loaded.
@@ -109,12 +172,12 @@ pub enum MappingError {
 // === impl Mapping ===
 
 impl Mapping {
-    /// `binance`, `coinbase`, or a path to a mapping TOML file.
+    /// A built-in name (see [`BUILT_IN`]), or a path to a mapping TOML file.
     pub fn load(spec: &str) -> Result<Mapping, MappingError> {
-        match spec {
-            "binance" => Self::from_toml("binance", BINANCE_TOML),
-            "coinbase" => Self::from_toml("coinbase", COINBASE_TOML),
-            path => {
+        match BUILT_IN.iter().find(|(name, _)| *name == spec) {
+            Some((name, text)) => Self::from_toml(name, text),
+            None => {
+                let path = spec;
                 let text = std::fs::read_to_string(Path::new(path)).map_err(|source| {
                     MappingError::Read {
                         path: path.to_owned(),
@@ -147,6 +210,20 @@ impl Mapping {
                 return Err(invalid(format!("`{key}` must not be empty")));
             }
         }
+        for (key, rules) in [
+            ("subscribe_errors", &m.subscribe_errors),
+            ("heartbeats", &m.heartbeats),
+            ("ignore", &m.ignore),
+        ] {
+            if rules.iter().any(|r| r.field.is_empty()) {
+                return Err(invalid(format!("`{key}`: every rule needs a `field`")));
+            }
+        }
+        if m.ping_text.is_empty() != (m.ping_interval_ms == 0) {
+            return Err(invalid(
+                "`ping_text` and `ping_interval_ms` (>= 1) go together".to_owned(),
+            ));
+        }
         if !m.subscribe.contains(SYMBOLS_PLACEHOLDER) {
             return Err(invalid(format!(
                 "`subscribe` must contain {SYMBOLS_PLACEHOLDER}"
@@ -157,19 +234,41 @@ impl Mapping {
         Ok(m)
     }
 
+    /// A venue symbol as this mapping compares and publishes it (`symbol_case`).
+    pub(crate) fn normalise(&self, symbol: &str) -> String {
+        match self.symbol_case {
+            SymbolCase::Upper => symbol.to_ascii_uppercase(),
+            SymbolCase::Keep => symbol.to_owned(),
+        }
+    }
+
     /// The subscribe message for `symbols` (upstream spelling), checked to be JSON.
     pub(crate) fn subscribe_message(
         &self,
         symbols: &[String],
     ) -> Result<String, serde_json::Error> {
-        let names: Vec<String> = symbols
+        let template = self.subscribe_symbol.trim_start().starts_with("{\"");
+        let names = symbols
             .iter()
             .map(|s| {
-                self.subscribe_symbol
-                    .replace("{symbol_lower}", &s.to_ascii_lowercase())
-                    .replace("{symbol}", s)
+                if template {
+                    // Inside a JSON template the symbol goes in as JSON string content.
+                    let quoted =
+                        |s: &str| serde_json::to_string(s).map(|q| q[1..q.len() - 1].to_owned());
+                    let named = self
+                        .subscribe_symbol
+                        .replace("{symbol_lower}", &quoted(&s.to_ascii_lowercase())?)
+                        .replace("{symbol}", &quoted(s)?);
+                    serde_json::from_str::<serde_json::Value>(&named)
+                } else {
+                    Ok(serde_json::Value::String(
+                        self.subscribe_symbol
+                            .replace("{symbol_lower}", &s.to_ascii_lowercase())
+                            .replace("{symbol}", s),
+                    ))
+                }
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         let msg = self
             .subscribe
             .replace(SYMBOLS_PLACEHOLDER, &serde_json::to_string(&names)?);
@@ -193,7 +292,23 @@ mod tests {
         let c = Mapping::load("coinbase").unwrap();
         assert_eq!(
             c.subscribe_message(&["BTC-USD".to_owned()]).unwrap(),
-            r#"{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}"#
+            r#"{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches","heartbeat"]}"#
+        );
+        let k = Mapping::load("kraken").unwrap();
+        assert_eq!(
+            k.subscribe_message(&["BTC/USD".to_owned()]).unwrap(),
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD"],"snapshot":false}}"#
+        );
+        let y = Mapping::load("bybit").unwrap();
+        assert_eq!(
+            y.subscribe_message(&symbols).unwrap(),
+            r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","publicTrade.ETHUSDT"]}"#
+        );
+        let o = Mapping::load("okx").unwrap();
+        assert_eq!(
+            o.subscribe_message(&["BTC-USDT".to_owned(), "a\"b".to_owned()])
+                .unwrap(),
+            r#"{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"a\"b"}]}"#
         );
     }
 
@@ -212,6 +327,14 @@ mod tests {
                 "side_rule",
             ),
             (format!("{base}\nextra = 1\n"), "extra"),
+            (
+                format!("{base}\nping_text = \"ping\"\n"),
+                "ping_interval_ms",
+            ),
+            (
+                format!("{base}\nheartbeats = [{{ field = \"\" }}]\n"),
+                "heartbeats",
+            ),
         ];
         for (text, needle) in cases {
             let err = Mapping::from_toml("t", &text)

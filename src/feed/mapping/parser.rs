@@ -2,24 +2,32 @@
 //!
 //! [`MessageParser`] parses each message with simd-json into a borrowed value (on a scratch
 //! copy, since simd-json parses in place, with reused buffers so the steady state allocates
-//! only the tick's symbol) and maps it to a [`RawTick`], [`Parsed::Ignored`] or a
-//! [`MessageError`].
+//! only each tick's symbol) and classifies it, in this order: the heartbeat text, a refused
+//! subscription, a heartbeat, an `ignore` rule, trades (one, or a batch under `trades_field`), anything else
+//! ignored. Trades are appended to the caller's batch.
 
 use simd_json::prelude::*;
 
-use super::{Mapping, Numbers, SideRule, SymbolCase, TimeFormat};
+use super::{Expected, Mapping, Numbers, Rule, SideRule, TimeFormat};
 use crate::ingest::TickError;
 use crate::model::{RawTick, Side};
 use crate::timestamp;
 
-/// The result of one message.
+/// What one message was.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
-    Trade(RawTick),
-    /// Not a trade (an ack, a heartbeat, another channel); `kind` is its type field, if any.
-    Ignored {
-        kind: Option<String>,
+    /// `count` trades were appended to the batch; `rejected` are the unusable elements of a
+    /// batch message (the usable ones are kept).
+    Trades {
+        count: usize,
+        rejected: Vec<MessageError>,
     },
+    /// The venue's own heartbeat: a sign of life.
+    Heartbeat,
+    /// The venue refused a subscription; `message` is its reason.
+    SubscribeError { message: String },
+    /// Not a trade (an ack, another channel); `kind` is its type field, if any.
+    Ignored { kind: Option<String> },
 }
 
 /// A message that should have been a trade and was not usable.
@@ -33,6 +41,16 @@ pub enum MessageError {
     Field { field: String, message: String },
     #[error(transparent)]
     Tick(#[from] TickError),
+    /// A trade for a symbol the feed did not subscribe to (dropped, not an error of the venue).
+    #[error("symbol {symbol:?} is not one of this feed's symbols")]
+    NotSubscribed { symbol: String },
+}
+
+impl MessageError {
+    /// A well-formed trade for a symbol nobody asked for.
+    pub fn is_not_subscribed(&self) -> bool {
+        matches!(self, MessageError::NotSubscribed { .. })
+    }
 }
 
 impl MessageError {
@@ -44,9 +62,54 @@ impl MessageError {
     }
 }
 
+/// Which venue symbols a feed accepts, and the name each is published under.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolMap {
+    /// Venue symbol (after `symbol_case`) → published symbol; `None` accepts every symbol as is.
+    accepted: Option<std::collections::HashMap<String, String>>,
+}
+
+impl SymbolMap {
+    /// Every symbol, published as the venue spells it (tests, benches, recorded files).
+    pub fn any() -> Self {
+        Self { accepted: None }
+    }
+
+    /// Only `symbols` (the venue's spelling, normalised by the mapping's `symbol_case`), each
+    /// published as `aliases[symbol]` when there is one.
+    pub fn only(
+        mapping: &Mapping,
+        symbols: &[String],
+        aliases: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let accepted = symbols
+            .iter()
+            .map(|s| {
+                let venue = mapping.normalise(s);
+                let published = aliases.get(s).cloned().unwrap_or_else(|| venue.clone());
+                (venue, published)
+            })
+            .collect();
+        Self {
+            accepted: Some(accepted),
+        }
+    }
+
+    fn resolve(&self, venue: String) -> Result<String, MessageError> {
+        match &self.accepted {
+            None => Ok(venue),
+            Some(map) => map
+                .get(&venue)
+                .cloned()
+                .ok_or(MessageError::NotSubscribed { symbol: venue }),
+        }
+    }
+}
+
 /// Parses upstream messages by a [`Mapping`], reusing its buffers between messages.
 pub struct MessageParser {
     mapping: Mapping,
+    symbols: SymbolMap,
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
 }
@@ -64,58 +127,157 @@ type Value<'v> = simd_json::BorrowedValue<'v>;
 // === impl MessageParser ===
 
 impl MessageParser {
+    /// A parser that accepts every symbol (see [`MessageParser::with_symbols`]).
     pub fn new(mapping: Mapping) -> Self {
+        Self::with_symbols(mapping, SymbolMap::any())
+    }
+
+    pub fn with_symbols(mapping: Mapping, symbols: SymbolMap) -> Self {
         Self {
             mapping,
+            symbols,
             scratch: Vec::with_capacity(1024),
             buffers: simd_json::Buffers::default(),
         }
     }
 
-    /// Parses one message (the bytes of a text frame).
-    pub fn parse(&mut self, msg: &[u8]) -> Result<Parsed, MessageError> {
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Parses one message (the bytes of a text frame), appending its trades to `out`.
+    pub fn parse(&mut self, msg: &[u8], out: &mut Vec<RawTick>) -> Result<Parsed, MessageError> {
+        let text = &self.mapping.heartbeat_text;
+        if !text.is_empty() && msg.trim_ascii() == text.as_bytes() {
+            return Ok(Parsed::Heartbeat);
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(msg);
         let v = simd_json::to_borrowed_value_with_buffers(&mut self.scratch, &mut self.buffers)
             .map_err(|e| MessageError::Json(e.to_string()))?;
-        map_value(&self.mapping, &v)
+        map_value(&self.mapping, &self.symbols, &v, out)
     }
 }
 
-/// Maps a parsed message (public so benches and tests can map a value they built).
-pub fn map_value(m: &Mapping, v: &Value<'_>) -> Result<Parsed, MessageError> {
+/// The value at a dotted path (`arg.channel`).
+fn at<'a, 'v>(v: &'a Value<'v>, path: &str) -> Option<&'a Value<'v>> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
+}
+
+/// Whether `v` matches `rule`: the field is there (not null), and equal when `equals` is set.
+fn matches(v: &Value<'_>, rule: &Rule) -> bool {
+    match (at(v, &rule.field), &rule.equals) {
+        (None, _) => false,
+        (Some(f), None) => !f.is_null(),
+        (Some(f), Some(Expected::Bool(b))) => f.as_bool() == Some(*b),
+        (Some(f), Some(Expected::Text(t))) => f.as_str() == Some(t.as_str()),
+    }
+}
+
+/// Whether the message's type field names trades (`*` at the end: a prefix).
+fn is_trade_type(m: &Mapping, kind: &str) -> bool {
+    match m.type_value.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => kind == m.type_value,
+    }
+}
+
+/// Maps a parsed message, appending its trades to `out` (public so benches and tests can map a
+/// value they built).
+pub fn map_value(
+    m: &Mapping,
+    symbols: &SymbolMap,
+    v: &Value<'_>,
+    out: &mut Vec<RawTick>,
+) -> Result<Parsed, MessageError> {
     if !v.is_object() {
         return Ok(Parsed::Ignored { kind: None });
     }
-    match v.get(m.type_field.as_str()).and_then(|t| t.as_str()) {
-        Some(t) if t == m.type_value => {}
+    if let Some(rule) = m.subscribe_errors.iter().find(|r| matches(v, r)) {
+        let reason = if rule.message.is_empty() {
+            None
+        } else {
+            at(v, &rule.message)
+        };
+        let message = match reason {
+            Some(r) => r.as_str().map_or_else(|| r.encode(), str::to_owned),
+            None => v.encode(),
+        };
+        return Ok(Parsed::SubscribeError { message });
+    }
+    if m.heartbeats.iter().any(|r| matches(v, r)) {
+        return Ok(Parsed::Heartbeat);
+    }
+    if let Some(rule) = m.ignore.iter().find(|r| matches(v, r)) {
+        let kind = at(v, &rule.field)
+            .and_then(|k| k.as_str())
+            .map(str::to_owned);
+        return Ok(Parsed::Ignored { kind });
+    }
+    match at(v, &m.type_field).and_then(|t| t.as_str()) {
+        Some(t) if is_trade_type(m, t) => {}
         other => {
             return Ok(Parsed::Ignored {
                 kind: other.map(str::to_owned),
             });
         }
     }
+    if m.trades_field.is_empty() {
+        out.push(trade(m, symbols, v)?);
+        return Ok(Parsed::Trades {
+            count: 1,
+            rejected: Vec::new(),
+        });
+    }
+    let batch = at(v, &m.trades_field).ok_or_else(|| MessageError::Missing {
+        field: m.trades_field.clone(),
+    })?;
+    let (mut count, mut rejected) = (0, Vec::new());
+    let mut one = |e: &Value<'_>| match trade(m, symbols, e) {
+        Ok(t) => {
+            out.push(t);
+            count += 1;
+        }
+        Err(err) => rejected.push(err),
+    };
+    match batch.as_array() {
+        Some(items) => items.iter().for_each(&mut one),
+        None if batch.is_object() => one(batch),
+        None => {
+            return Err(MessageError::field(
+                &m.trades_field,
+                "expected an array of trades",
+            ));
+        }
+    }
+    Ok(Parsed::Trades { count, rejected })
+}
+
+/// One trade object.
+fn trade(m: &Mapping, symbols: &SymbolMap, v: &Value<'_>) -> Result<RawTick, MessageError> {
+    if !v.is_object() {
+        return Err(MessageError::field(
+            &m.trades_field,
+            "a trade must be an object",
+        ));
+    }
     let field = |name: &str| {
-        v.get(name).ok_or_else(|| MessageError::Missing {
+        at(v, name).ok_or_else(|| MessageError::Missing {
             field: name.to_owned(),
         })
     };
     let symbol = field(&m.symbol_field)?
         .as_str()
         .ok_or_else(|| MessageError::field(&m.symbol_field, "expected a string"))?;
-    let symbol = match m.symbol_case {
-        SymbolCase::Upper => symbol.to_ascii_uppercase(),
-        SymbolCase::Keep => symbol.to_owned(),
-    };
     let tick = RawTick {
-        symbol,
+        symbol: symbols.resolve(m.normalise(symbol))?,
         price: number(m, &m.price_field, field(&m.price_field)?)?,
         size: number(m, &m.size_field, field(&m.size_field)?)?,
         side: Some(side(m, field(&m.side_field)?)?),
         exchange_ts: time(m, field(&m.time_field)?)?,
     };
     crate::ingest::validate(&tick)?;
-    Ok(Parsed::Trade(tick))
+    Ok(tick)
 }
 
 fn number(m: &Mapping, name: &str, v: &Value<'_>) -> Result<f64, MessageError> {
@@ -189,213 +351,4 @@ fn time(m: &Mapping, v: &Value<'_>) -> Result<i64, MessageError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-
-    fn fixture(name: &str) -> Vec<String> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("feeds/fixtures")
-            .join(name);
-        std::fs::read_to_string(path)
-            .expect("fixture exists")
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn tick(sym: &str, price: f64, size: f64, side: Side, ts: i64) -> RawTick {
-        RawTick::new(sym, price, size, side, ts)
-    }
-
-    /// What a fixture maps to: trades, the ignored kinds, and the error count.
-    fn check(mapping: &str, fixture_name: &str) -> (Vec<RawTick>, Vec<Option<String>>, usize) {
-        let mut p = MessageParser::new(Mapping::load(mapping).expect("mapping loads"));
-        let (mut trades, mut ignored, mut errors) = (vec![], vec![], 0);
-        for line in fixture(fixture_name) {
-            match p.parse(line.as_bytes()) {
-                Ok(Parsed::Trade(t)) => trades.push(t),
-                Ok(Parsed::Ignored { kind }) => ignored.push(kind),
-                Err(_) => errors += 1,
-            }
-        }
-        (trades, ignored, errors)
-    }
-
-    #[test]
-    fn binance_fixture_maps_exactly() {
-        let (trades, ignored, errors) = check("binance", "binance_trades.jsonl");
-        let ms = 1_000_000;
-        assert_eq!(
-            trades,
-            vec![
-                tick("BNBBTC", 0.001, 100.0, Side::Sell, 123_456_785 * ms),
-                tick(
-                    "BTCUSDT",
-                    97250.01,
-                    0.0015,
-                    Side::Buy,
-                    1_735_689_600_123 * ms
-                ),
-                tick("BTCUSDT", 97250.5, 0.25, Side::Sell, 1_735_689_600_250 * ms),
-                tick("ETHUSDT", 3401.27, 1.2, Side::Buy, 1_735_689_600_301 * ms),
-                tick("BTCUSDT", 97249.99, 0.01, Side::Buy, 1_735_689_601_002 * ms),
-                tick("ETHUSDT", 3401.3, 0.5, Side::Sell, 1_735_689_601_480 * ms),
-            ]
-        );
-        assert_eq!(
-            ignored,
-            vec![
-                None,
-                Some("aggTrade".to_owned()),
-                Some("24hrTicker".to_owned())
-            ]
-        );
-        assert_eq!(errors, 3, "malformed JSON, bad price, missing quantity");
-    }
-
-    #[test]
-    fn coinbase_fixture_maps_exactly() {
-        let (trades, ignored, errors) = check("coinbase", "coinbase_matches.jsonl");
-        assert_eq!(
-            trades,
-            vec![
-                // "side":"sell" is the maker's side: the taker bought.
-                tick(
-                    "BTC-USD",
-                    400.23,
-                    5.23512,
-                    Side::Buy,
-                    1_415_348_367_028_459_000
-                ),
-                tick(
-                    "BTC-USD",
-                    97251.1,
-                    0.0042,
-                    Side::Sell,
-                    1_735_689_600_500_000_000
-                ),
-                tick(
-                    "ETH-USD",
-                    3401.05,
-                    2.0,
-                    Side::Buy,
-                    1_735_689_600_750_123_000
-                ),
-                tick(
-                    "BTC-USD",
-                    97251.11,
-                    0.1,
-                    Side::Buy,
-                    1_735_689_601_000_000_000
-                ),
-            ]
-        );
-        assert_eq!(
-            ignored,
-            vec![
-                Some("subscriptions".to_owned()),
-                Some("heartbeat".to_owned()),
-                Some("last_match".to_owned()),
-            ]
-        );
-        assert_eq!(errors, 3, "malformed JSON, bad price, bad time");
-    }
-
-    fn custom(side_rule: &str, numbers: &str, time_format: &str) -> Mapping {
-        let text = format!(
-            r#"
-type_field = "t"
-type_value = "x"
-symbol_field = "s"
-price_field = "p"
-size_field = "q"
-side_field = "d"
-side_rule = "{side_rule}"
-time_field = "ts"
-time_format = "{time_format}"
-numbers = "{numbers}"
-symbol_case = "keep"
-subscribe = '{{"sub":{{symbols}}}}'
-subscribe_symbol = "{{symbol}}"
-"#
-        );
-        Mapping::from_toml("custom", &text).expect("valid mapping")
-    }
-
-    fn one(m: &Mapping, msg: &str) -> Result<Parsed, MessageError> {
-        MessageParser::new(m.clone()).parse(msg.as_bytes())
-    }
-
-    #[test]
-    fn side_rules() {
-        let cases = [
-            ("taker", r#""buy""#, Ok(Side::Buy)),
-            ("taker", r#""sell""#, Ok(Side::Sell)),
-            ("maker", r#""buy""#, Ok(Side::Sell)),
-            ("maker", r#""sell""#, Ok(Side::Buy)),
-            ("buyer_is_maker", "true", Ok(Side::Sell)),
-            ("buyer_is_maker", "false", Ok(Side::Buy)),
-            ("buyer_is_maker", r#""true""#, Err(())),
-            ("taker", r#""hold""#, Err(())),
-            ("maker", "1", Err(())),
-        ];
-        for (rule, value, want) in cases {
-            let m = custom(rule, "any", "ms");
-            let msg = format!(r#"{{"t":"x","s":"A","p":1,"q":1,"d":{value},"ts":5}}"#);
-            let got = match one(&m, &msg) {
-                Ok(Parsed::Trade(t)) => t.side.ok_or(()),
-                Ok(other) => panic!("{rule} {value}: {other:?}"),
-                Err(_) => Err(()),
-            };
-            assert_eq!(got, want, "{rule} {value}");
-        }
-    }
-
-    #[test]
-    fn numbers_and_times_follow_the_mapping() {
-        let ok = |numbers, fmt, p: &str, ts: &str| -> Result<(f64, i64), String> {
-            let m = custom("taker", numbers, fmt);
-            let msg = format!(r#"{{"t":"x","s":"A","p":{p},"q":"2","d":"buy","ts":{ts}}}"#);
-            match one(&m, &msg) {
-                Ok(Parsed::Trade(t)) => Ok((t.price, t.exchange_ts)),
-                Ok(other) => Err(format!("{other:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        assert_eq!(ok("string", "ms", r#""1.5""#, "7"), Ok((1.5, 7_000_000)));
-        assert_eq!(ok("any", "us", "2", r#""7""#), Ok((2.0, 7_000)));
-        assert_eq!(ok("any", "ns", "2.25", "7"), Ok((2.25, 7)));
-        assert_eq!(
-            ok("any", "rfc3339", "3", r#""1970-01-01T00:00:01.5Z""#),
-            Ok((3.0, 1_500_000_000))
-        );
-        // "number" mapping refuses the string size "2".
-        assert!(ok("number", "ms", "1", "7").unwrap_err().contains("`q`"));
-        assert!(ok("string", "ms", "1", "7").unwrap_err().contains("`p`"));
-        assert!(
-            ok("string", "ms", r#""x1""#, "7")
-                .unwrap_err()
-                .contains("not a number")
-        );
-        assert!(ok("any", "ms", "0", "7").unwrap_err().contains("price"));
-        assert!(ok("any", "ms", "1", "-7").unwrap_err().contains("`ts`"));
-        assert!(
-            ok("any", "ms", "1", "9999999999999999")
-                .unwrap_err()
-                .contains("range")
-        );
-        assert!(ok("any", "rfc3339", "1", "7").unwrap_err().contains("`ts`"));
-        assert!(ok("any", "ms", "1", "1.5").unwrap_err().contains("`ts`"));
-    }
-
-    #[test]
-    fn non_objects_and_other_types_are_ignored() {
-        let m = Mapping::load("binance").unwrap();
-        for msg in ["[]", "42", r#"{"result":null,"id":1}"#, r#"{"e":7}"#] {
-            assert!(matches!(one(&m, msg), Ok(Parsed::Ignored { .. })), "{msg}");
-        }
-        assert!(matches!(one(&m, "{"), Err(MessageError::Json(_))));
-    }
-}
+mod tests;

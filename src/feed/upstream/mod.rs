@@ -1,37 +1,54 @@
 //! Upstream feed: a WebSocket client of an exchange's public trade stream, mapped to ticks by a
-//! [`Mapping`](super::mapping::Mapping).
+//! [`Mapping`](super::mapping::Mapping). Several run side by side (`[feeds.upstream]` and each
+//! `[[feeds.upstreams]]`), each with its own name, symbols and aliases.
 //!
-//! One connection at a time. After connecting it sends the mapping's subscribe message for
-//! `feeds.upstream.symbols`, then turns every text (or binary) message into a tick, an ignored
-//! message (counted in `metrics.feed_ignored`, logged at debug) or a bad one (counted in
-//! `metrics.feed_errors`, logged at warn); none of them is fatal. Messages already buffered are
-//! drained into one batch (up to [`BATCH_MAX`]) so a burst costs one ingest send.
+//! One connection at a time per feed. After connecting it sends the mapping's subscribe message
+//! for its `symbols`, then classifies every text (or binary) message: trades go to ingest
+//! (only for configured symbols, under their alias; others are counted in the feed's
+//! `unsubscribed` and dropped), the venue's heartbeats are signs of life, a refused subscription
+//! is logged, counted and makes `/readyz` degraded for this feed until the next connection,
+//! anything else is ignored (counted in `metrics.feed_ignored`), and a bad message is counted
+//! in `metrics.feed_errors` and logged at warn; none of them is fatal. Messages already buffered
+//! are drained into one batch (up to [`BATCH_MAX`]) so a burst costs one ingest send.
 //!
-//! The connection is considered dead when it errors, closes, or is silent for
-//! `idle_timeout_ms` (the connect and handshake are bounded by the same timeout). Then the feed
-//! waits a capped exponential backoff with full jitter — uniform in
-//! `[0, min(backoff_max_ms, backoff_initial_ms · 2^attempt)]` — increments
-//! `metrics.upstream_reconnects`, reconnects and subscribes again. A connection that delivered
-//! at least one valid trade resets `attempt` to 0. Shutdown is checked at every await.
+//! **Liveness** is trades and the venue's heartbeat channel only: WebSocket pings, acks and
+//! other channels do not count, so a venue that stops sending trades and heartbeats is
+//! reconnected after `idle_timeout_ms` (which also bounds connecting) even if it keeps
+//! answering pings. Mappings with a `ping_text` send it every `ping_interval_ms` to make the
+//! venue answer with a heartbeat (Bybit, OKX). Inbound messages and frames are capped at
+//! `max_message_bytes`; a larger one ends the connection.
 //!
-//! TLS is not compiled in (`wss://` is refused by [`UpstreamConfig::validate`] and by
-//! [`UpstreamFeed::new`]).
+//! After a connection ends the feed waits a capped exponential backoff with full jitter —
+//! uniform in `[0, min(backoff_max_ms, backoff_initial_ms · 2^attempt)]` — and reconnects.
+//! `attempt` goes back to 0 only after a **healthy** connection: one that lasted
+//! `healthy_after_ms`, showed signs of life and had no refused subscription (see
+//! [`was_healthy`]). Shutdown is checked at every await.
+//!
+//! `wss://` URLs connect over rustls (see [`tls`]): the Mozilla roots are built in, and
+//! `ca_file` adds PEM roots for private venues.
 
 mod backoff;
 mod config;
+mod tls;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::mapping::{Mapping, MessageParser, Parsed};
+use super::mapping::{Mapping, MessageError, MessageParser, Parsed, SymbolMap};
 use super::{BATCH_MAX, Feed, FeedContext, FeedError};
 use crate::model::RawTick;
+use crate::telemetry::events::UpstreamSubscriptionRefused;
+use crate::telemetry::feeds::FeedStatus;
 pub use backoff::Backoff;
-pub use config::{TLS_NOT_BUILT, UpstreamConfig};
+pub use config::{DEFAULT_NAME, UpstreamConfig};
 
 /// Time given to a polite close frame on shutdown.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -45,7 +62,9 @@ pub(crate) enum UpstreamError {
     ConnectTimeout(Duration),
     #[error("sending the subscribe message failed: {0}")]
     Subscribe(Box<tungstenite::Error>),
-    #[error("no message for {0:?}")]
+    #[error("sending a ping failed: {0}")]
+    Ping(Box<tungstenite::Error>),
+    #[error("no trade and no heartbeat for {0:?}")]
     Idle(Duration),
     #[error("connection closed by upstream")]
     Closed,
@@ -60,49 +79,94 @@ enum Ended {
     Lost(UpstreamError),
 }
 
+/// What one connection showed, for the backoff decision.
+#[derive(Debug, Default, Clone, Copy)]
+struct Signs {
+    /// Trades and heartbeats received (messages, not ticks).
+    lives: u64,
+    refused: bool,
+    trades: u64,
+}
+
+/// Whether a connection counts as healthy, so the backoff starts over: it lasted
+/// `healthy_after`, showed signs of life, and the venue refused no subscription on it. A venue
+/// that sends one trade and drops, or refuses and then only heartbeats, keeps the backoff
+/// growing.
+fn was_healthy(lasted: Duration, healthy_after: Duration, signs: Signs) -> bool {
+    lasted >= healthy_after && signs.lives > 0 && !signs.refused
+}
+
 /// The upstream WebSocket feed (see the module docs).
 #[derive(Debug)]
 pub struct UpstreamFeed {
+    name: String,
     url: String,
+    /// TLS client settings, used when the URL is `wss://`.
+    tls: Arc<rustls::ClientConfig>,
+    ws_config: WebSocketConfig,
     subscribe: String,
+    /// Application-level keepalive the mapping asks for (text, interval).
+    ping: Option<(String, Duration)>,
     parser: MessageParser,
     backoff: Backoff,
     idle_timeout: Duration,
+    healthy_after: Duration,
 }
 
 // === impl UpstreamFeed ===
 
 impl UpstreamFeed {
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, FeedError> {
-        if cfg.url.starts_with("wss://") {
-            return Err(FeedError::Config(format!("{}: {TLS_NOT_BUILT}", cfg.url)));
-        }
-        let mapping = Mapping::load(&cfg.mapping).map_err(|e| FeedError::Config(e.to_string()))?;
+        let name = cfg.feed_name().to_owned();
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            FeedError::Config(format!("upstream feed {name}: {what}: {e}"))
+        };
+        let mapping = Mapping::load(&cfg.mapping).map_err(|e| fail("mapping", &e))?;
         let subscribe = mapping
             .subscribe_message(&cfg.symbols)
-            .map_err(|e| FeedError::Config(format!("subscribe message: {e}")))?;
+            .map_err(|e| fail("subscribe message", &e))?;
+        let tls = tls::client_config(&cfg.ca_file).map_err(|e| fail("ca_file", &e))?;
+        let ping = (!mapping.ping_text.is_empty()).then(|| {
+            (
+                mapping.ping_text.clone(),
+                Duration::from_millis(mapping.ping_interval_ms.max(1)),
+            )
+        });
+        let symbols = SymbolMap::only(&mapping, &cfg.symbols, &cfg.aliases);
         Ok(Self {
             url: cfg.url.clone(),
+            tls,
+            ws_config: WebSocketConfig::default()
+                .max_message_size(Some(cfg.max_message_bytes))
+                .max_frame_size(Some(cfg.max_message_bytes)),
             subscribe,
-            parser: MessageParser::new(mapping),
+            ping,
+            parser: MessageParser::with_symbols(mapping, symbols),
             backoff: Backoff::from_clock(
                 Duration::from_millis(cfg.backoff_initial_ms),
                 Duration::from_millis(cfg.backoff_max_ms),
             ),
             idle_timeout: Duration::from_millis(cfg.idle_timeout_ms.max(1)),
+            healthy_after: Duration::from_millis(cfg.healthy_after_ms),
+            name,
         })
     }
 
-    /// One connection: connect, subscribe, stream until it ends. `delivered` counts the valid
-    /// trades it produced.
+    /// One connection: connect, subscribe, stream until it ends, noting its `signs`.
     async fn session(
         &mut self,
         ctx: &FeedContext,
-        delivered: &mut u64,
+        status: &FeedStatus,
+        signs: &mut Signs,
     ) -> Result<Ended, FeedError> {
         let connect = tokio::time::timeout(
             self.idle_timeout,
-            tokio_tungstenite::connect_async(self.url.as_str()),
+            tokio_tungstenite::connect_async_tls_with_config(
+                self.url.as_str(),
+                Some(self.ws_config),
+                false,
+                Some(Connector::Rustls(self.tls.clone())),
+            ),
         );
         let mut ws = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
@@ -112,26 +176,46 @@ impl UpstreamFeed {
                 Ok(Ok((ws, _response))) => ws,
             },
         };
-        tracing::info!(feed = "upstream", url = %self.url, "upstream connected");
+        status.set_refused(None);
+        tracing::info!(feed = %self.name, url = %self.url, "upstream connected");
         if let Err(e) = ws.send(Message::text(self.subscribe.clone())).await {
             return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
         }
-        tracing::debug!(feed = "upstream", message = %self.subscribe, "subscribed");
+        tracing::debug!(feed = %self.name, message = %self.subscribe, "subscribed");
+        let mut deadline = Instant::now() + self.idle_timeout;
+        let ping_every = self
+            .ping
+            .as_ref()
+            .map_or(Duration::MAX, |(_, every)| *every);
+        let mut next_ping = Instant::now().checked_add(ping_every);
         let mut batch: Vec<RawTick> = Vec::new();
         loop {
+            let lives = signs.lives;
+            let ping_at = next_ping.unwrap_or(deadline);
             let next = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
                     return Ok(Ended::Shutdown);
                 }
-                r = tokio::time::timeout(self.idle_timeout, ws.next()) => r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Ended::Lost(UpstreamError::Idle(self.idle_timeout)));
+                }
+                _ = tokio::time::sleep_until(ping_at), if next_ping.is_some() => {
+                    next_ping = Instant::now().checked_add(ping_every);
+                    if let Some((text, _)) = &self.ping
+                        && let Err(e) = ws.send(Message::text(text.clone())).await
+                    {
+                        return Ok(Ended::Lost(UpstreamError::Ping(Box::new(e))));
+                    }
+                    continue;
+                }
+                r = ws.next() => r,
             };
             let mut end = match next {
-                Err(_) => Some(UpstreamError::Idle(self.idle_timeout)),
-                Ok(None) => Some(UpstreamError::Closed),
-                Ok(Some(Err(e))) => Some(UpstreamError::Read(Box::new(e))),
-                Ok(Some(Ok(msg))) => self.handle(msg, &mut batch, ctx),
+                None => Some(UpstreamError::Closed),
+                Some(Err(e)) => Some(UpstreamError::Read(Box::new(e))),
+                Some(Ok(msg)) => self.handle(msg, &mut batch, ctx, status, signs),
             };
             // Drain what is already buffered into the same batch, without waiting.
             while end.is_none() && batch.len() < BATCH_MAX {
@@ -139,11 +223,17 @@ impl UpstreamFeed {
                     None => break,
                     Some(None) => end = Some(UpstreamError::Closed),
                     Some(Some(Err(e))) => end = Some(UpstreamError::Read(Box::new(e))),
-                    Some(Some(Ok(msg))) => end = self.handle(msg, &mut batch, ctx),
+                    Some(Some(Ok(msg))) => end = self.handle(msg, &mut batch, ctx, status, signs),
                 }
             }
+            // Only a trade or a heartbeat in this round pushes the idle deadline back.
+            if signs.lives > lives {
+                deadline = Instant::now() + self.idle_timeout;
+            }
             if !batch.is_empty() {
-                *delivered += batch.len() as u64;
+                let n = batch.len() as u64;
+                signs.trades += n;
+                status.trades_accepted(n);
                 if !super::send_batch(ctx, std::mem::take(&mut batch)).await? {
                     return Ok(Ended::Shutdown);
                 }
@@ -154,12 +244,15 @@ impl UpstreamFeed {
         }
     }
 
-    /// Maps one message into `batch`; `Some` when the message ends the connection.
+    /// Maps one message into `batch`; `Some` when the message ends the connection. Counts a
+    /// trade or a heartbeat in `signs.lives`.
     fn handle(
         &mut self,
         msg: Message,
         batch: &mut Vec<RawTick>,
         ctx: &FeedContext,
+        status: &FeedStatus,
+        signs: &mut Signs,
     ) -> Option<UpstreamError> {
         let bytes: &[u8] = match &msg {
             Message::Text(t) => t.as_bytes(),
@@ -167,24 +260,52 @@ impl UpstreamFeed {
             Message::Close(_) => return Some(UpstreamError::Closed),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
         };
-        match self.parser.parse(bytes) {
-            Ok(Parsed::Trade(tick)) => batch.push(tick),
+        status.messages.fetch_add(1, Ordering::Relaxed);
+        match self.parser.parse(bytes, batch) {
+            Ok(Parsed::Trades { count, rejected }) => {
+                signs.lives += u64::from(count > 0);
+                for error in rejected {
+                    self.rejected(&error, bytes, ctx, status);
+                }
+            }
+            Ok(Parsed::Heartbeat) => {
+                signs.lives += 1;
+                ctx.metrics.feed_ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Parsed::SubscribeError { message }) => {
+                signs.refused = true;
+                UpstreamSubscriptionRefused {
+                    feed: &self.name,
+                    reason: &message,
+                }
+                .emit(&ctx.metrics, status);
+            }
             Ok(Parsed::Ignored { kind }) => {
                 ctx.metrics.feed_ignored.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(feed = "upstream", kind, "message ignored");
+                tracing::debug!(feed = %self.name, kind, "message ignored");
             }
-            Err(error) => {
-                ctx.metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
-                let shown = &bytes[..bytes.len().min(256)];
-                tracing::warn!(
-                    feed = "upstream",
-                    %error,
-                    message = %String::from_utf8_lossy(shown),
-                    "bad message skipped"
-                );
-            }
+            Err(error) => self.rejected(&error, bytes, ctx, status),
         }
         None
+    }
+
+    /// A message or trade that could not be used: counted and logged (dropped symbols only
+    /// at debug: they are a configuration choice, not a fault).
+    fn rejected(&self, error: &MessageError, bytes: &[u8], ctx: &FeedContext, status: &FeedStatus) {
+        if error.is_not_subscribed() {
+            status.unsubscribed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(feed = %self.name, %error, "trade dropped");
+            return;
+        }
+        ctx.metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
+        status.errors.fetch_add(1, Ordering::Relaxed);
+        let shown = &bytes[..bytes.len().min(256)];
+        tracing::warn!(
+            feed = %self.name,
+            %error,
+            message = %String::from_utf8_lossy(shown),
+            "bad message skipped"
+        );
     }
 }
 
@@ -195,29 +316,33 @@ impl Feed for UpstreamFeed {
 
     fn run(mut self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>> {
         Box::pin(async move {
-            tracing::info!(feed = "upstream", url = %self.url, "upstream feed started");
+            let status = ctx.metrics.upstreams.register(&self.name);
+            tracing::info!(feed = %self.name, url = %self.url, "upstream feed started");
             let mut first = true;
             loop {
                 if !first {
                     ctx.metrics
                         .upstream_reconnects
                         .fetch_add(1, Ordering::Relaxed);
+                    status.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 first = false;
-                let mut delivered = 0;
-                let error = match self.session(&ctx, &mut delivered).await? {
+                let mut signs = Signs::default();
+                let started = Instant::now();
+                let error = match self.session(&ctx, &status, &mut signs).await? {
                     Ended::Shutdown => return Ok(()),
                     Ended::Lost(e) => e,
                 };
-                if delivered > 0 {
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                if was_healthy(started.elapsed(), self.healthy_after, signs) {
                     self.backoff.reset();
                 }
                 let delay = self.backoff.next_delay();
                 tracing::warn!(
-                    feed = "upstream",
+                    feed = %self.name,
                     url = %self.url,
                     %error,
-                    delivered,
+                    delivered = signs.trades,
                     retry_in_ms = delay.as_millis() as u64,
                     "upstream connection lost; reconnecting"
                 );
@@ -236,23 +361,46 @@ mod tests {
 
     fn cfg(url: &str, mapping: &str) -> UpstreamConfig {
         UpstreamConfig {
-            enabled: true,
             url: url.into(),
             mapping: mapping.into(),
-            symbols: vec!["BTCUSDT".into()],
-            backoff_initial_ms: 10,
-            backoff_max_ms: 100,
-            idle_timeout_ms: 1000,
+            ..UpstreamConfig::example()
         }
     }
 
     #[test]
-    fn construction_refuses_tls_and_bad_mappings() {
-        let err = UpstreamFeed::new(&cfg("wss://x/ws", "binance")).unwrap_err();
-        assert!(
-            err.to_string().contains("TLS support is not built in"),
-            "{err}"
-        );
+    fn only_a_lasting_lively_unrefused_connection_resets_the_backoff() {
+        let after = Duration::from_secs(10);
+        let long = Duration::from_secs(11);
+        let lively = Signs {
+            lives: 1,
+            refused: false,
+            trades: 1,
+        };
+        assert!(was_healthy(long, after, lively));
+        assert!(was_healthy(after, after, lively));
+        // One trade, then dropped at once: no reset (no reconnect storm).
+        assert!(!was_healthy(Duration::from_millis(50), after, lively));
+        // Long, but silent, or refused and only heartbeats since.
+        assert!(!was_healthy(long, after, Signs::default()));
+        assert!(!was_healthy(
+            long,
+            after,
+            Signs {
+                refused: true,
+                ..lively
+            }
+        ));
+    }
+
+    #[test]
+    fn construction_refuses_bad_mappings_and_ca_files() {
+        assert!(UpstreamFeed::new(&cfg("wss://x/ws", "binance")).is_ok());
+        let err = UpstreamFeed::new(&UpstreamConfig {
+            ca_file: "/no/such/ca.pem".into(),
+            ..cfg("wss://x/ws", "binance")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("/no/such/ca.pem"), "{err}");
         let err = UpstreamFeed::new(&cfg("ws://x/ws", "/no/such.toml")).unwrap_err();
         assert!(err.to_string().contains("/no/such.toml"), "{err}");
         assert!(UpstreamFeed::new(&cfg("ws://x/ws", "coinbase")).is_ok());
