@@ -152,6 +152,9 @@ pub fn config() -> Config {
     c.database.backoff_initial_ms = 10;
     c.database.backoff_max_ms = 100;
     c.database.breaker_probe_ms = 100;
+    // Tests store ticks at fixed dates that age past any retention window; a retention pass at
+    // start-up would race the test's own inserts and delete them.
+    c.database.retention_days = 0;
     c.api.requests_per_second = 100_000;
     c.api.burst = 100_000;
     c.ws.upgrades_per_second = 100_000;
