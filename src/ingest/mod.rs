@@ -19,6 +19,11 @@ use crate::rooms::EventSink;
 use crate::telemetry::events::{FutureTicksRejected, LogThrottle};
 use crate::telemetry::metrics::Metrics;
 
+mod handle;
+
+pub(crate) use handle::TrySubmitError;
+pub use handle::{IngestClosed, IngestHandle};
+
 /// Batches waiting for the ingest thread; feeds wait (backpressure) when it is full.
 pub(crate) const INGEST_QUEUE_BATCHES: usize = 1024;
 
@@ -95,129 +100,6 @@ enum Msg {
     Derived(Vec<Derived>),
     /// Everything queued before this is published, then ingest stops.
     Stop,
-}
-
-/// The ingest queue is closed: the server is shutting down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("ingest is shut down")]
-pub struct IngestClosed;
-
-/// Why a non-waiting submit failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TrySubmitError {
-    #[error("ingest queue is full")]
-    Full,
-    #[error(transparent)]
-    Closed(#[from] IngestClosed),
-}
-
-/// A cloneable sender into ingest; dropping every handle lets ingest finish.
-#[derive(Debug, Clone)]
-pub struct IngestHandle {
-    tx: mpsc::Sender<Msg>,
-    metrics: Arc<Metrics>,
-    symbols: Arc<Symbols>,
-    /// Set on the handles of live feeds ([`IngestHandle::live`]); replay has none.
-    max_future_skew_ns: Option<i64>,
-}
-
-impl IngestHandle {
-    /// A handle for a live feed (synthetic, upstream, HTTP ingest): ingest refuses its ticks
-    /// dated more than `max_future_skew_ms` ahead of the server clock (counted and logged as
-    /// `FutureTicksRejected`). Replayed history is not live and keeps the plain handle.
-    pub(crate) fn live(&self, max_future_skew_ms: u64) -> IngestHandle {
-        let ns = i64::try_from(max_future_skew_ms)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
-        IngestHandle {
-            max_future_skew_ns: Some(ns),
-            ..self.clone()
-        }
-    }
-
-    /// The future-skew check of this handle at `now_ns`, for callers that report per record
-    /// before queueing (HTTP ingest; a refusal is counted in `ticks_future`, the caller counts
-    /// it as rejected); a handle that is not live accepts any time.
-    pub(crate) fn check_future(&self, t: &RawTick, now_ns: i64) -> Result<(), TickError> {
-        let Some(max) = self.max_future_skew_ns else {
-            return Ok(());
-        };
-        let checked = check_future(t, now_ns, max);
-        if checked.is_err() {
-            self.metrics.ticks_future.fetch_add(1, Ordering::Relaxed);
-        }
-        checked
-    }
-
-    fn ticks(&self, ticks: Vec<RawTick>) -> Msg {
-        Msg::Ticks {
-            ticks,
-            max_future_skew_ns: self.max_future_skew_ns,
-        }
-    }
-
-    /// Queues validated ticks, waiting while the queue is full.
-    pub(crate) async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
-        if ticks.is_empty() {
-            return Ok(());
-        }
-        self.tx
-            .send(self.ticks(ticks))
-            .await
-            .map_err(|_| IngestClosed)?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Queues validated ticks if there is room now.
-    pub(crate) fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
-        self.tx.try_send(self.ticks(ticks)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TrySubmitError::Full,
-            mpsc::error::TrySendError::Closed(_) => TrySubmitError::Closed(IngestClosed),
-        })?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Queues pipeline output from a blocking (non-async) thread.
-    pub fn send_derived_blocking(&self, values: Vec<Derived>) -> Result<(), IngestClosed> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        self.tx
-            .blocking_send(Msg::Derived(values))
-            .map_err(|_| IngestClosed)?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Asks ingest to publish what is queued and stop (graceful shutdown).
-    pub(crate) async fn stop(&self) {
-        let _ = self.tx.send(Msg::Stop).await;
-    }
-
-    /// Makes sure the tick's symbol has an id (the symbol table is bounded), so a caller can
-    /// report the limit per record before queueing.
-    pub(crate) fn reserve_symbol(&self, t: &RawTick) -> Result<(), TickError> {
-        self.symbols.intern(&t.symbol)?;
-        Ok(())
-    }
-
-    /// False once ingest has stopped taking batches.
-    pub(crate) fn is_alive(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
-    /// The record was refused by a feed before reaching ingest.
-    pub(crate) fn count_rejected(&self, n: u64) {
-        self.metrics.ticks_rejected.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 /// The ingest stage: owns the sequencer and the sink.
