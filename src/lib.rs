@@ -26,6 +26,8 @@ pub(crate) mod client;
 pub mod config;
 pub(crate) mod config_section;
 pub mod feed;
+#[cfg(test)]
+mod fuzz;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
