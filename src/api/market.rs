@@ -138,11 +138,16 @@ pub(crate) struct TickPage {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TicksQuery {
     /// RFC 3339 or epoch ms, inclusive
+    #[param(min_length = 1)]
     from: Option<String>,
     /// RFC 3339 or epoch ms, exclusive
+    #[param(min_length = 1)]
     to: Option<String>,
-    #[param(value_type = Option<usize>)]
+    /// 1..=`api.max_page_size` (1000 by default)
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page
+    #[param(pattern = "^[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
@@ -220,11 +225,16 @@ pub(crate) struct BarPage {
 #[into_params(parameter_in = Query)]
 pub(crate) struct BarsQuery {
     /// 1s, 1m, 5m, 1h or 1d
-    #[param(required = true, value_type = String)]
+    #[param(required = true, value_type = String, pattern = "^(1s|1m|5m|1h|1d)$")]
     interval: Option<String>,
+    /// RFC 3339 or epoch ms, inclusive
+    #[param(min_length = 1)]
     from: Option<String>,
+    /// RFC 3339 or epoch ms, exclusive
+    #[param(min_length = 1)]
     to: Option<String>,
-    #[param(value_type = Option<usize>)]
+    /// 1..=`api.max_page_size` (1000 by default)
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 

@@ -152,10 +152,11 @@ pub(crate) struct PredictionOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PredictionsQuery {
-    /// seconds ahead, 1..=api.max_horizon_s (default 60)
-    #[param(value_type = Option<u64>)]
+    /// seconds ahead, 1..=api.max_horizon_s (3600 by default; default 60)
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 3600)]
     horizon_s: Option<String>,
     /// ar (default) or ewma
+    #[param(pattern = "^(ar|ewma)$")]
     model: Option<String>,
 }
 
