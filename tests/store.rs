@@ -128,6 +128,19 @@ async fn postgres_cut_and_back_loses_no_tick() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["database"]["ok"], false);
+    // What went wrong is for the log: readiness names no host, database or driver message.
+    let reason = body["checks"]["database"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        [
+            "writes failing; circuit breaker open",
+            "database unreachable",
+            "database check failed"
+        ]
+        .contains(&reason),
+        "{body}"
+    );
     assert!(m.db_write_errors.load(Ordering::Relaxed) >= 2);
     assert!(m.db_backlog.load(Ordering::Relaxed) > 0);
 

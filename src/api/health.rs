@@ -52,8 +52,18 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
         Ok(()) => json!({"ok": false, "backend": health.store.backend(),
             "error": "writes failing; circuit breaker open",
             "backlog": health.recorder.backlog()}),
-        Err(e) => json!({"ok": false, "backend": health.store.backend(),
-            "error": e.to_string(), "backlog": health.recorder.backlog()}),
+        Err(error) => {
+            // The raw error (host names, SQL states, credentials in a URL) is for the log, not
+            // for whoever can reach /readyz.
+            tracing::warn!(%error, "readiness: database check failed");
+            let reason = if error.is_unavailable() {
+                "database unreachable"
+            } else {
+                "database check failed"
+            };
+            json!({"ok": false, "backend": health.store.backend(),
+                "error": reason, "backlog": health.recorder.backlog()})
+        }
     };
     let feeds = feeds_check(&health);
     let last = health

@@ -302,19 +302,15 @@ impl Reader<'_> {
         };
         let ctx = self.ops.ctx;
         self.conn.seen();
+        let is_binary = matches!(msg, Ok(Message::Binary(_)));
         let ops = &mut self.ops;
+        // Every frame the peer chooses to send costs one op, so binary and ping floods are
+        // floods too; only the close handshake and raw frames are free.
         let text = match msg {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Binary(_)) => {
-                ops.error(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not supported; send JSON text",
-                );
-                return None;
-            }
+            Ok(Message::Text(t)) => Some(t),
+            Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_)) => None,
             Ok(Message::Close(_)) => return Some(Close::GONE),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => return None,
+            Ok(Message::Frame(_)) => return None,
             Err(WsError::Capacity(_)) => {
                 return Some(Close::with(CloseCode::Size, "frame too large"));
             }
@@ -323,14 +319,28 @@ impl Reader<'_> {
             }
             Err(_) => return Some(Close::GONE),
         };
-        match self.limiter.check() {
-            Verdict::Allow => ops.handle(&text),
-            Verdict::Limited => {
-                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
-                let id = protocol::parse_op(&text).ok().and_then(|op| op.id());
-                ops.error(id, ErrorCode::RateLimited, "too many ops; slow down");
+        match (self.limiter.check(), text) {
+            (Verdict::Allow, Some(text)) => ops.handle(&text),
+            (Verdict::Allow, None) => {
+                if is_binary {
+                    ops.error(
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary frames are not supported; send JSON text",
+                    );
+                }
             }
-            Verdict::Abuse => {
+            (Verdict::Limited, text) => {
+                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
+                // A limited control frame gets no answer: answering would feed the flood.
+                if text.is_some() || is_binary {
+                    let id = text
+                        .and_then(|t| protocol::parse_op(&t).ok())
+                        .and_then(|op| op.id());
+                    ops.error(id, ErrorCode::RateLimited, "too many ops; slow down");
+                }
+            }
+            (Verdict::Abuse, _) => {
                 ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
                 return Some(Close::with(CloseCode::Policy, "op rate limit exceeded"));
             }

@@ -353,3 +353,19 @@ async fn a_peer_taking_a_frame_just_under_the_timeout_is_still_closed_1013() {
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ping_flood_counts_against_the_op_limit_and_closes_1008() {
+    let ctx = context();
+    let mut peer = connect(&ctx);
+    let flood = ctx.config.ops_burst + ctx.config.abuse_threshold + 10;
+    for _ in 0..flood {
+        peer.to_server
+            .send(Message::Ping(Bytes::from_static(b"x")))
+            .expect("alive");
+    }
+    assert_eq!(
+        peer.close_code(Duration::from_secs(5)).await,
+        Some(CloseCode::Policy)
+    );
+}
