@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::room::Room;
 use super::{EventSink, Outbox};
 use crate::model::{ChannelId, Event, Kind, SymbolId};
 use crate::ring::Ring;
@@ -45,7 +46,7 @@ pub(super) struct State {
     pub(super) channels: HashMap<ChannelId, Channel>,
     /// Concrete channels per kind, in creation order, for wildcard snapshots.
     pub(super) by_kind: [Vec<SymbolId>; Kind::COUNT],
-    pub(super) wildcard: [Vec<Subscriber>; Kind::COUNT],
+    pub(super) wildcard: [Room; Kind::COUNT],
     pub(super) conns: HashMap<ConnId, ConnSubs>,
     /// Subscriptions held by all connections, kept as they change (never recounted by walking
     /// `conns`).
@@ -55,7 +56,7 @@ pub(super) struct State {
 #[derive(Debug)]
 pub(super) struct Channel {
     pub(super) ring: Ring<Event>,
-    pub(super) subscribers: Vec<Subscriber>,
+    pub(super) subscribers: Room,
 }
 
 #[derive(Debug, Clone)]
@@ -171,7 +172,7 @@ impl Channel {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             ring: Ring::new(capacity),
-            subscribers: Vec::new(),
+            subscribers: Room::default(),
         }
     }
 }

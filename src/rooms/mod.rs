@@ -18,6 +18,7 @@
 mod hub;
 pub mod outbox;
 mod read;
+mod room;
 mod subscriptions;
 
 #[cfg(test)]

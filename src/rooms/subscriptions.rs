@@ -134,15 +134,15 @@ impl Hub {
                             if let Some(channel) = st.channels.get_mut(&ch) {
                                 // Covered concrete subscriptions leave the channel: the wildcard
                                 // delivers their events from now on.
-                                channel.subscribers.retain(|s| s.conn != conn);
+                                channel.subscribers.remove(conn);
                                 if wanted.remove(&ch) {
                                     Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
                                 }
                             }
                         }
                         let room = &mut st.wildcard[kind.index()];
-                        room.retain(|s| s.conn != conn);
-                        room.push(Subscriber {
+                        room.remove(conn);
+                        room.insert(Subscriber {
                             conn,
                             outbox: outbox.clone(),
                             throttle: req.throttle,
@@ -248,8 +248,8 @@ impl Hub {
         outbox: &Arc<Outbox>,
         throttle: Option<Duration>,
     ) {
-        channel.subscribers.retain(|s| s.conn != conn);
-        channel.subscribers.push(Subscriber {
+        channel.subscribers.remove(conn);
+        channel.subscribers.insert(Subscriber {
             conn,
             outbox: outbox.clone(),
             throttle,
@@ -275,7 +275,7 @@ impl Hub {
                     removed.push(*target);
                     forgotten.insert(ch);
                     if let Some(channel) = st.channels.get_mut(&ch) {
-                        channel.subscribers.retain(|s| s.conn != conn);
+                        channel.subscribers.remove(conn);
                     }
                 }
                 Target::Wildcard(kind) => {
@@ -283,11 +283,11 @@ impl Hub {
                         continue;
                     }
                     removed.push(*target);
-                    st.wildcard[kind.index()].retain(|s| s.conn != conn);
+                    st.wildcard[kind.index()].remove(conn);
                     // Concrete subscriptions the wildcard covered take over, with no gap.
                     for (&ch, &throttle) in subs.concrete.iter().filter(|(c, _)| c.kind == kind) {
                         if let Some(channel) = st.channels.get_mut(&ch) {
-                            channel.subscribers.push(Subscriber {
+                            channel.subscribers.insert(Subscriber {
                                 conn,
                                 outbox: subs.outbox.clone(),
                                 throttle,
@@ -324,12 +324,12 @@ impl Hub {
         };
         for ch in subs.concrete.keys() {
             if let Some(channel) = st.channels.get_mut(ch) {
-                channel.subscribers.retain(|s| s.conn != conn);
+                channel.subscribers.remove(conn);
             }
         }
         for (k, w) in subs.wildcard.iter().enumerate() {
             if w.is_some() {
-                st.wildcard[k].retain(|s| s.conn != conn);
+                st.wildcard[k].remove(conn);
             }
         }
         st.total_subscriptions -= subs.count() as u64;
