@@ -103,10 +103,14 @@ impl Server {
             }
             Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
         }
+        // Names this run: the WebSocket `ack` reports it, and stored ticks carry it so that
+        // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run.
+        let epoch = now_ns() / 1_000;
         let recorder = Recorder::start(
             store.clone(),
             &config.database,
             symbols.clone(),
+            epoch,
             metrics.clone(),
         );
         let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![hub.clone(), recorder.clone()]));
@@ -191,7 +195,7 @@ impl Server {
                 hub: hub.clone(),
                 symbols: symbols.clone(),
                 metrics: metrics.clone(),
-                epoch: now_ns() / 1_000,
+                epoch,
                 sessions: sessions.clone(),
                 shutdown: stop.clone(),
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),

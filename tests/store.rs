@@ -244,11 +244,13 @@ async fn retention_deletes_only_old_ticks() {
         let day = 86_400_000_000_000i64;
         let rows: Vec<_> = [now - 10 * day, now - 8 * day, now - day, now]
             .iter()
-            .map(|&ts| tickcast::store::TickRow {
+            .zip(1..)
+            .map(|(&ts, seq)| tickcast::store::TickRow {
                 symbol: "AAPL".into(),
                 ts,
                 ingest_ts: ts,
-                seq: 1,
+                epoch: 1,
+                seq,
                 price: 1.0,
                 size: 1.0,
                 side: tickcast::model::Side::Buy,
@@ -263,6 +265,116 @@ async fn retention_deletes_only_old_ticks() {
             "{}",
             db.backend
         );
+        store.close().await;
+    }
+}
+
+/// One tick row of run `epoch`.
+fn tick(symbol: &str, epoch: i64, seq: i64) -> tickcast::store::TickRow {
+    tickcast::store::TickRow {
+        symbol: symbol.into(),
+        ts: 1_764_070_000_000_000_000 + seq * 1_000_000,
+        ingest_ts: 1_764_070_000_000_000_000 + seq * 1_000_000,
+        epoch,
+        seq,
+        price: 100.0 + seq as f64,
+        size: 1.0,
+        side: tickcast::model::Side::Buy,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_stores_each_tick_once() {
+    for db in util::backends().await {
+        let mut cfg = util::config().database;
+        cfg.url = db.url.clone();
+        let store = Store::open(&cfg).unwrap();
+        store.migrate().await.unwrap();
+        let batch: Vec<_> = (1..=50)
+            .flat_map(|seq| [tick("AAPL", 7, seq), tick("MSFT", 7, seq)])
+            .collect();
+        assert_eq!(store.insert_ticks(&batch).await.unwrap(), 100);
+        // The commit's acknowledgement was lost: the writer retries the same batch, and a
+        // later batch overlaps it.
+        assert_eq!(
+            store.insert_ticks(&batch).await.unwrap(),
+            0,
+            "{}",
+            db.backend
+        );
+        let overlap: Vec<_> = (41..=60).map(|seq| tick("AAPL", 7, seq)).collect();
+        assert_eq!(store.insert_ticks(&overlap).await.unwrap(), 10);
+        // The next run restarts seq: a new epoch, so new ticks.
+        assert_eq!(store.insert_ticks(&[tick("AAPL", 8, 1)]).await.unwrap(), 1);
+        assert_eq!(
+            store.count_ticks(Some("AAPL")).await.unwrap(),
+            61,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            store.count_ticks(Some("MSFT")).await.unwrap(),
+            50,
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_identity_migration_dedupes_old_rows_and_keeps_distinct_runs() {
+    for db in util::backends().await {
+        let mut cfg = util::config().database;
+        cfg.url = db.url.clone();
+        let store = Store::open(&cfg).unwrap();
+        // The schema as it was before tick identities, with a duplicated commit and a second
+        // run whose seqs repeat the first one's.
+        let init = match store.db() {
+            tickcast::store::Db::Sqlite(_) => include_str!("../migrations/sqlite/0001_init.sql"),
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0001_init.sql")
+            }
+        };
+        let rows = "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) VALUES \
+            ('AAPL', 10, 100, 1, 1.0, 1.0, 0), ('AAPL', 11, 101, 2, 2.0, 1.0, 0), \
+            ('AAPL', 10, 100, 1, 1.0, 1.0, 0), ('AAPL', 11, 101, 2, 2.0, 1.0, 0), \
+            ('AAPL', 20, 200, 1, 3.0, 1.0, 1)";
+        match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(init).execute(p).await.unwrap();
+                sqlx::raw_sql(rows).execute(p).await.unwrap();
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(init).execute(p).await.unwrap();
+                sqlx::raw_sql(rows).execute(p).await.unwrap();
+            }
+        }
+        let migration = match store.db() {
+            tickcast::store::Db::Sqlite(_) => {
+                include_str!("../migrations/sqlite/0003_tick_identity.sql")
+            }
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0003_tick_identity.sql")
+            }
+        };
+        match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(migration).execute(p).await.unwrap();
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(migration).execute(p).await.unwrap();
+            }
+        }
+        assert_eq!(
+            store.count_ticks(Some("AAPL")).await.unwrap(),
+            3,
+            "{}",
+            db.backend
+        );
+        // Old rows do not collide with a live run's identities.
+        assert_eq!(store.insert_ticks(&[tick("AAPL", 1, 1)]).await.unwrap(), 1);
+        assert_eq!(store.count_ticks(Some("AAPL")).await.unwrap(), 4);
         store.close().await;
     }
 }

@@ -113,6 +113,9 @@ impl Queue {
 pub struct Recorder {
     queue: Arc<Queue>,
     symbols: Arc<Symbols>,
+    /// This server run's ingest epoch: stored with each tick, it makes (symbol, epoch, seq) a
+    /// unique identity although `seq` restarts with every run.
+    epoch: i64,
     metrics: Arc<Metrics>,
     pub health: Arc<DbHealth>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -121,11 +124,13 @@ pub struct Recorder {
 // === impl Recorder ===
 
 impl Recorder {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime. `epoch` names this server run (the one
+    /// the WebSocket `ack` reports).
     pub fn start(
         store: Arc<Store>,
         cfg: &DatabaseConfig,
         symbols: Arc<Symbols>,
+        epoch: i64,
         metrics: Arc<Metrics>,
     ) -> Arc<Recorder> {
         let queue = Arc::new(Queue {
@@ -150,6 +155,7 @@ impl Recorder {
         Arc::new(Recorder {
             queue,
             symbols,
+            epoch,
             metrics,
             health,
             writer: Mutex::new(Some(handle)),
@@ -190,6 +196,7 @@ impl EventSink for Recorder {
                 symbol: self.symbols.name(t.symbol),
                 ts: t.exchange_ts,
                 ingest_ts: t.ts,
+                epoch: self.epoch,
                 seq: e.seq as i64,
                 price: t.price,
                 size: t.size,
@@ -262,9 +269,10 @@ impl Writer {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => {
+                Ok(inserted) => {
                     TickBatchWritten {
-                        rows: batch.len() as u64,
+                        rows: inserted,
+                        duplicates: (batch.len() as u64).saturating_sub(inserted),
                         elapsed: started.elapsed(),
                         recovered_after: self.breaker.is_open().then(|| self.breaker.failures()),
                     }

@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::{Db, Store, StoreError, side_code, side_of};
 use crate::model::Side;
 
-/// SQLite allows 32,766 bound parameters per statement; 7 per tick row.
+/// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 const SQLITE_ROWS_PER_INSERT: usize = 4000;
 
 /// One stored tick.
@@ -19,6 +19,9 @@ pub struct TickRow {
     pub ts: i64,
     /// Server ingest time, ns since the epoch.
     pub ingest_ts: i64,
+    /// The server run that assigned `seq` (its ingest epoch); with `symbol` and `seq` the tick's
+    /// unique identity, so a batch written twice stores each tick once.
+    pub epoch: i64,
     pub seq: i64,
     pub price: f64,
     pub size: f64,
@@ -49,65 +52,76 @@ pub struct BarRow {
 
 impl Store {
     /// Inserts rows in one transaction: multi-row `INSERT` on SQLite, `UNNEST` of column
-    /// arrays on PostgreSQL (one statement, one round trip).
-    pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<(), StoreError> {
+    /// arrays on PostgreSQL (one statement, one round trip). A row whose identity
+    /// (symbol, epoch, seq) is already stored is skipped (`ON CONFLICT DO NOTHING`), so a batch
+    /// retried after a commit whose acknowledgement was lost stores nothing twice. Returns how
+    /// many rows were new.
+    pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<u64, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let write = async {
             match &self.db {
                 Db::Sqlite(p) => {
                     let mut tx = p.begin().await?;
+                    let mut inserted = 0;
                     for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
                         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                            "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) ",
+                            "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, \
+                             side) ",
                         );
                         qb.push_values(chunk, |mut b, r| {
                             b.push_bind(&*r.symbol)
                                 .push_bind(r.ts)
                                 .push_bind(r.ingest_ts)
+                                .push_bind(r.epoch)
                                 .push_bind(r.seq)
                                 .push_bind(r.price)
                                 .push_bind(r.size)
                                 .push_bind(side_code(r.side));
                         });
-                        qb.build().execute(&mut *tx).await?;
+                        qb.push(" ON CONFLICT DO NOTHING");
+                        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                     }
-                    tx.commit().await
+                    tx.commit().await.map(|()| inserted)
                 }
                 Db::Postgres(p) => {
                     let mut tx = p.begin().await?;
                     let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
                     let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
                     let ingest: Vec<i64> = rows.iter().map(|r| r.ingest_ts).collect();
+                    let epoch: Vec<i64> = rows.iter().map(|r| r.epoch).collect();
                     let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
                     let price: Vec<f64> = rows.iter().map(|r| r.price).collect();
                     let size: Vec<f64> = rows.iter().map(|r| r.size).collect();
                     let side: Vec<i16> = rows.iter().map(|r| side_code(r.side)).collect();
-                    sqlx::query(
-                        "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) \
+                    let inserted = sqlx::query(
+                        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
                          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-                         $5::float8[], $6::float8[], $7::int2[])",
+                         $5::int8[], $6::float8[], $7::float8[], $8::int2[]) \
+                         ON CONFLICT DO NOTHING",
                     )
                     .bind(symbols)
                     .bind(ts)
                     .bind(ingest)
+                    .bind(epoch)
                     .bind(seq)
                     .bind(price)
                     .bind(size)
                     .bind(side)
                     .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await
+                    .await?
+                    .rows_affected();
+                    tx.commit().await.map(|()| inserted)
                 }
             }
         };
         // A write stuck on a dead connection must not stall the writer forever.
         let limit = self.timeout * 10;
-        tokio::time::timeout(limit, write)
+        let inserted = tokio::time::timeout(limit, write)
             .await
             .map_err(|_| StoreError::Timeout(limit))??;
-        Ok(())
+        Ok(inserted)
     }
 
     /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
@@ -120,10 +134,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredTick>, StoreError> {
         let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
-        type Row = (i64, i64, i64, i64, f64, f64, i16);
+        type Row = (i64, i64, i64, i64, i64, f64, f64, i16);
         let rows: Vec<Row> = on_pool!(&self.db, p => {
             sqlx::query_as(
-                "SELECT id, ts, ingest_ts, seq, price, size, side FROM ticks \
+                "SELECT id, ts, ingest_ts, epoch, seq, price, size, side FROM ticks \
                  WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
                  AND (ts > $4 OR (ts = $4 AND id > $5)) \
                  ORDER BY ts, id LIMIT $6",
@@ -140,18 +154,21 @@ impl Store {
         let symbol: Arc<str> = Arc::from(symbol);
         Ok(rows
             .into_iter()
-            .map(|(id, ts, ingest_ts, seq, price, size, side)| StoredTick {
-                id,
-                row: TickRow {
-                    symbol: symbol.clone(),
-                    ts,
-                    ingest_ts,
-                    seq,
-                    price,
-                    size,
-                    side: side_of(side),
+            .map(
+                |(id, ts, ingest_ts, epoch, seq, price, size, side)| StoredTick {
+                    id,
+                    row: TickRow {
+                        symbol: symbol.clone(),
+                        ts,
+                        ingest_ts,
+                        epoch,
+                        seq,
+                        price,
+                        size,
+                        side: side_of(side),
+                    },
                 },
-            })
+            )
             .collect())
     }
 

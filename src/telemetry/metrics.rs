@@ -242,6 +242,8 @@ metrics! {
     counter pipeline_missed_ticks => "tickcast_pipeline_missed_ticks_total",
         "ticks evicted from a ring before the pipeline read them";
     counter db_rows_written => "tickcast_db_rows_written_total", "tick rows persisted";
+    counter db_rows_duplicate => "tickcast_db_rows_duplicate_total",
+        "tick rows skipped because they were already stored (a retried batch)";
     counter db_rows_dropped => "tickcast_db_rows_dropped_total",
         "tick rows dropped because the write-behind queue was full";
     counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";
