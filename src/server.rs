@@ -96,9 +96,17 @@ impl Server {
         let store = Arc::new(Store::open(&config.database)?);
         // A database that is down at start-up delays persistence, not streaming: the writer
         // migrates before its first batch and retries until the database answers.
-        match tokio::time::timeout(ms(config.database.timeout_ms), store.migrate()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
+        // The migration runs as its own task and is not cancelled at the timeout: a migration
+        // dropped half way can leave its connection holding the migration lock, and then every
+        // later attempt (the writer's) waits on it.
+        let migration = tokio::spawn({
+            let store = store.clone();
+            async move { store.migrate().await }
+        });
+        match tokio::time::timeout(ms(config.database.timeout_ms), migration).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "database migration task failed"),
+            Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "database not ready at start-up; persistence will retry")
             }
             Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),

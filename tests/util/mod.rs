@@ -149,6 +149,8 @@ pub fn config() -> Config {
     c.database.backoff_initial_ms = 10;
     c.database.backoff_max_ms = 100;
     c.database.breaker_probe_ms = 100;
+    // Tests store ticks and bars from 2025: retention would race them away.
+    c.database.retention_days = 0;
     c.api.requests_per_second = 100_000;
     c.api.burst = 100_000;
     c.server.listen = "127.0.0.1:0".parse().unwrap();
