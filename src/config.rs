@@ -286,6 +286,10 @@ mod tests {
                 &[("TICKCAST_DATABASE__QUEUE_CAPACITY", "1")],
                 "database.queue_capacity",
             ),
+            (
+                &[("TICKCAST_DATABASE__RETENTION_BATCH_ROWS", "0")],
+                "database.retention_batch_rows",
+            ),
             (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
             (
                 &[("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "100")],

@@ -258,7 +258,57 @@ async fn retention_deletes_only_old_ticks() {
             .collect();
         store.insert_ticks(&rows).await.unwrap();
         let cutoff = tickcast::store::retention::cutoff(now, 7);
-        assert_eq!(store.delete_ticks_before(cutoff).await.unwrap(), 2);
+        // In bounded batches: one row per DELETE here.
+        use tickcast::store::retention::Retained;
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            0
+        );
+        // Stored bars age out the same way.
+        let bars: Vec<_> = [now - 9 * day, now - 8 * day, now]
+            .iter()
+            .map(|&start| tickcast::store::BarRecord {
+                symbol: "AAPL".into(),
+                interval_ns: tickcast::store::BAR_1M_NS,
+                start,
+                epoch: 1,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+                trades: 1,
+            })
+            .collect();
+        assert_eq!(store.insert_bars(&bars).await.unwrap(), 3);
+        assert_eq!(
+            store
+                .delete_before(Retained::Bars, cutoff, 100)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store.count_bars(tickcast::store::BAR_1M_NS).await.unwrap(),
+            1
+        );
         assert_eq!(
             store.count_ticks(Some("AAPL")).await.unwrap(),
             2,
@@ -323,7 +373,7 @@ async fn a_batch_written_twice_stores_each_tick_once() {
 }
 
 #[tokio::test]
-async fn the_identity_migration_dedupes_old_rows_and_keeps_distinct_runs() {
+async fn migrations_dedupe_old_ticks_and_rebuild_their_bars() {
     for db in util::backends().await {
         let mut cfg = util::config().database;
         cfg.url = db.url.clone();
@@ -372,6 +422,36 @@ async fn the_identity_migration_dedupes_old_rows_and_keeps_distinct_runs() {
             "{}",
             db.backend
         );
+        // Stored bars: the old ticks' 1 s and 1 m bars are rebuilt, open/close by exchange time.
+        let bars = match store.db() {
+            tickcast::store::Db::Sqlite(_) => include_str!("../migrations/sqlite/0004_bars.sql"),
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0004_bars.sql")
+            }
+        };
+        let q =
+            "SELECT interval_ns, ts, open, close, volume, trades FROM bars ORDER BY interval_ns";
+        type Bar = (i64, i64, f64, f64, f64, i64);
+        let got: Vec<Bar> = match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(bars).execute(p).await.unwrap();
+                sqlx::query_as(q).fetch_all(p).await.unwrap()
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(bars).execute(p).await.unwrap();
+                sqlx::query_as(q).fetch_all(p).await.unwrap()
+            }
+        };
+        assert_eq!(
+            got,
+            vec![
+                (1_000_000_000, 0, 1.0, 3.0, 3.0, 3),
+                (60_000_000_000, 0, 1.0, 3.0, 3.0, 3)
+            ],
+            "{}",
+            db.backend
+        );
+
         // Old rows do not collide with a live run's identities.
         assert_eq!(store.insert_ticks(&[tick("AAPL", 1, 1)]).await.unwrap(), 1);
         assert_eq!(store.count_ticks(Some("AAPL")).await.unwrap(), 4);

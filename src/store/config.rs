@@ -26,6 +26,8 @@ pub struct DatabaseConfig {
     /// Ticks older than this are deleted; 0 keeps them forever.
     pub retention_days: u64,
     pub retention_interval_ms: u64,
+    /// Rows one retention `DELETE` removes at most; a run repeats it until the backlog is gone.
+    pub retention_batch_rows: u32,
     /// Time allowed for a connection or a query before it counts as a failure.
     pub timeout_ms: u64,
 }
@@ -79,6 +81,11 @@ impl DatabaseConfig {
             self.retention_interval_ms >= 1000,
             "database.retention_interval_ms",
             "must be at least 1000",
+        )?;
+        check(
+            self.retention_batch_rows >= 1,
+            "database.retention_batch_rows",
+            "must be at least 1",
         )?;
         check(
             self.timeout_ms >= 10,

@@ -1,17 +1,18 @@
-//! Storage: ticks, users, API keys and trades in SQLite or PostgreSQL, chosen by `database.url`.
+//! Storage: ticks, bars, users, API keys and trades in SQLite or PostgreSQL, chosen by
+//! `database.url`.
 //!
 //! [`Store`] is the repository: every query the server runs lives here, written once and run
 //! unchanged on both backends (times are integers, placeholders are `$N`, which SQLite accepts
-//! too). The schema lives in `migrations/sqlite` and `migrations/postgres`. Ticks reach the
-//! database write-behind through [`recorder`]; [`retention`] deletes old ones.
+//! too). The schema lives in `migrations/sqlite` and `migrations/postgres`. Ticks and the
+//! pipeline's closed bars reach the database write-behind through [`recorder`]; [`retention`]
+//! deletes old ones.
 //!
 //! This file holds the pool and its lifecycle (open, migrate, ping, close) and [`StoreError`];
-//! the queries are `impl Store` blocks, one file per concept: `ticks.rs`, `users.rs` (users and
-//! API keys), `trades.rs`.
+//! the queries are `impl Store` blocks, one file per concept: `ticks.rs`, `bars.rs`, `users.rs`
+//! (users and API keys), `trades.rs`.
 
 mod config;
 pub mod recorder;
-pub mod retention;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,11 +86,14 @@ macro_rules! on_pool {
 }
 
 // Declared after `on_pool!` so the query files can use it.
+mod bars;
+pub mod retention;
 mod ticks;
 mod trades;
 mod users;
 
-pub use ticks::{BarRow, StoredTick, TickRow};
+pub use bars::{BAR_1M_NS, BAR_1S_NS, BarRecord, BarRow};
+pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
 

@@ -1,5 +1,4 @@
-//! Ticks: the write-behind bulk insert, the `/ticks` cursor read, `/bars` aggregation in SQL,
-//! counting and retention deletes.
+//! Ticks: the write-behind bulk insert, the `/ticks` cursor read and counting.
 
 use std::sync::Arc;
 
@@ -33,19 +32,6 @@ pub struct TickRow {
 pub struct StoredTick {
     pub id: i64,
     pub row: TickRow,
-}
-
-/// One OHLCV bar aggregated from stored ticks.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BarRow {
-    /// Bucket start, ns since the epoch.
-    pub start: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-    pub trades: i64,
 }
 
 // === impl Store: ticks ===
@@ -172,51 +158,6 @@ impl Store {
             .collect())
     }
 
-    /// OHLCV bars of `interval_ns` over `from <= ts < to`, oldest first, at most `limit`.
-    ///
-    /// Open and close are the first and last tick by exchange time (then by row id), not by
-    /// arrival, so ticks stored out of order still give the right bar.
-    pub(crate) async fn bars(
-        &self,
-        symbol: &str,
-        interval_ns: i64,
-        from: i64,
-        to: i64,
-        limit: usize,
-    ) -> Result<Vec<BarRow>, StoreError> {
-        type Row = (i64, f64, f64, f64, f64, f64, i64);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT bucket, MIN(o), MAX(price), MIN(price), MIN(c), SUM(size), COUNT(*) FROM ( \
-                   SELECT ts / $2 AS bucket, price, size, \
-                     FIRST_VALUE(price) OVER w AS o, LAST_VALUE(price) OVER w AS c \
-                   FROM ticks WHERE symbol = $1 AND ts >= $3 AND ts < $4 \
-                   WINDOW w AS (PARTITION BY ts / $2 ORDER BY ts, id \
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) \
-                 ) t GROUP BY bucket ORDER BY bucket LIMIT $5",
-            )
-            .bind(symbol)
-            .bind(interval_ns)
-            .bind(from)
-            .bind(to)
-            .bind(limit as i64)
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(bucket, open, high, low, close, volume, trades)| BarRow {
-                start: bucket.saturating_mul(interval_ns),
-                open,
-                high,
-                low,
-                close,
-                volume,
-                trades,
-            })
-            .collect())
-    }
-
     /// Number of stored ticks (all symbols, or one).
     pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
         let n: (i64,) = on_pool!(&self.db, p => match symbol {
@@ -227,15 +168,5 @@ impl Store {
             None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
         });
         Ok(n.0)
-    }
-
-    /// Deletes ticks with exchange time before `ts`; returns how many.
-    pub async fn delete_ticks_before(&self, ts: i64) -> Result<u64, StoreError> {
-        let n = on_pool!(&self.db, p => sqlx::query("DELETE FROM ticks WHERE ts < $1")
-            .bind(ts)
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(n)
     }
 }
