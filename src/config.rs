@@ -287,6 +287,14 @@ mod tests {
                 "database.queue_capacity",
             ),
             (
+                &[("TICKCAST_DATABASE__READ_POOL_SIZE", "0")],
+                "database.read_pool_size",
+            ),
+            (
+                &[("TICKCAST_DATABASE__QUERY_TIMEOUT_MS", "1")],
+                "database.query_timeout_ms",
+            ),
+            (
                 &[("TICKCAST_DATABASE__RETENTION_BATCH_ROWS", "0")],
                 "database.retention_batch_rows",
             ),

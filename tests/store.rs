@@ -458,3 +458,131 @@ async fn migrations_dedupe_old_ticks_and_rebuild_their_bars() {
         store.close().await;
     }
 }
+
+/// A long history of stored bars of `symbol`: `n` 1 s bars and `n` 1 m bars.
+async fn bar_history(store: &Store, symbol: &str, n: i64) {
+    let t0 = 1_764_070_000_000_000_000i64;
+    for interval_ns in [tickcast::store::BAR_1S_NS, tickcast::store::BAR_1M_NS] {
+        let rows: Vec<_> = (0..n)
+            .map(|i| tickcast::store::BarRecord {
+                symbol: symbol.into(),
+                interval_ns,
+                start: t0 + i * interval_ns,
+                epoch: 1,
+                open: 100.0,
+                high: 101.0,
+                low: 99.0,
+                close: 100.5,
+                volume: 10.0,
+                trades: 3,
+            })
+            .collect();
+        for chunk in rows.chunks(5000) {
+            store.insert_bars(chunk).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_long_bars_reads_leave_the_recorder_writing() {
+    for db in util::backends().await {
+        let mut c = db.config();
+        c.pipeline.enabled = false;
+        // Small pools: on one shared pool ten readers would hold every connection.
+        c.database.pool_size = 2;
+        c.database.read_pool_size = 2;
+        c.database.batch_size = 50;
+        let srv = util::start(c).await;
+        let _ = srv.server().symbols().intern("AAPL").unwrap();
+        // Two weeks of 1 m bars, five and a half hours of 1 s bars.
+        bar_history(srv.server().store(), "AAPL", 20_000).await;
+        let m = srv.server().metrics().clone();
+        let written = m.db_rows_written.load(Ordering::Relaxed);
+
+        // Ticks flow while ten clients read long ranges, three times each.
+        let flow = async {
+            for i in 0..20 {
+                ingest_batch(&srv, "AAPL", 50, i as f64).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let reads = futures_util::future::join_all((0..10).map(|i| {
+            let srv = &srv;
+            async move {
+                let path = if i % 2 == 0 {
+                    "/api/v1/bars/AAPL?interval=1s&limit=1000"
+                } else {
+                    "/api/v1/bars/AAPL?interval=1d&limit=1000"
+                };
+                let mut statuses = Vec::new();
+                for _ in 0..3 {
+                    let (status, _, body) = srv.get(path, None).await;
+                    if status == 200 {
+                        assert!(!body["bars"].as_array().unwrap().is_empty(), "{body}");
+                    }
+                    statuses.push(status);
+                }
+                statuses
+            }
+        }));
+        let ((), statuses) = tokio::join!(flow, reads);
+        for s in statuses.into_iter().flatten() {
+            assert_eq!(s, 200, "{}", db.backend);
+        }
+        srv.wait_persisted(written + 1000).await;
+        let health = &srv.server().app().health.recorder.health;
+        assert!(
+            !health.breaker_open.load(Ordering::Relaxed),
+            "{}",
+            db.backend
+        );
+        assert_eq!(health.consecutive_failures.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            m.db_write_errors.load(Ordering::Relaxed),
+            0,
+            "{}",
+            db.backend
+        );
+        assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_read_times_out_as_503_while_ticks_are_written() {
+    let db = TestDb::postgres().await;
+    let mut c = db.config();
+    c.database.query_timeout_ms = 200;
+    // Only the test touches the bars table.
+    c.pipeline.enabled = false;
+    let srv = util::start(c).await;
+    ingest_batch(&srv, "AAPL", 1, 0.0).await;
+    srv.wait_persisted(1).await;
+    let _ = srv.server().symbols().intern("AAPL").unwrap();
+
+    // Another session holds the bars table: a read on it would wait forever.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE bars IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let (status, _, body) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable");
+    // The server cancelled the statement: no read of ours is still waiting on the lock.
+    let (waiting,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut locker)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 0);
+    // Ticks do not touch the locked table: the recorder goes on writing.
+    ingest_batch(&srv, "AAPL", 10, 1.0).await;
+    srv.wait_persisted(11).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let (status, _, _) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
+    assert_eq!(status, 200);
+    let _ = locker.close().await;
+}

@@ -114,7 +114,7 @@ impl Store {
                 }
             }
         };
-        let limit = self.timeout * 10;
+        let limit = self.timeout.saturating_mul(super::WRITE_TIMEOUT_FACTOR);
         let inserted = tokio::time::timeout(limit, write)
             .await
             .map_err(|_| StoreError::Timeout(limit))??;
@@ -139,27 +139,31 @@ impl Store {
     ) -> Result<Vec<BarRow>, StoreError> {
         let mut to = to;
         if source_ns == bucket_ns {
-            let last: (Option<i64>,) = on_pool!(&self.db, p => {
-                sqlx::query_as(
-                    "SELECT MAX(ts) FROM (SELECT DISTINCT ts FROM bars \
-                     WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
-                     ORDER BY ts LIMIT $5) t",
-                )
-                .bind(symbol)
-                .bind(source_ns)
-                .bind(from)
-                .bind(to)
-                .bind(limit as i64)
-                .fetch_one(p)
-                .await?
-            });
+            let last: (Option<i64>,) = self
+                .bounded(async {
+                    Ok(on_pool!(&self.read, p => {
+                        sqlx::query_as(
+                            "SELECT MAX(ts) FROM (SELECT DISTINCT ts FROM bars \
+                             WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
+                             ORDER BY ts LIMIT $5) t",
+                        )
+                        .bind(symbol)
+                        .bind(source_ns)
+                        .bind(from)
+                        .bind(to)
+                        .bind(limit as i64)
+                        .fetch_one(p)
+                        .await?
+                    }))
+                })
+                .await?;
             match last.0 {
                 None => return Ok(Vec::new()),
                 Some(last) => to = to.min(last.saturating_add(1)),
             }
         }
         type Row = (i64, f64, f64, f64, f64, f64, i64);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
+        let rows: Vec<Row> = self.bounded(async { Ok(on_pool!(&self.read, p => {
             sqlx::query_as(
                 "SELECT bucket, MIN(o), MAX(high), MIN(low), MIN(c), SUM(volume), \
                    CAST(SUM(trades) AS BIGINT) FROM ( \
@@ -178,7 +182,7 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(p)
             .await?
-        });
+        })) }).await?;
         Ok(rows
             .into_iter()
             .map(|(bucket, open, high, low, close, volume, trades)| BarRow {
@@ -195,12 +199,16 @@ impl Store {
 
     /// Number of stored bars of one interval (all symbols).
     pub async fn count_bars(&self, interval_ns: i64) -> Result<i64, StoreError> {
-        let n: (i64,) = on_pool!(&self.db, p => {
-            sqlx::query_as("SELECT COUNT(*) FROM bars WHERE interval_ns = $1")
-                .bind(interval_ns)
-                .fetch_one(p)
-                .await?
-        });
+        let n: (i64,) = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as("SELECT COUNT(*) FROM bars WHERE interval_ns = $1")
+                        .bind(interval_ns)
+                        .fetch_one(p)
+                        .await?
+                }))
+            })
+            .await?;
         Ok(n.0)
     }
 }

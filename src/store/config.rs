@@ -9,7 +9,12 @@ use crate::config_section::{ConfigError, check};
 pub struct DatabaseConfig {
     /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
     pub url: String,
+    /// Connections for writes (the recorder, trades, users, retention).
     pub pool_size: u32,
+    /// Connections for REST reads, a pool of their own so readers never starve the writer.
+    pub read_pool_size: u32,
+    /// Bound on every read; PostgreSQL cancels the statement (`statement_timeout`).
+    pub query_timeout_ms: u64,
     /// Tick rows held in memory while the database is slow or down; past it rows are dropped
     /// (counted and logged).
     pub queue_capacity: usize,
@@ -46,6 +51,16 @@ impl DatabaseConfig {
             self.pool_size >= 1,
             "database.pool_size",
             "must be at least 1",
+        )?;
+        check(
+            self.read_pool_size >= 1,
+            "database.read_pool_size",
+            "must be at least 1",
+        )?;
+        check(
+            self.query_timeout_ms >= 10,
+            "database.query_timeout_ms",
+            "must be at least 10",
         )?;
         check(
             self.batch_size >= 1,

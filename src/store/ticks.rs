@@ -103,7 +103,7 @@ impl Store {
             }
         };
         // A write stuck on a dead connection must not stall the writer forever.
-        let limit = self.timeout * 10;
+        let limit = self.timeout.saturating_mul(super::WRITE_TIMEOUT_FACTOR);
         let inserted = tokio::time::timeout(limit, write)
             .await
             .map_err(|_| StoreError::Timeout(limit))??;
@@ -121,22 +121,26 @@ impl Store {
     ) -> Result<Vec<StoredTick>, StoreError> {
         let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
         type Row = (i64, i64, i64, i64, i64, f64, f64, i16);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, ts, ingest_ts, epoch, seq, price, size, side FROM ticks \
-                 WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
-                 AND (ts > $4 OR (ts = $4 AND id > $5)) \
-                 ORDER BY ts, id LIMIT $6",
-            )
-            .bind(symbol)
-            .bind(from)
-            .bind(to)
-            .bind(after_ts)
-            .bind(after_id)
-            .bind(limit as i64)
-            .fetch_all(p)
-            .await?
-        });
+        let rows: Vec<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT id, ts, ingest_ts, epoch, seq, price, size, side FROM ticks \
+                         WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                         AND (ts > $4 OR (ts = $4 AND id > $5)) \
+                         ORDER BY ts, id LIMIT $6",
+                    )
+                    .bind(symbol)
+                    .bind(from)
+                    .bind(to)
+                    .bind(after_ts)
+                    .bind(after_id)
+                    .bind(limit as i64)
+                    .fetch_all(p)
+                    .await?
+                }))
+            })
+            .await?;
         let symbol: Arc<str> = Arc::from(symbol);
         Ok(rows
             .into_iter()
@@ -160,13 +164,17 @@ impl Store {
 
     /// Number of stored ticks (all symbols, or one).
     pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
-        let n: (i64,) = on_pool!(&self.db, p => match symbol {
-            Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
-                .bind(s)
-                .fetch_one(p)
-                .await?,
-            None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
-        });
+        let n: (i64,) = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => match symbol {
+                    Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
+                        .bind(s)
+                        .fetch_one(p)
+                        .await?,
+                    None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
+                }))
+            })
+            .await?;
         Ok(n.0)
     }
 }

@@ -87,31 +87,39 @@ impl Store {
 
     async fn trade_by_key(&self, user: i64, key: &str) -> Result<Option<Trade>, StoreError> {
         type Row = (i64, String, i16, f64, f64, i64);
-        let row: Option<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, symbol, side, quantity, price, ts FROM trades \
-                 WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(user)
-            .bind(key)
-            .fetch_optional(p)
-            .await?
-        });
+        let row: Option<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                         WHERE user_id = $1 AND idempotency_key = $2",
+                    )
+                    .bind(user)
+                    .bind(key)
+                    .fetch_optional(p)
+                    .await?
+                }))
+            })
+            .await?;
         Ok(row.map(Self::trade_of))
     }
 
     /// Every fill of a user, in (time, id) order.
     pub(crate) async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
         type Row = (i64, String, i16, f64, f64, i64);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, symbol, side, quantity, price, ts FROM trades \
-                 WHERE user_id = $1 ORDER BY ts, id",
-            )
-            .bind(user)
-            .fetch_all(p)
-            .await?
-        });
+        let rows: Vec<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                         WHERE user_id = $1 ORDER BY ts, id",
+                    )
+                    .bind(user)
+                    .fetch_all(p)
+                    .await?
+                }))
+            })
+            .await?;
         Ok(rows.into_iter().map(Self::trade_of).collect())
     }
 
