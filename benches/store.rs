@@ -168,6 +168,7 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
             quantity: 1.0 + i as f64,
             price: 100.0 + i as f64,
             ts: 1 + i,
+            time_sent: true,
         };
         store.record_trade(user, &t, None).await.expect("trade");
     }

@@ -181,6 +181,7 @@ mod tests {
                 quantity,
                 price,
                 ts: id,
+                time_sent: true,
             },
         }
     }

@@ -105,11 +105,32 @@ async fn idempotency_key_records_a_trade_once() {
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["code"], "idempotency_conflict");
 
+        // A request without `time` ("now") retried with the same key: the first trade again,
+        // although "now" has moved on.
+        let untimed = json!({"symbol": "AAPL", "side": "buy", "quantity": 1, "price": 10.0});
+        let (s1, first) = trade(&srv, &key, Some("order-2"), untimed.clone()).await;
+        assert_eq!(s1, 201, "{first}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let (s2, again) = trade(&srv, &key, Some("order-2"), untimed.clone()).await;
+        assert_eq!(s2, 200, "{}: {again}", db.backend);
+        assert_eq!(again, first);
+        // Adding a time to that request, or dropping it from a timed one, is another request.
+        let mut timed = untimed.clone();
+        timed["time"] = first["ts"].clone();
+        let (status, body) = trade(&srv, &key, Some("order-2"), timed).await;
+        assert_eq!(status, 409, "{body}");
+        let mut dropped = fill.clone();
+        dropped.as_object_mut().unwrap().remove("time");
+        let (status, body) = trade(&srv, &key, Some("order-1"), dropped).await;
+        assert_eq!(status, 409, "{body}");
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["trades"], 2, "{}", db.backend);
+
         // Without a key, two posts are two trades.
         trade(&srv, &key, None, fill.clone()).await;
         trade(&srv, &key, None, fill.clone()).await;
         let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
-        assert_eq!(p["trades"], 3);
+        assert_eq!(p["trades"], 4);
     }
 }
 

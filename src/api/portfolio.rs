@@ -82,7 +82,8 @@ pub(crate) struct TradeIn {
     side: String,
     quantity: f64,
     price: f64,
-    /// Fill time, RFC 3339 or epoch ms; now when absent.
+    /// Fill time, RFC 3339 or epoch ms; now when absent (a retry without it, with the same
+    /// `Idempotency-Key`, replays the first trade).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     time: Option<TimeIn>,
@@ -132,6 +133,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     if !(t.price.is_finite() && t.price > 0.0) {
         return Err(invalid("price must be a finite number > 0"));
     }
+    let time_sent = t.time.is_some();
     let ts = match t.time {
         None => now_ns(),
         Some(TimeIn::Ms(n)) => timestamp::from_integer(n).map_err(|e| match e {
@@ -147,6 +149,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         quantity: t.quantity,
         price: t.price,
         ts,
+        time_sent,
     })
 }
 

@@ -12,6 +12,22 @@ pub struct NewTrade {
     pub price: f64,
     /// Fill time, ns since the epoch.
     pub ts: i64,
+    /// Whether the request named the fill time; without it `ts` is the time it was recorded,
+    /// which a retry of the same request cannot reproduce.
+    pub time_sent: bool,
+}
+
+impl NewTrade {
+    /// Whether `retry` is the same request as the one that recorded `self`: the same fill, and
+    /// the same fill time unless neither named one.
+    fn same_request(&self, retry: &NewTrade) -> bool {
+        self.symbol == retry.symbol
+            && self.side == retry.side
+            && self.quantity == retry.quantity
+            && self.price == retry.price
+            && self.time_sent == retry.time_sent
+            && (!retry.time_sent || self.ts == retry.ts)
+    }
 }
 
 /// A stored fill.
@@ -47,7 +63,7 @@ impl Store {
         let inserted: Result<(i64,), sqlx::Error> = on_pool!(&self.db, p => {
             sqlx::query_as(
                 "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, idempotency_key, \
-                 created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                 created_ms, time_sent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(user)
             .bind(&t.symbol)
@@ -57,6 +73,7 @@ impl Store {
             .bind(t.ts)
             .bind(idempotency_key)
             .bind(now_ms())
+            .bind(i16::from(t.time_sent))
             .fetch_one(p)
             .await
         });
@@ -78,7 +95,7 @@ impl Store {
     }
 
     fn replay(existing: Trade, t: &NewTrade) -> Result<Recorded, StoreError> {
-        if existing.trade == *t {
+        if existing.trade.same_request(t) {
             Ok(Recorded::Replayed(existing))
         } else {
             Err(StoreError::IdempotencyConflict)
@@ -86,12 +103,12 @@ impl Store {
     }
 
     async fn trade_by_key(&self, user: i64, key: &str) -> Result<Option<Trade>, StoreError> {
-        type Row = (i64, String, i16, f64, f64, i64);
+        type Row = (i64, String, i16, f64, f64, i64, i16);
         let row: Option<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
                     sqlx::query_as(
-                        "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                        "SELECT id, symbol, side, quantity, price, ts, time_sent FROM trades \
                          WHERE user_id = $1 AND idempotency_key = $2",
                     )
                     .bind(user)
@@ -106,12 +123,12 @@ impl Store {
 
     /// Every fill of a user, in (time, id) order.
     pub(crate) async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
-        type Row = (i64, String, i16, f64, f64, i64);
+        type Row = (i64, String, i16, f64, f64, i64, i16);
         let rows: Vec<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
                     sqlx::query_as(
-                        "SELECT id, symbol, side, quantity, price, ts FROM trades \
+                        "SELECT id, symbol, side, quantity, price, ts, time_sent FROM trades \
                          WHERE user_id = $1 ORDER BY ts, id",
                     )
                     .bind(user)
@@ -124,7 +141,7 @@ impl Store {
     }
 
     fn trade_of(
-        (id, symbol, side, quantity, price, ts): (i64, String, i16, f64, f64, i64),
+        (id, symbol, side, quantity, price, ts, time_sent): (i64, String, i16, f64, f64, i64, i16),
     ) -> Trade {
         Trade {
             id,
@@ -134,6 +151,7 @@ impl Store {
                 quantity,
                 price,
                 ts,
+                time_sent: time_sent != 0,
             },
         }
     }
