@@ -190,7 +190,10 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
             ts: 1 + i,
             time_sent: true,
         };
-        store.record_trade(user, &t, None).await.expect("trade");
+        store
+            .record_trade(user, &t, None, tickcast::portfolio::fold)
+            .await
+            .expect("trade");
     }
     for (name, path, key) in [
         (

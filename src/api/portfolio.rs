@@ -195,7 +195,7 @@ pub async fn record_trade(
     let trade = validate(input)?;
     match portfolio
         .store
-        .record_trade(caller.0, &trade, key.as_deref())
+        .record_trade(caller.0, &trade, key.as_deref(), accounting::fold)
         .await
     {
         Ok(Recorded::Created(t)) => {
@@ -248,7 +248,7 @@ pub(crate) struct PortfolioOut {
     realized_pnl: f64,
     /// Null when an open position has no live price yet.
     unrealized_pnl: Option<f64>,
-    trades: usize,
+    trades: i64,
 }
 
 /// The caller's positions valued at live prices, with realized and unrealized P&L.
@@ -259,12 +259,13 @@ pub(crate) async fn portfolio(
     State(portfolio): State<PortfolioState>,
     caller: Caller,
 ) -> Result<Response, Problem> {
-    let trades = portfolio
+    let positions = portfolio
         .store
-        .trades(caller.0)
+        .positions(caller.0, accounting::fold)
         .await
         .map_err(store_problem)?;
-    let valuation = accounting::value(&trades, |symbol| {
+    let trades: i64 = positions.iter().map(|p| p.trades).sum();
+    let valuation = accounting::value(positions, |symbol| {
         portfolio
             .symbols
             .get(symbol)
@@ -275,7 +276,7 @@ pub(crate) async fn portfolio(
         positions: valuation.positions.into_iter().map(Into::into).collect(),
         realized_pnl: valuation.realized,
         unrealized_pnl: valuation.unrealized,
-        trades: trades.len(),
+        trades,
     })
     .into_response())
 }

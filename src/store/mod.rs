@@ -87,12 +87,14 @@ macro_rules! on_pool {
 
 // Declared after `on_pool!` so the query files can use it.
 mod bars;
+mod positions;
 pub mod retention;
 mod ticks;
 mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarRecord, BarRow};
+pub use positions::{Fold, Holding, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
