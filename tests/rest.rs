@@ -295,6 +295,39 @@ async fn long_bars_roll_up_minute_bars_and_runs_merge() {
 }
 
 #[tokio::test]
+async fn a_bar_at_the_end_of_time_is_served_without_overflow() {
+    let srv = util::start(util::config()).await;
+    let _ = srv.server().symbols().intern("END").unwrap();
+    let last = i64::MAX - i64::MAX % tickcast::store::BAR_1S_NS;
+    let row = tickcast::store::BarRecord {
+        symbol: "END".into(),
+        interval_ns: tickcast::store::BAR_1S_NS,
+        start: last,
+        epoch: 1,
+        open: 1.0,
+        high: 1.0,
+        low: 1.0,
+        close: 1.0,
+        volume: 1.0,
+        trades: 1,
+    };
+    srv.server().store().insert_bars(&[row]).await.unwrap();
+    // A full page whose last bar ends past i64::MAX ns: no next page, no overflow.
+    let (status, _, body) = srv
+        .get(
+            &format!(
+                "/api/v1/bars/END?interval=1s&limit=1&from={}",
+                last / 1_000_000
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bars"][0]["start"], last / 1_000_000, "{body}");
+    assert_eq!(body["next_from"], Value::Null);
+}
+
+#[tokio::test]
 async fn the_pipelines_closed_bars_are_stored_and_served() {
     let mut c = util::config();
     c.pipeline.interval_ms = 100;

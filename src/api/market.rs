@@ -259,7 +259,10 @@ pub(crate) async fn bars(
         .await
         .map_err(store_problem)?;
     let next_from = if rows.len() == limit {
-        rows.last().map(|b| (b.start + interval_ns) / 1_000_000)
+        // A bar at the end of time has nothing after it (and its end does not fit an i64).
+        rows.last()
+            .and_then(|b| b.start.checked_add(interval_ns))
+            .map(|end| end / 1_000_000)
     } else {
         None
     };
