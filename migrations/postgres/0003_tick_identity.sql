@@ -2,6 +2,10 @@
 -- stored twice: (symbol, epoch, seq), where `epoch` names the server run (its ingest epoch, µs
 -- since the Unix epoch at start-up; `seq` restarts with every run).
 
+-- Write connections carry a statement_timeout (10 x database.timeout_ms); rewriting a large
+-- history may take longer, and is bounded by nothing but its own size.
+SET LOCAL statement_timeout = 0;
+
 ALTER TABLE ticks ADD COLUMN epoch BIGINT;
 
 -- Rows stored before this migration carry no run id. Exact copies (same seq, same ingest time to

@@ -2,6 +2,10 @@
 -- /bars reads the bars it returns (5m, 1h and 1d are rolled up from 1 m bars) instead of
 -- aggregating every tick under them.
 
+-- Write connections carry a statement_timeout (10 x database.timeout_ms); rewriting a large
+-- history may take longer, and is bounded by nothing but its own size.
+SET LOCAL statement_timeout = 0;
+
 CREATE TABLE bars (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     symbol      TEXT NOT NULL,

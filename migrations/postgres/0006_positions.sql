@@ -1,5 +1,9 @@
 -- Positions maintained with each trade (in the same transaction as its insert), so
 -- GET /portfolio reads one row per symbol instead of every trade the user ever made.
+
+-- Write connections carry a statement_timeout (10 x database.timeout_ms); rewriting a large
+-- history may take longer, and is bounded by nothing but its own size.
+SET LOCAL statement_timeout = 0;
 CREATE TABLE positions (
     user_id  BIGINT NOT NULL REFERENCES users (id),
     symbol   TEXT NOT NULL,
