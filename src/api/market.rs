@@ -253,20 +253,15 @@ pub(crate) async fn bars(
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     known_symbol(&market, &symbol).await?;
-    let rows = market
+    let page = market
         .store
         .bars(&symbol, source_ns, interval_ns, from, to, limit)
         .await
         .map_err(store_problem)?;
-    let next_from = if rows.len() == limit {
-        // A bar at the end of time has nothing after it (and its end does not fit an i64).
-        rows.last()
-            .and_then(|b| b.start.checked_add(interval_ns))
-            .map(|end| end / 1_000_000)
-    } else {
-        None
-    };
-    let bars = rows
+    // Pages end at a bucket boundary; the next page starts at the next stored bar.
+    let next_from = page.next.map(|ns| ns / 1_000_000);
+    let bars = page
+        .bars
         .into_iter()
         .map(|b| BarOut {
             start: b.start / 1_000_000,

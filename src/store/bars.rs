@@ -17,6 +17,9 @@ pub const BAR_1S_NS: i64 = 1_000_000_000;
 /// Length of a stored 1 m bar, ns.
 pub const BAR_1M_NS: i64 = 60_000_000_000;
 
+/// Seek-and-scan rounds one `/bars` page may take to skip gaps in sparse data.
+const MAX_WINDOWS_PER_PAGE: usize = 4;
+
 /// SQLite allows 32,766 bound parameters per statement; 10 per bar row.
 const SQLITE_ROWS_PER_INSERT: usize = 3000;
 
@@ -36,6 +39,14 @@ pub struct BarRecord {
     pub close: f64,
     pub volume: f64,
     pub trades: i64,
+}
+
+/// One page of `/bars`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BarPage {
+    pub bars: Vec<BarRow>,
+    /// Start (ns) of the next page's first bucket; `None` when nothing follows.
+    pub next: Option<i64>,
 }
 
 /// One OHLCV bar as `/bars` returns it.
@@ -123,11 +134,13 @@ impl Store {
 
     /// OHLCV bars of `bucket_ns` over `from <= start < to`, oldest first, at most `limit`,
     /// merged from the stored bars of `source_ns` ([`BAR_1S_NS`] or [`BAR_1M_NS`]; a multiple
-    /// of it for roll-ups).
+    /// of it for roll-ups), and where the next page starts (`None` on the last page).
     ///
-    /// When each bucket is one stored start (`source_ns == bucket_ns`), the range is first cut to
-    /// the `limit` starts the page needs (read from the index in order), so the query reads the
-    /// bars it returns, not the whole range.
+    /// Cost is bounded by the page, not the range: an index seek finds the first stored bar, a
+    /// scan covers the buckets still wanted from there, read in index order (no sort) and merged
+    /// here; gaps are skipped by seeking again, at most [`MAX_WINDOWS_PER_PAGE`] times, so a
+    /// page over sparse data can hold fewer than `limit` bars. One more seek says whether
+    /// anything follows; `next` is then the boundary where this page stopped.
     pub(crate) async fn bars(
         &self,
         symbol: &str,
@@ -136,65 +149,112 @@ impl Store {
         from: i64,
         to: i64,
         limit: usize,
-    ) -> Result<Vec<BarRow>, StoreError> {
-        let mut to = to;
-        if source_ns == bucket_ns {
-            let last: (Option<i64>,) = self
-                .bounded(async {
-                    Ok(on_pool!(&self.read, p => {
-                        sqlx::query_as(
-                            "SELECT MAX(ts) FROM (SELECT DISTINCT ts FROM bars \
-                             WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
-                             ORDER BY ts LIMIT $5) t",
-                        )
-                        .bind(symbol)
-                        .bind(source_ns)
-                        .bind(from)
-                        .bind(to)
-                        .bind(limit as i64)
-                        .fetch_one(p)
-                        .await?
-                    }))
-                })
+    ) -> Result<BarPage, StoreError> {
+        let mut bars: Vec<BarRow> = Vec::new();
+        let mut from = from;
+        for _ in 0..MAX_WINDOWS_PER_PAGE {
+            let Some(first) = self.first_bar(symbol, source_ns, from, to).await? else {
+                return Ok(BarPage { bars, next: None });
+            };
+            let window = first.div_euclid(bucket_ns).saturating_mul(bucket_ns);
+            let wanted = i64::try_from(limit - bars.len()).unwrap_or(i64::MAX);
+            let scan_to = to.min(window.saturating_add(bucket_ns.saturating_mul(wanted)));
+            self.scan_bars(symbol, source_ns, bucket_ns, from, scan_to, &mut bars)
                 .await?;
-            match last.0 {
-                None => return Ok(Vec::new()),
-                Some(last) => to = to.min(last.saturating_add(1)),
+            if scan_to >= to {
+                return Ok(BarPage { bars, next: None });
+            }
+            from = scan_to;
+            if bars.len() >= limit {
+                break;
             }
         }
-        type Row = (i64, f64, f64, f64, f64, f64, i64);
-        let rows: Vec<Row> = self.bounded(async { Ok(on_pool!(&self.read, p => {
-            sqlx::query_as(
-                "SELECT bucket, MIN(o), MAX(high), MIN(low), MIN(c), SUM(volume), \
-                   CAST(SUM(trades) AS BIGINT) FROM ( \
-                   SELECT ts / $2 AS bucket, high, low, volume, trades, \
-                     FIRST_VALUE(open) OVER w AS o, LAST_VALUE(close) OVER w AS c \
-                   FROM bars WHERE symbol = $1 AND interval_ns = $3 AND ts >= $4 AND ts < $5 \
-                   WINDOW w AS (PARTITION BY ts / $2 ORDER BY ts, epoch \
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) \
-                 ) t GROUP BY bucket ORDER BY bucket LIMIT $6",
-            )
-            .bind(symbol)
-            .bind(bucket_ns)
-            .bind(source_ns)
-            .bind(from)
-            .bind(to)
-            .bind(limit as i64)
-            .fetch_all(p)
+        // `from` is the bucket boundary where this page stopped; is there anything after it?
+        let next = self
+            .first_bar(symbol, source_ns, from, to)
             .await?
-        })) }).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(bucket, open, high, low, close, volume, trades)| BarRow {
-                start: bucket.saturating_mul(bucket_ns),
-                open,
-                high,
-                low,
-                close,
-                volume,
-                trades,
+            .map(|_| from);
+        Ok(BarPage { bars, next })
+    }
+
+    /// Reads the stored bars in `[from, to)` in index order and merges them into `bars`, one
+    /// per bucket: open of the first (by start, then run), close of the last.
+    async fn scan_bars(
+        &self,
+        symbol: &str,
+        source_ns: i64,
+        bucket_ns: i64,
+        from: i64,
+        to: i64,
+        bars: &mut Vec<BarRow>,
+    ) -> Result<(), StoreError> {
+        type Row = (i64, f64, f64, f64, f64, f64, i64);
+        let rows: Vec<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT ts, open, high, low, close, volume, trades FROM bars \
+                         WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
+                         ORDER BY ts, epoch",
+                    )
+                    .bind(symbol)
+                    .bind(source_ns)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(p)
+                    .await?
+                }))
             })
-            .collect())
+            .await?;
+        for (ts, open, high, low, close, volume, trades) in rows {
+            let start = ts.div_euclid(bucket_ns).saturating_mul(bucket_ns);
+            match bars.last_mut() {
+                Some(b) if b.start == start => {
+                    b.high = b.high.max(high);
+                    b.low = b.low.min(low);
+                    b.close = close;
+                    b.volume += volume;
+                    b.trades = b.trades.saturating_add(trades);
+                }
+                _ => bars.push(BarRow {
+                    start,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    trades,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Start of the first stored bar of `interval_ns` in `[from, to)`: one index seek.
+    async fn first_bar(
+        &self,
+        symbol: &str,
+        interval_ns: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let first: (Option<i64>,) = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT MIN(ts) FROM bars \
+                         WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4",
+                    )
+                    .bind(symbol)
+                    .bind(interval_ns)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_one(p)
+                    .await?
+                }))
+            })
+            .await?;
+        Ok(first.0)
     }
 
     /// Number of stored bars of one interval (all symbols).

@@ -93,7 +93,7 @@ mod ticks;
 mod trades;
 mod users;
 
-pub use bars::{BAR_1M_NS, BAR_1S_NS, BarRecord, BarRow};
+pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
 pub use positions::{Fold, Holding, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
