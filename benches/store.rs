@@ -4,8 +4,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`, a scratch database is created and dropped):
 //! - sustained tick inserts per second through `Store::insert_ticks` in 5,000-row batches,
 //! - bytes per stored tick (table + indexes),
-//! - REST latency p50/p99 for `/api/v1/ticks/{sym}` and `/api/v1/portfolio` with 200 concurrent
-//!   keep-alive clients.
+//! - REST latency p50/p99 for `/api/v1/ticks/{sym}`, `/api/v1/bars/{sym}` (1 s direct, 1 h rolled
+//!   up from 1 m) and `/api/v1/portfolio` with 200 concurrent keep-alive clients.
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs a tiny smoke version.
 
@@ -34,7 +34,8 @@ fn rows(n: usize, offset: i64) -> Vec<TickRow> {
             symbol: symbols[i % 100].clone(),
             ts: 1_764_070_000_000_000_000 + offset + i as i64 * 1_000_000,
             ingest_ts: 1_764_070_000_000_000_000 + offset + i as i64 * 1_000_000,
-            seq: i as i64,
+            epoch: 1,
+            seq: offset + i as i64,
             price: 100.0 + (i % 97) as f64 * 0.01,
             size: 1.0 + (i % 13) as f64,
             side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
@@ -158,6 +159,26 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
         )
         .await
         .expect("ticks");
+    // Stored bars for /bars: 20,000 1 s bars (5.5 h) and 20,000 1 m bars (two weeks).
+    for interval_ns in [tickcast::store::BAR_1S_NS, tickcast::store::BAR_1M_NS] {
+        let bars: Vec<_> = (0..20_000i64)
+            .map(|i| tickcast::store::BarRecord {
+                symbol: Arc::from("AAPL"),
+                interval_ns,
+                start: 1_764_070_000_000_000_000 + i * interval_ns,
+                epoch: 1,
+                open: 100.0,
+                high: 101.0,
+                low: 99.0,
+                close: 100.5,
+                volume: 10.0,
+                trades: 3,
+            })
+            .collect();
+        for chunk in bars.chunks(5000) {
+            store.insert_bars(chunk).await.expect("bars");
+        }
+    }
     let _ = server.symbols().intern("AAPL");
     let (user, key) = store.create_user("bench").await.expect("user");
     for i in 0..50 {
@@ -167,13 +188,27 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
             quantity: 1.0 + i as f64,
             price: 100.0 + i as f64,
             ts: 1 + i,
+            time_sent: true,
         };
-        store.record_trade(user, &t, None).await.expect("trade");
+        store
+            .record_trade(user, &t, None, tickcast::portfolio::fold)
+            .await
+            .expect("trade");
     }
     for (name, path, key) in [
         (
             "/ticks/AAPL?limit=100",
             "/api/v1/ticks/AAPL?limit=100",
+            None,
+        ),
+        (
+            "/bars/AAPL?interval=1s&limit=100",
+            "/api/v1/bars/AAPL?interval=1s&limit=100",
+            None,
+        ),
+        (
+            "/bars/AAPL?interval=1h&limit=100",
+            "/api/v1/bars/AAPL?interval=1h&limit=100",
             None,
         ),
         ("/portfolio", "/api/v1/portfolio", Some(key.clone())),

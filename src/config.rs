@@ -326,6 +326,18 @@ mod tests {
                 &[("TICKCAST_DATABASE__QUEUE_CAPACITY", "1")],
                 "database.queue_capacity",
             ),
+            (
+                &[("TICKCAST_DATABASE__READ_POOL_SIZE", "0")],
+                "database.read_pool_size",
+            ),
+            (
+                &[("TICKCAST_DATABASE__QUERY_TIMEOUT_MS", "1")],
+                "database.query_timeout_ms",
+            ),
+            (
+                &[("TICKCAST_DATABASE__RETENTION_BATCH_ROWS", "0")],
+                "database.retention_batch_rows",
+            ),
             (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
             (
                 &[("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "100")],

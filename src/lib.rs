@@ -31,7 +31,7 @@ mod fuzz;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
-pub(crate) mod portfolio;
+pub mod portfolio;
 pub(crate) mod predict;
 pub mod protocol;
 pub mod ring;

@@ -1,6 +1,7 @@
 //! Portfolio accounting: positions from fills by the average-cost method, and their value at
-//! live prices. Pure functions: the HTTP layer (`api/portfolio.rs`) fetches the fills and the
-//! prices and shapes the response.
+//! live prices. Pure functions: the store folds each fill into the stored position with
+//! [`fold`]; the HTTP layer (`api/portfolio.rs`) fetches positions and prices and shapes the
+//! response.
 //!
 //! A sell larger than the long position closes it and opens a short at the fill price (and a buy
 //! larger than a short does the reverse): fills are facts reported after the event, so they are
@@ -8,10 +9,13 @@
 //! (sign-flipped for shorts); unrealized P&L is `quantity × (live price − average cost)`, unknown
 //! while an open position's symbol has no live price.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 
 use crate::model::Side;
+#[cfg(test)]
 use crate::store::Trade;
+use crate::store::{Holding, PositionRow};
 
 /// Quantities below this are a flat position (float residue of partial closes).
 const FLAT: f64 = 1e-9;
@@ -52,7 +56,23 @@ impl Position {
     }
 }
 
-/// Positions per symbol from fills in time order.
+/// The store's [`crate::store::Fold`]: one fill applied to a stored holding.
+pub fn fold(h: &mut Holding, side: Side, quantity: f64, price: f64) {
+    let mut p = Position {
+        quantity: h.quantity,
+        avg_cost: h.avg_cost,
+        realized: h.realized,
+    };
+    p.apply(side, quantity, price);
+    *h = Holding {
+        quantity: p.quantity,
+        avg_cost: p.avg_cost,
+        realized: p.realized,
+    };
+}
+
+/// Positions per symbol from fills in time order (the reference the stored positions match).
+#[cfg(test)]
 pub(crate) fn positions(trades: &[Trade]) -> BTreeMap<String, Position> {
     let mut out: BTreeMap<String, Position> = BTreeMap::new();
     for t in trades {
@@ -87,16 +107,22 @@ pub(crate) struct Valuation {
     pub unrealized: Option<f64>,
 }
 
-/// Values the positions of `trades` (in time order) at the prices `last_price` reports.
+/// Values stored positions at the prices `last_price` reports.
 pub(crate) fn value(
-    trades: &[Trade],
+    positions: Vec<PositionRow>,
     mut last_price: impl FnMut(&str) -> Option<f64>,
 ) -> Valuation {
     let mut realized = 0.0;
     let mut unrealized = Some(0.0);
-    let positions = positions(trades)
+    let positions = positions
         .into_iter()
-        .map(|(symbol, p)| {
+        .map(|row| {
+            let symbol = row.symbol;
+            let p = Position {
+                quantity: row.holding.quantity,
+                avg_cost: row.holding.avg_cost,
+                realized: row.holding.realized,
+            };
             let last = last_price(&symbol);
             let upnl = if p.quantity == 0.0 {
                 Some(0.0)
@@ -181,6 +207,7 @@ mod tests {
                 quantity,
                 price,
                 ts: id,
+                time_sent: true,
             },
         }
     }
@@ -195,7 +222,21 @@ mod tests {
             fill(4, "C", Buy, 1.0, 10.0),
             fill(5, "C", Sell, 1.0, 12.0),
         ];
-        let priced = value(&trades, |s| match s {
+        let rows = || -> Vec<PositionRow> {
+            positions(&trades)
+                .into_iter()
+                .map(|(symbol, p)| PositionRow {
+                    symbol,
+                    holding: Holding {
+                        quantity: p.quantity,
+                        avg_cost: p.avg_cost,
+                        realized: p.realized,
+                    },
+                    trades: 1,
+                })
+                .collect()
+        };
+        let priced = value(rows(), |s| match s {
             "A" => Some(55.0),
             "B" => Some(90.0),
             _ => None,
@@ -212,7 +253,7 @@ mod tests {
         assert_eq!(priced.unrealized, Some(2.0 * 5.0 - 60.0));
 
         // B open without a price: its P&L and the total are unknown, the rest still valued.
-        let partial = value(&trades, |s| (s == "A").then_some(55.0));
+        let partial = value(rows(), |s| (s == "A").then_some(55.0));
         assert_eq!(partial.positions[0].unrealized, Some(10.0));
         assert_eq!(partial.positions[1].unrealized, None);
         assert_eq!(partial.unrealized, None);

@@ -97,17 +97,29 @@ impl Server {
         let store = Arc::new(Store::open(&config.database)?);
         // A database that is down at start-up delays persistence, not streaming: the writer
         // migrates before its first batch and retries until the database answers.
-        match tokio::time::timeout(ms(config.database.timeout_ms), store.migrate()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
+        // The migration runs as its own task and is not cancelled at the timeout: a migration
+        // dropped half way can leave its connection holding the migration lock, and then every
+        // later attempt (the writer's) waits on it.
+        let migration = tokio::spawn({
+            let store = store.clone();
+            async move { store.migrate().await }
+        });
+        match tokio::time::timeout(ms(config.database.timeout_ms), migration).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "database migration task failed"),
+            Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "database not ready at start-up; persistence will retry")
             }
             Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
         }
+        // Names this run: the WebSocket `ack` reports it, and stored ticks carry it so that
+        // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run.
+        let epoch = now_ns() / 1_000;
         let recorder = Recorder::start(
             store.clone(),
             &config.database,
             symbols.clone(),
+            epoch,
             metrics.clone(),
         );
         let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![hub.clone(), recorder.clone()]));
@@ -197,7 +209,7 @@ impl Server {
                 hub: hub.clone(),
                 symbols: symbols.clone(),
                 metrics: metrics.clone(),
-                epoch: now_ns() / 1_000,
+                epoch,
                 sessions: sessions.clone(),
                 shutdown: stop.clone(),
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),

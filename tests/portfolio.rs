@@ -105,11 +105,32 @@ async fn idempotency_key_records_a_trade_once() {
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["code"], "idempotency_conflict");
 
+        // A request without `time` ("now") retried with the same key: the first trade again,
+        // although "now" has moved on.
+        let untimed = json!({"symbol": "AAPL", "side": "buy", "quantity": 1, "price": 10.0});
+        let (s1, first) = trade(&srv, &key, Some("order-2"), untimed.clone()).await;
+        assert_eq!(s1, 201, "{first}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let (s2, again) = trade(&srv, &key, Some("order-2"), untimed.clone()).await;
+        assert_eq!(s2, 200, "{}: {again}", db.backend);
+        assert_eq!(again, first);
+        // Adding a time to that request, or dropping it from a timed one, is another request.
+        let mut timed = untimed.clone();
+        timed["time"] = first["ts"].clone();
+        let (status, body) = trade(&srv, &key, Some("order-2"), timed).await;
+        assert_eq!(status, 409, "{body}");
+        let mut dropped = fill.clone();
+        dropped.as_object_mut().unwrap().remove("time");
+        let (status, body) = trade(&srv, &key, Some("order-1"), dropped).await;
+        assert_eq!(status, 409, "{body}");
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["trades"], 2, "{}", db.backend);
+
         // Without a key, two posts are two trades.
         trade(&srv, &key, None, fill.clone()).await;
         trade(&srv, &key, None, fill.clone()).await;
         let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
-        assert_eq!(p["trades"], 3);
+        assert_eq!(p["trades"], 4);
     }
 }
 
@@ -203,5 +224,88 @@ async fn bad_trades_are_problems() {
         }
         let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
         assert_eq!(p["trades"], 0, "{}: nothing recorded", db.backend);
+    }
+}
+
+/// Runs one statement on the server's own database (the test's view behind the API).
+async fn sql(srv: &TestServer, q: &str) {
+    match srv.server().store().db() {
+        tickcast::store::Db::Sqlite(p) => {
+            sqlx::query(q).execute(p).await.unwrap();
+        }
+        tickcast::store::Db::Postgres(p) => {
+            sqlx::query(q).execute(p).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn positions_are_kept_with_each_trade_and_late_fills_rebuild_them() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.server().store().create_user("erin").await.unwrap();
+        let post = |side: &'static str, quantity: f64, price: f64, time: i64| {
+            let body = json!({"symbol": "AAPL", "side": side, "quantity": quantity,
+                "price": price, "time": time});
+            let (srv, key) = (&srv, &key);
+            async move {
+                let (status, body) = trade(srv, key, None, body).await;
+                assert_eq!(status, 201, "{body}");
+            }
+        };
+        post("buy", 10.0, 100.0, 1000).await;
+        post("buy", 10.0, 110.0, 3000).await;
+        // Reported late: fills before the one at 3000, so average cost is recomputed in time
+        // order (buy 10@100, sell 5@120 realizes 100, buy 10@110: 15 at 106.67).
+        post("sell", 5.0, 120.0, 2000).await;
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        let pos = &p["positions"][0];
+        assert_eq!(pos["quantity"], 15.0, "{}: {p}", db.backend);
+        assert_eq!(pos["realized_pnl"], 100.0, "{}: {p}", db.backend);
+        let avg = pos["avg_cost"].as_f64().unwrap();
+        assert!(
+            (avg - (5.0 * 100.0 + 10.0 * 110.0) / 15.0).abs() < 1e-9,
+            "{p}"
+        );
+        assert_eq!(p["trades"], 3);
+
+        // The portfolio is read from the positions, not the trade history: with the history
+        // gone from under it, it answers the same.
+        sql(&srv, "DELETE FROM trades").await;
+        let (status, _, again) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, p, "{}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn stale_positions_are_rebuilt_from_trades_on_first_read() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.server().store().create_user("frank").await.unwrap();
+        for (side, quantity, price, time) in [("buy", 4.0, 10.0, 1000), ("sell", 1.0, 14.0, 2000)] {
+            let body = json!({"symbol": "IBM", "side": side, "quantity": quantity,
+                "price": price, "time": time});
+            assert_eq!(trade(&srv, &key, None, body).await.0, 201);
+        }
+        // As migration 0006 leaves the positions of trades recorded before it: stale, empty.
+        sql(
+            &srv,
+            "UPDATE positions SET stale = 1, quantity = 0, avg_cost = 0, realized = 0, trades = 0",
+        )
+        .await;
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["positions"][0]["quantity"], 3.0, "{}: {p}", db.backend);
+        assert_eq!(p["positions"][0]["avg_cost"], 10.0);
+        assert_eq!(p["realized_pnl"], 4.0);
+        assert_eq!(p["trades"], 2);
+        // The next fill is folded into the rebuilt row.
+        let body =
+            json!({"symbol": "IBM", "side": "buy", "quantity": 1, "price": 14, "time": 3000});
+        assert_eq!(trade(&srv, &key, None, body).await.0, 201);
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["positions"][0]["quantity"], 4.0, "{p}");
+        assert_eq!(p["positions"][0]["avg_cost"], 11.0, "{p}");
+        assert_eq!(p["trades"], 3);
     }
 }

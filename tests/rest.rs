@@ -107,28 +107,80 @@ async fn ticks_paginate_by_cursor_and_filter_by_time() {
     }
 }
 
+/// A closed bar of `kind` starting at `start_ns`: (open, high, low, close, volume, trades).
+fn bar(
+    kind: Kind,
+    symbol: tickcast::model::SymbolId,
+    start_ns: i64,
+    v: (f64, f64, f64, f64, f64, u64),
+) -> Derived {
+    let (open, high, low, close, volume, trades) = v;
+    Derived::Bar {
+        kind,
+        symbol,
+        bar: BarEvent {
+            start_ms: start_ns / 1_000_000,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            trades,
+            is_final: true,
+        },
+    }
+}
+
+/// Publishes closed bars through ingest, as the pipeline does, and waits until they are stored.
+async fn publish_stored_bars(srv: &TestServer, bars: Vec<Derived>) {
+    let m = srv.server().metrics().clone();
+    let before = m.db_bars_written.load(Ordering::Relaxed);
+    let n = bars.len() as u64;
+    srv.derived(bars).await;
+    let deadline = tokio::time::Instant::now() + util::WAIT;
+    while m.db_bars_written.load(Ordering::Relaxed) < before + n {
+        assert!(tokio::time::Instant::now() < deadline, "bars not stored");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
-async fn bars_use_exchange_time_order_for_open_and_close() {
+async fn bars_are_read_from_stored_bars_and_page() {
     for db in util::backends().await {
-        let srv = started(&db).await;
+        let mut c = db.config();
+        // Only the bars published here are stored.
+        c.pipeline.enabled = false;
+        let srv = util::start(c).await;
         let s = 1_000_000_000;
-        // Arrival order differs from exchange time order inside each second.
-        ingest_at(
+        let id = srv.server().symbols().intern("MSFT").unwrap();
+        let minute = T0 - T0 % (60 * s);
+        publish_stored_bars(
             &srv,
-            "MSFT",
-            &[
-                (T0 + 500_000_000, 11.0, 1.0), // middle
-                (T0 + 900_000_000, 12.0, 2.0), // last of second 0 -> close
-                (T0 + 100_000_000, 10.0, 3.0), // first of second 0 -> open
-                (T0 + 300_000_000, 14.0, 1.0), // high
-                (T0 + 200_000_000, 9.0, 1.0),  // low
-                (T0 + s + 700_000_000, 20.0, 1.0),
-                (T0 + s + 100_000_000, 21.0, 1.0),
-                (T0 + 3 * s, 30.0, 5.0),
+            vec![
+                bar(Kind::Bars1s, id, T0, (10.0, 14.0, 9.0, 12.0, 8.0, 5)),
+                bar(Kind::Bars1s, id, T0 + s, (21.0, 21.0, 20.0, 20.0, 2.0, 2)),
+                bar(
+                    Kind::Bars1s,
+                    id,
+                    T0 + 3 * s,
+                    (30.0, 30.0, 30.0, 30.0, 5.0, 1),
+                ),
+                bar(Kind::Bars1m, id, minute, (10.0, 30.0, 9.0, 30.0, 15.0, 8)),
             ],
         )
         .await;
-        srv.wait_persisted(8).await;
+        // A bar in progress is not stored.
+        let mut open = bar(
+            Kind::Bars1m,
+            id,
+            minute + 60 * s,
+            (1.0, 1.0, 1.0, 1.0, 1.0, 1),
+        );
+        if let Derived::Bar { bar, .. } = &mut open {
+            bar.is_final = false;
+        }
+        srv.derived(vec![open]).await;
+
         let (status, _, body) = srv.get("/api/v1/bars/MSFT?interval=1s", None).await;
         assert_eq!(status, 200, "{}: {body}", db.backend);
         let bars = body["bars"].as_array().unwrap();
@@ -149,6 +201,7 @@ async fn bars_use_exchange_time_order_for_open_and_close() {
 
         // One minute bar over the lot; limit pages with next_from.
         let (_, _, body) = srv.get("/api/v1/bars/MSFT?interval=1m", None).await;
+        assert_eq!(body["bars"].as_array().unwrap().len(), 1, "{body}");
         let b = &body["bars"][0];
         assert_eq!(
             (b["open"].as_f64(), b["close"].as_f64()),
@@ -158,7 +211,163 @@ async fn bars_use_exchange_time_order_for_open_and_close() {
         let (_, _, body) = srv.get("/api/v1/bars/MSFT?interval=1s&limit=2", None).await;
         assert_eq!(body["bars"].as_array().unwrap().len(), 2);
         assert_eq!(body["next_from"], (T0 + 2 * s) / 1_000_000);
+        let (_, _, body) = srv
+            .get(
+                &format!(
+                    "/api/v1/bars/MSFT?interval=1s&from={}",
+                    (T0 + 2 * s) / 1_000_000
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(body["bars"].as_array().unwrap().len(), 1, "{body}");
+        assert_eq!(body["bars"][0]["close"], 30.0);
     }
+}
+
+#[tokio::test]
+async fn long_bars_roll_up_minute_bars_and_runs_merge() {
+    for db in util::backends().await {
+        let mut c = db.config();
+        c.pipeline.enabled = false;
+        let srv = util::start(c).await;
+        let m = 60_000_000_000i64;
+        let five = T0 - T0 % (5 * m);
+        let _ = srv.server().symbols().intern("IBM").unwrap();
+        let row = |start: i64, epoch: i64, v: (f64, f64, f64, f64, f64, i64)| {
+            tickcast::store::BarRecord {
+                symbol: "IBM".into(),
+                interval_ns: tickcast::store::BAR_1M_NS,
+                start,
+                epoch,
+                open: v.0,
+                high: v.1,
+                low: v.2,
+                close: v.3,
+                volume: v.4,
+                trades: v.5,
+            }
+        };
+        let store = srv.server().store();
+        let rows = vec![
+            // Minutes 0..4 of one 5-minute bucket; minute 2 spans a restart (runs 7 and 9).
+            row(five + 3 * m, 7, (13.0, 13.5, 12.5, 13.0, 1.0, 1)),
+            row(five, 7, (10.0, 11.0, 9.0, 10.5, 1.0, 1)),
+            row(five + 2 * m, 9, (12.2, 20.0, 12.2, 12.4, 2.0, 2)),
+            row(five + 2 * m, 7, (12.0, 12.1, 5.0, 12.1, 1.0, 1)),
+            // The next bucket.
+            row(five + 5 * m, 9, (50.0, 50.0, 50.0, 51.0, 4.0, 3)),
+        ];
+        assert_eq!(store.insert_bars(&rows).await.unwrap(), 5);
+        // Stored once, however often the batch is retried.
+        assert_eq!(store.insert_bars(&rows).await.unwrap(), 0);
+
+        let (status, _, body) = srv.get("/api/v1/bars/IBM?interval=5m", None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["interval"], "5m");
+        assert_eq!(
+            body["bars"],
+            json!([
+                {"start": five / 1_000_000, "open": 10.0, "high": 20.0, "low": 5.0,
+                    "close": 13.0, "volume": 5.0, "trades": 5},
+                {"start": (five + 5 * m) / 1_000_000, "open": 50.0, "high": 50.0, "low": 50.0,
+                    "close": 51.0, "volume": 4.0, "trades": 3},
+            ]),
+            "{}",
+            db.backend
+        );
+        // 1 m: the restarted minute is one bar, open of the first run, close of the last.
+        let (_, _, body) = srv.get("/api/v1/bars/IBM?interval=1m&limit=3", None).await;
+        let bars = body["bars"].as_array().unwrap();
+        assert_eq!(bars.len(), 3, "{body}");
+        assert_eq!(
+            bars[1],
+            json!({"start": (five + 2 * m) / 1_000_000, "open": 12.0, "high": 20.0, "low": 5.0,
+                "close": 12.4, "volume": 3.0, "trades": 3}),
+            "{}",
+            db.backend
+        );
+        assert_eq!(body["next_from"], (five + 4 * m) / 1_000_000);
+        let (_, _, body) = srv.get("/api/v1/bars/IBM?interval=1h", None).await;
+        assert_eq!(body["bars"][0]["volume"], 9.0, "{body}");
+        assert_eq!(body["bars"][0]["close"], 51.0, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_bar_at_the_end_of_time_is_served_without_overflow() {
+    let srv = util::start(util::config()).await;
+    let _ = srv.server().symbols().intern("END").unwrap();
+    let last = i64::MAX - i64::MAX % tickcast::store::BAR_1S_NS;
+    let row = tickcast::store::BarRecord {
+        symbol: "END".into(),
+        interval_ns: tickcast::store::BAR_1S_NS,
+        start: last,
+        epoch: 1,
+        open: 1.0,
+        high: 1.0,
+        low: 1.0,
+        close: 1.0,
+        volume: 1.0,
+        trades: 1,
+    };
+    srv.server().store().insert_bars(&[row]).await.unwrap();
+    // A full page whose last bar ends past i64::MAX ns: no next page, no overflow.
+    let (status, _, body) = srv
+        .get(
+            &format!(
+                "/api/v1/bars/END?interval=1s&limit=1&from={}",
+                last / 1_000_000
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bars"][0]["start"], last / 1_000_000, "{body}");
+    assert_eq!(body["next_from"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_pipelines_closed_bars_are_stored_and_served() {
+    let mut c = util::config();
+    c.pipeline.interval_ms = 100;
+    c.pipeline.close_delay_ms = 10;
+    let srv = util::start(c).await;
+    let s = 1_000_000_000;
+    // Past seconds: the pipeline closes their bars at its next batch.
+    ingest_at(
+        &srv,
+        "NVDA",
+        &[
+            (T0 + 100_000_000, 10.0, 1.0),
+            (T0 + 900_000_000, 12.0, 2.0),
+            (T0 + s + 500_000_000, 20.0, 3.0),
+        ],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + util::WAIT;
+    let body = loop {
+        let (status, _, body) = srv.get("/api/v1/bars/NVDA?interval=1s", None).await;
+        assert_eq!(status, 200, "{body}");
+        if body["bars"].as_array().unwrap().len() == 2 {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        body["bars"][0],
+        json!({"start": T0 / 1_000_000, "open": 10.0, "high": 12.0, "low": 10.0,
+            "close": 12.0, "volume": 3.0, "trades": 2})
+    );
+    assert_eq!(body["bars"][1]["volume"], 3.0);
+    assert!(
+        srv.server()
+            .metrics()
+            .db_bars_written
+            .load(Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test]

@@ -257,11 +257,13 @@ async fn retention_deletes_only_old_ticks() {
         let day = 86_400_000_000_000i64;
         let rows: Vec<_> = [now - 10 * day, now - 8 * day, now - day, now]
             .iter()
-            .map(|&ts| tickcast::store::TickRow {
+            .zip(1..)
+            .map(|(&ts, seq)| tickcast::store::TickRow {
                 symbol: "AAPL".into(),
                 ts,
                 ingest_ts: ts,
-                seq: 1,
+                epoch: 1,
+                seq,
                 price: 1.0,
                 size: 1.0,
                 side: Some(tickcast::model::Side::Buy),
@@ -269,7 +271,57 @@ async fn retention_deletes_only_old_ticks() {
             .collect();
         store.insert_ticks(&rows).await.unwrap();
         let cutoff = tickcast::store::retention::cutoff(now, 7);
-        assert_eq!(store.delete_ticks_before(cutoff).await.unwrap(), 2);
+        // In bounded batches: one row per DELETE here.
+        use tickcast::store::retention::Retained;
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_before(Retained::Ticks, cutoff, 1)
+                .await
+                .unwrap(),
+            0
+        );
+        // Stored bars age out the same way.
+        let bars: Vec<_> = [now - 9 * day, now - 8 * day, now]
+            .iter()
+            .map(|&start| tickcast::store::BarRecord {
+                symbol: "AAPL".into(),
+                interval_ns: tickcast::store::BAR_1M_NS,
+                start,
+                epoch: 1,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+                trades: 1,
+            })
+            .collect();
+        assert_eq!(store.insert_bars(&bars).await.unwrap(), 3);
+        assert_eq!(
+            store
+                .delete_before(Retained::Bars, cutoff, 100)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store.count_bars(tickcast::store::BAR_1M_NS).await.unwrap(),
+            1
+        );
         assert_eq!(
             store.count_ticks(Some("AAPL")).await.unwrap(),
             2,
@@ -303,4 +355,272 @@ async fn postgres_with_sslmode_require_connects_over_tls() {
             .expect("pg_stat_ssl");
     assert!(ssl, "the connection is TLS");
     let _ = conn.close().await;
+}
+
+/// One tick row of run `epoch`.
+fn tick(symbol: &str, epoch: i64, seq: i64) -> tickcast::store::TickRow {
+    tickcast::store::TickRow {
+        symbol: symbol.into(),
+        ts: 1_764_070_000_000_000_000 + seq * 1_000_000,
+        ingest_ts: 1_764_070_000_000_000_000 + seq * 1_000_000,
+        epoch,
+        seq,
+        price: 100.0 + seq as f64,
+        size: 1.0,
+        side: Some(tickcast::model::Side::Buy),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_stores_each_tick_once() {
+    for db in util::backends().await {
+        let mut cfg = util::config().database;
+        cfg.url = db.url.clone();
+        let store = Store::open(&cfg).unwrap();
+        store.migrate().await.unwrap();
+        let batch: Vec<_> = (1..=50)
+            .flat_map(|seq| [tick("AAPL", 7, seq), tick("MSFT", 7, seq)])
+            .collect();
+        assert_eq!(store.insert_ticks(&batch).await.unwrap(), 100);
+        // The commit's acknowledgement was lost: the writer retries the same batch, and a
+        // later batch overlaps it.
+        assert_eq!(
+            store.insert_ticks(&batch).await.unwrap(),
+            0,
+            "{}",
+            db.backend
+        );
+        let overlap: Vec<_> = (41..=60).map(|seq| tick("AAPL", 7, seq)).collect();
+        assert_eq!(store.insert_ticks(&overlap).await.unwrap(), 10);
+        // The next run restarts seq: a new epoch, so new ticks.
+        assert_eq!(store.insert_ticks(&[tick("AAPL", 8, 1)]).await.unwrap(), 1);
+        assert_eq!(
+            store.count_ticks(Some("AAPL")).await.unwrap(),
+            61,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            store.count_ticks(Some("MSFT")).await.unwrap(),
+            50,
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn migrations_dedupe_old_ticks_and_rebuild_their_bars() {
+    for db in util::backends().await {
+        let mut cfg = util::config().database;
+        cfg.url = db.url.clone();
+        let store = Store::open(&cfg).unwrap();
+        // The schema as it was before tick identities, with a duplicated commit and a second
+        // run whose seqs repeat the first one's.
+        let init = match store.db() {
+            tickcast::store::Db::Sqlite(_) => include_str!("../migrations/sqlite/0001_init.sql"),
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0001_init.sql")
+            }
+        };
+        let rows = "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) VALUES \
+            ('AAPL', 10, 100, 1, 1.0, 1.0, 0), ('AAPL', 11, 101, 2, 2.0, 1.0, 0), \
+            ('AAPL', 10, 100, 1, 1.0, 1.0, 0), ('AAPL', 11, 101, 2, 2.0, 1.0, 0), \
+            ('AAPL', 20, 200, 1, 3.0, 1.0, 1)";
+        match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(init).execute(p).await.unwrap();
+                sqlx::raw_sql(rows).execute(p).await.unwrap();
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(init).execute(p).await.unwrap();
+                sqlx::raw_sql(rows).execute(p).await.unwrap();
+            }
+        }
+        let migration = match store.db() {
+            tickcast::store::Db::Sqlite(_) => {
+                include_str!("../migrations/sqlite/0003_tick_identity.sql")
+            }
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0003_tick_identity.sql")
+            }
+        };
+        match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(migration).execute(p).await.unwrap();
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(migration).execute(p).await.unwrap();
+            }
+        }
+        assert_eq!(
+            store.count_ticks(Some("AAPL")).await.unwrap(),
+            3,
+            "{}",
+            db.backend
+        );
+        // Stored bars: the old ticks' 1 s and 1 m bars are rebuilt, open/close by exchange time.
+        let bars = match store.db() {
+            tickcast::store::Db::Sqlite(_) => include_str!("../migrations/sqlite/0004_bars.sql"),
+            tickcast::store::Db::Postgres(_) => {
+                include_str!("../migrations/postgres/0004_bars.sql")
+            }
+        };
+        let q =
+            "SELECT interval_ns, ts, open, close, volume, trades FROM bars ORDER BY interval_ns";
+        type Bar = (i64, i64, f64, f64, f64, i64);
+        let got: Vec<Bar> = match store.db() {
+            tickcast::store::Db::Sqlite(p) => {
+                sqlx::raw_sql(bars).execute(p).await.unwrap();
+                sqlx::query_as(q).fetch_all(p).await.unwrap()
+            }
+            tickcast::store::Db::Postgres(p) => {
+                sqlx::raw_sql(bars).execute(p).await.unwrap();
+                sqlx::query_as(q).fetch_all(p).await.unwrap()
+            }
+        };
+        assert_eq!(
+            got,
+            vec![
+                (1_000_000_000, 0, 1.0, 3.0, 3.0, 3),
+                (60_000_000_000, 0, 1.0, 3.0, 3.0, 3)
+            ],
+            "{}",
+            db.backend
+        );
+
+        // Old rows do not collide with a live run's identities.
+        assert_eq!(store.insert_ticks(&[tick("AAPL", 1, 1)]).await.unwrap(), 1);
+        assert_eq!(store.count_ticks(Some("AAPL")).await.unwrap(), 4);
+        store.close().await;
+    }
+}
+
+/// A long history of stored bars of `symbol`: `n` 1 s bars and `n` 1 m bars.
+async fn bar_history(store: &Store, symbol: &str, n: i64) {
+    let t0 = 1_764_070_000_000_000_000i64;
+    for interval_ns in [tickcast::store::BAR_1S_NS, tickcast::store::BAR_1M_NS] {
+        let rows: Vec<_> = (0..n)
+            .map(|i| tickcast::store::BarRecord {
+                symbol: symbol.into(),
+                interval_ns,
+                start: t0 + i * interval_ns,
+                epoch: 1,
+                open: 100.0,
+                high: 101.0,
+                low: 99.0,
+                close: 100.5,
+                volume: 10.0,
+                trades: 3,
+            })
+            .collect();
+        for chunk in rows.chunks(5000) {
+            store.insert_bars(chunk).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_long_bars_reads_leave_the_recorder_writing() {
+    for db in util::backends().await {
+        let mut c = db.config();
+        c.pipeline.enabled = false;
+        // Small pools: on one shared pool ten readers would hold every connection.
+        c.database.pool_size = 2;
+        c.database.read_pool_size = 2;
+        c.database.batch_size = 50;
+        let srv = util::start(c).await;
+        let _ = srv.server().symbols().intern("AAPL").unwrap();
+        // Two weeks of 1 m bars, five and a half hours of 1 s bars.
+        bar_history(srv.server().store(), "AAPL", 20_000).await;
+        let m = srv.server().metrics().clone();
+        let written = m.db_rows_written.load(Ordering::Relaxed);
+
+        // Ticks flow while ten clients read long ranges, three times each.
+        let flow = async {
+            for i in 0..20 {
+                ingest_batch(&srv, "AAPL", 50, i as f64).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let reads = futures_util::future::join_all((0..10).map(|i| {
+            let srv = &srv;
+            async move {
+                let path = if i % 2 == 0 {
+                    "/api/v1/bars/AAPL?interval=1s&limit=1000"
+                } else {
+                    "/api/v1/bars/AAPL?interval=1d&limit=1000"
+                };
+                let mut statuses = Vec::new();
+                for _ in 0..3 {
+                    let (status, _, body) = srv.get(path, None).await;
+                    if status == 200 {
+                        assert!(!body["bars"].as_array().unwrap().is_empty(), "{body}");
+                    }
+                    statuses.push(status);
+                }
+                statuses
+            }
+        }));
+        let ((), statuses) = tokio::join!(flow, reads);
+        for s in statuses.into_iter().flatten() {
+            assert_eq!(s, 200, "{}", db.backend);
+        }
+        srv.wait_persisted(written + 1000).await;
+        let health = &srv.server().app().health.recorder.health;
+        assert!(
+            !health.breaker_open.load(Ordering::Relaxed),
+            "{}",
+            db.backend
+        );
+        assert_eq!(health.consecutive_failures.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            m.db_write_errors.load(Ordering::Relaxed),
+            0,
+            "{}",
+            db.backend
+        );
+        assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_read_times_out_as_503_while_ticks_are_written() {
+    let db = TestDb::postgres().await;
+    let mut c = db.config();
+    c.database.query_timeout_ms = 200;
+    // Only the test touches the bars table.
+    c.pipeline.enabled = false;
+    let srv = util::start(c).await;
+    ingest_batch(&srv, "AAPL", 1, 0.0).await;
+    srv.wait_persisted(1).await;
+    let _ = srv.server().symbols().intern("AAPL").unwrap();
+
+    // Another session holds the bars table: a read on it would wait forever.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE bars IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let (status, _, body) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable");
+    // The server cancelled the statement: no read of ours is still waiting on the lock.
+    let (waiting,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut locker)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 0);
+    // Ticks do not touch the locked table: the recorder goes on writing.
+    ingest_batch(&srv, "AAPL", 10, 1.0).await;
+    srv.wait_persisted(11).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let (status, _, _) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
+    assert_eq!(status, 200);
+    let _ = locker.close().await;
 }

@@ -16,7 +16,7 @@ use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
 use crate::protocol::{IndicatorFields, ProblemCode};
 use crate::rooms::Hub;
-use crate::store::{Store, StoreError};
+use crate::store::{BAR_1M_NS, BAR_1S_NS, Store, StoreError};
 
 use super::ApiConfig;
 
@@ -47,13 +47,14 @@ pub(crate) fn store_problem(e: StoreError) -> Problem {
     }
 }
 
-/// Bar intervals and their length in ns.
-pub(crate) const INTERVALS: [(&str, i64); 5] = [
-    ("1s", 1_000_000_000),
-    ("1m", 60_000_000_000),
-    ("5m", 300_000_000_000),
-    ("1h", 3_600_000_000_000),
-    ("1d", 86_400_000_000_000),
+/// Bar intervals: name, length in ns, and the stored bars they are read from (1 s and 1 m
+/// directly; longer ones rolled up from 1 m).
+pub(crate) const INTERVALS: [(&str, i64, i64); 5] = [
+    ("1s", BAR_1S_NS, BAR_1S_NS),
+    ("1m", BAR_1M_NS, BAR_1M_NS),
+    ("5m", 300_000_000_000, BAR_1M_NS),
+    ("1h", 3_600_000_000_000, BAR_1M_NS),
+    ("1d", 86_400_000_000_000, BAR_1M_NS),
 ];
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -238,7 +239,8 @@ pub(crate) struct BarsQuery {
     limit: Option<String>,
 }
 
-/// OHLCV bars aggregated from stored ticks; open/close by exchange time.
+/// OHLCV bars from the stored bars of the pipeline (1 s, 1 m; longer intervals rolled up from
+/// 1 m).
 #[utoipa::path(get, path = "/api/v1/bars/{symbol}", tag = "market",
     params(("symbol" = String, Path), BarsQuery),
     responses((status = 200, body = BarPage),
@@ -251,7 +253,8 @@ pub(crate) async fn bars(
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
     let interval = p.interval.as_deref().unwrap_or("");
-    let Some(&(name, interval_ns)) = INTERVALS.iter().find(|(n, _)| *n == interval) else {
+    let Some(&(name, interval_ns, source_ns)) = INTERVALS.iter().find(|(n, ..)| *n == interval)
+    else {
         return Err(Problem::new(
             ProblemCode::BadInterval,
             format!("`interval` must be one of 1s, 1m, 5m, 1h, 1d, got {interval:?}"),
@@ -261,17 +264,15 @@ pub(crate) async fn bars(
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     known_symbol(&market, &symbol).await?;
-    let rows = market
+    let page = market
         .store
-        .bars(&symbol, interval_ns, from, to, limit)
+        .bars(&symbol, source_ns, interval_ns, from, to, limit)
         .await
         .map_err(store_problem)?;
-    let next_from = if rows.len() == limit {
-        rows.last().map(|b| (b.start + interval_ns) / 1_000_000)
-    } else {
-        None
-    };
-    let bars = rows
+    // Pages end at a bucket boundary; the next page starts at the next stored bar.
+    let next_from = page.next.map(|ns| ns / 1_000_000);
+    let bars = page
+        .bars
         .into_iter()
         .map(|b| BarOut {
             start: b.start / 1_000_000,

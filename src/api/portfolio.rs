@@ -89,7 +89,8 @@ pub(crate) struct TradeIn {
     side: String,
     quantity: f64,
     price: f64,
-    /// Fill time, RFC 3339 or epoch ms; now when absent.
+    /// Fill time, RFC 3339 or epoch ms; now when absent (a retry without it, with the same
+    /// `Idempotency-Key`, replays the first trade).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     time: Option<TimeIn>,
@@ -139,6 +140,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     if !(t.price.is_finite() && t.price > 0.0) {
         return Err(invalid("price must be a finite number > 0"));
     }
+    let time_sent = t.time.is_some();
     let ts = match t.time {
         None => now_ns(),
         Some(TimeIn::Ms(n)) => timestamp::from_integer(n).map_err(|e| match e {
@@ -154,6 +156,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         quantity: t.quantity,
         price: t.price,
         ts,
+        time_sent,
     })
 }
 
@@ -199,7 +202,7 @@ pub async fn record_trade(
     let trade = validate(input)?;
     match portfolio
         .store
-        .record_trade(caller.0, &trade, key.as_deref())
+        .record_trade(caller.0, &trade, key.as_deref(), accounting::fold)
         .await
     {
         Ok(Recorded::Created(t)) => {
@@ -252,7 +255,7 @@ pub(crate) struct PortfolioOut {
     realized_pnl: f64,
     /// Null when an open position has no live price yet.
     unrealized_pnl: Option<f64>,
-    trades: usize,
+    trades: i64,
 }
 
 /// The caller's positions valued at live prices, with realized and unrealized P&L.
@@ -263,12 +266,13 @@ pub(crate) async fn portfolio(
     State(portfolio): State<PortfolioState>,
     caller: Caller,
 ) -> Result<Response, Problem> {
-    let trades = portfolio
+    let positions = portfolio
         .store
-        .trades(caller.0)
+        .positions(caller.0, accounting::fold)
         .await
         .map_err(store_problem)?;
-    let valuation = accounting::value(&trades, |symbol| {
+    let trades: i64 = positions.iter().map(|p| p.trades).sum();
+    let valuation = accounting::value(positions, |symbol| {
         portfolio
             .symbols
             .get(symbol)
@@ -279,7 +283,7 @@ pub(crate) async fn portfolio(
         positions: valuation.positions.into_iter().map(Into::into).collect(),
         realized_pnl: valuation.realized,
         unrealized_pnl: valuation.unrealized,
-        trades: trades.len(),
+        trades,
     })
     .into_response())
 }

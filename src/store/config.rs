@@ -9,7 +9,12 @@ use crate::config_section::{ConfigError, check};
 pub struct DatabaseConfig {
     /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
     pub url: String,
+    /// Connections for writes (the recorder, trades, users, retention).
     pub pool_size: u32,
+    /// Connections for REST reads, a pool of their own so readers never starve the writer.
+    pub read_pool_size: u32,
+    /// Bound on every read; PostgreSQL cancels the statement (`statement_timeout`).
+    pub query_timeout_ms: u64,
     /// Tick rows held in memory while the database is slow or down; past it rows are dropped
     /// (counted and logged).
     pub queue_capacity: usize,
@@ -26,6 +31,8 @@ pub struct DatabaseConfig {
     /// Ticks older than this are deleted; 0 keeps them forever.
     pub retention_days: u64,
     pub retention_interval_ms: u64,
+    /// Rows one retention `DELETE` removes at most; a run repeats it until the backlog is gone.
+    pub retention_batch_rows: u32,
     /// Time allowed for a connection or a query before it counts as a failure.
     pub timeout_ms: u64,
 }
@@ -44,6 +51,16 @@ impl DatabaseConfig {
             self.pool_size >= 1,
             "database.pool_size",
             "must be at least 1",
+        )?;
+        check(
+            self.read_pool_size >= 1,
+            "database.read_pool_size",
+            "must be at least 1",
+        )?;
+        check(
+            self.query_timeout_ms >= 10,
+            "database.query_timeout_ms",
+            "must be at least 10",
         )?;
         check(
             self.batch_size >= 1,
@@ -79,6 +96,11 @@ impl DatabaseConfig {
             self.retention_interval_ms >= 1000,
             "database.retention_interval_ms",
             "must be at least 1000",
+        )?;
+        check(
+            self.retention_batch_rows >= 1,
+            "database.retention_batch_rows",
+            "must be at least 1",
         )?;
         check(
             self.timeout_ms >= 10,

@@ -1,23 +1,24 @@
-//! Storage: ticks, users, API keys and trades in SQLite or PostgreSQL, chosen by `database.url`.
+//! Storage: ticks, bars, users, API keys and trades in SQLite or PostgreSQL, chosen by
+//! `database.url`.
 //!
 //! [`Store`] is the repository: every query the server runs lives here, written once and run
 //! unchanged on both backends (times are integers, placeholders are `$N`, which SQLite accepts
-//! too). The schema lives in `migrations/sqlite` and `migrations/postgres`. Ticks reach the
-//! database write-behind through [`recorder`]; [`retention`] deletes old ones.
+//! too). The schema lives in `migrations/sqlite` and `migrations/postgres`. Ticks and the
+//! pipeline's closed bars reach the database write-behind through [`recorder`]; [`retention`]
+//! deletes old ones.
 //!
 //! This file holds the pool and its lifecycle (open, migrate, ping, close) and [`StoreError`];
-//! the queries are `impl Store` blocks, one file per concept: `ticks.rs`, `users.rs` (users and
-//! API keys), `trades.rs`.
+//! the queries are `impl Store` blocks, one file per concept: `ticks.rs`, `bars.rs`, `users.rs`
+//! (users and API keys), `trades.rs`.
 
 mod config;
 pub mod recorder;
-pub mod retention;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::config_section::ms;
@@ -85,11 +86,16 @@ macro_rules! on_pool {
 }
 
 // Declared after `on_pool!` so the query files can use it.
+mod bars;
+mod positions;
+pub mod retention;
 mod ticks;
 mod trades;
 mod users;
 
-pub use ticks::{BarRow, StoredTick, TickRow};
+pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+pub use positions::{Fold, Holding, PositionRow};
+pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
 
@@ -120,48 +126,101 @@ fn now_ms() -> i64 {
     crate::model::now_ms()
 }
 
-/// The repository over one pool.
+/// A write may take this many `database.timeout_ms` (a batch of thousands of rows).
+const WRITE_TIMEOUT_FACTOR: u32 = 10;
+
+/// How long past `statement_timeout` a PostgreSQL read is still waited for, so the server's
+/// cancel (which frees the statement and its locks) answers before the caller gives up.
+const CANCEL_GRACE: Duration = Duration::from_millis(250);
+
+/// The repository over two pools: writes and reads.
 #[derive(Debug)]
 pub struct Store {
+    /// Writes: the recorder, trades, users, retention, migrations.
     db: Db,
+    /// REST reads, so they can never take the writer's connections.
+    read: Db,
     timeout: Duration,
+    /// The caller's bound on each read.
+    read_bound: Duration,
     migrated: AtomicBool,
 }
 
 // === impl Store ===
 
 impl Store {
-    /// Builds the pool without connecting: a database that is down at start-up delays
+    /// Builds the two pools without connecting: a database that is down at start-up delays
     /// persistence, not streaming. SQLite files are created on first use, in WAL mode.
+    ///
+    /// Writes (the recorder, trades, users, retention, migrations) and REST reads use separate
+    /// pools (`database.pool_size`, `database.read_pool_size`), so however many readers wait,
+    /// the writer always has its connections. Every query has a time bound: on PostgreSQL each
+    /// connection sets `statement_timeout` (`database.query_timeout_ms` for reads, the insert
+    /// bound for writes), so the server cancels it; on SQLite (`busy_timeout`, plus a bound on
+    /// the caller's wait) the reader gives up and answers 503.
     pub fn open(cfg: &DatabaseConfig) -> Result<Store, StoreError> {
         let timeout = ms(cfg.timeout_ms);
-        let db = if cfg.url.starts_with("sqlite:") {
+        let query_timeout = ms(cfg.query_timeout_ms);
+        let write_limit = timeout.saturating_mul(WRITE_TIMEOUT_FACTOR);
+        let (db, read) = if cfg.url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(&cfg.url)
                 .map_err(|e| StoreError::Url(e.to_string()))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(timeout);
-            Db::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(cfg.pool_size)
-                    .acquire_timeout(timeout)
-                    .connect_lazy_with(opts),
-            )
+            let pool = |size: u32| {
+                Db::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(opts.clone()),
+                )
+            };
+            (pool(cfg.pool_size), pool(cfg.read_pool_size))
         } else {
-            Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(cfg.pool_size)
-                    .acquire_timeout(timeout)
-                    .connect_lazy(&cfg.url)
-                    .map_err(|e| StoreError::Url(e.to_string()))?,
+            let opts =
+                PgConnectOptions::from_str(&cfg.url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let pool = |size: u32, statement: Duration| {
+                let opts = opts
+                    .clone()
+                    .options([("statement_timeout", statement.as_millis().to_string())]);
+                Db::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(opts),
+                )
+            };
+            (
+                pool(cfg.pool_size, write_limit),
+                pool(cfg.read_pool_size, query_timeout),
             )
+        };
+        // On PostgreSQL the server's cancel comes first and the caller's bound is a backstop
+        // (a dead connection); on SQLite the caller's bound is the bound.
+        let read_bound = match read {
+            Db::Sqlite(_) => query_timeout,
+            Db::Postgres(_) => query_timeout.saturating_add(CANCEL_GRACE),
         };
         Ok(Store {
             db,
+            read,
             timeout,
+            read_bound,
             migrated: AtomicBool::new(false),
         })
+    }
+
+    /// Runs a read within `database.query_timeout_ms` (PostgreSQL cancels the statement
+    /// itself; the caller's bound is then a backstop).
+    async fn bounded<T>(
+        &self,
+        read: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.read_bound, read)
+            .await
+            .map_err(|_| StoreError::Timeout(self.read_bound))?
     }
 
     pub fn backend(&self) -> &'static str {
@@ -199,12 +258,13 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool (waits for checked-out connections).
+    /// Closes both pools (waits for checked-out connections).
     pub async fn close(&self) {
+        on_pool!(&self.read, p => p.close().await);
         on_pool!(&self.db, p => p.close().await)
     }
 
-    /// The pool, for tests and tools that need the backend itself.
+    /// The write pool, for tests and tools that need the backend itself.
     pub fn db(&self) -> &Db {
         &self.db
     }

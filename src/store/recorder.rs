@@ -1,7 +1,8 @@
-//! Write-behind persistence of ticks.
+//! Write-behind persistence of ticks and closed bars.
 //!
 //! [`Recorder`] is an [`EventSink`] beside the hub: ingest hands it every published batch, and it
-//! copies the ticks into a bounded in-memory queue without waiting (a short std lock, no I/O).
+//! copies the ticks and the pipeline's closed (`final`) 1 s and 1 m bars into one bounded
+//! in-memory queue without waiting (a short std lock, no I/O).
 //! One writer task drains the queue in batches (size- or time-bounded), one transaction per
 //! batch. A failed batch is kept and retried with exponential backoff; after
 //! `database.breaker_failures` consecutive failures the [`Breaker`] opens and only one probe
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{Store, TickRow};
+use super::{BAR_1M_NS, BAR_1S_NS, BarRecord, Store, StoreError, TickRow};
 use crate::config_section::ms;
-use crate::model::{Event, Payload, Symbols, now_ms};
+use crate::model::{Event, Kind, Payload, Symbols, now_ms};
 use crate::rooms::EventSink;
 use crate::store::DatabaseConfig;
 use crate::telemetry::events::{
@@ -87,11 +88,18 @@ pub struct DbHealth {
     pub last_write_ms: AtomicI64,
 }
 
+/// One row waiting in the write-behind queue.
+#[derive(Debug, Clone)]
+enum Record {
+    Tick(TickRow),
+    Bar(BarRecord),
+}
+
 /// The queue shared by the sink side (ingest thread) and the writer task.
 #[derive(Debug)]
 struct Queue {
     // A std mutex: held for a push or a drain of a few thousand rows, never across an await.
-    rows: Mutex<VecDeque<TickRow>>,
+    rows: Mutex<VecDeque<Record>>,
     capacity: usize,
     notify: Notify,
     closing: AtomicBool,
@@ -102,7 +110,7 @@ struct Queue {
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<TickRow>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Record>> {
         // Push and drain leave the deque consistent even if a panic interrupts them.
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -113,6 +121,9 @@ impl Queue {
 pub struct Recorder {
     queue: Arc<Queue>,
     symbols: Arc<Symbols>,
+    /// This server run's ingest epoch: stored with each tick, it makes (symbol, epoch, seq) a
+    /// unique identity although `seq` restarts with every run.
+    epoch: i64,
     metrics: Arc<Metrics>,
     pub health: Arc<DbHealth>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -121,11 +132,13 @@ pub struct Recorder {
 // === impl Recorder ===
 
 impl Recorder {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime. `epoch` names this server run (the one
+    /// the WebSocket `ack` reports).
     pub fn start(
         store: Arc<Store>,
         cfg: &DatabaseConfig,
         symbols: Arc<Symbols>,
+        epoch: i64,
         metrics: Arc<Metrics>,
     ) -> Arc<Recorder> {
         let queue = Arc::new(Queue {
@@ -150,6 +163,7 @@ impl Recorder {
         Arc::new(Recorder {
             queue,
             symbols,
+            epoch,
             metrics,
             health,
             writer: Mutex::new(Some(handle)),
@@ -186,15 +200,37 @@ impl Recorder {
 impl EventSink for Recorder {
     fn publish(&self, events: &[Event]) {
         let mut rows = events.iter().filter_map(|e| match e.payload {
-            Payload::Tick(t) => Some(TickRow {
+            Payload::Tick(t) => Some(Record::Tick(TickRow {
                 symbol: self.symbols.name(t.symbol),
                 ts: t.exchange_ts,
                 ingest_ts: t.ts,
+                epoch: self.epoch,
                 seq: e.seq as i64,
                 price: t.price,
                 size: t.size,
                 side: t.side,
-            }),
+            })),
+            Payload::Bar(b) if b.is_final => {
+                let interval_ns = match e.channel.kind {
+                    Kind::Bars1s => BAR_1S_NS,
+                    Kind::Bars1m => BAR_1M_NS,
+                    _ => return None,
+                };
+                Some(Record::Bar(BarRecord {
+                    symbol: self.symbols.name(e.channel.symbol),
+                    interval_ns,
+                    // Bars start at exchange times, which ingest bounds; an absurd start is not
+                    // stored rather than wrapped.
+                    start: b.start_ms.checked_mul(1_000_000)?,
+                    epoch: self.epoch,
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                    trades: i64::try_from(b.trades).unwrap_or(i64::MAX),
+                }))
+            }
             _ => None,
         });
         let mut dropped = 0u64;
@@ -227,6 +263,28 @@ impl EventSink for Recorder {
     }
 }
 
+/// Rows taken from the queue and not yet committed.
+#[derive(Debug, Default)]
+struct Batch {
+    ticks: Vec<TickRow>,
+    bars: Vec<BarRecord>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.ticks.len() + self.bars.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn clear(&mut self) {
+        self.ticks.clear();
+        self.bars.clear();
+    }
+}
+
 /// The task that owns database writes.
 struct Writer {
     queue: Arc<Queue>,
@@ -240,13 +298,18 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
-        let mut batch: Vec<TickRow> = Vec::with_capacity(self.batch_size);
+        let mut batch = Batch::default();
         loop {
             if batch.is_empty() {
                 self.wait_for_batch().await;
                 let mut q = self.queue.lock();
                 let n = q.len().min(self.batch_size);
-                batch.extend(q.drain(..n));
+                for record in q.drain(..n) {
+                    match record {
+                        Record::Tick(t) => batch.ticks.push(t),
+                        Record::Bar(b) => batch.bars.push(b),
+                    }
+                }
                 self.queue.in_flight.store(n as u64, Ordering::Relaxed);
             }
             let closing = self.queue.closing.load(Ordering::Acquire);
@@ -257,14 +320,13 @@ impl Writer {
                 continue;
             }
             let started = Instant::now();
-            let result = match self.store.ensure_migrated().await {
-                Ok(()) => self.store.insert_ticks(&batch).await,
-                Err(e) => Err(e),
-            };
+            let result = self.write(&batch).await;
             match result {
-                Ok(()) => {
+                Ok((inserted, bars)) => {
                     TickBatchWritten {
-                        rows: batch.len() as u64,
+                        rows: inserted,
+                        duplicates: (batch.ticks.len() as u64).saturating_sub(inserted),
+                        bars,
                         elapsed: started.elapsed(),
                         recovered_after: self.breaker.is_open().then(|| self.breaker.failures()),
                     }
@@ -312,6 +374,15 @@ impl Writer {
         }
         self.metrics.db_backlog.store(0, Ordering::Relaxed);
         tracing::debug!("tick writer stopped");
+    }
+
+    /// Writes the ticks, then the bars (two transactions: a retry after the bars failed writes
+    /// the ticks again, and their identities make that a no-op). Returns (new ticks, new bars).
+    async fn write(&self, batch: &Batch) -> Result<(u64, u64), StoreError> {
+        self.store.ensure_migrated().await?;
+        let ticks = self.store.insert_ticks(&batch.ticks).await?;
+        let bars = self.store.insert_bars(&batch.bars).await?;
+        Ok((ticks, bars))
     }
 
     fn backlog(&self, in_flight: usize) -> u64 {

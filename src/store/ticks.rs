@@ -1,5 +1,4 @@
-//! Ticks: the write-behind bulk insert, the `/ticks` cursor read, `/bars` aggregation in SQL,
-//! counting and retention deletes.
+//! Ticks: the write-behind bulk insert, the `/ticks` cursor read and counting.
 
 use std::sync::Arc;
 
@@ -8,7 +7,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::{Db, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
-/// SQLite allows 32,766 bound parameters per statement; 7 per tick row.
+/// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 const SQLITE_ROWS_PER_INSERT: usize = 4000;
 
 /// One stored tick.
@@ -19,6 +18,9 @@ pub struct TickRow {
     pub ts: i64,
     /// Server ingest time, ns since the epoch.
     pub ingest_ts: i64,
+    /// The server run that assigned `seq` (its ingest epoch); with `symbol` and `seq` the tick's
+    /// unique identity, so a batch written twice stores each tick once.
+    pub epoch: i64,
     pub seq: i64,
     pub price: f64,
     pub size: f64,
@@ -33,82 +35,80 @@ pub struct StoredTick {
     pub row: TickRow,
 }
 
-/// One OHLCV bar aggregated from stored ticks.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BarRow {
-    /// Bucket start, ns since the epoch.
-    pub start: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-    pub trades: i64,
-}
-
 // === impl Store: ticks ===
 
 impl Store {
     /// Inserts rows in one transaction: multi-row `INSERT` on SQLite, `UNNEST` of column
-    /// arrays on PostgreSQL (one statement, one round trip).
-    pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<(), StoreError> {
+    /// arrays on PostgreSQL (one statement, one round trip). A row whose identity
+    /// (symbol, epoch, seq) is already stored is skipped (`ON CONFLICT DO NOTHING`), so a batch
+    /// retried after a commit whose acknowledgement was lost stores nothing twice. Returns how
+    /// many rows were new.
+    pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<u64, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let write = async {
             match &self.db {
                 Db::Sqlite(p) => {
                     let mut tx = p.begin().await?;
+                    let mut inserted = 0;
                     for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
                         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                            "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) ",
+                            "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, \
+                             side) ",
                         );
                         qb.push_values(chunk, |mut b, r| {
                             b.push_bind(&*r.symbol)
                                 .push_bind(r.ts)
                                 .push_bind(r.ingest_ts)
+                                .push_bind(r.epoch)
                                 .push_bind(r.seq)
                                 .push_bind(r.price)
                                 .push_bind(r.size)
                                 .push_bind(tick_side_code(r.side));
                         });
-                        qb.build().execute(&mut *tx).await?;
+                        qb.push(" ON CONFLICT DO NOTHING");
+                        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                     }
-                    tx.commit().await
+                    tx.commit().await.map(|()| inserted)
                 }
                 Db::Postgres(p) => {
                     let mut tx = p.begin().await?;
                     let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
                     let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
                     let ingest: Vec<i64> = rows.iter().map(|r| r.ingest_ts).collect();
+                    let epoch: Vec<i64> = rows.iter().map(|r| r.epoch).collect();
                     let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
                     let price: Vec<f64> = rows.iter().map(|r| r.price).collect();
                     let size: Vec<f64> = rows.iter().map(|r| r.size).collect();
                     let side: Vec<i16> = rows.iter().map(|r| tick_side_code(r.side)).collect();
-                    sqlx::query(
-                        "INSERT INTO ticks (symbol, ts, ingest_ts, seq, price, size, side) \
+                    let inserted = sqlx::query(
+                        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
                          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-                         $5::float8[], $6::float8[], $7::int2[])",
+                         $5::int8[], $6::float8[], $7::float8[], $8::int2[]) \
+                         ON CONFLICT DO NOTHING",
                     )
                     .bind(symbols)
                     .bind(ts)
                     .bind(ingest)
+                    .bind(epoch)
                     .bind(seq)
                     .bind(price)
                     .bind(size)
                     .bind(side)
                     .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await
+                    .await?
+                    .rows_affected();
+                    tx.commit().await.map(|()| inserted)
                 }
             }
         };
         // A write stuck on a dead connection must not stall the writer forever.
-        let limit = self.timeout * 10;
-        tokio::time::timeout(limit, write)
+        let limit = self.timeout.saturating_mul(super::WRITE_TIMEOUT_FACTOR);
+        let inserted = tokio::time::timeout(limit, write)
             .await
             .map_err(|_| StoreError::Timeout(limit))??;
-        Ok(())
+        Ok(inserted)
     }
 
     /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
@@ -121,105 +121,61 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredTick>, StoreError> {
         let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
-        type Row = (i64, i64, i64, i64, f64, f64, i16);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, ts, ingest_ts, seq, price, size, side FROM ticks \
-                 WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
-                 AND (ts > $4 OR (ts = $4 AND id > $5)) \
-                 ORDER BY ts, id LIMIT $6",
-            )
-            .bind(symbol)
-            .bind(from)
-            .bind(to)
-            .bind(after_ts)
-            .bind(after_id)
-            .bind(limit as i64)
-            .fetch_all(p)
-            .await?
-        });
+        type Row = (i64, i64, i64, i64, i64, f64, f64, i16);
+        let rows: Vec<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT id, ts, ingest_ts, epoch, seq, price, size, side FROM ticks \
+                         WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                         AND (ts > $4 OR (ts = $4 AND id > $5)) \
+                         ORDER BY ts, id LIMIT $6",
+                    )
+                    .bind(symbol)
+                    .bind(from)
+                    .bind(to)
+                    .bind(after_ts)
+                    .bind(after_id)
+                    .bind(limit as i64)
+                    .fetch_all(p)
+                    .await?
+                }))
+            })
+            .await?;
         let symbol: Arc<str> = Arc::from(symbol);
         Ok(rows
             .into_iter()
-            .map(|(id, ts, ingest_ts, seq, price, size, side)| StoredTick {
-                id,
-                row: TickRow {
-                    symbol: symbol.clone(),
-                    ts,
-                    ingest_ts,
-                    seq,
-                    price,
-                    size,
-                    side: tick_side_of(side),
+            .map(
+                |(id, ts, ingest_ts, epoch, seq, price, size, side)| StoredTick {
+                    id,
+                    row: TickRow {
+                        symbol: symbol.clone(),
+                        ts,
+                        ingest_ts,
+                        epoch,
+                        seq,
+                        price,
+                        size,
+                        side: tick_side_of(side),
+                    },
                 },
-            })
-            .collect())
-    }
-
-    /// OHLCV bars of `interval_ns` over `from <= ts < to`, oldest first, at most `limit`.
-    ///
-    /// Open and close are the first and last tick by exchange time (then by row id), not by
-    /// arrival, so ticks stored out of order still give the right bar.
-    pub(crate) async fn bars(
-        &self,
-        symbol: &str,
-        interval_ns: i64,
-        from: i64,
-        to: i64,
-        limit: usize,
-    ) -> Result<Vec<BarRow>, StoreError> {
-        type Row = (i64, f64, f64, f64, f64, f64, i64);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT bucket, MIN(o), MAX(price), MIN(price), MIN(c), SUM(size), COUNT(*) FROM ( \
-                   SELECT ts / $2 AS bucket, price, size, \
-                     FIRST_VALUE(price) OVER w AS o, LAST_VALUE(price) OVER w AS c \
-                   FROM ticks WHERE symbol = $1 AND ts >= $3 AND ts < $4 \
-                   WINDOW w AS (PARTITION BY ts / $2 ORDER BY ts, id \
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) \
-                 ) t GROUP BY bucket ORDER BY bucket LIMIT $5",
             )
-            .bind(symbol)
-            .bind(interval_ns)
-            .bind(from)
-            .bind(to)
-            .bind(limit as i64)
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(bucket, open, high, low, close, volume, trades)| BarRow {
-                start: bucket.saturating_mul(interval_ns),
-                open,
-                high,
-                low,
-                close,
-                volume,
-                trades,
-            })
             .collect())
     }
 
     /// Number of stored ticks (all symbols, or one).
     pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
-        let n: (i64,) = on_pool!(&self.db, p => match symbol {
-            Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
-                .bind(s)
-                .fetch_one(p)
-                .await?,
-            None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
-        });
+        let n: (i64,) = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => match symbol {
+                    Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
+                        .bind(s)
+                        .fetch_one(p)
+                        .await?,
+                    None => sqlx::query_as("SELECT COUNT(*) FROM ticks").fetch_one(p).await?,
+                }))
+            })
+            .await?;
         Ok(n.0)
-    }
-
-    /// Deletes ticks with exchange time before `ts`; returns how many.
-    pub async fn delete_ticks_before(&self, ts: i64) -> Result<u64, StoreError> {
-        let n = on_pool!(&self.db, p => sqlx::query("DELETE FROM ticks WHERE ts < $1")
-            .bind(ts)
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(n)
     }
 }

@@ -1,5 +1,7 @@
-//! Trades: fills reported by clients, recorded idempotently per user, read back in time order.
+//! Trades: fills reported by clients, recorded idempotently per user, each updating the user's
+//! position in the same transaction.
 
+use super::positions::{self, Fill, Fold, Folded, Holding, StoredRow, fold_all};
 use super::{Store, StoreError, now_ms, side_code, side_of};
 use crate::model::Side;
 
@@ -12,6 +14,22 @@ pub struct NewTrade {
     pub price: f64,
     /// Fill time, ns since the epoch.
     pub ts: i64,
+    /// Whether the request named the fill time; without it `ts` is the time it was recorded,
+    /// which a retry of the same request cannot reproduce.
+    pub time_sent: bool,
+}
+
+impl NewTrade {
+    /// Whether `retry` is the same request as the one that recorded `self`: the same fill, and
+    /// the same fill time unless neither named one.
+    fn same_request(&self, retry: &NewTrade) -> bool {
+        self.symbol == retry.symbol
+            && self.side == retry.side
+            && self.quantity == retry.quantity
+            && self.price == retry.price
+            && self.time_sent == retry.time_sent
+            && (!retry.time_sent || self.ts == retry.ts)
+    }
 }
 
 /// A stored fill.
@@ -31,37 +49,90 @@ pub enum Recorded {
 // === impl Store: trades ===
 
 impl Store {
-    /// Records a fill. With an idempotency key, a second request with the same key returns the
-    /// first trade (if it is the same trade) instead of recording another.
+    /// Records a fill and updates the user's position of its symbol, in one transaction. With
+    /// an idempotency key, a second request with the same key returns the first trade (if it is
+    /// the same request) instead of recording another.
     pub async fn record_trade(
         &self,
         user: i64,
         t: &NewTrade,
         idempotency_key: Option<&str>,
+        fold: Fold,
     ) -> Result<Recorded, StoreError> {
         if let Some(key) = idempotency_key
             && let Some(existing) = self.trade_by_key(user, key).await?
         {
             return Self::replay(existing, t);
         }
-        let inserted: Result<(i64,), sqlx::Error> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, idempotency_key, \
-                 created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(user)
-            .bind(&t.symbol)
-            .bind(side_code(t.side))
-            .bind(t.quantity)
-            .bind(t.price)
-            .bind(t.ts)
-            .bind(idempotency_key)
-            .bind(now_ms())
-            .fetch_one(p)
+        let inserted: Result<i64, sqlx::Error> = on_pool!(&self.db, p => {
+            async {
+                let mut tx = p.begin().await?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, \
+                     idempotency_key, created_ms, time_sent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(user)
+                .bind(&t.symbol)
+                .bind(side_code(t.side))
+                .bind(t.quantity)
+                .bind(t.price)
+                .bind(t.ts)
+                .bind(idempotency_key)
+                .bind(now_ms())
+                .bind(i16::from(t.time_sent))
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(positions::LOCK_SQL)
+                    .bind(user)
+                    .bind(&t.symbol)
+                    .execute(&mut *tx)
+                    .await?;
+                let (quantity, avg_cost, realized, trades, last_ts, last_id, stale): StoredRow =
+                    sqlx::query_as(positions::SELECT_SQL)
+                        .bind(user)
+                        .bind(&t.symbol)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let f = if stale == 0 && (t.ts, id) > (last_ts, last_id) {
+                    let mut holding = Holding {
+                        quantity,
+                        avg_cost,
+                        realized,
+                    };
+                    fold(&mut holding, t.side, t.quantity, t.price);
+                    Folded {
+                        holding,
+                        trades: trades + 1,
+                        last: (t.ts, id),
+                    }
+                } else {
+                    // A late fill (or a position never built): replay the symbol's fills.
+                    let fills: Vec<Fill> = sqlx::query_as(positions::FILLS_SQL)
+                        .bind(user)
+                        .bind(&t.symbol)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    fold_all(&fills, fold)
+                };
+                sqlx::query(positions::UPDATE_SQL)
+                    .bind(user)
+                    .bind(&t.symbol)
+                    .bind(f.holding.quantity)
+                    .bind(f.holding.avg_cost)
+                    .bind(f.holding.realized)
+                    .bind(f.trades)
+                    .bind(f.last.0)
+                    .bind(f.last.1)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id)
+            }
             .await
         });
         match inserted {
-            Ok((id,)) => Ok(Recorded::Created(Trade {
+            Ok(id) => Ok(Recorded::Created(Trade {
                 id,
                 trade: t.clone(),
             })),
@@ -78,7 +149,7 @@ impl Store {
     }
 
     fn replay(existing: Trade, t: &NewTrade) -> Result<Recorded, StoreError> {
-        if existing.trade == *t {
+        if existing.trade.same_request(t) {
             Ok(Recorded::Replayed(existing))
         } else {
             Err(StoreError::IdempotencyConflict)
@@ -86,37 +157,26 @@ impl Store {
     }
 
     async fn trade_by_key(&self, user: i64, key: &str) -> Result<Option<Trade>, StoreError> {
-        type Row = (i64, String, i16, f64, f64, i64);
-        let row: Option<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, symbol, side, quantity, price, ts FROM trades \
-                 WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(user)
-            .bind(key)
-            .fetch_optional(p)
-            .await?
-        });
+        type Row = (i64, String, i16, f64, f64, i64, i16);
+        let row: Option<Row> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(
+                        "SELECT id, symbol, side, quantity, price, ts, time_sent FROM trades \
+                         WHERE user_id = $1 AND idempotency_key = $2",
+                    )
+                    .bind(user)
+                    .bind(key)
+                    .fetch_optional(p)
+                    .await?
+                }))
+            })
+            .await?;
         Ok(row.map(Self::trade_of))
     }
 
-    /// Every fill of a user, in (time, id) order.
-    pub(crate) async fn trades(&self, user: i64) -> Result<Vec<Trade>, StoreError> {
-        type Row = (i64, String, i16, f64, f64, i64);
-        let rows: Vec<Row> = on_pool!(&self.db, p => {
-            sqlx::query_as(
-                "SELECT id, symbol, side, quantity, price, ts FROM trades \
-                 WHERE user_id = $1 ORDER BY ts, id",
-            )
-            .bind(user)
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows.into_iter().map(Self::trade_of).collect())
-    }
-
     fn trade_of(
-        (id, symbol, side, quantity, price, ts): (i64, String, i16, f64, f64, i64),
+        (id, symbol, side, quantity, price, ts, time_sent): (i64, String, i16, f64, f64, i64, i16),
     ) -> Trade {
         Trade {
             id,
@@ -126,6 +186,7 @@ impl Store {
                 quantity,
                 price,
                 ts,
+                time_sent: time_sent != 0,
             },
         }
     }

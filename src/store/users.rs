@@ -56,12 +56,16 @@ impl Store {
     /// The user an API key belongs to.
     pub(crate) async fn user_for_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
         let hash = hash_key(key);
-        let row: Option<(i64,)> = on_pool!(&self.db, p => {
-            sqlx::query_as("SELECT user_id FROM api_keys WHERE key_hash = $1")
-                .bind(&hash)
-                .fetch_optional(p)
-                .await?
-        });
+        let row: Option<(i64,)> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as("SELECT user_id FROM api_keys WHERE key_hash = $1")
+                        .bind(&hash)
+                        .fetch_optional(p)
+                        .await?
+                }))
+            })
+            .await?;
         Ok(row.map(|r| r.0))
     }
 }

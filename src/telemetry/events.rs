@@ -67,7 +67,12 @@ impl WriteBehindAbandoned {
 /// One batch of tick rows committed.
 #[derive(Debug)]
 pub(crate) struct TickBatchWritten {
+    /// Rows stored by this batch.
     pub rows: u64,
+    /// Rows of the batch that were already stored (a retry after a lost acknowledgement).
+    pub duplicates: u64,
+    /// Closed bars stored by this batch.
+    pub bars: u64,
     pub elapsed: Duration,
     /// Consecutive failures before this write, when they had opened the circuit breaker.
     pub recovered_after: Option<u32>,
@@ -79,6 +84,19 @@ impl TickBatchWritten {
         metrics
             .db_rows_written
             .fetch_add(self.rows, Ordering::Relaxed);
+        metrics
+            .db_bars_written
+            .fetch_add(self.bars, Ordering::Relaxed);
+        if self.duplicates > 0 {
+            metrics
+                .db_rows_duplicate
+                .fetch_add(self.duplicates, Ordering::Relaxed);
+            tracing::info!(
+                target: STORE,
+                duplicates = self.duplicates,
+                "tick rows already stored were skipped (a retried batch)"
+            );
+        }
         if let Some(failures) = self.recovered_after {
             tracing::info!(
                 target: STORE,
@@ -387,11 +405,15 @@ mod tests {
 
         TickBatchWritten {
             rows: 100,
+            duplicates: 7,
+            bars: 3,
             elapsed: Duration::from_millis(2),
             recovered_after: Some(3),
         }
         .emit(&m);
         assert_eq!(load(&m.db_rows_written), 100);
+        assert_eq!(load(&m.db_rows_duplicate), 7);
+        assert_eq!(load(&m.db_bars_written), 3);
         assert_eq!(m.db_batch_seconds.count(), 1);
 
         let error = "connection refused";

@@ -256,14 +256,18 @@ metrics! {
     counter pipeline_missed_ticks => "tickcast_pipeline_missed_ticks_total",
         "ticks evicted from a ring before the pipeline read them";
     counter db_rows_written => "tickcast_db_rows_written_total", "tick rows persisted";
+    counter db_rows_duplicate => "tickcast_db_rows_duplicate_total",
+        "tick rows skipped because they were already stored (a retried batch)";
+    counter db_bars_written => "tickcast_db_bars_written_total",
+        "closed 1 s and 1 m bars persisted";
     counter db_rows_dropped => "tickcast_db_rows_dropped_total",
-        "tick rows dropped because the write-behind queue was full";
+        "tick and bar rows dropped because the write-behind queue was full";
     counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";
 
     gauge connections => "tickcast_ws_connections", "open websocket connections";
     gauge subscriptions => "tickcast_ws_subscriptions", "active subscriptions";
     gauge ingest_queue_depth => "tickcast_ingest_queue_depth", "tick batches waiting for ingest";
-    gauge db_backlog => "tickcast_db_backlog", "tick rows waiting in the write-behind queue";
+    gauge db_backlog => "tickcast_db_backlog", "tick and bar rows waiting in the write-behind queue";
 
     histogram pipeline_batch_seconds => "tickcast_pipeline_batch_seconds",
         "time to compute one pipeline batch";
