@@ -94,6 +94,10 @@ pub enum Scenario {
     Mixed,
     /// Connections that subscribe to nothing and only answer pings: per-connection memory.
     Idle,
+    /// Churn, to find leaks: every socket connects, subscribes a random mix of channels (some
+    /// with a snapshot), reads briefly, unsubscribes one, closes and reconnects, until the run
+    /// ends; the report gives the server's RSS at the start and end of the window (drift).
+    Soak,
 }
 
 impl Scenario {
@@ -104,6 +108,7 @@ impl Scenario {
             Scenario::Rest => "rest",
             Scenario::Mixed => "mixed",
             Scenario::Idle => "idle",
+            Scenario::Soak => "soak",
         }
     }
 

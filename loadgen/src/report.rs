@@ -32,6 +32,8 @@ pub struct Report {
     /// `now - ts` of bars and indicators (ts = when computed) inside the window.
     pub latency_other: Percentiles,
     pub gaps: Gaps,
+    /// Soak: connect-subscribe-unsubscribe-close cycles completed over the whole run.
+    pub cycles: u64,
     /// Counted over the whole run.
     pub snapshots: u64,
     pub resets: u64,
@@ -110,8 +112,12 @@ pub struct Loadgen {
 pub struct Server {
     pub pid: u32,
     pub cpu_cores: f64,
+    /// At the end of the window.
     pub rss_mb: f64,
     pub peak_rss_mb: f64,
+    /// At the start of the window, and how much RSS grew over it (the soak's leak figure).
+    pub rss_start_mb: Option<f64>,
+    pub rss_drift_mb: Option<f64>,
 }
 
 fn map_line<K: std::fmt::Display, V: std::fmt::Display>(m: &BTreeMap<K, V>) -> String {
@@ -198,8 +204,8 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  protocol       snapshots {}  resets {}  replies {}  parse errors {}",
-                self.snapshots, self.resets, self.replies, self.parse_errors
+                "  protocol       snapshots {}  resets {}  replies {}  parse errors {}  soak cycles {}",
+                self.snapshots, self.resets, self.replies, self.parse_errors, self.cycles
             );
             let _ = writeln!(s, "  errors         {}", map_line(&self.errors_by_code));
             let _ = writeln!(s, "  close codes    {}", map_line(&self.close_codes));
@@ -240,8 +246,12 @@ impl Report {
         if let Some(sv) = &self.server {
             let _ = writeln!(
                 s,
-                "  server pid {}  {:.2} cores, rss {:.0} MB (peak {:.0} MB)",
-                sv.pid, sv.cpu_cores, sv.rss_mb, sv.peak_rss_mb
+                "  server pid {}  {:.2} cores, rss {:.0} MB (peak {:.0} MB; {:+.1} MB over the window)",
+                sv.pid,
+                sv.cpu_cores,
+                sv.rss_mb,
+                sv.peak_rss_mb,
+                sv.rss_drift_mb.unwrap_or(0.0)
             );
         }
         for w in &self.warnings {

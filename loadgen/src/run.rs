@@ -42,7 +42,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let rest_slots = if rest_on { args.concurrency as u64 } else { 0 };
     sys::raise_nofile(ws_conns + rest_slots)?;
 
-    let needs_symbols = rest_on || matches!(args.scenario, Scenario::Dashboards | Scenario::Mixed);
+    let needs_symbols = rest_on
+        || matches!(
+            args.scenario,
+            Scenario::Dashboards | Scenario::Mixed | Scenario::Soak
+        );
     let symbols = if !args.symbols.is_empty() {
         args.symbols.clone()
     } else if needs_symbols {
@@ -120,6 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let self0 = CpuSample::now_self();
     let box0 = sys::MachineSample::now();
     let srv0 = args.server_pid.and_then(CpuSample::now_pid);
+    let srv_mem0 = args.server_pid.and_then(sys::proc_memory);
     if !interrupted(&stop) {
         tokio::select! { _ = sleep_until(end) => {}, _ = stop.changed() => {} }
     }
@@ -168,6 +173,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             cpu_cores: round3(b.cores_since(&a)),
             rss_mb: round1(mem.rss_mb),
             peak_rss_mb: round1(mem.peak_rss_mb),
+            rss_start_mb: srv_mem0.map(|m| round1(m.rss_mb)),
+            rss_drift_mb: srv_mem0.map(|m| round1(mem.rss_mb - m.rss_mb)),
         });
     } else if let Some(pid) = args.server_pid {
         report.warnings.push(format!(
@@ -205,6 +212,12 @@ fn roles(args: &Args, symbols: Vec<String>) -> impl FnMut(u64) -> Role + Send + 
     move |i| {
         if scenario == Scenario::Idle {
             return Role::Idle;
+        }
+        if scenario == Scenario::Soak {
+            return Role::Churn {
+                symbols: symbols.clone(),
+                seed: rng.next_u64() ^ i,
+            };
         }
         let bot = match scenario {
             Scenario::Bots => true,
@@ -423,6 +436,7 @@ fn build_report(
                 .map(|(ch, gaps)| ChannelGap { ch, gaps })
                 .collect(),
         },
+        cycles: shared.cycles.load(Relaxed),
         snapshots,
         resets,
         replies,

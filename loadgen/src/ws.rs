@@ -42,6 +42,9 @@ pub enum Role {
     },
     /// Subscribes to nothing.
     Idle,
+    /// Soak: cycles of connect, a random subscription mix over `symbols`, a short read, an
+    /// unsubscribe, close, until the run ends. `seed` varies the mix per connection.
+    Churn { symbols: Vec<String>, seed: u64 },
 }
 
 impl Role {
@@ -70,8 +73,30 @@ impl Role {
                 vec![ticks.to_string(), ind.to_string()]
             }
             Role::Idle => Vec::new(),
+            Role::Churn { symbols, seed } => churn_ops(symbols, *seed).0,
         }
     }
+}
+
+/// One churn cycle's ops: the subscribes, and the unsubscribe sent before closing.
+fn churn_ops(symbols: &[String], seed: u64) -> (Vec<String>, String) {
+    let mut rng = SplitMix::new(seed);
+    let picked = rng.pick(symbols, 3);
+    let mut channels: Vec<String> = picked.iter().map(|s| format!("ticks:{s}")).collect();
+    channels.extend(picked.iter().map(|s| format!("indicators:{s}")));
+    if rng.next_u64().is_multiple_of(2) {
+        channels.push("bars.1s:*".into());
+    }
+    let mut sub = serde_json::json!({"op": "subscribe", "id": 1, "channels": channels});
+    if rng.next_u64().is_multiple_of(3) {
+        sub["snapshot"] = 64.into();
+    }
+    if rng.next_u64().is_multiple_of(2) {
+        sub["throttle_ms"] = 100.into();
+    }
+    let unsub =
+        serde_json::json!({"op": "unsubscribe", "id": 2, "channels": [channels[0].clone()]});
+    (vec![sub.to_string()], unsub.to_string())
 }
 
 /// Counters every connection task updates, read by the progress line and the final report.
@@ -89,6 +114,8 @@ pub struct Shared {
     pub failed: AtomicU64,
     /// Connections open right now.
     pub open: AtomicU64,
+    /// Soak: connect-subscribe-unsubscribe-close cycles completed.
+    pub cycles: AtomicU64,
     /// `now - ts` of `tick` events inside the window, µs.
     pub latency: ShardedHistogram,
     /// TCP connect plus WebSocket handshake of each established connection, µs.
@@ -109,6 +136,7 @@ impl Shared {
             established: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             open: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
             latency: ShardedHistogram::new(shards),
             latency_other: ShardedHistogram::new(shards),
             connect: ShardedHistogram::new(shards),
@@ -229,6 +257,9 @@ pub struct ConnConfig {
 
 /// Runs one connection from connect to close.
 pub async fn run_conn(idx: usize, role: Role, cfg: ConnConfig) -> ConnOutcome {
+    if let Role::Churn { symbols, seed } = role {
+        return run_churn(idx, &symbols, seed, cfg).await;
+    }
     let ConnConfig {
         target,
         shared,
@@ -331,6 +362,75 @@ async fn session(
     })
     .await;
     out.clean_close = matches!(drained, Ok(true));
+}
+
+/// Soak: connect, subscribe a random mix, read for a random 0.2-1.5 s, unsubscribe one channel,
+/// close; again, until the run ends. Every cycle leaves the server with nothing of this socket's
+/// to hold, so whatever the server's RSS keeps growing by is a leak.
+async fn run_churn(idx: usize, symbols: &[String], seed: u64, cfg: ConnConfig) -> ConnOutcome {
+    let ConnConfig {
+        target,
+        shared,
+        connect_timeout,
+        end,
+        mut stop,
+    } = cfg;
+    let mut out = ConnOutcome::default();
+    let mut lat = Latencies::default();
+    let mut rng = SplitMix::new(seed);
+    while Instant::now() < end && !*stop.borrow() {
+        shared.attempted.fetch_add(1, Relaxed);
+        let mut ws = match timeout(connect_timeout, connect(&target)).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                shared.failed.fetch_add(1, Relaxed);
+                out.failure = Some(failure_label(&e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => {
+                shared.failed.fetch_add(1, Relaxed);
+                out.failure = Some("connect_timeout".into());
+                continue;
+            }
+        };
+        out.established = true;
+        shared.established.fetch_add(1, Relaxed);
+        shared.open.fetch_add(1, Relaxed);
+        let (subscribes, unsubscribe) = churn_ops(symbols, rng.next_u64());
+        for op in subscribes {
+            let _ = ws.send(Message::text(op)).await;
+        }
+        let dwell = Duration::from_millis(200 + rng.next_u64() % 1300);
+        let until = (Instant::now() + dwell).min(end);
+        loop {
+            tokio::select! {
+                biased;
+                _ = sleep_until(until) => break,
+                _ = stop.changed() => break,
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        on_text(idx, text.as_str(), &shared, &mut out, &mut lat);
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        out.dropped = Some(drop_label(&e));
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        let _ = ws.send(Message::text(unsubscribe)).await;
+        let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+        shared.open.fetch_sub(1, Relaxed);
+        shared.cycles.fetch_add(1, Relaxed);
+    }
+    out
 }
 
 fn drop_label(e: &tungstenite::Error) -> String {
@@ -478,6 +578,27 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_cycles_subscribe_a_valid_mix_and_unsubscribe_part_of_it() {
+        let symbols: Vec<String> = ["AAPL", "MSFT", "NVDA", "TSLA"].map(String::from).to_vec();
+        let mut with_snapshot = 0;
+        for seed in 0..64 {
+            let (subs, unsub) = churn_ops(&symbols, seed);
+            assert_eq!(subs.len(), 1);
+            let sub: serde_json::Value = serde_json::from_str(&subs[0]).expect("json");
+            assert_eq!(sub["op"], "subscribe");
+            let channels = sub["channels"].as_array().expect("channels");
+            assert!(channels.len() >= 6, "{sub}");
+            with_snapshot += usize::from(sub.get("snapshot").is_some());
+            let unsub: serde_json::Value = serde_json::from_str(&unsub).expect("json");
+            assert_eq!(unsub["op"], "unsubscribe");
+            assert!(channels.contains(&unsub["channels"][0]), "{unsub}");
+            // The same seed gives the same cycle (a soak run is repeatable).
+            assert_eq!(churn_ops(&symbols, seed).0, vec![subs[0].clone()]);
+        }
+        assert!((1..64).contains(&with_snapshot), "a mix, not all or none");
+    }
 
     #[test]
     fn dashboard_ops() {
