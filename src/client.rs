@@ -11,6 +11,10 @@ use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock, QuantaInstant};
+use governor::{NotUntil, Quota};
 use sha2::{Digest, Sha256};
 
 /// Verified keys remembered at most; past it the set starts again (every key then pays from its
@@ -118,14 +122,10 @@ impl ClientAddr {
 
     /// The address the client-address layer attached to `req` (the peer's as a fallback).
     pub fn of_request(req: &Request) -> ClientAddr {
-        if let Some(addr) = req.extensions().get::<ClientAddr>() {
-            return *addr;
+        match req.extensions().get::<ClientAddr>() {
+            Some(addr) => *addr,
+            None => ClientAddr::of(peer_ip(req)),
         }
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        ClientAddr::of(peer)
     }
 }
 
@@ -136,6 +136,26 @@ impl std::fmt::Display for ClientAddr {
             v4 => write!(f, "{v4}"),
         }
     }
+}
+
+/// The TCP peer of a request (`0.0.0.0` when the server attached none, as in router tests).
+pub fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// A token bucket of `per_second` with `burst` from config values (validated to be at least 1;
+/// a 0 would read as 1 rather than panic).
+pub fn quota(per_second: u32, burst: u32) -> Quota {
+    let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(nz(per_second)).allow_burst(nz(burst))
+}
+
+/// `Retry-After` seconds for a limiter's refusal: the wait rounded up, at least 1.
+pub fn retry_after_secs(not_until: &NotUntil<QuantaInstant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// SHA-256 of a credential: keys are never kept in memory in clear.

@@ -23,21 +23,20 @@ pub mod web;
 
 pub use config::ApiConfig;
 
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::DefaultKeyedRateLimiter;
 
-use crate::client::{ClientAddr, TrustedProxies, VerifiedKeys, key_digest};
+use crate::client::{
+    ClientAddr, TrustedProxies, VerifiedKeys, key_digest, peer_ip, quota, retry_after_secs,
+};
 use crate::protocol::{Problem, ProblemCode};
 use crate::telemetry::metrics::Metrics;
 use crate::ws::WsState;
@@ -81,10 +80,11 @@ impl RestGuard {
         verified: Arc<VerifiedKeys>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let per_s = NonZeroU32::new(config.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
         Self {
-            limiter: DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_s).allow_burst(burst)),
+            limiter: DefaultKeyedRateLimiter::dashmap(quota(
+                config.requests_per_second,
+                config.burst,
+            )),
             trusted,
             verified,
             metrics,
@@ -168,11 +168,7 @@ pub fn router(app: AppState) -> Router {
 
 /// Attributes the request to a [`ClientAddr`] (an extension the later layers and `/ws` read).
 async fn identify(State(guard): State<Arc<RestGuard>>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let addr = ClientAddr::resolve(peer, req.headers(), &guard.trusted);
+    let addr = ClientAddr::resolve(peer_ip(&req), req.headers(), &guard.trusted);
     req.extensions_mut().insert(addr);
     next.run(req).await
 }
@@ -203,14 +199,13 @@ async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Nex
         limiter.retain_recent();
     }
     if let Err(not_until) = limiter.check_key(&key) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = retry_after_secs(&not_until);
         guard
             .metrics
             .http_rate_limited
             .fetch_add(1, Ordering::Relaxed);
         return Problem::new(ProblemCode::RateLimited, "too many requests; slow down")
-            .retry_after(secs.max(1))
+            .retry_after(secs)
             .into_response();
     }
     next.run(req).await

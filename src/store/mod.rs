@@ -85,7 +85,25 @@ macro_rules! on_pool {
     };
 }
 
-// Declared after `on_pool!` so the query files can use it.
+/// Writes a folded position (`positions::Folded`) back inside the caller's transaction `$tx`.
+/// A macro for the same reason as `on_pool!`: the transaction's type differs per backend.
+macro_rules! store_position {
+    ($tx:expr, $user:expr, $symbol:expr, $folded:expr) => {
+        sqlx::query($crate::store::positions::UPDATE_SQL)
+            .bind($user)
+            .bind($symbol)
+            .bind($folded.holding.quantity)
+            .bind($folded.holding.avg_cost)
+            .bind($folded.holding.realized)
+            .bind($folded.trades)
+            .bind($folded.last.0)
+            .bind($folded.last.1)
+            .execute(&mut *$tx)
+            .await
+    };
+}
+
+// Declared after the macros so the query files can use them.
 mod bars;
 mod positions;
 pub mod retention;
@@ -121,10 +139,6 @@ fn tick_side_of(code: i16) -> Option<Side> {
 }
 
 const TICK_SIDE_NONE: i16 = 2;
-
-fn now_ms() -> i64 {
-    crate::model::now_ms()
-}
 
 /// A write may take this many `database.timeout_ms` (a batch of thousands of rows).
 const WRITE_TIMEOUT_FACTOR: u32 = 10;

@@ -146,17 +146,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             let f = fold_all(&fills, fold);
-            sqlx::query(UPDATE_SQL)
-                .bind(user)
-                .bind(symbol)
-                .bind(f.holding.quantity)
-                .bind(f.holding.avg_cost)
-                .bind(f.holding.realized)
-                .bind(f.trades)
-                .bind(f.last.0)
-                .bind(f.last.1)
-                .execute(&mut *tx)
-                .await?;
+            store_position!(tx, user, symbol, f)?;
             tx.commit().await?;
         });
         Ok(())

@@ -2,8 +2,9 @@
 //! position in the same transaction.
 
 use super::positions::{self, Fill, Fold, Folded, Holding, StoredRow, fold_all};
-use super::{Store, StoreError, now_ms, side_code, side_of};
+use super::{Store, StoreError, side_code, side_of};
 use crate::model::Side;
+use crate::model::now_ms;
 
 /// A fill as a client reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,17 +116,7 @@ impl Store {
                         .await?;
                     fold_all(&fills, fold)
                 };
-                sqlx::query(positions::UPDATE_SQL)
-                    .bind(user)
-                    .bind(&t.symbol)
-                    .bind(f.holding.quantity)
-                    .bind(f.holding.avg_cost)
-                    .bind(f.holding.realized)
-                    .bind(f.trades)
-                    .bind(f.last.0)
-                    .bind(f.last.1)
-                    .execute(&mut *tx)
-                    .await?;
+                store_position!(tx, user, &t.symbol, f)?;
                 tx.commit().await?;
                 Ok(id)
             }

@@ -2,7 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError};
+use crate::model::now_ms;
 
 /// SHA-256 hex of an API key: what the database holds instead of the key.
 pub fn hash_key(key: &str) -> String {

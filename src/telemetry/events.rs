@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::metrics::Metrics;
-use crate::model::{SymbolId, now_ns};
+use crate::model::{SymbolId, now_ms};
 
 const STORE: &str = "tickcast::store::recorder";
 const PIPELINE: &str = "tickcast::pipeline";
@@ -34,7 +34,7 @@ impl TicksNotPersisted<'_> {
         metrics
             .db_rows_dropped
             .fetch_add(self.rows, Ordering::Relaxed);
-        if let Some(dropped) = self.throttle.add(self.rows, now_ns() / 1_000_000) {
+        if let Some(dropped) = self.throttle.add(self.rows, now_ms()) {
             tracing::warn!(
                 target: STORE,
                 dropped,
@@ -234,7 +234,7 @@ impl FutureTicksRejected<'_> {
         metrics
             .ticks_rejected
             .fetch_add(self.rejected, Ordering::Relaxed);
-        if let Some(rejected) = self.throttle.add(self.rejected, now_ns() / 1_000_000) {
+        if let Some(rejected) = self.throttle.add(self.rejected, now_ms()) {
             tracing::warn!(
                 target: INGEST,
                 rejected,

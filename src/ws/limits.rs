@@ -1,9 +1,8 @@
 //! Per-connection inbound limits: the op token bucket and the abuse detector behind close 1008.
 
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 
 use crate::client::ClientAddr;
 
@@ -30,9 +29,8 @@ pub(crate) struct OpLimiter {
 
 impl OpLimiter {
     pub fn new(per_second: u32, burst: u32, abuse_threshold: u32) -> Self {
-        let nz = |v: u32| NonZeroU32::new(v.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
-            bucket: RateLimiter::direct(Quota::per_second(nz(per_second)).allow_burst(nz(burst))),
+            bucket: RateLimiter::direct(crate::client::quota(per_second, burst)),
             threshold: abuse_threshold,
             window_start: Instant::now(),
             limited_in_window: 0,

@@ -63,11 +63,10 @@ impl WsContext {
     pub(crate) fn upgrade_limiter(
         config: &WsConfig,
     ) -> governor::DefaultKeyedRateLimiter<ClientAddr> {
-        let per_s = std::num::NonZeroU32::new(config.upgrades_per_second)
-            .unwrap_or(std::num::NonZeroU32::MIN);
-        let burst =
-            std::num::NonZeroU32::new(config.upgrade_burst).unwrap_or(std::num::NonZeroU32::MIN);
-        governor::RateLimiter::dashmap(governor::Quota::per_second(per_s).allow_burst(burst))
+        governor::RateLimiter::dashmap(crate::client::quota(
+            config.upgrades_per_second,
+            config.upgrade_burst,
+        ))
     }
 }
 
@@ -138,14 +137,11 @@ pub(crate) async fn upgrade(
         ctx.metrics
             .upgrades_rate_limited
             .fetch_add(1, Ordering::Relaxed);
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
         return Problem::new(
             ProblemCode::RateLimited,
             format!("too many WebSocket upgrades from {addr}; slow down"),
         )
-        .retry_after(wait.as_secs().max(1))
+        .retry_after(crate::client::retry_after_secs(&not_until))
         .into_response();
     }
     let Some(slot) = ConnectionsPerAddress::try_acquire(
