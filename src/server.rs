@@ -245,6 +245,7 @@ impl Server {
                     ingest,
                     shutdown: feeds_stop.clone(),
                     metrics: metrics.clone(),
+                    backlog: hub.backlog().clone(),
                 };
                 let task = tokio::spawn(async move {
                     match feed.run(ctx).await {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ingest::IngestHandle;
 use crate::model::RawTick;
+use crate::rooms::PipelineBacklog;
 use crate::telemetry::metrics::Metrics;
 
 pub use config::{FeedsConfig, HttpIngestConfig};
@@ -33,6 +34,8 @@ pub(crate) struct FeedContext {
     pub ingest: IngestHandle,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// Ticks the pipeline has not read yet: replay waits on it instead of outrunning the rings.
+    pub backlog: Arc<PipelineBacklog>,
 }
 
 /// A feed failed in a way it cannot recover from.
@@ -72,6 +75,26 @@ pub(crate) trait Feed: Send + 'static {
 
     /// Runs until the source ends or `ctx.shutdown` is cancelled.
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>>;
+}
+
+/// Sends a batch of history to ingest no faster than the pipeline reads it: each part waits
+/// until it fits beside the ticks the pipeline has not read, and until ingest has published
+/// it, so a replay at any speed never makes a ring evict a tick before its bar is built.
+/// False on shutdown.
+pub(crate) async fn send_paced(ctx: &FeedContext, batch: Vec<RawTick>) -> Result<bool, FeedError> {
+    let part = ctx.backlog.max_batch().max(1);
+    let mut batch = batch.into_iter().peekable();
+    while batch.peek().is_some() {
+        let chunk: Vec<RawTick> = batch.by_ref().take(part).collect();
+        if !ctx.backlog.wait_for_room(chunk.len(), &ctx.shutdown).await {
+            return Ok(false);
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(false),
+            r = ctx.ingest.send_published(chunk) => r?,
+        }
+    }
+    Ok(true)
 }
 
 /// Sends a batch to ingest, waiting for room (backpressure) unless shutdown comes first; false

@@ -64,9 +64,18 @@ impl IngestHandle {
     }
 
     fn ticks(&self, ticks: Vec<RawTick>) -> Msg {
+        self.ticks_acked(ticks, None)
+    }
+
+    fn ticks_acked(
+        &self,
+        ticks: Vec<RawTick>,
+        published: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Msg {
         Msg::Ticks {
             ticks,
             max_future_skew_ns: self.max_future_skew_ns,
+            published,
         }
     }
 
@@ -83,6 +92,23 @@ impl IngestHandle {
             .ingest_queue_depth
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Queues validated ticks and waits until ingest has published them, so the caller can
+    /// pace itself by what downstream has read (replay and the pipeline backlog).
+    pub(crate) async fn send_published(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(self.ticks_acked(ticks, Some(tx)))
+            .await
+            .map_err(|_| IngestClosed)?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        rx.await.map_err(|_| IngestClosed)
     }
 
     /// Queues validated ticks if there is room now.

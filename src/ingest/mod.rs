@@ -96,6 +96,9 @@ enum Msg {
         ticks: Vec<RawTick>,
         /// Set for live feeds: refuse ticks dated more than this (ns) ahead of ingest's clock.
         max_future_skew_ns: Option<i64>,
+        /// Told once the batch is published (in the rings), for senders that pace themselves
+        /// by what downstream has read ([`IngestHandle::send_published`]).
+        published: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Derived(Vec<Derived>),
     /// Everything queued before this is published, then ingest stops.
@@ -154,18 +157,23 @@ impl Ingest {
 
     fn run(mut self) {
         let mut events = Vec::with_capacity(1024);
+        let mut acks = Vec::new();
         let mut stopping = false;
         while let Some(msg) = self.rx.blocking_recv() {
-            stopping |= self.apply(msg, &mut events);
+            stopping |= self.apply(msg, &mut events, &mut acks);
             // Coalesce whatever else is already queued into one publish: fewer writer wake-ups.
             while events.len() < 4096 {
                 match self.rx.try_recv() {
-                    Ok(msg) => stopping |= self.apply(msg, &mut events),
+                    Ok(msg) => stopping |= self.apply(msg, &mut events, &mut acks),
                     Err(_) => break,
                 }
             }
             self.sink.publish(&events);
             events.clear();
+            for ack in acks.drain(..) {
+                // The sender may have gone (shutdown); nothing to tell then.
+                let _ = ack.send(());
+            }
             if stopping {
                 // Refuse new batches; publish the ones that raced with the stop.
                 self.rx.close();
@@ -175,7 +183,12 @@ impl Ingest {
     }
 
     /// Turns one message into events; true when it asks ingest to stop.
-    fn apply(&mut self, msg: Msg, out: &mut Vec<Event>) -> bool {
+    fn apply(
+        &mut self,
+        msg: Msg,
+        out: &mut Vec<Event>,
+        acks: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
         let ts = now_ns();
         if !matches!(msg, Msg::Stop) {
             self.metrics
@@ -187,7 +200,9 @@ impl Ingest {
             Msg::Ticks {
                 ticks,
                 max_future_skew_ns,
+                published,
             } => {
+                acks.extend(published);
                 let mut future: Option<(u64, String, i64, i64)> = None;
                 for raw in ticks {
                     if let Some(max) = max_future_skew_ns

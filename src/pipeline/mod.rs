@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
@@ -125,6 +125,7 @@ impl Pipeline {
     ) -> std::io::Result<Pipeline> {
         let pool = WorkerPool::new(config.worker_count(), config.periods())?;
         let (stop, stopped) = bounded::<()>(1);
+        let wake = hub.backlog().attach();
         let thread = std::thread::Builder::new()
             .name("tickcast-pipeline".into())
             .spawn(move || {
@@ -137,7 +138,7 @@ impl Pipeline {
                     pool,
                     cursors: HashMap::new(),
                 }
-                .run(stopped)
+                .run(stopped, wake)
             })?;
         Ok(Pipeline {
             stop,
@@ -166,7 +167,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn run(mut self, stopped: Receiver<()>) {
+    fn run(mut self, stopped: Receiver<()>, wake: Receiver<()>) {
         let interval = self.config.interval_ms.max(1) as i64;
         let delay = self.config.close_delay_ms as i64;
         tracing::info!(
@@ -179,25 +180,32 @@ impl Coordinator {
             // Next boundary plus the close delay.
             let due = (now_ms - delay).div_euclid(interval) * interval + interval + delay;
             let wait = Duration::from_millis((due - now_ms).max(0) as u64);
-            match stopped.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+            // A replay waiting for the rings to drain asks for an early batch. It closes bars by
+            // the trades read so far only (no wall time added to any event clock): the replay
+            // is paused only for this batch, so its next trades are not late.
+            let early = crossbeam_channel::select! {
+                recv(stopped) -> _ => break,
+                recv(wake) -> _ => true,
+                default(wait) => false,
+            };
             let started_ms = crate::model::now_ms();
-            if started_ms - due > interval / 2 {
+            if !early && started_ms - due > interval / 2 {
                 PipelineBatchLate {
                     late_ms: started_ms - due,
                 }
                 .emit(&self.metrics);
             }
-            if !self.batch(started_ms) {
+            let clock_ms = if early { i64::MIN } else { started_ms };
+            if !self.batch(clock_ms) {
                 break;
             }
         }
+        self.hub.backlog().detach();
         tracing::info!("pipeline stopped");
     }
 
-    /// One batch; false when ingest is gone.
+    /// One batch, with event clocks read at wall time `now_ms` (`i64::MIN`: the newest
+    /// exchange times alone); false when ingest is gone.
     fn batch(&mut self, now_ms: i64) -> bool {
         let started = Instant::now();
         let taken = self.hub.take_new_ticks(&mut self.cursors);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::backlog::PipelineBacklog;
 use super::room::Room;
 use super::{EventSink, Outbox};
 use crate::model::{ChannelId, Event, Kind, SymbolId};
@@ -39,6 +40,8 @@ pub struct Hub {
     pub(super) config: HubConfig,
     pub(super) metrics: Arc<Metrics>,
     next_conn: AtomicU64,
+    /// Ticks in the rings the pipeline has not read (see `backlog`).
+    pub(super) backlog: Arc<PipelineBacklog>,
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +94,13 @@ impl Hub {
             config,
             metrics,
             next_conn: AtomicU64::new(1),
+            backlog: Arc::new(PipelineBacklog::new(config.ring_capacity)),
         }
+    }
+
+    /// What the pipeline has not read yet; replay waits on it.
+    pub fn backlog(&self) -> &Arc<PipelineBacklog> {
+        &self.backlog
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -111,6 +120,7 @@ impl EventSink for Hub {
         let now = Instant::now();
         let mut wake: Vec<Arc<Outbox>> = Vec::new();
         let mut delivered = 0u64;
+        let mut ticks = 0u64;
         {
             let mut st = self.lock();
             let st = &mut *st;
@@ -129,6 +139,7 @@ impl EventSink for Hub {
                     continue;
                 }
                 channel.ring.push(event.clone());
+                ticks += u64::from(ch.kind == Kind::Ticks);
                 for sub in &channel.subscribers {
                     if sub.outbox.push_event(ch, &event.bytes, sub.throttle, now) {
                         wake.push(sub.outbox.clone());
@@ -153,6 +164,8 @@ impl EventSink for Hub {
                 }
                 delivered += (batch.len() * st.wildcard[kind].len()) as u64;
             }
+            // Under the lock, so the pipeline's read sees the count and the rings agree.
+            self.backlog.published(ticks);
         }
         for outbox in &wake {
             outbox.wake();

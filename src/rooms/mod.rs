@@ -15,6 +15,7 @@
 //! Events reach the hub through [`EventSink`], the one seam between ingest and rooms: a broker
 //! (NATS, say) can sit behind it without sessions noticing.
 
+mod backlog;
 mod hub;
 pub mod outbox;
 mod read;
@@ -26,6 +27,7 @@ mod fixtures;
 
 use crate::model::Event;
 
+pub use backlog::PipelineBacklog;
 pub use hub::{ConnId, Hub, HubConfig};
 pub use outbox::{Item, Outbox, OutboxLimits, OutboxStats, Snapshot};
 pub use subscriptions::{Subscribe, Target};

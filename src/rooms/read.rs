@@ -45,6 +45,7 @@ impl Hub {
     ) -> Vec<(SymbolId, Vec<Tick>, u64)> {
         let st = self.lock();
         let mut out = Vec::new();
+        let mut read = 0u64;
         for &symbol in &st.by_kind[Kind::Ticks.index()] {
             let ch = ChannelId {
                 kind: Kind::Ticks,
@@ -64,9 +65,11 @@ impl Hub {
                     _ => None,
                 })
                 .collect();
+            read += channel.ring.last_seq() - *cursor;
             *cursor = channel.ring.last_seq();
             out.push((symbol, ticks, missed));
         }
+        self.backlog.consumed(read);
         out
     }
 

@@ -3,8 +3,9 @@
 //!
 //! With speed `s > 0` a record is released `(ts - ts_first) / s` after the first one, measured
 //! from one fixed start instant (so sleeps never accumulate drift); records that are already due
-//! go out together as one batch. Speed `0` sends each chunk as soon as ingest takes it, so
-//! backpressure from [`IngestHandle::send`](crate::ingest::IngestHandle::send) is the only brake.
+//! go out together as one batch. Speed `0` sends each chunk as soon as there is room for it.
+//! At every speed the pipeline is the brake ([`send_paced`]): a chunk waits until the ticks the
+//! pipeline has not read leave room for it in the rings, so no bar misses a tick.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Chunk;
-use crate::feed::{FeedContext, FeedError, send_batch};
+use crate::feed::{FeedContext, FeedError, send_paced};
 
 /// Longest single wait between two records, whatever the file's gap and speed.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -38,7 +39,7 @@ pub(super) async fn pace(
             Some(c) => c?,
         };
         if speed <= 0.0 {
-            if !send_batch(ctx, chunk).await? {
+            if !send_paced(ctx, chunk).await? {
                 return Ok(());
             }
             continue;
@@ -48,7 +49,7 @@ pub(super) async fn pace(
             let (start, first) = *origin.get_or_insert((Instant::now(), tick.exchange_ts));
             let due = start + due_after(tick.exchange_ts.saturating_sub(first), speed);
             if due > Instant::now() {
-                if !send_batch(ctx, std::mem::take(&mut batch)).await? {
+                if !send_paced(ctx, std::mem::take(&mut batch)).await? {
                     return Ok(());
                 }
                 tokio::select! {
@@ -58,7 +59,7 @@ pub(super) async fn pace(
             }
             batch.push(tick);
         }
-        if !send_batch(ctx, batch).await? {
+        if !send_paced(ctx, batch).await? {
             return Ok(());
         }
     }

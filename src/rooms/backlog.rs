@@ -1,0 +1,149 @@
+//! How many ticks sit in the rings that the pipeline has not read yet, so a source that can
+//! outrun it (a file replayed at speed 0 or very fast) waits instead of letting a ring evict
+//! ticks before their bars are built.
+//!
+//! The hub adds every tick it pushes into a ring and subtracts what the pipeline takes (or
+//! finds evicted), both under its lock, so the count is exact: it is the sum over tick
+//! channels of `last_seq - pipeline cursor`. A ring holds `ring.capacity` events, so as long
+//! as the unread total stays within that, no symbol's ring can evict an unread tick.
+//!
+//! Live feeds never wait here: the market does not pause. Only replay does.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+pub struct PipelineBacklog {
+    /// Ticks in the rings not yet read by the pipeline.
+    unread: AtomicU64,
+    /// The most that may be unread: `ring.capacity`.
+    capacity: u64,
+    /// Set while a pipeline reads the rings; with none, nobody waits.
+    attached: AtomicBool,
+    /// Signalled after every pipeline read.
+    drained: Notify,
+    /// Asks the pipeline to read now rather than at its next interval.
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl PipelineBacklog {
+    pub(crate) fn new(ring_capacity: usize) -> Self {
+        let (wake_tx, wake_rx) = bounded(1);
+        Self {
+            unread: AtomicU64::new(0),
+            capacity: ring_capacity.max(1) as u64,
+            attached: AtomicBool::new(false),
+            drained: Notify::new(),
+            wake_tx,
+            wake_rx,
+        }
+    }
+
+    /// Ticks pushed into rings (the hub, under its lock).
+    pub(super) fn published(&self, ticks: u64) {
+        if ticks > 0 {
+            self.unread.fetch_add(ticks, Ordering::AcqRel);
+        }
+    }
+
+    /// Ticks the pipeline took or found evicted (the hub, under its lock).
+    pub(super) fn consumed(&self, ticks: u64) {
+        if ticks > 0 {
+            // Never below zero, even if a caller outside the pipeline read a cursor.
+            let _ = self
+                .unread
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    Some(u.saturating_sub(ticks))
+                });
+        }
+        self.drained.notify_waiters();
+    }
+
+    /// Ticks in the rings the pipeline has not read.
+    pub fn unread(&self) -> u64 {
+        self.unread.load(Ordering::Acquire)
+    }
+
+    /// The pipeline starts reading: from now on senders wait for it. Returns the channel on
+    /// which it is asked to read early.
+    pub(crate) fn attach(&self) -> Receiver<()> {
+        self.attached.store(true, Ordering::Release);
+        self.wake_rx.clone()
+    }
+
+    /// The pipeline stopped: nobody will drain, so nobody waits.
+    pub(crate) fn detach(&self) {
+        self.attached.store(false, Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    /// The largest batch a waiting sender may send at once.
+    pub fn max_batch(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Waits until `ticks` more fit beside what is unread (at most [`Self::max_batch`] are
+    /// ever waited for), or until shutdown; false on shutdown.
+    pub(crate) async fn wait_for_room(&self, ticks: usize, shutdown: &CancellationToken) -> bool {
+        let ticks = (ticks as u64).min(self.capacity);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so a drain between the check and the await wakes us.
+            drained.as_mut().enable();
+            if !self.attached.load(Ordering::Acquire) || self.unread() + ticks <= self.capacity {
+                return true;
+            }
+            let _ = self.wake_tx.try_send(());
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = &mut drained => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn senders_wait_only_while_an_attached_pipeline_is_full() {
+        let b = Arc::new(PipelineBacklog::new(10));
+        let stop = CancellationToken::new();
+        b.published(10);
+        // No pipeline: nothing to wait for.
+        assert!(b.wait_for_room(5, &stop).await);
+        let wake = b.attach();
+        let waiter = tokio::spawn({
+            let (b, stop) = (b.clone(), stop.clone());
+            async move { b.wait_for_room(5, &stop).await }
+        });
+        // The waiter asks the pipeline to read early.
+        tokio::task::spawn_blocking(move || wake.recv_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!waiter.is_finished());
+        b.consumed(4);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "6 unread + 5 do not fit in 10");
+        b.consumed(1);
+        assert!(waiter.await.unwrap());
+        assert_eq!(b.unread(), 5);
+        // A batch larger than the capacity waits for an empty backlog, not forever.
+        b.consumed(100);
+        assert_eq!(b.unread(), 0);
+        assert!(b.wait_for_room(50, &stop).await);
+        // Shutdown ends a wait.
+        b.published(10);
+        stop.cancel();
+        assert!(!b.wait_for_room(1, &stop).await);
+    }
+}
