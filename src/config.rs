@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub use crate::api::ApiConfig;
 use crate::client::TrustedProxies;
+pub use crate::cluster::{ClusterConfig, Role};
 pub use crate::config_section::ConfigError;
 use crate::config_section::check;
 pub use crate::feed::FeedsConfig;
@@ -41,6 +42,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub database: DatabaseConfig,
     pub api: ApiConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,11 +87,19 @@ impl Config {
 
     /// Defaults, then `file`, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with(file, Vec::new())
+    }
+
+    /// [`Config::load`], then `overrides` (command-line flags, as `TICKCAST_*` names).
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
         let overlay = match file {
             Some(path) => Some(read_file(path)?),
             None => None,
         };
-        Self::from_layers(overlay, std::env::vars())
+        Self::from_layers(overlay, std::env::vars().chain(overrides))
     }
 
     /// A copy safe to print: the ingest token and any database password are masked.
@@ -152,6 +162,8 @@ impl Config {
         self.pipeline.validate()?;
         self.database.validate()?;
         self.api.validate()?;
+        self.cluster
+            .validate(self.database.url.starts_with("postgres"))?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@
 pub mod api;
 pub(crate) mod bars;
 pub(crate) mod client;
+pub mod cluster;
 pub mod config;
 pub(crate) mod config_section;
 pub mod feed;

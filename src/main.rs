@@ -29,6 +29,9 @@ enum Command {
         /// A TOML file layered over the embedded defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// all (one process, the default), ingest or edge (`cluster.role`; see `[cluster]`).
+        #[arg(long, value_parser = ["all", "ingest", "edge"])]
+        role: Option<String>,
     },
     /// Load and validate the configuration, print it, and exit.
     CheckConfig {
@@ -57,11 +60,17 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config }
+    let (Command::Serve { config, .. }
     | Command::CheckConfig { config }
     | Command::Migrate { config }
     | Command::User { config, .. }) = &cli.command;
-    let config = match Config::load(config.as_deref()) {
+    let overrides = match &cli.command {
+        Command::Serve {
+            role: Some(role), ..
+        } => vec![("TICKCAST_CLUSTER__ROLE".to_owned(), role.clone())],
+        _ => Vec::new(),
+    };
+    let config = match Config::load_with(config.as_deref(), overrides) {
         Ok(c) => c,
         Err(error) => {
             eprintln!("tickcast: {error}");
@@ -132,7 +141,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
-        server.run_until(tickcast::shutdown::signal()).await;
+        server.run_until(tickcast::shutdown::signal()).await?;
         Ok(())
     })
 }

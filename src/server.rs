@@ -26,6 +26,7 @@ use crate::api::predictions::{self, PredictionState};
 use crate::api::serve::HttpLimits;
 use crate::api::{AppState, RestGuard};
 use crate::client::{TrustedProxies, VerifiedKeys};
+use crate::cluster::{self, ClusterError, ClusterStatus, Nats, Role};
 use crate::config::Config;
 use crate::config_section::ms;
 use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
@@ -52,6 +53,10 @@ pub enum ServerError {
     },
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("this node lost the ingest lease to another node and stopped")]
+    LeaseLost,
     #[error("feed {feed}: {source}")]
     Feed {
         feed: &'static str,
@@ -78,8 +83,14 @@ pub struct Server {
     /// Cancelled when sockets must close (1001), HTTP must stop and retention must end.
     stop: CancellationToken,
     sessions: TaskTracker,
-    retention: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
     http: JoinHandle<()>,
+    /// Ingest nodes: the stream publisher, stopped after ingest drained into it.
+    publisher: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Cluster nodes: the lease task and the edge's stream intake (`cluster_stop`).
+    cluster_stop: CancellationToken,
+    /// Cancelled when this node must stop by itself (it lost the ingest lease).
+    fatal: CancellationToken,
 }
 
 impl Server {
@@ -112,9 +123,19 @@ impl Server {
             }
             Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
         }
-        // Names this run: the WebSocket `ack` reports it, and stored ticks carry it so that
-        // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run.
-        let epoch = now_ns() / 1_000;
+        // The cluster role decides where events come from and go to (see `cluster`).
+        let role = config.cluster.role;
+        let status = Arc::new(ClusterStatus::new(role));
+        let nats = match role {
+            Role::All => None,
+            Role::Ingest | Role::Edge => Some(Arc::new(
+                Nats::connect(&config.cluster, status.clone()).await?,
+            )),
+        };
+        // Names the sequence: the WebSocket `ack` reports it, and stored ticks carry it so that
+        // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run. A
+        // single node's run is its own sequence; a cluster's is its stream's.
+        let epoch = nats.as_ref().map_or(now_ns() / 1_000, |n| n.epoch);
         let recorder = Recorder::start(
             store.clone(),
             &config.database,
@@ -122,7 +143,22 @@ impl Server {
             epoch,
             metrics.clone(),
         );
-        let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![hub.clone(), recorder.clone()]));
+        let publisher = match (&nats, role) {
+            (Some(n), Role::Ingest) => Some(cluster::StreamPublisher::new(
+                n.prefix.clone(),
+                epoch,
+                config.cluster.publish_buffer_bytes,
+                symbols.clone(),
+                metrics.clone(),
+            )),
+            _ => None,
+        };
+        // An edge's hub is fed by the stream; nothing is sequenced or recorded here.
+        let sink: Arc<dyn EventSink> = match (&publisher, role) {
+            (_, Role::Edge) => hub.clone(),
+            (Some(p), _) => Arc::new(Fanout(vec![hub.clone(), recorder.clone(), p.clone()])),
+            (None, _) => Arc::new(Fanout(vec![hub.clone(), recorder.clone()])),
+        };
         let (ingest, ingest_handle) = Ingest::new(
             symbols.clone(),
             sink,
@@ -146,7 +182,8 @@ impl Server {
         })?;
 
         let indicators = Arc::new(LatestIndicators::default());
-        let pipeline = if config.pipeline.enabled {
+        let app_indicators = indicators.clone();
+        let pipeline = if config.pipeline.enabled && role != Role::Edge {
             let p = Pipeline::start(
                 config.pipeline.clone(),
                 hub.clone(),
@@ -195,6 +232,7 @@ impl Server {
                 config: Arc::new(config.feeds.http.clone()),
                 ingest: ingest_handle.live(config.feeds.max_future_skew_ms),
                 verified: verified.clone(),
+                cluster: status.clone(),
             },
             health: HealthState {
                 store: store.clone(),
@@ -202,6 +240,7 @@ impl Server {
                 ingest: ingest_handle.clone(),
                 metrics: metrics.clone(),
                 shutdown: stop.clone(),
+                cluster: status.clone(),
             },
             ws: Arc::new(WsContext {
                 config: config.ws.clone(),
@@ -215,6 +254,14 @@ impl Server {
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
                 per_address: Default::default(),
                 upgrades: WsContext::upgrade_limiter(&config.ws),
+                history: match (&nats, role) {
+                    (Some(n), Role::Edge) => Some(Arc::new(cluster::StreamHistory {
+                        nats: n.clone(),
+                        symbols: symbols.clone(),
+                        max_events: config.cluster.resume_max_events,
+                    })),
+                    _ => None,
+                },
             }),
             guard: Arc::new(RestGuard::new(
                 &config.api,
@@ -225,37 +272,81 @@ impl Server {
             max_body_bytes: config.api.max_body_bytes,
         };
 
-        let retention = tokio::spawn(crate::store::retention::run(
-            store.clone(),
-            config.database.clone(),
-            stop.clone(),
-        ));
+        // Edges read the shared database; ingest deletes old rows.
+        let retention = (role != Role::Edge).then(|| {
+            tokio::spawn(crate::store::retention::run(
+                store.clone(),
+                config.database.clone(),
+                stop.clone(),
+            ))
+        });
 
         let feeds_stop = CancellationToken::new();
-        let feeds = feeds
-            .into_iter()
-            .map(|feed| {
-                let name = feed.name();
-                let ingest = if feed.is_live() {
-                    ingest_handle.live(config.feeds.max_future_skew_ms)
-                } else {
-                    ingest_handle.clone()
-                };
-                let ctx = FeedContext {
-                    ingest,
-                    shutdown: feeds_stop.clone(),
-                    metrics: metrics.clone(),
-                    backlog: hub.backlog().clone(),
-                };
-                let task = tokio::spawn(async move {
-                    match feed.run(ctx).await {
-                        Ok(()) => tracing::info!(feed = name, "feed finished"),
-                        Err(error) => tracing::error!(feed = name, %error, "feed stopped"),
-                    }
+        let cluster_stop = CancellationToken::new();
+        let fatal = CancellationToken::new();
+        let start = FeedStart {
+            ingest: ingest_handle.clone(),
+            max_future_skew_ms: config.feeds.max_future_skew_ms,
+            stop: feeds_stop.clone(),
+            metrics: metrics.clone(),
+            backlog: hub.backlog().clone(),
+        };
+        let feeds = match (&nats, role) {
+            (_, Role::All) => start.spawn(feeds),
+            (_, Role::Edge) => Vec::new(),
+            (Some(n), Role::Ingest) => {
+                let node = format!("{}:{}", addr, std::process::id());
+                let leadership = cluster::run_lease(
+                    &n.js,
+                    &config.cluster,
+                    node,
+                    status.clone(),
+                    metrics.clone(),
+                    cluster_stop.clone(),
+                )
+                .await?;
+                let lost = leadership.lost.clone();
+                let fatal = fatal.clone();
+                tokio::spawn(async move {
+                    lost.cancelled().await;
+                    fatal.cancel();
                 });
-                (name, task)
-            })
-            .collect();
+                vec![(
+                    "feeds (ingest leader)",
+                    tokio::spawn(lead_feeds(
+                        leadership,
+                        n.clone(),
+                        symbols.clone(),
+                        start,
+                        feeds,
+                    )),
+                )]
+            }
+            (None, Role::Ingest) => Vec::new(),
+        };
+        let publisher = match (publisher, &nats) {
+            (Some(p), Some(n)) => {
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(p.run(n.js.clone(), stop.clone()));
+                Some((stop, task))
+            }
+            _ => None,
+        };
+        if let (Some(n), Role::Edge) = (&nats, role) {
+            tokio::spawn(cluster::run_edge(
+                n.clone(),
+                cluster::EdgeIntake {
+                    hub: hub.clone(),
+                    symbols: symbols.clone(),
+                    indicators: app_indicators.clone(),
+                    fields: crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
+                    status: status.clone(),
+                    metrics: metrics.clone(),
+                    warm: ms(config.cluster.warm_ms),
+                },
+                cluster_stop.clone(),
+            ));
+        }
 
         let http = tokio::spawn(crate::api::serve::serve(
             listener,
@@ -287,6 +378,9 @@ impl Server {
             sessions,
             retention,
             http,
+            publisher,
+            cluster_stop,
+            fatal,
         })
     }
 
@@ -364,6 +458,15 @@ impl Server {
         self.recorder
             .flush_and_stop(deadline.saturating_duration_since(Instant::now()))
             .await;
+        // The stream gets what ingest published before the lease is handed over, so a
+        // successor continues after it.
+        if let Some((stop, mut task)) = self.publisher.take() {
+            stop.cancel();
+            if !finish_by(deadline, "stream publisher", &mut task).await {
+                task.abort();
+            }
+        }
+        self.cluster_stop.cancel();
 
         self.stop.cancel();
         self.sessions.close();
@@ -381,8 +484,10 @@ impl Server {
             self.http.abort();
         }
         // The retention task watches the same token, so it ends at its next await point.
-        if !finish_by(deadline, "retention", &mut self.retention).await {
-            self.retention.abort();
+        if let Some(mut retention) = self.retention.take()
+            && !finish_by(deadline, "retention", &mut retention).await
+        {
+            retention.abort();
         }
         self.store.close().await;
         tracing::info!(
@@ -391,10 +496,104 @@ impl Server {
         );
     }
 
-    /// Runs until `signal` completes, then shuts down gracefully.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        signal.await;
+    /// Runs until `signal` completes, then shuts down gracefully. Ends early, with
+    /// [`ServerError::LeaseLost`], when this ingest node lost its lease: it must not publish
+    /// beside the new leader (a supervisor restarts it as a standby).
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let fatal = self.fatal.clone();
+        let lost = tokio::select! {
+            _ = signal => false,
+            _ = fatal.cancelled() => true,
+        };
+        if lost {
+            // Feeds first, at once: nothing more may be sequenced.
+            self.feeds_stop.cancel();
+        }
         self.shutdown().await;
+        if lost {
+            Err(ServerError::LeaseLost)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a feed task needs to start.
+struct FeedStart {
+    ingest: IngestHandle,
+    max_future_skew_ms: u64,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+    backlog: Arc<crate::rooms::PipelineBacklog>,
+}
+
+impl FeedStart {
+    /// Starts each feed as a task.
+    fn spawn(&self, feeds: Vec<Box<dyn Feed>>) -> Vec<(&'static str, JoinHandle<()>)> {
+        feeds
+            .into_iter()
+            .map(|feed| {
+                let name = feed.name();
+                let ingest = if feed.is_live() {
+                    self.ingest.live(self.max_future_skew_ms)
+                } else {
+                    self.ingest.clone()
+                };
+                let ctx = FeedContext {
+                    ingest,
+                    shutdown: self.stop.clone(),
+                    metrics: self.metrics.clone(),
+                    backlog: self.backlog.clone(),
+                };
+                let task = tokio::spawn(async move {
+                    match feed.run(ctx).await {
+                        Ok(()) => tracing::info!(feed = name, "feed finished"),
+                        Err(error) => tracing::error!(feed = name, %error, "feed stopped"),
+                    }
+                });
+                (name, task)
+            })
+            .collect()
+    }
+}
+
+/// An ingest node's feeds: nothing until this node holds the lease; then every channel
+/// continues from the stream's last `seq` and the feeds start (they reconnect, or replay and
+/// generate from their start, deterministically). Ends when the feeds do.
+async fn lead_feeds(
+    mut leadership: cluster::Leadership,
+    nats: Arc<Nats>,
+    symbols: Arc<Symbols>,
+    start: FeedStart,
+    feeds: Vec<Box<dyn Feed>>,
+) {
+    tokio::select! {
+        _ = start.stop.cancelled() => return,
+        r = leadership.acquired.wait_for(|held| *held) => if r.is_err() { return },
+    }
+    let seeds = loop {
+        match nats.last_seqs(&symbols).await {
+            Ok(s) => break s,
+            Err(error) => {
+                tracing::warn!(%error, "takeover: cannot read the stream's last seqs; retrying");
+                tokio::select! {
+                    _ = start.stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(
+        channels = seeds.len(),
+        "takeover: continuing the stream's sequences"
+    );
+    if start.ingest.seed(seeds).await.is_err() {
+        return;
+    }
+    for (name, task) in start.spawn(feeds) {
+        if let Err(error) = task.await {
+            tracing::error!(feed = name, %error, "feed task failed");
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct HealthState {
     pub metrics: Arc<Metrics>,
     /// Cancelled once shutdown begins: readiness turns 503 `shutting_down`.
     pub shutdown: CancellationToken,
+    /// The node's cluster role and state (`single` on a one-process server).
+    pub cluster: Arc<crate::cluster::ClusterStatus>,
 }
 
 pub(crate) async fn healthz() -> Response {
@@ -76,7 +78,8 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
         let age = now_ms() - last;
         json!({"ok": age <= PIPELINE_STALE_MS, "last_batch_age_ms": age})
     };
-    let ok = [&database, &feeds, &pipeline]
+    let cluster = health.cluster.check();
+    let ok = [&database, &feeds, &pipeline, &cluster]
         .iter()
         .all(|c| c["ok"] == json!(true));
     let (code, status) = if ok {
@@ -84,8 +87,8 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "degraded")
     };
-    let body = json!({"status": status, "checks": {
-        "database": database, "feeds": feeds, "pipeline": pipeline}});
+    let body = json!({"status": status, "role": health.cluster.role.as_str(), "checks": {
+        "database": database, "feeds": feeds, "pipeline": pipeline, "cluster": cluster}});
     (code, axum::Json(body)).into_response()
 }
 

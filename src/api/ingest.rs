@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::client::{VerifiedKeys, key_digest};
+use crate::cluster::ClusterStatus;
 use crate::feed::HttpIngestConfig;
 use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
@@ -26,6 +27,8 @@ pub struct IngestState {
     pub ingest: IngestHandle,
     /// Credentials that authenticated: the rate limit keys them by themselves.
     pub verified: Arc<VerifiedKeys>,
+    /// In a cluster only the ingest leader takes ticks.
+    pub cluster: Arc<ClusterStatus>,
 }
 
 /// One record of the request body.
@@ -62,6 +65,21 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     let cfg = &state.config;
     let headers = req.headers();
+    if !state.cluster.leads_ingest() {
+        let mut r = Problem::new(
+            ProblemCode::NotLeader,
+            format!(
+                "this {} node does not lead ingest; post ticks to the ingest leader",
+                state.cluster.role.as_str()
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return r;
+    }
     if cfg.token.is_empty() {
         return Problem::new(
             ProblemCode::IngestDisabled,

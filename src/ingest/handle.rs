@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::{Derived, Msg, TickError, check_future};
-use crate::model::{RawTick, Symbols};
+use crate::model::{ChannelId, RawTick, Symbols};
 use crate::telemetry::metrics::Metrics;
 
 /// The ingest queue is closed: the server is shutting down.
@@ -135,6 +135,20 @@ impl IngestHandle {
             .ingest_queue_depth
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Makes each channel continue after the given `seq` (never going back), and waits until
+    /// ingest applied it: a cluster leader that takes over continues the stream.
+    pub(crate) async fn seed(&self, seqs: Vec<(ChannelId, u64)>) -> Result<(), IngestClosed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Seed(seqs, tx))
+            .await
+            .map_err(|_| IngestClosed)?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        rx.await.map_err(|_| IngestClosed)
     }
 
     /// Asks ingest to publish what is queued and stop (graceful shutdown).

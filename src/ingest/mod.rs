@@ -101,6 +101,9 @@ enum Msg {
         published: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Derived(Vec<Derived>),
+    /// Continue these channels after the given `seq`s (a new cluster leader taking over the
+    /// stream); told once applied.
+    Seed(Vec<(ChannelId, u64)>, tokio::sync::oneshot::Sender<()>),
     /// Everything queued before this is published, then ingest stops.
     Stop,
 }
@@ -236,6 +239,17 @@ impl Ingest {
                 for d in values {
                     out.push(self.derived_event(d, ts));
                 }
+            }
+            Msg::Seed(seqs, done) => {
+                for (ch, seq) in seqs {
+                    let (k, i) = (ch.kind.index(), ch.symbol.0 as usize);
+                    if self.seq[k].len() <= i {
+                        self.seq[k].resize(i + 1, 0);
+                        self.names[k].resize(i + 1, Arc::from(""));
+                    }
+                    self.seq[k][i] = self.seq[k][i].max(seq);
+                }
+                acks.push(done);
             }
         }
         false

@@ -101,7 +101,7 @@ impl LatestIndicators {
             .copied()
     }
 
-    fn store(&self, latest: &[(SymbolId, IndicatorValues)], ts: i64) {
+    pub(crate) fn store(&self, latest: &[(SymbolId, IndicatorValues)], ts: i64) {
         let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
         for (s, v) in latest {
             map.insert(*s, (*v, ts));

@@ -91,6 +91,9 @@ codes! {
         Internal => "internal",
         DatabaseUnavailable => "database_unavailable",
         IngestBusy => "ingest_busy",
+        /// `POST /api/v1/ingest` on a cluster node that does not lead ingest (an edge, or an
+        /// ingest node standing by).
+        NotLeader => "not_leader",
         ShuttingDown => "shutting_down",
         TooManyConnections => "too_many_connections",
     }
@@ -113,7 +116,7 @@ impl ProblemCode {
             WebsocketRequired => StatusCode::UPGRADE_REQUIRED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            DatabaseUnavailable | IngestBusy | ShuttingDown | TooManyConnections => {
+            DatabaseUnavailable | IngestBusy | NotLeader | ShuttingDown | TooManyConnections => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }

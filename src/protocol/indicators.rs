@@ -35,6 +35,21 @@ impl IndicatorFields {
     }
 }
 
+impl IndicatorFields {
+    /// The indicator values of an encoded event (the inverse of [`IndicatorFields::insert`]); a
+    /// field that is missing or not a number reads as still warming up.
+    pub(crate) fn read(&self, object: &Map<String, Value>) -> IndicatorValues {
+        let get = |k: &str| object.get(k).and_then(Value::as_f64);
+        IndicatorValues {
+            sma: get(&self.sma),
+            ema: get(&self.ema),
+            rsi: get(&self.rsi),
+            volatility: get("volatility"),
+            vwap: get("vwap"),
+        }
+    }
+}
+
 /// A JSON number, or `null` for a missing or non-finite value (JSON has no NaN).
 fn number(x: Option<f64>) -> Value {
     x.and_then(Number::from_f64)

@@ -1,10 +1,12 @@
 //! The wire contract, [`docs/PROTOCOL.md`](../../docs/PROTOCOL.md): the WebSocket ops and
 //! events, the error codes of both the WebSocket and the REST API, and the indicator field names.
-//! Only `ingest` (which encodes each event once), `ws` and `api` use it; `ring`, `rooms`, `bars`
+//! Only `ingest` (which encodes each event once), `cluster` (which reads them back on edges),
+//! `ws` and `api` use it; `ring`, `rooms`, `bars`
 //! and `pipeline` move typed values and opaque `Bytes` and know no JSON.
 //!
 //! - `ops`: inbound ops and channel-name syntax;
 //! - `events`: `tick`, `bar` and `indicators`, encoded once at ingest;
+//! - `decode`: the same events read back into typed values (edge nodes receive them encoded);
 //! - `replies`: `ack`, `error`, `pong`, `list` and `snapshot`, encoded per connection;
 //! - `frame`: the drained items of one connection as one frame, an object or a JSON array;
 //! - `codes`: [`ErrorCode`] (WebSocket) and [`ProblemCode`] (REST);
@@ -13,6 +15,7 @@
 //!   `/ws` handshake).
 
 mod codes;
+mod decode;
 mod events;
 mod frame;
 mod indicators;
@@ -24,6 +27,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use codes::{ErrorCode, ProblemCode};
+pub use decode::{DecodeError, Decoded, decode_event};
 pub use events::{encode_bar, encode_indicators, encode_tick};
 pub use frame::join_frame;
 pub use indicators::IndicatorFields;

@@ -1,8 +1,10 @@
 //! Per-channel ring buffer of sequenced events: the memory behind snapshots, resume and the
 //! pipeline's view of new ticks.
 //!
-//! The ring never assigns `seq`; it checks that events arrive in `seq` order (+1 each) and keeps
-//! the newest `capacity` of them.
+//! The ring never assigns `seq`; events arrive in `seq` order and it keeps the newest `capacity`
+//! of them. A ring may start at any `seq` (an edge node joins a stream mid-way, a new ingest
+//! leader continues the old one's), and an event past `last_seq + 1` (events lost upstream)
+//! restarts it there: it never holds a hole, so a replay is always exact.
 
 use std::collections::VecDeque;
 
@@ -65,6 +67,8 @@ pub struct Ring<T> {
     capacity: usize,
     /// `seq` of the newest event ever pushed (0 before the first).
     last_seq: u64,
+    /// `seq` just before the ring's history starts: 0, or the `seq` before a restart.
+    start_seq: u64,
 }
 
 // === impl Ring ===
@@ -75,16 +79,18 @@ impl<T: Sequenced> Ring<T> {
             buf: VecDeque::new(),
             capacity: capacity.max(1),
             last_seq: 0,
+            start_seq: 0,
         }
     }
 
-    /// Appends the next event, evicting the oldest when full.
+    /// Appends an event newer than the last, evicting the oldest when full. The first event may
+    /// have any `seq`; one past `last_seq + 1` empties the ring and starts it again there.
     pub fn push(&mut self, item: T) {
-        debug_assert_eq!(
-            item.seq(),
-            self.last_seq + 1,
-            "ring events must be contiguous"
-        );
+        debug_assert!(item.seq() > self.last_seq, "ring events must be in order");
+        if item.seq() != self.last_seq + 1 {
+            self.buf.clear();
+            self.start_seq = item.seq() - 1;
+        }
         self.last_seq = item.seq();
         if self.buf.len() == self.capacity {
             self.buf.pop_front();
@@ -95,6 +101,12 @@ impl<T: Sequenced> Ring<T> {
     /// `seq` of the newest event, 0 when none was ever pushed.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// `seq` just before the first event this ring was given (after its latest restart): a
+    /// reader that starts here misses nothing that the ring ever had.
+    pub(crate) fn start_seq(&self) -> u64 {
+        self.start_seq
     }
 
     /// `seq` of the oldest event still held (`last_seq + 1` when empty).
@@ -206,6 +218,32 @@ mod tests {
         assert_eq!(r.replay(0).map(|it| it.len()), Ok(0));
         assert_eq!(r.oldest_seq(), 1);
         assert!(r.latest().is_none());
+    }
+
+    #[test]
+    fn a_ring_starts_anywhere_and_restarts_at_a_jump() {
+        let mut r: Ring<E> = Ring::new(4);
+        r.push(E(101));
+        r.push(E(102));
+        assert_eq!(
+            (r.start_seq(), r.oldest_seq(), r.last_seq()),
+            (100, 101, 102)
+        );
+        assert_eq!(r.replay(100).map(seqs), Ok(vec![101, 102]));
+        assert_eq!(
+            r.replay(99).map(seqs),
+            Err(ReplayError::Evicted {
+                from: 99,
+                oldest: 101
+            })
+        );
+        // Events 103..=109 never arrived: the ring holds no hole, a replay across it is refused.
+        r.push(E(110));
+        assert_eq!((r.start_seq(), r.oldest_seq()), (109, 110));
+        assert_eq!(seqs(r.snapshot(10)), vec![110]);
+        assert!(r.replay(102).is_err());
+        let (it, missed) = r.since(102);
+        assert_eq!((seqs(it), missed), (vec![110], 7));
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl Hub {
             let Some(channel) = st.channels.get(&ch) else {
                 continue;
             };
-            let cursor = cursors.entry(symbol).or_insert(0);
+            // A new reader starts where the ring's history does (0, or where an ingest node
+            // that took over continued the stream).
+            let cursor = cursors
+                .entry(symbol)
+                .or_insert_with(|| channel.ring.start_seq());
             if channel.ring.last_seq() == *cursor {
                 continue;
             }
@@ -71,6 +75,15 @@ impl Hub {
         }
         self.backlog.consumed(read);
         out
+    }
+
+    /// (`seq` of the oldest held event, `seq` of the newest) of `ch`: a resume from `from`
+    /// can be replayed from the ring when `from + 1 >= oldest`.
+    pub(crate) fn held_range(&self, ch: ChannelId) -> (u64, u64) {
+        self.lock()
+            .channels
+            .get(&ch)
+            .map_or((1, 0), |c| (c.ring.oldest_seq(), c.ring.last_seq()))
     }
 
     /// `seq` of the newest event of `ch` (0 when it has none).

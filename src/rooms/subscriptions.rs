@@ -44,6 +44,10 @@ pub struct Subscribe {
     pub snapshot: Option<usize>,
     /// The resume points belong to another server run: answer each with a reset snapshot.
     pub stale_from: bool,
+    /// Missed events read from older history than the ring (an edge's stream), per channel:
+    /// the events after the client's `from` up to the `seq` given, where the ring's replay
+    /// takes over.
+    pub prefetched: HashMap<ChannelId, (u64, Vec<Bytes>)>,
 }
 
 /// The held budget of one subscribe, shared out over the channels that need a snapshot or a
@@ -209,11 +213,23 @@ impl Hub {
         // it is still held, and they all fit the share; otherwise the client gets a snapshot
         // marked `reset` (never a replay cut short: that would be a silent `seq` jump).
         let from = req.from.get(&ch).copied();
-        let replay = from
+        // Events read from older history come first; the ring replays from where they end.
+        let (ring_from, prefix): (Option<u64>, &[Bytes]) = match req.prefetched.get(&ch) {
+            Some((upto, events)) if from.is_some() => (Some(*upto), events),
+            _ => (from, &[]),
+        };
+        let prefix_bytes: usize = prefix.iter().map(|b| b.len() + 1).sum();
+        let replay = ring_from
             .filter(|_| !req.stale_from)
             .and_then(|f| channel.ring.replay(f).ok())
-            .filter(|events| events.clone().map(|e| e.bytes.len() + 1).sum::<usize>() <= share);
+            .filter(|events| {
+                prefix_bytes + events.clone().map(|e| e.bytes.len() + 1).sum::<usize>() <= share
+            });
         if let Some(events) = replay {
+            for b in prefix {
+                budget.spend(b.len() + 1);
+                held.push(Item::Control(b.clone()));
+            }
             for e in events {
                 budget.spend(e.bytes.len() + 1);
                 held.push(Item::Control(e.bytes.clone()));

@@ -264,7 +264,29 @@ metrics! {
         "tick and bar rows dropped because the write-behind queue was full";
     counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";
 
+    counter cluster_events_published => "tickcast_cluster_events_published_total",
+        "events acknowledged by the JetStream stream (ingest)";
+    counter cluster_publish_dropped => "tickcast_cluster_publish_dropped_total",
+        "events dropped because the stream publish buffer was full (ingest)";
+    counter cluster_publish_errors => "tickcast_cluster_publish_errors_total",
+        "failed stream publish attempts, retried (ingest)";
+    counter cluster_events_received => "tickcast_cluster_events_received_total",
+        "events received from the stream (edge)";
+    counter cluster_decode_errors => "tickcast_cluster_decode_errors_total",
+        "stream messages that were not tickcast events (edge)";
+    counter cluster_resumes_from_stream => "tickcast_cluster_resumes_from_stream_total",
+        "resumes whose gap was read from the stream, older than the ring (edge)";
+    counter cluster_leadership_changes => "tickcast_cluster_leadership_changes_total",
+        "times this node took the ingest lease";
+
     gauge connections => "tickcast_ws_connections", "open websocket connections";
+    gauge cluster_leader => "tickcast_cluster_leader", "1 while this node holds the ingest lease";
+    gauge cluster_publish_buffer_bytes => "tickcast_cluster_publish_buffer_bytes",
+        "encoded events waiting to be published to the stream (ingest)";
+    gauge cluster_stream_lag_events => "tickcast_cluster_stream_lag_events",
+        "stream messages not yet received by this edge";
+    gauge cluster_stream_lag_ms => "tickcast_cluster_stream_lag_ms",
+        "age of the newest stream message this edge received, at receipt";
     gauge subscriptions => "tickcast_ws_subscriptions", "active subscriptions";
     gauge ingest_queue_depth => "tickcast_ingest_queue_depth", "tick batches waiting for ingest";
     gauge db_backlog => "tickcast_db_backlog", "tick and bar rows waiting in the write-behind queue";

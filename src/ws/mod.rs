@@ -56,6 +56,21 @@ pub struct WsContext {
     pub(crate) per_address: Arc<ConnectionsPerAddress>,
     /// Upgrades per client address (`ws.upgrades_per_second`, `ws.upgrade_burst`).
     pub(crate) upgrades: governor::DefaultKeyedRateLimiter<ClientAddr>,
+    /// History older than the rings (an edge node's stream); `None` on a single node.
+    pub history: Option<Arc<dyn History>>,
+}
+
+/// Events older than the rings hold, from a store of the whole sequence (the cluster's
+/// stream), so a resume whose gap left the ring can still be replayed exactly.
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// The encoded events of `ch` with `seq` in `(from, until]`, oldest first, or `None` when
+    /// they are not all held any more (or there are too many to read for one resume).
+    fn range(
+        &self,
+        ch: crate::model::ChannelId,
+        from: u64,
+        until: u64,
+    ) -> futures_util::future::BoxFuture<'_, Option<Vec<bytes::Bytes>>>;
 }
 
 impl WsContext {

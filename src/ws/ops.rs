@@ -32,7 +32,7 @@ impl Ops<'_> {
         self.reply(protocol::encode_error(id, code, message));
     }
 
-    pub(super) fn handle(&mut self, text: &str) {
+    pub(super) async fn handle(&mut self, text: &str) {
         let op = match protocol::parse_op(text) {
             Ok(op) => op,
             Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
@@ -49,6 +49,7 @@ impl Ops<'_> {
                 let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
                 let from = from.unwrap_or_default();
                 self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
+                    .await
             }
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
@@ -72,7 +73,7 @@ impl Ops<'_> {
         }
     }
 
-    fn subscribe(
+    async fn subscribe(
         &mut self,
         id: Option<i64>,
         channels: &[String],
@@ -154,14 +155,47 @@ impl Ops<'_> {
             &accepted,
             self.ctx.epoch,
         ));
+        let prefetched = if stale_from {
+            HashMap::new()
+        } else {
+            self.prefetch(&resume).await
+        };
         let req = Subscribe {
             targets,
             from: resume,
             throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
             snapshot,
             stale_from,
+            prefetched,
         };
         self.hub().subscribe(self.conn, self.outbox, &req);
+    }
+
+    /// For each resume point whose gap has left the ring, the missed events from older history
+    /// (an edge's stream) up to the ring's newest, so the ring replays the rest. Without
+    /// history, or when it no longer holds them, the hub answers `reset` as on a single node.
+    async fn prefetch(
+        &self,
+        resume: &HashMap<ChannelId, u64>,
+    ) -> HashMap<ChannelId, (u64, Vec<Bytes>)> {
+        let mut out = HashMap::new();
+        let Some(history) = &self.ctx.history else {
+            return out;
+        };
+        for (&ch, &from) in resume {
+            let (oldest, last) = self.hub().held_range(ch);
+            if from + 1 >= oldest || from >= last {
+                continue; // the ring serves it (or it is ahead: the hub says so)
+            }
+            if let Some(events) = history.range(ch, from, last).await {
+                self.ctx
+                    .metrics
+                    .cluster_resumes_from_stream
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                out.insert(ch, (last, events));
+            }
+        }
+        out
     }
 
     fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {

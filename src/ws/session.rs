@@ -154,7 +154,7 @@ where
         };
         tokio::select! {
             msg = sink.next() => {
-                if let Some(close) = reader.on_message(msg) {
+                if let Some(close) = reader.on_message(msg).await {
                     conn.request_close(close);
                 }
             }
@@ -296,7 +296,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Handles one inbound message; `Some` when the connection must close.
-    fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<Close> {
+    async fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<Close> {
         let Some(msg) = msg else {
             return Some(Close::GONE);
         };
@@ -320,7 +320,7 @@ impl Reader<'_> {
             Err(_) => return Some(Close::GONE),
         };
         match (self.limiter.check(), text) {
-            (Verdict::Allow, Some(text)) => ops.handle(&text),
+            (Verdict::Allow, Some(text)) => ops.handle(&text).await,
             (Verdict::Allow, None) => {
                 if is_binary {
                     ops.error(

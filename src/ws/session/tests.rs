@@ -180,6 +180,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         epoch: 42,
         sessions: TaskTracker::new(),
         shutdown: CancellationToken::new(),
+        history: None,
     })
 }
 

@@ -1,0 +1,195 @@
+//! An edge node's intake: one ordered consumer over the whole stream, from `cluster.warm_ms`
+//! ago, into the hub exactly as ingest publishes on a single node (so fan-out, batching,
+//! conflation and 1013 are unchanged). The node is live (`/readyz`) once it has caught up.
+//!
+//! The consumer resumes by itself after NATS comes back (the client reconnects; a consumer
+//! that fails is recreated from the next stream sequence). An edge that falls behind the
+//! stream only delays its own sockets: JetStream holds the backlog, ingest never waits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{ClusterStatus, Nats, SEQ_HEADER, subject};
+use crate::model::{ChannelId, Event, Payload, Symbols, now_ns};
+use crate::pipeline::LatestIndicators;
+use crate::protocol::{IndicatorFields, decode_event};
+use crate::rooms::{EventSink, Hub};
+use crate::telemetry::metrics::Metrics;
+
+/// Messages handed to the hub as one batch at most.
+const BATCH: usize = 512;
+
+pub(crate) struct EdgeIntake {
+    pub hub: Arc<Hub>,
+    pub symbols: Arc<Symbols>,
+    pub indicators: Arc<LatestIndicators>,
+    pub fields: IndicatorFields,
+    pub status: Arc<ClusterStatus>,
+    pub metrics: Arc<Metrics>,
+    pub warm: Duration,
+}
+
+/// Runs until `stop`.
+pub(crate) async fn run_edge(nats: Arc<Nats>, intake: EdgeIntake, stop: CancellationToken) {
+    let start = time::OffsetDateTime::now_utc() - intake.warm;
+    let mut policy = DeliverPolicy::ByStartTime { start_time: start };
+    // The next stream sequence to read, once any was read.
+    let mut next: Option<u64> = None;
+    let mut retry = Duration::from_millis(100);
+    loop {
+        if let Some(seq) = next {
+            policy = DeliverPolicy::ByStartSequence {
+                start_sequence: seq,
+            };
+        }
+        let consumed = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = consume(&nats, &intake, policy, &mut next) => r,
+        };
+        if let Err(error) = consumed {
+            tracing::warn!(%error, "stream consumer stopped; recreating");
+        }
+        intake.status.set_active(false);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn consume(
+    nats: &Nats,
+    intake: &EdgeIntake,
+    policy: DeliverPolicy,
+    next: &mut Option<u64>,
+) -> Result<(), String> {
+    let consumer = nats
+        .stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject::all(&nats.prefix),
+            deliver_policy: policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = consumer;
+    // Nothing to read yet means caught up already.
+    if let Ok(info) = consumer.info().await
+        && info.num_pending == 0
+    {
+        mark_live(intake);
+    }
+    let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut chunks = messages.ready_chunks(BATCH);
+    let mut events: Vec<Event> = Vec::with_capacity(BATCH);
+    while let Some(chunk) = chunks.next().await {
+        let mut caught_up = false;
+        for message in chunk {
+            let message = message.map_err(|e| e.to_string())?;
+            let Ok(info) = message.info() else { continue };
+            *next = Some(info.stream_sequence + 1);
+            let lag_ms = (now_ns() - info.published.unix_timestamp_nanos() as i64) / 1_000_000;
+            intake
+                .metrics
+                .cluster_stream_lag_events
+                .store(info.pending, Ordering::Relaxed);
+            intake
+                .metrics
+                .cluster_stream_lag_ms
+                .store(lag_ms.max(0) as u64, Ordering::Relaxed);
+            caught_up |= info.pending == 0;
+            intake
+                .metrics
+                .cluster_events_received
+                .fetch_add(1, Ordering::Relaxed);
+            match to_event(nats, intake, &message) {
+                Some(e) => events.push(e),
+                None => {
+                    intake
+                        .metrics
+                        .cluster_decode_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        publish(intake, &mut events);
+        if caught_up {
+            mark_live(intake);
+        }
+    }
+    Err("message stream ended".into())
+}
+
+fn mark_live(intake: &EdgeIntake) {
+    if !intake.status.active() {
+        tracing::info!("edge caught up with the stream; live");
+    }
+    intake.status.set_active(true);
+}
+
+/// Hands a batch to the hub, and indicators to the REST read model.
+fn publish(intake: &EdgeIntake, events: &mut Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let latest: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.payload {
+            Payload::Indicators(v) => Some((e.channel.symbol, v)),
+            _ => None,
+        })
+        .collect();
+    intake.hub.publish(events);
+    if let Some(ts) = events.last().map(|e| e.ts) {
+        intake.indicators.store(&latest, ts);
+    }
+    events.clear();
+}
+
+/// The event a stream message carries, or `None` (logged) when it is not one of ours.
+fn to_event(
+    nats: &Nats,
+    intake: &EdgeIntake,
+    message: &async_nats::jetstream::Message,
+) -> Option<Event> {
+    let Some((kind, name)) = subject::parse(&nats.prefix, &message.subject) else {
+        tracing::warn!(subject = %message.subject, "stream message on a foreign subject");
+        return None;
+    };
+    let symbol = match intake.symbols.intern(&name) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, symbol = %name, "stream message dropped");
+            return None;
+        }
+    };
+    let decoded = match decode_event(kind, symbol, &message.payload, &intake.fields) {
+        Ok(d) => d,
+        Err(error) => {
+            tracing::warn!(%error, subject = %message.subject, "stream message not decoded");
+            return None;
+        }
+    };
+    let header_seq = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(SEQ_HEADER))
+        .and_then(|v| v.as_str().parse::<u64>().ok());
+    if header_seq.is_some_and(|s| s != decoded.seq) {
+        tracing::warn!(subject = %message.subject, "stream message seq header disagrees");
+        return None;
+    }
+    Some(Event {
+        channel: ChannelId { kind, symbol },
+        seq: decoded.seq,
+        ts: decoded.ts,
+        payload: decoded.payload,
+        bytes: message.payload.clone(),
+    })
+}

@@ -1,0 +1,205 @@
+//! Reading the channel events back: an edge node receives each event from the stream exactly as
+//! ingest encoded it (the wire bytes, shared with every socket unchanged) and needs its typed
+//! payload too (REST reads the latest tick, bar and indicators). The inverse of `events.rs`.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::indicators::IndicatorFields;
+use crate::model::{BarEvent, Kind, Payload, Side, SymbolId, Tick};
+
+/// An event the stream carried that does not read as its channel's event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a {kind} event: {message}")]
+    Json { kind: Kind, message: String },
+    #[error("unknown side {0:?}")]
+    Side(String),
+}
+
+/// The sequencing fields and the typed payload of one encoded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub seq: u64,
+    pub ts: i64,
+    pub payload: Payload,
+}
+
+#[derive(Deserialize)]
+struct TickIn<'a> {
+    seq: u64,
+    ts: i64,
+    price: f64,
+    size: f64,
+    #[serde(borrow)]
+    side: Option<&'a str>,
+    xts: i64,
+}
+
+#[derive(Deserialize)]
+struct BarIn {
+    seq: u64,
+    ts: i64,
+    start: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    trades: u64,
+    #[serde(rename = "final")]
+    is_final: bool,
+}
+
+/// Decodes an event of `kind` for `symbol` (the receiver's own id for it).
+pub fn decode_event(
+    kind: Kind,
+    symbol: SymbolId,
+    bytes: &[u8],
+    fields: &IndicatorFields,
+) -> Result<Decoded, DecodeError> {
+    let json = |e: serde_json::Error| DecodeError::Json {
+        kind,
+        message: e.to_string(),
+    };
+    match kind {
+        Kind::Ticks => {
+            let t: TickIn = serde_json::from_slice(bytes).map_err(json)?;
+            let side = match t.side {
+                None => None,
+                Some(s) => Some(Side::parse_strict(s).ok_or_else(|| DecodeError::Side(s.into()))?),
+            };
+            Ok(Decoded {
+                seq: t.seq,
+                ts: t.ts,
+                payload: Payload::Tick(Tick {
+                    symbol,
+                    price: t.price,
+                    size: t.size,
+                    side,
+                    exchange_ts: t.xts,
+                    ts: t.ts,
+                }),
+            })
+        }
+        Kind::Bars1s | Kind::Bars1m => {
+            let b: BarIn = serde_json::from_slice(bytes).map_err(json)?;
+            Ok(Decoded {
+                seq: b.seq,
+                ts: b.ts,
+                payload: Payload::Bar(BarEvent {
+                    start_ms: b.start,
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                    trades: b.trades,
+                    is_final: b.is_final,
+                }),
+            })
+        }
+        Kind::Indicators => {
+            let v: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(json)?;
+            let int = |k: &str| v.get(k).and_then(Value::as_i64);
+            let (Some(seq), Some(ts)) = (int("seq"), int("ts")) else {
+                return Err(DecodeError::Json {
+                    kind,
+                    message: "no integer `seq` and `ts`".into(),
+                });
+            };
+            Ok(Decoded {
+                seq: seq.max(0) as u64,
+                ts,
+                payload: Payload::Indicators(fields.read(&v)),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{IndicatorPeriods, IndicatorValues};
+    use crate::protocol::{encode_bar, encode_indicators, encode_tick};
+
+    fn fields() -> IndicatorFields {
+        IndicatorFields::new(&IndicatorPeriods {
+            sma: 20,
+            ema: 20,
+            rsi: 14,
+            volatility: 20,
+        })
+    }
+
+    #[test]
+    fn every_encoded_event_decodes_to_what_was_encoded() {
+        let s = SymbolId(3);
+        for side in [Some(Side::Buy), Some(Side::Sell), None] {
+            let tick = Tick {
+                symbol: s,
+                price: 189.23,
+                size: 100.0,
+                side,
+                exchange_ts: 1_764_070_000_120_000_000,
+                ts: 1_764_070_000_123_456_789,
+            };
+            let got =
+                decode_event(Kind::Ticks, s, &encode_tick("ticks:X", 7, &tick), &fields()).unwrap();
+            assert_eq!((got.seq, got.ts), (7, tick.ts));
+            assert_eq!(got.payload, Payload::Tick(tick));
+        }
+        let bar = BarEvent {
+            start_ms: 1_764_070_000_000,
+            open: 1.0,
+            high: 1.25,
+            low: 0.5,
+            close: 1.125,
+            volume: 300.0,
+            trades: 3,
+            is_final: false,
+        };
+        let got = decode_event(
+            Kind::Bars1m,
+            s,
+            &encode_bar("bars.1m:X", 9, 42, &bar),
+            &fields(),
+        )
+        .unwrap();
+        assert_eq!((got.seq, got.ts, got.payload), (9, 42, Payload::Bar(bar)));
+        let values = IndicatorValues {
+            sma: Some(1.5),
+            ema: None,
+            rsi: Some(55.25),
+            volatility: Some(0.01),
+            vwap: Some(1.05),
+        };
+        let got = decode_event(
+            Kind::Indicators,
+            s,
+            &encode_indicators("indicators:X", 4, 43, &values, &fields()),
+            &fields(),
+        )
+        .unwrap();
+        assert_eq!(
+            (got.seq, got.ts, got.payload),
+            (4, 43, Payload::Indicators(values))
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_kind() {
+        for (kind, bytes) in [
+            (Kind::Ticks, &b"{\"seq\":1}"[..]),
+            (Kind::Bars1s, b"not json"),
+            (Kind::Indicators, b"{\"seq\":\"x\",\"ts\":1}"),
+            (
+                Kind::Ticks,
+                b"{\"seq\":1,\"ts\":1,\"price\":1,\"size\":1,\"side\":\"up\",\"xts\":1}",
+            ),
+        ] {
+            let err = decode_event(kind, SymbolId(0), bytes, &fields()).unwrap_err();
+            assert!(!err.to_string().is_empty());
+        }
+    }
+}
