@@ -4,6 +4,7 @@
 mod util;
 
 mod amplification;
+mod cluster;
 mod config;
 mod feeds;
 mod ingest_http;

@@ -1,0 +1,433 @@
+//! Cluster roles end to end: real `tickcast` processes (`--role ingest` and `--role edge`) on
+//! the real NATS JetStream server and the real PostgreSQL, killed with SIGKILL the way a crashed
+//! node dies. Each test has its own stream, subjects, lease and database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::util::{Client, TestDb};
+
+/// The machine's NATS server (CI starts it if it is down).
+const NATS: &str = "nats://127.0.0.1:4222";
+/// How long a node may take to start, fail over or recover.
+const SLOW: Duration = Duration::from_secs(30);
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Names no other test (or earlier run) uses.
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}{}x{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tickcast::model::now_ns() % 1_000_000_007
+    )
+}
+
+/// The settings every node of one test shares.
+struct ClusterEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl ClusterEnv {
+    fn new(db: &TestDb, nats_url: &str, lease_ttl_ms: u64) -> ClusterEnv {
+        let id = unique("c");
+        let vars = [
+            ("DATABASE_URL", db.url.clone()),
+            ("TICKCAST_CLUSTER__NATS_URL", nats_url.to_owned()),
+            ("TICKCAST_CLUSTER__STREAM", format!("T{id}")),
+            ("TICKCAST_CLUSTER__SUBJECT_PREFIX", format!("t{id}")),
+            ("TICKCAST_CLUSTER__LEASE_BUCKET", format!("L{id}")),
+            ("TICKCAST_CLUSTER__LEASE_TTL_MS", lease_ttl_ms.to_string()),
+            ("TICKCAST_CLUSTER__MAX_AGE_MS", "600000".to_owned()),
+            ("TICKCAST_CLUSTER__MAX_BYTES", "67108864".to_owned()),
+            // Two symbols at 50 ticks/s each: a few seconds of outage outgrow a small ring.
+            ("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "2".to_owned()),
+            ("TICKCAST_FEEDS__SYNTHETIC__RATE", "100".to_owned()),
+            ("TICKCAST_DATABASE__RETENTION_DAYS", "0".to_owned()),
+            ("TICKCAST_LOG__LEVEL", "info".to_owned()),
+        ];
+        ClusterEnv {
+            vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        }
+    }
+}
+
+/// One `tickcast serve` process; killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    role: &'static str,
+    log: PathBuf,
+}
+
+impl Node {
+    async fn start(role: &'static str, env: &ClusterEnv, extra: &[(&str, &str)]) -> Node {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log =
+            std::env::temp_dir().join(format!("{}-{role}-{}.log", unique("node"), addr.port()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickcast"));
+        cmd.args(["serve", "--role", role])
+            .env("TICKCAST_SERVER__LISTEN", addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        for (k, v) in &env.vars {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("tickcast starts");
+        Node {
+            child,
+            addr,
+            role,
+            log,
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `/readyz` status and body, or `None` while the node does not answer.
+    async fn readyz(&self) -> Option<(u16, Value)> {
+        let (status, body) = get(self.addr, "/readyz").await?;
+        Some((status, serde_json::from_str(&body).ok()?))
+    }
+
+    /// Waits until `/readyz` answers `status` with `check` true of its body.
+    async fn wait_ready(&self, status: u16, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + SLOW;
+        loop {
+            if let Some((s, body)) = self.readyz().await
+                && s == status
+                && check(&body)
+            {
+                return body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{} node: not {what} in time; /readyz {:?}; log:\n{}",
+                    self.role,
+                    self.readyz().await,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = get(self.addr, "/metrics").await.expect("metrics answer");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// `GET path` over a fresh connection: (status, body), or `None` if nothing answers.
+async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let io = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn state(body: &Value) -> &str {
+    body["checks"]["cluster"]["state"].as_str().unwrap_or("")
+}
+
+/// The next `tick` of `ch` (skipping anything else), within `SLOW`.
+async fn next_tick(c: &mut Client, ch: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + SLOW;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match c.next_within(left).await {
+            Some(crate::util::Got::Event(v)) if v["type"] == "tick" && v["ch"] == ch => return v,
+            Some(crate::util::Got::Event(v)) => {
+                assert_ne!(v["type"], "snapshot", "unexpected snapshot (a reset?): {v}");
+            }
+            Some(crate::util::Got::Closed(code, reason)) => {
+                panic!("socket closed ({code:?} {reason}) while waiting for {ch}")
+            }
+            None => panic!("no tick of {ch} within {SLOW:?}"),
+        }
+    }
+}
+
+fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().expect("seq")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_on_another_edge_from_the_stream_and_ingest_failover_continues_seq() {
+    let db = TestDb::postgres().await;
+    let env = ClusterEnv::new(&db, NATS, 2_000);
+    let ingest1 = Node::start("ingest", &env, &[]).await;
+    ingest1
+        .wait_ready(200, "the ingest leader", |b| state(b) == "leader")
+        .await;
+    let edge_a = Node::start("edge", &env, &[]).await;
+    // Edge B keeps 32 events per channel: a few seconds away from it outgrow its ring.
+    let small_ring = [
+        ("TICKCAST_RING__CAPACITY", "32"),
+        ("TICKCAST_RING__SNAPSHOT_DEPTH", "10"),
+        ("TICKCAST_CLUSTER__RESUME_MAX_EVENTS", "300"),
+    ];
+    let edge_b = Node::start("edge", &env, &small_ring).await;
+    for edge in [&edge_a, &edge_b] {
+        let body = edge.wait_ready(200, "live", |b| state(b) == "live").await;
+        assert_eq!(body["role"], "edge");
+    }
+
+    // A client on edge A sees live ticks with contiguous seq.
+    let ch = "ticks:AAPL";
+    let mut client = Client::connect(&edge_a.ws_url()).await;
+    let ack = client
+        .subscribe(json!({"op":"subscribe","id":1,"channels":[ch]}))
+        .await;
+    let epoch = ack["epoch"].as_i64().expect("epoch");
+    let snap = client.event_of("snapshot").await;
+    let mut last = snap["seq"].as_u64().expect("snapshot seq");
+    for _ in 0..20 {
+        let t = next_tick(&mut client, ch).await;
+        assert_eq!(seq(&t), last + 1, "contiguous on edge A: {t}");
+        last = seq(&t);
+    }
+
+    // Edge A dies; the client is away long enough for edge B's ring to drop what it missed.
+    edge_a.kill().await;
+    drop(client);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // On edge B it resumes with `from` and the epoch: exactly the missed events, then live.
+    let mut client = Client::connect(&edge_b.ws_url()).await;
+    let ack = client
+        .subscribe(json!({"op":"subscribe","id":2,"channels":[ch],
+                          "from":{ch: last},"epoch":epoch}))
+        .await;
+    assert_eq!(ack["epoch"], epoch, "every node reports the stream's epoch");
+    let first = next_tick(&mut client, ch).await;
+    assert_eq!(seq(&first), last + 1, "the first missed event: {first}");
+    last = seq(&first);
+    for _ in 0..200 {
+        let t = next_tick(&mut client, ch).await;
+        assert_eq!(seq(&t), last + 1, "contiguous after the resume: {t}");
+        last = seq(&t);
+    }
+    assert!(
+        edge_b
+            .metric("tickcast_cluster_resumes_from_stream_total")
+            .await
+            >= 1,
+        "the gap was older than edge B's ring, so it came from the stream"
+    );
+
+    // A standby ingest takes over when the leader dies: seq continues, the epoch stays.
+    let ingest2 = Node::start("ingest", &env, &[]).await;
+    ingest2
+        .wait_ready(200, "standing by", |b| state(b) == "standby")
+        .await;
+    let leader_seq = last;
+    ingest1.kill().await;
+    let mut after = 0;
+    while after < 100 {
+        let t = next_tick(&mut client, ch).await;
+        assert_eq!(
+            seq(&t),
+            last + 1,
+            "no reuse and no gap across the failover: {t}"
+        );
+        last = seq(&t);
+        if ingest2
+            .readyz()
+            .await
+            .is_some_and(|(_, b)| state(&b) == "leader")
+        {
+            after += 1;
+        }
+    }
+    assert!(last > leader_seq + 100);
+    assert_eq!(
+        ingest2
+            .metric("tickcast_cluster_leadership_changes_total")
+            .await,
+        1
+    );
+    let mut again = Client::connect(&edge_b.ws_url()).await;
+    let ack = again
+        .subscribe(json!({"op":"subscribe","id":3,"channels":[ch]}))
+        .await;
+    assert_eq!(
+        ack["epoch"], epoch,
+        "a failover keeps the epoch: clients resume, not reset"
+    );
+
+    // A gap longer than one resume may read from the stream (`cluster.resume_max_events`,
+    // 300 here) is answered with a reset snapshot, never a partial replay.
+    while last <= 400 {
+        last = seq(&next_tick(&mut client, ch).await);
+    }
+    let mut far = Client::connect(&edge_b.ws_url()).await;
+    far.subscribe(json!({"op":"subscribe","id":4,"channels":[ch],
+                         "from":{ch: last - 350},"epoch":epoch}))
+        .await;
+    let snap = far.event_of("snapshot").await;
+    assert_eq!(snap["reset"], true, "{snap}");
+
+    // Only the leader takes HTTP ingest.
+    let (status, body) = get(edge_b.addr, "/readyz").await.expect("edge answers");
+    assert_eq!(status, 200, "{body}");
+    let mut s = TcpStream::connect(edge_b.addr).await.expect("connect");
+    s.write_all(
+        b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n[]",
+    )
+    .await
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.contains("\"code\":\"not_leader\""), "{raw}");
+}
+
+/// A NATS server of this test's own, so stopping it disturbs nothing else on the machine.
+struct PrivateNats {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateNats {
+    async fn start(port: u16, dir: PathBuf) -> PrivateNats {
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let child = Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server starts (Debian package nats-server; .ci/run installs it)");
+        let deadline = tokio::time::Instant::now() + SLOW;
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server listens"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PrivateNats { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) -> (u16, PathBuf) {
+        let _ = self.child.kill().await;
+        (self.port, self.dir.clone())
+    }
+}
+
+fn nats_server() -> PathBuf {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_keeps_its_sockets_while_nats_is_down_and_recovers_by_itself() {
+    let dir = std::env::temp_dir().join(unique("nats-"));
+    let nats = PrivateNats::start(free_port(), dir.clone()).await;
+    let db = TestDb::postgres().await;
+    // A long lease: the ingest leader rides out the outage instead of stepping down.
+    let env = ClusterEnv::new(&db, &nats.url(), 60_000);
+    let ingest = Node::start("ingest", &env, &[]).await;
+    ingest
+        .wait_ready(200, "the ingest leader", |b| state(b) == "leader")
+        .await;
+    let edge = Node::start("edge", &env, &[]).await;
+    edge.wait_ready(200, "live", |b| state(b) == "live").await;
+    let ch = "ticks:MSFT";
+    let mut client = Client::connect(&edge.ws_url()).await;
+    client
+        .subscribe(json!({"op":"subscribe","id":1,"channels":[ch]}))
+        .await;
+    client.event_of("snapshot").await;
+    let mut last = seq(&next_tick(&mut client, ch).await);
+
+    let (port, dir) = nats.stop().await;
+    let body = edge
+        .wait_ready(503, "degraded", |b| {
+            b["checks"]["cluster"]["nats"] == "disconnected"
+        })
+        .await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    // The socket stays open and answers.
+    client.send(json!({"op":"ping","id":7})).await;
+    let pong = client.event_of("pong").await;
+    assert_eq!(pong["id"], 7);
+
+    let _nats = PrivateNats::start(port, dir.clone()).await;
+    edge.wait_ready(200, "live again", |b| state(b) == "live")
+        .await;
+    // Live ticks flow again on the same socket, later than before the outage.
+    let t = next_tick(&mut client, ch).await;
+    assert!(seq(&t) > last, "{t}");
+    last = seq(&t);
+    let t = next_tick(&mut client, ch).await;
+    assert!(seq(&t) > last, "{t}");
+    drop(ingest);
+    let _ = std::fs::remove_dir_all(&dir);
+}
