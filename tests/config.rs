@@ -97,3 +97,41 @@ fn check_config_masks_secrets() {
         "{printed}"
     );
 }
+
+#[test]
+fn cluster_roles_are_checked_before_startup() {
+    // An edge or ingest node shares history through PostgreSQL; the default SQLite is refused.
+    let out = tickcast()
+        .args(["serve", "--role", "edge"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`cluster.role`") && err.contains("postgres"), "{err}");
+    // An unknown role, by flag or by key.
+    let out = tickcast()
+        .args(["serve", "--role", "leader"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "clap refuses the value");
+    let out = tickcast()
+        .arg("serve")
+        .env("TICKCAST_CLUSTER__ROLE", "leader")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.role"));
+    // NATS that never answers: start-up fails after connect_timeout_ms, naming the key.
+    let out = tickcast()
+        .args(["serve", "--role", "ingest"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+        .env("TICKCAST_CLUSTER__NATS_URL", "nats://127.0.0.1:1")
+        .env("TICKCAST_CLUSTER__CONNECT_TIMEOUT_MS", "300")
+        .env("TICKCAST_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.nats_url"), "{err}");
+}
