@@ -108,7 +108,10 @@ fn cluster_roles_are_checked_before_startup() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`cluster.role`") && err.contains("postgres"), "{err}");
+    assert!(
+        err.contains("`cluster.role`") && err.contains("postgres"),
+        "{err}"
+    );
     // An unknown role, by flag or by key.
     let out = tickcast()
         .args(["serve", "--role", "leader"])

@@ -14,6 +14,8 @@ pub struct Args {
     pub scenario: Scenario,
 
     /// WebSocket endpoint; the REST base is derived from its host and port. Loopback only.
+    /// Several, comma-separated (the edges of a cluster), spread the sockets round-robin;
+    /// symbols and REST go to the first.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
 

@@ -32,7 +32,13 @@ pub fn is_bot(i: u64, fraction: f64) -> bool {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Report> {
-    let target = Arc::new(Target::resolve(&args.url).await?);
+    let mut targets = Vec::new();
+    for url in args.url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        targets.push(Arc::new(Target::resolve(url).await?));
+    }
+    let Some(target) = targets.first().cloned() else {
+        anyhow::bail!("--url names no endpoint");
+    };
     let ws_conns = if args.scenario.uses_ws() {
         args.connections
     } else {
@@ -87,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         ramp,
         roles(&args, symbols.clone()),
         conn_cfg,
+        targets,
     ));
 
     let rest_task = rest_on.then(|| {
@@ -242,6 +249,7 @@ async fn spawn_connections(
     ramp: Duration,
     mut role_of: impl FnMut(u64) -> Role,
     cfg: ConnConfig,
+    targets: Vec<Arc<Target>>,
 ) -> Vec<JoinHandle<ConnOutcome>> {
     let mut handles = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -250,11 +258,10 @@ async fn spawn_connections(
         if *cfg.stop.borrow() {
             break;
         }
-        handles.push(tokio::spawn(ws::run_conn(
-            i as usize,
-            role_of(i),
-            cfg.clone(),
-        )));
+        // Round-robin over the endpoints.
+        let mut conn = cfg.clone();
+        conn.target = targets[i as usize % targets.len()].clone();
+        handles.push(tokio::spawn(ws::run_conn(i as usize, role_of(i), conn)));
     }
     handles
 }
