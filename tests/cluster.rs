@@ -320,6 +320,44 @@ async fn resume_on_another_edge_from_the_stream_and_ingest_failover_continues_se
     let snap = far.event_of("snapshot").await;
     assert_eq!(snap["reset"], true, "{snap}");
 
+    // What one resume reads from the stream is bounded in bytes by the connection's snapshot
+    // budget: an edge with a tiny ring and a 4 KiB budget replays a short gap from the stream
+    // and answers a long one (about 15 KiB of ticks) with `reset`, without holding it.
+    let tight = [
+        ("TICKCAST_RING__CAPACITY", "8"),
+        ("TICKCAST_RING__SNAPSHOT_DEPTH", "8"),
+        ("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "4096"),
+    ];
+    let edge_c = Node::start("edge", &env, &tight).await;
+    edge_c.wait_ready(200, "live", |b| state(b) == "live").await;
+    let mut probe = Client::connect(&edge_c.ws_url()).await;
+    probe
+        .subscribe(json!({"op":"subscribe","id":5,"channels":[ch]}))
+        .await;
+    let now = probe.event_of("snapshot").await["seq"]
+        .as_u64()
+        .expect("snapshot seq");
+    let mut short = Client::connect(&edge_c.ws_url()).await;
+    short
+        .subscribe(json!({"op":"subscribe","id":6,"channels":[ch],
+                          "from":{ch: now - 12},"epoch":epoch}))
+        .await;
+    let t = next_tick(&mut short, ch).await;
+    assert_eq!(seq(&t), now - 11, "a short gap is replayed: {t}");
+    let mut long = Client::connect(&edge_c.ws_url()).await;
+    long.subscribe(json!({"op":"subscribe","id":7,"channels":[ch],
+                          "from":{ch: now - 100},"epoch":epoch}))
+        .await;
+    let snap = long.event_of("snapshot").await;
+    assert_eq!(snap["reset"], true, "{snap}");
+    assert_eq!(
+        edge_c
+            .metric("tickcast_cluster_resumes_from_stream_total")
+            .await,
+        1,
+        "only the short gap was read whole from the stream"
+    );
+
     // Only the leader takes HTTP ingest.
     let (status, body) = get(edge_b.addr, "/readyz").await.expect("edge answers");
     assert_eq!(status, 200, "{body}");

@@ -52,7 +52,13 @@ impl StreamHistory {
             .ok()
     }
 
-    async fn read(&self, ch: ChannelId, from: u64, until: u64) -> Option<Vec<Bytes>> {
+    async fn read(
+        &self,
+        ch: ChannelId,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Option<Vec<Bytes>> {
         if until <= from || (until - from) as usize > self.max_events {
             return None;
         }
@@ -95,6 +101,7 @@ impl StreamHistory {
         let mut messages = consumer.messages().await.ok()?;
         let mut out = Vec::with_capacity((until - from) as usize);
         let mut want = from + 1;
+        let mut bytes = 0usize;
         while want <= until {
             let m = messages.next().await?.ok()?;
             let seq = m
@@ -106,6 +113,10 @@ impl StreamHistory {
                 // A hole in the stream (events ingest dropped): not an exact replay.
                 return None;
             }
+            bytes += m.payload.len() + 1;
+            if bytes > max_bytes {
+                return None; // more than the connection may hold: reset, without reading on
+            }
             out.push(m.payload.clone());
             want += 1;
         }
@@ -114,9 +125,15 @@ impl StreamHistory {
 }
 
 impl History for StreamHistory {
-    fn range(&self, ch: ChannelId, from: u64, until: u64) -> BoxFuture<'_, Option<Vec<Bytes>>> {
+    fn range(
+        &self,
+        ch: ChannelId,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Option<Vec<Bytes>>> {
         Box::pin(async move {
-            tokio::time::timeout(TIMEOUT, self.read(ch, from, until))
+            tokio::time::timeout(TIMEOUT, self.read(ch, from, until, max_bytes))
                 .await
                 .ok()
                 .flatten()

@@ -64,12 +64,14 @@ pub struct WsContext {
 /// stream), so a resume whose gap left the ring can still be replayed exactly.
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The encoded events of `ch` with `seq` in `(from, until]`, oldest first, or `None` when
-    /// they are not all held any more (or there are too many to read for one resume).
+    /// they are not all held any more, or are more than `max_bytes` (the connection's snapshot
+    /// budget: reading stops there) or too many for one resume.
     fn range(
         &self,
         ch: crate::model::ChannelId,
         from: u64,
         until: u64,
+        max_bytes: usize,
     ) -> futures_util::future::BoxFuture<'_, Option<Vec<bytes::Bytes>>>;
 }
 

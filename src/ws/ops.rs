@@ -187,7 +187,10 @@ impl Ops<'_> {
             if from + 1 >= oldest || from >= last {
                 continue; // the ring serves it (or it is ahead: the hub says so)
             }
-            if let Some(events) = history.range(ch, from, last).await {
+            // Never read more than the connection could hold: a replay that does not fit is
+            // answered with `reset` anyway.
+            let room = self.outbox.held_room();
+            if let Some(events) = history.range(ch, from, last, room).await {
                 self.ctx
                     .metrics
                     .cluster_resumes_from_stream
