@@ -1,22 +1,24 @@
-//! Which ingest node runs the feeds: a lease, the one message on `<bucket>.leader` in a small
-//! JetStream stream (`cluster.lease_bucket`) whose messages expire after `cluster.lease_ttl_ms`:
-//! a key-value entry with a TTL, built on the stream primitives directly (the KV API of the
-//! client needs a newer server than some deployments run; this works on NATS 2.9 and later).
+//! Which ingest node runs the feeds: a lease, the key `leader` in the JetStream KV bucket
+//! `cluster.lease_bucket`, whose entries expire after `cluster.lease_ttl_ms` (the bucket's
+//! `max_age`).
 //!
-//! A standby tries to create the entry every third of the TTL: a publish that expects the
-//! subject to be empty (`Nats-Expected-Last-Subject-Sequence: 0`), so it succeeds only when no
-//! leader renewed it for a whole TTL. The leader renews it every third of the TTL with a
-//! publish that expects its own last message (compare-and-set). A leader that finds
-//! another node's lease, or cannot renew for a whole TTL, is deposed: it must stop publishing
-//! at once, so [`Leadership::lost`] fires and the process stops (a supervisor restarts it as a
-//! standby). A leader whose key merely expired while NATS was away takes it again if it can.
+//! A standby tries to create the key every third of the TTL; creation succeeds only when the
+//! key does not exist, that is when no leader renewed it for a whole TTL (or the leader deleted
+//! it on a clean stop). The leader renews it every third of the TTL with the revision it last
+//! wrote (compare-and-set). A leader that finds another node's lease, or cannot renew for a
+//! whole TTL, is deposed: it must stop publishing at once, so [`Leadership::lost`] fires and
+//! the process stops (a supervisor restarts it as a standby).
+//!
+//! The bucket's stream is created here with the KV conventions (`KV_<bucket>`, subjects
+//! `$KV.<bucket>.>`, one message per key), because the client's `create_key_value` asks for
+//! account information in a shape NATS 2.9 does not send; every operation on it is the
+//! client's KV API. A leader whose key merely expired while NATS was away takes it again if it can.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -24,50 +26,48 @@ use tokio_util::sync::CancellationToken;
 use super::{ClusterConfig, ClusterError, ClusterStatus};
 use crate::telemetry::metrics::Metrics;
 
-/// The lease entry: a stream holding at most one message on one subject.
+const KEY: &str = "leader";
+
+/// The lease key in its bucket.
 struct Entry {
-    js: jetstream::Context,
-    stream: stream::Stream,
-    subject: String,
+    kv: kv::Store,
 }
 
-/// Why a compare-and-set publish did not land.
+/// Why a compare-and-set did not land.
 enum Cas {
-    /// The subject's last message is not the one expected: someone else wrote (or it expired).
+    /// The key is not at the expected revision: someone else wrote it (or it expired).
     Conflict,
     /// NATS did not answer.
     Unreachable(String),
 }
 
 impl Entry {
-    /// Writes `value` if the subject's last message is `expected` (0: none); its new revision.
+    /// Writes `value` if the key is at revision `expected` (0: absent); its new revision.
     async fn put_if(&self, value: &Bytes, expected: u64) -> Result<u64, Cas> {
-        let mut h = HeaderMap::new();
-        h.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected.to_string().as_str(),
-        );
-        let ack = self
-            .js
-            .publish_with_headers(self.subject.clone(), h, value.clone())
-            .await
-            .map_err(|e| Cas::Unreachable(e.to_string()))?;
-        match ack.await {
-            Ok(a) => Ok(a.sequence),
-            Err(e) => {
-                let text = e.to_string();
-                // JetStream answers "wrong last sequence" (error 10071) to a failed CAS.
-                if text.contains("wrong last sequence") || text.contains("10071") {
-                    Err(Cas::Conflict)
+        if expected == 0 {
+            return self.kv.create(KEY, value.clone()).await.map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                    Cas::Conflict
                 } else {
-                    Err(Cas::Unreachable(text))
+                    Cas::Unreachable(e.to_string())
                 }
-            }
+            });
         }
+        self.kv
+            .update(KEY, value.clone(), expected)
+            .await
+            .map_err(|e| {
+                if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                    Cas::Conflict
+                } else {
+                    Cas::Unreachable(e.to_string())
+                }
+            })
     }
 
+    /// Hands the lease over now (a delete marker at our revision) instead of after a TTL.
     async fn release(&self, revision: u64) {
-        let _ = self.stream.delete_message(revision).await;
+        let _ = self.kv.delete_expect_revision(KEY, Some(revision)).await;
     }
 }
 
@@ -89,23 +89,24 @@ pub(crate) async fn run_lease(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<Leadership, ClusterError> {
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: cfg.lease_bucket.clone(),
-            subjects: vec![format!("{}.leader", cfg.lease_bucket)],
-            max_messages_per_subject: 1,
-            max_age: cfg.lease_ttl(),
-            storage: stream::StorageType::File,
-            num_replicas: cfg.replicas,
-            discard: stream::DiscardPolicy::Old,
-            ..Default::default()
-        })
-        .await
-        .map_err(ClusterError::js)?;
+    let bucket = &cfg.lease_bucket;
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: cfg.lease_ttl(),
+        storage: stream::StorageType::File,
+        num_replicas: cfg.replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(ClusterError::js)?;
     let store = Entry {
-        js: js.clone(),
-        stream,
-        subject: format!("{}.leader", cfg.lease_bucket),
+        kv: js.get_key_value(bucket).await.map_err(ClusterError::js)?,
     };
     let (tx, acquired) = watch::channel(false);
     let lost = CancellationToken::new();
