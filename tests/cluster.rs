@@ -268,6 +268,24 @@ async fn resume_on_another_edge_from_the_stream_and_ingest_failover_continues_se
         "the gap was older than edge B's ring, so it came from the stream"
     );
 
+    // Edges serve history from the shared database, which the ingest leader's recorder fills.
+    let deadline = tokio::time::Instant::now() + SLOW;
+    loop {
+        let (status, body) = get(edge_b.addr, "/api/v1/ticks/AAPL?limit=5")
+            .await
+            .expect("edge answers REST");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        if v["ticks"].as_array().is_some_and(|t| t.len() == 5) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no history on the edge: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A standby ingest takes over when the leader dies: seq continues, the epoch stays.
     let ingest2 = Node::start("ingest", &env, &[]).await;
     ingest2
@@ -334,9 +352,13 @@ async fn resume_on_another_edge_from_the_stream_and_ingest_failover_continues_se
     probe
         .subscribe(json!({"op":"subscribe","id":5,"channels":[ch]}))
         .await;
-    let now = probe.event_of("snapshot").await["seq"]
-        .as_u64()
-        .expect("snapshot seq");
+    let snap = probe.event_of("snapshot").await;
+    let now = snap["seq"].as_u64().expect("snapshot seq");
+    assert_eq!(
+        snap["data"].as_array().map(Vec::len),
+        Some(8),
+        "a new edge is ready with its rings warmed from the stream: {snap}"
+    );
     let mut short = Client::connect(&edge_c.ws_url()).await;
     short
         .subscribe(json!({"op":"subscribe","id":6,"channels":[ch],

@@ -206,3 +206,71 @@ impl EventSink for StreamPublisher {
         self.ready.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChannelId, Kind, Payload, SymbolId, Tick};
+
+    fn event(symbol: SymbolId, seq: u64, size: usize) -> Event {
+        Event {
+            channel: ChannelId {
+                kind: Kind::Ticks,
+                symbol,
+            },
+            seq,
+            ts: 1,
+            payload: Payload::Tick(Tick {
+                symbol,
+                price: 1.0,
+                size: 1.0,
+                side: None,
+                exchange_ts: 1,
+                ts: 1,
+            }),
+            bytes: Bytes::from(vec![b'x'; size]),
+        }
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_bytes_and_drops_are_counted() {
+        let symbols = Arc::new(Symbols::new(8));
+        let brk = symbols.intern("BRK.B").unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let p = StreamPublisher::new("tc".into(), 7, 1_000, symbols, metrics.clone());
+        // NATS is away: nothing drains. 4 x 300 bytes fit in 1,000 only 3 times.
+        p.publish(&(1..=4).map(|s| event(brk, s, 300)).collect::<Vec<_>>());
+        assert_eq!(metrics.cluster_publish_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            metrics.cluster_publish_buffer_bytes.load(Ordering::Relaxed),
+            900
+        );
+        // A small event still fits beside them; a big one does not.
+        p.publish(&[event(brk, 5, 100), event(brk, 6, 1)]);
+        assert_eq!(metrics.cluster_publish_dropped.load(Ordering::Relaxed), 2);
+        let q = p.lock();
+        assert_eq!(q.bytes, 1_000);
+        let first = &q.items[0];
+        assert_eq!(first.subject, "tc.ticks.BRK~B");
+        assert_eq!(first.seq, 1);
+        let ids: Vec<String> = q
+            .items
+            .iter()
+            .map(|o| {
+                p.headers(o)
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "7:tc.ticks.BRK~B:1",
+                "7:tc.ticks.BRK~B:2",
+                "7:tc.ticks.BRK~B:3",
+                "7:tc.ticks.BRK~B:5"
+            ]
+        );
+    }
+}
