@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Compare tickcast with the Node.js reference peer (benches/peers/node-ws) under identical,
-# bounded loadgen scenarios, in one run, on loopback only. Not run by tests.
+# Compare tickcast with two reference peers under identical, bounded loadgen scenarios, in one
+# run, on loopback only. Not run by tests. The peers: `peer`, the Node.js `ws` server
+# (benches/peers/node-ws), and `rust`, the simplest batched fan-out in Rust
+# (benches/peers/rust-broadcast: one broadcast channel, one JSON array per batch, small buffers).
 #
 # Usage: benches/compare.sh            (defaults below; override with env)
 #   CONNS=1000 DURATION=10 SCENARIOS="bots dashboards" benches/compare.sh
 #   SKIP_TICKCAST=1 benches/compare.sh   (peer half only, e.g. before the server exists)
 #   SERVER_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build)
+#   FEED_BATCH_MS=1 CONNS=150 benches/compare.sh        (a 1 ms feed for every server)
+#   PEERS="peer" benches/compare.sh                      (leave the Rust peer out)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
 # tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
@@ -24,15 +28,19 @@ FEED_SYMBOLS=${FEED_SYMBOLS:-100}
 FEED_RATE=${FEED_RATE:-1000}
 TICKCAST_PORT=${TICKCAST_PORT:-18080}
 PEER_PORT=${PEER_PORT:-18090}
+RUST_PORT=${RUST_PORT:-18091}
+PEERS=${PEERS:-"peer rust"}
+FEED_BATCH_MS=${FEED_BATCH_MS:-10}
 SKIP_TICKCAST=${SKIP_TICKCAST:-0}
 # tickcast config names (double underscore = nesting), see config/default.toml. Every socket of a
 # load test comes from one address, so the per-address WebSocket limits are lifted.
 TICKCAST_LOAD_ENV="TICKCAST_WS__MAX_CONNECTIONS_PER_IP=0 TICKCAST_WS__UPGRADES_PER_SECOND=100000 TICKCAST_WS__UPGRADE_BURST=100000"
-TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_LOG__LEVEL=warn"}
+TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_FEEDS__SYNTHETIC__INTERVAL_MS=$FEED_BATCH_MS TICKCAST_LOG__LEVEL=warn"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PEER_DIR=$ROOT/benches/peers/node-ws
+RUST_DIR=$ROOT/benches/peers/rust-broadcast
 OUT=$(mktemp -d -t tickcast-compare.XXXXXX)
 LOADGEN=$TARGET_DIR/release/tickcast-loadgen
 SERVER_BIN=${SERVER_BIN:-}
@@ -71,6 +79,9 @@ if [[ $SKIP_TICKCAST != 1 && -z $SERVER_BIN ]]; then
   SERVER_BIN=$TARGET_DIR/release/tickcast
 fi
 (cd "$ROOT" && cargo build --release --quiet -p tickcast-loadgen)
+if [[ " $PEERS " == *" rust "* ]]; then
+  (cd "$RUST_DIR" && cargo build --release --quiet)
+fi
 if [[ ! -d $PEER_DIR/node_modules ]]; then
   log "installing the node peer's packages"
   (cd "$PEER_DIR" && npm ci --no-audit --no-fund --silent)
@@ -90,13 +101,24 @@ if [[ $SKIP_TICKCAST != 1 ]]; then
   wait_port "$TICKCAST_PORT" "$TICKCAST_PID" tickcast
   SERVERS+=("tickcast:$TICKCAST_PORT:$TICKCAST_PID")
 fi
-log "starting node-ws peer on 127.0.0.1:$PEER_PORT"
-node "$PEER_DIR/server.js" --port "$PEER_PORT" --symbols "$FEED_SYMBOLS" --rate "$FEED_RATE" \
-  >"$OUT/peer.log" 2>&1 &
-PEER_PID=$!
-PIDS+=("$PEER_PID")
-wait_port "$PEER_PORT" "$PEER_PID" peer
-SERVERS+=("peer:$PEER_PORT:$PEER_PID")
+if [[ " $PEERS " == *" peer "* ]]; then
+  log "starting node-ws peer on 127.0.0.1:$PEER_PORT"
+  node "$PEER_DIR/server.js" --port "$PEER_PORT" --symbols "$FEED_SYMBOLS" --rate "$FEED_RATE" \
+    --batch-ms "$FEED_BATCH_MS" >"$OUT/peer.log" 2>&1 &
+  PEER_PID=$!
+  PIDS+=("$PEER_PID")
+  wait_port "$PEER_PORT" "$PEER_PID" peer
+  SERVERS+=("peer:$PEER_PORT:$PEER_PID")
+fi
+if [[ " $PEERS " == *" rust "* ]]; then
+  log "starting rust-broadcast peer on 127.0.0.1:$RUST_PORT"
+  "$RUST_DIR/target/release/rust-broadcast-peer" --port "$RUST_PORT" --symbols "$FEED_SYMBOLS" \
+    --rate "$FEED_RATE" --batch-ms "$FEED_BATCH_MS" >"$OUT/rust.log" 2>&1 &
+  RUST_PID=$!
+  PIDS+=("$RUST_PID")
+  wait_port "$RUST_PORT" "$RUST_PID" rust
+  SERVERS+=("rust:$RUST_PORT:$RUST_PID")
+fi
 
 BUDGET=$(awk -v r="$RAMP" -v w="$WARMUP" -v d="$DURATION" 'BEGIN { printf "%d", r + w + d + 30 }')
 for scenario in $SCENARIOS; do
@@ -118,25 +140,27 @@ node - "$OUT" $SCENARIOS <<'EOF'
 const fs = require('fs');
 const [dir, ...scenarios] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8')); } catch { return null; } };
-const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu'];
+const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p50 ms', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu'];
 const rows = [cols];
 const num = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(d));
 for (const sc of scenarios) {
   const r = {};
-  for (const name of ['tickcast', 'peer']) {
+  for (const name of ['tickcast', 'peer', 'rust']) {
     const j = load(`${sc}-${name}.json`);
     if (!j) continue;
     r[name] = j;
     const est = j.connections.established;
     rows.push([sc, name, `${est}/${j.config.connections}`, num(j.events_per_s, 0), num(est ? j.events_per_s / est : 0, 1),
-      num(j.latency.p99_ms, 3), num(j.latency.p999_ms, 3), num(j.gaps.missed_ratio * 100, 2),
+      num(j.latency.p50_ms, 3), num(j.latency.p99_ms, 3), num(j.latency.p999_ms, 3), num(j.gaps.missed_ratio * 100, 2),
       num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1), num(j.loadgen.cpu_cores, 2)]);
     for (const w of j.warnings) if (!w.startsWith('dashboards subscribe')) console.error(`warning (${sc}/${name}): ${w}`);
   }
-  if (r.tickcast && r.peer) {
+  for (const other of ['peer', 'rust']) {
+    if (!(r.tickcast && r[other])) continue;
     const q = (a, b) => (b ? (a / b).toFixed(2) + 'x' : '-');
-    const t = r.tickcast, p = r.peer;
-    rows.push([sc, 'tickcast/peer', '', q(t.events_per_s, p.events_per_s), '', q(t.latency.p99_ms, p.latency.p99_ms),
+    const t = r.tickcast, p = r[other];
+    rows.push([sc, `tickcast/${other}`, '', q(t.events_per_s, p.events_per_s), '', q(t.latency.p50_ms, p.latency.p50_ms),
+      q(t.latency.p99_ms, p.latency.p99_ms),
       q(t.latency.p999_ms, p.latency.p999_ms), '', q(t.server?.cpu_cores, p.server?.cpu_cores),
       q(t.server?.rss_mb, p.server?.rss_mb), '']);
   }
@@ -149,5 +173,5 @@ for (const [i, r] of rows.entries()) {
 if (scenarios.includes('dashboards')) {
   console.log('note: dashboards subscribe ticks with throttle_ms; missed % and latency up to the throttle are conflation by design');
 }
-console.log('ratios are tickcast/peer: above 1x is better for events/s, below 1x is better for latency, cpu and rss');
+console.log('ratios are tickcast/peer (Node ws) and tickcast/rust (batched broadcast): above 1x is better for events/s, below 1x is better for latency, cpu and rss');
 EOF
