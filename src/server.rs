@@ -166,7 +166,12 @@ impl Server {
             config.pipeline.periods(),
         );
 
-        let feeds = build_feeds(&config, &symbols)?;
+        // An edge runs no feeds: its events come from the stream.
+        let feeds = if role == Role::Edge {
+            Vec::new()
+        } else {
+            build_feeds(&config, &symbols)?
+        };
 
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
