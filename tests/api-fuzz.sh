@@ -30,7 +30,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# One worker: with two, hypothesis describes strategies by parsing source in both threads at once,
+# and CPython 3.11 can fail that with "AST constructor recursion depth mismatch" (a tool crash,
+# seen in CI, not a finding).
 st run "http://127.0.0.1:$port/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-  --max-examples 50 --workers 2 --seed 20261201 \
+  --max-examples 50 --workers 1 --seed 20261201 \
   -H "Authorization: Bearer $key"
