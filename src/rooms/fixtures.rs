@@ -61,7 +61,17 @@ pub(super) fn outbox_holding(held: usize) -> Arc<Outbox> {
 pub(super) fn drain(o: &Outbox) -> Vec<String> {
     let mut out = VecDeque::new();
     o.drain(Instant::now(), &mut out);
-    out.iter().map(show).collect()
+    // A shared batch shows as the events it holds, as a writer sends them.
+    out.iter()
+        .flat_map(|item| match item {
+            Item::Batch(batch) => batch
+                .events
+                .iter()
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .collect(),
+            other => vec![show(other)],
+        })
+        .collect()
 }
 
 /// An item as the tests compare it: events and replies as their bytes, snapshots as
@@ -69,6 +79,7 @@ pub(super) fn drain(o: &Outbox) -> Vec<String> {
 pub(super) fn show(item: &Item) -> String {
     match item {
         Item::Control(b) | Item::Event { bytes: b, .. } => String::from_utf8_lossy(b).into_owned(),
+        Item::Batch(batch) => format!("batch of {}", batch.events.len()),
         Item::Snapshot(s) => {
             let seqs: Vec<String> = s
                 .events

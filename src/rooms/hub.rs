@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::backlog::PipelineBacklog;
+use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
 use crate::model::{ChannelId, Event, Kind, SymbolId};
@@ -160,11 +161,13 @@ impl EventSink for Hub {
                 if batch.is_empty() {
                     continue;
                 }
+                // One shared handle for every wildcard subscriber of this kind (framed once by
+                // the first writer), instead of one handle per event per subscriber.
+                let shared = Arc::new(SharedBatch::new(
+                    batch.iter().map(|(ch, b)| (*ch, (*b).clone())).collect(),
+                ));
                 for sub in &st.wildcard[kind] {
-                    if sub
-                        .outbox
-                        .push_events(batch.iter().copied(), sub.throttle, now)
-                    {
+                    if sub.outbox.push_batch(&shared, sub.throttle, now) {
                         wake.push(sub.outbox.clone());
                     }
                 }

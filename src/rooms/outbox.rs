@@ -12,8 +12,8 @@
 //! writer, outside every lock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,6 +45,44 @@ pub enum Item {
     Event { channel: ChannelId, bytes: Bytes },
     /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated.
     Snapshot(Snapshot),
+    /// The events of one kind from one published batch, shared by every wildcard subscriber
+    /// that takes them whole: counted as its events, conflated as its events.
+    Batch(Arc<SharedBatch>),
+}
+
+/// One published batch's events of one kind, for wildcard subscribers: pushed as one handle
+/// per subscriber instead of one per event (no per-event reference counting on the fan-out
+/// path), and framed once by the first writer that sends it whole ([`SharedBatch::frame`]);
+/// every other writer sends the same frame bytes.
+#[derive(Debug)]
+pub struct SharedBatch {
+    pub events: Vec<(ChannelId, Bytes)>,
+    /// Sum of the events' lengths.
+    pub bytes: usize,
+    frame: OnceLock<Bytes>,
+}
+
+impl SharedBatch {
+    pub fn new(events: Vec<(ChannelId, Bytes)>) -> Self {
+        let bytes = events.iter().map(|(_, b)| b.len()).sum();
+        Self {
+            events,
+            bytes,
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// The whole batch as one frame, built by `make` the first time (the writer knows the
+    /// wire; rooms do not).
+    pub fn frame(&self, make: impl FnOnce(&[(ChannelId, Bytes)]) -> Bytes) -> &Bytes {
+        self.frame.get_or_init(|| make(&self.events))
+    }
+}
+
+impl PartialEq for SharedBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.events == other.events
+    }
 }
 
 /// A snapshot as the hub takes it from a ring: handles on the stored encodings, no copy.
@@ -72,6 +110,7 @@ impl Item {
         match self {
             Item::Control(b) | Item::Event { bytes: b, .. } => b.len(),
             Item::Snapshot(s) => s.held_len(),
+            Item::Batch(b) => b.bytes,
         }
     }
 }
@@ -179,26 +218,44 @@ impl Outbox {
         throttle: Option<Duration>,
         now: Instant,
     ) -> bool {
-        self.push_events(std::iter::once((channel, bytes)), throttle, now)
+        self.pushing(|st, limits| st.push(channel, bytes, throttle, now, limits))
     }
 
-    /// Queues several events under one lock acquisition (a wildcard subscriber's share of a
-    /// published batch); same contract as [`Outbox::push_event`].
-    pub(crate) fn push_events<'a>(
-        &self,
-        events: impl Iterator<Item = (ChannelId, &'a Bytes)>,
-        throttle: Option<Duration>,
-        now: Instant,
-    ) -> bool {
+    /// Runs `push` on the state under the lock unless the outbox is closed; true when the
+    /// caller must put this outbox on its wake list (see [`Outbox::wake`]).
+    fn pushing(&self, push: impl FnOnce(&mut State, OutboxLimits)) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
-        for (channel, bytes) in events {
-            st.push(channel, bytes, throttle, now, self.limits);
-        }
+        push(&mut st, self.limits);
         drop(st);
         !self.wake_scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Queues a wildcard subscriber's share of a published batch as one shared handle when it
+    /// fits whole and the subscription is not throttled; otherwise event by event, as
+    /// [`Outbox::push_event`] (throttle slots, conflation), with the same contract.
+    pub(crate) fn push_batch(
+        &self,
+        batch: &Arc<SharedBatch>,
+        throttle: Option<Duration>,
+        now: Instant,
+    ) -> bool {
+        self.pushing(|st, limits| {
+            let n = batch.events.len();
+            let fits = st.queued_events + n <= limits.max_events
+                && st.queued_bytes + batch.bytes <= limits.max_bytes;
+            if throttle.is_none() && fits {
+                st.queued_events += n;
+                st.queued_bytes += batch.bytes;
+                st.queue.push_back(Item::Batch(batch.clone()));
+            } else {
+                for (channel, bytes) in &batch.events {
+                    st.push(*channel, bytes, throttle, now, limits);
+                }
+            }
+        })
     }
 
     /// Wakes the writer after a batch of [`Outbox::push_event`] calls.
@@ -316,15 +373,28 @@ impl State {
         let mut seen: HashSet<ChannelId> = HashSet::new();
         let mut kept: VecDeque<Item> = VecDeque::with_capacity(self.queue.len().min(1024));
         let (mut events, mut bytes) = (0usize, 0usize);
+        let mut keep = |item: Item, kept: &mut VecDeque<Item>| match &item {
+            Item::Event { channel, .. } if !seen.insert(*channel) => {}
+            Item::Event { bytes: b, .. } => {
+                events += 1;
+                bytes += b.len();
+                kept.push_front(item);
+            }
+            _ => kept.push_front(item),
+        };
         while let Some(item) = self.queue.pop_back() {
-            match &item {
-                Item::Event { channel, .. } if !seen.insert(*channel) => {}
-                Item::Event { bytes: b, .. } => {
-                    events += 1;
-                    bytes += b.len();
-                    kept.push_front(item);
+            match item {
+                // A shared batch conflates as the events it holds, newest first.
+                Item::Batch(batch) => {
+                    for (channel, b) in batch.events.iter().rev() {
+                        let event = Item::Event {
+                            channel: *channel,
+                            bytes: b.clone(),
+                        };
+                        keep(event, &mut kept);
+                    }
                 }
-                _ => kept.push_front(item),
+                item => keep(item, &mut kept),
             }
         }
         self.stats.conflated += (before - events) as u64;
@@ -374,9 +444,61 @@ mod tests {
                     String::from_utf8_lossy(b).into_owned()
                 }
                 Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
+                Item::Batch(b) => format!(
+                    "batch [{}]",
+                    b.events
+                        .iter()
+                        .map(|(_, e)| String::from_utf8_lossy(e).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
             })
             .collect();
         (items, d)
+    }
+
+    fn batch(events: &[(u32, &str)]) -> Arc<SharedBatch> {
+        Arc::new(SharedBatch::new(
+            events.iter().map(|(c, e)| (ch(*c), ev(e))).collect(),
+        ))
+    }
+
+    #[test]
+    fn a_shared_batch_is_one_handle_framed_once_and_conflates_as_its_events() {
+        let now = Instant::now();
+        let o = Outbox::new(LIMITS);
+        let b = batch(&[(0, "a1"), (1, "b1")]);
+        assert!(o.push_batch(&b, None, now));
+        o.wake();
+        let (items, _) = drained(&o, now);
+        assert_eq!(items, vec!["batch [a1,b1]"]);
+        // Framed once, by whoever asks first; every later writer gets the same bytes.
+        let mut made = 0;
+        let f1 = b
+            .frame(|e| {
+                made += 1;
+                Bytes::from(format!("{} events", e.len()))
+            })
+            .clone();
+        let f2 = b.frame(|_| unreachable!("framed twice")).clone();
+        assert_eq!((made, &f1[..], f1 == f2), (1, &b"2 events"[..], true));
+        // Two batches fit (4 events); the third would not: it goes in event by event, and the
+        // overflow conflates the queued batches as their events: newest per channel (a2 goes),
+        // then the oldest down to half the bound (b2 goes), as for single events.
+        assert!(o.push_batch(&batch(&[(0, "a2"), (1, "b2")]), None, now));
+        o.push_batch(&batch(&[(0, "a3"), (2, "c3")]), None, now);
+        o.push_batch(&batch(&[(0, "a4"), (1, "b4")]), None, now);
+        o.wake();
+        let (items, d) = drained(&o, now);
+        assert_eq!(items, vec!["a3", "c3", "a4", "b4"]);
+        assert!(d.behind_since.is_some());
+        assert_eq!((o.stats().conflated, o.stats().dropped), (1, 1));
+        // A throttled wildcard takes the batch event by event into its throttle slots.
+        let t = Outbox::new(LIMITS);
+        t.push_batch(&b, Some(Duration::from_millis(100)), now);
+        let (mut items, _) = drained(&t, now);
+        items.sort();
+        assert_eq!(items, vec!["a1", "b1"]);
     }
 
     const LIMITS: OutboxLimits = OutboxLimits {

@@ -212,6 +212,47 @@ where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let max = ctx.config.batch_max_bytes;
+    // The steady state of a wildcard subscriber that keeps up: one shared batch, sent as the
+    // frame the first writer built for everyone.
+    if items.len() == 1
+        && let Some(Item::Batch(batch)) = items.front()
+        && batch.bytes + batch.events.len() < max
+    {
+        let frame = batch
+            .frame(|events| {
+                let total = events.iter().map(|(_, b)| b.len() + 1).sum();
+                protocol::join_frame(events.iter().map(|(_, b)| b), total)
+            })
+            .clone();
+        let n = batch.events.len() as u64;
+        items.clear();
+        let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
+        match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Err(WriteStalled),
+        }
+        ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics.events_sent.fetch_add(n, Ordering::Relaxed);
+        return Ok(());
+    }
+    // Anything else: shared batches become their events, packed into frames as usual.
+    if items.iter().any(|i| matches!(i, Item::Batch(_))) {
+        let flat: VecDeque<Item> = items
+            .drain(..)
+            .flat_map(|item| match item {
+                Item::Batch(batch) => batch
+                    .events
+                    .iter()
+                    .map(|(channel, bytes)| Item::Event {
+                        channel: *channel,
+                        bytes: bytes.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .collect();
+        *items = flat;
+    }
     let mut parts: Vec<Bytes> = Vec::new();
     while !items.is_empty() {
         parts.clear();
@@ -244,6 +285,11 @@ where
 fn wire(item: Item, ctx: &WsContext) -> Bytes {
     match item {
         Item::Control(b) | Item::Event { bytes: b, .. } => b,
+        // Flattened before framing (see `send_items`); a lone one is framed whole.
+        Item::Batch(batch) => protocol::join_frame(
+            batch.events.iter().map(|(_, b)| b),
+            batch.bytes + batch.events.len(),
+        ),
         Item::Snapshot(s) => {
             let name = ctx.symbols.channel_name(s.channel);
             protocol::encode_snapshot(&name, s.seq, &s.events, s.reset)
