@@ -10,6 +10,8 @@
 #   SERVER_BIN=/path/to/tickcast benches/compare.sh   (a prebuilt server; no cargo build)
 #   FEED_BATCH_MS=1 CONNS=150 benches/compare.sh        (a 1 ms feed for every server)
 #   PEERS="peer" benches/compare.sh                      (leave the Rust peer out)
+#   PIN=1 benches/compare.sh   (servers on CPU 0, the loadgen on CPU 1, with taskset: their
+#                               numbers stop disturbing each other; needs 2+ CPUs)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
 # tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
@@ -31,6 +33,13 @@ PEER_PORT=${PEER_PORT:-18090}
 RUST_PORT=${RUST_PORT:-18091}
 PEERS=${PEERS:-"peer rust"}
 FEED_BATCH_MS=${FEED_BATCH_MS:-10}
+PIN=${PIN:-0}
+SERVER_CPU=()
+LOADGEN_CPU=()
+if [[ $PIN == 1 ]]; then
+  SERVER_CPU=(taskset -c 0)
+  LOADGEN_CPU=(taskset -c 1)
+fi
 SKIP_TICKCAST=${SKIP_TICKCAST:-0}
 # tickcast config names (double underscore = nesting), see config/default.toml. Every socket of a
 # load test comes from one address, so the per-address WebSocket limits are lifted.
@@ -95,7 +104,7 @@ if [[ $SKIP_TICKCAST != 1 ]]; then
   log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
   # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
   env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_LOAD_ENV $TICKCAST_FEED_ENV \
-    "$SERVER_BIN" serve >"$OUT/tickcast.log" 2>&1 &
+    "${SERVER_CPU[@]}" "$SERVER_BIN" serve >"$OUT/tickcast.log" 2>&1 &
   TICKCAST_PID=$!
   PIDS+=("$TICKCAST_PID")
   wait_port "$TICKCAST_PORT" "$TICKCAST_PID" tickcast
@@ -103,7 +112,7 @@ if [[ $SKIP_TICKCAST != 1 ]]; then
 fi
 if [[ " $PEERS " == *" peer "* ]]; then
   log "starting node-ws peer on 127.0.0.1:$PEER_PORT"
-  node "$PEER_DIR/server.js" --port "$PEER_PORT" --symbols "$FEED_SYMBOLS" --rate "$FEED_RATE" \
+  "${SERVER_CPU[@]}" node "$PEER_DIR/server.js" --port "$PEER_PORT" --symbols "$FEED_SYMBOLS" --rate "$FEED_RATE" \
     --batch-ms "$FEED_BATCH_MS" >"$OUT/peer.log" 2>&1 &
   PEER_PID=$!
   PIDS+=("$PEER_PID")
@@ -112,7 +121,7 @@ if [[ " $PEERS " == *" peer "* ]]; then
 fi
 if [[ " $PEERS " == *" rust "* ]]; then
   log "starting rust-broadcast peer on 127.0.0.1:$RUST_PORT"
-  "$RUST_DIR/target/release/rust-broadcast-peer" --port "$RUST_PORT" --symbols "$FEED_SYMBOLS" \
+  "${SERVER_CPU[@]}" "$RUST_DIR/target/release/rust-broadcast-peer" --port "$RUST_PORT" --symbols "$FEED_SYMBOLS" \
     --rate "$FEED_RATE" --batch-ms "$FEED_BATCH_MS" >"$OUT/rust.log" 2>&1 &
   RUST_PID=$!
   PIDS+=("$RUST_PID")
@@ -125,7 +134,7 @@ for scenario in $SCENARIOS; do
   for s in "${SERVERS[@]}"; do
     IFS=: read -r name port pid <<<"$s"
     log "$scenario x$CONNS against $name"
-    timeout "$BUDGET" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
+    timeout "$BUDGET" "${LOADGEN_CPU[@]}" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
       --connections "$CONNS" --ramp "$RAMP" --warmup "$WARMUP" --duration "$DURATION" \
       --symbols-per-socket "$SYMBOLS_PER_SOCKET" --throttle-ms "$THROTTLE_MS" \
       --threads "$LOADGEN_THREADS" --server-pid "$pid" --json --quiet \
