@@ -102,13 +102,21 @@ impl Config {
         Self::from_layers(overlay, std::env::vars().chain(overrides))
     }
 
-    /// A copy safe to print: the ingest token and any database password are masked.
+    /// A copy safe to print: the ingest token and any database or NATS password are masked.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         if !c.feeds.http.token.is_empty() {
             c.feeds.http.token = REDACTED.to_owned();
         }
         c.database.url = self.database.redacted_url();
+        // NATS URLs may carry credentials too (a comma-separated list of servers).
+        c.cluster.nats_url = self
+            .cluster
+            .nats_url
+            .split(',')
+            .map(crate::store::redact_url_password)
+            .collect::<Vec<_>>()
+            .join(",");
         c
     }
 

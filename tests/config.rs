@@ -82,6 +82,10 @@ fn check_config_masks_secrets() {
             "DATABASE_URL",
             "postgres://app:db-secret-456@127.0.0.1:5432/ticks",
         )
+        .env(
+            "TICKCAST_CLUSTER__NATS_URL",
+            "nats://a:nats-secret-1@n1:4222,nats://b:nats-secret-2@n2:4222",
+        )
         .output()
         .expect("runs");
     assert!(
@@ -92,6 +96,11 @@ fn check_config_masks_secrets() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("ingest-secret-123"), "{printed}");
     assert!(!printed.contains("db-secret-456"), "{printed}");
+    assert!(!printed.contains("nats-secret"), "{printed}");
+    assert!(
+        printed.contains("nats://a:***@n1:4222,nats://b:***@n2:4222"),
+        "{printed}"
+    );
     assert!(
         printed.contains("postgres://app:***@127.0.0.1:5432/ticks"),
         "{printed}"

@@ -117,7 +117,7 @@ impl DatabaseConfig {
 
 /// `scheme://user:secret@host/...` → `scheme://user:***@host/...`; also masks a `password=`
 /// query parameter. URLs without credentials come back unchanged.
-fn redact_url_password(url: &str) -> String {
+pub(crate) fn redact_url_password(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let rest_start = scheme_end + 3;

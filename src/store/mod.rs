@@ -25,6 +25,7 @@ use crate::config_section::ms;
 use crate::model::Side;
 
 pub use config::DatabaseConfig;
+pub(crate) use config::redact_url_password;
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.
