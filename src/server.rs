@@ -126,16 +126,19 @@ impl Server {
         // The cluster role decides where events come from and go to (see `cluster`).
         let role = config.cluster.role;
         let status = Arc::new(ClusterStatus::new(role));
-        let nats = match role {
-            Role::All => None,
-            Role::Ingest | Role::Edge => Some(Arc::new(
+        let node = match role {
+            Role::All => Node::Single,
+            Role::Ingest => Node::Ingest(Arc::new(
+                Nats::connect(&config.cluster, status.clone()).await?,
+            )),
+            Role::Edge => Node::Edge(Arc::new(
                 Nats::connect(&config.cluster, status.clone()).await?,
             )),
         };
         // Names the sequence: the WebSocket `ack` reports it, and stored ticks carry it so that
         // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run. A
         // single node's run is its own sequence; a cluster's is its stream's.
-        let epoch = nats.as_ref().map_or(now_ns() / 1_000, |n| n.epoch);
+        let epoch = node.nats().map_or(now_ns() / 1_000, |n| n.epoch);
         let recorder = Recorder::start(
             store.clone(),
             &config.database,
@@ -143,22 +146,29 @@ impl Server {
             epoch,
             metrics.clone(),
         );
-        let publisher = match (&nats, role) {
-            (Some(n), Role::Ingest) => Some(cluster::StreamPublisher::new(
-                n.prefix.clone(),
-                epoch,
-                config.cluster.publish_buffer_bytes,
-                symbols.clone(),
-                metrics.clone(),
-            )),
-            _ => None,
+        // Ingest publishes to the stream as well; its task drains what ingest queues.
+        let publisher = match &node {
+            Node::Ingest(n) => {
+                let p = cluster::StreamPublisher::new(
+                    n.prefix.clone(),
+                    epoch,
+                    config.cluster.publish_buffer_bytes,
+                    symbols.clone(),
+                    metrics.clone(),
+                );
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(p.clone().run(n.js.clone(), stop.clone()));
+                Some((p, stop, task))
+            }
+            Node::Single | Node::Edge(_) => None,
         };
         // An edge's hub is fed by the stream; nothing is sequenced or recorded here.
-        let sink: Arc<dyn EventSink> = match (&publisher, role) {
-            (_, Role::Edge) => hub.clone(),
-            (Some(p), _) => Arc::new(Fanout(vec![hub.clone(), recorder.clone(), p.clone()])),
-            (None, _) => Arc::new(Fanout(vec![hub.clone(), recorder.clone()])),
+        let sink: Arc<dyn EventSink> = match (&node, &publisher) {
+            (Node::Edge(_), _) => hub.clone(),
+            (_, Some((p, ..))) => Arc::new(Fanout(vec![hub.clone(), recorder.clone(), p.clone()])),
+            (_, None) => Arc::new(Fanout(vec![hub.clone(), recorder.clone()])),
         };
+        let publisher = publisher.map(|(_, stop, task)| (stop, task));
         let (ingest, ingest_handle) = Ingest::new(
             symbols.clone(),
             sink,
@@ -167,7 +177,7 @@ impl Server {
         );
 
         // An edge runs no feeds: its events come from the stream.
-        let feeds = if role == Role::Edge {
+        let feeds = if node.is_edge() {
             Vec::new()
         } else {
             build_feeds(&config, &symbols)?
@@ -188,7 +198,7 @@ impl Server {
 
         let indicators = Arc::new(LatestIndicators::default());
         let app_indicators = indicators.clone();
-        let pipeline = if config.pipeline.enabled && role != Role::Edge {
+        let pipeline = if config.pipeline.enabled && !node.is_edge() {
             let p = Pipeline::start(
                 config.pipeline.clone(),
                 hub.clone(),
@@ -259,13 +269,13 @@ impl Server {
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
                 per_address: Default::default(),
                 upgrades: WsContext::upgrade_limiter(&config.ws),
-                history: match (&nats, role) {
-                    (Some(n), Role::Edge) => Some(Arc::new(cluster::StreamHistory {
+                history: match &node {
+                    Node::Edge(n) => Some(Arc::new(cluster::StreamHistory {
                         nats: n.clone(),
                         symbols: symbols.clone(),
                         max_events: config.cluster.resume_max_events,
                     })),
-                    _ => None,
+                    Node::Single | Node::Ingest(_) => None,
                 },
             }),
             guard: Arc::new(RestGuard::new(
@@ -278,7 +288,7 @@ impl Server {
         };
 
         // Edges read the shared database; ingest deletes old rows.
-        let retention = (role != Role::Edge).then(|| {
+        let retention = (!node.is_edge()).then(|| {
             tokio::spawn(crate::store::retention::run(
                 store.clone(),
                 config.database.clone(),
@@ -288,7 +298,8 @@ impl Server {
 
         let feeds_stop = CancellationToken::new();
         let cluster_stop = CancellationToken::new();
-        let fatal = CancellationToken::new();
+        // Cancelled when this node must stop by itself: an ingest node that lost its lease.
+        let mut fatal = CancellationToken::new();
         let start = FeedStart {
             ingest: ingest_handle.clone(),
             max_future_skew_ms: config.feeds.max_future_skew_ms,
@@ -296,10 +307,10 @@ impl Server {
             metrics: metrics.clone(),
             backlog: hub.backlog().clone(),
         };
-        let feeds = match (&nats, role) {
-            (_, Role::All) => start.spawn(feeds),
-            (_, Role::Edge) => Vec::new(),
-            (Some(n), Role::Ingest) => {
+        let feeds = match &node {
+            Node::Single => start.spawn(feeds),
+            Node::Edge(_) => Vec::new(),
+            Node::Ingest(n) => {
                 let node = format!("{}:{}", addr, std::process::id());
                 let leadership = cluster::run_lease(
                     &n.js,
@@ -310,12 +321,7 @@ impl Server {
                     cluster_stop.clone(),
                 )
                 .await?;
-                let lost = leadership.lost.clone();
-                let fatal = fatal.clone();
-                tokio::spawn(async move {
-                    lost.cancelled().await;
-                    fatal.cancel();
-                });
+                fatal = leadership.lost.clone();
                 vec![(
                     "feeds (ingest leader)",
                     tokio::spawn(lead_feeds(
@@ -327,17 +333,8 @@ impl Server {
                     )),
                 )]
             }
-            (None, Role::Ingest) => Vec::new(),
         };
-        let publisher = match (publisher, &nats) {
-            (Some(p), Some(n)) => {
-                let stop = CancellationToken::new();
-                let task = tokio::spawn(p.run(n.js.clone(), stop.clone()));
-                Some((stop, task))
-            }
-            _ => None,
-        };
-        if let (Some(n), Role::Edge) = (&nats, role) {
+        if let Node::Edge(n) = &node {
             tokio::spawn(cluster::run_edge(
                 n.clone(),
                 cluster::EdgeIntake {
@@ -520,6 +517,29 @@ impl Server {
         } else {
             Ok(())
         }
+    }
+}
+
+/// This node's place in a cluster (`cluster.role`): where its events come from and go to.
+enum Node {
+    /// Everything in one process, no NATS.
+    Single,
+    /// Sequences and publishes to the stream (feeds only while it holds the lease).
+    Ingest(Arc<Nats>),
+    /// Serves sockets and REST from the stream.
+    Edge(Arc<Nats>),
+}
+
+impl Node {
+    fn nats(&self) -> Option<&Arc<Nats>> {
+        match self {
+            Node::Single => None,
+            Node::Ingest(n) | Node::Edge(n) => Some(n),
+        }
+    }
+
+    fn is_edge(&self) -> bool {
+        matches!(self, Node::Edge(_))
     }
 }
 

@@ -66,19 +66,15 @@ pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Re
     let cfg = &state.config;
     let headers = req.headers();
     if !state.cluster.leads_ingest() {
-        let mut r = Problem::new(
+        return Problem::new(
             ProblemCode::NotLeader,
             format!(
                 "this {} node does not lead ingest; post ticks to the ingest leader",
                 state.cluster.role.as_str()
             ),
         )
+        .retry_after(1)
         .into_response();
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-        return r;
     }
     if cfg.token.is_empty() {
         return Problem::new(

@@ -14,7 +14,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterStatus, Nats, SEQ_HEADER, subject};
+use super::{ClusterStatus, Nats, header_seq, subject};
 use crate::model::{ChannelId, Event, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::{IndicatorFields, decode_event};
@@ -69,7 +69,7 @@ async fn consume(
     policy: DeliverPolicy,
     next: &mut Option<u64>,
 ) -> Result<(), String> {
-    let consumer = nats
+    let mut consumer = nats
         .stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: subject::all(&nats.prefix),
@@ -78,7 +78,6 @@ async fn consume(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut consumer = consumer;
     // Nothing to read yet means caught up already.
     if let Ok(info) = consumer.info().await
         && info.num_pending == 0
@@ -89,25 +88,14 @@ async fn consume(
     let mut chunks = messages.ready_chunks(BATCH);
     let mut events: Vec<Event> = Vec::with_capacity(BATCH);
     while let Some(chunk) = chunks.next().await {
-        let mut caught_up = false;
+        let received = chunk.len() as u64;
+        // (messages pending behind it, publish time in ns) of the chunk's newest message.
+        let mut newest: Option<(u64, i64)> = None;
         for message in chunk {
             let message = message.map_err(|e| e.to_string())?;
             let Ok(info) = message.info() else { continue };
             *next = Some(info.stream_sequence + 1);
-            let lag_ms = (now_ns() - info.published.unix_timestamp_nanos() as i64) / 1_000_000;
-            intake
-                .metrics
-                .cluster_stream_lag_events
-                .store(info.pending, Ordering::Relaxed);
-            intake
-                .metrics
-                .cluster_stream_lag_ms
-                .store(lag_ms.max(0) as u64, Ordering::Relaxed);
-            caught_up |= info.pending == 0;
-            intake
-                .metrics
-                .cluster_events_received
-                .fetch_add(1, Ordering::Relaxed);
+            newest = Some((info.pending, info.published.unix_timestamp_nanos() as i64));
             match to_event(nats, intake, &message) {
                 Some(e) => events.push(e),
                 None => {
@@ -119,8 +107,18 @@ async fn consume(
             }
         }
         publish(intake, &mut events);
-        if caught_up {
-            mark_live(intake);
+        let m = &intake.metrics;
+        m.cluster_events_received
+            .fetch_add(received, Ordering::Relaxed);
+        if let Some((pending, published_ns)) = newest {
+            let lag_ms = (now_ns() - published_ns) / 1_000_000;
+            m.cluster_stream_lag_events
+                .store(pending, Ordering::Relaxed);
+            m.cluster_stream_lag_ms
+                .store(lag_ms.max(0) as u64, Ordering::Relaxed);
+            if pending == 0 {
+                mark_live(intake);
+            }
         }
     }
     Err("message stream ended".into())
@@ -176,12 +174,7 @@ fn to_event(
             return None;
         }
     };
-    let header_seq = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(SEQ_HEADER))
-        .and_then(|v| v.as_str().parse::<u64>().ok());
-    if header_seq.is_some_and(|s| s != decoded.seq) {
+    if header_seq(message.headers.as_ref()).is_some_and(|s| s != decoded.seq) {
         tracing::warn!(subject = %message.subject, "stream message seq header disagrees");
         return None;
     }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
-use super::{Nats, SEQ_HEADER, subject};
+use super::{Nats, header_seq, subject};
 use crate::model::{ChannelId, Symbols};
 use crate::ws::History;
 
@@ -36,7 +36,7 @@ impl std::fmt::Debug for StreamHistory {
 }
 
 fn seq_of(m: &StreamMessage) -> Option<u64> {
-    m.headers.get(SEQ_HEADER)?.as_str().parse().ok()
+    header_seq(Some(&m.headers))
 }
 
 impl StreamHistory {
@@ -104,11 +104,7 @@ impl StreamHistory {
         let mut bytes = 0usize;
         while want <= until {
             let m = messages.next().await?.ok()?;
-            let seq = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SEQ_HEADER))
-                .and_then(|v| v.as_str().parse::<u64>().ok())?;
+            let seq = header_seq(m.headers.as_ref())?;
             if seq != want {
                 // A hole in the stream (events ingest dropped): not an exact replay.
                 return None;

@@ -157,49 +157,42 @@ async fn compete(
     status.set_active(true);
     let _ = acquired.send(true);
     let mut renewed = tokio::time::Instant::now();
-    loop {
+    let deposed = loop {
         tokio::select! {
             _ = stop.cancelled() => {
                 // A clean stop hands the lease over at once instead of after a TTL.
                 store.release(revision).await;
-                metrics.cluster_leader.store(0, Ordering::Relaxed);
-                status.set_active(false);
-                return;
+                break false;
             }
             _ = tokio::time::sleep(tick) => {}
         }
-        match store.put_if(&value, revision).await {
-            Ok(rev) => {
-                revision = rev;
-                renewed = tokio::time::Instant::now();
-                continue;
-            }
-            Err(Cas::Unreachable(_)) if renewed.elapsed() < ttl => continue,
-            Err(Cas::Unreachable(error)) => {
-                tracing::error!(%error, "lease: not renewed for a whole TTL; this node steps down");
-                break;
-            }
-            Err(Cas::Conflict) => {}
-        }
-        // Our entry is gone (it expired while NATS was away): take it again if nobody has.
-        match store.put_if(&value, 0).await {
-            Ok(rev) => {
-                revision = rev;
-                renewed = tokio::time::Instant::now();
-                tracing::warn!("lease: expired entry taken again");
-            }
+        let renewal = match store.put_if(&value, revision).await {
+            // Our entry is gone (it expired while NATS was away): take it again if nobody has.
             Err(Cas::Conflict) => {
-                tracing::error!("lease: another node holds the lease; this node steps down");
-                break;
+                tracing::warn!("lease: our entry is gone; taking it again if it is free");
+                store.put_if(&value, 0).await
+            }
+            other => other,
+        };
+        match renewal {
+            Ok(rev) => {
+                revision = rev;
+                renewed = tokio::time::Instant::now();
             }
             Err(Cas::Unreachable(_)) if renewed.elapsed() < ttl => {}
             Err(Cas::Unreachable(error)) => {
                 tracing::error!(%error, "lease: not renewed for a whole TTL; this node steps down");
-                break;
+                break true;
+            }
+            Err(Cas::Conflict) => {
+                tracing::error!("lease: another node holds the lease; this node steps down");
+                break true;
             }
         }
-    }
+    };
     metrics.cluster_leader.store(0, Ordering::Relaxed);
     status.set_active(false);
-    lost.cancel();
+    if deposed {
+        lost.cancel();
+    }
 }

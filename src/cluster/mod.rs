@@ -37,6 +37,11 @@ pub(crate) use publish::StreamPublisher;
 /// The header carrying an event's channel `seq` (the body is the event's JSON).
 pub(crate) const SEQ_HEADER: &str = "Tickcast-Seq";
 
+/// The channel `seq` a stream message carries in [`SEQ_HEADER`], if it is one of ours.
+pub(crate) fn header_seq(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
+    headers?.get(SEQ_HEADER)?.as_str().parse().ok()
+}
+
 /// What can go wrong talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -235,11 +240,7 @@ impl Nats {
                 .get_last_raw_message_by_subject(&name)
                 .await
                 .map_err(ClusterError::js)?;
-            let Some(seq) = last
-                .headers
-                .get(SEQ_HEADER)
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-            else {
+            let Some(seq) = header_seq(Some(&last.headers)) else {
                 continue;
             };
             match symbols.intern(&symbol) {

@@ -8,19 +8,19 @@
 //! order, keeps a window of acknowledgements in flight, and retries a failed publish with
 //! backoff, in order, while NATS is away.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{SEQ_HEADER, subject};
-use crate::model::{Event, Symbols};
+use crate::model::{ChannelId, Event, Symbols};
 use crate::rooms::EventSink;
 use crate::telemetry::metrics::Metrics;
 
@@ -28,7 +28,8 @@ use crate::telemetry::metrics::Metrics;
 const WINDOW: usize = 512;
 
 struct Outgoing {
-    subject: String,
+    /// Shared with every other event of the channel (a `Bytes` handle).
+    subject: Subject,
     seq: u64,
     bytes: Bytes,
 }
@@ -37,6 +38,8 @@ struct Outgoing {
 struct Queue {
     items: VecDeque<Outgoing>,
     bytes: usize,
+    /// Each channel's subject, made the first time the channel publishes.
+    subjects: HashMap<ChannelId, Subject>,
 }
 
 /// The ingest side's [`EventSink`] into the stream.
@@ -182,10 +185,17 @@ impl EventSink for StreamPublisher {
                     dropped += 1;
                     continue;
                 }
-                let name = self.symbols.name(e.channel.symbol);
+                let subject = q
+                    .subjects
+                    .entry(e.channel)
+                    .or_insert_with(|| {
+                        let name = self.symbols.name(e.channel.symbol);
+                        Subject::from(subject::subject(&self.prefix, e.channel.kind, &name))
+                    })
+                    .clone();
                 q.bytes += e.bytes.len();
                 q.items.push_back(Outgoing {
-                    subject: subject::subject(&self.prefix, e.channel.kind, &name),
+                    subject,
                     seq: e.seq,
                     bytes: e.bytes.clone(),
                 });
@@ -251,7 +261,7 @@ mod tests {
         let q = p.lock();
         assert_eq!(q.bytes, 1_000);
         let first = &q.items[0];
-        assert_eq!(first.subject, "tc.ticks.BRK~B");
+        assert_eq!(&*first.subject, "tc.ticks.BRK~B");
         assert_eq!(first.seq, 1);
         let ids: Vec<String> = q
             .items

@@ -79,19 +79,22 @@ impl IngestHandle {
         }
     }
 
+    /// Queues a message, waiting while the queue is full, and counts it in the queue depth
+    /// (ingest counts it out when it takes it).
+    async fn queue(&self, msg: Msg) -> Result<(), IngestClosed> {
+        self.tx.send(msg).await.map_err(|_| IngestClosed)?;
+        self.metrics
+            .ingest_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Queues validated ticks, waiting while the queue is full.
     pub(crate) async fn send(&self, ticks: Vec<RawTick>) -> Result<(), IngestClosed> {
         if ticks.is_empty() {
             return Ok(());
         }
-        self.tx
-            .send(self.ticks(ticks))
-            .await
-            .map_err(|_| IngestClosed)?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.queue(self.ticks(ticks)).await
     }
 
     /// Queues validated ticks and waits until ingest has published them, so the caller can
@@ -101,13 +104,7 @@ impl IngestHandle {
             return Ok(());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(self.ticks_acked(ticks, Some(tx)))
-            .await
-            .map_err(|_| IngestClosed)?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
+        self.queue(self.ticks_acked(ticks, Some(tx))).await?;
         rx.await.map_err(|_| IngestClosed)
     }
 
@@ -141,13 +138,7 @@ impl IngestHandle {
     /// ingest applied it: a cluster leader that takes over continues the stream.
     pub(crate) async fn seed(&self, seqs: Vec<(ChannelId, u64)>) -> Result<(), IngestClosed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Seed(seqs, tx))
-            .await
-            .map_err(|_| IngestClosed)?;
-        self.metrics
-            .ingest_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
+        self.queue(Msg::Seed(seqs, tx)).await?;
         rx.await.map_err(|_| IngestClosed)
     }
 

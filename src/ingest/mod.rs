@@ -242,11 +242,7 @@ impl Ingest {
             }
             Msg::Seed(seqs, done) => {
                 for (ch, seq) in seqs {
-                    let (k, i) = (ch.kind.index(), ch.symbol.0 as usize);
-                    if self.seq[k].len() <= i {
-                        self.seq[k].resize(i + 1, 0);
-                        self.names[k].resize(i + 1, Arc::from(""));
-                    }
+                    let (k, i) = self.slot(ch);
                     self.seq[k][i] = self.seq[k][i].max(seq);
                 }
                 acks.push(done);
@@ -317,14 +313,19 @@ impl Ingest {
         }
     }
 
-    /// The next `seq` of a channel and its wire name.
-    fn next_seq(&mut self, ch: ChannelId) -> (u64, Arc<str>) {
-        let k = ch.kind.index();
-        let i = ch.symbol.0 as usize;
+    /// The (kind, symbol) indexes of a channel's counter and name, grown to hold it.
+    fn slot(&mut self, ch: ChannelId) -> (usize, usize) {
+        let (k, i) = (ch.kind.index(), ch.symbol.0 as usize);
         if self.seq[k].len() <= i {
             self.seq[k].resize(i + 1, 0);
             self.names[k].resize(i + 1, Arc::from(""));
         }
+        (k, i)
+    }
+
+    /// The next `seq` of a channel and its wire name.
+    fn next_seq(&mut self, ch: ChannelId) -> (u64, Arc<str>) {
+        let (k, i) = self.slot(ch);
         if self.names[k][i].is_empty() {
             self.names[k][i] = Arc::from(self.symbols.channel_name(ch));
         }

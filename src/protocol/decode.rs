@@ -2,11 +2,11 @@
 //! ingest encoded it (the wire bytes, shared with every socket unchanged) and needs its typed
 //! payload too (REST reads the latest tick, bar and indicators). The inverse of `events.rs`.
 
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::events::{BarWire, TickWire};
 use super::indicators::IndicatorFields;
-use crate::model::{BarEvent, Kind, Payload, Side, SymbolId, Tick};
+use crate::model::{Kind, Payload, Side, SymbolId, Tick};
 
 /// An event the stream carried that does not read as its channel's event.
 #[derive(Debug, thiserror::Error)]
@@ -25,32 +25,6 @@ pub struct Decoded {
     pub payload: Payload,
 }
 
-#[derive(Deserialize)]
-struct TickIn<'a> {
-    seq: u64,
-    ts: i64,
-    price: f64,
-    size: f64,
-    #[serde(borrow)]
-    side: Option<&'a str>,
-    xts: i64,
-}
-
-#[derive(Deserialize)]
-struct BarIn {
-    seq: u64,
-    ts: i64,
-    start: i64,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: f64,
-    trades: u64,
-    #[serde(rename = "final")]
-    is_final: bool,
-}
-
 /// Decodes an event of `kind` for `symbol` (the receiver's own id for it).
 pub fn decode_event(
     kind: Kind,
@@ -64,7 +38,7 @@ pub fn decode_event(
     };
     match kind {
         Kind::Ticks => {
-            let t: TickIn = serde_json::from_slice(bytes).map_err(json)?;
+            let t: TickWire = serde_json::from_slice(bytes).map_err(json)?;
             let side = match t.side {
                 None => None,
                 Some(s) => Some(Side::parse_strict(s).ok_or_else(|| DecodeError::Side(s.into()))?),
@@ -75,7 +49,7 @@ pub fn decode_event(
                 payload: Payload::Tick(Tick {
                     symbol,
                     price: t.price,
-                    size: t.size,
+                    size: t.size.0,
                     side,
                     exchange_ts: t.xts,
                     ts: t.ts,
@@ -83,20 +57,11 @@ pub fn decode_event(
             })
         }
         Kind::Bars1s | Kind::Bars1m => {
-            let b: BarIn = serde_json::from_slice(bytes).map_err(json)?;
+            let b: BarWire = serde_json::from_slice(bytes).map_err(json)?;
             Ok(Decoded {
                 seq: b.seq,
                 ts: b.ts,
-                payload: Payload::Bar(BarEvent {
-                    start_ms: b.start,
-                    open: b.open,
-                    high: b.high,
-                    low: b.low,
-                    close: b.close,
-                    volume: b.volume,
-                    trades: b.trades,
-                    is_final: b.is_final,
-                }),
+                payload: Payload::Bar(b.bar()),
             })
         }
         Kind::Indicators => {
@@ -120,7 +85,7 @@ pub fn decode_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IndicatorPeriods, IndicatorValues};
+    use crate::model::{BarEvent, IndicatorPeriods, IndicatorValues};
     use crate::protocol::{encode_bar, encode_indicators, encode_tick};
 
     fn fields() -> IndicatorFields {

@@ -1,15 +1,16 @@
 //! The events of the channels (`tick`, `bar`, `indicators`): ingest encodes each one here, once,
-//! into the `Bytes` that every subscriber and every snapshot shares.
+//! into the `Bytes` that every subscriber and every snapshot shares. The wire structs read
+//! both ways: an edge node reads them back (`decode.rs`), so each field list exists once.
 
 use bytes::Bytes;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::indicators::IndicatorFields;
 use super::to_bytes;
 use crate::model::{BarEvent, IndicatorValues, Side, Tick};
 
 /// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
-struct Num(f64);
+pub(super) struct Num(pub(super) f64);
 
 impl Serialize for Num {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -21,19 +22,26 @@ impl Serialize for Num {
     }
 }
 
-#[derive(Serialize)]
-struct TickWire<'a> {
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(Num)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct TickWire<'a> {
     #[serde(rename = "type")]
-    kind: &'static str,
-    ch: &'a str,
-    seq: u64,
-    ts: i64,
-    price: f64,
-    size: Num,
+    pub(super) kind: &'a str,
+    pub(super) ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    pub(super) price: f64,
+    pub(super) size: Num,
     /// `null` when the source gave no side (a replay file without a `side` column).
-    side: Option<&'static str>,
+    #[serde(borrow)]
+    pub(super) side: Option<&'a str>,
     /// Extension: exchange time, ns since the epoch.
-    xts: i64,
+    pub(super) xts: i64,
 }
 
 pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
@@ -49,13 +57,13 @@ pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
     })
 }
 
-#[derive(Serialize)]
-struct BarWire<'a> {
+#[derive(Serialize, Deserialize)]
+pub(super) struct BarWire<'a> {
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: &'a str,
     ch: &'a str,
-    seq: u64,
-    ts: i64,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
     start: i64,
     open: f64,
     high: f64,
@@ -67,21 +75,41 @@ struct BarWire<'a> {
     is_final: bool,
 }
 
+impl<'a> BarWire<'a> {
+    fn new(ch: &'a str, seq: u64, ts: i64, bar: &BarEvent) -> Self {
+        BarWire {
+            kind: "bar",
+            ch,
+            seq,
+            ts,
+            start: bar.start_ms,
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+            volume: Num(bar.volume),
+            trades: bar.trades,
+            is_final: bar.is_final,
+        }
+    }
+
+    /// The bar this wire form carries (the inverse of [`BarWire::new`]).
+    pub(super) fn bar(&self) -> BarEvent {
+        BarEvent {
+            start_ms: self.start,
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume.0,
+            trades: self.trades,
+            is_final: self.is_final,
+        }
+    }
+}
+
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Bytes {
-    to_bytes(&BarWire {
-        kind: "bar",
-        ch,
-        seq,
-        ts,
-        start: bar.start_ms,
-        open: bar.open,
-        high: bar.high,
-        low: bar.low,
-        close: bar.close,
-        volume: Num(bar.volume),
-        trades: bar.trades,
-        is_final: bar.is_final,
-    })
+    to_bytes(&BarWire::new(ch, seq, ts, bar))
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.

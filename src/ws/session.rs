@@ -201,7 +201,9 @@ struct WriteStalled;
 
 /// Sends the drained items as frames of at most `batch_max_bytes` (a lone larger item goes
 /// alone), each an object or a JSON array of objects, all by `deadline`. Snapshots are encoded
-/// here, outside every lock, one at a time as they go out.
+/// here, outside every lock, one at a time as they go out. A lone shared batch (a wildcard
+/// subscriber that keeps up) goes out as the frame its first writer built for everyone; among
+/// other items it goes as its events.
 async fn send_items<K>(
     sink: &mut K,
     items: &mut VecDeque<Item>,
@@ -212,8 +214,6 @@ where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let max = ctx.config.batch_max_bytes;
-    // The steady state of a wildcard subscriber that keeps up: one shared batch, sent as the
-    // frame the first writer built for everyone.
     if items.len() == 1
         && let Some(Item::Batch(batch)) = items.front()
         && batch.bytes + batch.events.len() < max
@@ -224,41 +224,31 @@ where
                 protocol::join_frame(events.iter().map(|(_, b)| b), total)
             })
             .clone();
-        let n = batch.events.len() as u64;
+        let n = batch.events.len();
         items.clear();
-        let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
-        match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Err(WriteStalled),
-        }
-        ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
-        ctx.metrics.events_sent.fetch_add(n, Ordering::Relaxed);
-        return Ok(());
-    }
-    // Anything else: shared batches become their events, packed into frames as usual.
-    if items.iter().any(|i| matches!(i, Item::Batch(_))) {
-        let flat: VecDeque<Item> = items
-            .drain(..)
-            .flat_map(|item| match item {
-                Item::Batch(batch) => batch
-                    .events
-                    .iter()
-                    .map(|(channel, bytes)| Item::Event {
-                        channel: *channel,
-                        bytes: bytes.clone(),
-                    })
-                    .collect::<Vec<_>>(),
-                other => vec![other],
-            })
-            .collect();
-        *items = flat;
+        return send_frame(sink, frame, n, ctx, deadline).await;
     }
     let mut parts: Vec<Bytes> = Vec::new();
     while !items.is_empty() {
         parts.clear();
         let mut len = 0;
         while let Some(item) = items.pop_front() {
-            let bytes = wire(item, ctx);
+            let bytes = match item {
+                Item::Control(b) | Item::Event { bytes: b, .. } => b,
+                Item::Snapshot(s) => {
+                    let name = ctx.symbols.channel_name(s.channel);
+                    protocol::encode_snapshot(&name, s.seq, &s.events, s.reset)
+                }
+                Item::Batch(batch) => {
+                    for (channel, bytes) in batch.events.iter().rev() {
+                        items.push_front(Item::Event {
+                            channel: *channel,
+                            bytes: bytes.clone(),
+                        });
+                    }
+                    continue;
+                }
+            };
             let l = bytes.len() + 1;
             if !parts.is_empty() && len + l > max {
                 items.push_front(Item::Control(bytes));
@@ -267,34 +257,36 @@ where
             len += l;
             parts.push(bytes);
         }
-        let frame = protocol::join_frame(parts.iter(), len);
-        let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
-        match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Err(WriteStalled),
+        if parts.is_empty() {
+            break;
         }
-        ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
-        ctx.metrics
-            .events_sent
-            .fetch_add(parts.len() as u64, Ordering::Relaxed);
+        let frame = protocol::join_frame(parts.iter(), len);
+        send_frame(sink, frame, parts.len(), ctx, deadline).await?;
     }
     Ok(())
 }
 
-/// One queued item's wire form.
-fn wire(item: Item, ctx: &WsContext) -> Bytes {
-    match item {
-        Item::Control(b) | Item::Event { bytes: b, .. } => b,
-        // Flattened before framing (see `send_items`); a lone one is framed whole.
-        Item::Batch(batch) => protocol::join_frame(
-            batch.events.iter().map(|(_, b)| b),
-            batch.bytes + batch.events.len(),
-        ),
-        Item::Snapshot(s) => {
-            let name = ctx.symbols.channel_name(s.channel);
-            protocol::encode_snapshot(&name, s.seq, &s.events, s.reset)
-        }
+/// Writes one frame of `events` events (or replies) by `deadline`.
+async fn send_frame<K>(
+    sink: &mut K,
+    frame: Bytes,
+    events: usize,
+    ctx: &WsContext,
+    deadline: Instant,
+) -> Result<(), WriteStalled>
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
+    let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
+    match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return Err(WriteStalled),
     }
+    ctx.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics
+        .events_sent
+        .fetch_add(events as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 async fn send_timed<K>(sink: &mut K, msg: Message, limit: Duration) -> Result<(), WriteStalled>
