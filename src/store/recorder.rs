@@ -114,6 +114,16 @@ impl Queue {
         // Push and drain leave the deque consistent even if a panic interrupts them.
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Sets the backlog gauge to the queued plus in-flight rows. Every caller holds the queue's
+    /// lock (`rows` is its guard) and changes `in_flight` only under it, so the last store is
+    /// never a stale sum that a concurrent writer has already overtaken.
+    fn report_backlog(&self, rows: &VecDeque<Record>, metrics: &Metrics) {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        metrics
+            .db_backlog
+            .store(rows.len() as u64 + in_flight, Ordering::Relaxed);
+    }
 }
 
 /// The sink side of write-behind persistence, plus the handle on its writer task.
@@ -234,7 +244,7 @@ impl EventSink for Recorder {
             _ => None,
         });
         let mut dropped = 0u64;
-        let len = {
+        let queued = {
             let mut q = self.queue.lock();
             for row in rows.by_ref() {
                 if q.len() < self.queue.capacity {
@@ -243,13 +253,12 @@ impl EventSink for Recorder {
                     dropped += 1;
                 }
             }
-            q.len()
+            if !q.is_empty() {
+                self.queue.report_backlog(&q, &self.metrics);
+            }
+            !q.is_empty()
         };
-        if len > 0 {
-            let in_flight = self.queue.in_flight.load(Ordering::Relaxed);
-            self.metrics
-                .db_backlog
-                .store(len as u64 + in_flight, Ordering::Relaxed);
+        if queued {
             self.queue.notify.notify_one();
         }
         if dropped > 0 {
@@ -311,6 +320,7 @@ impl Writer {
                     }
                 }
                 self.queue.in_flight.store(n as u64, Ordering::Relaxed);
+                self.queue.report_backlog(&q, &self.metrics);
             }
             let closing = self.queue.closing.load(Ordering::Acquire);
             if batch.is_empty() {
@@ -336,7 +346,9 @@ impl Writer {
                     self.health.consecutive_failures.store(0, Ordering::Relaxed);
                     self.health.last_write_ms.store(now_ms(), Ordering::Relaxed);
                     batch.clear();
+                    let q = self.queue.lock();
                     self.queue.in_flight.store(0, Ordering::Relaxed);
+                    self.queue.report_backlog(&q, &self.metrics);
                 }
                 Err(error) => {
                     let was_open = self.breaker.is_open();
@@ -369,8 +381,6 @@ impl Writer {
                     self.sleep_unless_closing(delay, closing).await;
                 }
             }
-            let backlog = self.backlog(batch.len());
-            self.metrics.db_backlog.store(backlog, Ordering::Relaxed);
         }
         self.metrics.db_backlog.store(0, Ordering::Relaxed);
         tracing::debug!("tick writer stopped");
