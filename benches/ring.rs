@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tickcast::model::{ChannelId, Event, Kind, Payload, Side, SymbolId, Tick};
+use tickcast::model::{ChannelId, Event, Kind, Payload, Side, SymbolId, Tick, Wire};
 use tickcast::ring::Ring;
 
 fn event(seq: u64) -> Event {
@@ -26,7 +26,10 @@ fn event(seq: u64) -> Event {
         seq,
         ts: 1,
         payload: Payload::Tick(tick),
-        bytes: Bytes::from_static(b"{\"type\":\"tick\"}"),
+        wire: Wire {
+            json: Bytes::from_static(b"{\"type\":\"tick\"}"),
+            msgpack: Bytes::from_static(&[0x91, 0x01]),
+        },
     }
 }
 
@@ -53,7 +56,7 @@ fn ring(c: &mut Criterion) {
     g.bench_function("replay_last_100", |b| {
         b.iter(|| {
             let it = black_box(&r).replay(black_box(3996)).expect("held");
-            it.map(|e| black_box(e).bytes.len() as u64).sum::<u64>()
+            it.map(|e| black_box(e).wire.len() as u64).sum::<u64>()
         })
     });
     g.finish();

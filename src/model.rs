@@ -1,7 +1,7 @@
 //! Typed values that move between stages: symbols, channels, ticks and sequenced events.
 //!
-//! Nothing here knows JSON: an [`Event`] carries its wire encoding as opaque `Bytes`, made once by
-//! `protocol` at ingest, so every stage downstream shares the same allocation.
+//! Nothing here knows JSON: an [`Event`] carries its wire encodings as opaque `Bytes` ([`Wire`]),
+//! made once by `protocol` at ingest, so every stage downstream shares the same allocations.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -220,7 +220,7 @@ pub enum Payload {
     Indicators(IndicatorValues),
 }
 
-/// A sequenced event: typed payload plus its wire encoding, made once.
+/// A sequenced event: typed payload plus its wire encodings, made once.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub channel: ChannelId,
@@ -229,8 +229,51 @@ pub struct Event {
     /// Nanoseconds since the Unix epoch when the server ingested or computed it.
     pub ts: i64,
     pub payload: Payload,
-    /// The encoded wire object, shared by every subscriber and every snapshot.
-    pub bytes: Bytes,
+    /// The encoded wire forms, shared by every subscriber and every snapshot.
+    pub wire: Wire,
+}
+
+/// The encodings a connection can ask for (`/ws?encoding=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Json,
+    Msgpack,
+}
+
+impl Encoding {
+    pub const COUNT: usize = 2;
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One event in every [`Encoding`], both made at ingest: a positional MessagePack event is a
+/// few dozen bytes, cheaper to keep beside the JSON than to make per connection.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Wire {
+    pub json: Bytes,
+    pub msgpack: Bytes,
+}
+
+impl Wire {
+    pub fn get(&self, encoding: Encoding) -> &Bytes {
+        match encoding {
+            Encoding::Json => &self.json,
+            Encoding::Msgpack => &self.msgpack,
+        }
+    }
+
+    /// The size that queues and budgets count: the JSON form's, the larger of the two, so a
+    /// bound holds for a connection of either encoding.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
 }
 
 /// Interned symbol names. Append-only: an id, once handed out, names the same symbol forever.

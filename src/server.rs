@@ -274,6 +274,7 @@ impl Server {
                         nats: n.clone(),
                         symbols: symbols.clone(),
                         max_events: config.cluster.resume_max_events,
+                        fields: crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
                     })),
                     Node::Single | Node::Ingest(_) => None,
                 },

@@ -6,6 +6,7 @@ mod util;
 mod amplification;
 mod cluster;
 mod config;
+mod encoding;
 mod feeds;
 mod ingest_http;
 mod limits;

@@ -19,6 +19,11 @@ pub struct Args {
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
 
+    /// Encoding of the server's frames: `msgpack` adds `encoding=msgpack` to every WebSocket
+    /// URL (binary MessagePack frames, docs/PROTOCOL.md "Encodings"); ops stay JSON text.
+    #[arg(long, value_enum, default_value_t = Encoding::Json)]
+    pub encoding: Encoding,
+
     /// WebSocket connections to open (bots, dashboards, mixed).
     #[arg(long, short = 'c', default_value_t = 100)]
     pub connections: u64,
@@ -102,6 +107,61 @@ pub enum Scenario {
     Soak,
 }
 
+/// The frame encoding a connection asks the server for (`GET /ws?encoding=...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Encoding {
+    /// Text frames of JSON, one event or an array of them (the default; no query parameter).
+    #[default]
+    Json,
+    /// Binary frames, each one MessagePack array of messages.
+    Msgpack,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Msgpack => "msgpack",
+        }
+    }
+
+    /// `url` as this encoding connects to it: `msgpack` appends `encoding=msgpack` to the query
+    /// (after any there is, such as `?v=1`); `json` leaves the URL as it is, the server's
+    /// default. A URL that already names an `encoding` must agree with this one.
+    pub fn apply_to_url(self, url: &str) -> anyhow::Result<String> {
+        let (base, fragment) = match url.split_once('#') {
+            Some((b, f)) => (b, Some(f)),
+            None => (url, None),
+        };
+        let query = base.split_once('?').map_or("", |(_, q)| q);
+        let named = query
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("encoding="))
+            .next_back();
+        let mut out = match named {
+            Some(v) if v == self.name() => base.to_string(),
+            Some(v) => anyhow::bail!(
+                "--url {url:?} asks for encoding={v} but --encoding is {}",
+                self.name()
+            ),
+            None if self == Encoding::Json => base.to_string(),
+            None => {
+                let sep = match base.find('?') {
+                    None => "?",
+                    Some(_) if base.ends_with(['?', '&']) => "",
+                    Some(_) => "&",
+                };
+                format!("{base}{sep}encoding={}", self.name())
+            }
+        };
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        Ok(out)
+    }
+}
+
 impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
@@ -152,5 +212,69 @@ impl Args {
             anyhow::ensure!(self.rate > 0.0, "the rest scenario needs --rate above 0");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_added_to_the_query() {
+        let m = Encoding::Msgpack;
+        let cases = [
+            (
+                "ws://127.0.0.1:8080/ws",
+                "ws://127.0.0.1:8080/ws?encoding=msgpack",
+            ),
+            (
+                "ws://127.0.0.1:8080/ws?v=1",
+                "ws://127.0.0.1:8080/ws?v=1&encoding=msgpack",
+            ),
+            (
+                "ws://127.0.0.1:8080/ws?",
+                "ws://127.0.0.1:8080/ws?encoding=msgpack",
+            ),
+            (
+                "ws://127.0.0.1:8080/ws?v=1&",
+                "ws://127.0.0.1:8080/ws?v=1&encoding=msgpack",
+            ),
+            ("ws://localhost", "ws://localhost?encoding=msgpack"),
+            (
+                "ws://[::1]:9000/ws?v=1&encoding=msgpack",
+                "ws://[::1]:9000/ws?v=1&encoding=msgpack",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(m.apply_to_url(url).unwrap(), want, "{url}");
+        }
+        // JSON is the server's default: the URL is left alone.
+        for url in [
+            "ws://127.0.0.1:8080/ws",
+            "ws://127.0.0.1:8080/ws?v=1&encoding=json",
+        ] {
+            assert_eq!(Encoding::Json.apply_to_url(url).unwrap(), url);
+        }
+        // A URL naming the other encoding is a usage error, not a silent mix.
+        assert!(m.apply_to_url("ws://127.0.0.1/ws?encoding=json").is_err());
+        assert!(
+            Encoding::Json
+                .apply_to_url("ws://127.0.0.1/ws?encoding=msgpack")
+                .is_err()
+        );
+        // `xencoding` is another parameter.
+        assert_eq!(
+            m.apply_to_url("ws://127.0.0.1/ws?xencoding=1").unwrap(),
+            "ws://127.0.0.1/ws?xencoding=1&encoding=msgpack"
+        );
+    }
+
+    #[test]
+    fn encoding_flag() {
+        let a = Args::try_parse_from(["tickcast-loadgen"]).unwrap();
+        assert_eq!(a.encoding, Encoding::Json);
+        let a = Args::try_parse_from(["tickcast-loadgen", "--encoding", "msgpack"]).unwrap();
+        assert_eq!(a.encoding, Encoding::Msgpack);
+        assert!(Args::try_parse_from(["tickcast-loadgen", "--encoding", "cbor"]).is_err());
     }
 }

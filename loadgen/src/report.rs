@@ -23,6 +23,11 @@ pub struct Report {
     pub frames: u64,
     pub events_per_s: f64,
     pub frames_per_s: f64,
+    /// Payload bytes of the server frames inside the window (text or binary, per `--encoding`;
+    /// WebSocket frame headers not counted), replies and snapshots included.
+    pub bytes: u64,
+    /// `bytes / events`: what one live event costs on the wire, to compare encodings.
+    pub bytes_per_event: f64,
     /// Time to open each established connection (TCP connect + handshake), whole run.
     pub connect_latency: Percentiles,
     /// Live events inside the window by `type` (tick, bar, indicators, other).
@@ -51,6 +56,8 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct RunConfig {
     pub connections: u64,
+    /// Encoding of the server's frames: `json` or `msgpack`.
+    pub encoding: &'static str,
     pub ramp_s: f64,
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -177,6 +184,11 @@ impl Report {
                 } else {
                     0.0
                 }
+            );
+            let _ = writeln!(
+                s,
+                "  wire bytes     {:.1} bytes/event  ({} bytes of {} frames)",
+                self.bytes_per_event, self.bytes, self.config.encoding
             );
             let _ = writeln!(s, "  by type        {}", map_line(&self.events_by_type));
             let _ = writeln!(s, "  tick latency   {}", pct_line(&self.latency));

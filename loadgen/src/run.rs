@@ -34,7 +34,8 @@ pub fn is_bot(i: u64, fraction: f64) -> bool {
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     let mut targets = Vec::new();
     for url in args.url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        targets.push(Arc::new(Target::resolve(url).await?));
+        let url = args.encoding.apply_to_url(url)?;
+        targets.push(Arc::new(Target::resolve(&url).await?));
     }
     let Some(target) = targets.first().cloned() else {
         anyhow::bail!("--url names no endpoint");
@@ -63,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         Vec::new()
     };
 
-    let shared = Arc::new(Shared::new(args.threads * 4));
+    let shared = Arc::new(Shared::new(args.threads * 4, args.encoding));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     {
@@ -375,6 +376,7 @@ fn build_report(
     }
     let events = shared.events_measured.load(Relaxed);
     let frames = shared.frames_measured.load(Relaxed);
+    let bytes = shared.bytes_measured.load(Relaxed);
     let t = total_gaps(&chans);
     let per_s = |n: u64| {
         if measured_s > 0.0 {
@@ -403,6 +405,7 @@ fn build_report(
             } else {
                 0
             },
+            encoding: args.encoding.name(),
             ramp_s: args.ramp,
             warmup_s: args.warmup,
             duration_s: args.duration,
@@ -420,6 +423,12 @@ fn build_report(
         frames,
         events_per_s: per_s(events),
         frames_per_s: per_s(frames),
+        bytes,
+        bytes_per_event: if events > 0 {
+            round1(bytes as f64 / events as f64)
+        } else {
+            0.0
+        },
         connect_latency: Percentiles::from_histogram_us(&shared.connect.merged()),
         events_by_type: EventKind::ALL
             .iter()

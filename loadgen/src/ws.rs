@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::frame::for_each_event;
+use crate::args::Encoding;
+use crate::frame::{Event, for_each_event, for_each_msgpack_event, msgpack_list_symbols};
 use crate::stats::{SeqTracker, ShardedHistogram};
 use crate::target::Target;
 
@@ -103,10 +104,14 @@ fn churn_ops(symbols: &[String], seed: u64) -> (Vec<String>, String) {
 pub struct Shared {
     /// True only inside the measured window.
     pub measuring: AtomicBool,
-    /// Text frames and live events inside the window.
+    /// The encoding every connection asked for: the frame type and reader it expects.
+    pub encoding: Encoding,
+    /// Server frames (text or binary) and live events inside the window.
     pub frames_measured: AtomicU64,
     pub events_measured: AtomicU64,
-    /// Text frames and live events over the whole run, for the progress line.
+    /// Payload bytes of those frames (WebSocket headers not counted), for bytes per event.
+    pub bytes_measured: AtomicU64,
+    /// Server frames and live events over the whole run, for the progress line.
     pub frames_seen: AtomicU64,
     pub events_seen: AtomicU64,
     pub attempted: AtomicU64,
@@ -125,11 +130,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(shards: usize) -> Self {
+    pub fn new(shards: usize, encoding: Encoding) -> Self {
         Self {
+            encoding,
             measuring: AtomicBool::new(false),
             frames_measured: AtomicU64::new(0),
             events_measured: AtomicU64::new(0),
+            bytes_measured: AtomicU64::new(0),
             frames_seen: AtomicU64::new(0),
             events_seen: AtomicU64::new(0),
             attempted: AtomicU64::new(0),
@@ -320,7 +327,10 @@ async fn session(
             _ = stop.changed() => break,
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    on_text(idx, text.as_str(), shared, out, &mut lat);
+                    on_frame(idx, Payload::Text(text.as_str()), shared, out, &mut lat);
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    on_frame(idx, Payload::Binary(&data), shared, out, &mut lat);
                 }
                 Some(Ok(Message::Close(frame))) => {
                     out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
@@ -331,7 +341,7 @@ async fn session(
                     .await;
                     return;
                 }
-                Some(Ok(_)) => {} // pings are answered by tungstenite; binary is not in v1
+                Some(Ok(_)) => {} // pings are answered by tungstenite
                 Some(Err(e)) => {
                     out.dropped = Some(drop_label(&e));
                     return;
@@ -410,7 +420,10 @@ async fn run_churn(idx: usize, symbols: &[String], seed: u64, cfg: ConnConfig) -
                 _ = stop.changed() => break,
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
-                        on_text(idx, text.as_str(), &shared, &mut out, &mut lat);
+                        on_frame(idx, Payload::Text(text.as_str()), &shared, &mut out, &mut lat);
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        on_frame(idx, Payload::Binary(&data), &shared, &mut out, &mut lat);
                     }
                     Some(Ok(Message::Close(frame))) => {
                         out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
@@ -442,8 +455,35 @@ fn drop_label(e: &tungstenite::Error) -> String {
     }
 }
 
-/// Accounts one text frame: every event in it, latency against one clock read per frame.
-fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat: &mut Latencies) {
+/// One server frame's payload, as the socket delivered it.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// A text frame: JSON, one event or an array of them.
+    Text(&'a str),
+    /// A binary frame: with `--encoding msgpack`, one MessagePack array of messages.
+    Binary(&'a [u8]),
+}
+
+impl Payload<'_> {
+    fn len(self) -> usize {
+        match self {
+            Payload::Text(t) => t.len(),
+            Payload::Binary(b) => b.len(),
+        }
+    }
+}
+
+/// Accounts one server frame: every event in it, latency against one clock read per frame.
+/// A frame that does not parse, or whose type is not the connection's encoding (binary on a
+/// JSON connection, text on a MessagePack one), is a parse error; the events before the error in
+/// a frame that breaks off are still counted.
+fn on_frame(
+    idx: usize,
+    payload: Payload<'_>,
+    shared: &Shared,
+    out: &mut ConnOutcome,
+    lat: &mut Latencies,
+) {
     let measuring = shared.measuring.load(Relaxed);
     let now = epoch_ns();
     lat.ticks.clear();
@@ -457,7 +497,7 @@ fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat: 
         &mut out.replies,
         &mut out.errors,
     );
-    let res = for_each_event(text, |ev| match ev.kind.as_ref() {
+    let on_event = |ev: Event<'_>| match ev.kind.as_ref() {
         "snapshot" => {
             *snapshots += 1;
             *resets += u64::from(ev.reset);
@@ -492,8 +532,15 @@ fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat: 
                 }
             }
         }
-    });
-    if res.is_err() {
+    };
+    let parsed = match (shared.encoding, payload) {
+        (Encoding::Json, Payload::Text(text)) => for_each_event(text, on_event).is_ok(),
+        (Encoding::Msgpack, Payload::Binary(data)) => {
+            for_each_msgpack_event(data, on_event).is_ok()
+        }
+        _ => false,
+    };
+    if !parsed {
         out.parse_errors += 1;
     }
     shared.frames_seen.fetch_add(1, Relaxed);
@@ -501,6 +548,9 @@ fn on_text(idx: usize, text: &str, shared: &Shared, out: &mut ConnOutcome, lat: 
     if measuring {
         shared.frames_measured.fetch_add(1, Relaxed);
         shared.events_measured.fetch_add(live, Relaxed);
+        shared
+            .bytes_measured
+            .fetch_add(payload.len() as u64, Relaxed);
         shared.latency.record_all(idx, &lat.ticks);
         shared.latency_other.record_all(idx, &lat.other);
     }
@@ -521,7 +571,17 @@ pub async fn discover_symbols(target: &Target) -> anyhow::Result<Vec<String>> {
             .context("connecting for the list op")?;
         ws.send(Message::text(r#"{"op":"list","id":1}"#)).await?;
         while let Some(msg) = ws.next().await {
-            let Message::Text(text) = msg? else { continue };
+            let text = match msg? {
+                Message::Text(text) => text,
+                Message::Binary(data) => match msgpack_list_symbols(&data)? {
+                    Some(syms) => {
+                        let _ = ws.close(None).await;
+                        return Ok(syms);
+                    }
+                    None => continue,
+                },
+                _ => continue,
+            };
             let v: serde_json::Value = serde_json::from_str(text.as_str())?;
             for ev in v.as_array().cloned().unwrap_or_else(|| vec![v]) {
                 if ev["type"] == "list" {
@@ -578,6 +638,7 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::tests::Mp;
 
     #[test]
     fn churn_cycles_subscribe_a_valid_mix_and_unsubscribe_part_of_it() {
@@ -624,14 +685,14 @@ mod tests {
     }
 
     #[test]
-    fn on_text_accounts_frames() {
-        let shared = Shared::new(1);
+    fn on_frame_accounts_json_frames() {
+        let shared = Shared::new(1, Encoding::Json);
         let mut out = ConnOutcome::default();
         let mut buf = Latencies::default();
         let ts = epoch_ns() - 2_000_000;
-        on_text(
+        on_frame(
             0,
-            r#"{"type":"snapshot","ch":"ticks:A","seq":5,"data":[]}"#,
+            Payload::Text(r#"{"type":"snapshot","ch":"ticks:A","seq":5,"data":[]}"#),
             &shared,
             &mut out,
             &mut buf,
@@ -640,15 +701,15 @@ mod tests {
         let frame = format!(
             r#"[{{"type":"tick","ch":"ticks:A","seq":6,"ts":{ts}}},{{"type":"tick","ch":"ticks:A","seq":9,"ts":{ts}}}]"#
         );
-        on_text(0, &frame, &shared, &mut out, &mut buf);
-        on_text(
+        on_frame(0, Payload::Text(&frame), &shared, &mut out, &mut buf);
+        on_frame(
             0,
-            r#"{"type":"error","code":"rate_limited","message":"x"}"#,
+            Payload::Text(r#"{"type":"error","code":"rate_limited","message":"x"}"#),
             &shared,
             &mut out,
             &mut buf,
         );
-        on_text(0, "not json", &shared, &mut out, &mut buf);
+        on_frame(0, Payload::Text("not json"), &shared, &mut out, &mut buf);
         assert_eq!(out.snapshots, 1);
         assert_eq!(out.errors["rate_limited"], 1);
         assert_eq!(out.parse_errors, 1);
@@ -662,10 +723,253 @@ mod tests {
         assert!(h.min() >= 2000, "latency ≥ 2 ms, got {} µs", h.min());
         assert_eq!(out.by_kind[EventKind::Tick as usize], 2);
         let ind = format!(r#"{{"type":"indicators","ch":"indicators:A","seq":1,"ts":{ts}}}"#);
-        on_text(0, &ind, &shared, &mut out, &mut buf);
+        on_frame(0, Payload::Text(&ind), &shared, &mut out, &mut buf);
         assert_eq!(out.by_kind[EventKind::Indicators as usize], 1);
         assert_eq!(shared.latency_other.merged().len(), 1);
         assert_eq!(shared.latency.merged().len(), 2, "ticks only");
+    }
+
+    /// One server frame of the fixture below, in both encodings.
+    struct Fixture {
+        json: String,
+        msgpack: Vec<u8>,
+    }
+
+    /// The same conversation in JSON and MessagePack: an ack, a snapshot, a tick batch with a
+    /// gap, a bar and indicators, an error.
+    fn fixture(ts: u64) -> Vec<Fixture> {
+        let t = ts as i64;
+        vec![
+            Fixture {
+                json: r#"{"type":"ack","id":1,"op":"subscribe","channels":["ticks:*"],"epoch":17}"#
+                    .into(),
+                msgpack: Mp::default()
+                    .arr(1)
+                    .map(5)
+                    .s("type")
+                    .s("ack")
+                    .s("id")
+                    .u(1)
+                    .s("op")
+                    .s("subscribe")
+                    .s("channels")
+                    .arr(1)
+                    .s("ticks:*")
+                    .s("epoch")
+                    .u(17)
+                    .0,
+            },
+            Fixture {
+                json: format!(
+                    r#"{{"type":"snapshot","ch":"ticks:A","seq":5,"data":[{{"type":"tick","ch":"ticks:A","seq":5,"ts":{ts},"price":1.5,"size":1,"side":null,"xts":1}}]}}"#
+                ),
+                msgpack: Mp::default()
+                    .arr(1)
+                    .map(4)
+                    .s("type")
+                    .s("snapshot")
+                    .s("ch")
+                    .s("ticks:A")
+                    .s("seq")
+                    .u(5)
+                    .s("data")
+                    .arr(1)
+                    .tick("ticks:A", 5, t)
+                    .0,
+            },
+            Fixture {
+                json: format!(
+                    r#"[{{"type":"tick","ch":"ticks:A","seq":6,"ts":{ts},"price":189.23,"size":100,"side":"buy","xts":1}},{{"type":"tick","ch":"ticks:A","seq":9,"ts":{ts},"price":189.23,"size":100,"side":"buy","xts":1}},{{"type":"tick","ch":"ticks:B","seq":1,"ts":{ts},"price":189.23,"size":100,"side":"buy","xts":1}}]"#
+                ),
+                msgpack: Mp::default()
+                    .arr(3)
+                    .tick("ticks:A", 6, t)
+                    .tick("ticks:A", 9, t)
+                    .tick("ticks:B", 1, t)
+                    .0,
+            },
+            Fixture {
+                json: format!(
+                    r#"[{{"type":"bar","ch":"bars.1s:A","seq":1,"ts":{ts},"start":1,"open":1.0,"high":1.2,"low":0.9,"close":1.1,"volume":300.5,"trades":3,"final":true}},{{"type":"indicators","ch":"indicators:A","seq":1,"ts":{ts},"sma_20":null,"ema_20":1.0,"rsi_14":null,"volatility":0.012,"vwap":1.05}}]"#
+                ),
+                msgpack: Mp::default()
+                    .arr(2)
+                    .bar("bars.1s:A", 1, t)
+                    .indicators("indicators:A", 1, t)
+                    .0,
+            },
+            Fixture {
+                json: r#"{"type":"error","code":"rate_limited","message":"x"}"#.into(),
+                msgpack: Mp::default()
+                    .arr(1)
+                    .map(3)
+                    .s("type")
+                    .s("error")
+                    .s("code")
+                    .s("rate_limited")
+                    .s("message")
+                    .s("x")
+                    .0,
+            },
+        ]
+    }
+
+    /// What a connection counted, everything but the bytes (which differ by encoding).
+    fn summary(shared: &Shared, out: &ConnOutcome) -> String {
+        let mut gaps = HashMap::new();
+        out.seqs.merge_into(&mut gaps);
+        let mut gaps: Vec<_> = gaps.into_iter().collect();
+        gaps.sort_by(|a, b| a.0.cmp(&b.0));
+        format!(
+            "events {} frames {} by_kind {:?} snapshots {} resets {} replies {} parse_errors {} \
+             errors {:?} gaps {:?} tick latencies {} other latencies {}",
+            shared.events_measured.load(Relaxed),
+            shared.frames_measured.load(Relaxed),
+            out.by_kind,
+            out.snapshots,
+            out.resets,
+            out.replies,
+            out.parse_errors,
+            out.errors,
+            gaps,
+            shared.latency.merged().len(),
+            shared.latency_other.merged().len(),
+        )
+    }
+
+    #[test]
+    fn on_frame_accounts_msgpack_frames_like_json() {
+        let ts = epoch_ns() - 2_000_000;
+        let mut runs = Vec::new();
+        for encoding in [Encoding::Json, Encoding::Msgpack] {
+            let shared = Shared::new(1, encoding);
+            shared.measuring.store(true, Relaxed);
+            let mut out = ConnOutcome::default();
+            let mut buf = Latencies::default();
+            let mut bytes = 0;
+            for f in fixture(ts) {
+                let payload = match encoding {
+                    Encoding::Json => Payload::Text(&f.json),
+                    Encoding::Msgpack => Payload::Binary(&f.msgpack),
+                };
+                bytes += payload.len() as u64;
+                on_frame(0, payload, &shared, &mut out, &mut buf);
+            }
+            assert_eq!(out.parse_errors, 0, "{encoding:?}");
+            assert_eq!(shared.bytes_measured.load(Relaxed), bytes);
+            assert!(shared.latency.merged().min() >= 2000, "latency ≥ 2 ms");
+            // A frame of the other type, and garbage of the right type, are parse errors.
+            let mp = Mp::default().arr(1).tick("ticks:A", 10, ts as i64).0;
+            let json = format!(r#"{{"type":"tick","ch":"ticks:A","seq":10,"ts":{ts}}}"#);
+            let (wrong, garbage) = match encoding {
+                Encoding::Json => (Payload::Binary(&mp), Payload::Text("{")),
+                Encoding::Msgpack => (Payload::Text(&json), Payload::Binary(&[0x91, 0x98])),
+            };
+            on_frame(0, wrong, &shared, &mut out, &mut buf);
+            on_frame(0, garbage, &shared, &mut out, &mut buf);
+            assert_eq!(out.parse_errors, 2, "{encoding:?}");
+            runs.push((summary(&shared, &out), bytes));
+        }
+        assert_eq!(runs[0].0, runs[1].0, "same counts in both encodings");
+        assert!(
+            runs[0]
+                .0
+                .contains("events 5 frames 7 by_kind [3, 1, 1, 0] snapshots 1"),
+            "{}",
+            runs[0].0
+        );
+        assert!(runs[0].0.contains("missed: 2"), "{}", runs[0].0);
+        assert!(runs[1].1 < runs[0].1, "msgpack is smaller: {runs:?}");
+    }
+
+    /// Serves the fixture over a real WebSocket on loopback, in the encoding the client's URL
+    /// asks for, and returns the query string the client connected with.
+    // The handshake callback's error type is tungstenite's `ErrorResponse`, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    async fn serve_fixture(listener: tokio::net::TcpListener, ts: u64) -> String {
+        use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut query = String::new();
+        let mut ws =
+            tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
+                query = req.uri().query().unwrap_or("").to_string();
+                Ok(resp)
+            })
+            .await
+            .expect("handshake");
+        let msgpack = query.split('&').any(|kv| kv == "encoding=msgpack");
+        let op = ws.next().await.expect("an op").expect("op frame");
+        assert!(op.is_text(), "ops stay JSON text: {op:?}");
+        for f in fixture(ts) {
+            let msg = if msgpack {
+                Message::binary(f.msgpack)
+            } else {
+                Message::text(f.json)
+            };
+            ws.send(msg).await.expect("send");
+        }
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        ws.send(Message::Close(Some(close))).await.expect("close");
+        while let Some(Ok(_)) = ws.next().await {}
+        query
+    }
+
+    #[tokio::test]
+    async fn loadgen_counts_msgpack_over_a_socket_like_json() {
+        let mut runs = Vec::new();
+        for encoding in [Encoding::Json, Encoding::Msgpack] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let ts = epoch_ns() - 2_000_000;
+            let server = tokio::spawn(serve_fixture(listener, ts));
+            let url = encoding
+                .apply_to_url(&format!("ws://127.0.0.1:{port}/ws?v=1"))
+                .unwrap();
+            let shared = Arc::new(Shared::new(1, encoding));
+            shared.measuring.store(true, Relaxed);
+            let (_stop_tx, stop) = watch::channel(false);
+            let cfg = ConnConfig {
+                target: Arc::new(Target::resolve(&url).await.unwrap()),
+                shared: shared.clone(),
+                connect_timeout: Duration::from_secs(5),
+                end: Instant::now() + Duration::from_secs(20),
+                stop,
+            };
+            let out = run_conn(0, Role::Bot, cfg).await;
+            let query = server.await.expect("server task");
+            match encoding {
+                Encoding::Json => assert_eq!(query, "v=1"),
+                Encoding::Msgpack => assert_eq!(query, "v=1&encoding=msgpack"),
+            }
+            assert!(out.established);
+            assert_eq!(out.server_close, Some(1000), "{encoding:?}: {out:?}");
+            assert_eq!(out.parse_errors, 0, "{encoding:?}");
+            assert!(shared.latency.merged().min() >= 2000, "latency ≥ 2 ms");
+            let bytes: usize = fixture(ts)
+                .iter()
+                .map(|f| match encoding {
+                    Encoding::Json => f.json.len(),
+                    Encoding::Msgpack => f.msgpack.len(),
+                })
+                .sum();
+            assert_eq!(shared.bytes_measured.load(Relaxed), bytes as u64);
+            runs.push(summary(&shared, &out));
+        }
+        assert_eq!(runs[0], runs[1], "same counts in both encodings");
+        assert!(
+            runs[1].contains("events 5 frames 5 by_kind [3, 1, 1, 0] snapshots 1"),
+            "{}",
+            runs[1]
+        );
+        assert!(runs[1].contains("missed: 2"), "{}", runs[1]);
+        assert!(
+            runs[1].contains("tick latencies 3 other latencies 2"),
+            "{}",
+            runs[1]
+        );
     }
 
     #[test]

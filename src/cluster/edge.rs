@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ClusterStatus, Nats, header_seq, subject};
 use crate::model::{ChannelId, Event, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
-use crate::protocol::{IndicatorFields, decode_event};
+use crate::protocol::{IndicatorFields, decode_event, rewire};
 use crate::rooms::{EventSink, Hub};
 use crate::telemetry::metrics::Metrics;
 
@@ -178,11 +178,13 @@ fn to_event(
         tracing::warn!(subject = %message.subject, "stream message seq header disagrees");
         return None;
     }
+    let channel = format!("{}:{name}", kind.as_str());
+    let wire = rewire(&channel, message.payload.clone(), &decoded, &intake.fields);
     Some(Event {
         channel: ChannelId { kind, symbol },
         seq: decoded.seq,
         ts: decoded.ts,
         payload: decoded.payload,
-        bytes: message.payload.clone(),
+        wire,
     })
 }

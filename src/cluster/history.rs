@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::message::StreamMessage;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
 use super::{Nats, header_seq, subject};
-use crate::model::{ChannelId, Symbols};
+use crate::model::{ChannelId, Symbols, Wire};
+use crate::protocol::{IndicatorFields, decode_event, rewire};
 use crate::ws::History;
 
 /// How long one resume may spend reading the stream before it is answered with `reset`.
@@ -24,6 +24,8 @@ pub(crate) struct StreamHistory {
     pub nats: Arc<Nats>,
     pub symbols: Arc<Symbols>,
     pub max_events: usize,
+    /// The indicator field names, to read `indicators` events back for their other encoding.
+    pub fields: IndicatorFields,
 }
 
 impl std::fmt::Debug for StreamHistory {
@@ -58,7 +60,7 @@ impl StreamHistory {
         from: u64,
         until: u64,
         max_bytes: usize,
-    ) -> Option<Vec<Bytes>> {
+    ) -> Option<Vec<Wire>> {
         if until <= from || (until - from) as usize > self.max_events {
             return None;
         }
@@ -113,7 +115,10 @@ impl StreamHistory {
             if bytes > max_bytes {
                 return None; // more than the connection may hold: reset, without reading on
             }
-            out.push(m.payload.clone());
+            // The stream carries the JSON; a MessagePack connection needs its form too.
+            let decoded = decode_event(ch.kind, ch.symbol, &m.payload, &self.fields).ok()?;
+            let channel = format!("{}:{name}", ch.kind.as_str());
+            out.push(rewire(&channel, m.payload.clone(), &decoded, &self.fields));
             want += 1;
         }
         Some(out)
@@ -127,7 +132,7 @@ impl History for StreamHistory {
         from: u64,
         until: u64,
         max_bytes: usize,
-    ) -> BoxFuture<'_, Option<Vec<Bytes>>> {
+    ) -> BoxFuture<'_, Option<Vec<Wire>>> {
         Box::pin(async move {
             tokio::time::timeout(TIMEOUT, self.read(ch, from, until, max_bytes))
                 .await

@@ -181,7 +181,7 @@ impl EventSink for StreamPublisher {
         {
             let mut q = self.lock();
             for e in events {
-                if q.bytes + e.bytes.len() > self.max_bytes {
+                if q.bytes + e.wire.json.len() > self.max_bytes {
                     dropped += 1;
                     continue;
                 }
@@ -193,11 +193,11 @@ impl EventSink for StreamPublisher {
                         Subject::from(subject::subject(&self.prefix, e.channel.kind, &name))
                     })
                     .clone();
-                q.bytes += e.bytes.len();
+                q.bytes += e.wire.json.len();
                 q.items.push_back(Outgoing {
                     subject,
                     seq: e.seq,
-                    bytes: e.bytes.clone(),
+                    bytes: e.wire.json.clone(),
                 });
             }
             self.metrics
@@ -220,7 +220,7 @@ impl EventSink for StreamPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelId, Kind, Payload, SymbolId, Tick};
+    use crate::model::{ChannelId, Kind, Payload, SymbolId, Tick, Wire};
 
     fn event(symbol: SymbolId, seq: u64, size: usize) -> Event {
         Event {
@@ -238,7 +238,10 @@ mod tests {
                 exchange_ts: 1,
                 ts: 1,
             }),
-            bytes: Bytes::from(vec![b'x'; size]),
+            wire: Wire {
+                json: Bytes::from(vec![b'x'; size]),
+                msgpack: Bytes::new(),
+            },
         }
     }
 

@@ -273,7 +273,7 @@ impl Ingest {
             seq,
             ts,
             payload: Payload::Tick(tick),
-            bytes: protocol::encode_tick(&name, seq, &tick),
+            wire: protocol::encode_tick(&name, seq, &tick),
         })
     }
 
@@ -287,7 +287,7 @@ impl Ingest {
                     seq,
                     ts,
                     payload: Payload::Bar(bar),
-                    bytes: protocol::encode_bar(&name, seq, ts, &bar),
+                    wire: protocol::encode_bar(&name, seq, ts, &bar),
                 }
             }
             Derived::Indicators { symbol, values } => {
@@ -301,7 +301,7 @@ impl Ingest {
                     seq,
                     ts,
                     payload: Payload::Indicators(values),
-                    bytes: protocol::encode_indicators(
+                    wire: protocol::encode_indicators(
                         &name,
                         seq,
                         ts,
@@ -473,7 +473,7 @@ mod tests {
             ]
         );
         assert_eq!(symbols.get("A"), Some(SymbolId(0)));
-        let v: serde_json::Value = serde_json::from_slice(&events[2].bytes).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&events[2].wire.json).unwrap();
         assert_eq!(
             (v["ch"].as_str(), v["seq"].as_u64(), v["price"].as_f64()),
             (Some("ticks:A"), Some(2), Some(3.0))

@@ -73,6 +73,8 @@ codes! {
         BadIdempotencyKey => "bad_idempotency_key",
         /// `GET /ws?v=` names a protocol version other than 1.
         UnsupportedVersion => "unsupported_version",
+        /// `GET /ws?encoding=` names an encoding other than `json` or `msgpack`.
+        UnsupportedEncoding => "unsupported_encoding",
         Unauthorized => "unauthorized",
         UnknownSymbol => "unknown_symbol",
         /// No such route or asset.
@@ -105,9 +107,8 @@ impl ProblemCode {
         use ProblemCode::*;
         match self {
             BadRequest | BadTime | BadTimeRange | LimitOutOfRange | BadCursor | BadInterval
-            | BadHorizon | BadModel | MalformedBody | BadIdempotencyKey | UnsupportedVersion => {
-                StatusCode::BAD_REQUEST
-            }
+            | BadHorizon | BadModel | MalformedBody | BadIdempotencyKey | UnsupportedVersion
+            | UnsupportedEncoding => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             UnknownSymbol | NotFound | IngestDisabled => StatusCode::NOT_FOUND,
             IdempotencyConflict => StatusCode::CONFLICT,

@@ -109,8 +109,13 @@ mod tests {
                 exchange_ts: 1_764_070_000_120_000_000,
                 ts: 1_764_070_000_123_456_789,
             };
-            let got =
-                decode_event(Kind::Ticks, s, &encode_tick("ticks:X", 7, &tick), &fields()).unwrap();
+            let got = decode_event(
+                Kind::Ticks,
+                s,
+                &encode_tick("ticks:X", 7, &tick).json,
+                &fields(),
+            )
+            .unwrap();
             assert_eq!((got.seq, got.ts), (7, tick.ts));
             assert_eq!(got.payload, Payload::Tick(tick));
         }
@@ -127,7 +132,7 @@ mod tests {
         let got = decode_event(
             Kind::Bars1m,
             s,
-            &encode_bar("bars.1m:X", 9, 42, &bar),
+            &encode_bar("bars.1m:X", 9, 42, &bar).json,
             &fields(),
         )
         .unwrap();
@@ -142,7 +147,7 @@ mod tests {
         let got = decode_event(
             Kind::Indicators,
             s,
-            &encode_indicators("indicators:X", 4, 43, &values, &fields()),
+            &encode_indicators("indicators:X", 4, 43, &values, &fields()).json,
             &fields(),
         )
         .unwrap();

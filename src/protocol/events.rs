@@ -1,13 +1,15 @@
 //! The events of the channels (`tick`, `bar`, `indicators`): ingest encodes each one here, once,
-//! into the `Bytes` that every subscriber and every snapshot shares. The wire structs read
-//! both ways: an edge node reads them back (`decode.rs`), so each field list exists once.
+//! into the [`Wire`] (JSON and MessagePack `Bytes`) that every subscriber and every snapshot
+//! shares. The JSON wire structs read both ways: an edge node reads them back (`decode.rs`), so
+//! each field list exists once.
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::decode::Decoded;
 use super::indicators::IndicatorFields;
-use super::to_bytes;
-use crate::model::{BarEvent, IndicatorValues, Side, Tick};
+use super::{msgpack, to_bytes};
+use crate::model::{BarEvent, IndicatorValues, Payload, Side, Tick, Wire};
 
 /// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
 pub(super) struct Num(pub(super) f64);
@@ -44,7 +46,14 @@ pub(super) struct TickWire<'a> {
     pub(super) xts: i64,
 }
 
-pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
+pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
+    Wire {
+        json: tick_json(ch, seq, tick),
+        msgpack: msgpack::tick(ch, seq, tick),
+    }
+}
+
+fn tick_json(ch: &str, seq: u64, tick: &Tick) -> Bytes {
     to_bytes(&TickWire {
         kind: "tick",
         ch,
@@ -108,8 +117,11 @@ impl<'a> BarWire<'a> {
     }
 }
 
-pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Bytes {
-    to_bytes(&BarWire::new(ch, seq, ts, bar))
+pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {
+    Wire {
+        json: to_bytes(&BarWire::new(ch, seq, ts, bar)),
+        msgpack: msgpack::bar(ch, seq, ts, bar),
+    }
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
@@ -119,14 +131,29 @@ pub fn encode_indicators(
     ts: i64,
     values: &IndicatorValues,
     fields: &IndicatorFields,
-) -> Bytes {
+) -> Wire {
     let mut m = serde_json::Map::new();
     m.insert("type".into(), "indicators".into());
     m.insert("ch".into(), ch.into());
     m.insert("seq".into(), seq.into());
     m.insert("ts".into(), ts.into());
     fields.insert(&mut m, values);
-    to_bytes(&m)
+    Wire {
+        json: to_bytes(&m),
+        msgpack: msgpack::indicators(ch, seq, ts, values, fields),
+    }
+}
+
+/// The wire forms of an event received as JSON (an edge reads the stream's events, which carry
+/// the JSON only): the JSON bytes as they came, the MessagePack made from what they decoded to.
+pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields) -> Wire {
+    let (seq, ts) = (decoded.seq, decoded.ts);
+    let msgpack = match &decoded.payload {
+        Payload::Tick(t) => msgpack::tick(ch, seq, t),
+        Payload::Bar(b) => msgpack::bar(ch, seq, ts, b),
+        Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
+    };
+    Wire { json, msgpack }
 }
 
 #[cfg(test)]
@@ -135,8 +162,8 @@ mod tests {
     use crate::model::{IndicatorPeriods, Side, SymbolId};
     use serde_json::{Value, json};
 
-    fn parse(b: &Bytes) -> Value {
-        serde_json::from_slice(b).unwrap()
+    fn parse(w: &Wire) -> Value {
+        serde_json::from_slice(&w.json).unwrap()
     }
 
     #[test]

@@ -1,7 +1,24 @@
-//! Framing: the events and replies drained for one connection leave as one WebSocket text
-//! frame, a single object or a JSON array of objects (the contract lets the server batch).
+//! Framing: the events and replies drained for one connection leave as one WebSocket frame: in
+//! JSON a text frame of a single object or a JSON array of objects (the contract lets the server
+//! batch), in MessagePack a binary frame of one array of messages.
 
 use bytes::Bytes;
+
+use super::msgpack;
+use crate::model::Encoding;
+
+/// Joins encoded messages into one frame of `encoding`. `total_len`: their summed length plus
+/// one per message (a capacity hint).
+pub fn encode_frame<'a>(
+    encoding: Encoding,
+    parts: impl ExactSizeIterator<Item = &'a Bytes>,
+    total_len: usize,
+) -> Bytes {
+    match encoding {
+        Encoding::Json => join_frame(parts, total_len),
+        Encoding::Msgpack => msgpack::frame(parts, total_len),
+    }
+}
 
 /// Joins encoded objects into one frame: the object itself, or a JSON array of them.
 pub fn join_frame<'a>(parts: impl ExactSizeIterator<Item = &'a Bytes>, total_len: usize) -> Bytes {

@@ -36,6 +36,19 @@ impl IndicatorFields {
 }
 
 impl IndicatorFields {
+    /// Every indicator of `values` with its wire name, in the order of the JSON object; `None`
+    /// while it warms up (or when it is not finite: JSON has no NaN, and both encodings agree).
+    pub(crate) fn pairs<'a>(&'a self, values: &IndicatorValues) -> [(&'a str, Option<f64>); 5] {
+        let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
+        [
+            (&self.sma, finite(values.sma)),
+            (&self.ema, finite(values.ema)),
+            (&self.rsi, finite(values.rsi)),
+            ("volatility", finite(values.volatility)),
+            ("vwap", finite(values.vwap)),
+        ]
+    }
+
     /// The indicator values of an encoded event (the inverse of [`IndicatorFields::insert`]); a
     /// field that is missing or not a number reads as still warming up.
     pub(crate) fn read(&self, object: &Map<String, Value>) -> IndicatorValues {

@@ -5,10 +5,12 @@
 //! and `pipeline` move typed values and opaque `Bytes` and know no JSON.
 //!
 //! - `ops`: inbound ops and channel-name syntax;
-//! - `events`: `tick`, `bar` and `indicators`, encoded once at ingest;
+//! - `events`: `tick`, `bar` and `indicators`, encoded once at ingest, in both encodings;
+//! - `msgpack`: the `encoding=msgpack` forms (positional events, replies as maps, frames);
 //! - `decode`: the same events read back into typed values (edge nodes receive them encoded);
 //! - `replies`: `ack`, `error`, `pong`, `list` and `snapshot`, encoded per connection;
-//! - `frame`: the drained items of one connection as one frame, an object or a JSON array;
+//! - `frame`: the drained items of one connection as one frame: an object or a JSON array, or
+//!   a MessagePack array;
 //! - `codes`: [`ErrorCode`] (WebSocket) and [`ProblemCode`] (REST);
 //! - `indicators`: the indicator field names, shared by the `indicators` event and REST;
 //! - `problem`: [`Problem`], the RFC 9457 problem+json body of every HTTP error (REST and the
@@ -19,6 +21,7 @@ mod decode;
 mod events;
 mod frame;
 mod indicators;
+mod msgpack;
 mod ops;
 mod problem;
 mod replies;
@@ -28,8 +31,8 @@ use serde::Serialize;
 
 pub use codes::{ErrorCode, ProblemCode};
 pub use decode::{DecodeError, Decoded, decode_event};
-pub use events::{encode_bar, encode_indicators, encode_tick};
-pub use frame::join_frame;
+pub use events::{encode_bar, encode_indicators, encode_tick, rewire};
+pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;
 pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
 pub use problem::Problem;

@@ -4,13 +4,30 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{ErrorCode, to_bytes};
-use crate::model::Kind;
+use super::{ErrorCode, msgpack, to_bytes};
+use crate::model::{Encoding, Kind, Wire};
+
+/// A reply in the connection's encoding: the JSON object, or a map with its keys.
+fn encode<T: Serialize>(encoding: Encoding, value: &T) -> Bytes {
+    match encoding {
+        Encoding::Json => to_bytes(value),
+        Encoding::Msgpack => msgpack::reply(value),
+    }
+}
 
 /// `{"type":"snapshot","ch":..,"seq":..,"data":[..]}`, with `"reset":true` when a resume could
 /// not be served.
-pub fn encode_snapshot(ch: &str, seq: u64, events: &[Bytes], reset: bool) -> Bytes {
-    let data_len: usize = events.iter().map(|e| e.len() + 1).sum();
+pub fn encode_snapshot(
+    encoding: Encoding,
+    ch: &str,
+    seq: u64,
+    events: &[Wire],
+    reset: bool,
+) -> Bytes {
+    if encoding == Encoding::Msgpack {
+        return msgpack::snapshot(ch, seq, events, reset);
+    }
+    let data_len: usize = events.iter().map(|e| e.json.len() + 1).sum();
     let mut out = Vec::with_capacity(64 + ch.len() + data_len);
     out.extend_from_slice(b"{\"type\":\"snapshot\",\"ch\":");
     // Channel names are validated ASCII; serde_json still escapes for safety.
@@ -25,7 +42,7 @@ pub fn encode_snapshot(ch: &str, seq: u64, events: &[Bytes], reset: bool) -> Byt
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(e);
+        out.extend_from_slice(&e.json);
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
@@ -43,14 +60,23 @@ struct AckWire<'a> {
     epoch: i64,
 }
 
-pub fn encode_ack(id: Option<i64>, op: &str, channels: &[String], epoch: i64) -> Bytes {
-    to_bytes(&AckWire {
-        kind: "ack",
-        id,
-        op,
-        channels,
-        epoch,
-    })
+pub fn encode_ack(
+    encoding: Encoding,
+    id: Option<i64>,
+    op: &str,
+    channels: &[String],
+    epoch: i64,
+) -> Bytes {
+    encode(
+        encoding,
+        &AckWire {
+            kind: "ack",
+            id,
+            op,
+            channels,
+            epoch,
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -63,13 +89,16 @@ struct ErrorWire<'a> {
     message: &'a str,
 }
 
-pub fn encode_error(id: Option<i64>, code: ErrorCode, message: &str) -> Bytes {
-    to_bytes(&ErrorWire {
-        kind: "error",
-        id,
-        code,
-        message,
-    })
+pub fn encode_error(encoding: Encoding, id: Option<i64>, code: ErrorCode, message: &str) -> Bytes {
+    encode(
+        encoding,
+        &ErrorWire {
+            kind: "error",
+            id,
+            code,
+            message,
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -81,12 +110,15 @@ struct PongWire {
     ts: i64,
 }
 
-pub fn encode_pong(id: Option<i64>, ts: i64) -> Bytes {
-    to_bytes(&PongWire {
-        kind: "pong",
-        id,
-        ts,
-    })
+pub fn encode_pong(encoding: Encoding, id: Option<i64>, ts: i64) -> Bytes {
+    encode(
+        encoding,
+        &PongWire {
+            kind: "pong",
+            id,
+            ts,
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -99,13 +131,16 @@ struct ListWire<'a> {
     kinds: [&'static str; Kind::COUNT],
 }
 
-pub fn encode_list(id: Option<i64>, symbols: &[&str]) -> Bytes {
-    to_bytes(&ListWire {
-        kind: "list",
-        id,
-        symbols,
-        kinds: Kind::ALL.map(Kind::as_str),
-    })
+pub fn encode_list(encoding: Encoding, id: Option<i64>, symbols: &[&str]) -> Bytes {
+    encode(
+        encoding,
+        &ListWire {
+            kind: "list",
+            id,
+            symbols,
+            kinds: Kind::ALL.map(Kind::as_str),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -130,12 +165,12 @@ mod tests {
             ts: 2,
         };
         let e = encode_tick("ticks:A", 4, &t);
-        let v = parse(&encode_snapshot("ticks:A", 4, &[e], false));
+        let v = parse(&encode_snapshot(Encoding::Json, "ticks:A", 4, &[e], false));
         assert_eq!(v["type"], "snapshot");
         assert_eq!(v["seq"], 4);
         assert_eq!(v.get("reset"), None);
         assert_eq!(v["data"][0]["size"], 2.5);
-        let v = parse(&encode_snapshot("ticks:A", 0, &[], true));
+        let v = parse(&encode_snapshot(Encoding::Json, "ticks:A", 0, &[], true));
         assert_eq!(
             v,
             json!({"type":"snapshot","ch":"ticks:A","seq":0,"reset":true,"data":[]})
@@ -146,20 +181,24 @@ mod tests {
     fn replies_match_the_contract() {
         let ch = vec!["ticks:AAPL".to_string()];
         assert_eq!(
-            parse(&encode_ack(Some(1), "subscribe", &ch, 7)),
+            parse(&encode_ack(Encoding::Json, Some(1), "subscribe", &ch, 7)),
             json!({"type":"ack","id":1,"op":"subscribe","channels":["ticks:AAPL"],"epoch":7})
         );
         assert_eq!(
             parse(&encode_error(
+                Encoding::Json,
                 Some(1),
                 ErrorCode::UnknownChannel,
                 "no such symbol: X"
             )),
             json!({"type":"error","id":1,"code":"unknown_channel","message":"no such symbol: X"})
         );
-        assert_eq!(parse(&encode_pong(None, 5)), json!({"type":"pong","ts":5}));
         assert_eq!(
-            parse(&encode_list(Some(4), &["A"])),
+            parse(&encode_pong(Encoding::Json, None, 5)),
+            json!({"type":"pong","ts":5})
+        );
+        assert_eq!(
+            parse(&encode_list(Encoding::Json, Some(4), &["A"])),
             json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators"]})
         );
     }

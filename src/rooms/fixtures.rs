@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Hub, HubConfig, Item, Outbox, OutboxLimits, Subscribe, Target};
-use crate::model::{ChannelId, Event, Kind, Payload, Side, SymbolId, Tick};
+use crate::model::{ChannelId, Event, Kind, Payload, Side, SymbolId, Tick, Wire};
 use crate::telemetry::metrics::Metrics;
 
 pub(super) fn ch(kind: Kind, s: u32) -> ChannelId {
@@ -31,7 +31,13 @@ pub(super) fn tick(channel: ChannelId, seq: u64) -> Event {
             exchange_ts: 0,
             ts: 0,
         }),
-        bytes: Bytes::from(format!("{}#{}", channel.symbol.0, seq)),
+        wire: {
+            let b = Bytes::from(format!("{}#{}", channel.symbol.0, seq));
+            Wire {
+                json: b.clone(),
+                msgpack: b,
+            }
+        },
     }
 }
 
@@ -67,7 +73,7 @@ pub(super) fn drain(o: &Outbox) -> Vec<String> {
             Item::Batch(batch) => batch
                 .events
                 .iter()
-                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .map(|(_, w)| String::from_utf8_lossy(&w.json).into_owned())
                 .collect(),
             other => vec![show(other)],
         })
@@ -78,14 +84,17 @@ pub(super) fn drain(o: &Outbox) -> Vec<String> {
 /// `snap SYMBOL@SEQ [seqs]`, with ` reset` when marked.
 pub(super) fn show(item: &Item) -> String {
     match item {
-        Item::Control(b) | Item::Event { bytes: b, .. } => String::from_utf8_lossy(b).into_owned(),
+        Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
+        Item::Replay(w) | Item::Event { wire: w, .. } => {
+            String::from_utf8_lossy(&w.json).into_owned()
+        }
         Item::Batch(batch) => format!("batch of {}", batch.events.len()),
         Item::Snapshot(s) => {
             let seqs: Vec<String> = s
                 .events
                 .iter()
                 .map(|e| {
-                    let text = String::from_utf8_lossy(e);
+                    let text = String::from_utf8_lossy(&e.json);
                     text.split('#').nth(1).unwrap_or_default().to_owned()
                 })
                 .collect();

@@ -2,7 +2,7 @@
 //!
 //! Publishing, subscribing (`subscriptions.rs`) and the read-side queries (`read.rs`) all take
 //! the same lock, [`Hub::lock`]: that is what makes a subscription's snapshot and registration
-//! atomic with respect to publishing. Fan-out only pushes `Bytes` handles into per-connection
+//! atomic with respect to publishing. Fan-out only pushes `Wire` handles into per-connection
 //! [`Outbox`]es and never waits on a socket; writers are woken once per published batch, after
 //! the lock is released.
 
@@ -11,13 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::backlog::PipelineBacklog;
 use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
-use crate::model::{ChannelId, Event, Kind, SymbolId};
+use crate::model::{ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
 
@@ -127,7 +125,7 @@ impl EventSink for Hub {
             let st = &mut *st;
             // Events of this batch per kind, for wildcard subscribers (pushed below, one lock
             // per subscriber per batch instead of one per event).
-            let mut by_kind: [Vec<(ChannelId, &Bytes)>; Kind::COUNT] = Default::default();
+            let mut by_kind: [Vec<(ChannelId, &Wire)>; Kind::COUNT] = Default::default();
             for event in events {
                 let ch = event.channel;
                 let channel = st.channels.entry(ch).or_insert_with(|| {
@@ -148,13 +146,13 @@ impl EventSink for Hub {
                 channel.ring.push(event.clone());
                 ticks += u64::from(ch.kind == Kind::Ticks);
                 for sub in &channel.subscribers {
-                    if sub.outbox.push_event(ch, &event.bytes, sub.throttle, now) {
+                    if sub.outbox.push_event(ch, &event.wire, sub.throttle, now) {
                         wake.push(sub.outbox.clone());
                     }
                 }
                 delivered += channel.subscribers.len() as u64;
                 if !st.wildcard[ch.kind.index()].is_empty() {
-                    by_kind[ch.kind.index()].push((ch, &event.bytes));
+                    by_kind[ch.kind.index()].push((ch, &event.wire));
                 }
             }
             for (kind, batch) in by_kind.iter().enumerate() {
@@ -164,7 +162,7 @@ impl EventSink for Hub {
                 // One shared handle for every wildcard subscriber of this kind (framed once by
                 // the first writer), instead of one handle per event per subscriber.
                 let shared = Arc::new(SharedBatch::new(
-                    batch.iter().map(|(ch, b)| (*ch, (*b).clone())).collect(),
+                    batch.iter().map(|(ch, w)| (*ch, (*w).clone())).collect(),
                 ));
                 for sub in &st.wildcard[kind] {
                     if sub.outbox.push_batch(&shared, sub.throttle, now) {

@@ -8,8 +8,9 @@
 //! What cannot be conflated (replies, snapshots, replayed events) is "held": it has its own byte
 //! budget, [`OutboxLimits::max_held_bytes`], which the hub reads before it queues snapshots or a
 //! replay ([`Outbox::held_room`]), so no subscribe can queue more than that for one connection.
-//! Snapshots are queued as `Bytes` handles of the ring's events ([`Snapshot`]) and encoded by the
-//! writer, outside every lock.
+//! Snapshots are queued as handles of the ring's events ([`Snapshot`]) and encoded by the
+//! writer, outside every lock. Events are queued as their [`Wire`] (every encoding); the writer
+//! picks its connection's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::model::ChannelId;
+use crate::model::{ChannelId, Encoding, Wire};
 
 /// Bounds of one connection's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,12 @@ pub const HELD_ITEM_OVERHEAD: usize = 64;
 /// One queued frame part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// Replies, snapshots and errors: never conflated or dropped.
+    /// Replies and errors, in the connection's encoding: never conflated or dropped.
     Control(Bytes),
+    /// A replayed event (a resume): never conflated or dropped.
+    Replay(Wire),
     /// A channel event: may be conflated with a newer one of the same channel.
-    Event { channel: ChannelId, bytes: Bytes },
+    Event { channel: ChannelId, wire: Wire },
     /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated.
     Snapshot(Snapshot),
     /// The events of one kind from one published batch, shared by every wildcard subscriber
@@ -56,26 +59,31 @@ pub enum Item {
 /// every other writer sends the same frame bytes.
 #[derive(Debug)]
 pub struct SharedBatch {
-    pub events: Vec<(ChannelId, Bytes)>,
-    /// Sum of the events' lengths.
+    pub events: Vec<(ChannelId, Wire)>,
+    /// Sum of the events' lengths ([`Wire::len`]).
     pub bytes: usize,
-    frame: OnceLock<Bytes>,
+    /// The batch as one frame, per encoding.
+    frames: [OnceLock<Bytes>; Encoding::COUNT],
 }
 
 impl SharedBatch {
-    pub fn new(events: Vec<(ChannelId, Bytes)>) -> Self {
-        let bytes = events.iter().map(|(_, b)| b.len()).sum();
+    pub fn new(events: Vec<(ChannelId, Wire)>) -> Self {
+        let bytes = events.iter().map(|(_, w)| w.len()).sum();
         Self {
             events,
             bytes,
-            frame: OnceLock::new(),
+            frames: Default::default(),
         }
     }
 
-    /// The whole batch as one frame, built by `make` the first time (the writer knows the
-    /// wire; rooms do not).
-    pub fn frame(&self, make: impl FnOnce(&[(ChannelId, Bytes)]) -> Bytes) -> &Bytes {
-        self.frame.get_or_init(|| make(&self.events))
+    /// The whole batch as one frame of `encoding`, built by `make` the first time (the writer
+    /// knows the wire; rooms do not).
+    pub fn frame(
+        &self,
+        encoding: Encoding,
+        make: impl FnOnce(&[(ChannelId, Wire)]) -> Bytes,
+    ) -> &Bytes {
+        self.frames[encoding.index()].get_or_init(|| make(&self.events))
     }
 }
 
@@ -92,7 +100,7 @@ pub struct Snapshot {
     /// `seq` of the channel's newest event (0 for a channel without events).
     pub seq: u64,
     /// Held events, oldest first.
-    pub events: Vec<Bytes>,
+    pub events: Vec<Wire>,
     /// True when the client asked to resume from a point that cannot be served exactly.
     pub reset: bool,
 }
@@ -108,7 +116,8 @@ impl Item {
     /// Bytes charged to the queue: an event's or reply's encoding, a snapshot's data.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Item::Control(b) | Item::Event { bytes: b, .. } => b.len(),
+            Item::Control(b) => b.len(),
+            Item::Replay(w) | Item::Event { wire: w, .. } => w.len(),
             Item::Snapshot(s) => s.held_len(),
             Item::Batch(b) => b.bytes,
         }
@@ -164,7 +173,7 @@ struct State {
 struct Throttled {
     interval: Duration,
     next_due: Instant,
-    pending: Option<Bytes>,
+    pending: Option<Wire>,
 }
 
 // === impl Outbox ===
@@ -186,7 +195,7 @@ impl Outbox {
     }
 
     /// Queues items that are never conflated (snapshots, replayed events as
-    /// [`Item::Control`]) without waking the writer; the hub wakes it after its lock. The caller
+    /// [`Item::Replay`]) without waking the writer; the hub wakes it after its lock. The caller
     /// keeps within [`Outbox::held_room`].
     pub(crate) fn push_held(&self, items: impl IntoIterator<Item = Item>) {
         let mut st = self.lock();
@@ -214,11 +223,11 @@ impl Outbox {
     pub fn push_event(
         &self,
         channel: ChannelId,
-        bytes: &Bytes,
+        wire: &Wire,
         throttle: Option<Duration>,
         now: Instant,
     ) -> bool {
-        self.pushing(|st, limits| st.push(channel, bytes, throttle, now, limits))
+        self.pushing(|st, limits| st.push(channel, wire, throttle, now, limits))
     }
 
     /// Runs `push` on the state under the lock unless the outbox is closed; true when the
@@ -251,8 +260,8 @@ impl Outbox {
                 st.queued_bytes += batch.bytes;
                 st.queue.push_back(Item::Batch(batch.clone()));
             } else {
-                for (channel, bytes) in &batch.events {
-                    st.push(*channel, bytes, throttle, now, limits);
+                for (channel, wire) in &batch.events {
+                    st.push(*channel, wire, throttle, now, limits);
                 }
             }
         })
@@ -279,10 +288,10 @@ impl Outbox {
         let mut next_due: Option<Instant> = None;
         for (channel, slot) in st.throttled.iter_mut() {
             if slot.pending.is_some() && slot.next_due <= now {
-                if let Some(bytes) = slot.pending.take() {
+                if let Some(wire) = slot.pending.take() {
                     out.push_back(Item::Event {
                         channel: *channel,
-                        bytes,
+                        wire,
                     });
                 }
                 slot.next_due = now + slot.interval;
@@ -338,7 +347,7 @@ impl State {
     fn push(
         &mut self,
         channel: ChannelId,
-        bytes: &Bytes,
+        wire: &Wire,
         throttle: Option<Duration>,
         now: Instant,
         limits: OutboxLimits,
@@ -350,7 +359,7 @@ impl State {
                 pending: None,
             });
             slot.interval = interval;
-            if slot.pending.replace(bytes.clone()).is_some() {
+            if slot.pending.replace(wire.clone()).is_some() {
                 self.stats.conflated += 1;
             }
         } else {
@@ -358,10 +367,10 @@ impl State {
                 self.conflate(limits, now);
             }
             self.queued_events += 1;
-            self.queued_bytes += bytes.len();
+            self.queued_bytes += wire.len();
             self.queue.push_back(Item::Event {
                 channel,
-                bytes: bytes.clone(),
+                wire: wire.clone(),
             });
         }
     }
@@ -375,9 +384,9 @@ impl State {
         let (mut events, mut bytes) = (0usize, 0usize);
         let mut keep = |item: Item, kept: &mut VecDeque<Item>| match &item {
             Item::Event { channel, .. } if !seen.insert(*channel) => {}
-            Item::Event { bytes: b, .. } => {
+            Item::Event { wire, .. } => {
                 events += 1;
-                bytes += b.len();
+                bytes += wire.len();
                 kept.push_front(item);
             }
             _ => kept.push_front(item),
@@ -386,10 +395,10 @@ impl State {
             match item {
                 // A shared batch conflates as the events it holds, newest first.
                 Item::Batch(batch) => {
-                    for (channel, b) in batch.events.iter().rev() {
+                    for (channel, wire) in batch.events.iter().rev() {
                         let event = Item::Event {
                             channel: *channel,
-                            bytes: b.clone(),
+                            wire: wire.clone(),
                         };
                         keep(event, &mut kept);
                     }
@@ -401,8 +410,8 @@ impl State {
         let (max_events, max_bytes) = (limits.max_events / 2, limits.max_bytes / 2);
         let mut i = 0;
         while i < kept.len() && (events > max_events || bytes > max_bytes) {
-            if let Item::Event { bytes: b, .. } = &kept[i] {
-                bytes -= b.len();
+            if let Item::Event { wire, .. } = &kept[i] {
+                bytes -= wire.len();
                 events -= 1;
                 kept.remove(i);
                 self.stats.dropped += 1;
@@ -430,8 +439,12 @@ mod tests {
         }
     }
 
-    fn ev(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn ev(s: &str) -> Wire {
+        let b = Bytes::copy_from_slice(s.as_bytes());
+        Wire {
+            json: b.clone(),
+            msgpack: b,
+        }
     }
 
     fn drained(o: &Outbox, now: Instant) -> (Vec<String>, Drain) {
@@ -440,15 +453,16 @@ mod tests {
         let items = out
             .iter()
             .map(|i| match i {
-                Item::Control(b) | Item::Event { bytes: b, .. } => {
-                    String::from_utf8_lossy(b).into_owned()
+                Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
+                Item::Replay(w) | Item::Event { wire: w, .. } => {
+                    String::from_utf8_lossy(&w.json).into_owned()
                 }
                 Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
                 Item::Batch(b) => format!(
                     "batch [{}]",
                     b.events
                         .iter()
-                        .map(|(_, e)| String::from_utf8_lossy(e).into_owned())
+                        .map(|(_, e)| String::from_utf8_lossy(&e.json).into_owned())
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
@@ -475,13 +489,23 @@ mod tests {
         // Framed once, by whoever asks first; every later writer gets the same bytes.
         let mut made = 0;
         let f1 = b
-            .frame(|e| {
+            .frame(Encoding::Json, |e| {
                 made += 1;
                 Bytes::from(format!("{} events", e.len()))
             })
             .clone();
-        let f2 = b.frame(|_| unreachable!("framed twice")).clone();
+        let f2 = b
+            .frame(Encoding::Json, |_| unreachable!("framed twice"))
+            .clone();
         assert_eq!((made, &f1[..], f1 == f2), (1, &b"2 events"[..], true));
+        // Each encoding has its own frame, made once too.
+        let m = b
+            .frame(Encoding::Msgpack, |_| Bytes::from_static(b"mp"))
+            .clone();
+        let m2 = b
+            .frame(Encoding::Msgpack, |_| unreachable!("framed twice"))
+            .clone();
+        assert_eq!((&m[..], m == m2), (&b"mp"[..], true));
         // Two batches fit (4 events); the third would not: it goes in event by event, and the
         // overflow conflates the queued batches as their events: newest per channel (a2 goes),
         // then the oldest down to half the bound (b2 goes), as for single events.
@@ -524,7 +548,7 @@ mod tests {
             ..LIMITS
         });
         let now = Instant::now();
-        o.push_control(ev("ack"));
+        o.push_control(ev("ack").json);
         for s in ["a1", "b1", "a2", "b2", "a3", "b3"] {
             let c = if s.starts_with('a') { 1 } else { 2 };
             o.push_event(ch(c), &ev(s), None, now);
@@ -587,7 +611,7 @@ mod tests {
         };
         // Envelope plus each event and its separator.
         assert_eq!(snap.held_len(), HELD_ITEM_OVERHEAD + 6);
-        o.push_held([Item::Snapshot(snap), Item::Control(ev("r1"))]);
+        o.push_held([Item::Snapshot(snap), Item::Control(ev("r1").json)]);
         assert_eq!(o.held_room(), 1024 - HELD_ITEM_OVERHEAD - 6 - 2);
         // Events past the bound conflate; held items stay, in order.
         for s in ["a1", "a2", "a3", "a4", "a5"] {
@@ -606,7 +630,7 @@ mod tests {
         let o = Outbox::new(LIMITS);
         o.close();
         assert!(!o.push_event(ch(1), &ev("a"), None, Instant::now()));
-        o.push_control(ev("ack"));
+        o.push_control(ev("ack").json);
         assert_eq!(o.queued(), 0);
         assert!(o.is_closed());
     }

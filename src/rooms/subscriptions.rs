@@ -6,7 +6,7 @@
 //! kind "covers" its concrete channels of that kind: they are remembered but not registered in
 //! the channel, so no event is delivered twice.
 //!
-//! Bounded by construction: under the lock the hub only takes `Bytes` handles from the rings,
+//! Bounded by construction: under the lock the hub only takes `Wire` handles from the rings,
 //! and never more than the connection's held budget ([`Outbox::held_room`]) allows, shared out
 //! over the channels the op covers. A snapshot holds the newest events that fit its share; a
 //! replay that does not fit is answered with a `reset` snapshot instead, never cut short. A
@@ -17,12 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::Outbox;
 use super::hub::{Channel, ConnId, ConnSubs, Hub, Subscriber};
 use super::outbox::{HELD_ITEM_OVERHEAD, Item, Snapshot};
-use crate::model::{ChannelId, Kind};
+use crate::model::{ChannelId, Kind, Wire};
 
 /// What a subscription covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +45,7 @@ pub struct Subscribe {
     /// Missed events read from older history than the ring (an edge's stream), per channel:
     /// the events after the client's `from` up to the `seq` given, where the ring's replay
     /// takes over.
-    pub prefetched: HashMap<ChannelId, (u64, Vec<Bytes>)>,
+    pub prefetched: HashMap<ChannelId, (u64, Vec<Wire>)>,
 }
 
 /// The held budget of one subscribe, shared out over the channels that need a snapshot or a
@@ -214,7 +212,7 @@ impl Hub {
         // marked `reset` (never a replay cut short: that would be a silent `seq` jump).
         let from = req.from.get(&ch).copied();
         // Events read from older history come first; the ring replays from where they end.
-        let (ring_from, prefix): (Option<u64>, &[Bytes]) = match req.prefetched.get(&ch) {
+        let (ring_from, prefix): (Option<u64>, &[Wire]) = match req.prefetched.get(&ch) {
             Some((upto, events)) if from.is_some() => (Some(*upto), events),
             _ => (from, &[]),
         };
@@ -223,29 +221,29 @@ impl Hub {
             .filter(|_| !req.stale_from)
             .and_then(|f| channel.ring.replay(f).ok())
             .filter(|events| {
-                prefix_bytes + events.clone().map(|e| e.bytes.len() + 1).sum::<usize>() <= share
+                prefix_bytes + events.clone().map(|e| e.wire.len() + 1).sum::<usize>() <= share
             });
         if let Some(events) = replay {
-            for b in prefix {
-                budget.spend(b.len() + 1);
-                held.push(Item::Control(b.clone()));
+            for w in prefix {
+                budget.spend(w.len() + 1);
+                held.push(Item::Replay(w.clone()));
             }
             for e in events {
-                budget.spend(e.bytes.len() + 1);
-                held.push(Item::Control(e.bytes.clone()));
+                budget.spend(e.wire.len() + 1);
+                held.push(Item::Replay(e.wire.clone()));
             }
             return;
         }
         // The newest events that fit both the depth and the share, oldest first.
-        let mut events: Vec<Bytes> = Vec::new();
+        let mut events: Vec<Wire> = Vec::new();
         let mut used = 0;
         for e in channel.ring.snapshot(depth).rev() {
-            let n = e.bytes.len() + 1;
+            let n = e.wire.len() + 1;
             if used + n > share {
                 break;
             }
             used += n;
-            events.push(e.bytes.clone());
+            events.push(e.wire.clone());
         }
         events.reverse();
         budget.spend(used);

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::ClientAddr;
-use crate::model::Symbols;
+use crate::model::{Encoding, Symbols};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
@@ -72,7 +72,7 @@ pub trait History: Send + Sync + std::fmt::Debug {
         from: u64,
         until: u64,
         max_bytes: usize,
-    ) -> futures_util::future::BoxFuture<'_, Option<Vec<bytes::Bytes>>>;
+    ) -> futures_util::future::BoxFuture<'_, Option<Vec<crate::model::Wire>>>;
 }
 
 impl WsContext {
@@ -90,10 +90,23 @@ impl WsContext {
 /// The endpoint's state: one shared [`WsContext`].
 pub(crate) type WsState = Arc<WsContext>;
 
-/// `?v=` of the contract version; only 1 exists.
+/// `?v=` of the contract version (only 1 exists) and `?encoding=` of the server's frames.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct WsQuery {
     v: Option<String>,
+    encoding: Option<String>,
+}
+
+/// The frame encoding a `?encoding=` value names (`json` when it is left out).
+fn encoding_of(q: &WsQuery) -> Result<Encoding, Problem> {
+    match q.encoding.as_deref() {
+        None | Some("json") => Ok(Encoding::Json),
+        Some("msgpack") => Ok(Encoding::Msgpack),
+        Some(other) => Err(Problem::new(
+            ProblemCode::UnsupportedEncoding,
+            format!("encoding {other:?} is not supported; use json or msgpack"),
+        )),
+    }
 }
 
 /// Buffer and size limits of one socket.
@@ -128,6 +141,10 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
+    let encoding = match encoding_of(&q) {
+        Ok(e) => e,
+        Err(problem) => return problem.into_response(),
+    };
     let headers = req.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let upgrade_ok = header_has(headers, header::UPGRADE, "websocket")
@@ -197,7 +214,7 @@ pub(crate) async fn upgrade(
                 let io = TokioIo::new(upgraded);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_cfg)).await;
-                session::run(socket, session_ctx).await;
+                session::run(socket, session_ctx, encoding).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::WsContext;
-use crate::model::{ChannelId, now_ns};
+use crate::model::{ChannelId, Encoding, Wire, now_ns};
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
 
@@ -17,6 +17,8 @@ pub(super) struct Ops<'a> {
     pub(super) conn: ConnId,
     pub(super) outbox: &'a Arc<Outbox>,
     pub(super) ctx: &'a WsContext,
+    /// The connection's frame encoding: replies are encoded in it.
+    pub(super) encoding: Encoding,
 }
 
 impl Ops<'_> {
@@ -29,7 +31,7 @@ impl Ops<'_> {
     }
 
     pub(super) fn error(&self, id: Option<i64>, code: ErrorCode, message: &str) {
-        self.reply(protocol::encode_error(id, code, message));
+        self.reply(protocol::encode_error(self.encoding, id, code, message));
     }
 
     pub(super) async fn handle(&mut self, text: &str) {
@@ -52,11 +54,11 @@ impl Ops<'_> {
                     .await
             }
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
-            ClientOp::Ping { id } => self.reply(protocol::encode_pong(id, now_ns())),
+            ClientOp::Ping { id } => self.reply(protocol::encode_pong(self.encoding, id, now_ns())),
             ClientOp::List { id } => {
                 let all = self.ctx.symbols.all();
                 let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
-                self.reply(protocol::encode_list(id, &names));
+                self.reply(protocol::encode_list(self.encoding, id, &names));
             }
         }
     }
@@ -150,6 +152,7 @@ impl Ops<'_> {
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
         self.reply(protocol::encode_ack(
+            self.encoding,
             id,
             "subscribe",
             &accepted,
@@ -177,7 +180,7 @@ impl Ops<'_> {
     async fn prefetch(
         &self,
         resume: &HashMap<ChannelId, u64>,
-    ) -> HashMap<ChannelId, (u64, Vec<Bytes>)> {
+    ) -> HashMap<ChannelId, (u64, Vec<Wire>)> {
         let mut out = HashMap::new();
         let Some(history) = &self.ctx.history else {
             return out;
@@ -230,6 +233,7 @@ impl Ops<'_> {
             return;
         }
         self.reply(protocol::encode_ack(
+            self.encoding,
             id,
             "unsubscribe",
             &acked,

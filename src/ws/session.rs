@@ -20,6 +20,7 @@ use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
 use super::ops::Ops;
 use crate::config_section::ms;
+use crate::model::Encoding;
 use crate::protocol::{self, ErrorCode};
 use crate::rooms::{ConnId, Item, Outbox, OutboxLimits};
 use crate::telemetry::events::{ConnectionClosed, ConnectionOpened, SlowConsumerClosed};
@@ -82,7 +83,7 @@ impl Conn {
 
 /// Serves one upgraded socket until it closes.
 #[tracing::instrument(name = "ws", skip_all, fields(conn))]
-pub(crate) async fn run<S>(socket: S, ctx: Arc<WsContext>)
+pub(crate) async fn run<S>(socket: S, ctx: Arc<WsContext>, encoding: Encoding)
 where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
 {
@@ -109,6 +110,7 @@ where
             conn: conn.id,
             outbox: &conn.outbox,
             ctx: &ctx,
+            encoding,
         },
     };
     serve(&mut socket, &conn, &ctx, &mut reader).await;
@@ -139,6 +141,7 @@ where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let cfg = &ctx.config;
+    let encoding = reader.ops.encoding;
     let slow = ms(cfg.slow_consumer_timeout_ms);
     let mut items: VecDeque<Item> = VecDeque::new();
     let mut next_due: Option<Instant> = None;
@@ -178,7 +181,7 @@ where
             // What is already queued (events before a shutdown, the errors that led to a
             // policy close) still goes out first.
             if close.code.is_some() {
-                let _ = send_items(sink, &mut items, ctx, now + slow).await;
+                let _ = send_items(sink, &mut items, ctx, encoding, now + slow).await;
             }
             return send_close(sink, close, ctx).await;
         }
@@ -190,7 +193,10 @@ where
         }
         // One deadline for the whole drain, not one per frame: a peer that takes a frame now
         // and then cannot keep a backlog pinned for longer than the slow-consumer timeout.
-        if send_items(sink, &mut items, ctx, now + slow).await.is_err() {
+        if send_items(sink, &mut items, ctx, encoding, now + slow)
+            .await
+            .is_err()
+        {
             return evict(sink, conn, ctx).await;
         }
     }
@@ -200,14 +206,15 @@ where
 struct WriteStalled;
 
 /// Sends the drained items as frames of at most `batch_max_bytes` (a lone larger item goes
-/// alone), each an object or a JSON array of objects, all by `deadline`. Snapshots are encoded
-/// here, outside every lock, one at a time as they go out. A lone shared batch (a wildcard
-/// subscriber that keeps up) goes out as the frame its first writer built for everyone; among
-/// other items it goes as its events.
+/// alone), each an object or a JSON array of objects (or a MessagePack array), all by
+/// `deadline`. Snapshots are encoded here, outside every lock, one at a time as they go out. A
+/// lone shared batch (a wildcard subscriber that keeps up) goes out as the frame its first
+/// writer of this encoding built for everyone; among other items it goes as its events.
 async fn send_items<K>(
     sink: &mut K,
     items: &mut VecDeque<Item>,
     ctx: &WsContext,
+    encoding: Encoding,
     deadline: Instant,
 ) -> Result<(), WriteStalled>
 where
@@ -219,14 +226,14 @@ where
         && batch.bytes + batch.events.len() < max
     {
         let frame = batch
-            .frame(|events| {
-                let total = events.iter().map(|(_, b)| b.len() + 1).sum();
-                protocol::join_frame(events.iter().map(|(_, b)| b), total)
+            .frame(encoding, |events| {
+                let total = events.iter().map(|(_, w)| w.get(encoding).len() + 1).sum();
+                protocol::encode_frame(encoding, events.iter().map(|(_, w)| w.get(encoding)), total)
             })
             .clone();
         let n = batch.events.len();
         items.clear();
-        return send_frame(sink, frame, n, ctx, deadline).await;
+        return send_frame(sink, frame, n, ctx, encoding, deadline).await;
     }
     let mut parts: Vec<Bytes> = Vec::new();
     while !items.is_empty() {
@@ -234,16 +241,17 @@ where
         let mut len = 0;
         while let Some(item) = items.pop_front() {
             let bytes = match item {
-                Item::Control(b) | Item::Event { bytes: b, .. } => b,
+                Item::Control(b) => b,
+                Item::Replay(w) | Item::Event { wire: w, .. } => w.get(encoding).clone(),
                 Item::Snapshot(s) => {
                     let name = ctx.symbols.channel_name(s.channel);
-                    protocol::encode_snapshot(&name, s.seq, &s.events, s.reset)
+                    protocol::encode_snapshot(encoding, &name, s.seq, &s.events, s.reset)
                 }
                 Item::Batch(batch) => {
-                    for (channel, bytes) in batch.events.iter().rev() {
+                    for (channel, wire) in batch.events.iter().rev() {
                         items.push_front(Item::Event {
                             channel: *channel,
-                            bytes: bytes.clone(),
+                            wire: wire.clone(),
                         });
                     }
                     continue;
@@ -260,25 +268,30 @@ where
         if parts.is_empty() {
             break;
         }
-        let frame = protocol::join_frame(parts.iter(), len);
-        send_frame(sink, frame, parts.len(), ctx, deadline).await?;
+        let frame = protocol::encode_frame(encoding, parts.iter(), len);
+        send_frame(sink, frame, parts.len(), ctx, encoding, deadline).await?;
     }
     Ok(())
 }
 
-/// Writes one frame of `events` events (or replies) by `deadline`.
+/// Writes one frame of `events` events (or replies) by `deadline`: a text frame in JSON, a
+/// binary frame in MessagePack.
 async fn send_frame<K>(
     sink: &mut K,
     frame: Bytes,
     events: usize,
     ctx: &WsContext,
+    encoding: Encoding,
     deadline: Instant,
 ) -> Result<(), WriteStalled>
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    let text = Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?;
-    match tokio::time::timeout_at(deadline.into(), sink.send(Message::Text(text))).await {
+    let msg = match encoding {
+        Encoding::Json => Message::Text(Utf8Bytes::try_from(frame).map_err(|_| WriteStalled)?),
+        Encoding::Msgpack => Message::Binary(frame),
+    };
+    match tokio::time::timeout_at(deadline.into(), sink.send(msg)).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) | Err(_) => return Err(WriteStalled),
     }

@@ -322,6 +322,48 @@ impl Drop for TestServer {
 }
 
 /// What a client read: an event object, or the close.
+/// A message of an `encoding=msgpack` frame in the shape of its JSON object
+/// (docs/PROTOCOL.md "Encodings"): positional events get their field names back; maps (replies,
+/// snapshots) are already keyed, and a snapshot's `data` holds positional events.
+pub fn from_msgpack(m: Value) -> Value {
+    const TICK: [&str; 7] = ["ch", "seq", "ts", "price", "size", "side", "xts"];
+    const BAR: [&str; 11] = [
+        "ch", "seq", "ts", "start", "open", "high", "low", "close", "volume", "trades", "final",
+    ];
+    match m {
+        Value::Array(fields) => {
+            let (kind, names): (&str, &[&str]) = match fields.first().and_then(Value::as_u64) {
+                Some(1) => ("tick", &TICK),
+                Some(2) => ("bar", &BAR),
+                Some(3) => ("indicators", &["ch", "seq", "ts"]),
+                other => panic!("unknown event kind {other:?} in {fields:?}"),
+            };
+            if kind != "indicators" {
+                assert_eq!(fields.len(), names.len() + 1, "{kind} arity: {fields:?}");
+            } else {
+                assert_eq!(fields.len(), 5, "indicators arity: {fields:?}");
+            }
+            let mut object = serde_json::Map::new();
+            object.insert("type".into(), kind.into());
+            for (name, value) in names.iter().zip(&fields[1..]) {
+                object.insert((*name).into(), value.clone());
+            }
+            if let Some(Value::Object(values)) = fields.get(4).filter(|_| kind == "indicators") {
+                object.extend(values.clone());
+            }
+            Value::Object(object)
+        }
+        Value::Object(mut map) => {
+            if let Some(Value::Array(data)) = map.remove("data") {
+                let data = data.into_iter().map(from_msgpack).collect();
+                map.insert("data".into(), Value::Array(data));
+            }
+            Value::Object(map)
+        }
+        other => panic!("a msgpack message that is neither an event nor a map: {other}"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Got {
     Event(Value),
@@ -332,6 +374,11 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pending: VecDeque<Value>,
     pub frames: usize,
+    /// Payload bytes of every data frame received.
+    pub frame_bytes: usize,
+    /// Connected with `?encoding=msgpack`: frames must be binary MessagePack, and each message
+    /// is handed to the test in its JSON shape ([`from_msgpack`]).
+    msgpack: bool,
 }
 
 impl Client {
@@ -339,10 +386,17 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
+        Client::from_stream(ws)
+    }
+
+    /// Connects to `url` (a `/ws` URL without a query) with `?encoding=msgpack`.
+    pub async fn connect_msgpack(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?encoding=msgpack"))
+            .await
+            .expect("websocket connects");
         Client {
-            ws,
-            pending: VecDeque::new(),
-            frames: 0,
+            msgpack: true,
+            ..Client::from_stream(ws)
         }
     }
 
@@ -351,6 +405,8 @@ impl Client {
             ws,
             pending: VecDeque::new(),
             frames: 0,
+            frame_bytes: 0,
+            msgpack: false,
         }
     }
 
@@ -363,11 +419,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
             .await
             .expect("websocket handshake");
-        Client {
-            ws,
-            pending: VecDeque::new(),
-            frames: 0,
-        }
+        Client::from_stream(ws)
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -403,8 +455,22 @@ impl Client {
                 Ok(Some(Ok(m))) => m,
             };
             match msg {
+                Message::Text(_) if self.msgpack => panic!("a text frame on a msgpack connection"),
+                Message::Binary(b) if self.msgpack => {
+                    self.frames += 1;
+                    self.frame_bytes += b.len();
+                    // Every MessagePack frame is one array of messages, also of one.
+                    let frame: Value = rmp_serde::from_slice(&b).expect("server sends MessagePack");
+                    let Value::Array(items) = frame else {
+                        panic!("a msgpack frame that is not an array: {frame}");
+                    };
+                    assert!(!items.is_empty(), "empty batch frame");
+                    self.pending.extend(items.into_iter().map(from_msgpack));
+                    return self.pending.pop_front().map(Got::Event);
+                }
                 Message::Text(t) => {
                     self.frames += 1;
+                    self.frame_bytes += t.len();
                     match serde_json::from_str::<Value>(&t).expect("server sends JSON") {
                         Value::Array(items) => {
                             assert!(!items.is_empty(), "empty batch frame");

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::run;
-use crate::model::{ChannelId, Event, Kind, Payload, Side, Symbols, Tick};
+use crate::model::{ChannelId, Encoding, Event, Kind, Payload, Side, Symbols, Tick};
 use crate::protocol;
 use crate::rooms::{EventSink, Hub, HubConfig};
 use crate::telemetry::metrics::Metrics;
@@ -195,14 +195,14 @@ fn connect_trickle(ctx: &WsState, every: Duration) -> Peer {
     let (outbound, from_server) = mpsc::unbounded_channel();
     let inner = MemSocket { inbound, outbound };
     if every.is_zero() {
-        tokio::spawn(run(inner, ctx.clone()));
+        tokio::spawn(run(inner, ctx.clone(), Encoding::Json));
     } else {
         let socket = Trickle {
             inner,
             every,
             busy: None,
         };
-        tokio::spawn(run(socket, ctx.clone()));
+        tokio::spawn(run(socket, ctx.clone(), Encoding::Json));
     }
     Peer {
         to_server,
@@ -228,7 +228,7 @@ fn tick_event(ctx: &WsContext, seq: u64, price: f64) -> Event {
         },
         seq,
         ts: 2,
-        bytes: protocol::encode_tick("ticks:AAPL", seq, &tick),
+        wire: protocol::encode_tick("ticks:AAPL", seq, &tick),
         payload: Payload::Tick(tick),
     }
 }
