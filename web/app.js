@@ -21,10 +21,13 @@ const latency = []; // [receivedAtMs, latencyMs], the last LATENCY_WINDOW_MS
 
 const table = new SymbolTable($("symbols"), { onSelect: select });
 const chart = new SymbolChart($("chart"), $("legend"));
+// `?encoding=msgpack` on the page asks the server for MessagePack frames; JSON otherwise.
+const encoding = new URLSearchParams(location.search).get("encoding") === "msgpack" ? "msgpack" : "json";
 const conn = new Connection(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`, {
   onOpen: subscribeAll,
   onEvent: handle,
   onState: showState,
+  encoding,
 });
 
 // --- subscriptions ---
@@ -236,6 +239,12 @@ window.__tickcast = {
   },
   get reconnects() {
     return conn.reconnects;
+  },
+  get encoding() {
+    return conn.encoding;
+  },
+  get frames() {
+    return { ...conn.frames };
   },
   get stats() {
     return { ...stats, latencySamples: latency.length };

@@ -1,5 +1,8 @@
 // The client side of docs/PROTOCOL.md v1: one WebSocket that reconnects with backoff, frames
-// that hold one event or an array of events, and per-channel `seq` tracking for resume.
+// that hold one event or an array of events (JSON text, or MessagePack with `encoding=msgpack`),
+// and per-channel `seq` tracking for resume.
+
+import { decode } from "./msgpack.js";
 
 /** Last `seq` seen per concrete channel ("ticks:AAPL" -> 1234). */
 export class SeqTracker {
@@ -41,13 +44,122 @@ export function splitChannel(ch) {
   return i < 0 ? [ch, ""] : [ch.slice(0, i), ch.slice(i + 1)];
 }
 
+// --- MessagePack frames (docs/PROTOCOL.md, "Encodings") ---
+
+/** The kind codes that lead positional events. */
+export const KIND_CODES = Object.freeze({ tick: 1, bar: 2, indicators: 3 });
+
+/**
+ * Turns one message of a MessagePack frame into the object its JSON form parses to: a positional
+ * event (`[1, ch, seq, ts, price, size, side, xts]`, ...) into `{type: "tick", ch, ...}`, a map
+ * (ack, error, pong, list, snapshot) into itself, with a snapshot's positional `data` converted
+ * the same way. Returns null for an event of a kind code this client does not know (as the
+ * dashboard ignores JSON events of an unknown `type`); throws on a malformed message.
+ */
+export function fromMsgpack(msg) {
+  if (Array.isArray(msg)) return eventFromArray(msg);
+  if (msg === null || typeof msg !== "object" || msg instanceof Uint8Array) {
+    throw new Error(`msgpack message is neither an array nor a map: ${typeof msg}`);
+  }
+  if (msg.type !== "snapshot" || !Array.isArray(msg.data)) return msg;
+  const data = [];
+  for (const ev of msg.data) {
+    // Positional per the contract; a map is taken as already in JSON shape.
+    const e = Array.isArray(ev) ? eventFromArray(ev) : ev;
+    if (e !== null) data.push(e);
+  }
+  return { ...msg, data };
+}
+
+// Fields after the kind code. Longer arrays are accepted (a later server may append fields);
+// shorter ones are broken.
+const TICK_LEN = 8;
+const BAR_LEN = 12;
+const INDICATORS_LEN = 5;
+
+function eventFromArray(a) {
+  const need = (n, type) => {
+    if (a.length < n) throw new Error(`msgpack ${type} event has ${a.length} fields, expected ${n}`);
+  };
+  switch (a[0]) {
+    case KIND_CODES.tick:
+      need(TICK_LEN, "tick");
+      return { type: "tick", ch: a[1], seq: a[2], ts: a[3], price: a[4], size: a[5], side: a[6], xts: a[7] };
+    case KIND_CODES.bar:
+      need(BAR_LEN, "bar");
+      return {
+        type: "bar",
+        ch: a[1],
+        seq: a[2],
+        ts: a[3],
+        start: a[4],
+        open: a[5],
+        high: a[6],
+        low: a[7],
+        close: a[8],
+        volume: a[9],
+        trades: a[10],
+        final: a[11],
+      };
+    case KIND_CODES.indicators: {
+      need(INDICATORS_LEN, "indicators");
+      const values = a[4];
+      if (values === null || typeof values !== "object" || Array.isArray(values)) {
+        throw new Error("msgpack indicators event: field 4 is not a map");
+      }
+      // Spread (not Object.assign, which would run a "__proto__" key as the setter), in the
+      // JSON field order; the fixed fields are set again so no indicator name can replace them.
+      const ev = { type: "indicators", ch: a[1], seq: a[2], ts: a[3], ...values };
+      ev.type = "indicators";
+      ev.ch = a[1];
+      ev.seq = a[2];
+      ev.ts = a[3];
+      return ev;
+    }
+    default:
+      if (!Number.isInteger(a[0])) throw new Error("msgpack event does not start with an integer kind code");
+      return null;
+  }
+}
+
+/**
+ * The messages of one server frame, in JSON shape: a text frame is JSON (one object or an array
+ * of them), a binary frame is a MessagePack array of messages. Throws on a malformed frame.
+ *
+ * @param {string | ArrayBuffer | ArrayBufferView} data a WebSocket message's `data`
+ * @returns {object[]}
+ */
+export function decodeFrame(data) {
+  if (typeof data === "string") {
+    const parsed = JSON.parse(data);
+    return Array.isArray(parsed) ? parsed : [parsed];
+  }
+  const msgs = decode(data);
+  if (!Array.isArray(msgs)) throw new Error("msgpack frame is not an array of messages");
+  const out = [];
+  for (const m of msgs) {
+    const ev = fromMsgpack(m);
+    if (ev !== null) out.push(ev);
+  }
+  return out;
+}
+
 /**
  * A WebSocket that reconnects forever with exponential backoff and jitter.
  * Callbacks: onOpen(), onEvent(event), onState({state, detail}).
  * States: "connecting", "live", "reconnecting".
+ * `encoding`: "json" (the default) or "msgpack", which asks the server for binary MessagePack
+ * frames; either way onEvent gets the same event objects.
  */
 export class Connection {
-  constructor(url, { onOpen, onEvent, onState }) {
+  constructor(url, { onOpen, onEvent, onState, encoding = "json" }) {
+    if (encoding !== "json" && encoding !== "msgpack") throw new Error(`unknown encoding: ${encoding}`);
+    this.encoding = encoding;
+    if (encoding === "msgpack") {
+      const u = new URL(url);
+      u.searchParams.set("encoding", "msgpack");
+      url = u.href;
+    }
     this.url = url;
     this.onOpen = onOpen;
     this.onEvent = onEvent;
@@ -59,6 +171,8 @@ export class Connection {
     this.opened = 0;
     this.lastFrameAt = 0;
     this.nextId = 1;
+    // Frames received by type, and those that failed to decode (and were dropped).
+    this.frames = { text: 0, binary: 0, bad: 0 };
     // Backoff bounds (ms).
     this.minDelay = 250;
     this.maxDelay = 5000;
@@ -71,6 +185,9 @@ export class Connection {
   connect() {
     this.onState({ state: this.opened ? "reconnecting" : "connecting", detail: "" });
     const ws = new WebSocket(this.url);
+    // Binary frames as ArrayBuffers, decoded synchronously (the default Blob needs an async read,
+    // which could reorder frames).
+    ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
       if (this.opened++) this.reconnects++;
@@ -81,14 +198,18 @@ export class Connection {
     };
     ws.onmessage = (m) => {
       this.lastFrameAt = performance.now();
-      let parsed;
+      // Decoded by the frame's own type, not by what we asked for: a server that predates
+      // `encoding` ignores it and keeps sending JSON text, and the page still works.
+      const text = typeof m.data === "string";
+      this.frames[text ? "text" : "binary"]++;
+      let events;
       try {
-        parsed = JSON.parse(m.data);
+        events = decodeFrame(m.data);
       } catch {
-        return; // the contract says text JSON; ignore anything else
+        this.frames.bad++;
+        return; // dropped, as an unparsable JSON frame always was (counted for tests)
       }
-      if (Array.isArray(parsed)) for (const ev of parsed) this.onEvent(ev);
-      else this.onEvent(parsed);
+      for (const ev of events) this.onEvent(ev);
     };
     // The browser fires "error" then "close"; all the handling is in close.
     ws.onerror = () => {};

@@ -40,6 +40,7 @@ static ASSETS: &[Asset] = &[
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("app.js", JS),
     asset!("protocol.js", JS),
+    asset!("msgpack.js", JS),
     asset!("table.js", JS),
     asset!("chart.js", JS),
     asset!(

@@ -322,6 +322,71 @@ async function run() {
     `${unexpected.length} unexpected; excused: ${consoleErrors.filter(refused).length} refused reconnects ` +
       `during the outage, ${consoleErrors.filter(noHistory).length} 404s of the absent history route`,
   );
+
+  await page.close(); // the next page gets the CPU to itself
+  await checkMsgpack(url, historyMissing);
+}
+
+/**
+ * The dashboard at `?encoding=msgpack` (docs/PROTOCOL.md, "Encodings"): it must ask for it, get
+ * only binary frames, decode every one, and show the same live data as with JSON.
+ */
+async function checkMsgpack(url, historyMissing) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
+  page.setDefaultTimeout(10_000);
+  const errors = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push({ text: m.text(), url: m.location()?.url ?? "" });
+  });
+  page.on("pageerror", (e) => errors.push({ text: `pageerror: ${e.message}`, url: "" }));
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  const dbg = (expr) => page.evaluate(expr);
+
+  const t0 = Date.now();
+  const res = await page.goto(`${url}?encoding=msgpack`, { waitUntil: "load" });
+  check("msgpack: page loads", res?.ok() && (await dbg(() => window.__tickcast?.encoding)) === "msgpack", `HTTP ${res?.status()}`);
+
+  const full = await waitFor(() => dbg(() => window.__tickcast.rows === 100 && window.__tickcast.filled === 100), 10_000, 50);
+  check(
+    `msgpack: table fills with all ${SYMBOLS} symbols`,
+    full && sockets.some((u) => new URL(u).searchParams.get("encoding") === "msgpack"),
+    `${await dbg(() => window.__tickcast.filled)} filled in ${Date.now() - t0} ms; sockets ${sockets.join(", ")}`,
+  );
+
+  // Live ticks keep arriving (snapshots alone would fill the table), and so do the selected
+  // symbol's bars (new candles beyond the REST history) and indicators: all three positional kinds.
+  const mark = await dbg(() => ({ events: window.__tickcast.stats.events, candles: window.__tickcast.chart.candles }));
+  const live = await waitFor(
+    () =>
+      page.evaluate((m) => {
+        const t = window.__tickcast;
+        return t.stats.events > m.events + 100 && t.stats.latencySamples > 0 && t.chart.candles > m.candles && t.chart.sma >= 1;
+      }, mark),
+    15_000,
+  );
+  const after = await dbg(() => window.__tickcast);
+  check(
+    "msgpack: live ticks, candles and indicators",
+    live,
+    `events ${mark.events} -> ${after.stats.events}, latency samples ${after.stats.latencySamples}, ` +
+      `candles ${mark.candles} -> ${after.chart.candles}, sma ${after.chart.sma}`,
+  );
+
+  // The page decodes text frames too (a server that predates `encoding` sends them): only the
+  // frame counts tell that the server really sent MessagePack.
+  const frames = await dbg(() => window.__tickcast.frames);
+  check(
+    "msgpack: every frame binary, every one decoded",
+    frames.binary > 0 && frames.text === 0 && frames.bad === 0,
+    `${frames.binary} binary, ${frames.text} text${frames.text ? " (the server ignored ?encoding=msgpack)" : ""}, ${frames.bad} undecodable`,
+  );
+
+  const noHistory = (e) => historyMissing && e.url.includes("/api/v1/bars/") && e.text.includes("status of 404");
+  const unexpected = errors.filter((e) => !noHistory(e));
+  for (const e of unexpected) console.log(`  console error: ${e.text} ${e.url}`);
+  check("msgpack: no console errors or page errors", unexpected.length === 0, `${unexpected.length} unexpected`);
+  await page.close();
 }
 
 const overall = setTimeout(() => {
