@@ -252,14 +252,29 @@ async fn resume_on_another_edge_from_the_stream_and_ingest_failover_continues_se
                           "from":{ch: last},"epoch":epoch}))
         .await;
     assert_eq!(ack["epoch"], epoch, "every node reports the stream's epoch");
+    // A MessagePack client resuming from the same point gets the same events (the edge makes
+    // their MessagePack form from the stream's JSON, for the replay and for live events).
+    let mut mp = Client::connect_msgpack(&edge_b.ws_url()).await;
+    mp.subscribe(json!({"op":"subscribe","id":2,"channels":[ch],"from":{ch: last},"epoch":epoch}))
+        .await;
     let first = next_tick(&mut client, ch).await;
     assert_eq!(seq(&first), last + 1, "the first missed event: {first}");
     last = seq(&first);
+    let mut resumed = vec![first];
     for _ in 0..200 {
         let t = next_tick(&mut client, ch).await;
         assert_eq!(seq(&t), last + 1, "contiguous after the resume: {t}");
         last = seq(&t);
+        resumed.push(t);
     }
+    for want in &resumed {
+        assert_eq!(
+            &next_tick(&mut mp, ch).await,
+            want,
+            "msgpack and JSON agree"
+        );
+    }
+    drop(mp);
     assert!(
         edge_b
             .metric("tickcast_cluster_resumes_from_stream_total")
