@@ -12,9 +12,11 @@
 #   PEERS="peer" benches/compare.sh                      (leave the Rust peer out)
 #   PIN=1 benches/compare.sh   (servers on CPU 0, the loadgen on CPU 1, with taskset: their
 #                               numbers stop disturbing each other; needs 2+ CPUs)
+#   TICKCAST_ENCODING=msgpack benches/compare.sh   (tickcast's sockets ask for MessagePack
+#                               frames; the peers speak JSON only)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
-# tickcast side receives it through TICKCAST_FEED_ENV (see below); check the "ev/s/conn" column
+# tickcast side receives it through FEED_ENV (see below); check the "ev/s/conn" column
 # of the bots rows: it is the feed rate each server really delivered, and must match.
 set -euo pipefail
 
@@ -34,6 +36,7 @@ RUST_PORT=${RUST_PORT:-18091}
 PEERS=${PEERS:-"peer rust"}
 FEED_BATCH_MS=${FEED_BATCH_MS:-10}
 PIN=${PIN:-0}
+TICKCAST_ENCODING=${TICKCAST_ENCODING:-json}
 SERVER_CPU=()
 LOADGEN_CPU=()
 if [[ $PIN == 1 ]]; then
@@ -44,7 +47,10 @@ SKIP_TICKCAST=${SKIP_TICKCAST:-0}
 # tickcast config names (double underscore = nesting), see config/default.toml. Every socket of a
 # load test comes from one address, so the per-address WebSocket limits are lifted.
 TICKCAST_LOAD_ENV="TICKCAST_WS__MAX_CONNECTIONS_PER_IP=0 TICKCAST_WS__UPGRADES_PER_SECOND=100000 TICKCAST_WS__UPGRADE_BURST=100000"
-TICKCAST_FEED_ENV=${TICKCAST_FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_FEEDS__SYNTHETIC__INTERVAL_MS=$FEED_BATCH_MS TICKCAST_LOG__LEVEL=warn"}
+# Not named TICKCAST_*: the server would read an exported one as a config key.
+FEED_ENV=${FEED_ENV:-"TICKCAST_FEEDS__SYNTHETIC__SYMBOLS=$FEED_SYMBOLS TICKCAST_FEEDS__SYNTHETIC__RATE=$FEED_RATE TICKCAST_FEEDS__SYNTHETIC__INTERVAL_MS=$FEED_BATCH_MS TICKCAST_LOG__LEVEL=warn"}
+# More tickcast settings for one run, e.g. EXTRA_ENV="TICKCAST_WS__OUTBOX_MAX_EVENTS=256".
+EXTRA_ENV=${EXTRA_ENV:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -102,8 +108,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SERVERS=()
 if [[ $SKIP_TICKCAST != 1 ]]; then
   log "starting tickcast on 127.0.0.1:$TICKCAST_PORT"
-  # shellcheck disable=SC2086 # TICKCAST_FEED_ENV is a list of NAME=VALUE words
-  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_LOAD_ENV $TICKCAST_FEED_ENV \
+  # shellcheck disable=SC2086 # FEED_ENV and EXTRA_ENV are lists of NAME=VALUE words
+  env TICKCAST_SERVER__LISTEN="127.0.0.1:$TICKCAST_PORT" $TICKCAST_LOAD_ENV $FEED_ENV $EXTRA_ENV \
     "${SERVER_CPU[@]}" "$SERVER_BIN" serve >"$OUT/tickcast.log" 2>&1 &
   TICKCAST_PID=$!
   PIDS+=("$TICKCAST_PID")
@@ -134,7 +140,10 @@ for scenario in $SCENARIOS; do
   for s in "${SERVERS[@]}"; do
     IFS=: read -r name port pid <<<"$s"
     log "$scenario x$CONNS against $name"
+    encoding=json
+    [[ $name == tickcast ]] && encoding=$TICKCAST_ENCODING
     timeout "$BUDGET" "${LOADGEN_CPU[@]}" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
+      --encoding "$encoding" \
       --connections "$CONNS" --ramp "$RAMP" --warmup "$WARMUP" --duration "$DURATION" \
       --symbols-per-socket "$SYMBOLS_PER_SOCKET" --throttle-ms "$THROTTLE_MS" \
       --threads "$LOADGEN_THREADS" --server-pid "$pid" --json --quiet \
@@ -149,7 +158,7 @@ node - "$OUT" $SCENARIOS <<'EOF'
 const fs = require('fs');
 const [dir, ...scenarios] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8')); } catch { return null; } };
-const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p50 ms', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu'];
+const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p50 ms', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu', 'B/event', 'ev/frame'];
 const rows = [cols];
 const num = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(d));
 for (const sc of scenarios) {
@@ -161,7 +170,8 @@ for (const sc of scenarios) {
     const est = j.connections.established;
     rows.push([sc, name, `${est}/${j.config.connections}`, num(j.events_per_s, 0), num(est ? j.events_per_s / est : 0, 1),
       num(j.latency.p50_ms, 3), num(j.latency.p99_ms, 3), num(j.latency.p999_ms, 3), num(j.gaps.missed_ratio * 100, 2),
-      num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1), num(j.loadgen.cpu_cores, 2)]);
+      num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1), num(j.loadgen.cpu_cores, 2), num(j.bytes_per_event, 1),
+      num(j.frames ? j.events / j.frames : undefined, 1)]);
     for (const w of j.warnings) if (!w.startsWith('dashboards subscribe')) console.error(`warning (${sc}/${name}): ${w}`);
   }
   for (const other of ['peer', 'rust']) {
@@ -171,7 +181,7 @@ for (const sc of scenarios) {
     rows.push([sc, `tickcast/${other}`, '', q(t.events_per_s, p.events_per_s), '', q(t.latency.p50_ms, p.latency.p50_ms),
       q(t.latency.p99_ms, p.latency.p99_ms),
       q(t.latency.p999_ms, p.latency.p999_ms), '', q(t.server?.cpu_cores, p.server?.cpu_cores),
-      q(t.server?.rss_mb, p.server?.rss_mb), '']);
+      q(t.server?.rss_mb, p.server?.rss_mb), '', q(t.bytes_per_event, p.bytes_per_event), '']);
   }
 }
 const w = cols.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));

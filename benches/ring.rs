@@ -26,10 +26,10 @@ fn event(seq: u64) -> Event {
         seq,
         ts: 1,
         payload: Payload::Tick(tick),
-        wire: Wire {
-            json: Bytes::from_static(b"{\"type\":\"tick\"}"),
-            msgpack: Bytes::from_static(&[0x91, 0x01]),
-        },
+        wire: Wire::new(
+            Bytes::from_static(b"{\"type\":\"tick\"}"),
+            Bytes::from_static(&[0x91, 0x01]),
+        ),
     }
 }
 

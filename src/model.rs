@@ -250,29 +250,45 @@ impl Encoding {
 }
 
 /// One event in every [`Encoding`], both made at ingest: a positional MessagePack event is a
-/// few dozen bytes, cheaper to keep beside the JSON than to make per connection.
+/// few dozen bytes, cheaper to keep beside the JSON than to make per connection. One pointer:
+/// fan-out clones it once per subscriber, and queues hold it in 8 bytes.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Wire {
-    pub json: Bytes,
-    pub msgpack: Bytes,
+pub struct Wire(Arc<Encodings>);
+
+#[derive(Debug, PartialEq, Default)]
+struct Encodings {
+    json: Bytes,
+    msgpack: Bytes,
 }
 
 impl Wire {
+    pub fn new(json: Bytes, msgpack: Bytes) -> Self {
+        Wire(Arc::new(Encodings { json, msgpack }))
+    }
+
+    pub fn json(&self) -> &Bytes {
+        &self.0.json
+    }
+
+    pub fn msgpack(&self) -> &Bytes {
+        &self.0.msgpack
+    }
+
     pub fn get(&self, encoding: Encoding) -> &Bytes {
         match encoding {
-            Encoding::Json => &self.json,
-            Encoding::Msgpack => &self.msgpack,
+            Encoding::Json => self.json(),
+            Encoding::Msgpack => self.msgpack(),
         }
     }
 
     /// The size that queues and budgets count: the JSON form's, the larger of the two, so a
     /// bound holds for a connection of either encoding.
     pub fn len(&self) -> usize {
-        self.json.len()
+        self.0.json.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.json.is_empty()
+        self.0.json.is_empty()
     }
 }
 

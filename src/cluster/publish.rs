@@ -181,7 +181,7 @@ impl EventSink for StreamPublisher {
         {
             let mut q = self.lock();
             for e in events {
-                if q.bytes + e.wire.json.len() > self.max_bytes {
+                if q.bytes + e.wire.json().len() > self.max_bytes {
                     dropped += 1;
                     continue;
                 }
@@ -193,11 +193,11 @@ impl EventSink for StreamPublisher {
                         Subject::from(subject::subject(&self.prefix, e.channel.kind, &name))
                     })
                     .clone();
-                q.bytes += e.wire.json.len();
+                q.bytes += e.wire.json().len();
                 q.items.push_back(Outgoing {
                     subject,
                     seq: e.seq,
-                    bytes: e.wire.json.clone(),
+                    bytes: e.wire.json().clone(),
                 });
             }
             self.metrics
@@ -238,10 +238,7 @@ mod tests {
                 exchange_ts: 1,
                 ts: 1,
             }),
-            wire: Wire {
-                json: Bytes::from(vec![b'x'; size]),
-                msgpack: Bytes::new(),
-            },
+            wire: Wire::new(Bytes::from(vec![b'x'; size]), Bytes::new()),
         }
     }
 

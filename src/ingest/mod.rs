@@ -473,7 +473,7 @@ mod tests {
             ]
         );
         assert_eq!(symbols.get("A"), Some(SymbolId(0)));
-        let v: serde_json::Value = serde_json::from_slice(&events[2].wire.json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(events[2].wire.json()).unwrap();
         assert_eq!(
             (v["ch"].as_str(), v["seq"].as_u64(), v["price"].as_f64()),
             (Some("ticks:A"), Some(2), Some(3.0))

@@ -112,7 +112,7 @@ mod tests {
             let got = decode_event(
                 Kind::Ticks,
                 s,
-                &encode_tick("ticks:X", 7, &tick).json,
+                encode_tick("ticks:X", 7, &tick).json(),
                 &fields(),
             )
             .unwrap();
@@ -132,7 +132,7 @@ mod tests {
         let got = decode_event(
             Kind::Bars1m,
             s,
-            &encode_bar("bars.1m:X", 9, 42, &bar).json,
+            encode_bar("bars.1m:X", 9, 42, &bar).json(),
             &fields(),
         )
         .unwrap();
@@ -147,7 +147,7 @@ mod tests {
         let got = decode_event(
             Kind::Indicators,
             s,
-            &encode_indicators("indicators:X", 4, 43, &values, &fields()).json,
+            encode_indicators("indicators:X", 4, 43, &values, &fields()).json(),
             &fields(),
         )
         .unwrap();

@@ -47,10 +47,7 @@ pub(super) struct TickWire<'a> {
 }
 
 pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
-    Wire {
-        json: tick_json(ch, seq, tick),
-        msgpack: msgpack::tick(ch, seq, tick),
-    }
+    Wire::new(tick_json(ch, seq, tick), msgpack::tick(ch, seq, tick))
 }
 
 fn tick_json(ch: &str, seq: u64, tick: &Tick) -> Bytes {
@@ -118,10 +115,10 @@ impl<'a> BarWire<'a> {
 }
 
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {
-    Wire {
-        json: to_bytes(&BarWire::new(ch, seq, ts, bar)),
-        msgpack: msgpack::bar(ch, seq, ts, bar),
-    }
+    Wire::new(
+        to_bytes(&BarWire::new(ch, seq, ts, bar)),
+        msgpack::bar(ch, seq, ts, bar),
+    )
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
@@ -138,10 +135,10 @@ pub fn encode_indicators(
     m.insert("seq".into(), seq.into());
     m.insert("ts".into(), ts.into());
     fields.insert(&mut m, values);
-    Wire {
-        json: to_bytes(&m),
-        msgpack: msgpack::indicators(ch, seq, ts, values, fields),
-    }
+    Wire::new(
+        to_bytes(&m),
+        msgpack::indicators(ch, seq, ts, values, fields),
+    )
 }
 
 /// The wire forms of an event received as JSON (an edge reads the stream's events, which carry
@@ -153,7 +150,7 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Bar(b) => msgpack::bar(ch, seq, ts, b),
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
     };
-    Wire { json, msgpack }
+    Wire::new(json, msgpack)
 }
 
 #[cfg(test)]
@@ -163,7 +160,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn parse(w: &Wire) -> Value {
-        serde_json::from_slice(&w.json).unwrap()
+        serde_json::from_slice(w.json()).unwrap()
     }
 
     #[test]

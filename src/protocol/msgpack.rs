@@ -106,7 +106,7 @@ pub(super) fn reply<T: Serialize>(value: &T) -> Bytes {
 
 /// `{"type":"snapshot","ch":..,"seq":..,("reset":true,)"data":[..]}`, the events positional.
 pub(super) fn snapshot(ch: &str, seq: u64, events: &[Wire], reset: bool) -> Bytes {
-    let data_len: usize = events.iter().map(|e| e.msgpack.len()).sum();
+    let data_len: usize = events.iter().map(|e| e.msgpack().len()).sum();
     let mut out = Vec::with_capacity(48 + ch.len() + data_len);
     let _ = encode::write_map_len(&mut out, if reset { 5 } else { 4 });
     let _ = encode::write_str(&mut out, "type");
@@ -122,7 +122,7 @@ pub(super) fn snapshot(ch: &str, seq: u64, events: &[Wire], reset: bool) -> Byte
     let _ = encode::write_str(&mut out, "data");
     let _ = encode::write_array_len(&mut out, events.len() as u32);
     for e in events {
-        out.extend_from_slice(&e.msgpack);
+        out.extend_from_slice(e.msgpack());
     }
     Bytes::from(out)
 }
@@ -170,7 +170,7 @@ mod tests {
     fn events_are_positional_with_their_json_values() {
         let w = encode_tick("ticks:AAPL", 102, &contract_tick());
         assert_eq!(
-            read(&w.msgpack),
+            read(w.msgpack()),
             json!([
                 1,
                 "ticks:AAPL",
@@ -187,7 +187,7 @@ mod tests {
             size: 0.5,
             ..contract_tick()
         };
-        let v = read(&encode_tick("ticks:AAPL", 1, &t).msgpack);
+        let v = read(encode_tick("ticks:AAPL", 1, &t).msgpack());
         assert_eq!((&v[5], &v[6]), (&json!(0.5), &Value::Null));
 
         let bar = BarEvent {
@@ -201,7 +201,7 @@ mod tests {
             is_final: true,
         };
         assert_eq!(
-            read(&encode_bar("bars.1s:AAPL", 7, 9, &bar).msgpack),
+            read(encode_bar("bars.1s:AAPL", 7, 9, &bar).msgpack()),
             json!([
                 2,
                 "bars.1s:AAPL",
@@ -228,8 +228,8 @@ mod tests {
         let fields = IndicatorFields::new(&IndicatorPeriods::default());
         let w = encode_indicators("indicators:AAPL", 7, 9, &values, &fields);
         // The same values as the JSON event, `nil` where it has `null` (NaN included).
-        let json: Value = serde_json::from_slice(&w.json).expect("json");
-        let v = read(&w.msgpack);
+        let json: Value = serde_json::from_slice(w.json()).expect("json");
+        let v = read(w.msgpack());
         let head = v.as_array().map(|a| a[..4].to_vec());
         assert_eq!(
             head,
@@ -251,7 +251,7 @@ mod tests {
     fn a_tick_is_less_than_half_its_json() {
         // The PROTOCOL.md example (docs/PROTOCOL.md quotes these sizes).
         let w = encode_tick("ticks:AAPL", 102, &contract_tick());
-        assert_eq!((w.json.len(), w.msgpack.len()), (133, 46));
+        assert_eq!((w.json().len(), w.msgpack().len()), (133, 46));
     }
 
     #[test]
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(
             v,
             json!({"type":"snapshot","ch":"ticks:AAPL","seq":102,"reset":true,
-                   "data":[read(&e.msgpack)]})
+                   "data":[read(e.msgpack())]})
         );
         let v = read(&encode_snapshot(m, "ticks:AAPL", 0, &[], false));
         assert_eq!(
@@ -294,12 +294,12 @@ mod tests {
     #[test]
     fn a_frame_is_always_an_array_of_messages() {
         let e = encode_tick("ticks:AAPL", 102, &contract_tick());
-        let one = encode_frame(Encoding::Msgpack, [&e.msgpack].into_iter(), 0);
-        assert_eq!(read(&one), json!([read(&e.msgpack)]));
-        let two = encode_frame(Encoding::Msgpack, [&e.msgpack, &e.msgpack].into_iter(), 0);
+        let one = encode_frame(Encoding::Msgpack, [e.msgpack()].into_iter(), 0);
+        assert_eq!(read(&one), json!([read(e.msgpack())]));
+        let two = encode_frame(Encoding::Msgpack, [e.msgpack(), e.msgpack()].into_iter(), 0);
         assert_eq!(read(&two).as_array().map(Vec::len), Some(2));
         // Past 15 messages the array header grows (array16); still one array.
-        let many: Vec<&Bytes> = std::iter::repeat_n(&e.msgpack, 40).collect();
+        let many: Vec<&Bytes> = std::iter::repeat_n(e.msgpack(), 40).collect();
         let frame = encode_frame(Encoding::Msgpack, many.into_iter(), 0);
         assert_eq!(read(&frame).as_array().map(Vec::len), Some(40));
     }

@@ -27,7 +27,7 @@ pub fn encode_snapshot(
     if encoding == Encoding::Msgpack {
         return msgpack::snapshot(ch, seq, events, reset);
     }
-    let data_len: usize = events.iter().map(|e| e.json.len() + 1).sum();
+    let data_len: usize = events.iter().map(|e| e.json().len() + 1).sum();
     let mut out = Vec::with_capacity(64 + ch.len() + data_len);
     out.extend_from_slice(b"{\"type\":\"snapshot\",\"ch\":");
     // Channel names are validated ASCII; serde_json still escapes for safety.
@@ -42,7 +42,7 @@ pub fn encode_snapshot(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&e.json);
+        out.extend_from_slice(e.json());
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)

@@ -33,10 +33,7 @@ pub(super) fn tick(channel: ChannelId, seq: u64) -> Event {
         }),
         wire: {
             let b = Bytes::from(format!("{}#{}", channel.symbol.0, seq));
-            Wire {
-                json: b.clone(),
-                msgpack: b,
-            }
+            Wire::new(b.clone(), b)
         },
     }
 }
@@ -73,7 +70,7 @@ pub(super) fn drain(o: &Outbox) -> Vec<String> {
             Item::Batch(batch) => batch
                 .events
                 .iter()
-                .map(|(_, w)| String::from_utf8_lossy(&w.json).into_owned())
+                .map(|(_, w)| String::from_utf8_lossy(w.json()).into_owned())
                 .collect(),
             other => vec![show(other)],
         })
@@ -86,7 +83,7 @@ pub(super) fn show(item: &Item) -> String {
     match item {
         Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
         Item::Replay(w) | Item::Event { wire: w, .. } => {
-            String::from_utf8_lossy(&w.json).into_owned()
+            String::from_utf8_lossy(w.json()).into_owned()
         }
         Item::Batch(batch) => format!("batch of {}", batch.events.len()),
         Item::Snapshot(s) => {
@@ -94,7 +91,7 @@ pub(super) fn show(item: &Item) -> String {
                 .events
                 .iter()
                 .map(|e| {
-                    let text = String::from_utf8_lossy(&e.json);
+                    let text = String::from_utf8_lossy(e.json());
                     text.split('#').nth(1).unwrap_or_default().to_owned()
                 })
                 .collect();

@@ -40,14 +40,16 @@ pub const HELD_ITEM_OVERHEAD: usize = 64;
 /// One queued frame part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// Replies and errors, in the connection's encoding: never conflated or dropped.
-    Control(Bytes),
+    /// Replies and errors, in the connection's encoding: never conflated or dropped. Boxed, as
+    /// snapshots are: rare next to events.
+    Control(Box<Bytes>),
     /// A replayed event (a resume): never conflated or dropped.
     Replay(Wire),
     /// A channel event: may be conflated with a newer one of the same channel.
     Event { channel: ChannelId, wire: Wire },
-    /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated.
-    Snapshot(Snapshot),
+    /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated. Boxed:
+    /// it is rare, and every other item fits in 16 bytes.
+    Snapshot(Box<Snapshot>),
     /// The events of one kind from one published batch, shared by every wildcard subscriber
     /// that takes them whole: counted as its events, conflated as its events.
     Batch(Arc<SharedBatch>),
@@ -190,7 +192,7 @@ impl Outbox {
 
     /// Queues a reply or error and wakes the writer.
     pub(crate) fn push_control(&self, bytes: Bytes) {
-        self.push_held(std::iter::once(Item::Control(bytes)));
+        self.push_held(std::iter::once(Item::Control(Box::new(bytes))));
         self.notify.notify_one();
     }
 
@@ -441,10 +443,7 @@ mod tests {
 
     fn ev(s: &str) -> Wire {
         let b = Bytes::copy_from_slice(s.as_bytes());
-        Wire {
-            json: b.clone(),
-            msgpack: b,
-        }
+        Wire::new(b.clone(), b)
     }
 
     fn drained(o: &Outbox, now: Instant) -> (Vec<String>, Drain) {
@@ -455,14 +454,14 @@ mod tests {
             .map(|i| match i {
                 Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
                 Item::Replay(w) | Item::Event { wire: w, .. } => {
-                    String::from_utf8_lossy(&w.json).into_owned()
+                    String::from_utf8_lossy(w.json()).into_owned()
                 }
                 Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
                 Item::Batch(b) => format!(
                     "batch [{}]",
                     b.events
                         .iter()
-                        .map(|(_, e)| String::from_utf8_lossy(&e.json).into_owned())
+                        .map(|(_, e)| String::from_utf8_lossy(e.json()).into_owned())
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
@@ -475,6 +474,17 @@ mod tests {
         Arc::new(SharedBatch::new(
             events.iter().map(|(c, e)| (ch(*c), ev(e))).collect(),
         ))
+    }
+
+    #[test]
+    fn a_queued_item_is_small() {
+        // Outboxes of busy sockets hold up to `max_events` of these each: 10,000 sockets times
+        // 1,024 items is 240 MB at 24 bytes, not the 800 MB of an 80-byte item.
+        assert!(
+            std::mem::size_of::<Item>() <= 24,
+            "{}",
+            std::mem::size_of::<Item>()
+        );
     }
 
     #[test]
@@ -548,7 +558,7 @@ mod tests {
             ..LIMITS
         });
         let now = Instant::now();
-        o.push_control(ev("ack").json);
+        o.push_control(ev("ack").json().clone());
         for s in ["a1", "b1", "a2", "b2", "a3", "b3"] {
             let c = if s.starts_with('a') { 1 } else { 2 };
             o.push_event(ch(c), &ev(s), None, now);
@@ -611,7 +621,10 @@ mod tests {
         };
         // Envelope plus each event and its separator.
         assert_eq!(snap.held_len(), HELD_ITEM_OVERHEAD + 6);
-        o.push_held([Item::Snapshot(snap), Item::Control(ev("r1").json)]);
+        o.push_held([
+            Item::Snapshot(Box::new(snap)),
+            Item::Control(Box::new(ev("r1").json().clone())),
+        ]);
         assert_eq!(o.held_room(), 1024 - HELD_ITEM_OVERHEAD - 6 - 2);
         // Events past the bound conflate; held items stay, in order.
         for s in ["a1", "a2", "a3", "a4", "a5"] {
@@ -630,7 +643,7 @@ mod tests {
         let o = Outbox::new(LIMITS);
         o.close();
         assert!(!o.push_event(ch(1), &ev("a"), None, Instant::now()));
-        o.push_control(ev("ack").json);
+        o.push_control(ev("ack").json().clone());
         assert_eq!(o.queued(), 0);
         assert!(o.is_closed());
     }

@@ -247,12 +247,12 @@ impl Hub {
         }
         events.reverse();
         budget.spend(used);
-        held.push(Item::Snapshot(Snapshot {
+        held.push(Item::Snapshot(Box::new(Snapshot {
             channel: ch,
             seq: channel.ring.last_seq(),
             events,
             reset: from.is_some(),
-        }));
+        })));
     }
 
     /// Registers the subscriber in the channel (once).

@@ -199,8 +199,16 @@ where
         {
             return evict(sink, conn, ctx).await;
         }
+        // The drain swaps this deque with the outbox's queue, so both keep the capacity of the
+        // largest burst; give a burst's memory back instead of holding it per socket.
+        if items.capacity() > KEEP_ITEMS_CAPACITY {
+            items.shrink_to(KEEP_ITEMS_CAPACITY / 4);
+        }
     }
 }
+
+/// Queued items a connection keeps room for between bursts (24 bytes each).
+const KEEP_ITEMS_CAPACITY: usize = 256;
 
 /// The write did not complete in time or failed.
 struct WriteStalled;
@@ -241,7 +249,7 @@ where
         let mut len = 0;
         while let Some(item) = items.pop_front() {
             let bytes = match item {
-                Item::Control(b) => b,
+                Item::Control(b) => *b,
                 Item::Replay(w) | Item::Event { wire: w, .. } => w.get(encoding).clone(),
                 Item::Snapshot(s) => {
                     let name = ctx.symbols.channel_name(s.channel);
@@ -259,7 +267,7 @@ where
             };
             let l = bytes.len() + 1;
             if !parts.is_empty() && len + l > max {
-                items.push_front(Item::Control(bytes));
+                items.push_front(Item::Control(Box::new(bytes)));
                 break;
             }
             len += l;
