@@ -12,7 +12,7 @@
 #   PEERS="peer" benches/compare.sh                      (leave the Rust peer out)
 #   PIN=1 benches/compare.sh   (servers on CPU 0, the loadgen on CPU 1, with taskset: their
 #                               numbers stop disturbing each other; needs 2+ CPUs)
-#   TICKCAST_ENCODING=msgpack benches/compare.sh   (tickcast's sockets ask for MessagePack
+#   ENCODING=msgpack benches/compare.sh   (tickcast's sockets ask for MessagePack
 #                               frames; the peers speak JSON only)
 #
 # Both servers get the same synthetic feed: FEED_SYMBOLS symbols at FEED_RATE ticks/s. The
@@ -36,7 +36,7 @@ RUST_PORT=${RUST_PORT:-18091}
 PEERS=${PEERS:-"peer rust"}
 FEED_BATCH_MS=${FEED_BATCH_MS:-10}
 PIN=${PIN:-0}
-TICKCAST_ENCODING=${TICKCAST_ENCODING:-json}
+ENCODING=${ENCODING:-json}
 SERVER_CPU=()
 LOADGEN_CPU=()
 if [[ $PIN == 1 ]]; then
@@ -141,7 +141,7 @@ for scenario in $SCENARIOS; do
     IFS=: read -r name port pid <<<"$s"
     log "$scenario x$CONNS against $name"
     encoding=json
-    [[ $name == tickcast ]] && encoding=$TICKCAST_ENCODING
+    [[ $name == tickcast ]] && encoding=$ENCODING
     timeout "$BUDGET" "${LOADGEN_CPU[@]}" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
       --encoding "$encoding" \
       --connections "$CONNS" --ramp "$RAMP" --warmup "$WARMUP" --duration "$DURATION" \

@@ -21,6 +21,10 @@ pub struct WsConfig {
     /// what one subscribe (or a burst of them) can make the server hold.
     pub snapshot_max_bytes: usize,
     pub batch_max_bytes: usize,
+    /// Adaptive batching: after a write, a connection's next write waits until this much time
+    /// has passed, so a busy socket sends fewer, fuller frames; an idle one writes at once.
+    /// 0 = write whenever something is queued.
+    pub batch_window_us: u64,
     pub slow_consumer_timeout_ms: u64,
     pub close_grace_ms: u64,
     pub ping_interval_ms: u64,
@@ -80,6 +84,11 @@ impl WsConfig {
             self.batch_max_bytes >= 1024,
             "ws.batch_max_bytes",
             "must be at least 1024",
+        )?;
+        check(
+            self.batch_window_us <= 100_000,
+            "ws.batch_window_us",
+            "must be at most 100000 (100 ms)",
         )?;
         check(
             self.slow_consumer_timeout_ms >= 1,

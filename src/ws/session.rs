@@ -145,6 +145,9 @@ where
     let slow = ms(cfg.slow_consumer_timeout_ms);
     let mut items: VecDeque<Item> = VecDeque::new();
     let mut next_due: Option<Instant> = None;
+    let window = Duration::from_micros(cfg.batch_window_us);
+    // Set after a write: queued events wait for the window to pass (adaptive batching).
+    let mut hold_until: Option<tokio::time::Instant> = None;
     let mut ping = tokio::time::interval(ms(cfg.ping_interval_ms));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -164,7 +167,12 @@ where
             _ = ctx.shutdown.cancelled() => {
                 conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
             }
-            _ = conn.outbox.notified() => {}
+            _ = async {
+                if let Some(h) = hold_until {
+                    sleep_until(h).await;
+                }
+                conn.outbox.notified().await
+            } => {}
             _ = throttle => {}
             _ = ping.tick() => {
                 if conn.silent_for() > ms(cfg.pong_timeout_ms) {
@@ -193,12 +201,14 @@ where
         }
         // One deadline for the whole drain, not one per frame: a peer that takes a frame now
         // and then cannot keep a backlog pinned for longer than the slow-consumer timeout.
+        let wrote = !items.is_empty();
         if send_items(sink, &mut items, ctx, encoding, now + slow)
             .await
             .is_err()
         {
             return evict(sink, conn, ctx).await;
         }
+        hold_until = (wrote && !window.is_zero()).then(|| tokio::time::Instant::now() + window);
         // The drain swaps this deque with the outbox's queue, so both keep the capacity of the
         // largest burst; give a burst's memory back instead of holding it per socket.
         if items.capacity() > KEEP_ITEMS_CAPACITY {

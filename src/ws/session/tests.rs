@@ -370,3 +370,43 @@ async fn a_ping_flood_counts_against_the_op_limit_and_closes_1008() {
         Some(CloseCode::Policy)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_batching_writes_an_idle_socket_at_once_and_a_busy_one_per_window() {
+    let ctx = context_with(|c| c.ws.batch_window_us = 5_000);
+    let mut peer = connect(&ctx);
+    peer.send(json!({"op": "subscribe", "channels": ["ticks:AAPL"]}));
+    assert_eq!(peer.event().await["type"], "ack");
+    assert_eq!(peer.event().await["type"], "snapshot");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // Idle for longer than the window: the event goes at once, alone.
+    let t0 = tokio::time::Instant::now();
+    ctx.hub.publish(&[tick_event(&ctx, 1, 1.0)]);
+    let Some(Message::Text(first)) = peer.next(Duration::from_secs(1)).await else {
+        panic!("no frame");
+    };
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["seq"], 1);
+
+    // Right after a write: what arrives within the window leaves as one frame when it ends.
+    ctx.hub.publish(&[tick_event(&ctx, 2, 2.0)]);
+    tokio::task::yield_now().await;
+    ctx.hub.publish(&[tick_event(&ctx, 3, 3.0)]);
+    let Some(Message::Text(next)) = peer.next(Duration::from_secs(1)).await else {
+        panic!("no frame");
+    };
+    assert!(
+        t0.elapsed() >= Duration::from_millis(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    let seqs: Vec<u64> = serde_json::from_str::<Value>(&next)
+        .unwrap()
+        .as_array()
+        .expect("one frame of both")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, vec![2, 3]);
+}
