@@ -142,6 +142,8 @@ for scenario in $SCENARIOS; do
     log "$scenario x$CONNS against $name"
     encoding=json
     [[ $name == tickcast ]] && encoding=$ENCODING
+    # The server's RSS before the sockets connect: the table's KiB/conn is what they added.
+    awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" >"$OUT/$scenario-$name.rss0" 2>/dev/null || true
     timeout "$BUDGET" "${LOADGEN_CPU[@]}" "$LOADGEN" --scenario "$scenario" --url "ws://127.0.0.1:$port/ws" \
       --encoding "$encoding" \
       --connections "$CONNS" --ramp "$RAMP" --warmup "$WARMUP" --duration "$DURATION" \
@@ -158,7 +160,8 @@ node - "$OUT" $SCENARIOS <<'EOF'
 const fs = require('fs');
 const [dir, ...scenarios] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8')); } catch { return null; } };
-const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p50 ms', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'lg cpu', 'B/event', 'ev/frame'];
+const cols = ['scenario', 'server', 'conns', 'events/s', 'ev/s/conn', 'p50 ms', 'p99 ms', 'p99.9 ms', 'missed %', 'srv cpu', 'srv rss MB', 'KiB/conn', 'lg cpu', 'B/event', 'ev/frame'];
+const rss0 = (f) => { try { return Number(fs.readFileSync(`${dir}/${f}`, 'utf8').trim()); } catch { return NaN; } };
 const rows = [cols];
 const num = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(d));
 for (const sc of scenarios) {
@@ -170,7 +173,9 @@ for (const sc of scenarios) {
     const est = j.connections.established;
     rows.push([sc, name, `${est}/${j.config.connections}`, num(j.events_per_s, 0), num(est ? j.events_per_s / est : 0, 1),
       num(j.latency.p50_ms, 3), num(j.latency.p99_ms, 3), num(j.latency.p999_ms, 3), num(j.gaps.missed_ratio * 100, 2),
-      num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1), num(j.loadgen.cpu_cores, 2), num(j.bytes_per_event, 1),
+      num(j.server?.cpu_cores, 2), num(j.server?.rss_mb, 1),
+      num(est && j.server ? (j.server.rss_mb * 1024 - rss0(`${sc}-${name}.rss0`)) / est : undefined, 2),
+      num(j.loadgen.cpu_cores, 2), num(j.bytes_per_event, 1),
       num(j.frames ? j.events / j.frames : undefined, 1)]);
     for (const w of j.warnings) if (!w.startsWith('dashboards subscribe')) console.error(`warning (${sc}/${name}): ${w}`);
   }
@@ -181,7 +186,7 @@ for (const sc of scenarios) {
     rows.push([sc, `tickcast/${other}`, '', q(t.events_per_s, p.events_per_s), '', q(t.latency.p50_ms, p.latency.p50_ms),
       q(t.latency.p99_ms, p.latency.p99_ms),
       q(t.latency.p999_ms, p.latency.p999_ms), '', q(t.server?.cpu_cores, p.server?.cpu_cores),
-      q(t.server?.rss_mb, p.server?.rss_mb), '', q(t.bytes_per_event, p.bytes_per_event), '']);
+      q(t.server?.rss_mb, p.server?.rss_mb), '', '', q(t.bytes_per_event, p.bytes_per_event), '']);
   }
 }
 const w = cols.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));

@@ -148,6 +148,9 @@ where
     let window = Duration::from_micros(cfg.batch_window_us);
     // Set after a write: queued events wait for the window to pass (adaptive batching).
     let mut hold_until: Option<tokio::time::Instant> = None;
+    // Woken inside the window: the drain waits for the window's end. A timer is armed only then,
+    // not after every write.
+    let mut held = false;
     let mut ping = tokio::time::interval(ms(cfg.ping_interval_ms));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -167,11 +170,17 @@ where
             _ = ctx.shutdown.cancelled() => {
                 conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
             }
-            _ = async {
-                if let Some(h) = hold_until {
-                    sleep_until(h).await;
+            _ = conn.outbox.notified(), if !held => {
+                if hold_until.is_some_and(|h| h > tokio::time::Instant::now()) {
+                    held = true;
+                    continue;
                 }
-                conn.outbox.notified().await
+            }
+            _ = async {
+                match hold_until {
+                    Some(h) if held => sleep_until(h).await,
+                    _ => std::future::pending().await,
+                }
             } => {}
             _ = throttle => {}
             _ = ping.tick() => {
@@ -182,6 +191,7 @@ where
                 }
             }
         }
+        held = false;
         let now = Instant::now();
         let drain = conn.outbox.drain(now, &mut items);
         next_due = drain.next_due;
