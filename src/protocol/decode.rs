@@ -98,6 +98,28 @@ mod tests {
     }
 
     #[test]
+    fn a_price_of_seventeen_digits_reads_back_to_the_same_f64() {
+        // serde_json's default parser missed this one by an ulp (`float_roundtrip` fixes it):
+        // an edge would have shown a price that prints differently from ingest's.
+        let tick = Tick {
+            symbol: SymbolId(1),
+            price: -461_755_599_321.581_24,
+            size: 0.1 + 0.2,
+            side: None,
+            exchange_ts: 1,
+            ts: 2,
+        };
+        let got = decode_event(
+            Kind::Ticks,
+            SymbolId(1),
+            encode_tick("ticks:X", 1, &tick).json(),
+            &fields(),
+        )
+        .unwrap();
+        assert_eq!(got.payload, Payload::Tick(tick));
+    }
+
+    #[test]
     fn every_encoded_event_decodes_to_what_was_encoded() {
         let s = SymbolId(3);
         for side in [Some(Side::Buy), Some(Side::Sell), None] {

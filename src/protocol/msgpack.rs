@@ -303,4 +303,95 @@ mod tests {
         let frame = encode_frame(Encoding::Msgpack, many.into_iter(), 0);
         assert_eq!(read(&frame).as_array().map(Vec::len), Some(40));
     }
+
+    /// A positional event in the shape of its JSON object (the names PROTOCOL.md gives them).
+    fn as_json_shape(v: Value) -> Value {
+        const TICK: [&str; 8] = ["type", "ch", "seq", "ts", "price", "size", "side", "xts"];
+        const BAR: [&str; 12] = [
+            "type", "ch", "seq", "ts", "start", "open", "high", "low", "close", "volume", "trades",
+            "final",
+        ];
+        let fields = v.as_array().expect("positional").clone();
+        let (kind, names): (&str, &[&str]) = match fields[0].as_u64() {
+            Some(1) => ("tick", &TICK),
+            Some(2) => ("bar", &BAR),
+            _ => ("indicators", &["type", "ch", "seq", "ts"]),
+        };
+        let mut object = serde_json::Map::new();
+        for (name, value) in names.iter().zip(fields.iter()).skip(1) {
+            object.insert((*name).to_string(), value.clone());
+        }
+        object.insert("type".into(), kind.into());
+        if let Some(Value::Object(values)) = fields.get(4).filter(|_| kind == "indicators") {
+            object.extend(values.clone());
+        }
+        Value::Object(object)
+    }
+
+    fn real() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |x| x.is_finite()),
+            -1e12f64..1e12f64,
+            (0u32..1_000_000).prop_map(|n| f64::from(n) / 100.0),
+            (0i64..100_000).prop_map(|n| n as f64),
+        ]
+    }
+
+    fn maybe_real() -> impl proptest::strategy::Strategy<Value = Option<f64>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(f64::NAN)),
+            Just(Some(f64::INFINITY)),
+            real().prop_map(Some)
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever ingest encodes, the MessagePack form carries exactly the JSON form's values.
+        #[test]
+        fn msgpack_events_carry_the_json_values(
+            price in real(), size in real(), side in 0u8..3, seq in proptest::prelude::any::<u64>(),
+            ts in proptest::prelude::any::<i64>(), xts in proptest::prelude::any::<i64>(),
+            ohlc in proptest::collection::vec(real(), 4), volume in real(),
+            trades in proptest::prelude::any::<u64>(), is_final in proptest::prelude::any::<bool>(),
+            values in proptest::collection::vec(maybe_real(), 5),
+        ) {
+            let tick = Tick {
+                symbol: SymbolId(0),
+                price,
+                size,
+                side: [Some(Side::Buy), Some(Side::Sell), None][usize::from(side)],
+                exchange_ts: xts,
+                ts,
+            };
+            let bar = BarEvent {
+                start_ms: ts / 1_000_000,
+                open: ohlc[0],
+                high: ohlc[1],
+                low: ohlc[2],
+                close: ohlc[3],
+                volume,
+                trades,
+                is_final,
+            };
+            let values = IndicatorValues {
+                sma: values[0],
+                ema: values[1],
+                rsi: values[2],
+                volatility: values[3],
+                vwap: values[4],
+            };
+            let fields = IndicatorFields::new(&IndicatorPeriods::default());
+            for w in [
+                encode_tick("ticks:X", seq, &tick),
+                encode_bar("bars.1m:X", seq, ts, &bar),
+                encode_indicators("indicators:X", seq, ts, &values, &fields),
+            ] {
+                let json: Value = serde_json::from_slice(w.json()).expect("json");
+                proptest::prop_assert_eq!(as_json_shape(read(w.msgpack())), json);
+            }
+        }
+    }
 }
