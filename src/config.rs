@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use crate::api::ApiConfig;
+pub use crate::auth::AuthConfig;
 use crate::client::TrustedProxies;
 pub use crate::cluster::{ClusterConfig, Role};
 pub use crate::config_section::ConfigError;
@@ -43,6 +44,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub api: ApiConfig,
     pub cluster: ClusterConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +119,7 @@ impl Config {
             .map(crate::store::redact_url_password)
             .collect::<Vec<_>>()
             .join(",");
+        c.auth = self.auth.redacted();
         c
     }
 
@@ -172,6 +175,7 @@ impl Config {
         self.api.validate()?;
         self.cluster
             .validate(self.database.url.starts_with("postgres"))?;
+        self.auth.validate()?;
         Ok(())
     }
 }

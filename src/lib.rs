@@ -21,6 +21,7 @@
 //! them; the rest is `pub(crate)`, so the compiler reports dead code.
 
 pub mod api;
+pub mod auth;
 pub(crate) mod bars;
 pub(crate) mod client;
 pub mod cluster;

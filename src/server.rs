@@ -62,6 +62,8 @@ pub enum ServerError {
         feed: &'static str,
         source: crate::feed::FeedError,
     },
+    #[error("{0}")]
+    Config(#[from] crate::config_section::ConfigError),
 }
 
 /// A started server: the HTTP state, and a handle on every task and thread it started, so
@@ -96,6 +98,8 @@ pub struct Server {
 impl Server {
     /// Builds every stage and starts listening on `config.server.listen` (port 0 picks one).
     pub async fn start(config: Config) -> Result<Server, ServerError> {
+        // The key is read first: a server that cannot verify tokens must not start.
+        let verifier = crate::auth::Verifier::from_config(&config.auth)?;
         let metrics = Arc::new(Metrics::default());
         let symbols = Arc::new(Symbols::new(config.ring.max_symbols));
         let hub = Arc::new(Hub::new(
@@ -278,6 +282,8 @@ impl Server {
                     })),
                     Node::Single | Node::Ingest(_) => None,
                 },
+                auth: verifier,
+                anonymous: config.auth.anonymous,
             }),
             guard: Arc::new(RestGuard::new(
                 &config.api,

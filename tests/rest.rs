@@ -664,6 +664,7 @@ async fn openapi_documents_every_rest_route() {
         ("/api/v1/predictions/{symbol}", "get"),
         ("/api/v1/portfolio", "get"),
         ("/api/v1/portfolio/trades", "post"),
+        ("/api/v1/auth/token", "post"),
     ];
     for (path, method) in routes {
         assert!(paths[path][method].is_object(), "{path} {method} missing");

@@ -4,6 +4,7 @@
 mod util;
 
 mod amplification;
+mod auth;
 mod cluster;
 mod config;
 mod encoding;

@@ -10,6 +10,7 @@
 //! (`api.max_body_bytes`; 413 problem). Every error is a [`Problem`](crate::protocol::Problem).
 //! `/openapi.json` is generated from the handlers' annotations.
 
+pub mod auth;
 mod config;
 pub mod health;
 pub mod ingest;
@@ -141,6 +142,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/api/v1/portfolio", get(portfolio::portfolio))
         .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
+        .route("/api/v1/auth/token", post(auth::token))
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
         .layer(middleware::from_fn_with_state(app.guard.clone(), latency));
     let limited = Router::new()

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{market, portfolio, predictions};
+use super::{auth, market, portfolio, predictions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::{market, portfolio, predictions};
         predictions::predictions,
         portfolio::portfolio,
         portfolio::record_trade,
+        auth::token,
     ),
     components(schemas(
         market::SymbolList,
@@ -32,6 +33,7 @@ use super::{market, portfolio, predictions};
         portfolio::TradeOut,
         portfolio::PortfolioOut,
         portfolio::PositionOut,
+        auth::TokenOut,
     )),
     modifiers(&BearerAuth)
 )]

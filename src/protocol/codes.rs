@@ -49,10 +49,13 @@ codes! {
         RateLimited => "rate_limited",
         /// The subscribe would exceed `ws.max_subscriptions`.
         TooManySubscriptions => "too_many_subscriptions",
-        /// Reserved by the v1 contract; not sent by this server.
+        /// A token that does not verify, or (with `auth.anonymous = false`) an op before `auth`.
         Unauthorized => "unauthorized",
         /// Extension: an unsubscribe of a channel this connection does not hold.
         NotSubscribed => "not_subscribed",
+        /// Extension: a channel outside the connection's token's `channels`, or an `auth` with a
+        /// token of another user.
+        Forbidden => "forbidden",
     }
 }
 
@@ -87,6 +90,8 @@ codes! {
         InvalidTrade => "invalid_trade",
         InvalidRecords => "invalid_records",
         InsufficientData => "insufficient_data",
+        /// `POST /api/v1/auth/token` on a server without `auth.jwt_hs256_secret`.
+        TokenExchangeDisabled => "token_exchange_disabled",
         /// `GET /ws` without a WebSocket (version 13) upgrade.
         WebsocketRequired => "websocket_required",
         RateLimited => "rate_limited",
@@ -110,7 +115,9 @@ impl ProblemCode {
             | BadHorizon | BadModel | MalformedBody | BadIdempotencyKey | UnsupportedVersion
             | UnsupportedEncoding => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            UnknownSymbol | NotFound | IngestDisabled => StatusCode::NOT_FOUND,
+            UnknownSymbol | NotFound | IngestDisabled | TokenExchangeDisabled => {
+                StatusCode::NOT_FOUND
+            }
             IdempotencyConflict => StatusCode::CONFLICT,
             BodyTooLarge | TooManyRecords => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidTrade | InvalidRecords | InsufficientData => StatusCode::UNPROCESSABLE_ENTITY,

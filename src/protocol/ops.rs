@@ -40,6 +40,12 @@ pub enum ClientOp {
         #[serde(default)]
         id: Option<i64>,
     },
+    /// Extension: authenticate (or refresh the token of) this connection.
+    Auth {
+        #[serde(default)]
+        id: Option<i64>,
+        token: String,
+    },
 }
 
 /// An inbound frame that is not a valid op; `id` is echoed when it could be read.
@@ -56,7 +62,8 @@ impl ClientOp {
             ClientOp::Subscribe { id, .. }
             | ClientOp::Unsubscribe { id, .. }
             | ClientOp::Ping { id }
-            | ClientOp::List { id } => *id,
+            | ClientOp::List { id }
+            | ClientOp::Auth { id, .. } => *id,
         }
     }
 }

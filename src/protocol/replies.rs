@@ -80,6 +80,42 @@ pub fn encode_ack(
 }
 
 #[derive(Serialize)]
+struct AuthAckWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    op: &'static str,
+    channels: [&'static str; 0],
+    epoch: i64,
+    /// The token's `sub` and `exp` (seconds since the epoch).
+    user: &'a str,
+    exp: u64,
+}
+
+/// The `ack` of an `auth` op: who the connection now is, and until when.
+pub fn encode_auth_ack(
+    encoding: Encoding,
+    id: Option<i64>,
+    epoch: i64,
+    user: &str,
+    exp: u64,
+) -> Bytes {
+    encode(
+        encoding,
+        &AuthAckWire {
+            kind: "ack",
+            id,
+            op: "auth",
+            channels: [],
+            epoch,
+            user,
+            exp,
+        },
+    )
+}
+
+#[derive(Serialize)]
 struct ErrorWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,

@@ -71,6 +71,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The user an API key belongs to, with the user's name (the `sub` of the tokens it gets).
+    pub(crate) async fn user_name_for_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let hash = hash_key(key);
+        self.bounded(async {
+            Ok(on_pool!(&self.read, p => {
+                sqlx::query_as(
+                    "SELECT users.id, users.name FROM api_keys \
+                     JOIN users ON users.id = api_keys.user_id WHERE api_keys.key_hash = $1",
+                )
+                .bind(&hash)
+                .fetch_optional(p)
+                .await?
+            }))
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,10 @@ pub struct WsContext {
     pub(crate) upgrades: governor::DefaultKeyedRateLimiter<ClientAddr>,
     /// History older than the rings (an edge node's stream); `None` on a single node.
     pub history: Option<Arc<dyn History>>,
+    /// Verifies connection tokens (`[auth]`); `None` when no key is configured.
+    pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// Connections without a token may subscribe (`auth.anonymous`).
+    pub anonymous: bool,
 }
 
 /// Events older than the rings hold, from a store of the whole sequence (the cluster's
@@ -76,6 +80,17 @@ pub trait History: Send + Sync + std::fmt::Debug {
 }
 
 impl WsContext {
+    /// Verifies a connection token against `[auth]`'s key.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+    ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
+        match &self.auth {
+            Some(v) => v.verify(token),
+            None => Err(crate::auth::AuthError::Disabled),
+        }
+    }
+
     /// The per-address upgrade limiter `config` asks for.
     pub(crate) fn upgrade_limiter(
         config: &WsConfig,
@@ -95,6 +110,8 @@ pub(crate) type WsState = Arc<WsContext>;
 pub(crate) struct WsQuery {
     v: Option<String>,
     encoding: Option<String>,
+    /// A connection token (JWT), as an `auth` op would carry it.
+    token: Option<String>,
 }
 
 /// The frame encoding a `?encoding=` value names (`json` when it is left out).
@@ -144,6 +161,16 @@ pub(crate) async fn upgrade(
     let encoding = match encoding_of(&q) {
         Ok(e) => e,
         Err(problem) => return problem.into_response(),
+    };
+    // A token at connect is checked before the upgrade: a bad one never gets a socket.
+    let principal = match q.token.as_deref() {
+        None => None,
+        Some(token) => match ctx.verify(token) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                return Problem::new(ProblemCode::Unauthorized, e.to_string()).into_response();
+            }
+        },
     };
     let headers = req.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
@@ -214,7 +241,7 @@ pub(crate) async fn upgrade(
                 let io = TokioIo::new(upgraded);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_cfg)).await;
-                session::run(socket, session_ctx, encoding).await;
+                session::run(socket, session_ctx, encoding, principal).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::WsContext;
+use crate::auth::Principal;
 use crate::model::{ChannelId, Encoding, Wire, now_ns};
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
@@ -19,6 +21,10 @@ pub(super) struct Ops<'a> {
     pub(super) ctx: &'a WsContext,
     /// The connection's frame encoding: replies are encoded in it.
     pub(super) encoding: Encoding,
+    /// Who the connection's token says it is; `None` while anonymous.
+    pub(super) principal: Option<Principal>,
+    /// The token's expiry, which the connection's loop watches.
+    pub(super) expires_s: &'a AtomicU64,
 }
 
 impl Ops<'_> {
@@ -39,7 +45,16 @@ impl Ops<'_> {
             Ok(op) => op,
             Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
         };
+        let needs_auth = !matches!(op, ClientOp::Auth { .. } | ClientOp::Ping { .. });
+        if needs_auth && !self.ctx.anonymous && self.principal.is_none() {
+            return self.error(
+                op.id(),
+                ErrorCode::Unauthorized,
+                "authenticate first: send an `auth` op with a token, or connect with ?token=",
+            );
+        }
         match op {
+            ClientOp::Auth { id, token } => self.auth(id, &token),
             ClientOp::Subscribe {
                 id,
                 channels,
@@ -60,6 +75,51 @@ impl Ops<'_> {
                 let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
                 self.reply(protocol::encode_list(self.encoding, id, &names));
             }
+        }
+    }
+
+    /// Authenticates the connection, or refreshes its token (same user only).
+    fn auth(&mut self, id: Option<i64>, token: &str) {
+        let p = match self.ctx.verify(token) {
+            Ok(p) => p,
+            Err(e) => return self.error(id, ErrorCode::Unauthorized, &e.to_string()),
+        };
+        if let Some(current) = &self.principal
+            && current.user != p.user
+        {
+            let msg = format!(
+                "this connection is {}'s; a token of {} cannot refresh it",
+                current.user, p.user
+            );
+            return self.error(id, ErrorCode::Forbidden, &msg);
+        }
+        self.expires_s.store(p.expires_s, Ordering::Relaxed);
+        self.reply(protocol::encode_auth_ack(
+            self.encoding,
+            id,
+            self.ctx.epoch,
+            &p.user,
+            p.expires_s,
+        ));
+        self.principal = Some(p);
+    }
+
+    /// Resolves a channel name to a target the connection may subscribe, or says why not.
+    fn resolve_permitted(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
+        let target = self.resolve(name)?;
+        let Some(p) = &self.principal else {
+            return Ok(target);
+        };
+        let allowed = match protocol::parse_channel(name) {
+            Ok(ChannelName::Wildcard(kind)) => p.may_subscribe(kind, None),
+            Ok(ChannelName::Concrete(kind, sym)) => p.may_subscribe(kind, Some(sym)),
+            Err(_) => false,
+        };
+        if allowed {
+            Ok(target)
+        } else {
+            let msg = format!("{name} is not among the channels your token permits");
+            Err((ErrorCode::Forbidden, msg))
         }
     }
 
@@ -103,7 +163,7 @@ impl Ops<'_> {
         let mut targets = Vec::new();
         let mut accepted = Vec::new();
         for name in channels {
-            match self.resolve(name) {
+            match self.resolve_permitted(name) {
                 Ok(t) if targets.contains(&t) => {}
                 Ok(t) => {
                     targets.push(t);
@@ -143,11 +203,16 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
+        let limits = self
+            .principal
+            .as_ref()
+            .map(|p| p.limits)
+            .unwrap_or_default();
+        let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
         let would_hold = self.hub().count_after(self.conn, &targets);
-        if would_hold > cfg.max_subscriptions {
+        if would_hold > max_subscriptions {
             let msg = format!(
-                "this subscribe would hold {would_hold} subscriptions; the limit is {}",
-                cfg.max_subscriptions
+                "this subscribe would hold {would_hold} subscriptions; the limit is {max_subscriptions}"
             );
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
@@ -166,7 +231,11 @@ impl Ops<'_> {
         let req = Subscribe {
             targets,
             from: resume,
-            throttle: throttle_ms.filter(|t| *t > 0).map(Duration::from_millis),
+            // A token's minimum throttle applies to every subscription it makes.
+            throttle: throttle_ms
+                .max(limits.min_throttle_ms)
+                .filter(|t| *t > 0)
+                .map(Duration::from_millis),
             snapshot,
             stale_from,
             prefetched,

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
 use super::ops::Ops;
+use crate::auth::Principal;
 use crate::config_section::ms;
 use crate::model::Encoding;
 use crate::protocol::{self, ErrorCode};
@@ -55,6 +56,9 @@ struct Conn {
     last_seen_ms: AtomicU64,
     /// On tokio's clock, so tests on a paused clock see silence without waiting for it.
     started: tokio::time::Instant,
+    /// When the connection's token expires (seconds since the Unix epoch; 0: no token). An
+    /// `auth` op with a fresh token moves it.
+    expires_s: AtomicU64,
 }
 
 impl Conn {
@@ -83,8 +87,12 @@ impl Conn {
 
 /// Serves one upgraded socket until it closes.
 #[tracing::instrument(name = "ws", skip_all, fields(conn))]
-pub(crate) async fn run<S>(socket: S, ctx: Arc<WsContext>, encoding: Encoding)
-where
+pub(crate) async fn run<S>(
+    socket: S,
+    ctx: Arc<WsContext>,
+    encoding: Encoding,
+    principal: Option<Principal>,
+) where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
 {
     let cfg = &ctx.config;
@@ -98,6 +106,7 @@ where
         close: Mutex::new(None),
         last_seen_ms: AtomicU64::new(0),
         started: tokio::time::Instant::now(),
+        expires_s: AtomicU64::new(principal.as_ref().map_or(0, |p| p.expires_s)),
     };
     tracing::Span::current().record("conn", conn.id.0);
     ConnectionOpened.emit(&ctx.metrics);
@@ -111,6 +120,8 @@ where
             outbox: &conn.outbox,
             ctx: &ctx,
             encoding,
+            principal,
+            expires_s: &conn.expires_s,
         },
     };
     serve(&mut socket, &conn, &ctx, &mut reader).await;
@@ -183,6 +194,12 @@ where
                 }
             } => {}
             _ = throttle => {}
+            _ = token_expiry(&conn.expires_s) => {
+                // Checked again: an `auth` op may have moved the expiry meanwhile.
+                if token_expired(&conn.expires_s) {
+                    conn.request_close(Close::with(TOKEN_EXPIRED, "token expired"));
+                }
+            }
             _ = ping.tick() => {
                 if conn.silent_for() > ms(cfg.pong_timeout_ms) {
                     conn.request_close(Close::with(CloseCode::Policy, "pong timeout"));
@@ -223,6 +240,31 @@ where
         // largest burst; give a burst's memory back instead of holding it per socket.
         if items.capacity() > KEEP_ITEMS_CAPACITY {
             items.shrink_to(KEEP_ITEMS_CAPACITY / 4);
+        }
+    }
+}
+
+/// The close code of a connection whose token expired (an application code: 4000-4999).
+const TOKEN_EXPIRED: CloseCode = CloseCode::Library(4001);
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn token_expired(expires_s: &AtomicU64) -> bool {
+    let exp = expires_s.load(Ordering::Relaxed);
+    exp != 0 && unix_now() >= Duration::from_secs(exp)
+}
+
+/// Completes when the connection's token expires (never without one).
+async fn token_expiry(expires_s: &AtomicU64) {
+    match expires_s.load(Ordering::Relaxed) {
+        0 => std::future::pending().await,
+        exp => {
+            let left = Duration::from_secs(exp).saturating_sub(unix_now());
+            tokio::time::sleep(left).await
         }
     }
 }

@@ -181,6 +181,8 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         sessions: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         history: None,
+        auth: None,
+        anonymous: config.auth.anonymous,
     })
 }
 
@@ -195,14 +197,14 @@ fn connect_trickle(ctx: &WsState, every: Duration) -> Peer {
     let (outbound, from_server) = mpsc::unbounded_channel();
     let inner = MemSocket { inbound, outbound };
     if every.is_zero() {
-        tokio::spawn(run(inner, ctx.clone(), Encoding::Json));
+        tokio::spawn(run(inner, ctx.clone(), Encoding::Json, None));
     } else {
         let socket = Trickle {
             inner,
             every,
             busy: None,
         };
-        tokio::spawn(run(socket, ctx.clone(), Encoding::Json));
+        tokio::spawn(run(socket, ctx.clone(), Encoding::Json, None));
     }
     Peer {
         to_server,

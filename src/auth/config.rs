@@ -1,0 +1,49 @@
+//! `[auth]`: how WebSocket connections prove who they are.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config_section::{ConfigError, check};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 tokens are signed with this shared secret (at least 32 bytes).
+    pub jwt_hs256_secret: Option<String>,
+    /// RS256 or EdDSA tokens are verified with the public key in this PEM file.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Connections without a token may subscribe to public channels.
+    pub anonymous: bool,
+    /// Lifetime of the tokens `POST /api/v1/auth/token` issues for an API key (HS256 only).
+    pub token_ttl_s: u64,
+}
+
+impl AuthConfig {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            !(self.jwt_hs256_secret.is_some() && self.jwt_public_key_file.is_some()),
+            "auth.jwt_public_key_file",
+            "set either auth.jwt_hs256_secret or auth.jwt_public_key_file, not both",
+        )?;
+        check(
+            self.jwt_hs256_secret.as_ref().is_none_or(|s| s.len() >= 32),
+            "auth.jwt_hs256_secret",
+            "must be at least 32 bytes",
+        )?;
+        check(
+            self.anonymous || self.jwt_hs256_secret.is_some() || self.jwt_public_key_file.is_some(),
+            "auth.anonymous",
+            "false needs a key (auth.jwt_hs256_secret or auth.jwt_public_key_file): no one could connect",
+        )
+    }
+
+    /// For printing: the secret masked.
+    pub fn redacted(&self) -> AuthConfig {
+        AuthConfig {
+            jwt_hs256_secret: self.jwt_hs256_secret.as_ref().map(|_| "***".into()),
+            ..self.clone()
+        }
+    }
+}

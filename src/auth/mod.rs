@@ -1,0 +1,194 @@
+//! Who a WebSocket connection is: a signed token (JWT) presented at connect (`?token=`) or in an
+//! `auth` op, verified here against `[auth]`'s key, and the permissions it carries: the channel
+//! patterns its holder may subscribe and its limits. Anonymous connections get the server's
+//! defaults and, unless `auth.anonymous = false`, every public channel.
+
+mod config;
+mod patterns;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub use config::AuthConfig;
+pub use patterns::ChannelPatterns;
+
+use crate::config_section::ConfigError;
+use crate::model::Kind;
+
+/// Why a token was refused (the text goes to the client).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("this server has no [auth] key configured; tokens cannot be verified")]
+    Disabled,
+    #[error("this server verifies tokens with a public key and cannot sign any")]
+    CannotSign,
+}
+
+/// Per-token limits (the `limits` claim); each overrides the server's default for anonymous
+/// connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLimits {
+    /// Subscriptions the connection may hold (`ws.max_subscriptions` otherwise).
+    pub subscriptions: Option<usize>,
+    /// Every subscription of the connection is throttled to at least this (ms).
+    pub min_throttle_ms: Option<u64>,
+}
+
+/// The claims tickcast reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    limits: Option<TokenLimits>,
+}
+
+/// An authenticated holder: what a verified token says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// `sub`: the user name of `tickcast user add`.
+    pub user: String,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires_s: u64,
+    /// `None`: every channel.
+    pub channels: Option<ChannelPatterns>,
+    pub limits: TokenLimits,
+}
+
+impl Principal {
+    /// May this holder subscribe `kind:symbol` (`symbol` `None` for the kind's wildcard)?
+    pub fn may_subscribe(&self, kind: Kind, symbol: Option<&str>) -> bool {
+        self.channels
+            .as_ref()
+            .is_none_or(|p| p.allows(kind, symbol))
+    }
+}
+
+/// The claims of a token this server issues for an API key.
+#[derive(Serialize)]
+struct Issued<'a> {
+    sub: &'a str,
+    exp: u64,
+    iat: u64,
+}
+
+/// Verifies tokens with the configured key (and, with an HS256 secret, issues them).
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    /// Only a shared secret can sign.
+    signer: Option<EncodingKey>,
+    ttl_s: u64,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// The verifier `[auth]` asks for; `None` when it names no key. A key that cannot be read
+    /// is a config error naming its key.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Option<Arc<Verifier>>, ConfigError> {
+        let signer = cfg
+            .jwt_hs256_secret
+            .as_ref()
+            .map(|secret| EncodingKey::from_secret(secret.as_bytes()));
+        let (key, algorithm) = match (&cfg.jwt_hs256_secret, &cfg.jwt_public_key_file) {
+            (Some(secret), None) => (
+                DecodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+            ),
+            (None, Some(path)) => {
+                let bad = |m: String| ConfigError::key("auth.jwt_public_key_file", m);
+                let pem = std::fs::read(path)
+                    .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+                // An RSA key means RS256; an Ed25519 key means EdDSA.
+                match DecodingKey::from_rsa_pem(&pem) {
+                    Ok(k) => (k, Algorithm::RS256),
+                    Err(_) => (
+                        DecodingKey::from_ed_pem(&pem).map_err(|e| {
+                            bad(format!("not an RSA or Ed25519 public key in PEM: {e}"))
+                        })?,
+                        Algorithm::EdDSA,
+                    ),
+                }
+            }
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    "auth.jwt_public_key_file",
+                    "set either auth.jwt_hs256_secret or auth.jwt_public_key_file, not both",
+                ));
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        // `exp` is the moment the connection ends; no grace beyond it.
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Some(Arc::new(Verifier {
+            key,
+            validation,
+            signer,
+            ttl_s: cfg.token_ttl_s,
+        })))
+    }
+
+    /// A token for `user`, valid for `auth.token_ttl_s` from `now_s`; with its `exp`.
+    pub fn issue(&self, user: &str, now_s: u64) -> Result<(String, u64), AuthError> {
+        let signer = self.signer.as_ref().ok_or(AuthError::CannotSign)?;
+        let exp = now_s + self.ttl_s;
+        let claims = Issued {
+            sub: user,
+            exp,
+            iat: now_s,
+        };
+        jsonwebtoken::encode(&Header::default(), &claims, signer)
+            .map(|t| (t, exp))
+            .map_err(|e| AuthError::Invalid(format!("cannot sign: {e}")))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm".into()),
+                ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("no `{c}` claim")),
+                ErrorKind::Json(e) => AuthError::Invalid(format!("claims: {e}")),
+                _ => AuthError::Invalid("malformed token".into()),
+            },
+        )?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("empty `sub`".into()));
+        }
+        let channels = claims
+            .channels
+            .map(|p| ChannelPatterns::parse(&p))
+            .transpose()
+            .map_err(AuthError::Invalid)?;
+        Ok(Principal {
+            user: claims.sub,
+            expires_s: claims.exp,
+            channels,
+            limits: claims.limits.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
