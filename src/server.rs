@@ -284,6 +284,7 @@ impl Server {
                 },
                 auth: verifier,
                 anonymous: config.auth.anonymous,
+                users: Default::default(),
             }),
             guard: Arc::new(RestGuard::new(
                 &config.api,

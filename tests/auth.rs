@@ -252,3 +252,57 @@ async fn without_a_secret_there_is_no_token_exchange_and_tokens_are_refused() {
     let (status, _, _) = util::http(srv.addr, "GET", &format!("/ws?token={t}"), &[], b"").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_limits_connections_and_ops() {
+    let srv = server(true).await;
+    let exp = now_s() + 600;
+    let t = token(json!({"sub":"gina","exp":exp,"limits":{"connections":1,"ops_per_second":1}}));
+    let mut first = connect_with(&srv, &t).await;
+    // The user's second connection is refused, at connect or by `auth`.
+    let (status, _, body) = util::http(srv.addr, "GET", &format!("/ws?token={t}"), &[], b"").await;
+    let p: Value = serde_json::from_slice(&body).expect("problem");
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (503, Some("too_many_connections")),
+        "{p}"
+    );
+    let mut other = srv.connect().await;
+    other.send(json!({"op":"auth","id":1,"token":t})).await;
+    assert_eq!(code(&other.event().await), "forbidden");
+
+    // One op per second, burst two: a quick third op is rate limited.
+    for id in 0..3 {
+        first.send(json!({"op":"ping","id":id})).await;
+    }
+    let replies = [
+        first.event().await,
+        first.event().await,
+        first.event().await,
+    ];
+    assert_eq!(
+        replies.iter().filter(|r| r["type"] == "pong").count(),
+        2,
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies.iter().filter(|r| code(r) == "rate_limited").count(),
+        1
+    );
+
+    // The slot is freed when the connection ends.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + util::WAIT;
+    loop {
+        let (status, _, _) = util::http(srv.addr, "GET", &format!("/ws?token={t}"), &[], b"").await;
+        // 426: the slot was free (the plain GET is then refused as no upgrade).
+        if status == 426 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot never freed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

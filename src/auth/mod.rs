@@ -4,6 +4,7 @@
 //! defaults and, unless `auth.anonymous = false`, every public channel.
 
 mod config;
+mod connections;
 mod patterns;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use config::AuthConfig;
+pub use connections::{UserConnections, UserSlot};
 pub use patterns::ChannelPatterns;
 
 use crate::config_section::ConfigError;
@@ -39,6 +41,10 @@ pub struct TokenLimits {
     pub subscriptions: Option<usize>,
     /// Every subscription of the connection is throttled to at least this (ms).
     pub min_throttle_ms: Option<u64>,
+    /// Ops per second (`ws.ops_per_second` otherwise), with a burst of twice that.
+    pub ops_per_second: Option<u32>,
+    /// Connections the user may hold open on this node at once.
+    pub connections: Option<usize>,
 }
 
 /// The claims tickcast reads.
@@ -175,6 +181,11 @@ impl Verifier {
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty `sub`".into()));
+        }
+        if let Some(limits) = &claims.limits
+            && (limits.ops_per_second == Some(0) || limits.connections == Some(0))
+        {
+            return Err(AuthError::Invalid("a limit of 0 admits nothing".into()));
         }
         let channels = claims
             .channels

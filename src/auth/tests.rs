@@ -47,7 +47,8 @@ fn hs256_tokens_verify_with_their_claims() {
         p.limits,
         TokenLimits {
             subscriptions: Some(3),
-            min_throttle_ms: Some(100)
+            min_throttle_ms: Some(100),
+            ..TokenLimits::default()
         }
     );
     assert!(p.may_subscribe(Kind::Ticks, Some("BTC-USD")));

@@ -62,6 +62,8 @@ pub struct WsContext {
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// Connections without a token may subscribe (`auth.anonymous`).
     pub anonymous: bool,
+    /// Authenticated connections per user (the token's `limits.connections`).
+    pub users: crate::auth::UserConnections,
 }
 
 /// Events older than the rings hold, from a store of the whole sequence (the cluster's
@@ -172,6 +174,20 @@ pub(crate) async fn upgrade(
             }
         },
     };
+    let authenticated = match principal {
+        None => None,
+        Some(p) => match ctx.users.try_acquire(&p.user, p.limits.connections) {
+            Some(slot) => Some((p, slot)),
+            None => {
+                let msg = format!(
+                    "{} already holds the {} connections its token allows",
+                    p.user,
+                    p.limits.connections.unwrap_or_default()
+                );
+                return Problem::new(ProblemCode::TooManyConnections, msg).into_response();
+            }
+        },
+    };
     let headers = req.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let upgrade_ok = header_has(headers, header::UPGRADE, "websocket")
@@ -241,7 +257,7 @@ pub(crate) async fn upgrade(
                 let io = TokioIo::new(upgraded);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_cfg)).await;
-                session::run(socket, session_ctx, encoding, principal).await;
+                session::run(socket, session_ctx, encoding, authenticated).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::WsContext;
-use crate::auth::Principal;
+use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Wire, now_ns};
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
@@ -23,6 +23,8 @@ pub(super) struct Ops<'a> {
     pub(super) encoding: Encoding,
     /// Who the connection's token says it is; `None` while anonymous.
     pub(super) principal: Option<Principal>,
+    /// Counts this connection against its user's `limits.connections` while it lives.
+    pub(super) slot: Option<UserSlot>,
     /// The token's expiry, which the connection's loop watches.
     pub(super) expires_s: &'a AtomicU64,
 }
@@ -92,6 +94,19 @@ impl Ops<'_> {
                 current.user, p.user
             );
             return self.error(id, ErrorCode::Forbidden, &msg);
+        }
+        if self.slot.is_none() {
+            match self.ctx.users.try_acquire(&p.user, p.limits.connections) {
+                Some(slot) => self.slot = Some(slot),
+                None => {
+                    let msg = format!(
+                        "{} already holds the {} connections its token allows",
+                        p.user,
+                        p.limits.connections.unwrap_or_default()
+                    );
+                    return self.error(id, ErrorCode::Forbidden, &msg);
+                }
+            }
         }
         self.expires_s.store(p.expires_s, Ordering::Relaxed);
         self.reply(protocol::encode_auth_ack(

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use super::WsContext;
 use super::limits::{OpLimiter, Verdict};
 use super::ops::Ops;
-use crate::auth::Principal;
+use crate::auth::{Principal, UserSlot};
 use crate::config_section::ms;
 use crate::model::Encoding;
 use crate::protocol::{self, ErrorCode};
@@ -91,7 +91,7 @@ pub(crate) async fn run<S>(
     socket: S,
     ctx: Arc<WsContext>,
     encoding: Encoding,
-    principal: Option<Principal>,
+    authenticated: Option<(Principal, UserSlot)>,
 ) where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
 {
@@ -106,14 +106,17 @@ pub(crate) async fn run<S>(
         close: Mutex::new(None),
         last_seen_ms: AtomicU64::new(0),
         started: tokio::time::Instant::now(),
-        expires_s: AtomicU64::new(principal.as_ref().map_or(0, |p| p.expires_s)),
+        expires_s: AtomicU64::new(authenticated.as_ref().map_or(0, |(p, _)| p.expires_s)),
     };
     tracing::Span::current().record("conn", conn.id.0);
     ConnectionOpened.emit(&ctx.metrics);
 
     let mut socket = socket;
+    let (principal, slot) = authenticated.unzip();
+    let ops_limit = principal.as_ref().and_then(|p| p.limits.ops_per_second);
     let mut reader = Reader {
-        limiter: OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold),
+        limiter: op_limiter(cfg, ops_limit),
+        ops_limit,
         conn: &conn,
         ops: Ops {
             conn: conn.id,
@@ -121,6 +124,7 @@ pub(crate) async fn run<S>(
             ctx: &ctx,
             encoding,
             principal,
+            slot,
             expires_s: &conn.expires_s,
         },
     };
@@ -408,9 +412,20 @@ where
 
 // --- reader -------------------------------------------------------------------------------
 
+/// The op limiter of a connection: the server's, or its token's `limits.ops_per_second` (with a
+/// burst of twice that).
+fn op_limiter(cfg: &super::WsConfig, token_limit: Option<u32>) -> OpLimiter {
+    match token_limit {
+        Some(n) => OpLimiter::new(n, n.saturating_mul(2), cfg.abuse_threshold),
+        None => OpLimiter::new(cfg.ops_per_second, cfg.ops_burst, cfg.abuse_threshold),
+    }
+}
+
 /// The inbound half: the op rate limit and the op handlers.
 struct Reader<'a> {
     limiter: OpLimiter,
+    /// The token limit `limiter` was built for; an `auth` op may change it.
+    ops_limit: Option<u32>,
     conn: &'a Conn,
     ops: Ops<'a>,
 }
@@ -441,7 +456,14 @@ impl Reader<'_> {
             Err(_) => return Some(Close::GONE),
         };
         match (self.limiter.check(), text) {
-            (Verdict::Allow, Some(text)) => ops.handle(&text).await,
+            (Verdict::Allow, Some(text)) => {
+                ops.handle(&text).await;
+                let limit = ops.principal.as_ref().and_then(|p| p.limits.ops_per_second);
+                if limit != self.ops_limit {
+                    self.ops_limit = limit;
+                    self.limiter = op_limiter(&ctx.config, limit);
+                }
+            }
             (Verdict::Allow, None) => {
                 if is_binary {
                     ops.error(

@@ -183,6 +183,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         history: None,
         auth: None,
         anonymous: config.auth.anonymous,
+        users: Default::default(),
     })
 }
 
