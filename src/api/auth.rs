@@ -3,13 +3,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 
-use super::market::store_problem;
-use super::portfolio::PortfolioState;
+use super::portfolio::Caller;
 use crate::auth::AuthError;
-use crate::client::key_digest;
 use crate::protocol::{Problem, ProblemCode};
 use crate::ws::WsState;
 
@@ -29,27 +26,11 @@ pub struct TokenOut {
         (status = 404, description = "token_exchange_disabled: the server has no auth.jwt_hs256_secret"),
         (status = 503, description = "database_unavailable")),
     security(("bearer" = [])))]
-pub async fn token(
-    State(portfolio): State<PortfolioState>,
-    State(ws): State<WsState>,
-    headers: HeaderMap,
-) -> Result<Json<TokenOut>, Problem> {
+pub async fn token(State(ws): State<WsState>, caller: Caller) -> Result<Json<TokenOut>, Problem> {
     let Some(verifier) = ws.auth.as_ref() else {
         return Err(disabled());
     };
-    let Some(key) = super::ingest::bearer(&headers) else {
-        return Err(Problem::new(
-            ProblemCode::Unauthorized,
-            "missing `Authorization: Bearer <API key>`",
-        ));
-    };
-    let user = match portfolio.store.user_name_for_key(key).await {
-        Ok(Some((_, name))) => name,
-        Ok(None) => return Err(Problem::new(ProblemCode::Unauthorized, "invalid API key")),
-        Err(e) => return Err(store_problem(e)),
-    };
-    // From now on this key is limited by itself, not by its address.
-    portfolio.verified.insert(key_digest(key));
+    let user = caller.1;
     let now_s = crate::model::now_ms().max(0) as u64 / 1000;
     match verifier.issue(&user, now_s) {
         Ok((token, expires_at)) => Ok(Json(TokenOut {

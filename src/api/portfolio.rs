@@ -42,9 +42,9 @@ pub struct PortfolioState {
 /// Longest `Idempotency-Key` accepted.
 pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// The authenticated user of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller(pub i64);
+/// The authenticated user of a request: id and name.
+#[derive(Debug, Clone)]
+pub struct Caller(pub i64, pub String);
 
 impl<S> FromRequestParts<S> for Caller
 where
@@ -62,10 +62,10 @@ where
             ));
         };
         match portfolio.store.user_for_key(key).await {
-            Ok(Some(user)) => {
+            Ok(Some((id, name))) => {
                 // From now on this key is limited by itself, not by its address.
                 portfolio.verified.insert(key_digest(key));
-                Ok(Caller(user))
+                Ok(Caller(id, name))
             }
             Ok(None) => Err(Problem::new(ProblemCode::Unauthorized, "invalid API key")),
             Err(e) => Err(store_problem(e)),

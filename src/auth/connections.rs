@@ -3,6 +3,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::Principal;
+
+/// A user already holds every connection its token allows.
+#[derive(Debug, thiserror::Error)]
+#[error("{user} already holds the {limit} connections its token allows")]
+pub struct ConnectionsExhausted {
+    user: String,
+    limit: usize,
+}
+
 /// Every authenticated connection holds a [`UserSlot`]; the count is what `limits.connections`
 /// bounds.
 #[derive(Debug, Default, Clone)]
@@ -16,8 +26,17 @@ pub struct UserSlot {
 }
 
 impl UserConnections {
+    /// A slot for the token's user, unless it already holds `limits.connections`.
+    pub fn acquire(&self, p: &Principal) -> Result<UserSlot, ConnectionsExhausted> {
+        self.try_acquire(&p.user, p.limits.connections)
+            .ok_or_else(|| ConnectionsExhausted {
+                user: p.user.clone(),
+                limit: p.limits.connections.unwrap_or_default(),
+            })
+    }
+
     /// A slot for `user`, unless it already holds `limit` connections.
-    pub fn try_acquire(&self, user: &str, limit: Option<usize>) -> Option<UserSlot> {
+    fn try_acquire(&self, user: &str, limit: Option<usize>) -> Option<UserSlot> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(user.to_owned()).or_insert(0);
         if limit.is_some_and(|l| *n >= l) {

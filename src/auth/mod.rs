@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use config::AuthConfig;
-pub use connections::{UserConnections, UserSlot};
+pub use connections::{ConnectionsExhausted, UserConnections, UserSlot};
 pub use patterns::ChannelPatterns;
 
 use crate::config_section::ConfigError;
@@ -108,12 +108,14 @@ impl Verifier {
     /// The verifier `[auth]` asks for; `None` when it names no key. A key that cannot be read
     /// is a config error naming its key.
     pub fn from_config(cfg: &AuthConfig) -> Result<Option<Arc<Verifier>>, ConfigError> {
+        // At most one key, a long enough secret: the section's own rules.
+        cfg.validate()?;
         let signer = cfg
             .jwt_hs256_secret
             .as_ref()
             .map(|secret| EncodingKey::from_secret(secret.as_bytes()));
         let (key, algorithm) = match (&cfg.jwt_hs256_secret, &cfg.jwt_public_key_file) {
-            (Some(secret), None) => (
+            (Some(secret), _) => (
                 DecodingKey::from_secret(secret.as_bytes()),
                 Algorithm::HS256,
             ),
@@ -133,12 +135,6 @@ impl Verifier {
                 }
             }
             (None, None) => return Ok(None),
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
-                    "auth.jwt_public_key_file",
-                    "set either auth.jwt_hs256_secret or auth.jwt_public_key_file, not both",
-                ));
-            }
         };
         let mut validation = Validation::new(algorithm);
         // `exp` is the moment the connection ends; no grace beyond it.

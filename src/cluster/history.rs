@@ -102,6 +102,7 @@ impl StreamHistory {
             .ok()?;
         let mut messages = consumer.messages().await.ok()?;
         let mut out = Vec::with_capacity((until - from) as usize);
+        let channel = format!("{}:{name}", ch.kind.as_str());
         let mut want = from + 1;
         let mut bytes = 0usize;
         while want <= until {
@@ -117,7 +118,6 @@ impl StreamHistory {
             }
             // The stream carries the JSON; a MessagePack connection needs its form too.
             let decoded = decode_event(ch.kind, ch.symbol, &m.payload, &self.fields).ok()?;
-            let channel = format!("{}:{name}", ch.kind.as_str());
             out.push(rewire(&channel, m.payload.clone(), &decoded, &self.fields));
             want += 1;
         }

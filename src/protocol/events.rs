@@ -30,10 +30,34 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
+/// An event's `type`: its name in JSON (`"tick"`), its kind code in MessagePack (`1`), so one
+/// wire struct writes both encodings (rmp_serde is not human-readable and writes structs as
+/// positional arrays, in field order).
+pub(super) struct EventType(pub(super) &'static str, pub(super) u8);
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(self.0)
+        } else {
+            s.serialize_u8(self.1)
+        }
+    }
+}
+
+const TICK: EventType = EventType("tick", 1);
+const BAR: EventType = EventType("bar", 2);
+pub(super) const INDICATORS: EventType = EventType("indicators", 3);
+
+/// A wire struct in both encodings.
+fn wire<T: Serialize>(v: &T) -> Wire {
+    Wire::new(to_bytes(v), msgpack::positional(v))
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct TickWire<'a> {
-    #[serde(rename = "type")]
-    pub(super) kind: &'a str,
+    #[serde(rename = "type", skip_deserializing, default = "tick_type")]
+    pub(super) kind: EventType,
     pub(super) ch: &'a str,
     pub(super) seq: u64,
     pub(super) ts: i64,
@@ -46,13 +70,21 @@ pub(super) struct TickWire<'a> {
     pub(super) xts: i64,
 }
 
-pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
-    Wire::new(tick_json(ch, seq, tick), msgpack::tick(ch, seq, tick))
+fn tick_type() -> EventType {
+    TICK
 }
 
-fn tick_json(ch: &str, seq: u64, tick: &Tick) -> Bytes {
-    to_bytes(&TickWire {
-        kind: "tick",
+fn bar_type() -> EventType {
+    BAR
+}
+
+pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
+    wire(&tick_wire(ch, seq, tick))
+}
+
+fn tick_wire<'a>(ch: &'a str, seq: u64, tick: &Tick) -> TickWire<'a> {
+    TickWire {
+        kind: TICK,
         ch,
         seq,
         ts: tick.ts,
@@ -60,13 +92,13 @@ fn tick_json(ch: &str, seq: u64, tick: &Tick) -> Bytes {
         size: Num(tick.size),
         side: tick.side.map(Side::as_str),
         xts: tick.exchange_ts,
-    })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct BarWire<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
+    #[serde(rename = "type", skip_deserializing, default = "bar_type")]
+    kind: EventType,
     ch: &'a str,
     pub(super) seq: u64,
     pub(super) ts: i64,
@@ -84,7 +116,7 @@ pub(super) struct BarWire<'a> {
 impl<'a> BarWire<'a> {
     fn new(ch: &'a str, seq: u64, ts: i64, bar: &BarEvent) -> Self {
         BarWire {
-            kind: "bar",
+            kind: BAR,
             ch,
             seq,
             ts,
@@ -115,10 +147,7 @@ impl<'a> BarWire<'a> {
 }
 
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {
-    Wire::new(
-        to_bytes(&BarWire::new(ch, seq, ts, bar)),
-        msgpack::bar(ch, seq, ts, bar),
-    )
+    wire(&BarWire::new(ch, seq, ts, bar))
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
@@ -146,8 +175,8 @@ pub fn encode_indicators(
 pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields) -> Wire {
     let (seq, ts) = (decoded.seq, decoded.ts);
     let msgpack = match &decoded.payload {
-        Payload::Tick(t) => msgpack::tick(ch, seq, t),
-        Payload::Bar(b) => msgpack::bar(ch, seq, ts, b),
+        Payload::Tick(t) => msgpack::positional(&tick_wire(ch, seq, t)),
+        Payload::Bar(b) => msgpack::positional(&BarWire::new(ch, seq, ts, b)),
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
     };
     Wire::new(json, msgpack)

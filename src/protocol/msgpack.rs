@@ -6,25 +6,19 @@ use bytes::Bytes;
 use rmp::encode;
 use serde::Serialize;
 
+use super::events::INDICATORS;
 use super::indicators::IndicatorFields;
-use crate::model::{BarEvent, IndicatorValues, Side, Tick, Wire};
-
-/// The leading element of a positional event.
-const TICK: u8 = 1;
-const BAR: u8 = 2;
-const INDICATORS: u8 = 3;
+use crate::model::{IndicatorValues, Wire};
 
 // Writing into a `Vec<u8>` cannot fail (rmp's writer errors are I/O errors); the results of the
 // `encode::write_*` calls below are ignored for that reason.
 
-/// Integers as the smallest MessagePack int that holds them; whole reals as integers, like the
-/// JSON's `"size":100` (same rule as `events::Num`).
-fn write_num(out: &mut Vec<u8>, x: f64) {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        let _ = encode::write_sint(out, x as i64);
-    } else {
-        let _ = encode::write_f64(out, x);
-    }
+/// A tick or bar from its wire struct (`events.rs`): rmp_serde writes a struct as an array of
+/// its fields in order, and the struct's `type` as its kind code, so the positional form and
+/// the JSON object come from one field list.
+pub(super) fn positional<T: Serialize>(value: &T) -> Bytes {
+    // Plain structs of numbers and strings: this cannot fail; an empty array is a safe fallback.
+    Bytes::from(rmp_serde::to_vec(value).unwrap_or_else(|_| vec![0x90]))
 }
 
 fn write_opt_f64(out: &mut Vec<u8>, x: Option<f64>) {
@@ -38,48 +32,7 @@ fn write_opt_f64(out: &mut Vec<u8>, x: Option<f64>) {
     }
 }
 
-/// `[kind, ch, seq, ts, ` with room for the rest.
-fn head(kind: u8, fields: u32, ch: &str, seq: u64, ts: i64, rest: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + ch.len() + rest);
-    let _ = encode::write_array_len(&mut out, fields);
-    let _ = encode::write_uint(&mut out, u64::from(kind));
-    let _ = encode::write_str(&mut out, ch);
-    let _ = encode::write_uint(&mut out, seq);
-    let _ = encode::write_sint(&mut out, ts);
-    out
-}
-
-/// `[1, ch, seq, ts, price, size, side, xts]`
-pub(super) fn tick(ch: &str, seq: u64, tick: &Tick) -> Bytes {
-    let mut out = head(TICK, 8, ch, seq, tick.ts, 32);
-    let _ = encode::write_f64(&mut out, tick.price);
-    write_num(&mut out, tick.size);
-    match tick.side {
-        Some(side) => {
-            let _ = encode::write_str(&mut out, Side::as_str(side));
-        }
-        None => {
-            let _ = encode::write_nil(&mut out);
-        }
-    }
-    let _ = encode::write_sint(&mut out, tick.exchange_ts);
-    Bytes::from(out)
-}
-
-/// `[2, ch, seq, ts, start, open, high, low, close, volume, trades, final]`
-pub(super) fn bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Bytes {
-    let mut out = head(BAR, 12, ch, seq, ts, 64);
-    let _ = encode::write_sint(&mut out, bar.start_ms);
-    for x in [bar.open, bar.high, bar.low, bar.close] {
-        let _ = encode::write_f64(&mut out, x);
-    }
-    write_num(&mut out, bar.volume);
-    let _ = encode::write_uint(&mut out, bar.trades);
-    let _ = encode::write_bool(&mut out, bar.is_final);
-    Bytes::from(out)
-}
-
-/// `[3, ch, seq, ts, {name: value|nil, ...}]`
+/// `[3, ch, seq, ts, {name: value|nil, ...}]` (the names are configured, so a map).
 pub(super) fn indicators(
     ch: &str,
     seq: u64,
@@ -87,7 +40,12 @@ pub(super) fn indicators(
     values: &IndicatorValues,
     fields: &IndicatorFields,
 ) -> Bytes {
-    let mut out = head(INDICATORS, 5, ch, seq, ts, 96);
+    let mut out = Vec::with_capacity(128 + ch.len());
+    let _ = encode::write_array_len(&mut out, 5);
+    let _ = encode::write_uint(&mut out, u64::from(INDICATORS.1));
+    let _ = encode::write_str(&mut out, ch);
+    let _ = encode::write_uint(&mut out, seq);
+    let _ = encode::write_sint(&mut out, ts);
     let pairs = fields.pairs(values);
     let _ = encode::write_map_len(&mut out, pairs.len() as u32);
     for (name, value) in pairs {
@@ -145,7 +103,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::model::{Encoding, IndicatorPeriods, SymbolId};
+    use crate::model::{BarEvent, Encoding, IndicatorPeriods, Side, SymbolId, Tick};
     use crate::protocol::{
         ErrorCode, encode_ack, encode_bar, encode_error, encode_frame, encode_indicators,
         encode_snapshot, encode_tick,

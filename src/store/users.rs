@@ -54,26 +54,8 @@ impl Store {
         Ok((id, key))
     }
 
-    /// The user an API key belongs to.
-    pub(crate) async fn user_for_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let hash = hash_key(key);
-        let row: Option<(i64,)> = self
-            .bounded(async {
-                Ok(on_pool!(&self.read, p => {
-                    sqlx::query_as("SELECT user_id FROM api_keys WHERE key_hash = $1")
-                        .bind(&hash)
-                        .fetch_optional(p)
-                        .await?
-                }))
-            })
-            .await?;
-        Ok(row.map(|r| r.0))
-    }
-}
-
-impl Store {
-    /// The user an API key belongs to, with the user's name (the `sub` of the tokens it gets).
-    pub(crate) async fn user_name_for_key(
+    /// The user an API key belongs to: its id and name (the `sub` of the tokens it gets).
+    pub(crate) async fn user_for_key(
         &self,
         key: &str,
     ) -> Result<Option<(i64, String)>, StoreError> {

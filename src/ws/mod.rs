@@ -176,15 +176,11 @@ pub(crate) async fn upgrade(
     };
     let authenticated = match principal {
         None => None,
-        Some(p) => match ctx.users.try_acquire(&p.user, p.limits.connections) {
-            Some(slot) => Some((p, slot)),
-            None => {
-                let msg = format!(
-                    "{} already holds the {} connections its token allows",
-                    p.user,
-                    p.limits.connections.unwrap_or_default()
-                );
-                return Problem::new(ProblemCode::TooManyConnections, msg).into_response();
+        Some(p) => match ctx.users.acquire(&p) {
+            Ok(slot) => Some((p, slot)),
+            Err(e) => {
+                return Problem::new(ProblemCode::TooManyConnections, e.to_string())
+                    .into_response();
             }
         },
     };

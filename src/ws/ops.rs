@@ -96,16 +96,9 @@ impl Ops<'_> {
             return self.error(id, ErrorCode::Forbidden, &msg);
         }
         if self.slot.is_none() {
-            match self.ctx.users.try_acquire(&p.user, p.limits.connections) {
-                Some(slot) => self.slot = Some(slot),
-                None => {
-                    let msg = format!(
-                        "{} already holds the {} connections its token allows",
-                        p.user,
-                        p.limits.connections.unwrap_or_default()
-                    );
-                    return self.error(id, ErrorCode::Forbidden, &msg);
-                }
+            match self.ctx.users.acquire(&p) {
+                Ok(slot) => self.slot = Some(slot),
+                Err(e) => return self.error(id, ErrorCode::Forbidden, &e.to_string()),
             }
         }
         self.expires_s.store(p.expires_s, Ordering::Relaxed);
@@ -121,32 +114,31 @@ impl Ops<'_> {
 
     /// Resolves a channel name to a target the connection may subscribe, or says why not.
     fn resolve_permitted(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
-        let target = self.resolve(name)?;
-        let Some(p) = &self.principal else {
-            return Ok(target);
-        };
-        let allowed = match protocol::parse_channel(name) {
-            Ok(ChannelName::Wildcard(kind)) => p.may_subscribe(kind, None),
-            Ok(ChannelName::Concrete(kind, sym)) => p.may_subscribe(kind, Some(sym)),
-            Err(_) => false,
-        };
-        if allowed {
-            Ok(target)
-        } else {
+        let parsed = protocol::parse_channel(name).map_err(|e| (e.code, e.message))?;
+        let allowed = self.principal.as_ref().is_none_or(|p| match &parsed {
+            ChannelName::Wildcard(kind) => p.may_subscribe(*kind, None),
+            ChannelName::Concrete(kind, sym) => p.may_subscribe(*kind, Some(sym)),
+        });
+        if !allowed {
             let msg = format!("{name} is not among the channels your token permits");
-            Err((ErrorCode::Forbidden, msg))
+            return Err((ErrorCode::Forbidden, msg));
         }
+        self.target(parsed)
     }
 
     /// Resolves a channel name to a target, or says why not.
     fn resolve(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
-        match protocol::parse_channel(name) {
-            Ok(ChannelName::Wildcard(kind)) => Ok(Target::Wildcard(kind)),
-            Ok(ChannelName::Concrete(kind, sym)) => match self.ctx.symbols.get(sym) {
+        let parsed = protocol::parse_channel(name).map_err(|e| (e.code, e.message))?;
+        self.target(parsed)
+    }
+
+    fn target(&self, parsed: ChannelName<'_>) -> Result<Target, (ErrorCode, String)> {
+        match parsed {
+            ChannelName::Wildcard(kind) => Ok(Target::Wildcard(kind)),
+            ChannelName::Concrete(kind, sym) => match self.ctx.symbols.get(sym) {
                 Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
                 None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
             },
-            Err(e) => Err((e.code, e.message)),
         }
     }
 
