@@ -192,8 +192,8 @@ async fn rest(url: &str, backend: &str, scale: &Scale) {
         let t = tickcast::store::NewTrade {
             symbol: format!("SYM{:04}", i % 10),
             side: if i % 3 == 0 { Side::Sell } else { Side::Buy },
-            quantity: 1.0 + i as f64,
-            price: 100.0 + i as f64,
+            quantity: rust_decimal::Decimal::from(1 + i),
+            price: rust_decimal::Decimal::from(100 + i),
             ts: 1 + i,
             time_sent: true,
         };

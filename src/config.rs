@@ -18,6 +18,7 @@ pub use crate::config_section::ConfigError;
 use crate::config_section::check;
 pub use crate::feed::FeedsConfig;
 pub use crate::pipeline::PipelineConfig;
+pub use crate::portfolio::PortfolioConfig;
 pub use crate::ring::RingConfig;
 pub use crate::store::DatabaseConfig;
 pub use crate::telemetry::LogConfig;
@@ -45,6 +46,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
+    pub portfolio: PortfolioConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +178,7 @@ impl Config {
         self.cluster
             .validate(self.database.url.starts_with("postgres"))?;
         self.auth.validate()?;
+        self.portfolio.validate()?;
         Ok(())
     }
 }

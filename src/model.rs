@@ -32,11 +32,25 @@ pub enum Kind {
     Bars1s,
     Bars1m,
     Indicators,
+    /// A user's private portfolio (`portfolio`): one channel per user, whose [`ChannelId`]
+    /// holds the user's id where market channels hold a symbol ([`ChannelId::portfolio`]).
+    Portfolio,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 4] = [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
+    /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
+    pub(crate) const ALL: [Kind; 5] = [
+        Kind::Ticks,
+        Kind::Bars1s,
+        Kind::Bars1m,
+        Kind::Indicators,
+        Kind::Portfolio,
+    ];
     pub(crate) const COUNT: usize = Self::ALL.len();
+    /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
+    /// ingest and carried by the cluster stream.
+    pub(crate) const MARKET: [Kind; 4] =
+        [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -44,11 +58,13 @@ impl Kind {
             Kind::Bars1s => "bars.1s",
             Kind::Bars1m => "bars.1m",
             Kind::Indicators => "indicators",
+            Kind::Portfolio => "portfolio",
         }
     }
 
+    /// A market kind by name (`portfolio` is a channel name of its own, not a `kind:` prefix).
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        Kind::MARKET.into_iter().find(|k| k.as_str() == s)
     }
 
     pub(crate) fn index(self) -> usize {
@@ -62,11 +78,22 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One concrete channel: a kind and a symbol (`ticks:AAPL`).
+/// One concrete channel: a kind and a symbol (`ticks:AAPL`), or a user's `portfolio`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelId {
     pub kind: Kind,
+    /// For [`Kind::Portfolio`], the user's id (not an index of [`Symbols`]).
     pub symbol: SymbolId,
+}
+
+impl ChannelId {
+    /// The `portfolio` channel of user `user`.
+    pub fn portfolio(user: u32) -> Self {
+        Self {
+            kind: Kind::Portfolio,
+            symbol: SymbolId(user),
+        }
+    }
 }
 
 /// Taker side of a trade.
@@ -218,6 +245,8 @@ pub enum Payload {
     Tick(Tick),
     Bar(BarEvent),
     Indicators(IndicatorValues),
+    /// A user's whole portfolio; its content lives only in the wire forms.
+    Portfolio,
 }
 
 /// A sequenced event: typed payload plus its wire encodings, made once.
@@ -361,8 +390,11 @@ impl Symbols {
             .collect()
     }
 
-    /// `kind:SYMBOL` for a concrete channel.
+    /// `kind:SYMBOL` for a concrete channel; `portfolio` for a user's.
     pub(crate) fn channel_name(&self, ch: ChannelId) -> String {
+        if ch.kind == Kind::Portfolio {
+            return Kind::Portfolio.as_str().to_owned();
+        }
         format!("{}:{}", ch.kind, self.name(ch.symbol))
     }
 
@@ -446,9 +478,10 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in Kind::ALL {
+        for k in Kind::MARKET {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
         assert_eq!(Kind::parse("trades"), None);
+        assert_eq!(Kind::parse("portfolio"), None);
     }
 }

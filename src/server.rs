@@ -33,6 +33,7 @@ use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
 use crate::ingest::{Ingest, IngestHandle};
 use crate::model::{Event, Symbols, now_ns};
 use crate::pipeline::{LatestIndicators, Pipeline};
+use crate::portfolio::LivePortfolios;
 use crate::rooms::{EventSink, Hub, HubConfig};
 use crate::store::{Recorder, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
@@ -86,6 +87,8 @@ pub struct Server {
     stop: CancellationToken,
     sessions: TaskTracker,
     retention: Option<JoinHandle<()>>,
+    /// Publishes users' `portfolio` channels; watches `stop`.
+    portfolio_task: JoinHandle<()>,
     http: JoinHandle<()>,
     /// Ingest nodes: the stream publisher, stopped after ingest drained into it.
     publisher: Option<(CancellationToken, JoinHandle<()>)>,
@@ -106,10 +109,17 @@ impl Server {
             HubConfig {
                 ring_capacity: config.ring.capacity,
                 snapshot_depth: config.ring.snapshot_depth,
+                portfolio_ring_capacity: config.portfolio.ring_capacity,
             },
             metrics.clone(),
         ));
         let store = Arc::new(Store::open(&config.database)?);
+        let portfolios = Arc::new(LivePortfolios::new(
+            hub.clone(),
+            store.clone(),
+            symbols.clone(),
+            config.portfolio,
+        ));
         // A database that is down at start-up delays persistence, not streaming: the writer
         // migrates before its first batch and retries until the database answers.
         // The migration runs as its own task and is not cancelled at the timeout: a migration
@@ -220,6 +230,8 @@ impl Server {
         };
 
         let stop = CancellationToken::new();
+        // Ends with the sockets (same token); nothing to flush.
+        let portfolio_task = tokio::spawn(portfolios.clone().run(stop.clone()));
         let sessions = TaskTracker::new();
         let verified = Arc::new(VerifiedKeys::default());
         // Validated with the rest of the config before start.
@@ -240,6 +252,7 @@ impl Server {
                 hub: hub.clone(),
                 max_body_bytes: config.api.max_body_bytes,
                 verified: verified.clone(),
+                live: portfolios.clone(),
             },
             predictions: PredictionState {
                 symbols: symbols.clone(),
@@ -285,6 +298,7 @@ impl Server {
                 auth: verifier,
                 anonymous: config.auth.anonymous,
                 users: Default::default(),
+                portfolios,
             }),
             guard: Arc::new(RestGuard::new(
                 &config.api,
@@ -387,6 +401,7 @@ impl Server {
             stop,
             sessions,
             retention,
+            portfolio_task,
             http,
             publisher,
             cluster_stop,
@@ -492,6 +507,9 @@ impl Server {
         }
         if !finish_by(deadline, "http", &mut self.http).await {
             self.http.abort();
+        }
+        if !finish_by(deadline, "portfolio", &mut self.portfolio_task).await {
+            self.portfolio_task.abort();
         }
         // The retention task watches the same token, so it ends at its next await point.
         if let Some(mut retention) = self.retention.take()

@@ -198,7 +198,16 @@ async fn bad_trades_are_problems() {
             (json!([1, 2]), 400, "malformed_body"),
             (json!({"symbol": "AAPL"}), 400, "malformed_body"),
             (with("extra", json!(1)), 400, "malformed_body"),
-            (with("quantity", json!("ten")), 400, "malformed_body"),
+            (with("quantity", json!(true)), 400, "malformed_body"),
+            (with("price", json!(null)), 400, "malformed_body"),
+            // Decimals may come as strings (exact either way); this one is not a number.
+            (with("quantity", json!("ten")), 422, "invalid_trade"),
+            (
+                with("quantity", json!(0.0000000000001)),
+                422,
+                "invalid_trade",
+            ),
+            (with("price", json!(1e16)), 422, "invalid_trade"),
             (with("symbol", json!("aapl")), 422, "invalid_trade"),
             (with("side", json!("hold")), 422, "invalid_trade"),
             (with("quantity", json!(0)), 422, "invalid_trade"),

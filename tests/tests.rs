@@ -13,6 +13,7 @@ mod ingest_http;
 mod limits;
 mod pipeline;
 mod portfolio;
+mod portfolio_channel;
 mod rest;
 mod shutdown;
 mod store;

@@ -31,8 +31,8 @@ use super::{auth, market, portfolio, predictions};
         predictions::PredictionOut,
         portfolio::TradeIn,
         portfolio::TradeOut,
-        portfolio::PortfolioOut,
-        portfolio::PositionOut,
+        crate::portfolio::PortfolioOut,
+        crate::portfolio::PositionOut,
         auth::TokenOut,
     )),
     modifiers(&BearerAuth)

@@ -16,11 +16,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::market::store_problem;
 use crate::client::{VerifiedKeys, key_digest};
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
-use crate::portfolio::{self as accounting, ValuedPosition};
+use crate::portfolio::money::{self, Exact, MoneyError};
+use crate::portfolio::{self as accounting, LivePortfolios, PortfolioOut};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
@@ -37,6 +39,8 @@ pub struct PortfolioState {
     pub max_body_bytes: usize,
     /// Keys that authenticated: the rate limit keys them by themselves.
     pub verified: Arc<VerifiedKeys>,
+    /// The `portfolio` channels: told of every trade recorded.
+    pub live: Arc<LivePortfolios>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -83,12 +87,19 @@ enum TimeIn {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TradeIn {
+pub(crate) struct TradeIn<'a> {
     symbol: String,
     /// `buy` or `sell`
     side: String,
-    quantity: f64,
-    price: f64,
+    /// Exact decimal, > 0, at most 1e15 and 12 fraction digits: a JSON number (read as its
+    /// digits, never as a float) or a string of one.
+    #[serde(borrow)]
+    #[schema(value_type = f64)]
+    quantity: &'a RawValue,
+    /// Exact decimal, as `quantity`.
+    #[serde(borrow)]
+    #[schema(value_type = f64)]
+    price: &'a RawValue,
     /// Fill time, RFC 3339 or epoch ms; now when absent (a retry without it, with the same
     /// `Idempotency-Key`, replays the first trade).
     #[serde(default)]
@@ -101,8 +112,12 @@ pub(crate) struct TradeOut {
     id: i64,
     symbol: String,
     side: &'static str,
-    quantity: f64,
-    price: f64,
+    /// Exact: the digits recorded.
+    #[schema(value_type = f64)]
+    quantity: Exact,
+    /// Exact: the digits recorded.
+    #[schema(value_type = f64)]
+    price: Exact,
     /// Fill time, ns since the epoch.
     ts: i64,
 }
@@ -113,8 +128,8 @@ impl From<Trade> for TradeOut {
             id: t.id,
             symbol: t.trade.symbol,
             side: t.trade.side.as_str(),
-            quantity: t.trade.quantity,
-            price: t.trade.price,
+            quantity: Exact(t.trade.quantity),
+            price: Exact(t.trade.price),
             ts: t.trade.ts,
         }
     }
@@ -122,6 +137,18 @@ impl From<Trade> for TradeOut {
 
 fn invalid(detail: impl Into<String>) -> Problem {
     Problem::new(ProblemCode::InvalidTrade, detail)
+}
+
+/// A quantity or price, exactly as sent: a value of the wrong JSON type is a malformed body, a
+/// number or string that is not an acceptable decimal an invalid trade.
+fn exact(raw: &RawValue, field: &str) -> Result<rust_decimal::Decimal, Problem> {
+    money::parse_input(raw).map_err(|e| match e {
+        MoneyError::WrongType(_) => Problem::new(
+            ProblemCode::MalformedBody,
+            format!("malformed trade: {field} {e}"),
+        ),
+        _ => invalid(format!("{field} {e}")),
+    })
 }
 
 /// Checks a trade body; every rule has its message.
@@ -134,12 +161,8 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     }
     let side = Side::parse_strict(&t.side)
         .ok_or_else(|| invalid(format!("side must be buy or sell, got {:?}", t.side)))?;
-    if !(t.quantity.is_finite() && t.quantity > 0.0) {
-        return Err(invalid("quantity must be a finite number > 0"));
-    }
-    if !(t.price.is_finite() && t.price > 0.0) {
-        return Err(invalid("price must be a finite number > 0"));
-    }
+    let quantity = exact(t.quantity, "quantity")?;
+    let price = exact(t.price, "price")?;
     let time_sent = t.time.is_some();
     let ts = match t.time {
         None => now_ns(),
@@ -153,8 +176,8 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     Ok(NewTrade {
         symbol: t.symbol,
         side,
-        quantity: t.quantity,
-        price: t.price,
+        quantity,
+        price,
         ts,
         time_sent,
     })
@@ -206,6 +229,8 @@ pub async fn record_trade(
         .await
     {
         Ok(Recorded::Created(t)) => {
+            // Committed: the user's `portfolio` subscribers get the new state.
+            portfolio.live.trade_recorded(caller.0);
             Ok((StatusCode::CREATED, Json(TradeOut::from(t))).into_response())
         }
         Ok(Recorded::Replayed(t)) => {
@@ -218,44 +243,9 @@ pub async fn record_trade(
             ProblemCode::IdempotencyConflict,
             "this Idempotency-Key was used for a different trade",
         )),
+        Err(StoreError::OutOfRange(e)) => Err(invalid(e.to_string())),
         Err(e) => Err(store_problem(e)),
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct PositionOut {
-    symbol: String,
-    /// Negative when short.
-    quantity: f64,
-    avg_cost: f64,
-    /// Live price from the ring; null before the symbol's first tick.
-    last_price: Option<f64>,
-    market_value: Option<f64>,
-    unrealized_pnl: Option<f64>,
-    realized_pnl: f64,
-}
-
-impl From<ValuedPosition> for PositionOut {
-    fn from(v: ValuedPosition) -> Self {
-        PositionOut {
-            symbol: v.symbol,
-            quantity: v.position.quantity,
-            avg_cost: v.position.avg_cost,
-            last_price: v.last_price,
-            market_value: v.market_value,
-            unrealized_pnl: v.unrealized,
-            realized_pnl: v.position.realized,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct PortfolioOut {
-    positions: Vec<PositionOut>,
-    realized_pnl: f64,
-    /// Null when an open position has no live price yet.
-    unrealized_pnl: Option<f64>,
-    trades: i64,
 }
 
 /// The caller's positions valued at live prices, with realized and unrealized P&L.
@@ -271,19 +261,8 @@ pub(crate) async fn portfolio(
         .positions(caller.0, accounting::fold)
         .await
         .map_err(store_problem)?;
-    let trades: i64 = positions.iter().map(|p| p.trades).sum();
     let valuation = accounting::value(positions, |symbol| {
-        portfolio
-            .symbols
-            .get(symbol)
-            .and_then(|id| portfolio.hub.latest_tick(id))
-            .map(|t| t.price)
+        accounting::live_price(&portfolio.symbols, &portfolio.hub, symbol)
     });
-    Ok(Json(PortfolioOut {
-        positions: valuation.positions.into_iter().map(Into::into).collect(),
-        realized_pnl: valuation.realized,
-        unrealized_pnl: valuation.unrealized,
-        trades,
-    })
-    .into_response())
+    Ok(Json(PortfolioOut::from(valuation)).into_response())
 }

@@ -12,11 +12,13 @@ pub(crate) fn kind_token(kind: Kind) -> &'static str {
         Kind::Bars1s => "bars_1s",
         Kind::Bars1m => "bars_1m",
         Kind::Indicators => "indicators",
+        // Never published: a user's portfolio stays on the node that made it.
+        Kind::Portfolio => "portfolio",
     }
 }
 
 fn kind_of_token(token: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| kind_token(*k) == token)
+    Kind::MARKET.into_iter().find(|k| kind_token(*k) == token)
 }
 
 /// The subject of one channel.
@@ -51,7 +53,7 @@ mod tests {
 
     #[test]
     fn subjects_round_trip_and_foreign_ones_are_refused() {
-        for kind in Kind::ALL {
+        for kind in Kind::MARKET {
             for symbol in ["AAPL", "BTC-USD", "BRK.B", "A_1.2.3"] {
                 let s = subject("tc.prod", kind, symbol);
                 assert_eq!(s.matches('.').count(), 3, "{s}");

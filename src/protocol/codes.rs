@@ -53,9 +53,12 @@ codes! {
         Unauthorized => "unauthorized",
         /// Extension: an unsubscribe of a channel this connection does not hold.
         NotSubscribed => "not_subscribed",
-        /// Extension: a channel outside the connection's token's `channels`, or an `auth` with a
-        /// token of another user.
+        /// Extension: a channel outside the connection's token's `channels`, an `auth` with a
+        /// token of another user, or `portfolio` for a token whose user does not exist.
         Forbidden => "forbidden",
+        /// Extension: the server cannot answer the op now (its database is unavailable);
+        /// retrying later may succeed.
+        Unavailable => "unavailable",
     }
 }
 

@@ -64,6 +64,10 @@ pub fn decode_event(
                 payload: Payload::Bar(b.bar()),
             })
         }
+        Kind::Portfolio => Err(DecodeError::Json {
+            kind,
+            message: "portfolio events are never on the stream".into(),
+        }),
         Kind::Indicators => {
             let v: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(json)?;
             let int = |k: &str| v.get(k).and_then(Value::as_i64);

@@ -48,6 +48,7 @@ impl Serialize for EventType {
 const TICK: EventType = EventType("tick", 1);
 const BAR: EventType = EventType("bar", 2);
 pub(super) const INDICATORS: EventType = EventType("indicators", 3);
+const PORTFOLIO: EventType = EventType("portfolio", 4);
 
 /// A wire struct in both encodings.
 fn wire<T: Serialize>(v: &T) -> Wire {
@@ -170,6 +171,41 @@ pub fn encode_indicators(
     )
 }
 
+/// A `portfolio` event's fields after `ts`: why it was published, then the portfolio body.
+#[derive(Serialize)]
+struct PortfolioFields<'a, B: Serialize> {
+    reason: &'a str,
+    #[serde(flatten)]
+    body: &'a B,
+}
+
+#[derive(Serialize)]
+struct PortfolioWire<'a, B: Serialize> {
+    #[serde(rename = "type")]
+    kind: EventType,
+    ch: &'a str,
+    seq: u64,
+    ts: i64,
+    #[serde(flatten)]
+    fields: &'a PortfolioFields<'a, B>,
+}
+
+/// `{"type":"portfolio","ch":"portfolio","seq":..,"ts":..,"reason":..}` plus the portfolio's
+/// fields (the body of `GET /api/v1/portfolio`); in MessagePack `[4, "portfolio", seq, ts,
+/// {reason, ...}]` with its exact decimals as strings.
+pub fn encode_portfolio<B: Serialize>(seq: u64, ts: i64, reason: &str, body: &B) -> Wire {
+    let ch = crate::model::Kind::Portfolio.as_str();
+    let fields = PortfolioFields { reason, body };
+    let json = to_bytes(&PortfolioWire {
+        kind: PORTFOLIO,
+        ch,
+        seq,
+        ts,
+        fields: &fields,
+    });
+    Wire::new(json, msgpack::reply(&(PORTFOLIO, ch, seq, ts, &fields)))
+}
+
 /// The wire forms of an event received as JSON (an edge reads the stream's events, which carry
 /// the JSON only): the JSON bytes as they came, the MessagePack made from what they decoded to.
 pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields) -> Wire {
@@ -178,6 +214,8 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Tick(t) => msgpack::positional(&tick_wire(ch, seq, t)),
         Payload::Bar(b) => msgpack::positional(&BarWire::new(ch, seq, ts, b)),
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
+        // Never on the cluster stream: portfolio events stay on the node that made them.
+        Payload::Portfolio => Bytes::new(),
     };
     Wire::new(json, msgpack)
 }

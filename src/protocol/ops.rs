@@ -101,6 +101,8 @@ pub fn parse_op(text: &str) -> Result<ClientOp, BadOp> {
 pub enum ChannelName<'a> {
     Concrete(Kind, &'a str),
     Wildcard(Kind),
+    /// `portfolio`: the connection's own user's portfolio.
+    Portfolio,
 }
 
 /// Why a channel name was refused.
@@ -110,14 +112,24 @@ pub struct ChannelError {
     pub message: String,
 }
 
-/// Parses `kind:SYMBOL` or `kind:*`.
+/// Parses `kind:SYMBOL`, `kind:*` or `portfolio`.
 pub fn parse_channel(name: &str) -> Result<ChannelName<'_>, ChannelError> {
+    let portfolio = Kind::Portfolio.as_str();
+    if name == portfolio {
+        return Ok(ChannelName::Portfolio);
+    }
     let Some((kind, symbol)) = name.split_once(':') else {
         return Err(ChannelError {
             code: ErrorCode::BadRequest,
             message: format!("channel {name:?} is not of the form kind:SYMBOL"),
         });
     };
+    if kind == portfolio {
+        return Err(ChannelError {
+            code: ErrorCode::BadRequest,
+            message: format!("{portfolio} takes no symbol: subscribe to \"{portfolio}\""),
+        });
+    }
     let Some(kind) = Kind::parse(kind) else {
         return Err(ChannelError {
             code: ErrorCode::UnknownChannel,
@@ -186,11 +198,15 @@ mod tests {
             parse_channel("bars.1m:*"),
             Ok(ChannelName::Wildcard(Kind::Bars1m))
         );
+        assert_eq!(parse_channel("portfolio"), Ok(ChannelName::Portfolio));
         let cases = [
             ("ticks", ErrorCode::BadRequest),
             ("trades:AAPL", ErrorCode::UnknownChannel),
             ("ticks:aapl", ErrorCode::BadRequest),
             ("ticks:", ErrorCode::BadRequest),
+            ("portfolio:AAPL", ErrorCode::BadRequest),
+            ("portfolio:*", ErrorCode::BadRequest),
+            ("Portfolio", ErrorCode::BadRequest),
         ];
         for (name, code) in cases {
             assert_eq!(parse_channel(name).map_err(|e| e.code), Err(code), "{name}");

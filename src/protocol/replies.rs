@@ -164,7 +164,8 @@ struct ListWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<i64>,
     symbols: &'a [&'a str],
-    kinds: [&'static str; Kind::COUNT],
+    /// The `kind:SYMBOL` kinds (`portfolio` is a channel of its own).
+    kinds: [&'static str; Kind::MARKET.len()],
 }
 
 pub fn encode_list(encoding: Encoding, id: Option<i64>, symbols: &[&str]) -> Bytes {
@@ -174,7 +175,7 @@ pub fn encode_list(encoding: Encoding, id: Option<i64>, symbols: &[&str]) -> Byt
             kind: "list",
             id,
             symbols,
-            kinds: Kind::ALL.map(Kind::as_str),
+            kinds: Kind::MARKET.map(Kind::as_str),
         },
     )
 }

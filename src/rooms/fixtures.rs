@@ -43,6 +43,7 @@ pub(super) fn hub() -> Hub {
         HubConfig {
             ring_capacity: 4,
             snapshot_depth: 2,
+            portfolio_ring_capacity: 4,
         },
         Arc::new(Metrics::default()),
     )

@@ -28,6 +28,8 @@ pub struct ConnId(pub u64);
 pub struct HubConfig {
     pub ring_capacity: usize,
     pub snapshot_depth: usize,
+    /// Ring capacity of each user's `portfolio` channel (whole states, not deltas).
+    pub portfolio_ring_capacity: usize,
 }
 
 #[derive(Debug)]
@@ -128,10 +130,10 @@ impl EventSink for Hub {
             let mut by_kind: [Vec<(ChannelId, &Wire)>; Kind::COUNT] = Default::default();
             for event in events {
                 let ch = event.channel;
-                let channel = st.channels.entry(ch).or_insert_with(|| {
-                    st.by_kind[ch.kind.index()].push(ch.symbol);
-                    Channel::new(self.config.ring_capacity)
-                });
+                let channel = st
+                    .channels
+                    .entry(ch)
+                    .or_insert_with(|| Channel::open(&mut st.by_kind, ch, &self.config));
                 let last = channel.ring.last_seq();
                 if event.seq <= last {
                     tracing::error!(channel = ?ch, seq = event.seq, last,
@@ -194,6 +196,20 @@ impl Channel {
             ring: Ring::new(capacity),
             subscribers: Room::default(),
         }
+    }
+
+    /// A new channel `ch`, sized for its kind; a market channel is also listed for wildcard
+    /// snapshots (a user's portfolio never is).
+    pub(super) fn open(
+        by_kind: &mut [Vec<SymbolId>; Kind::COUNT],
+        ch: ChannelId,
+        config: &HubConfig,
+    ) -> Self {
+        if ch.kind == Kind::Portfolio {
+            return Self::new(config.portfolio_ring_capacity);
+        }
+        by_kind[ch.kind.index()].push(ch.symbol);
+        Self::new(config.ring_capacity)
     }
 }
 

@@ -86,6 +86,30 @@ impl Hub {
             .map_or((1, 0), |c| (c.ring.oldest_seq(), c.ring.last_seq()))
     }
 
+    /// Connections subscribed to the concrete channel `ch`.
+    pub(crate) fn subscriber_count(&self, ch: ChannelId) -> usize {
+        self.lock()
+            .channels
+            .get(&ch)
+            .map_or(0, |c| c.subscribers.len())
+    }
+
+    /// Drops a channel that nobody is subscribed to (its ring's memory with it); false, and
+    /// nothing changes, while it has a subscriber. Only for channels outside the wildcard lists
+    /// (a user's `portfolio`): a market channel lives as long as its symbol.
+    pub(crate) fn retire(&self, ch: ChannelId) -> bool {
+        debug_assert_eq!(ch.kind, Kind::Portfolio);
+        let mut st = self.lock();
+        match st.channels.get(&ch) {
+            Some(c) if !c.subscribers.is_empty() => false,
+            Some(_) => {
+                st.channels.remove(&ch);
+                true
+            }
+            None => true,
+        }
+    }
+
     /// `seq` of the newest event of `ch` (0 when it has none).
     pub fn last_seq(&self, ch: ChannelId) -> u64 {
         self.lock()

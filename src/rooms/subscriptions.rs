@@ -118,10 +118,15 @@ impl Hub {
                         subs.concrete.insert(ch, req.throttle);
                         // A known symbol with no event on this kind yet gets an empty snapshot
                         // and its channel now, so the first event is delivered.
-                        let channel = st.channels.entry(ch).or_insert_with(|| {
-                            st.by_kind[ch.kind.index()].push(ch.symbol);
-                            Channel::new(self.config.ring_capacity)
-                        });
+                        let channel = st
+                            .channels
+                            .entry(ch)
+                            .or_insert_with(|| Channel::open(&mut st.by_kind, ch, &self.config));
+                        // A portfolio event is the whole state: its snapshot is the latest one.
+                        let depth = match ch.kind {
+                            Kind::Portfolio => req.snapshot.unwrap_or(1),
+                            _ => depth,
+                        };
                         if wanted.remove(&ch) {
                             Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
                         }

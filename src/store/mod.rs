@@ -47,6 +47,22 @@ pub enum StoreError {
     UserExists(String),
     #[error("idempotency key reused with a different trade")]
     IdempotencyConflict,
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A statement that writes exact decimals, for the backend. Such statements are written for
+/// PostgreSQL, each decimal parameter as `CAST($n AS NUMERIC)` (it is bound as its digits);
+/// SQLite keeps decimals as TEXT (it has no decimal type, and NUMERIC affinity would turn 0.3
+/// into the nearest binary float), so there the cast is to TEXT. Reads use `CAST(col AS TEXT)`,
+/// the same on both.
+pub(crate) fn exact_sql(db: &Db, sql: &'static str) -> std::borrow::Cow<'static, str> {
+    match db {
+        Db::Postgres(_) => sql.into(),
+        Db::Sqlite(_) => sql.replace(" AS NUMERIC)", " AS TEXT)").into(),
+    }
 }
 
 impl StoreError {
@@ -88,14 +104,15 @@ macro_rules! on_pool {
 
 /// Writes a folded position (`positions::Folded`) back inside the caller's transaction `$tx`.
 /// A macro for the same reason as `on_pool!`: the transaction's type differs per backend.
+/// `$sql` is `positions::UPDATE_SQL` for the backend ([`exact_sql`]).
 macro_rules! store_position {
-    ($tx:expr, $user:expr, $symbol:expr, $folded:expr) => {
-        sqlx::query($crate::store::positions::UPDATE_SQL)
+    ($tx:expr, $sql:expr, $user:expr, $symbol:expr, $folded:expr) => {
+        sqlx::query($sql)
             .bind($user)
             .bind($symbol)
-            .bind($folded.holding.quantity)
-            .bind($folded.holding.avg_cost)
-            .bind($folded.holding.realized)
+            .bind($crate::store::positions::digits($folded.holding.quantity))
+            .bind($crate::store::positions::digits($folded.holding.avg_cost))
+            .bind($crate::store::positions::digits($folded.holding.realized))
             .bind($folded.trades)
             .bind($folded.last.0)
             .bind($folded.last.1)
@@ -113,7 +130,7 @@ mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
-pub use positions::{Fold, Holding, PositionRow};
+pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
@@ -256,6 +273,27 @@ impl Store {
     }
 
     /// Migrates unless that already succeeded in this process.
+    /// Runs the migrations up to and including `version` only (tests of a later migration
+    /// start from the schema before it).
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        let upto = |m: &sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+            migrations: m
+                .migrations
+                .iter()
+                .filter(|x| x.version <= version)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        match &self.db {
+            Db::Sqlite(p) => upto(&SQLITE_MIGRATIONS).run(p).await?,
+            Db::Postgres(p) => upto(&POSTGRES_MIGRATIONS).run(p).await?,
+        }
+        Ok(())
+    }
+
     pub(crate) async fn ensure_migrated(&self) -> Result<(), StoreError> {
         if self.migrated.load(Ordering::Acquire) {
             return Ok(());

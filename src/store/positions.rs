@@ -9,20 +9,27 @@
 //! trades, in order. Concurrent trades of one user and symbol are serialized by the row lock the
 //! first statement takes (an upsert), on both backends.
 
+use rust_decimal::Decimal;
+
 use super::{Store, StoreError, side_of};
 use crate::model::Side;
 
-/// One symbol's position as stored.
+/// One symbol's position as stored (decimal text on SQLite, NUMERIC on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Holding {
     /// Signed: negative is short.
-    pub quantity: f64,
-    pub avg_cost: f64,
-    pub realized: f64,
+    pub quantity: Decimal,
+    pub avg_cost: Decimal,
+    pub realized: Decimal,
 }
 
-/// Applies one fill (side, quantity, price) to a holding.
-pub type Fold = fn(&mut Holding, Side, f64, f64);
+/// A fill that would take a position outside the range of exact decimal arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the position would leave the range of exact decimal arithmetic")]
+pub struct OutOfRange;
+
+/// Applies one fill (side, quantity, price) to a holding, or refuses it.
+pub type Fold = fn(&mut Holding, Side, Decimal, Decimal) -> Result<(), OutOfRange>;
 
 /// A position read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,37 +47,56 @@ pub(super) struct Folded {
     pub last: (i64, i64),
 }
 
-/// Folds fills `(side, quantity, price, ts, id)` in the order given.
-pub(super) fn fold_all(fills: &[(i16, f64, f64, i64, i64)], fold: Fold) -> Folded {
+/// Folds fills in the order given.
+pub(super) fn fold_all(fills: &[Fill], fold: Fold) -> Result<Folded, StoreError> {
     let mut out = Folded {
         holding: Holding::default(),
         trades: 0,
         last: (i64::MIN, i64::MIN),
     };
-    for &(side, quantity, price, ts, id) in fills {
-        fold(&mut out.holding, side_of(side), quantity, price);
+    for (side, quantity, price, ts, id) in fills {
+        fold(
+            &mut out.holding,
+            side_of(*side),
+            decimal(quantity)?,
+            decimal(price)?,
+        )?;
         out.trades += 1;
-        out.last = (ts, id);
+        out.last = (*ts, *id);
     }
-    out
+    Ok(out)
+}
+
+/// A decimal column as read (`CAST(col AS TEXT)` on both backends). Values converted from
+/// floats by SQLite may be in scientific notation (`1.0e-07`).
+pub(super) fn decimal(text: &str) -> Result<Decimal, StoreError> {
+    crate::portfolio::money::parse_digits(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("not a decimal: {text:?}")))
+}
+
+/// A decimal as stored: its digits, without trailing fraction zeros.
+pub(super) fn digits(d: Decimal) -> String {
+    crate::portfolio::money::Exact(d).digits()
 }
 
 /// Locks (creating it stale if new) the position row of (user, symbol) within a transaction.
 pub(super) const LOCK_SQL: &str = "INSERT INTO positions (user_id, symbol, quantity, avg_cost, \
-     realized, trades, last_ts, last_id, stale) VALUES ($1, $2, 0, 0, 0, 0, 0, 0, 1) \
+     realized, trades, last_ts, last_id, stale) VALUES ($1, $2, '0', '0', '0', 0, 0, 0, 1) \
      ON CONFLICT (user_id, symbol) DO UPDATE SET stale = positions.stale";
-pub(super) const SELECT_SQL: &str = "SELECT quantity, avg_cost, realized, trades, last_ts, \
-     last_id, stale FROM positions WHERE user_id = $1 AND symbol = $2";
-pub(super) const FILLS_SQL: &str = "SELECT side, quantity, price, ts, id FROM trades \
-     WHERE user_id = $1 AND symbol = $2 ORDER BY ts, id";
-pub(super) const UPDATE_SQL: &str = "UPDATE positions SET quantity = $3, avg_cost = $4, \
-     realized = $5, trades = $6, last_ts = $7, last_id = $8, stale = 0 \
+pub(super) const SELECT_SQL: &str = "SELECT CAST(quantity AS TEXT), CAST(avg_cost AS TEXT), \
+     CAST(realized AS TEXT), trades, last_ts, last_id, stale FROM positions \
      WHERE user_id = $1 AND symbol = $2";
+pub(super) const FILLS_SQL: &str = "SELECT side, CAST(quantity AS TEXT), CAST(price AS TEXT), \
+     ts, id FROM trades WHERE user_id = $1 AND symbol = $2 ORDER BY ts, id";
+/// Written for PostgreSQL; see [`super::exact_sql`].
+pub(super) const UPDATE_SQL: &str = "UPDATE positions SET quantity = CAST($3 AS NUMERIC), \
+     avg_cost = CAST($4 AS NUMERIC), realized = CAST($5 AS NUMERIC), trades = $6, last_ts = $7, \
+     last_id = $8, stale = 0 WHERE user_id = $1 AND symbol = $2";
 
 /// The stored row as [`SELECT_SQL`] reads it.
-pub(super) type StoredRow = (f64, f64, f64, i64, i64, i64, i16);
-/// A fill as [`FILLS_SQL`] reads it.
-pub(super) type Fill = (i16, f64, f64, i64, i64);
+pub(super) type StoredRow = (String, String, String, i64, i64, i64, i16);
+/// A fill as [`FILLS_SQL`] reads it: side, quantity, price, ts, id.
+pub(super) type Fill = (i16, String, String, i64, i64);
 
 // === impl Store: positions ===
 
@@ -98,12 +124,13 @@ impl Store {
     }
 
     async fn position_rows(&self, user: i64) -> Result<Vec<(PositionRow, bool)>, StoreError> {
-        type Row = (String, f64, f64, f64, i64, i16);
+        type Row = (String, String, String, String, i64, i16);
         let rows: Vec<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
                     sqlx::query_as(
-                        "SELECT symbol, quantity, avg_cost, realized, trades, stale \
+                        "SELECT symbol, CAST(quantity AS TEXT), CAST(avg_cost AS TEXT), \
+                         CAST(realized AS TEXT), trades, stale \
                          FROM positions WHERE user_id = $1 ORDER BY symbol",
                     )
                     .bind(user)
@@ -112,22 +139,21 @@ impl Store {
                 }))
             })
             .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|(symbol, quantity, avg_cost, realized, trades, stale)| {
                 let holding = Holding {
-                    quantity,
-                    avg_cost,
-                    realized,
+                    quantity: decimal(&quantity)?,
+                    avg_cost: decimal(&avg_cost)?,
+                    realized: decimal(&realized)?,
                 };
                 let row = PositionRow {
                     symbol,
                     holding,
                     trades,
                 };
-                (row, stale != 0)
+                Ok((row, stale != 0))
             })
-            .collect())
+            .collect()
     }
 
     /// Rebuilds one position from its trades, in one transaction.
@@ -137,6 +163,7 @@ impl Store {
         symbol: &str,
         fold: Fold,
     ) -> Result<(), StoreError> {
+        let update = super::exact_sql(&self.db, UPDATE_SQL);
         on_pool!(&self.db, p => {
             let mut tx = p.begin().await?;
             sqlx::query(LOCK_SQL).bind(user).bind(symbol).execute(&mut *tx).await?;
@@ -145,8 +172,8 @@ impl Store {
                 .bind(symbol)
                 .fetch_all(&mut *tx)
                 .await?;
-            let f = fold_all(&fills, fold);
-            store_position!(tx, user, symbol, f)?;
+            let f = fold_all(&fills, fold)?;
+            store_position!(tx, &update, user, symbol, f)?;
             tx.commit().await?;
         });
         Ok(())

@@ -1,8 +1,10 @@
 //! Trades: fills reported by clients, recorded idempotently per user, each updating the user's
 //! position in the same transaction.
 
-use super::positions::{self, Fill, Fold, Folded, Holding, StoredRow, fold_all};
-use super::{Store, StoreError, side_code, side_of};
+use rust_decimal::Decimal;
+
+use super::positions::{self, Fill, Fold, Folded, Holding, StoredRow, decimal, digits, fold_all};
+use super::{Store, StoreError, exact_sql, side_code, side_of};
 use crate::model::Side;
 use crate::model::now_ms;
 
@@ -11,8 +13,9 @@ use crate::model::now_ms;
 pub struct NewTrade {
     pub symbol: String,
     pub side: Side,
-    pub quantity: f64,
-    pub price: f64,
+    /// Exact: stored as decimal text (SQLite) or NUMERIC (PostgreSQL).
+    pub quantity: Decimal,
+    pub price: Decimal,
     /// Fill time, ns since the epoch.
     pub ts: i64,
     /// Whether the request named the fill time; without it `ts` is the time it was recorded,
@@ -32,6 +35,14 @@ impl NewTrade {
             && (!retry.time_sent || self.ts == retry.ts)
     }
 }
+
+/// Written for PostgreSQL; see [`exact_sql`].
+const INSERT_SQL: &str = "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, \
+     idempotency_key, created_ms, time_sent) VALUES ($1, $2, $3, CAST($4 AS NUMERIC), \
+     CAST($5 AS NUMERIC), $6, $7, $8, $9) RETURNING id";
+
+/// A trade as read back: id, symbol, side, quantity, price (decimal text), ts, time_sent.
+type TradeRow = (i64, String, i16, String, String, i64, i16);
 
 /// A stored fill.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,19 +76,17 @@ impl Store {
         {
             return Self::replay(existing, t);
         }
-        let inserted: Result<i64, sqlx::Error> = on_pool!(&self.db, p => {
+        let insert = exact_sql(&self.db, INSERT_SQL);
+        let update = exact_sql(&self.db, positions::UPDATE_SQL);
+        let inserted: Result<i64, StoreError> = on_pool!(&self.db, p => {
             async {
                 let mut tx = p.begin().await?;
-                let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO trades (user_id, symbol, side, quantity, price, ts, \
-                     idempotency_key, created_ms, time_sent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                )
+                let (id,): (i64,) = sqlx::query_as(&insert)
                 .bind(user)
                 .bind(&t.symbol)
                 .bind(side_code(t.side))
-                .bind(t.quantity)
-                .bind(t.price)
+                .bind(digits(t.quantity))
+                .bind(digits(t.price))
                 .bind(t.ts)
                 .bind(idempotency_key)
                 .bind(now_ms())
@@ -97,11 +106,11 @@ impl Store {
                         .await?;
                 let f = if stale == 0 && (t.ts, id) > (last_ts, last_id) {
                     let mut holding = Holding {
-                        quantity,
-                        avg_cost,
-                        realized,
+                        quantity: decimal(&quantity)?,
+                        avg_cost: decimal(&avg_cost)?,
+                        realized: decimal(&realized)?,
                     };
-                    fold(&mut holding, t.side, t.quantity, t.price);
+                    fold(&mut holding, t.side, t.quantity, t.price)?;
                     Folded {
                         holding,
                         trades: trades + 1,
@@ -114,9 +123,9 @@ impl Store {
                         .bind(&t.symbol)
                         .fetch_all(&mut *tx)
                         .await?;
-                    fold_all(&fills, fold)
+                    fold_all(&fills, fold)?
                 };
-                store_position!(tx, user, &t.symbol, f)?;
+                store_position!(tx, &update, user, &t.symbol, f)?;
                 tx.commit().await?;
                 Ok(id)
             }
@@ -128,14 +137,16 @@ impl Store {
                 trade: t.clone(),
             })),
             // Two concurrent requests with one key: the loser reads the winner's row.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => match idempotency_key {
-                Some(key) => match self.trade_by_key(user, key).await? {
-                    Some(existing) => Self::replay(existing, t),
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                match idempotency_key {
+                    Some(key) => match self.trade_by_key(user, key).await? {
+                        Some(existing) => Self::replay(existing, t),
+                        None => Err(StoreError::Db(sqlx::Error::Database(e))),
+                    },
                     None => Err(StoreError::Db(sqlx::Error::Database(e))),
-                },
-                None => Err(StoreError::Db(sqlx::Error::Database(e))),
-            },
-            Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -148,13 +159,12 @@ impl Store {
     }
 
     async fn trade_by_key(&self, user: i64, key: &str) -> Result<Option<Trade>, StoreError> {
-        type Row = (i64, String, i16, f64, f64, i64, i16);
-        let row: Option<Row> = self
+        let row: Option<TradeRow> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
                     sqlx::query_as(
-                        "SELECT id, symbol, side, quantity, price, ts, time_sent FROM trades \
-                         WHERE user_id = $1 AND idempotency_key = $2",
+                        "SELECT id, symbol, side, CAST(quantity AS TEXT), CAST(price AS TEXT), ts, \
+                         time_sent FROM trades WHERE user_id = $1 AND idempotency_key = $2",
                     )
                     .bind(user)
                     .bind(key)
@@ -163,22 +173,22 @@ impl Store {
                 }))
             })
             .await?;
-        Ok(row.map(Self::trade_of))
+        row.map(Self::trade_of).transpose()
     }
 
     fn trade_of(
-        (id, symbol, side, quantity, price, ts, time_sent): (i64, String, i16, f64, f64, i64, i16),
-    ) -> Trade {
-        Trade {
+        (id, symbol, side, quantity, price, ts, time_sent): TradeRow,
+    ) -> Result<Trade, StoreError> {
+        Ok(Trade {
             id,
             trade: NewTrade {
                 symbol,
                 side: side_of(side),
-                quantity,
-                price,
+                quantity: decimal(&quantity)?,
+                price: decimal(&price)?,
                 ts,
                 time_sent: time_sent != 0,
             },
-        }
+        })
     }
 }

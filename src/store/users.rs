@@ -73,6 +73,21 @@ impl Store {
         })
         .await
     }
+
+    /// The id of the user named `name` (a token's `sub`), if there is one.
+    pub(crate) async fn user_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as("SELECT id FROM users WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(p)
+                        .await?
+                }))
+            })
+            .await?;
+        Ok(row.map(|(id,)| id))
+    }
 }
 
 #[cfg(test)]

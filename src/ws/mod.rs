@@ -64,6 +64,8 @@ pub struct WsContext {
     pub anonymous: bool,
     /// Authenticated connections per user (the token's `limits.connections`).
     pub users: crate::auth::UserConnections,
+    /// The users' private `portfolio` channels.
+    pub portfolios: Arc<crate::portfolio::LivePortfolios>,
 }
 
 /// Events older than the rings hold, from a store of the whole sequence (the cluster's

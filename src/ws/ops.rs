@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::WsContext;
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Wire, now_ns};
+use crate::portfolio::OpenError;
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
 
@@ -27,6 +28,8 @@ pub(super) struct Ops<'a> {
     pub(super) slot: Option<UserSlot>,
     /// The token's expiry, which the connection's loop watches.
     pub(super) expires_s: &'a AtomicU64,
+    /// The user's `portfolio` channel, once a subscribe opened it.
+    pub(super) portfolio: Option<ChannelId>,
 }
 
 impl Ops<'_> {
@@ -113,11 +116,16 @@ impl Ops<'_> {
     }
 
     /// Resolves a channel name to a target the connection may subscribe, or says why not.
-    fn resolve_permitted(&self, name: &str) -> Result<Target, (ErrorCode, String)> {
+    /// `portfolio` is the connection's user's own, open to every authenticated connection.
+    async fn resolve_permitted(&mut self, name: &str) -> Result<Target, (ErrorCode, String)> {
         let parsed = protocol::parse_channel(name).map_err(|e| (e.code, e.message))?;
+        if parsed == ChannelName::Portfolio {
+            return self.open_portfolio().await;
+        }
         let allowed = self.principal.as_ref().is_none_or(|p| match &parsed {
             ChannelName::Wildcard(kind) => p.may_subscribe(*kind, None),
             ChannelName::Concrete(kind, sym) => p.may_subscribe(*kind, Some(sym)),
+            ChannelName::Portfolio => true,
         });
         if !allowed {
             let msg = format!("{name} is not among the channels your token permits");
@@ -132,8 +140,41 @@ impl Ops<'_> {
         self.target(parsed)
     }
 
+    /// The user's `portfolio` channel, its current state published if this node had none.
+    async fn open_portfolio(&mut self) -> Result<Target, (ErrorCode, String)> {
+        let Some(p) = &self.principal else {
+            return Err((
+                ErrorCode::Unauthorized,
+                "portfolio needs an authenticated connection: connect with ?token= or send `auth`"
+                    .to_owned(),
+            ));
+        };
+        match self.ctx.portfolios.open(&p.user).await {
+            Ok(ch) => {
+                self.portfolio = Some(ch);
+                Ok(Target::Channel(ch))
+            }
+            Err(e @ OpenError::NoSuchUser(_)) => Err((ErrorCode::Forbidden, e.to_string())),
+            Err(OpenError::Store(e)) => {
+                tracing::warn!(error = %e, "portfolio not opened");
+                Err((
+                    ErrorCode::Unavailable,
+                    "portfolio is unavailable (database); retry shortly".to_owned(),
+                ))
+            }
+        }
+    }
+
     fn target(&self, parsed: ChannelName<'_>) -> Result<Target, (ErrorCode, String)> {
         match parsed {
+            // Only a channel this connection opened (unsubscribe, `from` of the same subscribe).
+            ChannelName::Portfolio => match self.portfolio {
+                Some(ch) => Ok(Target::Channel(ch)),
+                None => Err((
+                    ErrorCode::NotSubscribed,
+                    "not subscribed to portfolio".to_owned(),
+                )),
+            },
             ChannelName::Wildcard(kind) => Ok(Target::Wildcard(kind)),
             ChannelName::Concrete(kind, sym) => match self.ctx.symbols.get(sym) {
                 Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
@@ -170,7 +211,7 @@ impl Ops<'_> {
         let mut targets = Vec::new();
         let mut accepted = Vec::new();
         for name in channels {
-            match self.resolve_permitted(name) {
+            match self.resolve_permitted(name).await {
                 Ok(t) if targets.contains(&t) => {}
                 Ok(t) => {
                     targets.push(t);

@@ -126,6 +126,7 @@ pub(crate) async fn run<S>(
             principal,
             slot,
             expires_s: &conn.expires_s,
+            portfolio: None,
         },
     };
     serve(&mut socket, &conn, &ctx, &mut reader).await;

@@ -336,19 +336,21 @@ pub fn from_msgpack(m: Value) -> Value {
                 Some(1) => ("tick", &TICK),
                 Some(2) => ("bar", &BAR),
                 Some(3) => ("indicators", &["ch", "seq", "ts"]),
+                Some(4) => ("portfolio", &["ch", "seq", "ts"]),
                 other => panic!("unknown event kind {other:?} in {fields:?}"),
             };
-            if kind != "indicators" {
+            let keyed = matches!(kind, "indicators" | "portfolio");
+            if !keyed {
                 assert_eq!(fields.len(), names.len() + 1, "{kind} arity: {fields:?}");
             } else {
-                assert_eq!(fields.len(), 5, "indicators arity: {fields:?}");
+                assert_eq!(fields.len(), 5, "{kind} arity: {fields:?}");
             }
             let mut object = serde_json::Map::new();
             object.insert("type".into(), kind.into());
             for (name, value) in names.iter().zip(&fields[1..]) {
                 object.insert((*name).into(), value.clone());
             }
-            if let Some(Value::Object(values)) = fields.get(4).filter(|_| kind == "indicators") {
+            if let Some(Value::Object(values)) = fields.get(4).filter(|_| keyed) {
                 object.extend(values.clone());
             }
             Value::Object(object)
@@ -397,6 +399,14 @@ impl Client {
         Client {
             msgpack: true,
             ..Client::from_stream(ws)
+        }
+    }
+
+    /// This client's frames are MessagePack (it connected with `encoding=msgpack`).
+    pub fn msgpack(self) -> Client {
+        Client {
+            msgpack: true,
+            ..self
         }
     }
 

@@ -162,15 +162,26 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
     let metrics = Arc::new(Metrics::default());
     let symbols = Arc::new(Symbols::new(16));
     let _ = symbols.intern("AAPL");
+    let hub = Arc::new(Hub::new(
+        HubConfig {
+            ring_capacity: config.ring.capacity,
+            snapshot_depth: config.ring.snapshot_depth,
+            portfolio_ring_capacity: config.portfolio.ring_capacity,
+        },
+        metrics.clone(),
+    ));
+    // The pool is lazy: these sessions never subscribe to `portfolio`, so it never connects.
+    config.database.url = "sqlite::memory:".into();
+    let store = Arc::new(crate::store::Store::open(&config.database).expect("store"));
+    let portfolios = Arc::new(crate::portfolio::LivePortfolios::new(
+        hub.clone(),
+        store,
+        symbols.clone(),
+        config.portfolio,
+    ));
     Arc::new(WsContext {
         ring_capacity: config.ring.capacity,
-        hub: Arc::new(Hub::new(
-            HubConfig {
-                ring_capacity: config.ring.capacity,
-                snapshot_depth: config.ring.snapshot_depth,
-            },
-            metrics.clone(),
-        )),
+        hub,
         conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
         per_address: Default::default(),
         upgrades: WsContext::upgrade_limiter(&config.ws),
@@ -184,6 +195,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         auth: None,
         anonymous: config.auth.anonymous,
         users: Default::default(),
+        portfolios,
     })
 }
 
