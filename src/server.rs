@@ -297,6 +297,7 @@ impl Server {
                 },
                 auth: verifier,
                 anonymous: config.auth.anonymous,
+                auth_timeout_s: config.auth.auth_timeout_s,
                 users: Default::default(),
                 portfolios,
             }),

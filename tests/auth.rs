@@ -306,3 +306,61 @@ async fn a_token_limits_connections_and_ops() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_anonymous_access_a_connection_that_never_authenticates_is_closed() {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.auth.anonymous = false;
+    c.auth.auth_timeout_s = 1;
+    let srv = util::start(c).await;
+    let mut idle = srv.connect().await;
+    let mut authed = srv.connect().await;
+    authed
+        .send(json!({"op":"auth","id":1,"token":token(json!({"sub":"alice","exp":now_s() + 600}))}))
+        .await;
+    assert_eq!(authed.event().await["op"], "auth");
+    match idle.next_within(Duration::from_secs(5)).await {
+        Some(Got::Closed(code, reason)) => assert_eq!(
+            (code, reason.as_str()),
+            (Some(CloseCode::Library(4001)), "authentication required")
+        ),
+        other => panic!("expected a 4001 close, got {other:?}"),
+    }
+    // The one that authenticated in time lives on past the deadline.
+    authed.send(json!({"op":"ping","id":2})).await;
+    assert_eq!(authed.event().await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_with_narrower_channels_drops_what_it_no_longer_permits() {
+    let srv = server(true).await;
+    let exp = now_s() + 600;
+    let mut c = connect_with(&srv, &token(json!({"sub":"dan","exp":exp}))).await;
+    c.subscribe(json!({"op":"subscribe","channels":["ticks:AAPL","ticks:BTC-USD","bars.1s:*"]}))
+        .await;
+    for _ in 0..2 {
+        assert_eq!(c.event_of("snapshot").await["type"], "snapshot");
+    }
+    let narrower = token(json!({"sub":"dan","exp":exp + 60,"channels":["ticks:BTC-*"]}));
+    c.send(json!({"op":"auth","id":7,"token":narrower})).await;
+    assert_eq!(c.event_of("ack").await["op"], "auth");
+    let mut revoked = Vec::new();
+    for _ in 0..2 {
+        let e = c.event_of("error").await;
+        assert_eq!((code(&e), e["id"].as_i64()), ("forbidden", Some(7)), "{e}");
+        revoked.push(e["message"].as_str().unwrap_or_default().to_owned());
+    }
+    revoked.sort();
+    assert!(revoked[0].starts_with("bars.1s:*"), "{revoked:?}");
+    assert!(revoked[1].starts_with("ticks:AAPL"), "{revoked:?}");
+    // AAPL no longer arrives; BTC-USD still does.
+    srv.ingest_n("AAPL", 1, 100.0).await;
+    srv.ingest_n("BTC-USD", 1, 100.0).await;
+    srv.wait_seq("BTC-USD", 2).await;
+    let tick = c.event_of("tick").await;
+    assert_eq!(tick["ch"], "ticks:BTC-USD", "{tick}");
+    c.send(json!({"op":"unsubscribe","id":8,"channels":["ticks:AAPL"]}))
+        .await;
+    assert_eq!(code(&c.event_of("error").await), "not_subscribed");
+}

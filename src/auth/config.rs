@@ -17,6 +17,9 @@ pub struct AuthConfig {
     pub anonymous: bool,
     /// Lifetime of the tokens `POST /api/v1/auth/token` issues for an API key (HS256 only).
     pub token_ttl_s: u64,
+    /// With `anonymous = false`: a connection that has not authenticated this many seconds
+    /// after it opened is closed (4001 `authentication required`).
+    pub auth_timeout_s: u64,
 }
 
 impl AuthConfig {
@@ -31,6 +34,11 @@ impl AuthConfig {
             self.jwt_hs256_secret.as_ref().is_none_or(|s| s.len() >= 32),
             "auth.jwt_hs256_secret",
             "must be at least 32 bytes",
+        )?;
+        check(
+            (1..=300).contains(&self.auth_timeout_s),
+            "auth.auth_timeout_s",
+            "must be between 1 and 300",
         )?;
         check(
             self.anonymous || self.jwt_hs256_secret.is_some() || self.jwt_public_key_file.is_some(),

@@ -11,6 +11,7 @@ fn config(secret: Option<&str>, key_file: Option<std::path::PathBuf>) -> AuthCon
         jwt_public_key_file: key_file,
         anonymous: true,
         token_ttl_s: 900,
+        auth_timeout_s: 10,
     }
 }
 

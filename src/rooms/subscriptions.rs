@@ -275,6 +275,23 @@ impl Hub {
         });
     }
 
+    /// What the connection holds: its concrete channels and wildcards.
+    pub(crate) fn subscriptions_of(&self, conn: ConnId) -> Vec<Target> {
+        let st = self.lock();
+        let Some(subs) = st.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let wildcards = Kind::ALL
+            .into_iter()
+            .filter(|k| subs.wildcard[k.index()].is_some())
+            .map(Target::Wildcard);
+        subs.concrete
+            .keys()
+            .map(|&ch| Target::Channel(ch))
+            .chain(wildcards)
+            .collect()
+    }
+
     /// Removes subscriptions; returns the targets that were actually subscribed.
     pub(crate) fn unsubscribe(&self, conn: ConnId, targets: &[Target]) -> Vec<Target> {
         let mut st = self.lock();

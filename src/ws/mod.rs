@@ -62,6 +62,8 @@ pub struct WsContext {
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// Connections without a token may subscribe (`auth.anonymous`).
     pub anonymous: bool,
+    /// Without anonymous access, seconds a connection has to authenticate (`auth.auth_timeout_s`).
+    pub auth_timeout_s: u64,
     /// Authenticated connections per user (the token's `limits.connections`).
     pub users: crate::auth::UserConnections,
     /// The users' private `portfolio` channels.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::WsContext;
 use crate::auth::{Principal, UserSlot};
-use crate::model::{ChannelId, Encoding, Wire, now_ns};
+use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
@@ -113,6 +113,43 @@ impl Ops<'_> {
             p.expires_s,
         ));
         self.principal = Some(p);
+        self.revoke_unpermitted(id);
+    }
+
+    /// Drops what the connection holds that its (new) token does not permit, with a
+    /// `forbidden` error naming each: a refresh with narrower `channels` narrows what it gets.
+    fn revoke_unpermitted(&mut self, id: Option<i64>) {
+        let Some(p) = &self.principal else { return };
+        if p.channels.is_none() {
+            return;
+        }
+        let mut revoked = Vec::new();
+        for target in self.hub().subscriptions_of(self.conn) {
+            let (permitted, name) = match target {
+                Target::Wildcard(kind) => (p.may_subscribe(kind, None), format!("{kind}:*")),
+                Target::Channel(ch) if ch.kind == Kind::Portfolio => continue,
+                Target::Channel(ch) => {
+                    let symbol = self.ctx.symbols.name(ch.symbol);
+                    (
+                        p.may_subscribe(ch.kind, Some(&symbol)),
+                        self.ctx.symbols.channel_name(ch),
+                    )
+                }
+            };
+            if !permitted {
+                revoked.push((target, name));
+            }
+        }
+        if revoked.is_empty() {
+            return;
+        }
+        let targets: Vec<Target> = revoked.iter().map(|(t, _)| *t).collect();
+        self.hub().unsubscribe(self.conn, &targets);
+        for (_, name) in revoked {
+            let msg =
+                format!("{name} is not among the channels your new token permits: unsubscribed");
+            self.error(id, ErrorCode::Forbidden, &msg);
+        }
     }
 
     /// Resolves a channel name to a target the connection may subscribe, or says why not.

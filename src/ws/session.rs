@@ -106,7 +106,14 @@ pub(crate) async fn run<S>(
         close: Mutex::new(None),
         last_seen_ms: AtomicU64::new(0),
         started: tokio::time::Instant::now(),
-        expires_s: AtomicU64::new(authenticated.as_ref().map_or(0, |(p, _)| p.expires_s)),
+        expires_s: AtomicU64::new(match &authenticated {
+            Some((p, _)) => p.expires_s,
+            // Without anonymous access, an unauthenticated connection has until this to `auth`.
+            None if !ctx.anonymous => {
+                (unix_now() + Duration::from_secs(ctx.auth_timeout_s)).as_secs()
+            }
+            None => 0,
+        }),
     };
     tracing::Span::current().record("conn", conn.id.0);
     ConnectionOpened.emit(&ctx.metrics);
@@ -202,7 +209,11 @@ where
             _ = token_expiry(&conn.expires_s) => {
                 // Checked again: an `auth` op may have moved the expiry meanwhile.
                 if token_expired(&conn.expires_s) {
-                    conn.request_close(Close::with(TOKEN_EXPIRED, "token expired"));
+                    let reason = match reader.ops.principal {
+                        Some(_) => "token expired",
+                        None => "authentication required",
+                    };
+                    conn.request_close(Close::with(TOKEN_EXPIRED, reason));
                 }
             }
             _ = ping.tick() => {
@@ -249,7 +260,8 @@ where
     }
 }
 
-/// The close code of a connection whose token expired (an application code: 4000-4999).
+/// The close code of a connection whose token expired, or that did not authenticate in time
+/// when anonymous access is off (an application code: 4000-4999).
 const TOKEN_EXPIRED: CloseCode = CloseCode::Library(4001);
 
 fn unix_now() -> Duration {

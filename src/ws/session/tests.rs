@@ -194,6 +194,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         history: None,
         auth: None,
         anonymous: config.auth.anonymous,
+        auth_timeout_s: config.auth.auth_timeout_s,
         users: Default::default(),
         portfolios,
     })
