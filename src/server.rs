@@ -119,6 +119,7 @@ impl Server {
             store.clone(),
             symbols.clone(),
             config.portfolio,
+            config.cluster.role != Role::All,
         ));
         // A database that is down at start-up delays persistence, not streaming: the writer
         // migrates before its first batch and retries until the database answers.

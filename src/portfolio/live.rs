@@ -12,6 +12,10 @@
 //!   as the trade's transaction has committed);
 //! - at most every `portfolio.update_ms` while live prices change its valuation (`"prices"`).
 //!
+//! On a cluster node trades may be recorded through another node's REST API, which this node
+//! never hears of: there the watched users' positions are also read again every
+//! `portfolio.reload_ms` and published (`"trade"`) when they changed.
+//!
 //! A user nobody has subscribed to for `portfolio.idle_ms` is forgotten: its ring is dropped and
 //! only its last `seq` is kept, so a later resume gets `reset`, never a reused number.
 
@@ -40,6 +44,9 @@ pub struct PortfolioConfig {
     pub ring_capacity: usize,
     /// A user without subscribers for this long is forgotten (its ring freed).
     pub idle_ms: u64,
+    /// On cluster nodes only: watched users' positions are read again this often, for trades
+    /// recorded through other nodes.
+    pub reload_ms: u64,
 }
 
 impl PortfolioConfig {
@@ -58,6 +65,11 @@ impl PortfolioConfig {
             self.idle_ms >= self.update_ms,
             "portfolio.idle_ms",
             "must be at least portfolio.update_ms",
+        )?;
+        check(
+            (100..=600_000).contains(&self.reload_ms),
+            "portfolio.reload_ms",
+            "must be between 100 and 600000",
         )
     }
 }
@@ -96,6 +108,8 @@ pub struct LivePortfolios {
     store: Arc<Store>,
     symbols: Arc<Symbols>,
     config: PortfolioConfig,
+    /// Trades may be recorded through other nodes (a cluster): reload every `reload_ms`.
+    reload: bool,
     users: Mutex<HashMap<u32, UserState>>,
     /// Users with a trade recorded since the task last looked.
     traded: Mutex<HashSet<u32>>,
@@ -122,17 +136,20 @@ struct Live {
 }
 
 impl LivePortfolios {
+    /// `reload`: this node is one of several serving REST over the same database.
     pub fn new(
         hub: Arc<Hub>,
         store: Arc<Store>,
         symbols: Arc<Symbols>,
         config: PortfolioConfig,
+        reload: bool,
     ) -> Self {
         Self {
             hub,
             store,
             symbols,
             config,
+            reload,
             users: Mutex::new(HashMap::new()),
             traded: Mutex::new(HashSet::new()),
             wake: Notify::new(),
@@ -163,7 +180,7 @@ impl LivePortfolios {
             }
         }
         let positions = self.store.positions(i64::from(id), super::fold).await?;
-        self.publish(id, positions, Reason::Snapshot);
+        self.publish(id, positions, Reason::Snapshot, false);
         Ok(ch)
     }
 
@@ -181,8 +198,8 @@ impl LivePortfolios {
     }
 
     /// Publishes the user's state from `positions`, unless a newer one was already published
-    /// (`Prices`: unless nothing changed).
-    fn publish(&self, id: u32, positions: Vec<PositionRow>, reason: Reason) {
+    /// (`if_changed`: unless nothing changed).
+    fn publish(&self, id: u32, positions: Vec<PositionRow>, reason: Reason, if_changed: bool) {
         let trades: i64 = positions.iter().map(|p| p.trades).sum();
         let valuation = value(positions.clone(), |s| {
             super::live_price(&self.symbols, &self.hub, s)
@@ -201,7 +218,7 @@ impl LivePortfolios {
             if trades < live.trades {
                 return; // read before a trade that is already published
             }
-            if reason == Reason::Prices && live.body == body {
+            if if_changed && live.body == body {
                 return;
             }
         }
@@ -231,25 +248,35 @@ impl LivePortfolios {
     pub async fn run(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.update_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reload = tokio::time::interval(Duration::from_millis(self.config.reload_ms));
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = self.wake.notified() => self.publish_trades().await,
+                _ = self.wake.notified() => {
+                    let traded = std::mem::take(&mut *self.traded.lock().unwrap_or_else(|e| e.into_inner()));
+                    self.publish_from_store(traded, false).await;
+                }
                 _ = tick.tick() => self.revalue(Instant::now()),
+                _ = reload.tick(), if self.reload => {
+                    let watched: HashSet<u32> = self
+                        .users()
+                        .iter()
+                        .filter(|(_, u)| u.live.as_ref().is_some_and(|l| l.idle_since.is_none()))
+                        .map(|(&id, _)| id)
+                        .collect();
+                    self.publish_from_store(watched, true).await;
+                }
             }
         }
     }
 
-    async fn publish_trades(&self) {
-        let traded: Vec<u32> = self
-            .traded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
-        for id in traded {
+    /// Reads each user's positions from the store and publishes them (`if_changed`: only
+    /// what changed).
+    async fn publish_from_store(&self, users: HashSet<u32>, if_changed: bool) {
+        for id in users {
             match self.store.positions(i64::from(id), super::fold).await {
-                Ok(positions) => self.publish(id, positions, Reason::Trade),
+                Ok(positions) => self.publish(id, positions, Reason::Trade, if_changed),
                 Err(e) => {
                     // Retried at the next trade; the subscriber keeps the last state.
                     tracing::warn!(user = id, error = %e, "portfolio not refreshed after a trade");
@@ -279,12 +306,206 @@ impl LivePortfolios {
             }
         }
         for (id, positions) in watched {
-            self.publish(id, positions, Reason::Prices);
+            self.publish(id, positions, Reason::Prices, true);
         }
     }
 
     /// Users whose state this node keeps (for tests and metrics).
     pub fn live_users(&self) -> usize {
         self.users().values().filter(|u| u.live.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::model::Side;
+    use crate::rooms::{HubConfig, Item, Outbox, OutboxLimits, Subscribe, Target};
+    use crate::store::NewTrade;
+    use crate::telemetry::metrics::Metrics;
+
+    struct Rig {
+        live: Arc<LivePortfolios>,
+        hub: Arc<Hub>,
+        store: Arc<Store>,
+        path: std::path::PathBuf,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", self.path.display()));
+            }
+        }
+    }
+
+    async fn rig(reload: bool) -> Rig {
+        let mut config = crate::config::Config::defaults().expect("defaults");
+        let path = std::env::temp_dir().join(format!(
+            "tickcast-live-{}-{}.db",
+            std::process::id(),
+            now_ns()
+        ));
+        config.database.url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = Arc::new(Store::open(&config.database).expect("store"));
+        store.migrate().await.expect("migrations");
+        let hub = Arc::new(Hub::new(
+            HubConfig {
+                ring_capacity: 8,
+                snapshot_depth: 2,
+                portfolio_ring_capacity: 4,
+            },
+            Arc::new(Metrics::default()),
+        ));
+        let portfolio = PortfolioConfig {
+            update_ms: 100,
+            ring_capacity: 4,
+            idle_ms: 300,
+            reload_ms: 100,
+        };
+        portfolio.validate().expect("valid");
+        let symbols = Arc::new(Symbols::new(8));
+        let live = Arc::new(LivePortfolios::new(
+            hub.clone(),
+            store.clone(),
+            symbols,
+            portfolio,
+            reload,
+        ));
+        Rig {
+            live,
+            hub,
+            store,
+            path,
+        }
+    }
+
+    impl Rig {
+        fn run(
+            &self,
+        ) -> (
+            tokio_util::sync::CancellationToken,
+            tokio::task::JoinHandle<()>,
+        ) {
+            let stop = tokio_util::sync::CancellationToken::new();
+            (stop.clone(), tokio::spawn(self.live.clone().run(stop)))
+        }
+
+        /// Opens `user`'s channel and subscribes a connection: (channel, connection, its
+        /// outbox, the snapshot's seq).
+        async fn watch(&self, user: &str) -> (ChannelId, crate::rooms::ConnId, Arc<Outbox>, u64) {
+            let ch = self.live.open(user).await.expect("opens");
+            let (conn, out) = (self.hub.next_conn_id(), outbox());
+            let sub = Subscribe {
+                targets: vec![Target::Channel(ch)],
+                ..Default::default()
+            };
+            self.hub.subscribe(conn, &out, &sub);
+            let first = wait_for(&out, |e| e["reason"] == "snapshot").await;
+            (ch, conn, out, first)
+        }
+    }
+
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(OutboxLimits {
+            max_events: 64,
+            max_bytes: 1 << 20,
+            max_held_bytes: 1 << 20,
+        }))
+    }
+
+    /// The JSON of every event and snapshot event queued in `outbox`.
+    fn drained(outbox: &Outbox) -> Vec<serde_json::Value> {
+        let mut items = VecDeque::new();
+        outbox.drain(std::time::Instant::now(), &mut items);
+        let json = |w: &crate::model::Wire| serde_json::from_slice(w.json()).expect("json");
+        items
+            .iter()
+            .flat_map(|item| match item {
+                Item::Event { wire, .. } | Item::Replay(wire) => vec![json(wire)],
+                Item::Snapshot(s) => s.events.iter().map(json).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Polls `outbox` until an event matches `want` (bounded: 5 s).
+    async fn wait_for(outbox: &Outbox, want: impl Fn(&serde_json::Value) -> bool) -> u64 {
+        for _ in 0..100 {
+            if let Some(e) = drained(outbox).into_iter().find(|e| want(e)) {
+                return e["seq"].as_u64().expect("seq");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no such portfolio event within 5 s");
+    }
+
+    fn fill(quantity: i64) -> NewTrade {
+        NewTrade {
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            quantity: quantity.into(),
+            price: 10.into(),
+            ts: 1,
+            time_sent: true,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_node_picks_up_trades_recorded_elsewhere_and_idle_users_are_forgotten() {
+        let r = rig(true).await;
+        let (user, _) = r.store.create_user("ida").await.expect("user");
+        let (stop, task) = r.run();
+        let (ch, conn, out, first) = r.watch("ida").await;
+
+        // Recorded through "another node": straight into the store, nobody told this one.
+        r.store
+            .record_trade(user, &fill(3), None, super::super::fold)
+            .await
+            .expect("trade");
+        let seq = wait_for(&out, |e| e["trades"] == 1 && e["reason"] == "trade").await;
+        assert!(seq > first);
+        // Nothing changed since: reloads publish nothing more.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(drained(&out), Vec::<serde_json::Value>::new());
+
+        // Unwatched for idle_ms: forgotten, ring freed; reopened, its seq continues.
+        r.hub.unsubscribe(conn, &[Target::Channel(ch)]);
+        for _ in 0..100 {
+            if r.live.live_users() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(r.live.live_users(), 0);
+        assert_eq!(r.hub.last_seq(ch), 0, "the ring is gone");
+        r.live.open("ida").await.expect("opens again");
+        assert_eq!(r.hub.last_seq(ch), seq + 1, "no seq is reused");
+        stop.cancel();
+        task.await.expect("stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_publishes_on_the_trades_it_is_told_of_only() {
+        let r = rig(false).await;
+        let (user, _) = r.store.create_user("jo").await.expect("user");
+        let (stop, task) = r.run();
+        let (_, _, out, _) = r.watch("jo").await;
+        r.store
+            .record_trade(user, &fill(1), None, super::super::fold)
+            .await
+            .expect("trade");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(drained(&out), Vec::<serde_json::Value>::new(), "not told");
+        r.live.trade_recorded(user);
+        wait_for(&out, |e| e["trades"] == 1).await;
+        assert_eq!(
+            r.live.open("nobody").await.map_err(|e| e.to_string()).err(),
+            Some("no user \"nobody\" on this server".to_owned())
+        );
+        stop.cancel();
+        task.await.expect("stops");
     }
 }

@@ -178,6 +178,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         store,
         symbols.clone(),
         config.portfolio,
+        false,
     ));
     Arc::new(WsContext {
         ring_capacity: config.ring.capacity,
