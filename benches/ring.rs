@@ -30,6 +30,7 @@ fn event(seq: u64) -> Event {
             Bytes::from_static(b"{\"type\":\"tick\"}"),
             Bytes::from_static(&[0x91, 0x01]),
         ),
+        book: None,
     }
 }
 

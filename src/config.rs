@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub use crate::api::ApiConfig;
 pub use crate::auth::AuthConfig;
+pub use crate::book::BookConfig;
 use crate::client::TrustedProxies;
 pub use crate::cluster::{ClusterConfig, Role};
 pub use crate::config_section::ConfigError;
@@ -47,6 +48,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub portfolio: PortfolioConfig,
+    pub book: BookConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +181,7 @@ impl Config {
             .validate(self.database.url.starts_with("postgres"))?;
         self.auth.validate()?;
         self.portfolio.validate()?;
+        self.book.validate()?;
         Ok(())
     }
 }

@@ -32,6 +32,8 @@ pub enum Kind {
     Bars1s,
     Bars1m,
     Indicators,
+    /// A symbol's order book view (`book:SYM`): deltas of its top levels.
+    Book,
     /// A user's private portfolio (`portfolio`): one channel per user, whose [`ChannelId`]
     /// holds the user's id where market channels hold a symbol ([`ChannelId::portfolio`]).
     Portfolio,
@@ -39,18 +41,24 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Ticks,
         Kind::Bars1s,
         Kind::Bars1m,
         Kind::Indicators,
+        Kind::Book,
         Kind::Portfolio,
     ];
     pub(crate) const COUNT: usize = Self::ALL.len();
     /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
     /// ingest and carried by the cluster stream.
-    pub(crate) const MARKET: [Kind; 4] =
-        [Kind::Ticks, Kind::Bars1s, Kind::Bars1m, Kind::Indicators];
+    pub(crate) const MARKET: [Kind; 5] = [
+        Kind::Ticks,
+        Kind::Bars1s,
+        Kind::Bars1m,
+        Kind::Indicators,
+        Kind::Book,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +66,7 @@ impl Kind {
             Kind::Bars1s => "bars.1s",
             Kind::Bars1m => "bars.1m",
             Kind::Indicators => "indicators",
+            Kind::Book => "book",
             Kind::Portfolio => "portfolio",
         }
     }
@@ -247,6 +256,9 @@ pub enum Payload {
     Indicators(IndicatorValues),
     /// A user's whole portfolio; its content lives only in the wire forms.
     Portfolio,
+    /// An order book delta; its levels live in the wire forms, the view it leads to in
+    /// [`Event::book`].
+    Book,
 }
 
 /// A sequenced event: typed payload plus its wire encodings, made once.
@@ -260,6 +272,9 @@ pub struct Event {
     pub payload: Payload,
     /// The encoded wire forms, shared by every subscriber and every snapshot.
     pub wire: Wire,
+    /// A `book` event's resulting view (the top levels after it), for snapshots: the hub keeps
+    /// the latest per channel and never stores it in the ring.
+    pub book: Option<Arc<crate::book::BookView>>,
 }
 
 /// The encodings a connection can ask for (`/ws?encoding=`).

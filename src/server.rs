@@ -190,6 +190,7 @@ impl Server {
             metrics.clone(),
             config.pipeline.periods(),
         );
+        let ingest = ingest.with_books(config.book);
 
         // An edge runs no feeds: its events come from the stream.
         let feeds = if node.is_edge() {
@@ -246,6 +247,7 @@ impl Server {
                 indicators,
                 api: api_config.clone(),
                 periods: config.pipeline.periods(),
+                book_depth: config.book.depth,
             },
             portfolio: PortfolioState {
                 store: store.clone(),
@@ -300,6 +302,7 @@ impl Server {
                 anonymous: config.auth.anonymous,
                 auth_timeout_s: config.auth.auth_timeout_s,
                 users: Default::default(),
+                book_depth: config.book.depth,
                 portfolios,
             }),
             guard: Arc::new(RestGuard::new(

@@ -201,7 +201,9 @@ async fn a_portfolio_resumes_from_its_seq_and_moves_with_prices() {
         if e["unrealized_pnl"] == json!(13.5) {
             assert_eq!(e["positions"][0]["avg_cost"], 51, "{e}");
             assert_eq!(e["positions"][0]["market_value"], 166.5, "{e}");
-            assert_eq!(e["reason"], "prices");
+            // The trade's update may already see the new price (it reads the store after the
+            // tick arrived); otherwise a price update brings it.
+            assert!(e["reason"] == "prices" || e["reason"] == "trade", "{e}");
             break;
         }
     }

@@ -661,6 +661,7 @@ async fn openapi_documents_every_rest_route() {
         ("/api/v1/ticks/{symbol}", "get"),
         ("/api/v1/bars/{symbol}", "get"),
         ("/api/v1/indicators/{symbol}", "get"),
+        ("/api/v1/book/{symbol}", "get"),
         ("/api/v1/predictions/{symbol}", "get"),
         ("/api/v1/portfolio", "get"),
         ("/api/v1/portfolio/trades", "post"),

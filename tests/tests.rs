@@ -5,6 +5,7 @@ mod util;
 
 mod amplification;
 mod auth;
+mod book;
 mod cluster;
 mod config;
 mod encoding;

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::book::BookUpdate;
 use crate::client::{VerifiedKeys, key_digest};
 use crate::cluster::ClusterStatus;
 use crate::feed::HttpIngestConfig;
@@ -61,27 +62,32 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Checks the token before reading the body, so an unauthenticated client cannot make the
-/// server buffer up to 4 MiB.
-pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
+/// server buffer up to 4 MiB; then the body's records (a JSON array of at most
+/// `feeds.http.max_records`), or the problem that answers the request.
+async fn records(
+    state: &IngestState,
+    req: Request,
+    what: &str,
+) -> Result<Vec<serde_json::Value>, Response> {
     let cfg = &state.config;
     let headers = req.headers();
     if !state.cluster.leads_ingest() {
-        return Problem::new(
+        return Err(Problem::new(
             ProblemCode::NotLeader,
             format!(
-                "this {} node does not lead ingest; post ticks to the ingest leader",
+                "this {} node does not lead ingest; post {what} to the ingest leader",
                 state.cluster.role.as_str()
             ),
         )
         .retry_after(1)
-        .into_response();
+        .into_response());
     }
     if cfg.token.is_empty() {
-        return Problem::new(
+        return Err(Problem::new(
             ProblemCode::IngestDisabled,
             "HTTP ingest is disabled: set feeds.http.token to enable it",
         )
-        .into_response();
+        .into_response());
     }
     match bearer(headers) {
         Some(t) if same(t.as_bytes(), cfg.token.as_bytes()) => {
@@ -89,37 +95,41 @@ pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Re
             state.verified.insert(key_digest(t));
         }
         Some(_) => {
-            return Problem::new(ProblemCode::Unauthorized, "invalid ingest token").into_response();
+            return Err(
+                Problem::new(ProblemCode::Unauthorized, "invalid ingest token").into_response(),
+            );
         }
         None => {
-            return Problem::new(
+            return Err(Problem::new(
                 ProblemCode::Unauthorized,
                 "missing `Authorization: Bearer <ingest token>`",
             )
-            .into_response();
+            .into_response());
         }
     }
     let body: Result<Bytes, BytesRejection> = Bytes::from_request(req, &()).await;
     let body = match body {
         Ok(b) => b,
-        Err(e) => return Problem::body_rejection(&e, super::MAX_BODY_BYTES).into_response(),
+        Err(e) => return Err(Problem::body_rejection(&e, super::MAX_BODY_BYTES).into_response()),
     };
     let values: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Array(v)) => v,
         Ok(_) => {
-            return Problem::new(
+            return Err(Problem::new(
                 ProblemCode::BadRequest,
-                "the body must be a JSON array of ticks",
+                format!("the body must be a JSON array of {what}"),
             )
-            .into_response();
+            .into_response());
         }
         Err(e) => {
-            return Problem::new(ProblemCode::MalformedBody, format!("malformed JSON: {e}"))
-                .into_response();
+            return Err(
+                Problem::new(ProblemCode::MalformedBody, format!("malformed JSON: {e}"))
+                    .into_response(),
+            );
         }
     };
     if values.len() > cfg.max_records {
-        return Problem::new(
+        return Err(Problem::new(
             ProblemCode::TooManyRecords,
             format!(
                 "{} records; at most {} per request",
@@ -127,8 +137,49 @@ pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Re
                 cfg.max_records
             ),
         )
-        .into_response();
+        .into_response());
     }
+    Ok(values)
+}
+
+/// The 422 for records that failed validation (nothing of the request is ingested).
+fn invalid_records(state: &IngestState, errors: Vec<serde_json::Value>) -> Response {
+    state.ingest.count_rejected(errors.len() as u64);
+    let n = errors.len();
+    Problem::new(
+        ProblemCode::InvalidRecords,
+        format!("{n} record(s) failed validation; nothing was ingested"),
+    )
+    .with("errors", serde_json::Value::Array(errors))
+    .into_response()
+}
+
+/// The answer to records handed to ingest (or not, when its queue is full).
+fn submitted(accepted: usize, sent: Result<(), TrySubmitError>) -> Response {
+    match sent {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"accepted": accepted})),
+        )
+            .into_response(),
+        Err(TrySubmitError::Full) => Problem::new(
+            ProblemCode::IngestBusy,
+            "the ingest queue is full; retry shortly",
+        )
+        .retry_after(1)
+        .into_response(),
+        Err(TrySubmitError::Closed(_)) => {
+            Problem::new(ProblemCode::ShuttingDown, "the server is shutting down").into_response()
+        }
+    }
+}
+
+/// `POST /api/v1/ingest`: ticks.
+pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
+    let values = match records(&state, req, "ticks").await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
     let now = now_ns();
     let mut ticks = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
@@ -172,32 +223,86 @@ pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Re
         }
     }
     if !errors.is_empty() {
-        state.ingest.count_rejected(errors.len() as u64);
-        let n = errors.len();
-        return Problem::new(
-            ProblemCode::InvalidRecords,
-            format!("{n} record(s) failed validation; nothing was ingested"),
-        )
-        .with("errors", serde_json::Value::Array(errors))
-        .into_response();
+        return invalid_records(&state, errors);
     }
     let accepted = ticks.len();
-    match state.ingest.try_send(ticks) {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"accepted": accepted})),
-        )
-            .into_response(),
-        Err(TrySubmitError::Full) => Problem::new(
-            ProblemCode::IngestBusy,
-            "the ingest queue is full; retry shortly",
-        )
-        .retry_after(1)
-        .into_response(),
-        Err(TrySubmitError::Closed(_)) => {
-            Problem::new(ProblemCode::ShuttingDown, "the server is shutting down").into_response()
+    submitted(accepted, state.ingest.try_send(ticks))
+}
+
+/// One record of a book ingest body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookRecord {
+    symbol: String,
+    /// The whole book (replaces every level) rather than changed levels.
+    #[serde(default)]
+    snapshot: bool,
+    #[serde(default)]
+    bids: Vec<(f64, f64)>,
+    #[serde(default)]
+    asks: Vec<(f64, f64)>,
+    /// As a tick's `ts`.
+    #[serde(default)]
+    ts: Option<i64>,
+}
+
+/// `POST /api/v1/ingest/book`: order book updates, `[{"symbol","snapshot"?,"bids":[[price,
+/// size],..],"asks":[..],"ts"?}]` (size 0 removes a level); validated as a whole like ticks.
+pub(crate) async fn ingest_book(State(state): State<IngestState>, req: Request) -> Response {
+    let values = match records(&state, req, "book updates").await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let now = now_ns();
+    let max_skew_ns = state.ingest.max_future_skew_ns().unwrap_or(i64::MAX);
+    let mut updates = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (index, v) in values.into_iter().enumerate() {
+        let update = BookRecord::deserialize(v)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                let exchange_ts = match r.ts {
+                    None => now,
+                    Some(n) => timestamp::from_integer(n).map_err(|e| format!("ts: {e}"))?,
+                };
+                Ok(BookUpdate {
+                    symbol: r.symbol,
+                    snapshot: r.snapshot,
+                    bids: r.bids,
+                    asks: r.asks,
+                    exchange_ts,
+                })
+            })
+            .and_then(|u| u.validate().map(|()| u).map_err(|e| e.to_string()))
+            .and_then(|u| {
+                let ahead = u.exchange_ts.saturating_sub(now);
+                if ahead > max_skew_ns {
+                    return Err(format!(
+                        "exchange time is {} ms ahead of the server clock; a live feed allows at \
+                         most {} ms (feeds.max_future_skew_ms)",
+                        ahead / 1_000_000,
+                        max_skew_ns / 1_000_000
+                    ));
+                }
+                Ok(u)
+            });
+        match update {
+            Ok(u) => updates.push(u),
+            Err(message) => errors.push(json!({"index": index, "message": message})),
         }
     }
+    if errors.is_empty() {
+        for (index, u) in updates.iter().enumerate() {
+            if let Err(e) = state.ingest.reserve_symbol_name(&u.symbol) {
+                errors.push(json!({"index": index, "message": e.to_string()}));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return invalid_records(&state, errors);
+    }
+    let accepted = updates.len();
+    submitted(accepted, state.ingest.try_send_books(updates))
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct MarketState {
     pub api: Arc<ApiConfig>,
     /// Name the indicator fields (`sma_20`).
     pub periods: IndicatorPeriods,
+    /// Levels per side of the book views (`book.depth`).
+    pub book_depth: usize,
 }
 
 /// A database failure as a response: 503 when the database is unreachable, 500 otherwise.

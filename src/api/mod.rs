@@ -11,6 +11,7 @@
 //! `/openapi.json` is generated from the handlers' annotations.
 
 pub mod auth;
+pub mod book;
 mod config;
 pub mod health;
 pub mod ingest;
@@ -136,6 +137,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/bars/{symbol}", get(market::bars))
         .route("/api/v1/indicators/{symbol}", get(market::indicators))
+        .route("/api/v1/book/{symbol}", get(book::book))
         .route(
             "/api/v1/predictions/{symbol}",
             get(predictions::predictions),
@@ -149,6 +151,7 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
         .route("/api/v1/ingest", post(ingest::ingest))
+        .route("/api/v1/ingest/book", post(ingest::ingest_book))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(rest)
         .route("/healthz", get(health::healthz))

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, market, portfolio, predictions};
+use super::{auth, book, market, portfolio, predictions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{auth, market, portfolio, predictions};
         market::ticks,
         market::bars,
         market::indicators,
+        book::book,
         predictions::predictions,
         portfolio::portfolio,
         portfolio::record_trade,
@@ -28,6 +29,8 @@ use super::{auth, market, portfolio, predictions};
         market::TickOut,
         market::BarPage,
         market::BarOut,
+        book::BookOut,
+        book::TopOfBook,
         predictions::PredictionOut,
         portfolio::TradeIn,
         portfolio::TradeOut,
@@ -81,6 +84,7 @@ mod tests {
                 &["interval"],
             ),
             ("/api/v1/predictions/{symbol}", &["horizon_s", "model"], &[]),
+            ("/api/v1/book/{symbol}", &["depth"], &[]),
         ];
         for (path, names, required) in cases {
             let params = doc["paths"][path]["get"]["parameters"]

@@ -186,5 +186,6 @@ fn to_event(
         ts: decoded.ts,
         payload: decoded.payload,
         wire,
+        book: None,
     })
 }

@@ -181,6 +181,9 @@ impl EventSink for StreamPublisher {
         {
             let mut q = self.lock();
             for e in events {
+                if e.channel.kind == crate::model::Kind::Book {
+                    continue; // edges do not serve book channels yet (docs/PROTOCOL.md)
+                }
                 if q.bytes + e.wire.json().len() > self.max_bytes {
                     dropped += 1;
                     continue;
@@ -239,6 +242,7 @@ mod tests {
                 ts: 1,
             }),
             wire: Wire::new(Bytes::from(vec![b'x'; size]), Bytes::new()),
+            book: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub(crate) fn kind_token(kind: Kind) -> &'static str {
         Kind::Bars1s => "bars_1s",
         Kind::Bars1m => "bars_1m",
         Kind::Indicators => "indicators",
+        Kind::Book => "book",
         // Never published: a user's portfolio stays on the node that made it.
         Kind::Portfolio => "portfolio",
     }

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::{Derived, Msg, TickError, check_future};
-use crate::model::{ChannelId, RawTick, Symbols};
+use crate::book::BookUpdate;
+use crate::model::{ChannelId, RawTick, SymbolLimit, Symbols};
 use crate::telemetry::metrics::Metrics;
 
 /// The ingest queue is closed: the server is shutting down.
@@ -110,7 +111,16 @@ impl IngestHandle {
 
     /// Queues validated ticks if there is room now.
     pub(crate) fn try_send(&self, ticks: Vec<RawTick>) -> Result<(), TrySubmitError> {
-        self.tx.try_send(self.ticks(ticks)).map_err(|e| match e {
+        self.try_queue(self.ticks(ticks))
+    }
+
+    /// Queues validated depth updates if there is room now.
+    pub(crate) fn try_send_books(&self, updates: Vec<BookUpdate>) -> Result<(), TrySubmitError> {
+        self.try_queue(Msg::Books(updates))
+    }
+
+    fn try_queue(&self, msg: Msg) -> Result<(), TrySubmitError> {
+        self.tx.try_send(msg).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => TrySubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => TrySubmitError::Closed(IngestClosed),
         })?;
@@ -118,6 +128,14 @@ impl IngestHandle {
             .ingest_queue_depth
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Queues depth updates, waiting while the queue is full.
+    pub(crate) async fn send_books(&self, updates: Vec<BookUpdate>) -> Result<(), IngestClosed> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.queue(Msg::Books(updates)).await
     }
 
     /// Queues pipeline output from a blocking (non-async) thread.
@@ -152,6 +170,17 @@ impl IngestHandle {
     pub(crate) fn reserve_symbol(&self, t: &RawTick) -> Result<(), TickError> {
         self.symbols.intern(&t.symbol)?;
         Ok(())
+    }
+
+    /// [`Self::reserve_symbol`] for a symbol name (a depth update's).
+    pub(crate) fn reserve_symbol_name(&self, symbol: &str) -> Result<(), SymbolLimit> {
+        self.symbols.intern(symbol).map(|_| ())
+    }
+
+    /// How far ahead of the server clock (ns) this handle's records may be dated; `None` for a
+    /// handle that is not live.
+    pub(crate) fn max_future_skew_ns(&self) -> Option<i64> {
+        self.max_future_skew_ns
     }
 
     /// False once ingest has stopped taking batches.

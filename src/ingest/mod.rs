@@ -5,11 +5,13 @@
 //! them in order, so `seq` is assigned exactly once per channel with no lock, and fan-out never
 //! runs on the async runtime's workers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
+use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView};
 use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
     SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
@@ -76,6 +78,15 @@ pub(crate) fn check_future(t: &RawTick, now_ns: i64, max_skew_ns: i64) -> Result
     Ok(())
 }
 
+/// Why a depth update was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BookUpdateError {
+    #[error(transparent)]
+    Book(#[from] BookError),
+    #[error(transparent)]
+    SymbolLimit(#[from] SymbolLimit),
+}
+
 /// A value the pipeline computed, not yet sequenced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Derived {
@@ -101,6 +112,8 @@ enum Msg {
         published: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Derived(Vec<Derived>),
+    /// Order book depth updates, applied to each symbol's book in order.
+    Books(Vec<BookUpdate>),
     /// Continue these channels after the given `seq`s (a new cluster leader taking over the
     /// stream); told once applied.
     Seed(Vec<(ChannelId, u64)>, tokio::sync::oneshot::Sender<()>),
@@ -122,6 +135,9 @@ pub(crate) struct Ingest {
     names: [Vec<Arc<str>>; Kind::COUNT],
     /// One log line per second at most for refused future ticks.
     future_log: LogThrottle,
+    /// Each symbol's book and the view last published from it.
+    books: HashMap<SymbolId, (Book, BookView)>,
+    book_config: BookConfig,
 }
 
 impl Ingest {
@@ -147,8 +163,19 @@ impl Ingest {
             seq: Default::default(),
             names: Default::default(),
             future_log: LogThrottle::default(),
+            books: HashMap::new(),
+            book_config: BookConfig {
+                depth: 25,
+                max_levels: 1000,
+            },
         };
         (ingest, handle)
+    }
+
+    /// How much of each order book is kept and published (`[book]`).
+    pub(crate) fn with_books(mut self, config: BookConfig) -> Self {
+        self.book_config = config;
+        self
     }
 
     /// Runs on its own thread until every [`IngestHandle`] is dropped.
@@ -240,6 +267,20 @@ impl Ingest {
                     out.push(self.derived_event(d, ts));
                 }
             }
+            Msg::Books(updates) => {
+                for u in updates {
+                    match self.book_event(&u, ts) {
+                        Ok(Some(e)) => out.push(e),
+                        Ok(None) => {}
+                        Err(error) => {
+                            self.metrics
+                                .book_updates_rejected
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(symbol = %u.symbol, %error, "book update rejected at ingest");
+                        }
+                    }
+                }
+            }
             Msg::Seed(seqs, done) => {
                 for (ch, seq) in seqs {
                     let (k, i) = self.slot(ch);
@@ -249,6 +290,58 @@ impl Ingest {
             }
         }
         false
+    }
+
+    /// Applies a depth update to its symbol's book; the event publishing what changed in the
+    /// view (the whole view, `reset`, for a snapshot or the book's first update), or `None`
+    /// when the view did not change (a level deeper than `book.depth`).
+    fn book_event(&mut self, u: &BookUpdate, ts: i64) -> Result<Option<Event>, BookUpdateError> {
+        u.validate()?;
+        let symbol = self.symbols.intern(&u.symbol)?;
+        let cfg = self.book_config;
+        let first = !self.books.contains_key(&symbol);
+        let (book, published) = self.books.entry(symbol).or_default();
+        let dropped = book.apply(u, cfg.max_levels);
+        if dropped > 0 {
+            self.metrics
+                .book_levels_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        let view = book.view(cfg.depth);
+        let reset = first || u.snapshot;
+        let levels = if reset {
+            view.clone()
+        } else {
+            let delta = published.diff(&view);
+            if delta.is_empty() {
+                return Ok(None);
+            }
+            delta
+        };
+        let checksum = view.checksum();
+        *published = view.clone();
+        let channel = ChannelId {
+            kind: Kind::Book,
+            symbol,
+        };
+        let (seq, name) = self.next_seq(channel);
+        self.metrics.book_updates.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(Event {
+            channel,
+            seq,
+            ts,
+            payload: Payload::Book,
+            wire: protocol::BookMessage {
+                ch: &name,
+                seq,
+                ts,
+                reset,
+                levels: &levels,
+                checksum,
+            }
+            .wire(),
+            book: Some(Arc::new(view)),
+        }))
     }
 
     fn tick_event(&mut self, raw: &RawTick, ts: i64) -> Result<Event, TickError> {
@@ -274,6 +367,7 @@ impl Ingest {
             ts,
             payload: Payload::Tick(tick),
             wire: protocol::encode_tick(&name, seq, &tick),
+            book: None,
         })
     }
 
@@ -288,6 +382,7 @@ impl Ingest {
                     ts,
                     payload: Payload::Bar(bar),
                     wire: protocol::encode_bar(&name, seq, ts, &bar),
+                    book: None,
                 }
             }
             Derived::Indicators { symbol, values } => {
@@ -308,6 +403,7 @@ impl Ingest {
                         &values,
                         &self.indicator_fields,
                     ),
+                    book: None,
                 }
             }
         }

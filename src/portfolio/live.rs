@@ -238,6 +238,7 @@ impl LivePortfolios {
             ts,
             payload: Payload::Portfolio,
             wire: protocol::encode_portfolio(seq, ts, reason.as_str(), &out),
+            book: None,
         };
         // Under the users lock: this user's events reach the hub in `seq` order.
         self.hub.publish(std::slice::from_ref(&event));
@@ -424,7 +425,7 @@ mod tests {
         items
             .iter()
             .flat_map(|item| match item {
-                Item::Event { wire, .. } | Item::Replay(wire) => vec![json(wire)],
+                Item::Event { wire, .. } | Item::Replay { wire, .. } => vec![json(wire)],
                 Item::Snapshot(s) => s.events.iter().map(json).collect(),
                 _ => Vec::new(),
             })

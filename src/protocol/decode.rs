@@ -68,6 +68,10 @@ pub fn decode_event(
             kind,
             message: "portfolio events are never on the stream".into(),
         }),
+        Kind::Book => Err(DecodeError::Json {
+            kind,
+            message: "book channels are not served by edges yet".into(),
+        }),
         Kind::Indicators => {
             let v: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(json)?;
             let int = |k: &str| v.get(k).and_then(Value::as_i64);

@@ -9,7 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::decode::Decoded;
 use super::indicators::IndicatorFields;
 use super::{msgpack, to_bytes};
-use crate::model::{BarEvent, IndicatorValues, Payload, Side, Tick, Wire};
+use crate::book::BookView;
+use crate::model::{BarEvent, Encoding, IndicatorValues, Payload, Side, Tick, Wire};
 
 /// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
 pub(super) struct Num(pub(super) f64);
@@ -49,6 +50,7 @@ const TICK: EventType = EventType("tick", 1);
 const BAR: EventType = EventType("bar", 2);
 pub(super) const INDICATORS: EventType = EventType("indicators", 3);
 const PORTFOLIO: EventType = EventType("portfolio", 4);
+const BOOK: EventType = EventType("book", 5);
 
 /// A wire struct in both encodings.
 fn wire<T: Serialize>(v: &T) -> Wire {
@@ -171,6 +173,66 @@ pub fn encode_indicators(
     )
 }
 
+/// A `book` event: changed levels (size 0: removed) or, with `reset`, the whole view.
+#[derive(Serialize)]
+struct BookWire<'a> {
+    #[serde(rename = "type")]
+    kind: EventType,
+    ch: &'a str,
+    seq: u64,
+    ts: i64,
+    /// True: replace your copy with these levels (the first event of a book, a venue resync).
+    reset: bool,
+    bids: Vec<(Num, Num)>,
+    asks: Vec<(Num, Num)>,
+    /// CRC-32 of the top levels of the view after this event (`BookView::checksum`).
+    checksum: u32,
+}
+
+/// A `book` event to encode: `levels` holds the changed levels, or the whole view when `reset`;
+/// `checksum` is that of the view after it (`BookView::checksum`).
+#[derive(Debug, Clone, Copy)]
+pub struct BookMessage<'a> {
+    pub ch: &'a str,
+    pub seq: u64,
+    pub ts: i64,
+    pub reset: bool,
+    pub levels: &'a BookView,
+    pub checksum: u32,
+}
+
+impl BookMessage<'_> {
+    fn wire_struct(&self) -> BookWire<'_> {
+        let pairs = |side: &[(f64, f64)]| side.iter().map(|&(p, s)| (Num(p), Num(s))).collect();
+        BookWire {
+            kind: BOOK,
+            ch: self.ch,
+            seq: self.seq,
+            ts: self.ts,
+            reset: self.reset,
+            bids: pairs(&self.levels.bids),
+            asks: pairs(&self.levels.asks),
+            checksum: self.checksum,
+        }
+    }
+
+    /// `{"type":"book","ch":"book:SYM","seq":..,"ts":..,"reset":false,"bids":[[price,size],..],
+    /// "asks":[..],"checksum":..}`; MessagePack `[5, ch, seq, ts, reset, bids, asks, checksum]`.
+    pub fn wire(&self) -> Wire {
+        wire(&self.wire_struct())
+    }
+
+    /// In one encoding only: what a connection's writer sends when it makes a book event of its
+    /// own (a narrower depth, a throttle, a reset after a gap).
+    pub fn encoded(&self, encoding: Encoding) -> Bytes {
+        let w = self.wire_struct();
+        match encoding {
+            Encoding::Json => to_bytes(&w),
+            Encoding::Msgpack => msgpack::positional(&w),
+        }
+    }
+}
+
 /// A `portfolio` event's fields after `ts`: why it was published, then the portfolio body.
 #[derive(Serialize)]
 struct PortfolioFields<'a, B: Serialize> {
@@ -216,6 +278,8 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => Bytes::new(),
+        // Book events are not carried to edges yet (`decode` refuses them).
+        Payload::Book => Bytes::new(),
     };
     Wire::new(json, msgpack)
 }

@@ -31,7 +31,9 @@ use serde::Serialize;
 
 pub use codes::{ErrorCode, ProblemCode};
 pub use decode::{DecodeError, Decoded, decode_event};
-pub use events::{encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire};
+pub use events::{
+    BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire,
+};
 pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;
 pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};

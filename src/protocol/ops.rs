@@ -26,6 +26,10 @@ pub enum ClientOp {
         /// When it is not this server run's, no resume point is trusted (`reset: true`).
         #[serde(default)]
         epoch: Option<i64>,
+        /// Extension: levels per side of the `book:` channels of this subscribe (at most
+        /// `book.depth`, the default).
+        #[serde(default)]
+        depth: Option<usize>,
     },
     Unsubscribe {
         #[serde(default)]

@@ -236,7 +236,7 @@ mod tests {
         );
         assert_eq!(
             parse(&encode_list(Encoding::Json, Some(4), &["A"])),
-            json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators"]})
+            json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators","book"]})
         );
     }
 }

@@ -35,6 +35,7 @@ pub(super) fn tick(channel: ChannelId, seq: u64) -> Event {
             let b = Bytes::from(format!("{}#{}", channel.symbol.0, seq));
             Wire::new(b.clone(), b)
         },
+        book: None,
     }
 }
 
@@ -83,7 +84,7 @@ pub(super) fn drain(o: &Outbox) -> Vec<String> {
 pub(super) fn show(item: &Item) -> String {
     match item {
         Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
-        Item::Replay(w) | Item::Event { wire: w, .. } => {
+        Item::Replay { wire: w, .. } | Item::Event { wire: w, .. } => {
             String::from_utf8_lossy(w.json()).into_owned()
         }
         Item::Batch(batch) => format!("batch of {}", batch.events.len()),

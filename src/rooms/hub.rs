@@ -15,6 +15,7 @@ use super::backlog::PipelineBacklog;
 use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
+use crate::book::BookView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
@@ -61,6 +62,8 @@ pub(super) struct State {
 pub(super) struct Channel {
     pub(super) ring: Ring<Event>,
     pub(super) subscribers: Room,
+    /// A `book` channel's view after its newest event (what its snapshots hold).
+    pub(super) book: Option<Arc<BookView>>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,7 +148,16 @@ impl EventSink for Hub {
                     // some): subscribers see the jump, the ring restarts (no hidden hole).
                     tracing::warn!(channel = ?ch, seq = event.seq, last, "seq jump");
                 }
-                channel.ring.push(event.clone());
+                if event.book.is_some() {
+                    // The view goes to the channel, not the ring: one per channel, not per event.
+                    channel.book = event.book.clone();
+                    channel.ring.push(Event {
+                        book: None,
+                        ..event.clone()
+                    });
+                } else {
+                    channel.ring.push(event.clone());
+                }
                 ticks += u64::from(ch.kind == Kind::Ticks);
                 for sub in &channel.subscribers {
                     if sub.outbox.push_event(ch, &event.wire, sub.throttle, now) {
@@ -195,6 +207,7 @@ impl Channel {
         Self {
             ring: Ring::new(capacity),
             subscribers: Room::default(),
+            book: None,
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::book::BookView;
 use crate::model::{ChannelId, Encoding, Wire};
 
 /// Bounds of one connection's queue.
@@ -44,7 +45,7 @@ pub enum Item {
     /// snapshots are: rare next to events.
     Control(Box<Bytes>),
     /// A replayed event (a resume): never conflated or dropped.
-    Replay(Wire),
+    Replay { channel: ChannelId, wire: Wire },
     /// A channel event: may be conflated with a newer one of the same channel.
     Event { channel: ChannelId, wire: Wire },
     /// A channel's snapshot, encoded by the writer (rooms know no JSON); never conflated. Boxed:
@@ -105,12 +106,22 @@ pub struct Snapshot {
     pub events: Vec<Wire>,
     /// True when the client asked to resume from a point that cannot be served exactly.
     pub reset: bool,
+    /// A `book` channel's snapshot: its view at `seq` (`events` is empty), which the writer
+    /// sends as one `book` event with `reset`.
+    pub book: Option<Arc<BookView>>,
 }
+
+/// What a book level costs in a snapshot, at most (`[price,size],` in JSON).
+pub(crate) const BOOK_LEVEL_BYTES: usize = 48;
 
 impl Snapshot {
     /// What this snapshot is charged against [`OutboxLimits::max_held_bytes`].
     pub(crate) fn held_len(&self) -> usize {
-        HELD_ITEM_OVERHEAD + self.events.iter().map(|e| e.len() + 1).sum::<usize>()
+        let book = self
+            .book
+            .as_ref()
+            .map_or(0, |v| (v.bids.len() + v.asks.len()) * BOOK_LEVEL_BYTES);
+        HELD_ITEM_OVERHEAD + book + self.events.iter().map(|e| e.len() + 1).sum::<usize>()
     }
 }
 
@@ -119,7 +130,7 @@ impl Item {
     pub(crate) fn len(&self) -> usize {
         match self {
             Item::Control(b) => b.len(),
-            Item::Replay(w) | Item::Event { wire: w, .. } => w.len(),
+            Item::Replay { wire: w, .. } | Item::Event { wire: w, .. } => w.len(),
             Item::Snapshot(s) => s.held_len(),
             Item::Batch(b) => b.bytes,
         }
@@ -453,7 +464,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Control(b) => String::from_utf8_lossy(b).into_owned(),
-                Item::Replay(w) | Item::Event { wire: w, .. } => {
+                Item::Replay { wire: w, .. } | Item::Event { wire: w, .. } => {
                     String::from_utf8_lossy(w.json()).into_owned()
                 }
                 Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
@@ -618,6 +629,7 @@ mod tests {
             seq: 9,
             events: vec![ev("e8"), ev("e9")],
             reset: false,
+            book: None,
         };
         // Envelope plus each event and its separator.
         assert_eq!(snap.held_len(), HELD_ITEM_OVERHEAD + 6);

@@ -2,8 +2,10 @@
 //! so every answer is a consistent cut (never half a batch).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Hub;
+use crate::book::BookView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Tick};
 
 // === impl Hub: reads ===
@@ -84,6 +86,13 @@ impl Hub {
             .channels
             .get(&ch)
             .map_or((1, 0), |c| (c.ring.oldest_seq(), c.ring.last_seq()))
+    }
+
+    /// A book channel's newest `seq` and the view after it.
+    pub(crate) fn book_view(&self, ch: ChannelId) -> Option<(u64, Arc<BookView>)> {
+        let st = self.lock();
+        let c = st.channels.get(&ch)?;
+        Some((c.ring.last_seq(), c.book.clone()?))
     }
 
     /// Connections subscribed to the concrete channel `ch`.

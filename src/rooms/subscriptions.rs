@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::Outbox;
 use super::hub::{Channel, ConnId, ConnSubs, Hub, Subscriber};
-use super::outbox::{HELD_ITEM_OVERHEAD, Item, Snapshot};
+use super::outbox::{BOOK_LEVEL_BYTES, HELD_ITEM_OVERHEAD, Item, Snapshot};
 use crate::model::{ChannelId, Kind, Wire};
 
 /// What a subscription covers.
@@ -231,12 +231,39 @@ impl Hub {
         if let Some(events) = replay {
             for w in prefix {
                 budget.spend(w.len() + 1);
-                held.push(Item::Replay(w.clone()));
+                held.push(Item::Replay {
+                    channel: ch,
+                    wire: w.clone(),
+                });
             }
             for e in events {
                 budget.spend(e.wire.len() + 1);
-                held.push(Item::Replay(e.wire.clone()));
+                held.push(Item::Replay {
+                    channel: ch,
+                    wire: e.wire.clone(),
+                });
             }
+            return;
+        }
+        if ch.kind == Kind::Book {
+            // A book's snapshot is its view, not its recent deltas. One that does not fit the
+            // share is cut to the levels that do (the writer sends the top of it).
+            let mut view = channel.book.clone();
+            if let Some(v) = &view {
+                let levels = (share / BOOK_LEVEL_BYTES / 2).max(1);
+                if v.bids.len().max(v.asks.len()) > levels {
+                    view = Some(Arc::new(v.top(levels)));
+                }
+            }
+            let snapshot = Snapshot {
+                channel: ch,
+                seq: channel.ring.last_seq(),
+                events: Vec::new(),
+                reset: from.is_some(),
+                book: view,
+            };
+            budget.spend(snapshot.held_len());
+            held.push(Item::Snapshot(Box::new(snapshot)));
             return;
         }
         // The newest events that fit both the depth and the share, oldest first.
@@ -257,6 +284,7 @@ impl Hub {
             seq: channel.ring.last_seq(),
             events,
             reset: from.is_some(),
+            book: None,
         })));
     }
 

@@ -217,6 +217,12 @@ metrics! {
     /// Also counted in `ticks_rejected`.
     counter ticks_future => "tickcast_ticks_future_total",
         "live-feed ticks refused for an exchange time too far ahead of the server clock";
+    counter book_updates => "tickcast_book_updates_total",
+        "order book updates that changed a published view (one book event each)";
+    counter book_updates_rejected => "tickcast_book_updates_rejected_total",
+        "order book updates refused by validation";
+    counter book_levels_dropped => "tickcast_book_levels_dropped_total",
+        "book levels dropped past book.max_levels (the farthest from the touch)";
     counter events_published => "tickcast_events_published_total", "events published to rooms";
     counter events_fanned_out => "tickcast_events_fanned_out_total",
         "event copies queued to subscribers";

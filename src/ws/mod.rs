@@ -1,5 +1,6 @@
 //! The WebSocket endpoint `GET /ws`: handshake, connection cap, and hand-off to a session.
 
+mod books;
 mod config;
 pub mod limits;
 mod ops;
@@ -66,6 +67,8 @@ pub struct WsContext {
     pub auth_timeout_s: u64,
     /// Authenticated connections per user (the token's `limits.connections`).
     pub users: crate::auth::UserConnections,
+    /// Levels per side of the published book view (`book.depth`).
+    pub book_depth: usize,
     /// The users' private `portfolio` channels.
     pub portfolios: Arc<crate::portfolio::LivePortfolios>,
 }

@@ -9,11 +9,20 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::WsContext;
+use super::books::{BookSub, BookSubs};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
+
+/// A subscribe's options besides its channels and `from`.
+struct SubscribeOpts {
+    throttle_ms: Option<u64>,
+    snapshot: Option<usize>,
+    depth: Option<usize>,
+    stale_from: bool,
+}
 
 /// The op handlers of one connection.
 pub(super) struct Ops<'a> {
@@ -30,6 +39,8 @@ pub(super) struct Ops<'a> {
     pub(super) expires_s: &'a AtomicU64,
     /// The user's `portfolio` channel, once a subscribe opened it.
     pub(super) portfolio: Option<ChannelId>,
+    /// The connection's book subscriptions, as its writer serves them.
+    pub(super) books: BookSubs,
 }
 
 impl Ops<'_> {
@@ -67,11 +78,17 @@ impl Ops<'_> {
                 throttle_ms,
                 snapshot,
                 epoch,
+                depth,
             } => {
                 let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
                 let from = from.unwrap_or_default();
-                self.subscribe(id, &channels, from, throttle_ms, snapshot, stale)
-                    .await
+                let opts = SubscribeOpts {
+                    throttle_ms,
+                    snapshot,
+                    depth,
+                    stale_from: stale,
+                };
+                self.subscribe(id, &channels, from, opts).await
             }
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(self.encoding, id, now_ns())),
@@ -144,7 +161,9 @@ impl Ops<'_> {
             return;
         }
         let targets: Vec<Target> = revoked.iter().map(|(t, _)| *t).collect();
-        self.hub().unsubscribe(self.conn, &targets);
+        for t in self.hub().unsubscribe(self.conn, &targets) {
+            self.books.unsubscribe(t);
+        }
         for (_, name) in revoked {
             let msg =
                 format!("{name} is not among the channels your new token permits: unsubscribed");
@@ -225,10 +244,14 @@ impl Ops<'_> {
         id: Option<i64>,
         channels: &[String],
         from: HashMap<String, u64>,
-        throttle_ms: Option<u64>,
-        snapshot: Option<usize>,
-        stale_from: bool,
+        opts: SubscribeOpts,
     ) {
+        let SubscribeOpts {
+            throttle_ms,
+            snapshot,
+            depth,
+            stale_from,
+        } = opts;
         let cfg = &self.ctx.config;
         let ring_capacity = self.ctx.ring_capacity;
         if channels.is_empty() {
@@ -243,6 +266,11 @@ impl Ops<'_> {
         }
         if let Some(n) = snapshot.filter(|n| *n > ring_capacity) {
             let msg = format!("snapshot depth {n} exceeds the ring capacity of {ring_capacity}");
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
+        let book_depth = self.ctx.book_depth;
+        if let Some(n) = depth.filter(|n| !(1..=book_depth).contains(n)) {
+            let msg = format!("depth {n} is outside 1..={book_depth} (book.depth)");
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
         let mut targets = Vec::new();
@@ -325,6 +353,14 @@ impl Ops<'_> {
             stale_from,
             prefetched,
         };
+        // Before the hub queues the snapshots: the writer serves them by these settings.
+        let book = BookSub {
+            depth: depth.unwrap_or(book_depth),
+            throttled: req.throttle.is_some(),
+        };
+        for &t in &req.targets {
+            self.books.subscribe(t, book);
+        }
         self.hub().subscribe(self.conn, self.outbox, &req);
     }
 
@@ -371,6 +407,9 @@ impl Ops<'_> {
             }
         }
         let removed = self.hub().unsubscribe(self.conn, &targets);
+        for &t in &removed {
+            self.books.unsubscribe(t);
+        }
         let mut acked = Vec::new();
         for (t, name) in targets.iter().zip(names) {
             if removed.contains(t) {

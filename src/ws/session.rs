@@ -17,11 +17,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::WsContext;
+use super::books::BookSubs;
 use super::limits::{OpLimiter, Verdict};
 use super::ops::Ops;
 use crate::auth::{Principal, UserSlot};
 use crate::config_section::ms;
-use crate::model::Encoding;
+use crate::model::{Encoding, Kind};
 use crate::protocol::{self, ErrorCode};
 use crate::rooms::{ConnId, Item, Outbox, OutboxLimits};
 use crate::telemetry::events::{ConnectionClosed, ConnectionOpened, SlowConsumerClosed};
@@ -134,6 +135,7 @@ pub(crate) async fn run<S>(
             slot,
             expires_s: &conn.expires_s,
             portfolio: None,
+            books: BookSubs::new(encoding, ctx.book_depth),
         },
     };
     serve(&mut socket, &conn, &ctx, &mut reader).await;
@@ -164,7 +166,6 @@ where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let cfg = &ctx.config;
-    let encoding = reader.ops.encoding;
     let slow = ms(cfg.slow_consumer_timeout_ms);
     let mut items: VecDeque<Item> = VecDeque::new();
     let mut next_due: Option<Instant> = None;
@@ -232,7 +233,7 @@ where
             // What is already queued (events before a shutdown, the errors that led to a
             // policy close) still goes out first.
             if close.code.is_some() {
-                let _ = send_items(sink, &mut items, ctx, encoding, now + slow).await;
+                let _ = send_items(sink, &mut items, ctx, &mut reader.ops.books, now + slow).await;
             }
             return send_close(sink, close, ctx).await;
         }
@@ -245,7 +246,7 @@ where
         // One deadline for the whole drain, not one per frame: a peer that takes a frame now
         // and then cannot keep a backlog pinned for longer than the slow-consumer timeout.
         let wrote = !items.is_empty();
-        if send_items(sink, &mut items, ctx, encoding, now + slow)
+        if send_items(sink, &mut items, ctx, &mut reader.ops.books, now + slow)
             .await
             .is_err()
         {
@@ -301,16 +302,19 @@ async fn send_items<K>(
     sink: &mut K,
     items: &mut VecDeque<Item>,
     ctx: &WsContext,
-    encoding: Encoding,
+    books: &mut BookSubs,
     deadline: Instant,
 ) -> Result<(), WriteStalled>
 where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let max = ctx.config.batch_max_bytes;
+    let encoding = books.encoding;
     if items.len() == 1
         && let Some(Item::Batch(batch)) = items.front()
         && batch.bytes + batch.events.len() < max
+        // Book events go through this connection's book state, one by one.
+        && batch.events.first().is_none_or(|(ch, _)| ch.kind != Kind::Book)
     {
         let frame = batch
             .frame(encoding, |events| {
@@ -329,7 +333,22 @@ where
         while let Some(item) = items.pop_front() {
             let bytes = match item {
                 Item::Control(b) => *b,
-                Item::Replay(w) | Item::Event { wire: w, .. } => w.get(encoding).clone(),
+                Item::Event { channel, wire } | Item::Replay { channel, wire }
+                    if channel.kind == Kind::Book =>
+                {
+                    let name = || ctx.symbols.channel_name(channel);
+                    match books.event(channel, &wire, &ctx.hub, name) {
+                        Some(b) => b,
+                        None => continue,
+                    }
+                }
+                Item::Replay { wire: w, .. } | Item::Event { wire: w, .. } => {
+                    w.get(encoding).clone()
+                }
+                Item::Snapshot(s) if s.channel.kind == Kind::Book => {
+                    let name = ctx.symbols.channel_name(s.channel);
+                    books.snapshot(&s, &name)
+                }
                 Item::Snapshot(s) => {
                     let name = ctx.symbols.channel_name(s.channel);
                     protocol::encode_snapshot(encoding, &name, s.seq, &s.events, s.reset)

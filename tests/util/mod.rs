@@ -266,15 +266,21 @@ impl TestServer {
 
     /// POSTs ticks to the ingest endpoint; returns (status, body).
     pub async fn ingest(&self, ticks: Value) -> (u16, Value) {
+        self.ingest_at("/api/v1/ingest", ticks).await
+    }
+
+    /// POSTs `records` to an ingest endpoint (`/api/v1/ingest`, `/api/v1/ingest/book`) with the
+    /// test token.
+    pub async fn ingest_at(&self, path: &str, records: Value) -> (u16, Value) {
         let (status, _, body) = http(
             self.addr,
             "POST",
-            "/api/v1/ingest",
+            path,
             &[
                 ("Authorization", &format!("Bearer {TOKEN}")),
                 ("Content-Type", "application/json"),
             ],
-            ticks.to_string().as_bytes(),
+            records.to_string().as_bytes(),
         )
         .await;
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
@@ -327,6 +333,7 @@ impl Drop for TestServer {
 /// snapshots) are already keyed, and a snapshot's `data` holds positional events.
 pub fn from_msgpack(m: Value) -> Value {
     const TICK: [&str; 7] = ["ch", "seq", "ts", "price", "size", "side", "xts"];
+    const BOOK: [&str; 7] = ["ch", "seq", "ts", "reset", "bids", "asks", "checksum"];
     const BAR: [&str; 11] = [
         "ch", "seq", "ts", "start", "open", "high", "low", "close", "volume", "trades", "final",
     ];
@@ -337,6 +344,7 @@ pub fn from_msgpack(m: Value) -> Value {
                 Some(2) => ("bar", &BAR),
                 Some(3) => ("indicators", &["ch", "seq", "ts"]),
                 Some(4) => ("portfolio", &["ch", "seq", "ts"]),
+                Some(5) => ("book", &BOOK),
                 other => panic!("unknown event kind {other:?} in {fields:?}"),
             };
             let keyed = matches!(kind, "indicators" | "portfolio");

@@ -21,6 +21,8 @@ pub struct SyntheticConfig {
     pub interval_ms: u64,
     pub drift_per_s: f64,
     pub volatility_per_sqrt_s: f64,
+    /// Levels per side of each symbol's order book (0: no books, trades at the walk's price).
+    pub book_levels: usize,
 }
 
 // === impl SyntheticConfig ===
@@ -58,6 +60,11 @@ impl SyntheticConfig {
             "feeds.synthetic.drift_per_s",
             "must be a finite number",
         )?;
+        check(
+            self.book_levels <= 1000,
+            "feeds.synthetic.book_levels",
+            "must be at most 1000",
+        )?;
         for n in &self.symbol_names {
             check(
                 crate::model::is_valid_symbol(n),
@@ -85,6 +92,7 @@ mod tests {
             interval_ms: 10,
             drift_per_s: 0.0,
             volatility_per_sqrt_s: 0.002,
+            book_levels: 0,
         };
         assert!(base().validate().is_ok());
         let cases = [

@@ -4,6 +4,7 @@
 //! prices, sizes, sides and batch sizes); only the exchange timestamps come from the clock.
 //! The PRNG is SplitMix64, written out here so the sequence never changes with a dependency.
 
+mod book;
 mod config;
 
 use std::time::Duration;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::{Feed, FeedContext, FeedError};
+use crate::book::BookUpdate;
 use crate::model::{RawTick, Side, now_ns};
+use book::Ladder;
 pub use config::SyntheticConfig;
 
 /// Ticker names for the first symbols; beyond them, `SYM0100`, `SYM0101`, ...
@@ -84,19 +87,41 @@ pub(crate) struct Generator {
     vol: f64,
     /// Seconds of simulated time per tick of a symbol, for the GBM step.
     dt: f64,
+    /// Each symbol's order book, when `book_levels` > 0.
+    ladders: Vec<Ladder>,
+    /// The books' snapshots are still to be sent (the first batch).
+    books_announced: bool,
+}
+
+/// One interval's output: trades, and the book updates that go with them (in order: a trade's
+/// book update is sent before the trade).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Batch {
+    pub ticks: Vec<RawTick>,
+    pub books: Vec<BookUpdate>,
 }
 
 impl Generator {
     pub fn new(cfg: &SyntheticConfig) -> Self {
         let mut rng = SplitMix64(cfg.seed);
         let symbols = symbol_names(cfg);
-        let prices = symbols
+        let prices: Vec<f64> = symbols
             .iter()
             .map(|_| (10.0 + rng.next_f64() * 490.0).round())
             .collect();
         let interval = cfg.interval_ms as f64 / 1000.0;
         let n = symbols.len().max(1) as f64;
+        let ladders = if cfg.book_levels == 0 {
+            Vec::new()
+        } else {
+            prices
+                .iter()
+                .map(|&p| Ladder::new(p, cfg.book_levels, &mut rng))
+                .collect()
+        };
         Self {
+            ladders,
+            books_announced: false,
             rng,
             prices,
             per_batch: cfg.rate * interval,
@@ -114,7 +139,14 @@ impl Generator {
     }
 
     /// The next batch (one interval's worth), stamped with `exchange_ts`.
-    pub(crate) fn next_batch(&mut self, exchange_ts: i64) -> Vec<RawTick> {
+    pub(crate) fn next_batch(&mut self, exchange_ts: i64) -> Batch {
+        let mut batch = Batch::default();
+        if !self.books_announced && !self.ladders.is_empty() {
+            self.books_announced = true;
+            batch.books = (self.ladders.iter().zip(&self.symbols))
+                .map(|(l, s)| l.snapshot(s, exchange_ts))
+                .collect();
+        }
         // Steady part plus, with burstiness b, a burst of 10x the mean with probability 1/10:
         // the expected count stays `per_batch`.
         let mut want = self.per_batch * (1.0 - self.burstiness);
@@ -124,12 +156,15 @@ impl Generator {
         want += self.carry;
         let n = want.floor();
         self.carry = want - n;
-        (0..n as usize)
-            .map(|_| self.next_tick(exchange_ts))
-            .collect()
+        for _ in 0..n as usize {
+            let (tick, book) = self.next_tick(exchange_ts);
+            batch.ticks.push(tick);
+            batch.books.extend(book);
+        }
+        batch
     }
 
-    fn next_tick(&mut self, exchange_ts: i64) -> RawTick {
+    fn next_tick(&mut self, exchange_ts: i64) -> (RawTick, Option<BookUpdate>) {
         let i = self.rng.below(self.symbols.len());
         let z = self.rng.normal();
         let step =
@@ -143,13 +178,28 @@ impl Generator {
         } else {
             Side::Sell
         };
-        RawTick {
+        let mut tick = RawTick {
             symbol: self.symbols[i].clone(),
             price: self.prices[i],
             size: size as f64,
             side: Some(side),
             exchange_ts,
-        }
+        };
+        let Some(ladder) = self.ladders.get_mut(i) else {
+            return (tick, None);
+        };
+        // With a book, the trade is at its touch, for what the touch holds.
+        let ((price, traded), update) = ladder.step(
+            self.prices[i],
+            side,
+            tick.size,
+            &mut self.rng,
+            &self.symbols[i],
+            exchange_ts,
+        );
+        tick.price = price;
+        tick.size = traded;
+        (tick, Some(update))
     }
 }
 
@@ -194,8 +244,10 @@ impl Feed for SyntheticFeed {
                     _ = ctx.shutdown.cancelled() => return Ok(()),
                     _ = timer.tick() => {}
                 }
-                let batch = generator.next_batch(now_ns());
-                ctx.ingest.send(batch).await?;
+                let Batch { ticks, books } = generator.next_batch(now_ns());
+                // The book first: a trade is never published before the book it traded against.
+                ctx.ingest.send_books(books).await?;
+                ctx.ingest.send(ticks).await?;
             }
         })
     }
@@ -216,11 +268,45 @@ mod tests {
             interval_ms: 10,
             drift_per_s: 0.0,
             volatility_per_sqrt_s: 0.002,
+            book_levels: 0,
         }
     }
 
     fn run(g: &mut Generator, batches: usize) -> Vec<RawTick> {
-        (0..batches).flat_map(|_| g.next_batch(1)).collect()
+        (0..batches).flat_map(|_| g.next_batch(1).ticks).collect()
+    }
+
+    #[test]
+    fn with_books_every_trade_is_at_its_books_touch_and_the_books_replay_exactly() {
+        let c = SyntheticConfig {
+            book_levels: 10,
+            ..cfg(5, 0.0)
+        };
+        let mut g = Generator::new(&c);
+        let mut h = Generator::new(&c);
+        let mut books: std::collections::HashMap<String, crate::book::Book> = Default::default();
+        for n in 0..300 {
+            let batch = g.next_batch(1);
+            assert_eq!(batch, h.next_batch(1), "same seed, same ticks and books");
+            if n == 0 {
+                assert_eq!(batch.books.iter().filter(|u| u.snapshot).count(), 5);
+            }
+            for u in &batch.books {
+                assert_eq!(u.validate(), Ok(()));
+                books.entry(u.symbol.clone()).or_default().apply(u, 100);
+            }
+            // Each trade is at a touch (the ladder's own test follows one trade at a time): on
+            // the cent grid, and the book it leaves is two-sided and uncrossed.
+            for t in &batch.ticks {
+                assert_eq!(crate::ingest::validate(t), Ok(()), "{t:?}");
+                assert!(
+                    ((t.price * 100.0).round() - t.price * 100.0).abs() < 1e-6,
+                    "{t:?}"
+                );
+                let ((bid, _), (ask, _)) = books[&t.symbol].view(1).touch().expect("two-sided");
+                assert!(bid < ask);
+            }
+        }
     }
 
     #[test]

@@ -197,6 +197,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         anonymous: config.auth.anonymous,
         auth_timeout_s: config.auth.auth_timeout_s,
         users: Default::default(),
+        book_depth: config.book.depth,
         portfolios,
     })
 }
@@ -247,6 +248,7 @@ fn tick_event(ctx: &WsContext, seq: u64, price: f64) -> Event {
         ts: 2,
         wire: protocol::encode_tick("ticks:AAPL", seq, &tick),
         payload: Payload::Tick(tick),
+        book: None,
     }
 }
 

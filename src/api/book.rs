@@ -1,0 +1,118 @@
+//! `GET /api/v1/book/{symbol}?depth=N`: a symbol's current order book view, with the derived
+//! top-of-book figures (mid, spread, imbalance) and the checksum its `book:` events carry.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use super::market::MarketState;
+use super::params::{self, Params};
+use crate::book::BookView;
+use crate::model::{ChannelId, Kind};
+use crate::protocol::{Problem, ProblemCode};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BookQuery {
+    /// Levels per side, 1..=`book.depth` (the default, 25).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 200)]
+    depth: Option<String>,
+}
+
+/// A book as REST shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BookOut {
+    symbol: String,
+    /// The `seq` of the `book:` event this view follows.
+    seq: u64,
+    /// `[price, size]`, best (highest) first.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    bids: Vec<(f64, f64)>,
+    /// `[price, size]`, best (lowest) first.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    asks: Vec<(f64, f64)>,
+    /// CRC-32 of the top 10 levels of these (docs/PROTOCOL.md "Order books").
+    checksum: u32,
+    /// The derived view: null while a side is empty.
+    #[serde(flatten)]
+    top: TopOfBook,
+}
+
+/// Mid, spread and top-of-book imbalance: what the pipeline also publishes as indicator fields.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub(crate) struct TopOfBook {
+    /// (best bid + best ask) / 2.
+    pub mid: Option<f64>,
+    /// best ask − best bid.
+    pub spread: Option<f64>,
+    /// (bid size − ask size) / (bid size + ask size) at the touch, in [−1, 1].
+    pub imbalance: Option<f64>,
+}
+
+impl TopOfBook {
+    pub(crate) fn of(view: &BookView) -> Self {
+        match view.touch() {
+            Some(((bid, bid_size), (ask, ask_size))) => TopOfBook {
+                mid: Some((bid + ask) / 2.0),
+                spread: Some(ask - bid),
+                imbalance: Some((bid_size - ask_size) / (bid_size + ask_size)),
+            },
+            None => TopOfBook {
+                mid: None,
+                spread: None,
+                imbalance: None,
+            },
+        }
+    }
+}
+
+/// The symbol's current book, its top `depth` levels per side.
+#[utoipa::path(get, path = "/api/v1/book/{symbol}", tag = "market",
+    params(("symbol" = String, Path), BookQuery),
+    responses((status = 200, body = BookOut),
+        (status = 400, description = "bad_request (depth out of range)"),
+        (status = 404, description = "unknown_symbol, or not_found: the symbol has no book")))]
+pub(crate) async fn book(
+    State(market): State<MarketState>,
+    Path(symbol): Path<String>,
+    q: Params<BookQuery>,
+) -> Result<Response, Problem> {
+    let q = params::params(q)?;
+    let max = market.book_depth;
+    let depth = match q.depth.as_deref() {
+        None => max,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(Problem::new(
+                    ProblemCode::BadRequest,
+                    format!("depth must be an integer from 1 to {max} (book.depth), got {text:?}"),
+                ));
+            }
+        },
+    };
+    let id = params::live_symbol(&market.symbols, &symbol)?;
+    let ch = ChannelId {
+        kind: Kind::Book,
+        symbol: id,
+    };
+    let Some((seq, view)) = market.hub.book_view(ch) else {
+        return Err(Problem::new(
+            ProblemCode::NotFound,
+            format!("{symbol} has no order book"),
+        ));
+    };
+    let view = view.top(depth);
+    Ok(Json(BookOut {
+        symbol,
+        seq,
+        checksum: view.checksum(),
+        top: TopOfBook::of(&view),
+        bids: view.bids,
+        asks: view.asks,
+    })
+    .into_response())
+}

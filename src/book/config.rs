@@ -1,0 +1,31 @@
+//! `[book]`: how much of each symbol's order book is kept and published.
+
+use serde::Deserialize;
+
+use crate::config_section::{ConfigError, check};
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookConfig {
+    /// Levels per side of the view `book:` channels publish (and a subscription's `depth` is
+    /// at most).
+    pub depth: usize,
+    /// Levels per side kept of a source's book (the farthest from the touch are dropped past
+    /// it): bounds a book's memory whatever a venue sends.
+    pub max_levels: usize,
+}
+
+impl BookConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=200).contains(&self.depth),
+            "book.depth",
+            "must be between 1 and 200",
+        )?;
+        check(
+            (self.depth..=100_000).contains(&self.max_levels),
+            "book.max_levels",
+            "must be at least book.depth and at most 100000",
+        )
+    }
+}
