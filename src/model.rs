@@ -212,6 +212,9 @@ pub struct IndicatorValues {
     pub volatility: Option<f64>,
     /// Session VWAP over ticks.
     pub vwap: Option<f64>,
+    /// The order book at the batch: mid, spread and top-of-book imbalance (`None` without a
+    /// two-sided book).
+    pub book: crate::book::TopOfBook,
 }
 
 /// Default SMA period (`sma_20` on the wire).

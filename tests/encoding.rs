@@ -75,6 +75,7 @@ fn derived(srv: &TestServer) -> Vec<Derived> {
                 rsi: Some(55.2),
                 volatility: Some(0.012),
                 vwap: None,
+                book: Default::default(),
             },
         },
     ]

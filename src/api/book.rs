@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::market::MarketState;
 use super::params::{self, Params};
-use crate::book::BookView;
+use crate::book::TopOfBook;
 use crate::model::{ChannelId, Kind};
 use crate::protocol::{Problem, ProblemCode};
 
@@ -39,34 +39,6 @@ pub(crate) struct BookOut {
     /// The derived view: null while a side is empty.
     #[serde(flatten)]
     top: TopOfBook,
-}
-
-/// Mid, spread and top-of-book imbalance: what the pipeline also publishes as indicator fields.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub(crate) struct TopOfBook {
-    /// (best bid + best ask) / 2.
-    pub mid: Option<f64>,
-    /// best ask − best bid.
-    pub spread: Option<f64>,
-    /// (bid size − ask size) / (bid size + ask size) at the touch, in [−1, 1].
-    pub imbalance: Option<f64>,
-}
-
-impl TopOfBook {
-    pub(crate) fn of(view: &BookView) -> Self {
-        match view.touch() {
-            Some(((bid, bid_size), (ask, ask_size))) => TopOfBook {
-                mid: Some((bid + ask) / 2.0),
-                spread: Some(ask - bid),
-                imbalance: Some((bid_size - ask_size) / (bid_size + ask_size)),
-            },
-            None => TopOfBook {
-                mid: None,
-                spread: None,
-                imbalance: None,
-            },
-        }
-    }
 }
 
 /// The symbol's current book, its top `depth` levels per side.
@@ -110,7 +82,7 @@ pub(crate) async fn book(
         symbol,
         seq,
         checksum: view.checksum(),
-        top: TopOfBook::of(&view),
+        top: view.top_of_book(),
         bids: view.bids,
         asks: view.asks,
     })

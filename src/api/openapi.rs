@@ -30,7 +30,7 @@ use super::{auth, book, market, portfolio, predictions};
         market::BarPage,
         market::BarOut,
         book::BookOut,
-        book::TopOfBook,
+        crate::book::TopOfBook,
         predictions::PredictionOut,
         portfolio::TradeIn,
         portfolio::TradeOut,

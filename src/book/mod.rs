@@ -193,6 +193,29 @@ impl BookView {
     pub fn touch(&self) -> Option<(Level, Level)> {
         Some((*self.bids.first()?, *self.asks.first()?))
     }
+
+    /// Mid, spread and imbalance at the touch (all `None` while a side is empty).
+    pub fn top_of_book(&self) -> TopOfBook {
+        match self.touch() {
+            Some(((bid, bid_size), (ask, ask_size))) => TopOfBook {
+                mid: Some((bid + ask) / 2.0),
+                spread: Some(ask - bid),
+                imbalance: Some((bid_size - ask_size) / (bid_size + ask_size)),
+            },
+            None => TopOfBook::default(),
+        }
+    }
+}
+
+/// The book's derived view: what `GET /api/v1/book` and the `indicators` event show of it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct TopOfBook {
+    /// (best bid + best ask) / 2.
+    pub mid: Option<f64>,
+    /// best ask − best bid.
+    pub spread: Option<f64>,
+    /// (bid size − ask size) / (bid size + ask size) at the touch, in [−1, 1].
+    pub imbalance: Option<f64>,
 }
 
 static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);

@@ -22,8 +22,8 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
-use crate::ingest::IngestHandle;
-use crate::model::{IndicatorPeriods, IndicatorValues, SymbolId, now_ms, now_ns};
+use crate::ingest::{Derived, IngestHandle};
+use crate::model::{ChannelId, IndicatorPeriods, IndicatorValues, Kind, SymbolId, now_ms, now_ns};
 use crate::rooms::Hub;
 use crate::telemetry::events::{PipelineBatchLate, PipelineBatchOverran, PipelineTicksMissed};
 use crate::telemetry::metrics::Metrics;
@@ -220,7 +220,29 @@ impl Coordinator {
             now_ms,
             partial_bars: self.config.partial_bars,
         };
-        let out = self.pool.run_batch(work, clock);
+        let mut out = self.pool.run_batch(work, clock);
+        // The book's top as it stands at this batch: mid, spread and imbalance beside the
+        // indicators (read once per symbol the batch touched).
+        let mut tops = HashMap::new();
+        let mut top = |symbol: SymbolId| {
+            *tops.entry(symbol).or_insert_with(|| {
+                self.hub
+                    .book_view(ChannelId {
+                        kind: Kind::Book,
+                        symbol,
+                    })
+                    .map(|(_, view)| view.top_of_book())
+                    .unwrap_or_default()
+            })
+        };
+        for d in &mut out.derived {
+            if let Derived::Indicators { symbol, values } = d {
+                values.book = top(*symbol);
+            }
+        }
+        for (symbol, values) in &mut out.latest {
+            values.book = top(*symbol);
+        }
         self.metrics
             .pipeline_late_ticks
             .fetch_add(out.late_ticks, Ordering::Relaxed);

@@ -173,6 +173,7 @@ mod tests {
             rsi: Some(55.25),
             volatility: Some(0.01),
             vwap: Some(1.05),
+            book: Default::default(),
         };
         let got = decode_event(
             Kind::Indicators,

@@ -355,6 +355,7 @@ mod tests {
             rsi: Some(55.2),
             volatility: Some(0.012),
             vwap: Some(1.05),
+            book: Default::default(),
         };
         let v = parse(&encode_indicators(
             "indicators:AAPL",
@@ -366,7 +367,8 @@ mod tests {
         assert_eq!(
             v,
             json!({"type":"indicators","ch":"indicators:AAPL","seq":7,"ts":9,"sma_20":1.0,
-                "ema_20":null,"rsi_14":55.2,"volatility":0.012,"vwap":1.05})
+                "ema_20":null,"rsi_14":55.2,"volatility":0.012,"vwap":1.05,
+                "mid":null,"spread":null,"imbalance":null})
         );
     }
 }

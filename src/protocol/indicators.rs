@@ -1,5 +1,6 @@
 //! The indicator fields of the wire: `sma_N`, `ema_N` and `rsi_N`, named after the configured
-//! periods (`sma_20` by default), then `volatility` and `vwap`. The `indicators` event and
+//! periods (`sma_20` by default), then `volatility` and `vwap`, then the order book's `mid`,
+//! `spread` and `imbalance`. The `indicators` event and
 //! `GET /api/v1/indicators/{symbol}` both build their fields here, so the two cannot drift.
 
 use serde_json::{Map, Number, Value};
@@ -32,13 +33,16 @@ impl IndicatorFields {
         object.insert(self.rsi.clone(), number(values.rsi));
         object.insert("volatility".into(), number(values.volatility));
         object.insert("vwap".into(), number(values.vwap));
+        object.insert("mid".into(), number(values.book.mid));
+        object.insert("spread".into(), number(values.book.spread));
+        object.insert("imbalance".into(), number(values.book.imbalance));
     }
 }
 
 impl IndicatorFields {
     /// Every indicator of `values` with its wire name, in the order of the JSON object; `None`
     /// while it warms up (or when it is not finite: JSON has no NaN, and both encodings agree).
-    pub(crate) fn pairs<'a>(&'a self, values: &IndicatorValues) -> [(&'a str, Option<f64>); 5] {
+    pub(crate) fn pairs<'a>(&'a self, values: &IndicatorValues) -> [(&'a str, Option<f64>); 8] {
         let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
         [
             (&self.sma, finite(values.sma)),
@@ -46,6 +50,9 @@ impl IndicatorFields {
             (&self.rsi, finite(values.rsi)),
             ("volatility", finite(values.volatility)),
             ("vwap", finite(values.vwap)),
+            ("mid", finite(values.book.mid)),
+            ("spread", finite(values.book.spread)),
+            ("imbalance", finite(values.book.imbalance)),
         ]
     }
 
@@ -59,6 +66,11 @@ impl IndicatorFields {
             rsi: get(&self.rsi),
             volatility: get("volatility"),
             vwap: get("vwap"),
+            book: crate::book::TopOfBook {
+                mid: get("mid"),
+                spread: get("spread"),
+                imbalance: get("imbalance"),
+            },
         }
     }
 }
@@ -89,11 +101,17 @@ mod tests {
             rsi: Some(f64::NAN),
             volatility: Some(0.25),
             vwap: Some(2.0),
+            book: crate::book::TopOfBook {
+                mid: Some(10.5),
+                spread: None,
+                imbalance: Some(-0.5),
+            },
         };
         fields.insert(&mut m, &values);
         assert_eq!(
             Value::Object(m),
-            json!({"sma_3":1.5,"ema_5":null,"rsi_2":null,"volatility":0.25,"vwap":2.0})
+            json!({"sma_3":1.5,"ema_5":null,"rsi_2":null,"volatility":0.25,"vwap":2.0,
+                "mid":10.5,"spread":null,"imbalance":-0.5})
         );
     }
 }

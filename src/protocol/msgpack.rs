@@ -182,6 +182,7 @@ mod tests {
             rsi: Some(55.2),
             volatility: Some(f64::NAN),
             vwap: Some(1.05),
+            book: Default::default(),
         };
         let fields = IndicatorFields::new(&IndicatorPeriods::default());
         let w = encode_indicators("indicators:AAPL", 7, 9, &values, &fields);
@@ -201,7 +202,7 @@ mod tests {
         for (name, value) in v[4].as_object().expect("a map of fields") {
             assert_eq!(value, &json[name], "{name}");
         }
-        assert_eq!(v[4].as_object().map(|m| m.len()), Some(5));
+        assert_eq!(v[4].as_object().map(|m| m.len()), Some(8));
         assert_eq!(v[4]["volatility"], Value::Null);
     }
 
@@ -340,6 +341,7 @@ mod tests {
                 rsi: values[2],
                 volatility: values[3],
                 vwap: values[4],
+                book: Default::default(),
             };
             let fields = IndicatorFields::new(&IndicatorPeriods::default());
             for w in [

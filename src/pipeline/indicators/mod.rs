@@ -202,6 +202,8 @@ impl IndicatorSet {
             rsi: self.rsi.value(),
             volatility: self.volatility.value(),
             vwap: self.vwap.value(),
+            // Filled in by the coordinator from the book at the batch.
+            book: Default::default(),
         }
     }
 }
