@@ -1,17 +1,17 @@
 //! Upstream message parsing: Binance `trade` messages through the feed's path (simd-json into a
 //! borrowed value, mapped by the `binance` mapping) against a plain `serde_json::from_slice` into
 //! a borrowed struct, both ending in a validated `RawTick`; then every built-in venue mapping on
-//! the trade messages of its fixture (`feeds/fixtures/`), the generic path each feed runs.
-//! Throughput is messages per second.
+//! the trade messages of its fixture (`feeds/fixtures/`), the generic path each feed runs
+//! (`parse_venue_mapping/<venue>`), beside a typed serde_json decode of the same messages
+//! (`parse_venue_typed/<venue>`, `parse/typed.rs`). Before anything is timed, every fixture line
+//! must give the same ticks through both. Throughput is messages per second.
 //!
-//! `cargo bench --bench parse` (per-venue numbers in BENCHMARKS.md)
+//! `cargo bench -j 1 --bench parse -- --warm-up-time 1 --measurement-time 3` (numbers in
+//! BENCHMARKS.md, "Hot paths").
 //!
-//! First run (debug-free release build, shared 2-core machine, 1,000 ~190-byte messages per
-//! iteration): simd-json mapping path ~1.15 M msg/s, serde_json struct ~1.93 M msg/s. On
-//! messages this small, building a generic borrowed DOM (and looking fields up by configured
+//! On messages this small, building a generic borrowed DOM (and looking fields up by configured
 //! name) costs more than serde's typed, single-pass decode; the mapping path pays for being
-//! configurable. A `simd_json::serde` typed decode per mapping is the obvious next step if
-//! upstream parsing ever shows up in a profile.
+//! configurable.
 
 use std::hint::black_box;
 
@@ -19,8 +19,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use tickcast::feed::mapping::{Mapping, MessageParser, Parsed, SymbolMap};
+use tickcast::feed::mapping::{Mapping, MessageParser, Parsed, SymbolCase, SymbolMap};
 use tickcast::model::{RawTick, Side};
+
+#[path = "parse/typed.rs"]
+mod typed;
 
 /// A realistic stream: distinct symbols, prices, times and sides.
 fn messages(n: usize) -> Vec<Vec<u8>> {
@@ -167,7 +170,14 @@ fn venues(c: &mut Criterion) {
         ("bybit", "bybit_trades.jsonl", &["BTCUSDT", "ETHUSDT"], &[]),
         ("okx", "okx_trades.jsonl", &["BTC-USDT", "ETH-USDT"], &[]),
     ];
-    let mut g = c.benchmark_group("parse_venue_mapping");
+    struct Venue {
+        name: &'static str,
+        parser: MessageParser,
+        decode: typed::Decode,
+        symbols: typed::Symbols,
+        msgs: Vec<Vec<u8>>,
+    }
+    let mut set = Vec::new();
     for (venue, fixture, symbols, aliases) in cases {
         let mapping = Mapping::load(venue).expect("built-in mapping");
         let symbols: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
@@ -175,16 +185,43 @@ fn venues(c: &mut Criterion) {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let upper = mapping.symbol_case == SymbolCase::Upper;
         let map = SymbolMap::only(&mapping, &symbols, &aliases);
         let mut parser = MessageParser::with_symbols(mapping, map);
+        let decode = typed::decoder(venue).expect("a typed decoder per venue");
+        let typed_symbols = typed::Symbols::new(&symbols, &aliases, upper);
+        agree(venue, fixture, &mut parser, decode, &typed_symbols);
         let msgs = venue_messages(&mut parser, fixture, 1000);
-        g.throughput(Throughput::Elements(msgs.len() as u64));
-        let mut out = Vec::with_capacity(8);
-        g.bench_function(venue, |b| {
+        set.push(Venue {
+            name: venue,
+            parser,
+            decode,
+            symbols: typed_symbols,
+            msgs,
+        });
+    }
+    let mut out = Vec::with_capacity(8);
+    let mut g = c.benchmark_group("parse_venue_mapping");
+    for v in &mut set {
+        g.throughput(Throughput::Elements(v.msgs.len() as u64));
+        g.bench_function(v.name, |b| {
             b.iter(|| {
-                for m in &msgs {
+                for m in &v.msgs {
                     out.clear();
-                    black_box(parser.parse(black_box(m), &mut out).ok());
+                    black_box(v.parser.parse(black_box(m), &mut out).ok());
+                }
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("parse_venue_typed");
+    for v in &set {
+        g.throughput(Throughput::Elements(v.msgs.len() as u64));
+        g.bench_function(v.name, |b| {
+            b.iter(|| {
+                for m in &v.msgs {
+                    out.clear();
+                    black_box((v.decode)(black_box(m), &v.symbols, &mut out));
                 }
             })
         });
@@ -192,5 +229,31 @@ fn venues(c: &mut Criterion) {
     g.finish();
 }
 
+/// Every line of the fixture gives the same ticks through the mapping and the typed decoder
+/// (none for acks, heartbeats, other channels and broken trades; a batch's usable trades), and
+/// the benched messages, the all-good trades, give at least one.
+fn agree(
+    venue: &str,
+    fixture: &str,
+    parser: &mut MessageParser,
+    decode: typed::Decode,
+    symbols: &typed::Symbols,
+) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("feeds/fixtures")
+        .join(fixture);
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let (mut mapped, mut decoded, mut ticks) = (Vec::new(), Vec::new(), 0);
+    for (n, line) in text.lines().enumerate() {
+        mapped.clear();
+        decoded.clear();
+        let _ = parser.parse(line.as_bytes(), &mut mapped);
+        let count = decode(line.as_bytes(), symbols, &mut decoded);
+        assert_eq!(count, decoded.len(), "{venue} line {}", n + 1);
+        assert_eq!(mapped, decoded, "{venue} line {}: {line}", n + 1);
+        ticks += mapped.len();
+    }
+    assert!(ticks > 0, "{venue}: the fixture has usable trades");
+}
 criterion_group!(benches, parse, venues);
 criterion_main!(benches);

@@ -60,6 +60,20 @@ pub struct Args {
     #[arg(long)]
     pub api_key: Option<String>,
 
+    /// WebSocket: connect every socket with this token (`?token=`, docs/PROTOCOL.md
+    /// "Authentication").
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["jwt_hs256_secret", "jwt_user"])]
+    pub token: Option<String>,
+
+    /// WebSocket: sign one HS256 token per socket with this secret (the server's
+    /// `auth.jwt_hs256_secret`): `sub` = --jwt-user, `exp` = now + 1 h. Needs --jwt-user.
+    #[arg(long, value_name = "SECRET", requires = "jwt_user")]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// WebSocket: the user (`sub`) of the tokens --jwt-hs256-secret signs.
+    #[arg(long, value_name = "NAME", requires = "jwt_hs256_secret")]
+    pub jwt_user: Option<String>,
+
     /// Mixed: fraction of WebSocket connections that are bots; the rest are dashboards.
     #[arg(long, default_value_t = 0.1)]
     pub bot_fraction: f64,
@@ -211,6 +225,16 @@ impl Args {
         if self.scenario == Scenario::Rest {
             anyhow::ensure!(self.rate > 0.0, "the rest scenario needs --rate above 0");
         }
+        for (name, v) in [
+            ("token", &self.token),
+            ("jwt-hs256-secret", &self.jwt_hs256_secret),
+            ("jwt-user", &self.jwt_user),
+        ] {
+            anyhow::ensure!(
+                v.as_ref().is_none_or(|v| !v.is_empty()),
+                "--{name} must not be empty"
+            );
+        }
         Ok(())
     }
 }
@@ -276,5 +300,58 @@ mod tests {
         let a = Args::try_parse_from(["tickcast-loadgen", "--encoding", "msgpack"]).unwrap();
         assert_eq!(a.encoding, Encoding::Msgpack);
         assert!(Args::try_parse_from(["tickcast-loadgen", "--encoding", "cbor"]).is_err());
+    }
+
+    #[test]
+    fn auth_flags() {
+        let a = Args::try_parse_from(["tickcast-loadgen"]).unwrap();
+        assert_eq!(
+            (a.token, a.jwt_hs256_secret, a.jwt_user),
+            (None, None, None)
+        );
+        let a = Args::try_parse_from(["tickcast-loadgen", "--token", "abc"]).unwrap();
+        assert_eq!(a.token.as_deref(), Some("abc"));
+        let a = Args::try_parse_from([
+            "tickcast-loadgen",
+            "--jwt-hs256-secret",
+            "s3cret",
+            "--jwt-user",
+            "alice",
+        ])
+        .unwrap();
+        assert_eq!(a.jwt_hs256_secret.as_deref(), Some("s3cret"));
+        assert_eq!(a.jwt_user.as_deref(), Some("alice"));
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn conflicting_or_incomplete_auth_flags_are_refused() {
+        use clap::error::ErrorKind;
+        let err = |argv: &[&str]| {
+            let mut full = vec!["tickcast-loadgen"];
+            full.extend_from_slice(argv);
+            Args::try_parse_from(full).expect_err("refused")
+        };
+        // A fixed token and minted ones cannot both be used; the error names both flags.
+        let e = err(&["--token", "t", "--jwt-hs256-secret", "s", "--jwt-user", "u"]);
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let text = e.to_string();
+        assert!(text.contains("--token"), "{text}");
+        assert!(text.contains("--jwt-hs256-secret"), "{text}");
+        assert_eq!(
+            err(&["--token", "t", "--jwt-user", "u"]).kind(),
+            ErrorKind::ArgumentConflict
+        );
+        // Either JWT flag alone is missing its partner, named in the error.
+        let e = err(&["--jwt-hs256-secret", "s"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--jwt-user"), "{e}");
+        let e = err(&["--jwt-user", "u"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--jwt-hs256-secret"), "{e}");
+        // Empty values parse but do not validate.
+        let a = Args::try_parse_from(["tickcast-loadgen", "--token", ""]).unwrap();
+        let msg = a.validate().unwrap_err().to_string();
+        assert!(msg.contains("--token must not be empty"), "{msg}");
     }
 }

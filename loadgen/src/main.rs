@@ -8,6 +8,7 @@
 //! `rest` (open-loop GETs) → `report` (human or JSON), with `sys` for rlimits and `/proc`.
 
 mod args;
+mod auth;
 mod frame;
 mod report;
 mod rest;

@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub connections: u64,
     /// Encoding of the server's frames: `json` or `msgpack`.
     pub encoding: &'static str,
+    /// How sockets authenticated: `anonymous`, `token` (--token) or `jwt_hs256` (one minted
+    /// token per socket).
+    pub auth: &'static str,
     pub ramp_s: f64,
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -167,7 +170,12 @@ impl Report {
                 "  connections    attempted {}  established {}  failed {}  closed by server {}  dropped {}  clean closes {}",
                 c.attempted, c.established, c.failed, c.closed_by_server, c.dropped, c.clean_closes
             );
-            let _ = writeln!(s, "  connect time   {}", pct_line(&self.connect_latency));
+            let _ = writeln!(
+                s,
+                "  connect time   {}  auth {}",
+                pct_line(&self.connect_latency),
+                self.config.auth
+            );
             if !c.failure_reasons.is_empty() {
                 let _ = writeln!(s, "  connect fails  {}", map_line(&c.failure_reasons));
             }

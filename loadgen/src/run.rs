@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::args::{Args, Scenario};
+use crate::auth::Auth;
 use crate::report::{ChannelGap, Connections, Gaps, Loadgen, Report, RunConfig, Server};
 use crate::rest::{self, RestConfig};
 use crate::stats::{ChannelGaps, Percentiles, total_gaps, worst_channels};
@@ -54,10 +55,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             args.scenario,
             Scenario::Dashboards | Scenario::Mixed | Scenario::Soak
         );
+    let auth = Arc::new(Auth::from_args(&args));
     let symbols = if !args.symbols.is_empty() {
         args.symbols.clone()
     } else if needs_symbols {
-        ws::discover_symbols(&target)
+        ws::discover_symbols(&target, &auth)
             .await
             .with_context(|| format!("discovering symbols at {}", target.ws_url))?
     } else {
@@ -85,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         target: target.clone(),
         shared: shared.clone(),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        auth: auth.clone(),
         end,
         stop: stop_rx.clone(),
     };
@@ -406,6 +409,7 @@ fn build_report(
                 0
             },
             encoding: args.encoding.name(),
+            auth: Auth::from_args(args).mode(),
             ramp_s: args.ramp,
             warmup_s: args.warmup,
             duration_s: args.duration,

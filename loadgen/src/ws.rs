@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::args::Encoding;
+use crate::auth::{Auth, url_with_token};
 use crate::frame::{Event, for_each_event, for_each_msgpack_event, msgpack_list_symbols};
 use crate::stats::{SeqTracker, ShardedHistogram};
 use crate::target::Target;
@@ -218,11 +219,14 @@ pub fn epoch_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens one WebSocket to the checked loopback address.
-pub async fn connect(target: &Target) -> anyhow::Result<Ws> {
+/// Opens one WebSocket to the checked loopback address, presenting `token` as `?token=`.
+pub async fn connect(target: &Target, token: Option<&str>) -> anyhow::Result<Ws> {
+    let req = match token {
+        Some(t) => url_with_token(&target.ws_url, t).into_client_request()?,
+        None => target.ws_url.as_str().into_client_request()?,
+    };
     let stream = TcpStream::connect(target.addr).await?;
     stream.set_nodelay(true)?;
-    let req = target.ws_url.as_str().into_client_request()?;
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let (ws, _resp) = tokio_tungstenite::client_async_with_config(
         req,
@@ -257,6 +261,8 @@ pub struct ConnConfig {
     pub target: Arc<Target>,
     pub shared: Arc<Shared>,
     pub connect_timeout: Duration,
+    /// The token each socket presents at connect.
+    pub auth: Arc<Auth>,
     /// When the measured window closes and every socket closes.
     pub end: Instant,
     pub stop: watch::Receiver<bool>,
@@ -271,13 +277,23 @@ pub async fn run_conn(idx: usize, role: Role, cfg: ConnConfig) -> ConnOutcome {
         target,
         shared,
         connect_timeout,
+        auth,
         end,
         mut stop,
     } = cfg;
     let mut out = ConnOutcome::default();
     shared.attempted.fetch_add(1, Relaxed);
+    // Minted before the clock starts: the connect time is the server's handshake, not our signing.
+    let token = match auth.token_for(idx) {
+        Ok(t) => t,
+        Err(e) => {
+            shared.failed.fetch_add(1, Relaxed);
+            out.failure = Some(format!("token: {e:#}"));
+            return out;
+        }
+    };
     let started = Instant::now();
-    let ws = match timeout(connect_timeout, connect(&target)).await {
+    let ws = match timeout(connect_timeout, connect(&target, token.as_deref())).await {
         Ok(Ok(ws)) => {
             let us = started.elapsed().as_micros() as u64;
             shared.connect.record_all(idx, &[us]);
@@ -382,6 +398,7 @@ async fn run_churn(idx: usize, symbols: &[String], seed: u64, cfg: ConnConfig) -
         target,
         shared,
         connect_timeout,
+        auth,
         end,
         mut stop,
     } = cfg;
@@ -390,7 +407,15 @@ async fn run_churn(idx: usize, symbols: &[String], seed: u64, cfg: ConnConfig) -
     let mut rng = SplitMix::new(seed);
     while Instant::now() < end && !*stop.borrow() {
         shared.attempted.fetch_add(1, Relaxed);
-        let mut ws = match timeout(connect_timeout, connect(&target)).await {
+        let token = match auth.token_for(idx) {
+            Ok(t) => t,
+            Err(e) => {
+                shared.failed.fetch_add(1, Relaxed);
+                out.failure = Some(format!("token: {e:#}"));
+                return out;
+            }
+        };
+        let mut ws = match timeout(connect_timeout, connect(&target, token.as_deref())).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
                 shared.failed.fetch_add(1, Relaxed);
@@ -564,9 +589,10 @@ struct Latencies {
 }
 
 /// Asks the server for its symbols with the `list` op over a short-lived connection.
-pub async fn discover_symbols(target: &Target) -> anyhow::Result<Vec<String>> {
+pub async fn discover_symbols(target: &Target, auth: &Auth) -> anyhow::Result<Vec<String>> {
     let run = async {
-        let mut ws = connect(target)
+        let token = auth.token_for(0)?;
+        let mut ws = connect(target, token.as_deref())
             .await
             .context("connecting for the list op")?;
         ws.send(Message::text(r#"{"op":"list","id":1}"#)).await?;
@@ -935,6 +961,7 @@ mod tests {
                 target: Arc::new(Target::resolve(&url).await.unwrap()),
                 shared: shared.clone(),
                 connect_timeout: Duration::from_secs(5),
+                auth: Arc::new(Auth::Anonymous),
                 end: Instant::now() + Duration::from_secs(20),
                 stop,
             };
@@ -970,6 +997,28 @@ mod tests {
             "{}",
             runs[1]
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_goes_on_the_connect_url_and_the_connect_is_timed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve_fixture(listener, epoch_ns()));
+        let url = format!("ws://127.0.0.1:{port}/ws?v=1");
+        let shared = Arc::new(Shared::new(1, Encoding::Json));
+        let (_stop_tx, stop) = watch::channel(false);
+        let cfg = ConnConfig {
+            target: Arc::new(Target::resolve(&url).await.unwrap()),
+            shared: shared.clone(),
+            connect_timeout: Duration::from_secs(5),
+            auth: Arc::new(Auth::Token("a.b+c".into())),
+            end: Instant::now() + Duration::from_secs(20),
+            stop,
+        };
+        let out = run_conn(0, Role::Bot, cfg).await;
+        assert_eq!(server.await.expect("server task"), "v=1&token=a.b%2Bc");
+        assert!(out.established, "{out:?}");
+        assert_eq!(shared.connect.merged().len(), 1, "one connect time");
     }
 
     #[test]
