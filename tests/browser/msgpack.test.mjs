@@ -1,5 +1,6 @@
-// Unit tests of the dashboard's MessagePack path (web/msgpack.js, and the frame conversion in
-// web/protocol.js), in plain Node: no server, no browser, no dependencies.
+// Unit tests of the dashboard's MessagePack path (web/msgpack.js, the frame conversion in
+// web/protocol.js, and how web/portfolio.js prints the exact decimals of either encoding), in
+// plain Node: no server, no browser, no dependencies.
 //
 //   node --test tests/browser/msgpack.test.mjs
 //
@@ -11,6 +12,7 @@ import { test } from "node:test";
 
 import { decode } from "../../web/msgpack.js";
 import { decodeFrame, fromMsgpack, KIND_CODES } from "../../web/protocol.js";
+import { fmtExact, plainNumber, signOf } from "../../web/portfolio.js";
 
 // --- fixture helpers: bytes written out, plus the few headers that carry a length ---
 
@@ -397,6 +399,46 @@ test("a portfolio frame gives the JSON portfolio event, its decimals as strings"
   assert.throws(() => decodeFrame(b(0x91, 0x94, 0x04, fixstr("portfolio"), 0x01, 0x02)), /portfolio event has 4 fields, expected 5/);
   assert.throws(() => decodeFrame(b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0x90)), /portfolio event: field 4 is not a map/);
   assert.throws(() => decodeFrame(b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0xc4, 0x01, 0x00)), /portfolio event: field 4 is not a map/);
+});
+
+test("the panel prints a portfolio the same from either encoding, exactly as sent", () => {
+  const fromJson = decodeFrame(portfolioText)[0];
+  const fromMp = decodeFrame(b(0x91, portfolioBytes))[0];
+  const cells = (ev) => [
+    ...["realized_pnl", "unrealized_pnl", "trades"].map((k) => fmtExact(ev[k])),
+    ...Object.values(ev.positions[0]).map(fmtExact),
+  ];
+  assert.deepEqual(cells(fromJson), ["0", "3.225", "2", "ETH-USD", "0.3", "2450.5", "2461.25", "738.375", "3.225", "0"]);
+  assert.deepEqual(cells(fromMp), cells(fromJson));
+  // 0.1 + 0.2 bought: the server prints 0.3, JSON.parse reads the double nearest it, and its
+  // shortest form is the server's digits again.
+  assert.equal(fmtExact(JSON.parse("0.3")), "0.3");
+  assert.equal(fmtExact(JSON.parse("-1234.000000000001")), "-1234.000000000001");
+  // Strings are printed as they came, digits the double could not hold included.
+  assert.equal(fmtExact("0.3333333333333333333333333333"), "0.3333333333333333333333333333");
+  assert.equal(fmtExact(null), "—");
+  assert.equal(fmtExact(undefined), "—");
+});
+
+test("decimal numbers print without an exponent", () => {
+  assert.equal(plainNumber(1e-7), "0.0000001");
+  assert.equal(plainNumber(1.5e-12), "0.0000000000015");
+  assert.equal(plainNumber(-2.5e-7), "-0.00000025");
+  assert.equal(plainNumber(1e21), "1000000000000000000000");
+  assert.equal(plainNumber(-1.25e22), "-12500000000000000000000");
+  assert.equal(plainNumber(0.000001), "0.000001");
+  assert.equal(plainNumber(123.45), "123.45");
+  assert.equal(plainNumber(0), "0");
+  assert.equal(plainNumber(-0), "0");
+});
+
+test("P&L sign of either encoding's values", () => {
+  for (const [v, want] of [
+    [3.225, 1], ["3.225", 1], [-0.08, -1], ["-0.08", -1], [0, 0], ["0", 0], ["0.000", 0], ["-0", 0],
+    [null, 0], [undefined, 0],
+  ]) {
+    assert.equal(signOf(v), want, `signOf(${JSON.stringify(v)})`);
+  }
 });
 
 test("a batched frame keeps its order; the same events as the JSON batch", () => {
