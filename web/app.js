@@ -1,10 +1,11 @@
 // tickcast dashboard: wires the connection, the symbol table and the chart together, and is the
 // reference client of docs/PROTOCOL.md (batched frames, per-channel seq, resume with `from`,
-// `reset` snapshots, `throttle_ms`).
+// `reset` snapshots, `throttle_ms`, and token auth for the private `portfolio` channel).
 
 import { Connection, SeqTracker, splitChannel } from "./protocol.js";
 import { SymbolTable } from "./table.js";
 import { SymbolChart } from "./chart.js";
+import { PortfolioSession, PortfolioView } from "./portfolio.js";
 
 const $ = (id) => document.getElementById(id);
 const HISTORY_BARS = 600; // 1 s bars asked from REST: ten minutes
@@ -29,31 +30,41 @@ const conn = new Connection(`${location.protocol === "https:" ? "wss" : "ws"}://
   onState: showState,
   encoding,
 });
+const portfolio = new PortfolioSession(new PortfolioView($("portfolio")), {
+  conn,
+  resumeOp: () => subscribeOp(["portfolio"], seqs.fromOne("portfolio") ?? {}),
+  forget: () => seqs.last.delete("portfolio"),
+});
 
 // --- subscriptions ---
 
 const throttle = () => Number($("throttle").value);
 
-/** On every (re)connect: ask for the symbols, then resume every channel from its last seq. */
+/**
+ * On every (re)connect: ask for the symbols, then resume every channel from its last seq; the
+ * portfolio authenticates the new socket first and resumes once that is acked.
+ */
 function subscribeAll() {
   conn.send({ op: "list" });
   subscribeTicks();
   if (selected) subscribeSymbol(selected);
+  portfolio.onOpen();
+}
+
+/** A subscribe op that resumes from `from` (seqs of the run named by the page's `epoch`). */
+function subscribeOp(channels, from, extra = {}) {
+  const op = { op: "subscribe", channels, ...extra };
+  if (Object.keys(from).length) Object.assign(op, { from, epoch });
+  return op;
 }
 
 function subscribeTicks() {
-  const op = { op: "subscribe", channels: ["ticks:*"], throttle_ms: throttle() };
-  const from = seqs.fromFor("ticks");
-  if (Object.keys(from).length) Object.assign(op, { from, epoch });
-  conn.send(op);
+  conn.send(subscribeOp(["ticks:*"], seqs.fromFor("ticks"), { throttle_ms: throttle() }));
 }
 
 function subscribeSymbol(sym) {
   const channels = [`bars.1s:${sym}`, `indicators:${sym}`];
-  const from = { ...seqs.fromOne(channels[0]), ...seqs.fromOne(channels[1]) };
-  const op = { op: "subscribe", channels };
-  if (Object.keys(from).length) Object.assign(op, { from, epoch });
-  conn.send(op);
+  conn.send(subscribeOp(channels, { ...seqs.fromOne(channels[0]), ...seqs.fromOne(channels[1]) }));
 }
 
 function select(sym) {
@@ -109,13 +120,21 @@ function handle(ev) {
     case "bar":
     case "indicators":
       return live(ev);
+    case "portfolio":
+      // Stragglers after the panel disconnected are not tracked.
+      if (!portfolio.active) return;
+      seqs.observe(ev.ch, ev.seq);
+      return portfolio.event(ev);
     case "list":
       return table.ensure(ev.symbols ?? []);
     case "error":
+      // The portfolio's own ops (auth, its subscribe) answer in its panel.
+      if (portfolio.error(ev)) return;
       return showNotice(`server: ${ev.code}: ${ev.message}`, "error");
     case "ack":
       // A restarted server has a new epoch: the seqs we hold are then answered with `reset`.
       if (typeof ev.epoch === "number") epoch = ev.epoch;
+      portfolio.ack(ev);
       return;
     default:
       return; // ack, pong, and kinds this page does not show
@@ -128,6 +147,12 @@ function handle(ev) {
  * state is dropped and rebuilt from the snapshot.
  */
 function snapshot(ev) {
+  if (ev.ch === "portfolio") {
+    if (!portfolio.active) return;
+    // Each portfolio event is the whole state: a reset loses nothing, so it needs no notice.
+    seqs.last.set(ev.ch, ev.seq);
+    return portfolio.snapshot(ev);
+  }
   const [kind, sym] = splitChannel(ev.ch);
   const data = Array.isArray(ev.data) ? ev.data : [];
   if (kind !== "ticks" && sym !== selected) return;
@@ -210,6 +235,14 @@ setInterval(() => {
 
 $("throttle").addEventListener("change", () => subscribeTicks());
 $("notice-close").addEventListener("click", () => ($("notice").hidden = true));
+$("pf-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = $("pf-key");
+  const key = input.value;
+  input.value = ""; // not kept in the DOM either; the session holds it in memory
+  portfolio.connect(key);
+});
+$("pf-disconnect").addEventListener("click", () => portfolio.disconnect());
 
 // The first symbol is selected as soon as the table has one.
 const firstRow = new MutationObserver(() => {
@@ -251,6 +284,18 @@ window.__tickcast = {
   },
   get chart() {
     return chart.counts();
+  },
+  get closes() {
+    return { ...conn.closes };
+  },
+  get portfolio() {
+    return {
+      state: $("portfolio").dataset.state,
+      user: portfolio.authedUser,
+      seq: seqs.last.get("portfolio") ?? null,
+      renders: portfolio.view.renders,
+      ...portfolio.stats,
+    };
   },
 };
 

@@ -47,14 +47,16 @@ export function splitChannel(ch) {
 // --- MessagePack frames (docs/PROTOCOL.md, "Encodings") ---
 
 /** The kind codes that lead positional events. */
-export const KIND_CODES = Object.freeze({ tick: 1, bar: 2, indicators: 3 });
+export const KIND_CODES = Object.freeze({ tick: 1, bar: 2, indicators: 3, portfolio: 4 });
 
 /**
  * Turns one message of a MessagePack frame into the object its JSON form parses to: a positional
  * event (`[1, ch, seq, ts, price, size, side, xts]`, ...) into `{type: "tick", ch, ...}`, a map
  * (ack, error, pong, list, snapshot) into itself, with a snapshot's positional `data` converted
- * the same way. Returns null for an event of a kind code this client does not know (as the
- * dashboard ignores JSON events of an unknown `type`); throws on a malformed message.
+ * the same way. One difference is the contract's: a portfolio event's exact decimals are strings
+ * of their digits (`"0.3"`) where JSON has numbers. Returns null for an event of a kind code this
+ * client does not know (as the dashboard ignores JSON events of an unknown `type`); throws on a
+ * malformed message.
  */
 export function fromMsgpack(msg) {
   if (Array.isArray(msg)) return eventFromArray(msg);
@@ -76,6 +78,7 @@ export function fromMsgpack(msg) {
 const TICK_LEN = 8;
 const BAR_LEN = 12;
 const INDICATORS_LEN = 5;
+const PORTFOLIO_LEN = 5;
 
 function eventFromArray(a) {
   const need = (n, type) => {
@@ -101,25 +104,34 @@ function eventFromArray(a) {
         trades: a[10],
         final: a[11],
       };
-    case KIND_CODES.indicators: {
+    case KIND_CODES.indicators:
       need(INDICATORS_LEN, "indicators");
-      const values = a[4];
-      if (values === null || typeof values !== "object" || Array.isArray(values)) {
-        throw new Error("msgpack indicators event: field 4 is not a map");
-      }
-      // Spread (not Object.assign, which would run a "__proto__" key as the setter), in the
-      // JSON field order; the fixed fields are set again so no indicator name can replace them.
-      const ev = { type: "indicators", ch: a[1], seq: a[2], ts: a[3], ...values };
-      ev.type = "indicators";
-      ev.ch = a[1];
-      ev.seq = a[2];
-      ev.ts = a[3];
-      return ev;
-    }
+      return withMap("indicators", a);
+    case KIND_CODES.portfolio:
+      // `[4, "portfolio", seq, ts, {reason, positions, realized_pnl, unrealized_pnl, trades}]`;
+      // its exact decimals stay the strings the server sent (MessagePack has no decimal type).
+      need(PORTFOLIO_LEN, "portfolio");
+      return withMap("portfolio", a);
     default:
       if (!Number.isInteger(a[0])) throw new Error("msgpack event does not start with an integer kind code");
       return null;
   }
+}
+
+/** `[code, ch, seq, ts, {name: value, ...}]` as `{type, ch, seq, ts, name: value, ...}`. */
+function withMap(type, a) {
+  const values = a[4];
+  if (values === null || typeof values !== "object" || Array.isArray(values) || values instanceof Uint8Array) {
+    throw new Error(`msgpack ${type} event: field 4 is not a map`);
+  }
+  // Spread (not Object.assign, which would run a "__proto__" key as the setter), in the JSON
+  // field order; the fixed fields are set again so no key of the map can replace them.
+  const ev = { type, ch: a[1], seq: a[2], ts: a[3], ...values };
+  ev.type = type;
+  ev.ch = a[1];
+  ev.seq = a[2];
+  ev.ts = a[3];
+  return ev;
 }
 
 /**
@@ -173,6 +185,8 @@ export class Connection {
     this.nextId = 1;
     // Frames received by type, and those that failed to decode (and were dropped).
     this.frames = { text: 0, binary: 0, bad: 0 };
+    // Closes by code ("4001": the token expired unrefreshed), for tests and the curious.
+    this.closes = {};
     // Backoff bounds (ms).
     this.minDelay = 250;
     this.maxDelay = 5000;
@@ -216,8 +230,22 @@ export class Connection {
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.closes[e.code] = (this.closes[e.code] ?? 0) + 1;
       this.scheduleReconnect(e.code);
     };
+  }
+
+  /**
+   * Drops the socket and opens a new one at once, without backoff: a fresh connection with
+   * nothing of the old one's state (its authentication). onOpen runs again as after a reconnect.
+   * While down, the reconnect already scheduled does the same.
+   */
+  reopen() {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    ws.close(1000, "reopen");
+    this.connect();
   }
 
   scheduleReconnect(code) {
@@ -228,7 +256,14 @@ export class Connection {
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
     const delay = Math.round(base * (0.5 + Math.random() / 2));
     this.attempt++;
-    const why = code === 1001 ? "server going away" : code === 4000 ? "silent socket" : `closed (${code})`;
+    const why =
+      code === 1001
+        ? "server going away"
+        : code === 4000
+          ? "silent socket"
+          : code === 4001
+            ? "token expired"
+            : `closed (${code})`;
     this.onState({
       state: "reconnecting",
       detail: `${why}; retry ${this.attempt} in ${(delay / 1000).toFixed(1)} s`,

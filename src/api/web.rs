@@ -43,6 +43,7 @@ static ASSETS: &[Asset] = &[
     asset!("msgpack.js", JS),
     asset!("table.js", JS),
     asset!("chart.js", JS),
+    asset!("portfolio.js", JS),
     asset!(
         "vendor/lightweight-charts/lightweight-charts.standalone.production.mjs",
         JS

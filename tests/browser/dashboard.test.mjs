@@ -5,10 +5,16 @@
 //
 // Every wait is bounded; the server and the browser are stopped on every exit path; the last
 // line is "N passed, M failed" and the exit code is non-zero on any failure.
+//
+// The server runs on a SQLite file of its own (in a temporary directory, removed at the end)
+// with an HS256 secret and a short token lifetime: the portfolio panel exchanges a user's API
+// key (`tickcast user add`, run on that file before the server starts) and refreshes its token.
 
-import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -19,6 +25,10 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOT = path.join(ROOT, "target", "dashboard.png");
 const SYMBOLS = 100; // the synthetic feed's default
 const OVERALL_LIMIT_MS = 180_000;
+const DB_DIR = mkdtempSync(path.join(os.tmpdir(), "tickcast-dashboard-"));
+const JWT_SECRET = randomBytes(24).toString("hex"); // 48 bytes; HS256 needs at least 32
+const TOKEN_TTL_S = 10; // the panel refreshes at 80 %: several times during the test
+const USER = "dash-tester";
 
 let server = null; // the running server process
 let browser = null;
@@ -65,15 +75,40 @@ function freePort() {
   });
 }
 
+/** The environment of every tickcast command here: this test's database and auth settings. */
+function tickcastEnv(extra = {}) {
+  const env = { ...process.env };
+  delete env.TICKCAST_DATABASE__URL; // DATABASE_URL names it (the two would race)
+  return Object.assign(env, {
+    DATABASE_URL: `sqlite://${path.join(DB_DIR, "tickcast.db")}?mode=rwc`,
+    TICKCAST_AUTH__JWT_HS256_SECRET: JWT_SECRET,
+    TICKCAST_AUTH__TOKEN_TTL_S: String(TOKEN_TTL_S),
+    RUST_LOG: process.env.RUST_LOG ?? "warn",
+    ...extra,
+  });
+}
+
+/** `tickcast user add NAME` on the test's database; returns the API key it prints. */
+function addUser(name) {
+  const out = execFileSync(BIN, ["user", "add", name], {
+    env: tickcastEnv(),
+    timeout: 30_000,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const key = out.trim();
+  if (!key || /\s/.test(key)) throw new Error(`tickcast user add printed no key: ${JSON.stringify(out)}`);
+  return key;
+}
+
 async function startServer(port) {
-  const env = Object.assign({ ...process.env }, {
+  const env = tickcastEnv({
     TICKCAST_SERVER__LISTEN: `127.0.0.1:${port}`,
     // Short indicator periods: overlays appear within seconds instead of after 20 s of warm-up.
     TICKCAST_PIPELINE__SMA_PERIOD: "3",
     TICKCAST_PIPELINE__EMA_PERIOD: "3",
     TICKCAST_PIPELINE__RSI_PERIOD: "3",
     TICKCAST_PIPELINE__VOLATILITY_PERIOD: "3",
-    RUST_LOG: process.env.RUST_LOG ?? "warn",
   });
   // The port was just released by the previous server; retry a bind failure briefly.
   for (let attempt = 1; attempt <= 20; attempt++) {
@@ -115,6 +150,7 @@ async function stopServer() {
 // Last-resort cleanup: synchronous, for crashes and signals.
 process.on("exit", () => {
   if (server && server.exitCode === null) server.kill("SIGKILL");
+  rmSync(DB_DIR, { recursive: true, force: true });
 });
 for (const sig of ["SIGINT", "SIGTERM"]) {
   process.on(sig, () => {
@@ -123,11 +159,70 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
   });
 }
 
+// --- the portfolio panel ---
+
+/** Records a trade over REST with the user's key; throws unless it is accepted. */
+async function postTrade(base, key, trade) {
+  const res = await fetch(`${base}api/v1/portfolio/trades`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify(trade),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!res.ok) throw new Error(`trade ${JSON.stringify(trade)}: HTTP ${res.status} ${await res.text()}`);
+}
+
+async function enterKey(page, key) {
+  await page.fill("#pf-key", key);
+  await page.click("#pf-form button[type=submit]");
+}
+
+/** What the panel shows: its state, status line, totals and rows, as text and classes. */
+function panel(page) {
+  return page.evaluate(() => {
+    const root = document.getElementById("portfolio");
+    const el = (sel) => root.querySelector(sel);
+    return {
+      state: root.dataset.state,
+      status: el(".pf-status").textContent,
+      shown: !el(".pf-body").hidden,
+      realized: el(".pf-realized").textContent,
+      realizedClass: el(".pf-realized").className,
+      unrealized: el(".pf-unrealized").textContent,
+      unrealizedClass: el(".pf-unrealized").className,
+      trades: el(".pf-trades").textContent,
+      updated: el(".pf-updated").textContent,
+      rows: [...root.querySelectorAll("tbody tr")].map((tr) => ({
+        symbol: tr.dataset.symbol ?? null,
+        cells: [...tr.cells].map((td) => td.textContent),
+        classes: [...tr.cells].map((td) => td.className),
+      })),
+    };
+  });
+}
+
+/** One symbol's row of a `panel()` answer, by column; undefined when it has none. */
+function row(p, sym) {
+  const r = p?.rows.find((x) => x.symbol === sym);
+  if (!r) return undefined;
+  const [, quantity, avg, last, value, unrealized, realized] = r.cells;
+  return { quantity, avg, last, value, unrealized, realized, unrealizedClass: r.classes[5], realizedClass: r.classes[6] };
+}
+
+/** A P&L figure is green when positive, red when negative, neither at zero or "—". */
+function colouredBySign(text, className) {
+  const classes = className.split(/\s+/);
+  if (text.startsWith("-")) return classes.includes("down") && !classes.includes("up");
+  if (text === "—" || /^0(\.0*)?$/.test(text)) return !classes.includes("up") && !classes.includes("down");
+  return classes.includes("up") && !classes.includes("down");
+}
+
 // --- the test ---
 
 async function run() {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/`;
+  const apiKey = addUser(USER);
   await startServer(port);
 
   browser = await chromium.launch({
@@ -241,6 +336,82 @@ async function run() {
   );
   await page.selectOption("#throttle", "250");
 
+  // The portfolio panel: a wrong key, then the user's key, an empty portfolio, two trades.
+  const sym = order[0];
+  // What this server cannot show itself: a server without a secret, and a token the socket
+  // refuses (the exchange answered here by the test).
+  const tokenRoute = "**/api/v1/auth/token";
+  await page.route(tokenRoute, (route) =>
+    route.fulfill({
+      status: 404,
+      contentType: "application/problem+json",
+      body: JSON.stringify({ type: "urn:tickcast:problem:token_exchange_disabled", title: "Not Found", status: 404, code: "token_exchange_disabled" }),
+    }),
+  );
+  await enterKey(page, "tc_any_key");
+  const noTokens = await waitFor(() => panel(page).then((p) => p.state === "error" && /issues no tokens \(auth\.jwt_hs256_secret not set\)/.test(p.status) && p), 5000);
+  check("portfolio: a server without token exchange is said so", noTokens, (noTokens || (await panel(page))).status);
+  await page.unroute(tokenRoute);
+  await page.route(tokenRoute, (route) =>
+    route.fulfill({
+      contentType: "application/json",
+      body: JSON.stringify({ token: "not.a.jwt", user: USER, expires_at: Math.floor(Date.now() / 1000) + 600 }),
+    }),
+  );
+  await enterKey(page, "tc_any_key");
+  const refusedToken = await waitFor(() => panel(page).then((p) => p.state === "error" && p.status.startsWith("unauthorized: ") && p), 5000);
+  check("portfolio: the socket's refusal of a token is shown with its message", refusedToken, (refusedToken || (await panel(page))).status);
+  await page.unroute(tokenRoute);
+
+  await enterKey(page, "tc_no_such_key_0123456789");
+  const badKey = await waitFor(() => panel(page).then((p) => p.state === "error" && p.status === "invalid API key" && p), 5000);
+  check('portfolio: a wrong key says "invalid API key"', badKey, badKey ? "" : JSON.stringify(await panel(page)));
+
+  const connectedAt = Date.now();
+  await enterKey(page, apiKey);
+  const empty = await waitFor(
+    () =>
+      panel(page).then(
+        (p) => p.state === "live" && p.shown && p.rows.length === 1 && p.rows[0].cells[0] === "no positions" && p.trades === "0" && p,
+      ),
+    10_000,
+  );
+  const keyKept = await page.evaluate(
+    (k) => [JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage }), document.getElementById("pf-key").value].some((v) => v.includes(k)),
+    apiKey,
+  );
+  check(
+    "portfolio: the key connects the panel, which shows an empty portfolio",
+    empty && empty.status === `connected as ${USER}` && !keyKept,
+    empty ? `"${empty.status}", realized ${empty.realized}, trades ${empty.trades}${keyKept ? "; the key is kept in storage or the input" : ""}` : JSON.stringify(await panel(page)),
+  );
+
+  await postTrade(url, apiKey, { symbol: sym, side: "buy", quantity: 0.1, price: 100.1 });
+  await postTrade(url, apiKey, { symbol: sym, side: "buy", quantity: 0.2, price: 100.25 });
+  const bought = await waitFor(() => panel(page).then((p) => row(p, sym)?.quantity === "0.3" && p.trades === "2" && p), 10_000);
+  check(
+    "portfolio: 0.1 then 0.2 bought shows quantity 0.3 exactly, average cost 100.2",
+    bought && row(bought, sym).avg === "100.2",
+    JSON.stringify(bought ? row(bought, sym) : await panel(page)),
+  );
+  const priced = await waitFor(
+    () =>
+      panel(page).then((p) => {
+        const r = row(p, sym);
+        return r && r.last !== "—" && r.unrealized !== "—" && p.unrealized !== "—" && { p, r };
+      }),
+    10_000,
+  );
+  check(
+    "portfolio: valued at live prices, P&L coloured by sign, last update's time and reason",
+    priced &&
+      colouredBySign(priced.r.unrealized, priced.r.unrealizedClass) &&
+      colouredBySign(priced.p.unrealized, priced.p.unrealizedClass) &&
+      colouredBySign(priced.p.realized, priced.p.realizedClass) &&
+      /\d\d:\d\d:\d\d \((trade|prices)\)$/.test(priced.p.updated),
+    priced ? `last ${priced.r.last}, value ${priced.r.value}, unrealized ${priced.r.unrealized} (${priced.r.unrealizedClass}), updated "${priced.p.updated}"` : JSON.stringify(await panel(page)),
+  );
+
   // Let the chart fill a little for the screenshot.
   await sleep(Math.max(0, 25_000 - (Date.now() - t0)));
   mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -249,6 +420,21 @@ async function run() {
 
   const lat = await page.locator("#p50").textContent();
   check("latency p50/p99 shown", /ms$/.test(lat), `p50 ${lat}, p99 ${await page.locator("#p99").textContent()}`);
+
+  // The first token has expired by now: the panel must have refreshed it (no 4001 close).
+  const refreshed = await waitFor(
+    () =>
+      dbg(() => window.__tickcast.portfolio).then(
+        (pf) => pf.refreshes >= 1 && Date.now() - connectedAt > (TOKEN_TTL_S + 1) * 1000 && pf,
+      ),
+    (TOKEN_TTL_S + 15) * 1000,
+  );
+  const closes = await dbg(() => window.__tickcast.closes);
+  check(
+    `portfolio: the token (${TOKEN_TTL_S} s) is refreshed before it expires`,
+    refreshed && !closes[4001] && (await panel(page)).state === "live",
+    `${JSON.stringify(refreshed || (await dbg(() => window.__tickcast.portfolio)))}; closes ${JSON.stringify(closes)}`,
+  );
 
   // Restart: stop the server, wait for the page to notice, start it again on the same port.
   const before = await dbg(() => ({ events: window.__tickcast.stats.events, resets: window.__tickcast.stats.resets }));
@@ -268,6 +454,32 @@ async function run() {
   );
   const notice = await page.locator("#notice-text").textContent();
   check("resume with `from` answered by `reset` shows a notice", reset, notice.slice(0, 70));
+
+  // The panel authenticated the new socket first, then resumed `portfolio` with `from` and the
+  // old epoch: a reset snapshot (the run changed) with the stored positions.
+  const reauthed = await waitFor(
+    () =>
+      page.evaluate(() => window.__tickcast.portfolio).then(async (pf) => {
+        const p = await panel(page);
+        return pf.resets >= 1 && p.state === "live" && row(p, sym)?.quantity === "0.3" && pf;
+      }),
+    15_000,
+  );
+  check(
+    "portfolio: after the restart the panel authenticates again and resumes",
+    reauthed,
+    JSON.stringify(reauthed || (await dbg(() => window.__tickcast.portfolio))),
+  );
+  await postTrade(url, apiKey, { symbol: sym, side: "sell", quantity: 0.1, price: 101 });
+  const sold = await waitFor(
+    () => panel(page).then((p) => row(p, sym)?.quantity === "0.2" && p.trades === "3" && p.realized === "0.08" && p),
+    10_000,
+  );
+  check(
+    "portfolio: a sale after the restart shows 0.2 held and 0.08 realized, in green",
+    sold && row(sold, sym).realized === "0.08" && colouredBySign("0.08", sold.realizedClass) && colouredBySign("0.08", row(sold, sym).realizedClass),
+    JSON.stringify(sold ? row(sold, sym) : await panel(page)),
+  );
 
   const mark = await dbg(() => ({ events: window.__tickcast.stats.events, candles: window.__tickcast.chart.candles }));
   const updating = await waitFor(
@@ -306,32 +518,65 @@ async function run() {
     await page.unroute("**/api/v1/bars/**");
   }
 
+  // Disconnect: the panel unsubscribes, forgets and clears, and the socket is reopened
+  // anonymous (a connection cannot drop its identity otherwise).
+  const reconnectsBefore = await dbg(() => window.__tickcast.reconnects);
+  await page.click("#pf-disconnect");
+  const gone = await waitFor(
+    () =>
+      page.evaluate((before) => {
+        const t = window.__tickcast;
+        const root = document.getElementById("portfolio");
+        return (
+          root.dataset.state === "idle" &&
+          root.querySelector(".pf-body").hidden &&
+          !root.querySelector("tbody tr") &&
+          t.portfolio.user === null &&
+          t.portfolio.seq === null &&
+          t.reconnects > before &&
+          t.state === "live"
+        );
+      }, reconnectsBefore),
+    10_000,
+  );
+  check(
+    "portfolio: Disconnect clears the panel and leaves an anonymous live socket",
+    gone,
+    `${JSON.stringify(await dbg(() => window.__tickcast.portfolio))}, reconnects ${reconnectsBefore} -> ${await dbg(() => window.__tickcast.reconnects)}`,
+  );
+
   // While the server was down the browser itself reports each refused WebSocket connection as a
-  // console error; those, and only in that window, are expected.
+  // console error; those, and only in that window, are expected. So is a token refresh that fell
+  // into that window, the 401 of the wrong key and the 404 routed for "no token exchange".
   const ws = `ws://127.0.0.1:${port}/ws`;
   const refused = (e) =>
     e.at >= outageFrom && e.at <= outageTo + 1000 && e.text.includes(ws) && /WebSocket connection .* failed/.test(e.text);
+  const refusedRefresh = (e) =>
+    e.at >= outageFrom && e.at <= outageTo + 1000 && e.url.includes("/api/v1/auth/token") && e.text.includes("ERR_CONNECTION_REFUSED");
+  const wrongKey = (e) => e.url.includes("/api/v1/auth/token") && /status of (401|404)/.test(e.text);
   const noHistory = (e) =>
     historyMissing && e.url.includes("/api/v1/bars/") && e.text.includes("status of 404");
-  const excused = (e) => refused(e) || noHistory(e);
+  const excused = (e) => refused(e) || refusedRefresh(e) || wrongKey(e) || noHistory(e);
   const unexpected = consoleErrors.filter((e) => !excused(e));
   for (const e of unexpected) console.log(`  console error: ${e.text} ${e.url}`);
   check(
     "no console errors or page errors",
     unexpected.length === 0,
     `${unexpected.length} unexpected; excused: ${consoleErrors.filter(refused).length} refused reconnects ` +
-      `during the outage, ${consoleErrors.filter(noHistory).length} 404s of the absent history route`,
+      `and ${consoleErrors.filter(refusedRefresh).length} refused token refreshes during the outage, ` +
+      `${consoleErrors.filter(wrongKey).length} 401/404 of the wrong key and the routed no-exchange answer, ` +
+      `${consoleErrors.filter(noHistory).length} 404s of the absent history route`,
   );
 
   await page.close(); // the next page gets the CPU to itself
-  await checkMsgpack(url, historyMissing);
+  await checkMsgpack(url, historyMissing, apiKey, order);
 }
 
 /**
  * The dashboard at `?encoding=msgpack` (docs/PROTOCOL.md, "Encodings"): it must ask for it, get
  * only binary frames, decode every one, and show the same live data as with JSON.
  */
-async function checkMsgpack(url, historyMissing) {
+async function checkMsgpack(url, historyMissing, apiKey, order) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
   page.setDefaultTimeout(10_000);
   const errors = [];
@@ -373,6 +618,28 @@ async function checkMsgpack(url, historyMissing) {
       `candles ${mark.candles} -> ${after.chart.candles}, sma ${after.chart.sma}`,
   );
 
+  // The portfolio in MessagePack: its exact decimals arrive as strings and are printed as they
+  // came, also digits a double cannot hold (JSON.parse would round 1234567.123456789012).
+  const [sym, sym2] = order;
+  await enterKey(page, apiKey);
+  const held = await waitFor(() => panel(page).then((p) => p.state === "live" && row(p, sym)?.quantity === "0.2" && p), 10_000);
+  check(
+    "msgpack: the portfolio panel connects and shows the position",
+    held && row(held, sym).realized === "0.08" && row(held, sym).avg === "100.2",
+    JSON.stringify(held ? row(held, sym) : await panel(page)),
+  );
+  await postTrade(url, apiKey, { symbol: sym, side: "buy", quantity: 0.1, price: 100.5 });
+  await postTrade(url, apiKey, { symbol: sym2, side: "buy", quantity: "1234567.123456789012", price: "1" });
+  const exact = await waitFor(
+    () => panel(page).then((p) => row(p, sym)?.quantity === "0.3" && row(p, sym2)?.quantity === "1234567.123456789012" && p),
+    10_000,
+  );
+  check(
+    "msgpack: trades show with their exact digits (0.3 at 100.3; 1234567.123456789012)",
+    exact && row(exact, sym).avg === "100.3" && exact.trades === "5",
+    JSON.stringify(exact ? [row(exact, sym), row(exact, sym2), exact.trades] : await panel(page)),
+  );
+
   // The page decodes text frames too (a server that predates `encoding` sends them): only the
   // frame counts tell that the server really sent MessagePack.
   const frames = await dbg(() => window.__tickcast.frames);
@@ -401,6 +668,7 @@ async function finish(code) {
     await Promise.race([browser?.close(), sleep(5000)]);
   } catch {}
   await stopServer();
+  rmSync(DB_DIR, { recursive: true, force: true });
   if (failed) console.log(`server log (last 40 lines):\n${serverLog.slice(-40).join("\n")}`);
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(code || (failed ? 1 : 0));

@@ -1,5 +1,6 @@
-// Unit tests of the dashboard's MessagePack path (web/msgpack.js, and the frame conversion in
-// web/protocol.js), in plain Node: no server, no browser, no dependencies.
+// Unit tests of the dashboard's MessagePack path (web/msgpack.js, the frame conversion in
+// web/protocol.js, and how web/portfolio.js prints the exact decimals of either encoding), in
+// plain Node: no server, no browser, no dependencies.
 //
 //   node --test tests/browser/msgpack.test.mjs
 //
@@ -11,6 +12,7 @@ import { test } from "node:test";
 
 import { decode } from "../../web/msgpack.js";
 import { decodeFrame, fromMsgpack, KIND_CODES } from "../../web/protocol.js";
+import { fmtExact, plainNumber, signOf } from "../../web/portfolio.js";
 
 // --- fixture helpers: bytes written out, plus the few headers that carry a length ---
 
@@ -294,8 +296,56 @@ const indicatorsBytes = b(
   f64(1.05),
 );
 
+// The PROTOCOL.md portfolio example. JSON has its exact decimals as numbers, MessagePack as
+// strings of their digits; `last_price` (market data) and `trades` are numbers in both.
+const portfolioText =
+  '{"type":"portfolio","ch":"portfolio","seq":3,"ts":1764070001000000000,"reason":"trade",' +
+  '"positions":[{"symbol":"ETH-USD","quantity":0.3,"avg_cost":2450.5,"last_price":2461.25,' +
+  '"market_value":738.375,"unrealized_pnl":3.225,"realized_pnl":0}],' +
+  '"realized_pnl":0,"unrealized_pnl":3.225,"trades":2}';
+const portfolioJSON = JSON.parse(portfolioText);
+const portfolioMsgpack = {
+  ...portfolioJSON,
+  positions: [
+    {
+      symbol: "ETH-USD",
+      quantity: "0.3",
+      avg_cost: "2450.5",
+      last_price: 2461.25,
+      market_value: "738.375",
+      unrealized_pnl: "3.225",
+      realized_pnl: "0",
+    },
+  ],
+  realized_pnl: "0",
+  unrealized_pnl: "3.225",
+};
+const positionBytes = b(
+  0x87, // fixmap 7
+  fixstr("symbol"), fixstr("ETH-USD"),
+  fixstr("quantity"), fixstr("0.3"),
+  fixstr("avg_cost"), fixstr("2450.5"),
+  fixstr("last_price"), f64(2461.25),
+  fixstr("market_value"), fixstr("738.375"),
+  fixstr("unrealized_pnl"), fixstr("3.225"),
+  fixstr("realized_pnl"), fixstr("0"),
+);
+const portfolioBytes = b(
+  0x95, // fixarray 5
+  0x04, // kind: portfolio
+  fixstr("portfolio"),
+  0x03,
+  u64(1764070001000000000n),
+  0x85, // fixmap 5: the JSON keys after ts, in order
+  fixstr("reason"), fixstr("trade"),
+  fixstr("positions"), 0x91, positionBytes,
+  fixstr("realized_pnl"), fixstr("0"),
+  fixstr("unrealized_pnl"), fixstr("3.225"),
+  fixstr("trades"), 0x02,
+);
+
 test("the kind codes are the contract's", () => {
-  assert.deepEqual({ ...KIND_CODES }, { tick: 1, bar: 2, indicators: 3 });
+  assert.deepEqual({ ...KIND_CODES }, { tick: 1, bar: 2, indicators: 3, portfolio: 4 });
 });
 
 test("a tick frame gives the JSON tick, same keys in the same order", () => {
@@ -324,6 +374,71 @@ test("an indicators frame gives the JSON indicators event, names spread in", () 
   // An indicator named like a fixed field cannot replace it.
   const clash = b(0x91, 0x95, 0x03, fixstr("indicators:A"), 0x01, 0x02, 0x82, fixstr("ch"), 0x05, fixstr("sma_3"), f64(1.5));
   assert.deepEqual(decodeFrame(clash)[0], { type: "indicators", ch: "indicators:A", seq: 1, ts: 2, sma_3: 1.5 });
+});
+
+test("a portfolio frame gives the JSON portfolio event, its decimals as strings", () => {
+  const [ev] = decodeFrame(b(0x91, portfolioBytes));
+  assert.deepEqual(ev, portfolioMsgpack);
+  assert.deepEqual(Object.keys(ev), Object.keys(portfolioJSON));
+  assert.deepEqual(Object.keys(ev.positions[0]), Object.keys(portfolioJSON.positions[0]));
+  // Nothing in the map replaces the fixed fields.
+  const clash = b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0x83,
+    fixstr("type"), fixstr("tick"), fixstr("seq"), 0x09, fixstr("trades"), 0x00);
+  assert.deepEqual(decodeFrame(clash)[0], { type: "portfolio", ch: "portfolio", seq: 1, ts: 2, trades: 0 });
+  // No live price yet: nil, as JSON's null.
+  const unpriced = b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0x82,
+    fixstr("unrealized_pnl"), 0xc0, fixstr("positions"), 0x90);
+  assert.deepEqual(decodeFrame(unpriced)[0], {
+    type: "portfolio", ch: "portfolio", seq: 1, ts: 2, unrealized_pnl: null, positions: [],
+  });
+  // In a snapshot's data too (the channel's snapshot holds its latest event).
+  const snap = b(0x91, 0x84, fixstr("type"), fixstr("snapshot"), fixstr("ch"), fixstr("portfolio"),
+    fixstr("seq"), 0x03, fixstr("data"), 0x91, portfolioBytes);
+  assert.deepEqual(decodeFrame(snap), [{ type: "snapshot", ch: "portfolio", seq: 3, data: [portfolioMsgpack] }]);
+  // Malformed: too few fields, or no map where the body belongs.
+  assert.throws(() => decodeFrame(b(0x91, 0x94, 0x04, fixstr("portfolio"), 0x01, 0x02)), /portfolio event has 4 fields, expected 5/);
+  assert.throws(() => decodeFrame(b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0x90)), /portfolio event: field 4 is not a map/);
+  assert.throws(() => decodeFrame(b(0x91, 0x95, 0x04, fixstr("portfolio"), 0x01, 0x02, 0xc4, 0x01, 0x00)), /portfolio event: field 4 is not a map/);
+});
+
+test("the panel prints a portfolio the same from either encoding, exactly as sent", () => {
+  const fromJson = decodeFrame(portfolioText)[0];
+  const fromMp = decodeFrame(b(0x91, portfolioBytes))[0];
+  const cells = (ev) => [
+    ...["realized_pnl", "unrealized_pnl", "trades"].map((k) => fmtExact(ev[k])),
+    ...Object.values(ev.positions[0]).map(fmtExact),
+  ];
+  assert.deepEqual(cells(fromJson), ["0", "3.225", "2", "ETH-USD", "0.3", "2450.5", "2461.25", "738.375", "3.225", "0"]);
+  assert.deepEqual(cells(fromMp), cells(fromJson));
+  // 0.1 + 0.2 bought: the server prints 0.3, JSON.parse reads the double nearest it, and its
+  // shortest form is the server's digits again.
+  assert.equal(fmtExact(JSON.parse("0.3")), "0.3");
+  assert.equal(fmtExact(JSON.parse("-1234.000000000001")), "-1234.000000000001");
+  // Strings are printed as they came, digits the double could not hold included.
+  assert.equal(fmtExact("0.3333333333333333333333333333"), "0.3333333333333333333333333333");
+  assert.equal(fmtExact(null), "—");
+  assert.equal(fmtExact(undefined), "—");
+});
+
+test("decimal numbers print without an exponent", () => {
+  assert.equal(plainNumber(1e-7), "0.0000001");
+  assert.equal(plainNumber(1.5e-12), "0.0000000000015");
+  assert.equal(plainNumber(-2.5e-7), "-0.00000025");
+  assert.equal(plainNumber(1e21), "1000000000000000000000");
+  assert.equal(plainNumber(-1.25e22), "-12500000000000000000000");
+  assert.equal(plainNumber(0.000001), "0.000001");
+  assert.equal(plainNumber(123.45), "123.45");
+  assert.equal(plainNumber(0), "0");
+  assert.equal(plainNumber(-0), "0");
+});
+
+test("P&L sign of either encoding's values", () => {
+  for (const [v, want] of [
+    [3.225, 1], ["3.225", 1], [-0.08, -1], ["-0.08", -1], [0, 0], ["0", 0], ["0.000", 0], ["-0", 0],
+    [null, 0], [undefined, 0],
+  ]) {
+    assert.equal(signOf(v), want, `signOf(${JSON.stringify(v)})`);
+  }
 });
 
 test("a batched frame keeps its order; the same events as the JSON batch", () => {
