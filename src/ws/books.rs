@@ -117,7 +117,13 @@ impl BookSubs {
         let view = s
             .book
             .as_ref()
-            .map(|v| Arc::new(v.top(sub.depth)))
+            .map(|v| {
+                if v.bids.len().max(v.asks.len()) <= sub.depth {
+                    v.clone() // shared with the hub, not copied per connection
+                } else {
+                    Arc::new(v.top(sub.depth))
+                }
+            })
             .unwrap_or_default();
         let events: Vec<Wire> = if s.book.is_some() {
             let message = BookMessage {
@@ -172,7 +178,12 @@ impl BookSubs {
         if sent.is_some_and(|s| seq <= s.seq) {
             return None;
         }
-        let view = Arc::new(view.top(sub.depth));
+        // At the full depth the hub's own view is shared, not copied per connection.
+        let view = if sub.depth >= self.view_depth {
+            view
+        } else {
+            Arc::new(view.top(sub.depth))
+        };
         let held = sent.and_then(|s| s.view.clone());
         let (reset, levels) = match &held {
             Some(v) => (false, v.diff(&view)),
