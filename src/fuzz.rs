@@ -1,6 +1,6 @@
 //! Property-based fuzz targets for every decoder that a client, a file or a venue controls: the
-//! WebSocket op decoder, the time parsers, each built-in upstream mapping and the replay record
-//! reader. Each target feeds arbitrary input, and mutations of valid input, and holds the same
+//! WebSocket op decoder, the time parsers, each built-in upstream mapping, each venue depth
+//! decoder and the replay record reader. Each target feeds arbitrary input, and mutations of valid input, and holds the same
 //! contract: no panic, and whatever is accepted is a valid value (ticks pass ingest's checks).
 //!
 //! The test run takes proptest's default case count (fast, in CI). For a long local run, raise
@@ -34,6 +34,13 @@ const VENUES: [(&str, &str); 5] = [
     ("kraken", "kraken_trades.jsonl"),
     ("bybit", "bybit_trades.jsonl"),
     ("okx", "okx_trades.jsonl"),
+];
+
+const DEPTH: [(&str, &str, &str); 4] = [
+    ("binance", "BTCUSDT", "binance_depth.jsonl"),
+    ("coinbase", "BTC-USD", "coinbase_level2.jsonl"),
+    ("kraken", "BTC/USD", "kraken_book.jsonl"),
+    ("bybit", "BTCUSDT", "bybit_orderbook.jsonl"),
 ];
 
 const OPS: [&str; 5] = [
@@ -131,6 +138,34 @@ proptest! {
         let _ = parser.parse(&noise, &mut out);
         for t in &out {
             accepted_tick_is_valid(t)?;
+        }
+    }
+
+    #[test]
+    fn depth_decoders_never_panic_and_accept_only_valid_levels(
+        venue in 0usize..DEPTH.len(), line in any::<usize>(),
+        at in any::<usize>(), byte in any::<u8>(), how in any::<u8>(), noise in proptest::collection::vec(any::<u8>(), 0..64)
+    ) {
+        use crate::feed::depth::{DepthDecoder, Venue};
+        let (name, symbol, fixture) = DEPTH[venue];
+        let lines = fixture_lines(fixture);
+        prop_assume!(!lines.is_empty());
+        let venue = Venue::parse(name).expect("a depth venue");
+        let mut d = DepthDecoder::new(venue, &[symbol.to_owned()]).expect("one symbol");
+        let mut out = Vec::new();
+        // The fixture up to the line, so the mutation meets a synced book.
+        let n = line % lines.len();
+        for l in &lines[..n] {
+            let _ = d.decode(l.as_bytes(), 1, &mut out);
+        }
+        let mutated = mutate(&lines[n], at, byte, how);
+        let _ = d.decode(&mutated, 1, &mut out);
+        let _ = d.decode(&noise, 1, &mut out);
+        for u in &out {
+            for &(price, size) in u.bids.iter().chain(&u.asks) {
+                prop_assert!(price.is_finite() && price > 0.0 && size.is_finite() && size >= 0.0, "{u:?}");
+            }
+            prop_assert!(u.exchange_ts > 0, "{u:?}");
         }
     }
 

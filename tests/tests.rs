@@ -18,6 +18,7 @@ mod portfolio_channel;
 mod rest;
 mod shutdown;
 mod store;
+mod venue_books;
 mod venues;
 mod web;
 mod ws;

@@ -4,6 +4,7 @@
 //! stops when its shutdown token is cancelled, and reports "done" by returning.
 
 pub mod config;
+pub mod depth;
 pub mod mapping;
 pub mod replay;
 pub mod synthetic;

@@ -23,6 +23,12 @@ pub struct FeedStatus {
     pub reconnects: AtomicU64,
     /// Trades for symbols the feed is not configured for (dropped).
     pub unsubscribed: AtomicU64,
+    /// Depth updates sent to ingest (`depth` set).
+    pub book_updates: AtomicU64,
+    /// Books that lost sync (a gap, a checksum mismatch, an unusable delta): resyncs.
+    pub book_resyncs: AtomicU64,
+    /// Depth messages older than the last one (Binance `lastUpdateId`), dropped.
+    pub book_stale: AtomicU64,
     /// Wall-clock ms of the last accepted trade (0 = none yet).
     pub last_trade_ms: AtomicI64,
     /// The venue's last refusal on the current connection; cleared by a new connection.
@@ -69,6 +75,24 @@ const ROWS: &[Row] = &[
         "counter",
         "trades for symbols the feed is not configured for (dropped)",
         |s| s.unsubscribed.load(Ordering::Relaxed) as i64,
+    ),
+    (
+        "tickcast_upstream_book_updates_total",
+        "counter",
+        "order book updates from the venue's depth stream sent to ingest",
+        |s| s.book_updates.load(Ordering::Relaxed) as i64,
+    ),
+    (
+        "tickcast_upstream_book_resyncs_total",
+        "counter",
+        "order books that lost sync (sequence gap, checksum mismatch, unusable delta): resynced",
+        |s| s.book_resyncs.load(Ordering::Relaxed) as i64,
+    ),
+    (
+        "tickcast_upstream_book_stale_total",
+        "counter",
+        "depth messages older than the last one for their symbol (dropped)",
+        |s| s.book_stale.load(Ordering::Relaxed) as i64,
     ),
     (
         "tickcast_upstream_last_trade_age_seconds",

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod book;
 pub mod venue;
 
 use std::collections::VecDeque;

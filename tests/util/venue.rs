@@ -207,7 +207,13 @@ impl Conn {
             }
         }
         if !self.last {
-            // Mid-stream: drop the socket without a closing handshake.
+            // Mid-stream: drop the socket without a closing handshake. Read what the client
+            // sent first (its later subscribe messages) until it goes quiet or leaves: a socket
+            // closed with unread input is reset, and the client would lose what was played.
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(std::time::Duration::from_millis(100), ws.next()).await
+            {
+            }
             return;
         }
         let (index, sent) = (self.index, self.sent);

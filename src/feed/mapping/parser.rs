@@ -95,6 +95,15 @@ impl SymbolMap {
         }
     }
 
+    /// The published name of a venue symbol (already normalised by the mapping), or `None`
+    /// when the feed is not configured for it.
+    pub fn published(&self, venue: &str) -> Option<String> {
+        match &self.accepted {
+            None => Some(venue.to_owned()),
+            Some(map) => map.get(venue).cloned(),
+        }
+    }
+
     fn resolve(&self, venue: String) -> Result<String, MessageError> {
         match &self.accepted {
             None => Ok(venue),

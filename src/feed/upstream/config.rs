@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
+use crate::feed::depth::{DepthDecoder, VENUES, Venue};
 use crate::feed::mapping::{Mapping, MappingError};
 
 /// The name of the `[feeds.upstream]` feed when it sets none.
@@ -76,6 +77,10 @@ pub struct UpstreamConfig {
     /// Largest inbound message (and frame) accepted; a larger one ends the connection.
     #[serde(default = "max_message_bytes")]
     pub max_message_bytes: usize,
+    /// The venue whose depth stream to follow into order books (`binance`, `coinbase`,
+    /// `kraken`, `bybit`; see [`crate::feed::depth`]); empty: none.
+    #[serde(default)]
+    pub depth: String,
 }
 
 // === impl UpstreamConfig ===
@@ -130,6 +135,17 @@ impl UpstreamConfig {
             &key("max_message_bytes"),
             "must be between 1024 and 268435456",
         )?;
+        check(
+            self.depth.is_empty() || Venue::parse(&self.depth).is_some(),
+            &key("depth"),
+            &format!("must be \"\" (off) or one of {}", VENUES.join(", ")),
+        )?;
+        if self.enabled
+            && let Some(venue) = Venue::parse(&self.depth)
+        {
+            DepthDecoder::new(venue, &self.symbols)
+                .map_err(|e| ConfigError::key(&key("depth"), e.to_string()))?;
+        }
         if self.enabled {
             let mapping = self
                 .check_mapping()
@@ -193,6 +209,7 @@ impl UpstreamConfig {
             idle_timeout_ms: 1000,
             healthy_after_ms: 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            depth: String::new(),
         }
     }
 }
@@ -301,6 +318,28 @@ mod tests {
                     ..cfg(false, "ws://x/ws", "binance")
                 },
                 Some("feeds.upstream.backoff_max_ms"),
+            ),
+            (
+                UpstreamConfig {
+                    depth: "okx".into(),
+                    ..cfg(false, "ws://x/ws", "binance")
+                },
+                Some("feeds.upstream.depth"),
+            ),
+            (
+                UpstreamConfig {
+                    depth: "kraken".into(),
+                    ..cfg(true, "ws://x/ws", "binance")
+                },
+                None,
+            ),
+            (
+                UpstreamConfig {
+                    depth: "binance".into(),
+                    symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+                    ..cfg(true, "ws://x/ws", "binance")
+                },
+                Some("feeds.upstream.depth"),
             ),
             (
                 UpstreamConfig {

@@ -24,6 +24,14 @@
 //! `healthy_after_ms`, showed signs of life and had no refused subscription (see
 //! [`was_healthy`]). Shutdown is checked at every await.
 //!
+//! **Depth** (`depth` set): after the trade subscribe the feed sends the venue's depth subscribe
+//! message(s) and offers every inbound message to the venue's [`DepthDecoder`] first; what is
+//! not a depth message goes on to the mapping. Book updates for configured symbols go to
+//! ingest under their aliases (`IngestHandle::send_books`) and are signs of life like trades.
+//! A book that loses sync (a sequence gap, a checksum mismatch, an unusable delta) is logged,
+//! counted (`book_resyncs`) and resynced: the connection ends, and the next one starts with the
+//! venue's fresh snapshots, which reach clients as `reset` events.
+//!
 //! `wss://` URLs connect over rustls (see [`tls`]): the Mozilla roots are built in, and
 //! `ca_file` adds PEM roots for private venues.
 
@@ -42,8 +50,10 @@ use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::depth::{Decoded, DepthDecoder, DepthError, Venue};
 use super::mapping::{Mapping, MessageError, MessageParser, Parsed, SymbolMap};
 use super::{BATCH_MAX, Feed, FeedContext, FeedError};
+use crate::book::BookUpdate;
 use crate::model::RawTick;
 use crate::telemetry::events::UpstreamSubscriptionRefused;
 use crate::telemetry::feeds::FeedStatus;
@@ -70,6 +80,8 @@ pub(crate) enum UpstreamError {
     Closed,
     #[error("read failed: {0}")]
     Read(Box<tungstenite::Error>),
+    #[error("order book of {symbol} lost sync ({reason}): resyncing")]
+    BookResync { symbol: String, reason: String },
 }
 
 /// How a session ended.
@@ -108,9 +120,23 @@ pub struct UpstreamFeed {
     /// Application-level keepalive the mapping asks for (text, interval).
     ping: Option<(String, Duration)>,
     parser: MessageParser,
+    /// The depth stream, when `depth` is set.
+    depth: Option<Depth>,
     backoff: Backoff,
     idle_timeout: Duration,
     healthy_after: Duration,
+}
+
+/// A feed's depth stream: the venue's decoder, its subscribe messages and the feed's symbols.
+#[derive(Debug)]
+struct Depth {
+    decoder: DepthDecoder,
+    subscribe: Vec<String>,
+    symbols: SymbolMap,
+    /// Updates decoded and not yet sent (venue symbols already mapped to published ones).
+    batch: Vec<BookUpdate>,
+    /// Scratch for one message's updates, before mapping.
+    decoded: Vec<BookUpdate>,
 }
 
 // === impl UpstreamFeed ===
@@ -133,6 +159,22 @@ impl UpstreamFeed {
             )
         });
         let symbols = SymbolMap::only(&mapping, &cfg.symbols, &cfg.aliases);
+        let depth = match cfg.depth.as_str() {
+            "" => None,
+            name => {
+                let venue = Venue::parse(name)
+                    .ok_or_else(|| fail("depth", &format!("unknown venue {name:?}")))?;
+                let decoder =
+                    DepthDecoder::new(venue, &cfg.symbols).map_err(|e| fail("depth", &e))?;
+                Some(Depth {
+                    subscribe: decoder.subscribe_messages(),
+                    decoder,
+                    symbols: symbols.clone(),
+                    batch: Vec::new(),
+                    decoded: Vec::new(),
+                })
+            }
+        };
         Ok(Self {
             url: cfg.url.clone(),
             tls,
@@ -142,6 +184,7 @@ impl UpstreamFeed {
             subscribe,
             ping,
             parser: MessageParser::with_symbols(mapping, symbols),
+            depth,
             backoff: Backoff::from_clock(
                 Duration::from_millis(cfg.backoff_initial_ms),
                 Duration::from_millis(cfg.backoff_max_ms),
@@ -182,6 +225,16 @@ impl UpstreamFeed {
             return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
         }
         tracing::debug!(feed = %self.name, message = %self.subscribe, "subscribed");
+        if let Some(depth) = &mut self.depth {
+            depth.decoder.reset();
+            depth.batch.clear();
+            for msg in &depth.subscribe {
+                if let Err(e) = ws.send(Message::text(msg.clone())).await {
+                    return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
+                }
+                tracing::debug!(feed = %self.name, message = %msg, "subscribed to depth");
+            }
+        }
         let mut deadline = Instant::now() + self.idle_timeout;
         let ping_every = self
             .ping
@@ -238,6 +291,18 @@ impl UpstreamFeed {
                     return Ok(Ended::Shutdown);
                 }
             }
+            if let Some(depth) = &mut self.depth
+                && !depth.batch.is_empty()
+            {
+                let books = std::mem::take(&mut depth.batch);
+                status
+                    .book_updates
+                    .fetch_add(books.len() as u64, Ordering::Relaxed);
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
+                    r = ctx.ingest.send_books(books) => r?,
+                }
+            }
             if let Some(e) = end {
                 return Ok(Ended::Lost(e));
             }
@@ -261,6 +326,16 @@ impl UpstreamFeed {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
         };
         status.messages.fetch_add(1, Ordering::Relaxed);
+        if self.depth.is_some() {
+            match self.depth_message(bytes, status, signs) {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(error) => {
+                    self.depth_rejected(&error, bytes, ctx, status);
+                    return None;
+                }
+            }
+        }
         match self.parser.parse(bytes, batch) {
             Ok(Parsed::Trades { count, rejected }) => {
                 signs.lives += u64::from(count > 0);
@@ -287,6 +362,77 @@ impl UpstreamFeed {
             Err(error) => self.rejected(&error, bytes, ctx, status),
         }
         None
+    }
+
+    /// Offers a message to the depth decoder: `None` when it is not a depth message (the
+    /// mapping's then), `Some(end)` when it was one (`end` set when its book lost sync).
+    fn depth_message(
+        &mut self,
+        bytes: &[u8],
+        status: &FeedStatus,
+        signs: &mut Signs,
+    ) -> Result<Option<Option<UpstreamError>>, DepthError> {
+        let Some(depth) = &mut self.depth else {
+            return Ok(None);
+        };
+        let normalise = |s: &str| self.parser.mapping().normalise(s);
+        depth.decoded.clear();
+        let decoded = depth
+            .decoder
+            .decode(bytes, crate::model::now_ns(), &mut depth.decoded)?;
+        Ok(Some(match decoded {
+            Decoded::NotDepth => return Ok(None),
+            Decoded::Book { .. } => {
+                signs.lives += 1;
+                for mut u in depth.decoded.drain(..) {
+                    match depth.symbols.published(&normalise(&u.symbol)) {
+                        Some(published) => {
+                            u.symbol = published;
+                            depth.batch.push(u);
+                        }
+                        None => {
+                            status.unsubscribed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(feed = %self.name, symbol = %u.symbol, "book update dropped");
+                        }
+                    }
+                }
+                None
+            }
+            Decoded::Stale { symbol } => {
+                signs.lives += 1;
+                status.book_stale.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(feed = %self.name, %symbol, "stale depth message dropped");
+                None
+            }
+            Decoded::Lost { symbol, reason } => {
+                if depth.symbols.published(&normalise(&symbol)).is_none() {
+                    tracing::debug!(feed = %self.name, %symbol, %reason, "unsubscribed book out of sync; ignored");
+                    return Ok(Some(None));
+                }
+                status.book_resyncs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; resyncing");
+                Some(UpstreamError::BookResync { symbol, reason })
+            }
+        }))
+    }
+
+    /// A depth message that could not be used (and on which no book's sync depends).
+    fn depth_rejected(
+        &self,
+        error: &DepthError,
+        bytes: &[u8],
+        ctx: &FeedContext,
+        status: &FeedStatus,
+    ) {
+        ctx.metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
+        status.errors.fetch_add(1, Ordering::Relaxed);
+        let shown = &bytes[..bytes.len().min(256)];
+        tracing::warn!(
+            feed = %self.name,
+            %error,
+            message = %String::from_utf8_lossy(shown),
+            "bad depth message skipped"
+        );
     }
 
     /// A message or trade that could not be used: counted and logged (dropped symbols only
