@@ -427,6 +427,8 @@ async fn slow_consumer_is_closed_with_1013_and_does_not_delay_others() {
     cfg.feeds.synthetic.enabled = true;
     cfg.feeds.synthetic.symbols = 20;
     cfg.feeds.synthetic.rate = 3_000.0;
+    // Ticks only, as before the synthetic market had books: this is about the ticks' fan-out.
+    cfg.feeds.synthetic.book_levels = 0;
     cfg.ws.outbox_max_events = 256;
     cfg.ws.socket_send_buffer_bytes = 16 * 1024;
     cfg.ws.slow_consumer_timeout_ms = 500;
