@@ -286,6 +286,8 @@ export class BookView {
 
 // --- the session: one `book:SYM` subscription at a time ---
 
+const RESYNC_RETRY_MS = 1000; // after a refused resync subscribe
+
 /**
  * Follows the selected symbol's book over the dashboard's connection.
  * `conn`: the Connection (send); `subscribeOp(channels, from, extra)`: app.js's op builder,
@@ -299,7 +301,9 @@ export class BookSession {
     this.depth = depth;
     this.sym = null;
     this.book = new ClientBook(depth);
-    this.resyncing = false;
+    this.resyncing = false; // a mismatch asked for a fresh snapshot
+    this.waiting = false; // no copy: only a reset (or an empty snapshot) can start one
+    this.retryTimer = 0;
     this.opIds = new Set(); // ids of our subscribes (their errors are shown here)
     this.lastChecksum = null; // the checksum of the last event applied
     // events: book events of the selected channel; stale: of another (sent before an
@@ -318,8 +322,9 @@ export class BookSession {
     if (sym === this.sym) return;
     if (this.sym) this.conn.send({ op: "unsubscribe", channels: [this.ch] });
     this.sym = sym;
+    clearTimeout(this.retryTimer);
     this.book.clear();
-    this.resyncing = false;
+    this.resyncing = this.waiting = false;
     this.lastChecksum = null;
     this.view.show(null);
     this.subscribe({});
@@ -337,6 +342,9 @@ export class BookSession {
   }
 
   subscribe(from) {
+    // Without `from`, deltas still in flight from an earlier subscription of the channel have
+    // nothing to apply to: dropped until the snapshot comes.
+    if (!Object.keys(from).length) this.waiting = true;
     this.view.status(this.sym, "loading…", "loading");
     this.track(this.conn.send(this.subscribeOp([this.ch], from, { depth: this.depth })));
   }
@@ -354,9 +362,13 @@ export class BookSession {
   resync(reason) {
     this.stats.resyncs++;
     this.stats.lastResync = reason;
-    this.resyncing = true;
+    this.resyncing = this.waiting = true;
     this.view.resyncs(this.stats.resyncs);
     this.view.status(this.sym, `resyncing (${reason})`, "resync");
+    this.requestSnapshot();
+  }
+
+  requestSnapshot() {
     this.track(this.conn.send({ op: "subscribe", channels: [this.ch], depth: this.depth, snapshot: 1 }));
   }
 
@@ -374,7 +386,7 @@ export class BookSession {
     const data = Array.isArray(ev.data) ? ev.data : [];
     if (!data.length) {
       this.book.empty(ev.seq);
-      this.resyncing = false;
+      this.resyncing = this.waiting = false;
       this.lastChecksum = null;
       this.showLive();
       this.view.show(this.book);
@@ -390,15 +402,15 @@ export class BookSession {
 
   apply(ev) {
     this.stats.events++;
-    if (this.resyncing && !ev.reset) {
-      this.stats.ignored++; // applies to the copy already given up
+    if (this.waiting && !ev.reset) {
+      this.stats.ignored++; // a delta for a copy given up, or not started yet
       return;
     }
     if (ev.reset) this.stats.resets++;
     const r = this.book.apply(ev);
     if (!r.ok) return this.resync(r.reason);
     this.lastChecksum = typeof ev.checksum === "number" ? ev.checksum : null;
-    this.resyncing = false;
+    this.resyncing = this.waiting = false;
     this.showLive();
     this.view.show(this.book);
   }
@@ -421,6 +433,14 @@ export class BookSession {
   error(ev) {
     if (!ev.id || !this.opIds.has(ev.id)) return false;
     this.view.status(this.sym, `no book: ${ev.code}: ${ev.message}`, "error");
+    if (this.resyncing) {
+      // The fresh snapshot was refused (rate limited, say): asked again in a while.
+      clearTimeout(this.retryTimer);
+      const sym = this.sym;
+      this.retryTimer = setTimeout(() => {
+        if (this.resyncing && this.sym === sym) this.requestSnapshot();
+      }, RESYNC_RETRY_MS);
+    }
     return true;
   }
 

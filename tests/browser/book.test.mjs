@@ -1,6 +1,7 @@
 // Unit tests of the dashboard's order book client (web/book.js): its CRC-32, the checksum text
-// of docs/PROTOCOL.md "Order books", and a copy applying resets and deltas at a depth. Plain
-// Node, no server, no browser; zlib's crc32 is the reference for ours.
+// of docs/PROTOCOL.md "Order books", a copy applying resets and deltas at a depth, and the
+// session's ops (subscribe, unsubscribe, resync, resume) over a stand-in connection. Plain Node,
+// no server, no browser; zlib's crc32 is the reference for ours.
 //
 //   node --test tests/browser/book.test.mjs
 
@@ -8,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import zlib from "node:zlib";
 
-import { bookChecksum, checksumText, ClientBook, crc32 } from "../../web/book.js";
+import { BookSession, bookChecksum, checksumText, ClientBook, crc32 } from "../../web/book.js";
 
 // --- CRC-32 ---
 
@@ -176,4 +177,141 @@ test("an empty snapshot is an empty book; malformed events are refused", () => {
     b.apply(withSum(ev(1, first.bids, [], { reset: true }), first));
     assert.deepEqual(b.apply(bad), { ok: false, reason: "malformed event" });
   }
+});
+
+// --- the session, over a stand-in connection and view ---
+
+function session() {
+  const sent = [];
+  let nextId = 1;
+  let up = true;
+  const conn = {
+    send(op) {
+      if (!up) return 0;
+      const id = nextId++;
+      sent.push({ ...op, id });
+      return id;
+    },
+  };
+  const view = {
+    root: { dataset: {} },
+    renders: 0,
+    shown: null,
+    status(sym, text, state) {
+      this.sym = sym;
+      this.text = text;
+      this.root.dataset.state = state;
+    },
+    resyncs(n) {
+      this.resyncCount = n;
+    },
+    show(book) {
+      this.shown = book;
+    },
+  };
+  const epoch = 1764070000123456;
+  // As app.js builds it: `from` with the page's epoch.
+  const subscribeOp = (channels, from, extra = {}) => {
+    const op = { op: "subscribe", channels, ...extra };
+    if (Object.keys(from).length) Object.assign(op, { from, epoch });
+    return op;
+  };
+  const s = new BookSession(view, { conn, subscribeOp, depth: 10 });
+  return { s, sent, view, epoch, down: () => (up = false), upAgain: () => (up = true) };
+}
+
+const snapOf = (ch, seq, levels) => ({
+  type: "snapshot",
+  ch,
+  seq,
+  data: levels ? [{ ...withSum(ev(seq, levels.bids, levels.asks, { reset: true }), levels), ch }] : [],
+});
+
+test("session: select subscribes at depth 10 and unsubscribes the previous symbol", () => {
+  const { s, sent, view } = session();
+  s.select("AAPL");
+  assert.deepEqual(sent, [{ op: "subscribe", channels: ["book:AAPL"], depth: 10, id: 1 }]);
+  assert.equal(view.root.dataset.state, "loading");
+  s.select("MSFT");
+  assert.deepEqual(sent.slice(1), [
+    { op: "unsubscribe", channels: ["book:AAPL"], id: 2 },
+    { op: "subscribe", channels: ["book:MSFT"], depth: 10, id: 3 },
+  ]);
+  // A straggler of the old channel is counted, not applied.
+  const one = { bids: [[10, 1]], asks: [[11, 1]] };
+  s.snapshot(snapOf("book:AAPL", 3, one));
+  assert.equal(s.stats.stale, 1);
+  assert.equal(s.book.synced, false);
+  assert.equal(s.debug().received["book:AAPL"], 1);
+  // Back to AAPL: a delta of the first subscription still in flight is dropped, not a resync.
+  s.select("AAPL");
+  s.event({ ...ev(4, [[10, 2]], []), ch: "book:AAPL", checksum: 1 });
+  assert.equal(s.stats.resyncs, 0);
+  assert.equal(s.stats.ignored, 1);
+  s.snapshot(snapOf("book:AAPL", 4, one));
+  assert.equal(s.book.synced, true);
+  assert.equal(s.stats.stale, 1);
+});
+
+test("session: an empty snapshot shows no book; the first event makes it live", () => {
+  const { s, view } = session();
+  s.select("AAPL");
+  s.snapshot(snapOf("book:AAPL", 0, null));
+  assert.equal(view.root.dataset.state, "empty");
+  assert.equal(view.text, "no book");
+  const one = { bids: [[10, 1]], asks: [[11, 1]] };
+  s.event({ ...withSum(ev(1, one.bids, one.asks, { reset: true }), one), ch: "book:AAPL" });
+  assert.equal(view.root.dataset.state, "live");
+  assert.equal(s.lastChecksum, s.book.checksum());
+});
+
+test("session: a mismatch asks for a fresh snapshot and applies nothing else until it comes", () => {
+  const { s, sent, view } = session();
+  s.select("AAPL");
+  const one = { bids: [[10, 1]], asks: [[11, 1]] };
+  s.snapshot(snapOf("book:AAPL", 5, one));
+  assert.equal(view.root.dataset.state, "live");
+  s.event({ ...ev(6, [[10, 2]], []), ch: "book:AAPL", checksum: 1 });
+  assert.equal(s.stats.resyncs, 1);
+  assert.equal(view.resyncCount, 1);
+  assert.equal(view.root.dataset.state, "resync");
+  assert.deepEqual(sent.at(-1), { op: "subscribe", channels: ["book:AAPL"], depth: 10, snapshot: 1, id: 2 });
+  // A delta in flight is dropped (not a second resync); the fresh snapshot restores the copy.
+  s.event({ ...ev(7, [[10, 3]], []), ch: "book:AAPL", checksum: 2 });
+  assert.equal(s.stats.resyncs, 1);
+  assert.equal(s.stats.ignored, 1);
+  const two = { bids: [[10, 3], [9, 1]], asks: [[11, 1]] };
+  s.snapshot(snapOf("book:AAPL", 7, two));
+  assert.equal(view.root.dataset.state, "live");
+  assert.deepEqual(s.book.levels(), two);
+  // Its errors are the panel's, not the page's notice.
+  assert.equal(s.error({ type: "error", id: 2, code: "not_subscribed", message: "x" }), true);
+  assert.equal(s.error({ type: "error", id: 99, code: "bad_request", message: "x" }), false);
+});
+
+test("session: a refused resync is asked again a second later", async () => {
+  const { s, sent, view } = session();
+  s.select("AAPL");
+  s.snapshot(snapOf("book:AAPL", 5, { bids: [[10, 1]], asks: [[11, 1]] }));
+  s.event({ ...ev(6, [[10, 2]], []), ch: "book:AAPL", checksum: 1 });
+  const resync = sent.at(-1);
+  assert.equal(s.error({ type: "error", id: resync.id, code: "rate_limited", message: "slow down" }), true);
+  assert.match(view.text, /rate_limited/);
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.deepEqual(sent.at(-1), { ...resync, id: resync.id + 1 });
+});
+
+test("session: a reconnect resumes from the copy's seq with the epoch, or afresh without a copy", () => {
+  const { s, sent, epoch, down, upAgain } = session();
+  s.select("AAPL");
+  const one = { bids: [[10, 1]], asks: [[11, 1]] };
+  s.snapshot(snapOf("book:AAPL", 5, one));
+  s.onOpen();
+  assert.deepEqual(sent.at(-1), { op: "subscribe", channels: ["book:AAPL"], depth: 10, from: { "book:AAPL": 5 }, epoch, id: 2 });
+  // A copy given up while the socket was down: the next socket subscribes without `from`.
+  down();
+  s.event({ ...ev(6, [[10, 2]], []), ch: "book:AAPL", checksum: 1 });
+  upAgain();
+  s.onOpen();
+  assert.deepEqual(sent.at(-1), { op: "subscribe", channels: ["book:AAPL"], depth: 10, id: 3 });
 });
