@@ -167,15 +167,15 @@ function setLevel(side, price, size) {
 
 // --- the view ---
 
-/** Decimals enough to print every price of the ladder alike (at most 8). */
-function decimalsOf(prices) {
-  let d = 0;
-  for (const p of prices) {
-    const s = plainNumber(p);
-    const dot = s.indexOf(".");
-    if (dot >= 0) d = Math.max(d, s.length - dot - 1);
+/**
+ * Decimals enough to print every price of the ladder alike (at most 8). A price on a cent grid
+ * may carry binary residue (145.87000000000001): within a relative 1e-12 it counts as printed.
+ */
+export function decimalsOf(prices) {
+  for (let d = 0; d < 8; d++) {
+    if (prices.every((p) => Math.abs(Number(p.toFixed(d)) - p) <= Math.abs(p) * 1e-12)) return d;
   }
-  return Math.min(d, 8);
+  return 8;
 }
 
 /**

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import zlib from "node:zlib";
 
-import { BookSession, bookChecksum, checksumText, ClientBook, crc32 } from "../../web/book.js";
+import { BookSession, bookChecksum, checksumText, ClientBook, crc32, decimalsOf } from "../../web/book.js";
 
 // --- CRC-32 ---
 
@@ -177,6 +177,14 @@ test("an empty snapshot is an empty book; malformed events are refused", () => {
     b.apply(withSum(ev(1, first.bids, [], { reset: true }), first));
     assert.deepEqual(b.apply(bad), { ok: false, reason: "malformed event" });
   }
+});
+
+test("the ladder prints prices with the decimals they need, past binary residue", () => {
+  assert.equal(decimalsOf([14514 * 0.01, 145.86, 145.9]), 2); // 145.14000000000001
+  assert.equal(decimalsOf([100, 101]), 0);
+  assert.equal(decimalsOf([0.0005, 1.5]), 4);
+  assert.equal(decimalsOf([1 / 3]), 8);
+  assert.equal(decimalsOf([]), 0);
 });
 
 // --- the session, over a stand-in connection and view ---
