@@ -1,15 +1,18 @@
 // tickcast dashboard: wires the connection, the symbol table and the chart together, and is the
 // reference client of docs/PROTOCOL.md (batched frames, per-channel seq, resume with `from`,
-// `reset` snapshots, `throttle_ms`, and token auth for the private `portfolio` channel).
+// `reset` snapshots, `throttle_ms`, token auth for the private `portfolio` channel, and the
+// selected symbol's order book with its checksums).
 
 import { Connection, SeqTracker, splitChannel } from "./protocol.js";
 import { SymbolTable } from "./table.js";
 import { SymbolChart } from "./chart.js";
 import { PortfolioSession, PortfolioView } from "./portfolio.js";
+import { BookSession, BookView } from "./book.js";
 
 const $ = (id) => document.getElementById(id);
 const HISTORY_BARS = 600; // 1 s bars asked from REST: ten minutes
 const LATENCY_WINDOW_MS = 10_000;
+const BOOK_DEPTH = 10; // levels per side of the ladder (`"depth"` of the book subscribe)
 
 const seqs = new SeqTracker();
 let selected = null; // symbol shown in the chart
@@ -35,6 +38,8 @@ const portfolio = new PortfolioSession(new PortfolioView($("portfolio")), {
   resumeOp: () => subscribeOp(["portfolio"], seqs.fromOne("portfolio") ?? {}),
   forget: () => seqs.last.delete("portfolio"),
 });
+// The book keeps its own seq (its copy's): it resumes only from a copy its checksums trust.
+const book = new BookSession(new BookView($("book"), BOOK_DEPTH), { conn, subscribeOp, depth: BOOK_DEPTH });
 
 // --- subscriptions ---
 
@@ -48,6 +53,7 @@ function subscribeAll() {
   conn.send({ op: "list" });
   subscribeTicks();
   if (selected) subscribeSymbol(selected);
+  book.onOpen();
   portfolio.onOpen();
 }
 
@@ -76,6 +82,7 @@ function select(sym) {
   $("chart-title").textContent = sym;
   chart.clear();
   subscribeSymbol(sym);
+  book.select(sym);
   loadHistory(sym);
 }
 
@@ -120,6 +127,8 @@ function handle(ev) {
     case "bar":
     case "indicators":
       return live(ev);
+    case "book":
+      return book.event(ev);
     case "portfolio":
       // Stragglers after the panel disconnected are not tracked.
       if (!portfolio.active) return;
@@ -129,12 +138,13 @@ function handle(ev) {
       return table.ensure(ev.symbols ?? []);
     case "error":
       // The portfolio's own ops (auth, its subscribe) answer in its panel.
-      if (portfolio.error(ev)) return;
+      if (portfolio.error(ev) || book.error(ev)) return;
       return showNotice(`server: ${ev.code}: ${ev.message}`, "error");
     case "ack":
       // A restarted server has a new epoch: the seqs we hold are then answered with `reset`.
       if (typeof ev.epoch === "number") epoch = ev.epoch;
       portfolio.ack(ev);
+      book.ack(ev);
       return;
     default:
       return; // ack, pong, and kinds this page does not show
@@ -153,6 +163,9 @@ function snapshot(ev) {
     seqs.last.set(ev.ch, ev.seq);
     return portfolio.snapshot(ev);
   }
+  // A book snapshot is one reset event, the whole book: like the portfolio's, its `reset` loses
+  // nothing (a resume at a narrower depth is always answered that way) and needs no notice.
+  if (ev.ch.startsWith("book:")) return book.snapshot(ev);
   const [kind, sym] = splitChannel(ev.ch);
   const data = Array.isArray(ev.data) ? ev.data : [];
   if (kind !== "ticks" && sym !== selected) return;
@@ -287,6 +300,9 @@ window.__tickcast = {
   },
   get closes() {
     return { ...conn.closes };
+  },
+  get book() {
+    return book.debug();
   },
   get portfolio() {
     return {

@@ -47,11 +47,12 @@ export function splitChannel(ch) {
 // --- MessagePack frames (docs/PROTOCOL.md, "Encodings") ---
 
 /** The kind codes that lead positional events. */
-export const KIND_CODES = Object.freeze({ tick: 1, bar: 2, indicators: 3, portfolio: 4 });
+export const KIND_CODES = Object.freeze({ tick: 1, bar: 2, indicators: 3, portfolio: 4, book: 5 });
 
 /**
  * Turns one message of a MessagePack frame into the object its JSON form parses to: a positional
- * event (`[1, ch, seq, ts, price, size, side, xts]`, ...) into `{type: "tick", ch, ...}`, a map
+ * event (`[1, ch, seq, ts, price, size, side, xts]`, `[5, ch, seq, ts, reset, bids, asks,
+ * checksum]`, ...) into `{type: "tick", ch, ...}`, `{type: "book", ...}`, a map
  * (ack, error, pong, list, snapshot) into itself, with a snapshot's positional `data` converted
  * the same way. One difference is the contract's: a portfolio event's exact decimals are strings
  * of their digits (`"0.3"`) where JSON has numbers. Returns null for an event of a kind code this
@@ -79,6 +80,7 @@ const TICK_LEN = 8;
 const BAR_LEN = 12;
 const INDICATORS_LEN = 5;
 const PORTFOLIO_LEN = 5;
+const BOOK_LEN = 8;
 
 function eventFromArray(a) {
   const need = (n, type) => {
@@ -112,6 +114,11 @@ function eventFromArray(a) {
       // its exact decimals stay the strings the server sent (MessagePack has no decimal type).
       need(PORTFOLIO_LEN, "portfolio");
       return withMap("portfolio", a);
+    case KIND_CODES.book:
+      // `[5, ch, seq, ts, reset, bids, asks, checksum]`, each side an array of `[price, size]`.
+      need(BOOK_LEN, "book");
+      if (!Array.isArray(a[5]) || !Array.isArray(a[6])) throw new Error("msgpack book event: a side is not an array");
+      return { type: "book", ch: a[1], seq: a[2], ts: a[3], reset: a[4], bids: a[5], asks: a[6], checksum: a[7] };
     default:
       if (!Number.isInteger(a[0])) throw new Error("msgpack event does not start with an integer kind code");
       return null;

@@ -44,6 +44,7 @@ static ASSETS: &[Asset] = &[
     asset!("table.js", JS),
     asset!("chart.js", JS),
     asset!("portfolio.js", JS),
+    asset!("book.js", JS),
     asset!(
         "vendor/lightweight-charts/lightweight-charts.standalone.production.mjs",
         JS

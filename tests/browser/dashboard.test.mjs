@@ -17,6 +17,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -217,6 +218,119 @@ function colouredBySign(text, className) {
   return classes.includes("up") && !classes.includes("down");
 }
 
+// --- the order book panel ---
+
+/** The book panel as drawn: its state, status line, and the ladder's filled rows and touch. */
+function ladder(page) {
+  return page.evaluate(() => {
+    const root = document.getElementById("book");
+    const rows = (side) =>
+      [...root.querySelectorAll(`#book-ladder tr.${side}:not(.none)`)].map((tr) => ({
+        price: tr.cells[0].textContent,
+        size: tr.cells[1].textContent,
+        bar: tr.cells[2].firstChild.style.width,
+        label: tr.getAttribute("aria-label"),
+      }));
+    return {
+      state: root.dataset.state,
+      sym: root.querySelector(".book-sym").textContent,
+      status: root.querySelector(".book-status").textContent,
+      label: root.querySelector("#book-ladder").getAttribute("aria-label"),
+      asks: rows("ask"),
+      bids: rows("bid"),
+      touch: root.querySelector("#book-ladder tr.touch").textContent,
+    };
+  });
+}
+
+/**
+ * The selected symbol's ladder shows levels (bounded wait), and the page's copy agrees with the
+ * server: its checksum is the last event's, zlib's CRC-32 of its checksum text too, the best bid
+ * is below the best ask, and no resync was needed. Returns the symbol's `book` debug view.
+ */
+async function checkBook(page, label, sym, { minResets = 0 } = {}) {
+  const dbg = (expr, arg) => page.evaluate(expr, arg);
+  const shown = await waitFor(
+    () =>
+      Promise.all([dbg(() => window.__tickcast.book), ladder(page)]).then(
+        ([b, l]) =>
+          b.symbol === sym &&
+          b.state === "live" &&
+          b.resets >= minResets &&
+          b.lastChecksum !== null &&
+          l.bids.length > 0 &&
+          l.asks.length > 0 && { b, l },
+      ),
+    10_000,
+  );
+  const l = shown ? shown.l : await ladder(page);
+  check(
+    `${label}: the ladder shows ${sym}'s book (asks above, bids below, spread and mid)`,
+    shown &&
+      l.sym === sym &&
+      l.bids.length <= 10 &&
+      l.asks.length <= 10 &&
+      /^spread \d+(\.\d+)? · mid \d+(\.\d+)?$/.test(l.touch) &&
+      l.label.includes(sym) &&
+      l.bids.every((r) => /^bid \d+: /.test(r.label) && /^\d+(\.\d+)?%$/.test(r.bar)) &&
+      [...l.bids, ...l.asks].some((r) => r.bar === "100%"),
+    `${l.asks.length} asks, ${l.bids.length} bids, "${l.touch}", state ${l.state} "${l.status}"`,
+  );
+  // Several looks over two seconds: each a consistent moment of the page (events are applied
+  // synchronously between them).
+  let agree = 0;
+  let last = null;
+  const first = await dbg(() => window.__tickcast.book);
+  const problems = [];
+  for (let i = 0; i < 5; i++) {
+    const b = await dbg(() => window.__tickcast.book);
+    last = b;
+    const best = b.bids[0]?.[0] < b.asks[0]?.[0];
+    if (b.checksum === b.lastChecksum && zlib.crc32(b.text) === b.lastChecksum && best) agree++;
+    else problems.push(`seq ${b.seq}: copy ${b.checksum}, event ${b.lastChecksum}, zlib ${zlib.crc32(b.text)}, best ${b.bids[0]?.[0]}/${b.asks[0]?.[0]}`);
+    await sleep(400);
+  }
+  // At most one render per animation frame (and none without news).
+  const events = last.events - first.events;
+  const renders = last.renders - first.renders;
+  check(
+    `${label}: the copy's checksum is the last event's (and zlib's), best bid < best ask, no resync`,
+    agree === 5 && last.resyncs === 0 && events > 0 && renders <= Math.min(events + 1, 150),
+    `${events} events to seq ${last.seq} and ${renders} renders in 2 s, ${last.resets} resets, ${last.resyncs} resyncs` +
+      (problems.length ? `; ${problems.join("; ")}` : ""),
+  );
+  return last;
+}
+
+/**
+ * Selecting another symbol (keyboard: j, Enter) unsubscribes the old `book:` channel: after the
+ * stragglers in flight, no more of its events arrive, while the new one's do.
+ */
+async function checkBookSwitch(page, label) {
+  const dbg = (expr, arg) => page.evaluate(expr, arg);
+  const old = await dbg(() => window.__tickcast.book);
+  const oldCh = `book:${old.symbol}`;
+  await page.focus("#symbols");
+  await page.keyboard.press("j");
+  await page.keyboard.press("Enter");
+  const sym = await waitFor(() => dbg((s) => window.__tickcast.selected !== s && window.__tickcast.selected, old.symbol), 2000);
+  const now = await checkBook(page, `${label}: after switching`, sym);
+  await sleep(500); // stragglers sent before the unsubscribe was read
+  const before = await dbg((ch) => window.__tickcast.book.received[ch] ?? 0, oldCh);
+  const newBefore = now.received[`book:${sym}`] ?? 0;
+  await sleep(2500);
+  const after = await dbg(() => window.__tickcast.book);
+  const oldAfter = after.received[oldCh] ?? 0;
+  const newAfter = after.received[`book:${sym}`] ?? 0;
+  check(
+    `${label}: switching from ${old.symbol} to ${sym} unsubscribes ${oldCh}`,
+    old.events > 1 && oldAfter === before && newAfter > newBefore && after.symbol === sym,
+    `${oldCh}: ${old.events} events while selected, ${before} -> ${oldAfter} after the switch; ` +
+      `book:${sym}: ${newBefore} -> ${newAfter}; ${after.stale} stragglers ignored`,
+  );
+  return sym;
+}
+
 // --- the test ---
 
 async function run() {
@@ -311,6 +425,8 @@ async function run() {
     picked === order[2] && title === order[2] && newCandles,
     `selected ${picked}, expected ${order[2]}`,
   );
+  await checkBook(page, "book", order[2]);
+  await checkBookSwitch(page, "book");
 
   const status = await waitFor(
     () => page.locator("#chart-status").textContent().then((t) => !t.startsWith("loading") && t),
@@ -438,6 +554,7 @@ async function run() {
 
   // Restart: stop the server, wait for the page to notice, start it again on the same port.
   const before = await dbg(() => ({ events: window.__tickcast.stats.events, resets: window.__tickcast.stats.resets }));
+  const bookResets = await dbg(() => window.__tickcast.book.resets);
   const outageFrom = Date.now();
   await stopServer();
   const noticed = await waitFor(() => dbg(() => window.__tickcast.state !== "live"), 5000);
@@ -497,6 +614,8 @@ async function run() {
     `events ${before.events} -> ${after.stats.events}, candles ${mark.candles} -> ${after.chart.candles}, ` +
       `sma ${after.chart.sma}, filled ${after.filled}`,
   );
+  // The book resumed with `from` and the old epoch: a reset from the new run, checksums agree.
+  await checkBook(page, "book after the restart", await dbg(() => window.__tickcast.selected), { minResets: bookResets + 1 });
   await page.screenshot({ path: path.join(ROOT, "target", "dashboard-after-restart.png") });
 
   // Backfill, whatever this build's REST does: answer the history request in each accepted
@@ -617,6 +736,10 @@ async function checkMsgpack(url, historyMissing, apiKey, order) {
     `events ${mark.events} -> ${after.stats.events}, latency samples ${after.stats.latencySamples}, ` +
       `candles ${mark.candles} -> ${after.chart.candles}, sma ${after.chart.sma}`,
   );
+
+  // Book events in MessagePack (kind code 5): the same copy, the same checksums.
+  await checkBook(page, "msgpack: book", await dbg(() => window.__tickcast.selected));
+  await checkBookSwitch(page, "msgpack: book");
 
   // The portfolio in MessagePack: its exact decimals arrive as strings and are printed as they
   // came, also digits a double cannot hold (JSON.parse would round 1234567.123456789012).

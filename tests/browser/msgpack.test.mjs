@@ -1,5 +1,5 @@
 // Unit tests of the dashboard's MessagePack path (web/msgpack.js, the frame conversion in
-// web/protocol.js, and how web/portfolio.js prints the exact decimals of either encoding), in
+// web/protocol.js (book events included, checked with web/book.js), and how web/portfolio.js prints the exact decimals of either encoding), in
 // plain Node: no server, no browser, no dependencies.
 //
 //   node --test tests/browser/msgpack.test.mjs
@@ -13,6 +13,7 @@ import { test } from "node:test";
 import { decode } from "../../web/msgpack.js";
 import { decodeFrame, fromMsgpack, KIND_CODES } from "../../web/protocol.js";
 import { fmtExact, plainNumber, signOf } from "../../web/portfolio.js";
+import { ClientBook } from "../../web/book.js";
 
 // --- fixture helpers: bytes written out, plus the few headers that carry a length ---
 
@@ -345,7 +346,42 @@ const portfolioBytes = b(
 );
 
 test("the kind codes are the contract's", () => {
-  assert.deepEqual({ ...KIND_CODES }, { tick: 1, bar: 2, indicators: 3, portfolio: 4 });
+  assert.deepEqual({ ...KIND_CODES }, { tick: 1, bar: 2, indicators: 3, portfolio: 4, book: 5 });
+});
+
+// The checksum example of PROTOCOL.md "Order books" as a book event in both encodings.
+const bookText =
+  '{"type":"book","ch":"book:AAPL","seq":42,"ts":1764070000123456789,"reset":true,' +
+  '"bids":[[187.25,100],[187.2,0.5]],"asks":[[187.3,5],[187.35,12]],"checksum":4035929231}';
+const bookJSON = JSON.parse(bookText);
+const bookBytes = b(
+  0x98, // fixarray 8
+  0x05, // kind: book
+  fixstr("book:AAPL"),
+  0x2a, // seq 42
+  u64(TS),
+  0xc3, // reset: true
+  0x92, 0x92, f64(187.25), 0x64, 0x92, f64(187.2), f64(0.5), // bids: [[187.25, 100], [187.2, 0.5]]
+  0x92, 0x92, f64(187.3), 0x05, 0x92, f64(187.35), 0x0c, // asks: [[187.3, 5], [187.35, 12]]
+  0xce, 0xf0, 0x8f, 0x64, 0x8f, // checksum 4035929231, uint32
+);
+
+test("a book frame gives the JSON book event, and a copy of it has its checksum", () => {
+  const [event] = decodeFrame(b(0x91, bookBytes));
+  assert.deepEqual(event, bookJSON);
+  assert.deepEqual(Object.keys(event), Object.keys(bookJSON));
+  const copy = new ClientBook(10);
+  assert.deepEqual(copy.apply(event), { ok: true });
+  assert.equal(copy.checksum(), event.checksum);
+  // A delta (reset false, a removal), also inside a snapshot's data.
+  const delta = b(0x98, 0x05, fixstr("book:AAPL"), 0x2b, u64(TS), 0xc2, 0x91, 0x92, f64(187.2), 0x00, 0x90, 0x00);
+  const snap = fromMsgpack({ type: "snapshot", ch: "book:AAPL", seq: 43, data: [decode(delta)] });
+  assert.deepEqual(snap.data, [
+    { type: "book", ch: "book:AAPL", seq: 43, ts: Number(TS), reset: false, bids: [[187.2, 0]], asks: [], checksum: 0 },
+  ]);
+  // Too short, or a side that is not an array.
+  assert.throws(() => decodeFrame(b(0x91, 0x97, bookBytes.subarray(1, 1 + bookBytes.length - 6))), /book event has 7 fields, expected 8/);
+  assert.throws(() => fromMsgpack([5, "book:A", 1, 2, true, null, [], 0]), /book event: a side is not an array/);
 });
 
 test("a tick frame gives the JSON tick, same keys in the same order", () => {
