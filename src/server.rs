@@ -268,6 +268,7 @@ impl Server {
                 ingest: ingest_handle.live(config.feeds.max_future_skew_ms),
                 verified: verified.clone(),
                 cluster: status.clone(),
+                book_source: "http".into(),
             },
             health: HealthState {
                 store: store.clone(),

@@ -30,6 +30,8 @@ pub struct IngestState {
     pub verified: Arc<VerifiedKeys>,
     /// In a cluster only the ingest leader takes ticks.
     pub cluster: Arc<ClusterStatus>,
+    /// The source name of the books posted here (`http`).
+    pub book_source: Arc<str>,
 }
 
 /// One record of the request body.
@@ -302,7 +304,10 @@ pub(crate) async fn ingest_book(State(state): State<IngestState>, req: Request) 
         return invalid_records(&state, errors);
     }
     let accepted = updates.len();
-    submitted(accepted, state.ingest.try_send_books(updates))
+    submitted(
+        accepted,
+        state.ingest.try_send_books(&state.book_source, updates),
+    )
 }
 
 #[cfg(test)]

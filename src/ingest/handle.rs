@@ -115,8 +115,15 @@ impl IngestHandle {
     }
 
     /// Queues validated depth updates if there is room now.
-    pub(crate) fn try_send_books(&self, updates: Vec<BookUpdate>) -> Result<(), TrySubmitError> {
-        self.try_queue(Msg::Books(updates))
+    pub(crate) fn try_send_books(
+        &self,
+        source: &Arc<str>,
+        updates: Vec<BookUpdate>,
+    ) -> Result<(), TrySubmitError> {
+        self.try_queue(Msg::Books {
+            source: source.clone(),
+            updates,
+        })
     }
 
     fn try_queue(&self, msg: Msg) -> Result<(), TrySubmitError> {
@@ -130,12 +137,21 @@ impl IngestHandle {
         Ok(())
     }
 
-    /// Queues depth updates, waiting while the queue is full.
-    pub(crate) async fn send_books(&self, updates: Vec<BookUpdate>) -> Result<(), IngestClosed> {
+    /// Queues depth updates, waiting while the queue is full. `source` names the feed: a
+    /// symbol's book is the first source's that sends one.
+    pub(crate) async fn send_books(
+        &self,
+        source: &Arc<str>,
+        updates: Vec<BookUpdate>,
+    ) -> Result<(), IngestClosed> {
         if updates.is_empty() {
             return Ok(());
         }
-        self.queue(Msg::Books(updates)).await
+        self.queue(Msg::Books {
+            source: source.clone(),
+            updates,
+        })
+        .await
     }
 
     /// Queues pipeline output from a blocking (non-async) thread.

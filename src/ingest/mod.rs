@@ -83,6 +83,8 @@ pub(crate) fn check_future(t: &RawTick, now_ns: i64, max_skew_ns: i64) -> Result
 pub enum BookUpdateError {
     #[error(transparent)]
     Book(#[from] BookError),
+    #[error("the book of {symbol} comes from {owner}; another source's updates are dropped")]
+    Owned { symbol: String, owner: String },
     #[error(transparent)]
     SymbolLimit(#[from] SymbolLimit),
 }
@@ -112,8 +114,12 @@ enum Msg {
         published: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Derived(Vec<Derived>),
-    /// Order book depth updates, applied to each symbol's book in order.
-    Books(Vec<BookUpdate>),
+    /// Order book depth updates from one source (a feed's name), applied to each symbol's book
+    /// in order.
+    Books {
+        source: Arc<str>,
+        updates: Vec<BookUpdate>,
+    },
     /// Continue these channels after the given `seq`s (a new cluster leader taking over the
     /// stream); told once applied.
     Seed(Vec<(ChannelId, u64)>, tokio::sync::oneshot::Sender<()>),
@@ -135,8 +141,9 @@ pub(crate) struct Ingest {
     names: [Vec<Arc<str>>; Kind::COUNT],
     /// One log line per second at most for refused future ticks.
     future_log: LogThrottle,
-    /// Each symbol's book and the view last published from it.
-    books: HashMap<SymbolId, (Book, BookView)>,
+    /// Each symbol's book: the source that owns it (the first to send one), the book, and the
+    /// view last published from it.
+    books: HashMap<SymbolId, (Arc<str>, Book, BookView)>,
     book_config: BookConfig,
 }
 
@@ -267,16 +274,21 @@ impl Ingest {
                     out.push(self.derived_event(d, ts));
                 }
             }
-            Msg::Books(updates) => {
+            Msg::Books { source, updates } => {
                 for u in updates {
-                    match self.book_event(&u, ts) {
+                    match self.book_event(&source, &u, ts) {
                         Ok(Some(e)) => out.push(e),
                         Ok(None) => {}
                         Err(error) => {
                             self.metrics
                                 .book_updates_rejected
                                 .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(symbol = %u.symbol, %error, "book update rejected at ingest");
+                            if matches!(error, BookUpdateError::Owned { .. }) {
+                                // A configuration choice, at the source's rate: not a warning.
+                                tracing::debug!(symbol = %u.symbol, %source, %error, "book update dropped");
+                            } else {
+                                tracing::warn!(symbol = %u.symbol, %source, %error, "book update rejected at ingest");
+                            }
                         }
                     }
                 }
@@ -295,12 +307,27 @@ impl Ingest {
     /// Applies a depth update to its symbol's book; the event publishing what changed in the
     /// view (the whole view, `reset`, for a snapshot or the book's first update), or `None`
     /// when the view did not change (a level deeper than `book.depth`).
-    fn book_event(&mut self, u: &BookUpdate, ts: i64) -> Result<Option<Event>, BookUpdateError> {
+    fn book_event(
+        &mut self,
+        source: &Arc<str>,
+        u: &BookUpdate,
+        ts: i64,
+    ) -> Result<Option<Event>, BookUpdateError> {
         u.validate()?;
         let symbol = self.symbols.intern(&u.symbol)?;
         let cfg = self.book_config;
         let first = !self.books.contains_key(&symbol);
-        let (book, published) = self.books.entry(symbol).or_default();
+        let (owner, book, published) = self
+            .books
+            .entry(symbol)
+            .or_insert_with(|| (source.clone(), Book::default(), BookView::default()));
+        if owner != source {
+            // Two sources' levels in one book would be neither's book: the first one keeps it.
+            return Err(BookUpdateError::Owned {
+                symbol: u.symbol.clone(),
+                owner: owner.to_string(),
+            });
+        }
         let dropped = book.apply(u, cfg.max_levels);
         if dropped > 0 {
             self.metrics
@@ -481,6 +508,44 @@ mod tests {
             assert!(e.contains(needle), "{t:?}: {e}");
         }
         assert_eq!(validate(&raw("A", 1.0)), Ok(()));
+    }
+
+    #[test]
+    fn a_symbols_book_belongs_to_the_first_source_that_sends_one() {
+        let sink = Arc::new(Collect::default());
+        let metrics = Arc::new(Metrics::default());
+        let (ingest, handle) = Ingest::new(
+            Arc::new(Symbols::new(10)),
+            sink.clone(),
+            metrics.clone(),
+            IndicatorPeriods::default(),
+        );
+        let thread = ingest.spawn().unwrap();
+        let update = |bid: f64| BookUpdate {
+            symbol: "BTC-USD".into(),
+            snapshot: false,
+            bids: vec![(bid, 1.0)],
+            asks: vec![(200.0, 1.0)],
+            exchange_ts: 1,
+        };
+        let (a, b): (Arc<str>, Arc<str>) = ("coinbase".into(), "kraken".into());
+        handle.try_send_books(&a, vec![update(100.0)]).unwrap();
+        handle.try_send_books(&b, vec![update(150.0)]).unwrap();
+        handle.try_send_books(&a, vec![update(101.0)]).unwrap();
+        drop(handle);
+        thread.join().unwrap();
+        let events = sink.0.lock().unwrap();
+        let bids: Vec<f64> = events
+            .iter()
+            .filter_map(|e| e.book.as_ref().map(|v| v.bids[0].0))
+            .collect();
+        assert_eq!(
+            bids,
+            [100.0, 101.0],
+            "kraken's level never entered coinbase's book"
+        );
+        assert_eq!(metrics.book_updates_rejected.load(Ordering::Relaxed), 1);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

@@ -239,6 +239,7 @@ impl Feed for SyntheticFeed {
                 ?interval,
                 "synthetic feed started"
             );
+            let source: std::sync::Arc<str> = "synthetic".into();
             loop {
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -246,7 +247,7 @@ impl Feed for SyntheticFeed {
                 }
                 let Batch { ticks, books } = generator.next_batch(now_ns());
                 // The book first: a trade is never published before the book it traded against.
-                ctx.ingest.send_books(books).await?;
+                ctx.ingest.send_books(&source, books).await?;
                 ctx.ingest.send(ticks).await?;
             }
         })

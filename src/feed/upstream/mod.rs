@@ -137,6 +137,8 @@ struct Depth {
     batch: Vec<BookUpdate>,
     /// Scratch for one message's updates, before mapping.
     decoded: Vec<BookUpdate>,
+    /// The feed's name, as the source that owns its symbols' books at ingest.
+    source: Arc<str>,
 }
 
 // === impl UpstreamFeed ===
@@ -172,6 +174,7 @@ impl UpstreamFeed {
                     symbols: symbols.clone(),
                     batch: Vec::new(),
                     decoded: Vec::new(),
+                    source: Arc::from(cfg.feed_name()),
                 })
             }
         };
@@ -300,7 +303,7 @@ impl UpstreamFeed {
                     .fetch_add(books.len() as u64, Ordering::Relaxed);
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
-                    r = ctx.ingest.send_books(books) => r?,
+                    r = ctx.ingest.send_books(&depth.source, books) => r?,
                 }
             }
             if let Some(e) = end {
