@@ -373,6 +373,8 @@ impl Server {
                     status: status.clone(),
                     metrics: metrics.clone(),
                     warm: ms(config.cluster.warm_ms),
+                    book_depth: config.book.depth,
+                    books: Default::default(),
                 },
                 cluster_stop.clone(),
             ));

@@ -506,3 +506,59 @@ async fn an_edge_keeps_its_sockets_while_nats_is_down_and_recovers_by_itself() {
     drop(ingest);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Order books reach edges: an edge builds each book from the stream's events (starting at a
+/// reset, checking every checksum), serves it as snapshots and deltas, and its clients' copies
+/// keep the checksums; MessagePack clients too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_serves_order_books_from_the_stream() {
+    let db = TestDb::postgres().await;
+    let env = ClusterEnv::new(&db, NATS, 2_000);
+    // Whole books at least every 300 ms, so an edge that joins late starts its copies soon.
+    let checkpoints = [("TICKCAST_BOOK__CHECKPOINT_MS", "300")];
+    let ingest = Node::start("ingest", &env, &checkpoints).await;
+    ingest
+        .wait_ready(200, "the ingest leader", |b| state(b) == "leader")
+        .await;
+    let edge = Node::start("edge", &env, &checkpoints).await;
+    edge.wait_ready(200, "live", |b| state(b) == "live").await;
+
+    for msgpack in [false, true] {
+        let mut client = if msgpack {
+            Client::connect_msgpack(&edge.ws_url()).await
+        } else {
+            Client::connect(&edge.ws_url()).await
+        };
+        client
+            .subscribe(json!({"op":"subscribe","id":1,"channels":["book:AAPL"]}))
+            .await;
+        let snap = client.event_of("snapshot").await;
+        let mut copy = crate::util::book::Copy::new(25);
+        let mut based = false;
+        if let Some(first) = snap["data"].get(0) {
+            copy.apply_checked(first);
+            based = true;
+        }
+        let mut last = snap["seq"].as_u64().unwrap_or_default();
+        let mut applied = 0;
+        while applied < 30 {
+            let e = client.event_of("book").await;
+            let s = e["seq"].as_u64().expect("seq");
+            assert!(s > last, "seq goes up on the edge: {s} after {last}");
+            last = s;
+            if !based && e["reset"] != true {
+                panic!("a delta before any book on an empty snapshot: {e}");
+            }
+            copy.apply_checked(&e);
+            based = true;
+            applied += 1;
+        }
+        // The edge's REST view is the same book.
+        let (status, body) = get(edge.addr, "/api/v1/book/AAPL").await.expect("answers");
+        assert_eq!(status, 200, "{body}");
+        let rest: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert!(rest["checksum"].is_u64(), "{rest}");
+    }
+    drop(edge);
+    drop(ingest);
+}

@@ -13,6 +13,9 @@ pub struct BookConfig {
     /// Levels per side kept of a source's book (the farthest from the touch are dropped past
     /// it): bounds a book's memory whatever a venue sends.
     pub max_levels: usize,
+    /// A changing book is published whole (a `reset` event) at least this often, so that a
+    /// node that joins the stream late (a cluster edge) can start its copy.
+    pub checkpoint_ms: u64,
 }
 
 impl BookConfig {
@@ -26,6 +29,11 @@ impl BookConfig {
             (self.depth..=100_000).contains(&self.max_levels),
             "book.max_levels",
             "must be at least book.depth and at most 100000",
+        )?;
+        check(
+            (100..=3_600_000).contains(&self.checkpoint_ms),
+            "book.checkpoint_ms",
+            "must be between 100 and 3600000",
         )
     }
 }

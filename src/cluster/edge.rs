@@ -6,6 +6,7 @@
 //! that fails is recreated from the next stream sequence). An edge that falls behind the
 //! stream only delays its own sockets: JetStream holds the backlog, ingest never waits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,9 +16,10 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterStatus, Nats, header_seq, subject};
-use crate::model::{ChannelId, Event, Payload, Symbols, now_ns};
+use crate::book::BookView;
+use crate::model::{ChannelId, Event, Kind, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
-use crate::protocol::{IndicatorFields, decode_event, rewire};
+use crate::protocol::{IndicatorFields, decode_book, decode_event, rewire};
 use crate::rooms::{EventSink, Hub};
 use crate::telemetry::metrics::Metrics;
 
@@ -32,6 +34,11 @@ pub(crate) struct EdgeIntake {
     pub status: Arc<ClusterStatus>,
     pub metrics: Arc<Metrics>,
     pub warm: Duration,
+    /// Levels per side of the book views (`book.depth`, the same as ingest's).
+    pub book_depth: usize,
+    /// Each book channel's view as the stream's events build it; `None` until a reset arrived
+    /// (or after an event that does not check out), while its channel serves no snapshot.
+    pub books: std::sync::Mutex<HashMap<ChannelId, Option<BookView>>>,
 }
 
 /// Runs until `stop`.
@@ -180,12 +187,37 @@ fn to_event(
     }
     let channel = format!("{}:{name}", kind.as_str());
     let wire = rewire(&channel, message.payload.clone(), &decoded, &intake.fields);
+    let id = ChannelId { kind, symbol };
+    let book = (kind == Kind::Book)
+        .then(|| follow_book(intake, id, &message.payload))
+        .flatten();
     Some(Event {
-        channel: ChannelId { kind, symbol },
+        channel: id,
         seq: decoded.seq,
         ts: decoded.ts,
         payload: decoded.payload,
         wire,
-        book: None,
+        book,
     })
+}
+
+/// Applies a book event to the edge's copy of that book and returns the view after it: a reset
+/// starts the copy, a delta needs one, and the event's checksum must agree (else the copy is
+/// dropped until the next reset; ingest sends one at least every `book.checkpoint_ms`).
+fn follow_book(intake: &EdgeIntake, ch: ChannelId, json: &[u8]) -> Option<Arc<BookView>> {
+    let b = decode_book(json).ok()?;
+    let mut books = intake.books.lock().unwrap_or_else(|e| e.into_inner());
+    let copy = books.entry(ch).or_default();
+    let levels = b.levels();
+    match copy {
+        _ if b.reset => *copy = Some(levels.top(intake.book_depth)),
+        Some(view) => view.apply(&levels, intake.book_depth),
+        None => return None,
+    }
+    if copy.as_ref().map(BookView::checksum) != Some(b.checksum) {
+        tracing::warn!(channel = ?ch, seq = b.seq, "book copy does not match its checksum; waiting for a reset");
+        *copy = None;
+        return None;
+    }
+    copy.clone().map(Arc::new)
 }

@@ -181,9 +181,6 @@ impl EventSink for StreamPublisher {
         {
             let mut q = self.lock();
             for e in events {
-                if e.channel.kind == crate::model::Kind::Book {
-                    continue; // edges do not serve book channels yet (docs/PROTOCOL.md)
-                }
                 if q.bytes + e.wire.json().len() > self.max_bytes {
                     dropped += 1;
                     continue;

@@ -141,9 +141,9 @@ pub(crate) struct Ingest {
     names: [Vec<Arc<str>>; Kind::COUNT],
     /// One log line per second at most for refused future ticks.
     future_log: LogThrottle,
-    /// Each symbol's book: the source that owns it (the first to send one), the book, and the
-    /// view last published from it.
-    books: HashMap<SymbolId, (Arc<str>, Book, BookView)>,
+    /// Each symbol's book: the source that owns it (the first to send one), the book, the view
+    /// last published from it, and when it was last published whole.
+    books: HashMap<SymbolId, (Arc<str>, Book, BookView, i64)>,
     book_config: BookConfig,
 }
 
@@ -174,6 +174,7 @@ impl Ingest {
             book_config: BookConfig {
                 depth: 25,
                 max_levels: 1000,
+                checkpoint_ms: 10_000,
             },
         };
         (ingest, handle)
@@ -317,10 +318,10 @@ impl Ingest {
         let symbol = self.symbols.intern(&u.symbol)?;
         let cfg = self.book_config;
         let first = !self.books.contains_key(&symbol);
-        let (owner, book, published) = self
+        let (owner, book, published, whole_at) = self
             .books
             .entry(symbol)
-            .or_insert_with(|| (source.clone(), Book::default(), BookView::default()));
+            .or_insert_with(|| (source.clone(), Book::default(), BookView::default(), ts));
         if owner != source {
             // Two sources' levels in one book would be neither's book: the first one keeps it.
             return Err(BookUpdateError::Owned {
@@ -335,7 +336,11 @@ impl Ingest {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         let view = book.view(cfg.depth);
-        let reset = first || u.snapshot;
+        let checkpoint = ts.saturating_sub(*whole_at) >= (cfg.checkpoint_ms as i64) * 1_000_000;
+        let reset = first || u.snapshot || checkpoint;
+        if reset {
+            *whole_at = ts;
+        }
         let levels = if reset {
             view.clone()
         } else {

@@ -25,6 +25,35 @@ pub struct Decoded {
     pub payload: Payload,
 }
 
+/// A `book` event read back: its sequencing, whether it is a reset, its levels and checksum.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct DecodedBook {
+    pub seq: u64,
+    pub ts: i64,
+    pub reset: bool,
+    pub bids: Vec<(f64, f64)>,
+    pub asks: Vec<(f64, f64)>,
+    pub checksum: u32,
+}
+
+impl DecodedBook {
+    /// The levels, as the view (a reset) or the delta they are.
+    pub fn levels(&self) -> crate::book::BookView {
+        crate::book::BookView {
+            bids: self.bids.clone(),
+            asks: self.asks.clone(),
+        }
+    }
+}
+
+/// Reads a `book` event's JSON (`events.rs`'s `BookMessage`).
+pub fn decode_book(bytes: &[u8]) -> Result<DecodedBook, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json {
+        kind: Kind::Book,
+        message: e.to_string(),
+    })
+}
+
 /// Decodes an event of `kind` for `symbol` (the receiver's own id for it).
 pub fn decode_event(
     kind: Kind,
@@ -68,10 +97,14 @@ pub fn decode_event(
             kind,
             message: "portfolio events are never on the stream".into(),
         }),
-        Kind::Book => Err(DecodeError::Json {
-            kind,
-            message: "book channels are not served by edges yet".into(),
-        }),
+        Kind::Book => {
+            let b = decode_book(bytes)?;
+            Ok(Decoded {
+                seq: b.seq,
+                ts: b.ts,
+                payload: Payload::Book,
+            })
+        }
         Kind::Indicators => {
             let v: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(json)?;
             let int = |k: &str| v.get(k).and_then(Value::as_i64);

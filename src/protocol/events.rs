@@ -278,8 +278,23 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => Bytes::new(),
-        // Book events are not carried to edges yet (`decode` refuses them).
-        Payload::Book => Bytes::new(),
+        // The levels are not in the payload: read them back from the JSON (a book event is
+        // small next to its fan-out).
+        Payload::Book => match super::decode::decode_book(&json) {
+            Ok(b) => {
+                let levels = b.levels();
+                BookMessage {
+                    ch,
+                    seq,
+                    ts,
+                    reset: b.reset,
+                    levels: &levels,
+                    checksum: b.checksum,
+                }
+                .encoded(Encoding::Msgpack)
+            }
+            Err(_) => Bytes::new(),
+        },
     };
     Wire::new(json, msgpack)
 }

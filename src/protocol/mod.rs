@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use codes::{ErrorCode, ProblemCode};
-pub use decode::{DecodeError, Decoded, decode_event};
+pub use decode::{DecodeError, Decoded, DecodedBook, decode_book, decode_event};
 pub use events::{
     BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire,
 };

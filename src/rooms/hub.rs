@@ -148,8 +148,10 @@ impl EventSink for Hub {
                     // some): subscribers see the jump, the ring restarts (no hidden hole).
                     tracing::warn!(channel = ?ch, seq = event.seq, last, "seq jump");
                 }
-                if event.book.is_some() {
-                    // The view goes to the channel, not the ring: one per channel, not per event.
+                if ch.kind == Kind::Book {
+                    // The view goes to the channel, not the ring: one per channel, not per
+                    // event. An event without one (an edge that has not seen the book's reset
+                    // yet) leaves the channel without a view rather than a wrong one.
                     channel.book = event.book.clone();
                     channel.ring.push(Event {
                         book: None,

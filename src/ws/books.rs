@@ -37,6 +37,9 @@ struct Sent {
     seq: u64,
     /// Tracked subscriptions: the view the client holds.
     view: Option<Arc<BookView>>,
+    /// False while the client holds no book to apply deltas to (its snapshot was empty because
+    /// this node has no view of the book yet): only a reset goes out then.
+    base: bool,
 }
 
 /// One connection's book subscriptions and what each client copy holds.
@@ -144,6 +147,7 @@ impl BookSubs {
             Sent {
                 seq: s.seq,
                 view: tracked.then_some(view),
+                base: s.book.is_some(),
             },
         );
         protocol::encode_snapshot(encoding, name, s.seq, &events, s.reset)
@@ -165,11 +169,18 @@ impl BookSubs {
             let Some(seq) = seq_of(wire.json()) else {
                 return Some(wire.get(encoding).clone());
             };
+            let reset = is_reset(wire.json());
             match sent {
                 Some(s) if seq <= s.seq => return None, // a reset already covered it
-                Some(s) if s.seq != 0 && seq != s.seq + 1 => {} // a gap: reset below
+                Some(s) if !s.base && !reset => return None, // nothing to apply it to yet
+                Some(s) if s.base && s.seq != 0 && seq != s.seq + 1 => {} // a gap: reset below
                 _ => {
-                    self.sent.insert(ch, Sent { seq, view: None });
+                    let sent = Sent {
+                        seq,
+                        view: None,
+                        base: true,
+                    };
+                    self.sent.insert(ch, sent);
                     return Some(wire.get(encoding).clone());
                 }
             }
@@ -195,6 +206,7 @@ impl BookSubs {
             Sent {
                 seq,
                 view: tracked.then(|| view.clone()),
+                base: true,
             },
         );
         if !reset && levels.is_empty() {
@@ -211,6 +223,12 @@ impl BookSubs {
         };
         Some(message.encoded(encoding))
     }
+}
+
+/// Whether a `book` event's JSON is a reset (the whole book).
+fn is_reset(json: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"reset\":true";
+    json.windows(KEY.len()).any(|w| w == KEY)
 }
 
 /// The `seq` of a `book` event's JSON (`{"type":"book","ch":"book:X","seq":N,...}`).
