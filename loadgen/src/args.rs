@@ -44,9 +44,15 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub symbols_per_socket: usize,
 
-    /// Dashboards: `throttle_ms` sent with the ticks subscription (0 = none).
-    #[arg(long, default_value_t = 250)]
-    pub throttle_ms: u64,
+    /// `throttle_ms` sent with the dashboards' ticks subscription (default 250) and the books'
+    /// `book:*` subscription (default none); 0 = none.
+    #[arg(long)]
+    pub throttle_ms: Option<u64>,
+
+    /// Books: `"depth": N` sent with the `book:*` subscription (levels per side the socket
+    /// holds, 1..=200, at most the server's `book.depth`); without it, the server's full depth.
+    #[arg(long, value_name = "N")]
+    pub book_depth: Option<u32>,
 
     /// REST: requests per second (rest, mixed; 0 disables REST in mixed).
     #[arg(long, default_value_t = 100.0)]
@@ -115,6 +121,8 @@ pub enum Scenario {
     Mixed,
     /// Connections that subscribe to nothing and only answer pings: per-connection memory.
     Idle,
+    /// Every socket subscribes `book:*` (with --book-depth and --throttle-ms when given).
+    Books,
     /// Churn, to find leaks: every socket connects, subscribes a random mix of channels (some
     /// with a snapshot), reads briefly, unsubscribes one, closes and reconnects, until the run
     /// ends; the report gives the server's RSS at the start and end of the window (drift).
@@ -184,6 +192,7 @@ impl Scenario {
             Scenario::Rest => "rest",
             Scenario::Mixed => "mixed",
             Scenario::Idle => "idle",
+            Scenario::Books => "books",
             Scenario::Soak => "soak",
         }
     }
@@ -198,6 +207,15 @@ impl Scenario {
 }
 
 impl Args {
+    /// The `throttle_ms` this run's subscriptions send: --throttle-ms, or the scenario's
+    /// default (250 for dashboards and mixed, none for books).
+    pub fn throttle_ms(&self) -> u64 {
+        self.throttle_ms.unwrap_or(match self.scenario {
+            Scenario::Books => 0,
+            _ => 250,
+        })
+    }
+
     /// Rejects values that would make an unbounded or meaningless run.
     pub fn validate(&self) -> anyhow::Result<()> {
         let secs = |name: &str, v: f64, max: f64| {
@@ -222,6 +240,9 @@ impl Args {
             (0.0..=1.0).contains(&self.bot_fraction),
             "--bot-fraction must be between 0 and 1"
         );
+        if let Some(d) = self.book_depth {
+            anyhow::ensure!((1..=200).contains(&d), "--book-depth must be 1..=200");
+        }
         if self.scenario == Scenario::Rest {
             anyhow::ensure!(self.rate > 0.0, "the rest scenario needs --rate above 0");
         }
@@ -300,6 +321,36 @@ mod tests {
         let a = Args::try_parse_from(["tickcast-loadgen", "--encoding", "msgpack"]).unwrap();
         assert_eq!(a.encoding, Encoding::Msgpack);
         assert!(Args::try_parse_from(["tickcast-loadgen", "--encoding", "cbor"]).is_err());
+    }
+
+    #[test]
+    fn books_flags() {
+        let a = Args::try_parse_from(["tickcast-loadgen", "--scenario", "books"]).unwrap();
+        assert_eq!(a.scenario, Scenario::Books);
+        assert_eq!(
+            (a.book_depth, a.throttle_ms()),
+            (None, 0),
+            "full depth, no throttle"
+        );
+        a.validate().unwrap();
+        let a = Args::try_parse_from([
+            "tickcast-loadgen",
+            "--scenario",
+            "books",
+            "--book-depth",
+            "5",
+            "--throttle-ms",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!((a.book_depth, a.throttle_ms()), (Some(5), 100));
+        // Dashboards keep their 250 ms default.
+        let a = Args::try_parse_from(["tickcast-loadgen", "--scenario", "dashboards"]).unwrap();
+        assert_eq!(a.throttle_ms(), 250);
+        for bad in ["0", "201"] {
+            let a = Args::try_parse_from(["tickcast-loadgen", "--book-depth", bad]).unwrap();
+            assert!(a.validate().is_err(), "--book-depth {bad}");
+        }
     }
 
     #[test]

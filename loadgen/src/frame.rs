@@ -35,7 +35,8 @@ pub struct Event<'a> {
     /// Nanoseconds since the Unix epoch at ingest; latency is `now - ts`.
     #[serde(default, deserialize_with = "lenient_u64")]
     pub ts: Option<u64>,
-    /// `true` on a snapshot sent because a `from` gap is no longer held.
+    /// `true` on a snapshot sent because a `from` gap is no longer held, and on a `book` event
+    /// that carries the whole book (after a gap of a slow consumer, or a venue's resync).
     #[serde(default)]
     pub reset: bool,
     /// Stable error code on `error` replies.
@@ -137,8 +138,12 @@ impl<'de, F: FnMut(Event<'de>)> Visitor<'de> for FrameSeed<'_, F> {
 
 // === MessagePack (`?encoding=msgpack`) ===
 
-/// The `type` of the positional events, by their leading kind code (1, 2, 3).
-const KIND_CODES: [&str; 3] = ["tick", "bar", "indicators"];
+/// The `type` of the positional events, by their leading kind code (1 to 5).
+const KIND_CODES: [&str; 5] = ["tick", "bar", "indicators", "portfolio", "book"];
+
+/// The kind code of `book` events, whose fifth element is `reset`:
+/// `[5, ch, seq, ts, reset, bids, asks, checksum]`.
+const BOOK_CODE: u64 = 5;
 
 /// The `type` given to a positional event whose kind code this loadgen does not know (a newer
 /// server's channel kind): like an unknown JSON `type`, it counts as a live event.
@@ -165,7 +170,7 @@ impl std::error::Error for MsgpackError {}
 
 /// Calls `f` for every message in a binary `?encoding=msgpack` frame (one array of messages)
 /// and returns how many there were. Positional events (`[1, ch, seq, ts, ...]`) give their
-/// `type` from the kind code and their `ch`, `seq`, `ts`; maps (`ack`, `error`, `snapshot`,
+/// `type` from the kind code and their `ch`, `seq`, `ts` (and a `book` event its `reset`); maps (`ack`, `error`, `snapshot`,
 /// ...) are read like the JSON objects: `type`, `ch`, `seq`, `ts`, `reset`, `code`, with every
 /// other key (a snapshot's `data` too) skipped. On an error, `f` has seen the messages before
 /// it, as with [`for_each_event`].
@@ -401,7 +406,8 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// `[kind, ch, seq, ts, ...]`: the fields after `ts` are skipped.
+    /// `[kind, ch, seq, ts, ...]`: the fields after `ts` are skipped, but for a `book` event's
+    /// `reset` (`[5, ch, seq, ts, reset, bids, asks, checksum]`).
     fn positional_event(&mut self) -> Result<Event<'a>, MsgpackError> {
         let at = self.offset();
         let n = self.array_len("expected an event array")?;
@@ -421,13 +427,19 @@ impl<'a> Reader<'a> {
         let ch = self.opt_str()?;
         let seq = self.opt_u64("seq must be a non-negative integer")?;
         let ts = self.lenient_ts()?;
-        self.skip_n(u64::from(n - 4))?;
+        let mut rest = n - 4;
+        let mut reset = false;
+        if code == BOOK_CODE && rest > 0 {
+            reset = self.read("a book event's reset must be a boolean", mp::read_bool)?;
+            rest -= 1;
+        }
+        self.skip_n(u64::from(rest))?;
         Ok(Event {
             kind: Cow::Borrowed(kind),
             ch: ch.map(Cow::Borrowed),
             seq,
             ts,
-            reset: false,
+            reset,
             code: None,
         })
     }
@@ -699,6 +711,28 @@ pub(crate) mod tests {
                 .u(3)
                 .b(true)
         }
+        /// `[5, ch, seq, ts, reset, bids, asks, checksum]` with two bid levels (one removed)
+        /// and one ask.
+        pub(crate) fn book(self, ch: &str, seq: u64, ts: i64, reset: bool) -> Self {
+            self.arr(8)
+                .u(5)
+                .s(ch)
+                .u(seq)
+                .i(ts)
+                .b(reset)
+                .arr(2)
+                .arr(2)
+                .f(42000.5)
+                .f(1.25)
+                .arr(2)
+                .i(41999)
+                .i(0)
+                .arr(1)
+                .arr(2)
+                .i(42001)
+                .i(3)
+                .u(2_374_859_382)
+        }
         /// `[3, ch, seq, ts, {name: value, ...}]` with warming-up (nil) values.
         pub(crate) fn indicators(self, ch: &str, seq: u64, ts: i64) -> Self {
             self.arr(5)
@@ -756,6 +790,62 @@ pub(crate) mod tests {
             TS + 2
         );
         assert_eq!(collect(&json), evs);
+    }
+
+    #[test]
+    fn msgpack_book_events_read_like_json() {
+        let frame = Mp::default()
+            .arr(3)
+            .book("book:BTC-USD", 42, TS, false)
+            .book("book:BTC-USD", 50, TS + 1, true)
+            .book("book:ETH-USD", 7, TS + 2, false)
+            .0;
+        let evs = mp_collect(&frame);
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[0].kind, "book");
+        assert_eq!(evs[0].ch.as_deref(), Some("book:BTC-USD"));
+        assert_eq!((evs[0].seq, evs[0].ts), (Some(42), Some(TS as u64)));
+        assert!(!evs[0].reset);
+        assert!(evs[1].reset, "reset is read from the fifth element");
+        assert_eq!(evs[1].seq, Some(50));
+        assert!(!evs[2].reset);
+        // The JSON of the same events (docs/PROTOCOL.md "Order books") reads the same.
+        let json = format!(
+            r#"[{{"type":"book","ch":"book:BTC-USD","seq":42,"ts":{TS},"reset":false,"bids":[[42000.5,1.25],[41999,0]],"asks":[[42001,3]],"checksum":2374859382}},{{"type":"book","ch":"book:BTC-USD","seq":50,"ts":{},"reset":true,"bids":[[42000.5,1.25],[41999,0]],"asks":[[42001,3]],"checksum":2374859382}},{{"type":"book","ch":"book:ETH-USD","seq":7,"ts":{},"reset":false,"bids":[[42000.5,1.25],[41999,0]],"asks":[[42001,3]],"checksum":2374859382}}]"#,
+            TS + 1,
+            TS + 2
+        );
+        assert_eq!(collect(&json), evs);
+        // Portfolio (code 4) has a name too; a book event cut short after `ts` still reads
+        // (reset false), one whose reset is not a boolean is an error.
+        let frame = Mp::default()
+            .arr(2)
+            .arr(5)
+            .u(4)
+            .s("portfolio")
+            .u(3)
+            .i(TS)
+            .map(0)
+            .arr(4)
+            .u(5)
+            .s("book:A")
+            .u(1)
+            .i(TS)
+            .0;
+        let evs = mp_collect(&frame);
+        assert_eq!(evs[0].kind, "portfolio");
+        assert_eq!((evs[1].kind.as_ref(), evs[1].reset), ("book", false));
+        let bad = Mp::default()
+            .arr(1)
+            .arr(5)
+            .u(5)
+            .s("book:A")
+            .u(1)
+            .i(TS)
+            .u(1)
+            .0;
+        let err = for_each_msgpack_event(&bad, |_| {}).unwrap_err();
+        assert_eq!(err.what, "a book event's reset must be a boolean");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct Report {
     /// Length of the measured window actually observed.
     pub measured_s: f64,
     pub connections: Connections,
-    /// Live events (tick, bar, indicators) delivered inside the window.
+    /// Live events (tick, bar, indicators, book) delivered inside the window.
     pub events: u64,
     pub frames: u64,
     pub events_per_s: f64,
@@ -30,18 +30,23 @@ pub struct Report {
     pub bytes_per_event: f64,
     /// Time to open each established connection (TCP connect + handshake), whole run.
     pub connect_latency: Percentiles,
-    /// Live events inside the window by `type` (tick, bar, indicators, other).
+    /// Live events inside the window by `type` (tick, bar, indicators, book, other).
     pub events_by_type: BTreeMap<&'static str, u64>,
     /// `now - ts` of `tick` events inside the window.
     pub latency: Percentiles,
     /// `now - ts` of bars and indicators (ts = when computed) inside the window.
     pub latency_other: Percentiles,
+    /// `now - ts` of `book` events (ts = ingest time) inside the window.
+    pub latency_book: Percentiles,
     pub gaps: Gaps,
     /// Soak: connect-subscribe-unsubscribe-close cycles completed over the whole run.
     pub cycles: u64,
     /// Counted over the whole run.
     pub snapshots: u64,
+    /// Snapshots with `"reset": true`.
     pub resets: u64,
+    /// Live events with `"reset": true` inside the window (book events carrying the whole book).
+    pub live_resets: u64,
     pub replies: u64,
     pub parse_errors: u64,
     pub errors_by_code: BTreeMap<String, u64>,
@@ -67,6 +72,8 @@ pub struct RunConfig {
     pub threads: usize,
     pub symbols_per_socket: usize,
     pub throttle_ms: u64,
+    /// Books: the `depth` sent with `book:*` (none: the server's full depth).
+    pub book_depth: Option<u32>,
     pub rate: f64,
     pub concurrency: usize,
     pub symbols_known: usize,
@@ -94,6 +101,9 @@ pub struct Gaps {
     /// Events never seen: sum of `seq - last - 1`.
     pub missed: u64,
     pub out_of_order: u64,
+    /// Of `gap_events`, those on an event with `"reset": true` (a book event carrying the whole
+    /// book): gaps the client repaired from the event itself.
+    pub gap_events_with_reset: u64,
     /// Distinct concrete channels that showed a gap on any connection.
     pub channels_with_gaps: usize,
     /// `missed / (events + missed)`.
@@ -203,11 +213,15 @@ impl Report {
             if self.latency_other.count > 0 {
                 let _ = writeln!(s, "  bar/ind lat.   {}", pct_line(&self.latency_other));
             }
+            if self.latency_book.count > 0 {
+                let _ = writeln!(s, "  book latency   {}", pct_line(&self.latency_book));
+            }
             let g = &self.gaps;
             let _ = writeln!(
                 s,
-                "  seq gaps       {} gap events, {} missed ({:.3}%), {} out of order, {} channels",
+                "  seq gaps       {} gap events ({} on a reset event), {} missed ({:.3}%), {} out of order, {} channels",
                 g.gap_events,
+                g.gap_events_with_reset,
                 g.missed,
                 g.missed_ratio * 100.0,
                 g.out_of_order,
@@ -224,8 +238,13 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  protocol       snapshots {}  resets {}  replies {}  parse errors {}  soak cycles {}",
-                self.snapshots, self.resets, self.replies, self.parse_errors, self.cycles
+                "  protocol       snapshots {}  resets {}  live resets {}  replies {}  parse errors {}  soak cycles {}",
+                self.snapshots,
+                self.resets,
+                self.live_resets,
+                self.replies,
+                self.parse_errors,
+                self.cycles
             );
             let _ = writeln!(s, "  errors         {}", map_line(&self.errors_by_code));
             let _ = writeln!(s, "  close codes    {}", map_line(&self.close_codes));

@@ -218,11 +218,22 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
 /// The role of every connection, decided up front so the spawner does no work per socket.
 fn roles(args: &Args, symbols: Vec<String>) -> impl FnMut(u64) -> Role + Send + 'static {
     let scenario = args.scenario;
-    let (k, throttle_ms, fraction) = (args.symbols_per_socket, args.throttle_ms, args.bot_fraction);
+    let (k, throttle_ms, fraction) = (
+        args.symbols_per_socket,
+        args.throttle_ms(),
+        args.bot_fraction,
+    );
+    let book_depth = args.book_depth;
     let mut rng = SplitMix::new(0x1ced_cafe);
     move |i| {
         if scenario == Scenario::Idle {
             return Role::Idle;
+        }
+        if scenario == Scenario::Books {
+            return Role::Books {
+                depth: book_depth,
+                throttle_ms,
+            };
         }
         if scenario == Scenario::Soak {
             return Role::Churn {
@@ -349,6 +360,7 @@ fn build_report(
     };
     let mut chans: HashMap<String, ChannelGaps> = HashMap::new();
     let (mut snapshots, mut resets, mut replies, mut parse_errors) = (0, 0, 0, 0);
+    let (mut live_resets, mut gaps_reset) = (0, 0);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut close_codes: BTreeMap<u16, u64> = BTreeMap::new();
     let mut by_kind = [0u64; EventKind::COUNT];
@@ -370,6 +382,8 @@ fn build_report(
         }
         snapshots += o.snapshots;
         resets += o.resets;
+        live_resets += o.live_resets;
+        gaps_reset += o.gaps_reset;
         replies += o.replies;
         parse_errors += o.parse_errors;
         for (code, n) in &o.errors {
@@ -389,11 +403,18 @@ fn build_report(
         }
     };
     let mut warnings = Vec::new();
-    if matches!(args.scenario, Scenario::Dashboards | Scenario::Mixed) && args.throttle_ms > 0 {
+    if matches!(args.scenario, Scenario::Dashboards | Scenario::Mixed) && args.throttle_ms() > 0 {
         warnings.push(format!(
             "dashboards subscribe ticks with throttle_ms={}: seq gaps on ticks channels are \
              expected there (conflation)",
-            args.throttle_ms
+            args.throttle_ms()
+        ));
+    }
+    if args.scenario == Scenario::Books && args.throttle_ms() > 0 {
+        warnings.push(format!(
+            "books subscribe with throttle_ms={}: seq gaps on book channels are expected there \
+             (net deltas)",
+            args.throttle_ms()
         ));
     }
     if conns.failed > 0 {
@@ -415,7 +436,8 @@ fn build_report(
             duration_s: args.duration,
             threads: args.threads,
             symbols_per_socket: args.symbols_per_socket,
-            throttle_ms: args.throttle_ms,
+            throttle_ms: args.throttle_ms(),
+            book_depth: args.book_depth,
             rate: args.rate,
             concurrency: args.concurrency,
             symbols_known,
@@ -441,10 +463,12 @@ fn build_report(
             .collect(),
         latency: Percentiles::from_histogram_us(&shared.latency.merged()),
         latency_other: Percentiles::from_histogram_us(&shared.latency_other.merged()),
+        latency_book: Percentiles::from_histogram_us(&shared.latency_book.merged()),
         gaps: Gaps {
             gap_events: t.gap_events,
             missed: t.missed,
             out_of_order: t.out_of_order,
+            gap_events_with_reset: gaps_reset,
             channels_with_gaps: chans.len(),
             missed_ratio: if events + t.missed > 0 {
                 t.missed as f64 / (events + t.missed) as f64
@@ -459,6 +483,7 @@ fn build_report(
         cycles: shared.cycles.load(Relaxed),
         snapshots,
         resets,
+        live_resets,
         replies,
         parse_errors,
         errors_by_code: errors,

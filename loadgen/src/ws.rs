@@ -42,6 +42,11 @@ pub enum Role {
         symbols: Vec<String>,
         throttle_ms: u64,
     },
+    /// Subscribes `book:*`, with `"depth"` and `"throttle_ms"` when set (0: none).
+    Books {
+        depth: Option<u32>,
+        throttle_ms: u64,
+    },
     /// Subscribes to nothing.
     Idle,
     /// Soak: cycles of connect, a random subscription mix over `symbols`, a short read, an
@@ -73,6 +78,18 @@ impl Role {
                     "op": "subscribe", "id": 2, "channels": chans("indicators"),
                 });
                 vec![ticks.to_string(), ind.to_string()]
+            }
+            Role::Books { depth, throttle_ms } => {
+                let mut sub = serde_json::json!({
+                    "op": "subscribe", "id": 1, "channels": ["book:*"],
+                });
+                if let Some(d) = depth {
+                    sub["depth"] = (*d).into();
+                }
+                if *throttle_ms > 0 {
+                    sub["throttle_ms"] = (*throttle_ms).into();
+                }
+                vec![sub.to_string()]
             }
             Role::Idle => Vec::new(),
             Role::Churn { symbols, seed } => churn_ops(symbols, *seed).0,
@@ -128,6 +145,8 @@ pub struct Shared {
     pub connect: ShardedHistogram,
     /// `now - ts` of other live events (bars, indicators: ts is when they were computed), µs.
     pub latency_other: ShardedHistogram,
+    /// `now - ts` of `book` events inside the window, µs (ts is ingest time, as for ticks).
+    pub latency_book: ShardedHistogram,
 }
 
 impl Shared {
@@ -147,6 +166,7 @@ impl Shared {
             cycles: AtomicU64::new(0),
             latency: ShardedHistogram::new(shards),
             latency_other: ShardedHistogram::new(shards),
+            latency_book: ShardedHistogram::new(shards),
             connect: ShardedHistogram::new(shards),
         }
     }
@@ -163,6 +183,12 @@ pub struct ConnOutcome {
     pub by_kind: [u64; EventKind::COUNT],
     pub snapshots: u64,
     pub resets: u64,
+    /// Live events inside the window that carried `"reset": true` (a `book` event holding the
+    /// whole book: what a slow consumer gets instead of the deltas it missed, or a resync).
+    pub live_resets: u64,
+    /// Of the window's gap events (a `seq` jump), those on an event with `"reset": true`: gaps
+    /// the client could repair from the event itself.
+    pub gaps_reset: u64,
     pub replies: u64,
     pub parse_errors: u64,
     pub errors: HashMap<String, u64>,
@@ -180,15 +206,17 @@ pub enum EventKind {
     Tick = 0,
     Bar = 1,
     Indicators = 2,
-    Other = 3,
+    Book = 3,
+    Other = 4,
 }
 
 impl EventKind {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     pub const ALL: [EventKind; Self::COUNT] = [
         EventKind::Tick,
         EventKind::Bar,
         EventKind::Indicators,
+        EventKind::Book,
         EventKind::Other,
     ];
 
@@ -197,6 +225,7 @@ impl EventKind {
             "tick" => EventKind::Tick,
             "bar" => EventKind::Bar,
             "indicators" => EventKind::Indicators,
+            "book" => EventKind::Book,
             _ => EventKind::Other,
         }
     }
@@ -206,6 +235,7 @@ impl EventKind {
             EventKind::Tick => "tick",
             EventKind::Bar => "bar",
             EventKind::Indicators => "indicators",
+            EventKind::Book => "book",
             EventKind::Other => "other",
         }
     }
@@ -513,6 +543,7 @@ fn on_frame(
     let now = epoch_ns();
     lat.ticks.clear();
     lat.other.clear();
+    lat.books.clear();
     let by_kind = &mut out.by_kind;
     let mut live = 0u64;
     let seqs = &mut out.seqs;
@@ -522,6 +553,7 @@ fn on_frame(
         &mut out.replies,
         &mut out.errors,
     );
+    let (live_resets, gaps_reset) = (&mut out.live_resets, &mut out.gaps_reset);
     let on_event = |ev: Event<'_>| match ev.kind.as_ref() {
         "snapshot" => {
             *snapshots += 1;
@@ -542,16 +574,22 @@ fn on_frame(
         "ack" | "pong" | "list" => *replies += 1,
         _ => {
             live += 1;
+            let mut missed = 0;
             if let (Some(ch), Some(seq)) = (ev.ch.as_deref(), ev.seq) {
-                seqs.on_event(ch, seq, measuring);
+                missed = seqs.on_event(ch, seq, measuring);
             }
             if measuring {
                 let kind = EventKind::of(&ev.kind);
                 by_kind[kind as usize] += 1;
+                if ev.reset {
+                    *live_resets += 1;
+                    *gaps_reset += u64::from(missed > 0);
+                }
                 if let Some(ts) = ev.ts {
                     let us = now.saturating_sub(ts) / 1000;
                     match kind {
                         EventKind::Tick => lat.ticks.push(us),
+                        EventKind::Book => lat.books.push(us),
                         _ => lat.other.push(us),
                     }
                 }
@@ -578,6 +616,7 @@ fn on_frame(
             .fetch_add(payload.len() as u64, Relaxed);
         shared.latency.record_all(idx, &lat.ticks);
         shared.latency_other.record_all(idx, &lat.other);
+        shared.latency_book.record_all(idx, &lat.books);
     }
 }
 
@@ -586,6 +625,7 @@ fn on_frame(
 struct Latencies {
     ticks: Vec<u64>,
     other: Vec<u64>,
+    books: Vec<u64>,
 }
 
 /// Asks the server for its symbols with the `list` op over a short-lived connection.
@@ -708,6 +748,130 @@ mod tests {
         assert!(ind.get("throttle_ms").is_none());
         let bot: serde_json::Value = serde_json::from_str(&Role::Bot.subscribe_ops()[0]).unwrap();
         assert_eq!(bot["channels"], serde_json::json!(["ticks:*"]));
+    }
+
+    #[test]
+    fn books_ops() {
+        let op = |role: Role| -> serde_json::Value {
+            let ops = role.subscribe_ops();
+            assert_eq!(ops.len(), 1);
+            serde_json::from_str(&ops[0]).unwrap()
+        };
+        let full = op(Role::Books {
+            depth: None,
+            throttle_ms: 0,
+        });
+        assert_eq!(
+            full,
+            serde_json::json!({"op": "subscribe", "id": 1, "channels": ["book:*"]}),
+            "the server's full depth, unthrottled: the shared path"
+        );
+        let narrow = op(Role::Books {
+            depth: Some(5),
+            throttle_ms: 100,
+        });
+        assert_eq!(narrow["channels"], serde_json::json!(["book:*"]));
+        assert_eq!(
+            (narrow["depth"].as_u64(), narrow["throttle_ms"].as_u64()),
+            (Some(5), Some(100))
+        );
+    }
+
+    #[test]
+    fn on_frame_accounts_book_events_in_both_encodings() {
+        let ts = epoch_ns() - 2_000_000;
+        let t = ts as i64;
+        let book = |ch: &str, seq: u64, reset: bool| {
+            format!(
+                r#"{{"type":"book","ch":"{ch}","seq":{seq},"ts":{ts},"reset":{reset},"bids":[[42000.5,1.25],[41999,0]],"asks":[[42001,3]],"checksum":2374859382}}"#
+            )
+        };
+        // A snapshot (its book event is data, not a live event), deltas, a gap healed by a
+        // reset event (a conflating slow consumer), and a gap without one.
+        let frames = [
+            (
+                format!(
+                    r#"{{"type":"snapshot","ch":"book:A","seq":10,"data":[{}]}}"#,
+                    book("book:A", 10, true)
+                ),
+                Mp::default()
+                    .arr(1)
+                    .map(4)
+                    .s("type")
+                    .s("snapshot")
+                    .s("ch")
+                    .s("book:A")
+                    .s("seq")
+                    .u(10)
+                    .s("data")
+                    .arr(1)
+                    .book("book:A", 10, t, true)
+                    .0,
+            ),
+            (
+                format!(
+                    "[{},{},{}]",
+                    book("book:A", 11, false),
+                    book("book:A", 12, false),
+                    book("book:B", 1, false)
+                ),
+                Mp::default()
+                    .arr(3)
+                    .book("book:A", 11, t, false)
+                    .book("book:A", 12, t, false)
+                    .book("book:B", 1, t, false)
+                    .0,
+            ),
+            (
+                book("book:A", 20, true),
+                Mp::default().arr(1).book("book:A", 20, t, true).0,
+            ),
+            (
+                format!(
+                    "[{},{}]",
+                    book("book:A", 21, false),
+                    book("book:A", 23, false)
+                ),
+                Mp::default()
+                    .arr(2)
+                    .book("book:A", 21, t, false)
+                    .book("book:A", 23, t, false)
+                    .0,
+            ),
+        ];
+        let mut runs = Vec::new();
+        for encoding in [Encoding::Json, Encoding::Msgpack] {
+            let shared = Shared::new(1, encoding);
+            shared.measuring.store(true, Relaxed);
+            let mut out = ConnOutcome::default();
+            let mut buf = Latencies::default();
+            for (json, mp) in &frames {
+                let payload = match encoding {
+                    Encoding::Json => Payload::Text(json),
+                    Encoding::Msgpack => Payload::Binary(mp),
+                };
+                on_frame(0, payload, &shared, &mut out, &mut buf);
+            }
+            assert_eq!(out.parse_errors, 0, "{encoding:?}");
+            assert_eq!((out.live_resets, out.gaps_reset), (1, 1), "{encoding:?}");
+            assert_eq!(shared.latency_book.merged().len(), 6, "{encoding:?}");
+            assert!(shared.latency_book.merged().min() >= 2000, "latency ≥ 2 ms");
+            assert_eq!(shared.latency.merged().len(), 0, "no ticks");
+            runs.push(summary(&shared, &out));
+        }
+        assert_eq!(runs[0], runs[1], "same counts in both encodings");
+        assert!(
+            runs[0].contains("events 6 frames 4 by_kind [0, 0, 0, 6, 0] snapshots 1"),
+            "{}",
+            runs[0]
+        );
+        assert!(
+            runs[0].contains(
+                r#"("book:A", ChannelGaps { gap_events: 2, missed: 8, out_of_order: 0 })"#
+            ),
+            "{}",
+            runs[0]
+        );
     }
 
     #[test]
@@ -900,7 +1064,7 @@ mod tests {
         assert!(
             runs[0]
                 .0
-                .contains("events 5 frames 7 by_kind [3, 1, 1, 0] snapshots 1"),
+                .contains("events 5 frames 7 by_kind [3, 1, 1, 0, 0] snapshots 1"),
             "{}",
             runs[0].0
         );
@@ -987,7 +1151,7 @@ mod tests {
         }
         assert_eq!(runs[0], runs[1], "same counts in both encodings");
         assert!(
-            runs[1].contains("events 5 frames 5 by_kind [3, 1, 1, 0] snapshots 1"),
+            runs[1].contains("events 5 frames 5 by_kind [3, 1, 1, 0, 0] snapshots 1"),
             "{}",
             runs[1]
         );
