@@ -166,10 +166,9 @@ impl BookSubs {
         let sub = self.sub(ch);
         let sent = self.sent.get(&ch);
         if !self.tracked(sub) {
-            let Some(seq) = seq_of(wire.json()) else {
+            let Some((seq, reset)) = seq_and_reset(wire.json()) else {
                 return Some(wire.get(encoding).clone());
             };
-            let reset = is_reset(wire.json());
             match sent {
                 Some(s) if seq <= s.seq => return None, // a reset already covered it
                 Some(s) if !s.base && !reset => return None, // nothing to apply it to yet
@@ -225,21 +224,24 @@ impl BookSubs {
     }
 }
 
-/// Whether a `book` event's JSON is a reset (the whole book).
-fn is_reset(json: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"reset\":true";
-    json.windows(KEY.len()).any(|w| w == KEY)
-}
-
-/// The `seq` of a `book` event's JSON (`{"type":"book","ch":"book:X","seq":N,...}`).
-fn seq_of(json: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+/// The `seq` of a `book` event's JSON and whether it is a reset, read where `BookMessage`
+/// writes them (`{"type":"book","ch":"book:X","seq":N,"ts":N,"reset":B,...}`): a few dozen
+/// bytes from the start, not a scan of the levels (this runs per event per connection).
+fn seq_and_reset(json: &[u8]) -> Option<(u64, bool)> {
+    const SEQ: &[u8] = b"\"seq\":";
+    const RESET: &[u8] = b"\"reset\":";
+    // The channel name is at most `book:` and 32 symbol bytes.
+    let head = &json[..json.len().min(96)];
+    let at = head.windows(SEQ.len()).position(|w| w == SEQ)? + SEQ.len();
     let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&json[at..at + digits])
+    let seq = std::str::from_utf8(&json[at..at + digits])
         .ok()?
         .parse()
-        .ok()
+        .ok()?;
+    // `"ts":` and its (at most 20) digits come between.
+    let rest = &json[at + digits..json.len().min(at + digits + 48)];
+    let r = rest.windows(RESET.len()).position(|w| w == RESET)? + RESET.len();
+    Some((seq, rest.get(r) == Some(&b't')))
 }
 
 #[cfg(test)]
@@ -393,7 +395,17 @@ mod tests {
             checksum: 0,
         }
         .wire();
-        assert_eq!(seq_of(w.json()), Some(1234));
-        assert_eq!(seq_of(b"{}"), None);
+        assert_eq!(seq_and_reset(w.json()), Some((1234, false)));
+        let r = BookMessage {
+            ch: "book:ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+            seq: u64::MAX,
+            ts: i64::MIN,
+            reset: true,
+            levels: &v,
+            checksum: 0,
+        }
+        .wire();
+        assert_eq!(seq_and_reset(r.json()), Some((u64::MAX, true)));
+        assert_eq!(seq_and_reset(b"{}"), None);
     }
 }
