@@ -19,9 +19,10 @@ pub(super) struct Ladder {
     levels: usize,
 }
 
-/// Rounds to the cent grid (and away from float residue).
+/// Rounds to the cent grid: the float nearest the two-decimal number, so a price prints as its
+/// cents (`371.28`), never with residue (`(x / 0.01).round() * 0.01` gives 371.28000000000003).
 fn cents(x: f64) -> f64 {
-    (x / TICK).round() * TICK
+    (x * 100.0).round() / 100.0
 }
 
 fn level_size(rng: &mut SplitMix64) -> f64 {
@@ -184,6 +185,17 @@ fn fill(
 mod tests {
     use super::*;
     use crate::book::Book;
+
+    #[test]
+    fn prices_print_as_their_cents() {
+        let mut rng = SplitMix64(3);
+        let ladder = Ladder::new(371.283, 20, &mut rng);
+        for (p, _) in ladder.bids.iter().chain(&ladder.asks) {
+            let text = p.to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 2, "{text}");
+        }
+    }
 
     #[test]
     fn trades_happen_at_the_touch_and_the_updates_keep_a_book_equal_to_the_ladder() {
