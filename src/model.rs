@@ -306,11 +306,32 @@ pub struct Wire(Arc<Encodings>);
 struct Encodings {
     json: Bytes,
     msgpack: Bytes,
+    /// A `book` event's `seq` and `reset` flag, known when it was encoded: a connection's writer
+    /// needs them per event and must not read them back out of the bytes.
+    book: Option<(u64, bool)>,
 }
 
 impl Wire {
     pub fn new(json: Bytes, msgpack: Bytes) -> Self {
-        Wire(Arc::new(Encodings { json, msgpack }))
+        Wire(Arc::new(Encodings {
+            json,
+            msgpack,
+            book: None,
+        }))
+    }
+
+    /// A `book` event's forms, with its `seq` and whether it is a reset.
+    pub fn book(json: Bytes, msgpack: Bytes, seq: u64, reset: bool) -> Self {
+        Wire(Arc::new(Encodings {
+            json,
+            msgpack,
+            book: Some((seq, reset)),
+        }))
+    }
+
+    /// `Some((seq, reset))` for a `book` event.
+    pub fn book_seq(&self) -> Option<(u64, bool)> {
+        self.0.book
     }
 
     pub fn json(&self) -> &Bytes {

@@ -256,7 +256,6 @@ pub(crate) async fn ingest_book(State(state): State<IngestState>, req: Request) 
         Err(res) => return res,
     };
     let now = now_ns();
-    let max_skew_ns = state.ingest.max_future_skew_ns().unwrap_or(i64::MAX);
     let mut updates = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     for (index, v) in values.into_iter().enumerate() {
@@ -277,16 +276,11 @@ pub(crate) async fn ingest_book(State(state): State<IngestState>, req: Request) 
             })
             .and_then(|u| u.validate().map(|()| u).map_err(|e| e.to_string()))
             .and_then(|u| {
-                let ahead = u.exchange_ts.saturating_sub(now);
-                if ahead > max_skew_ns {
-                    return Err(format!(
-                        "exchange time is {} ms ahead of the server clock; a live feed allows at \
-                         most {} ms (feeds.max_future_skew_ms)",
-                        ahead / 1_000_000,
-                        max_skew_ns / 1_000_000
-                    ));
-                }
-                Ok(u)
+                state
+                    .ingest
+                    .check_future_ts(u.exchange_ts, now)
+                    .map(|()| u)
+                    .map_err(|e| e.to_string())
             });
         match update {
             Ok(u) => updates.push(u),

@@ -261,7 +261,7 @@ pub(crate) async fn portfolio(
         .positions(caller.0, accounting::fold)
         .await
         .map_err(store_problem)?;
-    let valuation = accounting::value(positions, |symbol| {
+    let valuation = accounting::value(&positions, |symbol| {
         accounting::live_price(&portfolio.symbols, &portfolio.hub, symbol)
     });
     Ok(Json(PortfolioOut::from(valuation)).into_response())

@@ -19,7 +19,9 @@ use super::{ClusterStatus, Nats, header_seq, subject};
 use crate::book::BookView;
 use crate::model::{ChannelId, Event, Kind, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
-use crate::protocol::{IndicatorFields, decode_book, decode_event, rewire};
+use crate::protocol::{
+    Decoded, DecodedBook, IndicatorFields, decode_book, decode_event, rewire, rewire_book,
+};
 use crate::rooms::{EventSink, Hub};
 use crate::telemetry::metrics::Metrics;
 
@@ -174,38 +176,63 @@ fn to_event(
             return None;
         }
     };
-    let decoded = match decode_event(kind, symbol, &message.payload, &intake.fields) {
-        Ok(d) => d,
-        Err(error) => {
-            tracing::warn!(%error, subject = %message.subject, "stream message not decoded");
-            return None;
+    // A book event is read once: its sequencing, its MessagePack and the edge's copy of the
+    // book all come from what `decode_book` read.
+    let book = if kind == Kind::Book {
+        match decode_book(&message.payload) {
+            Ok(b) => Some(b),
+            Err(error) => {
+                tracing::warn!(%error, subject = %message.subject, "stream message not decoded");
+                return None;
+            }
         }
+    } else {
+        None
+    };
+    let decoded = match &book {
+        Some(b) => Decoded {
+            seq: b.seq,
+            ts: b.ts,
+            payload: Payload::Book,
+        },
+        None => match decode_event(kind, symbol, &message.payload, &intake.fields) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::warn!(%error, subject = %message.subject, "stream message not decoded");
+                return None;
+            }
+        },
     };
     if header_seq(message.headers.as_ref()).is_some_and(|s| s != decoded.seq) {
         tracing::warn!(subject = %message.subject, "stream message seq header disagrees");
         return None;
     }
     let channel = format!("{}:{name}", kind.as_str());
-    let wire = rewire(&channel, message.payload.clone(), &decoded, &intake.fields);
     let id = ChannelId { kind, symbol };
-    let book = (kind == Kind::Book)
-        .then(|| follow_book(intake, id, &message.payload))
-        .flatten();
+    let (wire, view) = match &book {
+        Some(b) => (
+            rewire_book(&channel, message.payload.clone(), b),
+            follow_book(intake, id, b),
+        ),
+        None => (
+            rewire(&channel, message.payload.clone(), &decoded, &intake.fields),
+            None,
+        ),
+    };
     Some(Event {
         channel: id,
         seq: decoded.seq,
         ts: decoded.ts,
         payload: decoded.payload,
         wire,
-        book,
+        book: view,
     })
 }
 
 /// Applies a book event to the edge's copy of that book and returns the view after it: a reset
 /// starts the copy, a delta needs one, and the event's checksum must agree (else the copy is
 /// dropped until the next reset; ingest sends one at least every `book.checkpoint_ms`).
-fn follow_book(intake: &EdgeIntake, ch: ChannelId, json: &[u8]) -> Option<Arc<BookView>> {
-    let b = decode_book(json).ok()?;
+fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Arc<BookView>> {
     let mut books = intake.books.lock().unwrap_or_else(|e| e.into_inner());
     let copy = books.entry(ch).or_default();
     let levels = b.levels();

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::{Derived, Msg, TickError, check_future};
+use super::{Derived, Msg, TickError};
 use crate::book::BookUpdate;
 use crate::model::{ChannelId, RawTick, SymbolLimit, Symbols};
 use crate::telemetry::metrics::Metrics;
@@ -54,10 +54,7 @@ impl IngestHandle {
     /// before queueing (HTTP ingest; a refusal is counted in `ticks_future`, the caller counts
     /// it as rejected); a handle that is not live accepts any time.
     pub(crate) fn check_future(&self, t: &RawTick, now_ns: i64) -> Result<(), TickError> {
-        let Some(max) = self.max_future_skew_ns else {
-            return Ok(());
-        };
-        let checked = check_future(t, now_ns, max);
+        let checked = self.check_future_ts(t.exchange_ts, now_ns);
         if checked.is_err() {
             self.metrics.ticks_future.fetch_add(1, Ordering::Relaxed);
         }
@@ -193,10 +190,13 @@ impl IngestHandle {
         self.symbols.intern(symbol).map(|_| ())
     }
 
-    /// How far ahead of the server clock (ns) this handle's records may be dated; `None` for a
-    /// handle that is not live.
-    pub(crate) fn max_future_skew_ns(&self) -> Option<i64> {
-        self.max_future_skew_ns
+    /// The future-skew check of this handle for a depth update's exchange time (as
+    /// [`Self::check_future`] for a tick's).
+    pub(crate) fn check_future_ts(&self, exchange_ts: i64, now_ns: i64) -> Result<(), TickError> {
+        match self.max_future_skew_ns {
+            None => Ok(()),
+            Some(max) => super::check_future_ts(exchange_ts, now_ns, max),
+        }
     }
 
     /// False once ingest has stopped taking batches.

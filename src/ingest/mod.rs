@@ -68,7 +68,16 @@ pub fn validate(t: &RawTick) -> Result<(), TickError> {
 
 /// Refuses a tick dated more than `max_skew_ns` ahead of `now_ns` (both ns since the epoch).
 pub(crate) fn check_future(t: &RawTick, now_ns: i64, max_skew_ns: i64) -> Result<(), TickError> {
-    let ahead = t.exchange_ts.saturating_sub(now_ns);
+    check_future_ts(t.exchange_ts, now_ns, max_skew_ns)
+}
+
+/// [`check_future`] for any record's exchange time (a depth update's too).
+pub(crate) fn check_future_ts(
+    exchange_ts: i64,
+    now_ns: i64,
+    max_skew_ns: i64,
+) -> Result<(), TickError> {
+    let ahead = exchange_ts.saturating_sub(now_ns);
     if ahead > max_skew_ns {
         return Err(TickError::Future {
             ahead_ms: ahead / 1_000_000,
@@ -143,7 +152,7 @@ pub(crate) struct Ingest {
     future_log: LogThrottle,
     /// Each symbol's book: the source that owns it (the first to send one), the book, the view
     /// last published from it, and when it was last published whole.
-    books: HashMap<SymbolId, (Arc<str>, Book, BookView, i64)>,
+    books: HashMap<SymbolId, (Arc<str>, Book, Arc<BookView>, i64)>,
     book_config: BookConfig,
 }
 
@@ -321,7 +330,7 @@ impl Ingest {
         let (owner, book, published, whole_at) = self
             .books
             .entry(symbol)
-            .or_insert_with(|| (source.clone(), Book::default(), BookView::default(), ts));
+            .or_insert_with(|| (source.clone(), Book::default(), Default::default(), ts));
         if owner != source {
             // Two sources' levels in one book would be neither's book: the first one keeps it.
             return Err(BookUpdateError::Owned {
@@ -341,16 +350,18 @@ impl Ingest {
         if reset {
             *whole_at = ts;
         }
-        let levels = if reset {
-            view.clone()
+        let delta = if reset {
+            None
         } else {
             let delta = published.diff(&view);
             if delta.is_empty() {
                 return Ok(None);
             }
-            delta
+            Some(delta)
         };
         let checksum = view.checksum();
+        // One view, shared by the hub (for snapshots) and the next diff.
+        let view = Arc::new(view);
         *published = view.clone();
         let channel = ChannelId {
             kind: Kind::Book,
@@ -368,11 +379,11 @@ impl Ingest {
                 seq,
                 ts,
                 reset,
-                levels: &levels,
+                levels: delta.as_ref().unwrap_or(&view),
                 checksum,
             }
             .wire(),
-            book: Some(Arc::new(view)),
+            book: Some(view),
         }))
     }
 

@@ -143,16 +143,16 @@ pub(crate) struct Valuation {
 /// decimal it prints as on the wire ([`super::money::from_price`]), so the valuation is exact
 /// arithmetic on what the client sees.
 pub(crate) fn value(
-    positions: Vec<PositionRow>,
+    positions: &[PositionRow],
     mut last_price: impl FnMut(&str) -> Option<f64>,
 ) -> Valuation {
     let mut realized = Decimal::ZERO;
     let mut unrealized = Some(Decimal::ZERO);
     let mut trades = 0;
     let positions = positions
-        .into_iter()
+        .iter()
         .map(|row| {
-            let symbol = row.symbol;
+            let symbol = row.symbol.clone();
             trades += row.trades;
             let p = Position {
                 quantity: row.holding.quantity,
@@ -301,7 +301,7 @@ mod tests {
                 })
                 .collect()
         };
-        let priced = value(rows(), |s| match s {
+        let priced = value(&rows(), |s| match s {
             "A" => Some(55.0),
             "B" => Some(90.0),
             _ => None,
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(priced.unrealized, Some(d("-50")));
 
         // B open without a price: its P&L and the total are unknown, the rest still valued.
-        let partial = value(rows(), |s| (s == "A").then_some(55.0));
+        let partial = value(&rows(), |s| (s == "A").then_some(55.0));
         assert_eq!(partial.positions[0].unrealized, Some(d("10")));
         assert_eq!(partial.positions[1].unrealized, None);
         assert_eq!(partial.unrealized, None);
@@ -338,7 +338,7 @@ mod tests {
             },
             trades: 1,
         }];
-        let v = value(rows, |_| Some(0.1));
+        let v = value(&rows, |_| Some(0.1));
         assert_eq!(v.positions[0].market_value, Some(d("0.3")));
         assert_eq!(v.unrealized, Some(d("0.15")));
     }

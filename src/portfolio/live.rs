@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::{PortfolioOut, value};
+use super::{PortfolioOut, Valuation, value};
 use crate::config_section::{ConfigError, check};
 use crate::model::{ChannelId, Event, Payload, Symbols, now_ns};
 use crate::protocol;
@@ -129,8 +129,8 @@ struct Live {
     positions: Vec<PositionRow>,
     /// Fills in `positions`: only grows, so a read older than the kept one is not published.
     trades: i64,
-    /// The last published body, to publish price updates only when something changed.
-    body: Vec<u8>,
+    /// The last published valuation, to publish price updates only when something changed.
+    valuation: Valuation,
     /// Since when the channel has had no subscriber.
     idle_since: Option<Instant>,
 }
@@ -201,34 +201,27 @@ impl LivePortfolios {
     /// (`if_changed`: unless nothing changed).
     fn publish(&self, id: u32, positions: Vec<PositionRow>, reason: Reason, if_changed: bool) {
         let trades: i64 = positions.iter().map(|p| p.trades).sum();
-        let valuation = value(positions.clone(), |s| {
+        let valuation = value(&positions, |s| {
             super::live_price(&self.symbols, &self.hub, s)
         });
-        let out = PortfolioOut::from(valuation);
-        let body = match serde_json::to_vec(&out) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(user = id, error = %e, "portfolio not encodable");
-                return;
-            }
-        };
         let mut users = self.users();
         let user = users.entry(id).or_default();
         if let Some(live) = &user.live {
             if trades < live.trades {
                 return; // read before a trade that is already published
             }
-            if if_changed && live.body == body {
+            if if_changed && live.valuation == valuation {
                 return;
             }
         }
         user.seq += 1;
         let seq = user.seq;
         let idle_since = user.live.as_ref().and_then(|l| l.idle_since);
+        let out = PortfolioOut::from(valuation.clone());
         user.live = Some(Live {
             positions,
             trades,
-            body,
+            valuation,
             idle_since,
         });
         let ts = now_ns();

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::decode::Decoded;
+use super::decode::{Decoded, DecodedBook};
 use super::indicators::IndicatorFields;
 use super::{msgpack, to_bytes};
 use crate::book::BookView;
@@ -219,7 +219,8 @@ impl BookMessage<'_> {
     /// `{"type":"book","ch":"book:SYM","seq":..,"ts":..,"reset":false,"bids":[[price,size],..],
     /// "asks":[..],"checksum":..}`; MessagePack `[5, ch, seq, ts, reset, bids, asks, checksum]`.
     pub fn wire(&self) -> Wire {
-        wire(&self.wire_struct())
+        let w = self.wire_struct();
+        Wire::book(to_bytes(&w), msgpack::positional(&w), self.seq, self.reset)
     }
 
     /// In one encoding only: what a connection's writer sends when it makes a book event of its
@@ -278,25 +279,29 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => Bytes::new(),
-        // The levels are not in the payload: read them back from the JSON (a book event is
-        // small next to its fan-out).
+        // The levels are not in the payload: read back from the JSON (`rewire_book` for a
+        // caller that has already read them).
         Payload::Book => match super::decode::decode_book(&json) {
-            Ok(b) => {
-                let levels = b.levels();
-                BookMessage {
-                    ch,
-                    seq,
-                    ts,
-                    reset: b.reset,
-                    levels: &levels,
-                    checksum: b.checksum,
-                }
-                .encoded(Encoding::Msgpack)
-            }
+            Ok(b) => return rewire_book(ch, json, &b),
             Err(_) => Bytes::new(),
         },
     };
     Wire::new(json, msgpack)
+}
+
+/// [`rewire`] for a `book` event already read back (`decode_book`).
+pub fn rewire_book(ch: &str, json: Bytes, b: &DecodedBook) -> Wire {
+    let levels = b.levels();
+    let msgpack = BookMessage {
+        ch,
+        seq: b.seq,
+        ts: b.ts,
+        reset: b.reset,
+        levels: &levels,
+        checksum: b.checksum,
+    }
+    .encoded(Encoding::Msgpack);
+    Wire::book(json, msgpack, b.seq, b.reset)
 }
 
 #[cfg(test)]

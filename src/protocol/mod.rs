@@ -32,7 +32,7 @@ use serde::Serialize;
 pub use codes::{ErrorCode, ProblemCode};
 pub use decode::{DecodeError, Decoded, DecodedBook, decode_book, decode_event};
 pub use events::{
-    BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire,
+    BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire, rewire_book,
 };
 pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;

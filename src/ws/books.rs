@@ -137,7 +137,12 @@ impl BookSubs {
                 levels: &view,
                 checksum: view.checksum(),
             };
-            vec![message.wire()]
+            // Only this connection's encoding is made (the snapshot reads no other).
+            let bytes = message.encoded(encoding);
+            vec![match encoding {
+                Encoding::Json => Wire::new(bytes, Bytes::new()),
+                Encoding::Msgpack => Wire::new(Bytes::new(), bytes),
+            }]
         } else {
             Vec::new()
         };
@@ -166,7 +171,7 @@ impl BookSubs {
         let sub = self.sub(ch);
         let sent = self.sent.get(&ch);
         if !self.tracked(sub) {
-            let Some((seq, reset)) = seq_and_reset(wire.json()) else {
+            let Some((seq, reset)) = wire.book_seq() else {
                 return Some(wire.get(encoding).clone());
             };
             match sent {
@@ -222,26 +227,6 @@ impl BookSubs {
         };
         Some(message.encoded(encoding))
     }
-}
-
-/// The `seq` of a `book` event's JSON and whether it is a reset, read where `BookMessage`
-/// writes them (`{"type":"book","ch":"book:X","seq":N,"ts":N,"reset":B,...}`): a few dozen
-/// bytes from the start, not a scan of the levels (this runs per event per connection).
-fn seq_and_reset(json: &[u8]) -> Option<(u64, bool)> {
-    const SEQ: &[u8] = b"\"seq\":";
-    const RESET: &[u8] = b"\"reset\":";
-    // The channel name is at most `book:` and 32 symbol bytes.
-    let head = &json[..json.len().min(96)];
-    let at = head.windows(SEQ.len()).position(|w| w == SEQ)? + SEQ.len();
-    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    let seq = std::str::from_utf8(&json[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()?;
-    // `"ts":` and its (at most 20) digits come between.
-    let rest = &json[at + digits..json.len().min(at + digits + 48)];
-    let r = rest.windows(RESET.len()).position(|w| w == RESET)? + RESET.len();
-    Some((seq, rest.get(r) == Some(&b't')))
 }
 
 #[cfg(test)]
@@ -384,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seq_is_read_from_a_book_event() {
+    fn a_book_event_carries_its_seq_and_reset_flag() {
         let v = BookView::default();
         let w = BookMessage {
             ch: "book:AAPL",
@@ -395,7 +380,7 @@ mod tests {
             checksum: 0,
         }
         .wire();
-        assert_eq!(seq_and_reset(w.json()), Some((1234, false)));
+        assert_eq!(w.book_seq(), Some((1234, false)));
         let r = BookMessage {
             ch: "book:ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
             seq: u64::MAX,
@@ -405,7 +390,10 @@ mod tests {
             checksum: 0,
         }
         .wire();
-        assert_eq!(seq_and_reset(r.json()), Some((u64::MAX, true)));
-        assert_eq!(seq_and_reset(b"{}"), None);
+        assert_eq!(r.book_seq(), Some((u64::MAX, true)));
+        assert_eq!(
+            Wire::new(Bytes::from_static(b"{}"), Bytes::new()).book_seq(),
+            None
+        );
     }
 }

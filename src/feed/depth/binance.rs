@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::{Decoded, DepthError, json_list, levels};
-use crate::book::{BookUpdate, Level};
+use crate::book::{BookUpdate, BookView};
 
 /// The subscribe request's id (the trade subscribe uses 1).
 const SUBSCRIBE_ID: u32 = 2;
@@ -21,7 +21,7 @@ pub struct Binance {
     symbol: String,
     last_update_id: Option<u64>,
     /// The last book applied on this connection (bids, asks).
-    last: Option<(Vec<Level>, Vec<Level>)>,
+    last: Option<BookView>,
 }
 
 #[derive(Deserialize)]
@@ -89,40 +89,28 @@ impl Binance {
                 symbol: self.symbol.clone(),
             });
         }
-        let (bids, asks) = (levels(&d.bids)?, levels(&d.asks)?);
-        let update = match &self.last {
-            None => BookUpdate {
-                symbol: self.symbol.clone(),
-                snapshot: true,
-                bids: bids.clone(),
-                asks: asks.clone(),
-                exchange_ts: now_ns,
-            },
-            Some((old_bids, old_asks)) => BookUpdate {
-                symbol: self.symbol.clone(),
-                snapshot: false,
-                bids: diff(old_bids, &bids),
-                asks: diff(old_asks, &asks),
-                exchange_ts: now_ns,
-            },
+        let book = BookView {
+            bids: levels(&d.bids)?,
+            asks: levels(&d.asks)?,
+        };
+        // Each message is the whole top 20; after the first, what changed is sent, so clients
+        // get deltas rather than a reset every 100 ms.
+        let (snapshot, changed) = match &self.last {
+            None => (true, book.clone()),
+            Some(old) => (false, old.diff(&book)),
+        };
+        let update = BookUpdate {
+            symbol: self.symbol.clone(),
+            snapshot,
+            bids: changed.bids,
+            asks: changed.asks,
+            exchange_ts: now_ns,
         };
         self.last_update_id = Some(d.last_update_id);
-        self.last = Some((bids, asks));
+        self.last = Some(book);
         out.push(update);
         Ok(Decoded::Book { updates: 1 })
     }
-}
-
-/// What turns side `old` into `new`: the new or changed levels, then size 0 for each price
-/// `new` no longer has.
-fn diff(old: &[Level], new: &[Level]) -> Vec<Level> {
-    let mut out: Vec<Level> = new.iter().filter(|l| !old.contains(l)).copied().collect();
-    out.extend(
-        old.iter()
-            .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
-            .map(|&(p, _)| (p, 0.0)),
-    );
-    out
 }
 
 #[cfg(test)]

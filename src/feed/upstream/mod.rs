@@ -334,7 +334,7 @@ impl UpstreamFeed {
                 Ok(None) => {}
                 Ok(Some(end)) => return end,
                 Err(error) => {
-                    self.depth_rejected(&error, bytes, ctx, status);
+                    self.bad_message(&error, bytes, ctx, status);
                     return None;
                 }
             }
@@ -419,25 +419,6 @@ impl UpstreamFeed {
         }))
     }
 
-    /// A depth message that could not be used (and on which no book's sync depends).
-    fn depth_rejected(
-        &self,
-        error: &DepthError,
-        bytes: &[u8],
-        ctx: &FeedContext,
-        status: &FeedStatus,
-    ) {
-        ctx.metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
-        status.errors.fetch_add(1, Ordering::Relaxed);
-        let shown = &bytes[..bytes.len().min(256)];
-        tracing::warn!(
-            feed = %self.name,
-            %error,
-            message = %String::from_utf8_lossy(shown),
-            "bad depth message skipped"
-        );
-    }
-
     /// A message or trade that could not be used: counted and logged (dropped symbols only
     /// at debug: they are a configuration choice, not a fault).
     fn rejected(&self, error: &MessageError, bytes: &[u8], ctx: &FeedContext, status: &FeedStatus) {
@@ -446,6 +427,18 @@ impl UpstreamFeed {
             tracing::debug!(feed = %self.name, %error, "trade dropped");
             return;
         }
+        self.bad_message(error, bytes, ctx, status);
+    }
+
+    /// A message that could not be used (a trade's, or a depth message on which no book's
+    /// sync depends): counted and logged with its start.
+    fn bad_message(
+        &self,
+        error: &dyn std::fmt::Display,
+        bytes: &[u8],
+        ctx: &FeedContext,
+        status: &FeedStatus,
+    ) {
         ctx.metrics.feed_errors.fetch_add(1, Ordering::Relaxed);
         status.errors.fetch_add(1, Ordering::Relaxed);
         let shown = &bytes[..bytes.len().min(256)];
