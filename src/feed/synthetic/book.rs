@@ -1,22 +1,44 @@
-//! The synthetic market's order books: a ladder of levels on a cent grid around each symbol's
+//! The synthetic market's order books: a ladder of levels on a price grid around each symbol's
 //! random-walk price, whose trades are consistent with it. A buy trades at the best ask and a
 //! sell at the best bid, taking size from that level (a level taken whole is removed); the
 //! ladder then follows the random walk (levels that would cross it are taken off, new ones
 //! join at the far end), and now and then a level's size changes (orders added or cancelled).
+//!
+//! Each symbol's grid step (its tick size) is a 1-2-5 multiple of a cent that the walk crosses
+//! about once in a few trades, as a venue's tick size is set against its price: an update then
+//! changes a handful of levels, as real depth updates do, instead of moving the whole ladder.
 
 use super::SplitMix64;
 use crate::book::{BookUpdate, Level};
 use crate::model::Side;
 
-/// The grid: prices move in cents.
-const TICK: f64 = 0.01;
+/// The finest grid: prices are whole cents.
+const CENT: f64 = 0.01;
 
-/// One symbol's ladder: bids from the best down, asks from the best up, `levels` per side.
+/// One symbol's ladder: bids from the best down, asks from the best up, `levels` per side, on a
+/// grid of `tick`.
 #[derive(Debug, Clone)]
 pub(super) struct Ladder {
     bids: Vec<Level>,
     asks: Vec<Level>,
     levels: usize,
+    tick: f64,
+}
+
+/// The grid step for a walk that moves `sigma` (one standard deviation) per trade of the
+/// symbol: the smallest of 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, ... that is at least twice it,
+/// so the touch moves on about one trade in three.
+pub(super) fn tick_size(sigma: f64) -> f64 {
+    let mut cents = 1.0_f64;
+    loop {
+        for m in [1.0, 2.0, 5.0] {
+            let step = cents * m / 100.0;
+            if step >= 2.0 * sigma || !step.is_finite() || step >= 1e9 {
+                return step;
+            }
+        }
+        cents *= 10.0;
+    }
 }
 
 /// Rounds to the cent grid: the float nearest the two-decimal number, so a price prints as its
@@ -30,12 +52,13 @@ fn level_size(rng: &mut SplitMix64) -> f64 {
 }
 
 impl Ladder {
-    /// A full ladder around `mid`.
-    pub(super) fn new(mid: f64, levels: usize, rng: &mut SplitMix64) -> Self {
+    /// A full ladder around `mid`, on a grid of `tick` (a whole number of cents).
+    pub(super) fn new(mid: f64, levels: usize, tick: f64, rng: &mut SplitMix64) -> Self {
         let mut l = Ladder {
             bids: Vec::new(),
             asks: Vec::new(),
             levels,
+            tick: cents(tick).max(CENT),
         };
         l.recenter(mid, rng, &mut Vec::new(), &mut Vec::new());
         l
@@ -111,13 +134,15 @@ impl Ladder {
         bids: &mut Vec<Level>,
         asks: &mut Vec<Level>,
     ) {
-        let best_bid = cents((mid - TICK / 2.0).max(TICK));
-        let best_ask = cents(best_bid + TICK);
+        let tick = self.tick;
+        // The grid point nearest `mid - tick / 2`: the touch straddles the walk.
+        let best_bid = cents((((mid - tick / 2.0) / tick).round() * tick).max(tick));
+        let best_ask = cents(best_bid + tick);
         // Levels on the wrong side of the new touch are taken off.
         while self
             .bids
             .first()
-            .is_some_and(|l| l.0 > best_bid + TICK / 2.0)
+            .is_some_and(|l| l.0 > best_bid + CENT / 2.0)
         {
             let (p, _) = self.bids.remove(0);
             record(bids, (p, 0.0));
@@ -125,14 +150,14 @@ impl Ladder {
         while self
             .asks
             .first()
-            .is_some_and(|l| l.0 < best_ask - TICK / 2.0)
+            .is_some_and(|l| l.0 < best_ask - CENT / 2.0)
         {
             let (p, _) = self.asks.remove(0);
             record(asks, (p, 0.0));
         }
         // Fill from the touch outwards: missing grid points get a level.
-        fill(&mut self.bids, best_bid, -TICK, self.levels, rng, bids);
-        fill(&mut self.asks, best_ask, TICK, self.levels, rng, asks);
+        fill(&mut self.bids, best_bid, -tick, self.levels, rng, bids);
+        fill(&mut self.asks, best_ask, tick, self.levels, rng, asks);
     }
 
     /// The best bid and ask.
@@ -164,7 +189,7 @@ fn fill(
         if price <= 0.0 {
             break;
         }
-        match side.iter().find(|(p, _)| (*p - price).abs() < TICK / 2.0) {
+        match side.iter().find(|(p, _)| (*p - price).abs() < CENT / 2.0) {
             Some(&l) => next.push(l),
             None => {
                 let l = (price, level_size(rng));
@@ -174,7 +199,7 @@ fn fill(
         }
     }
     for &(p, _) in side.iter() {
-        if !next.iter().any(|(q, _)| (*q - p).abs() < TICK / 2.0) {
+        if !next.iter().any(|(q, _)| (*q - p).abs() < CENT / 2.0) {
             record(changes, (p, 0.0));
         }
     }
@@ -187,9 +212,25 @@ mod tests {
     use crate::book::Book;
 
     #[test]
+    fn the_grid_step_is_a_one_two_five_multiple_of_a_cent_at_least_twice_the_walks_step() {
+        for (sigma, tick) in [
+            (0.0, 0.01),
+            (0.004, 0.01),
+            (0.006, 0.02),
+            (0.02, 0.05),
+            (0.237, 0.5),
+            (0.26, 1.0),
+            (3.0, 10.0),
+        ] {
+            assert_eq!(tick_size(sigma), tick, "sigma {sigma}");
+        }
+        assert!(tick_size(f64::INFINITY).is_finite());
+    }
+
+    #[test]
     fn prices_print_as_their_cents() {
         let mut rng = SplitMix64(3);
-        let ladder = Ladder::new(371.283, 20, &mut rng);
+        let ladder = Ladder::new(371.283, 20, 0.05, &mut rng);
         for (p, _) in ladder.bids.iter().chain(&ladder.asks) {
             let text = p.to_string();
             let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
@@ -200,7 +241,7 @@ mod tests {
     #[test]
     fn trades_happen_at_the_touch_and_the_updates_keep_a_book_equal_to_the_ladder() {
         let mut rng = SplitMix64(9);
-        let mut ladder = Ladder::new(100.0, 5, &mut rng);
+        let mut ladder = Ladder::new(100.0, 5, 0.02, &mut rng);
         let mut book = Book::default();
         book.apply(&ladder.snapshot("X", 1), 100);
         let mut mid = 100.0;
@@ -219,7 +260,8 @@ mod tests {
             assert_eq!(v.asks, ladder.asks, "step {i}");
             let (b, a) = ladder.touch();
             assert!(b.0 < a.0, "never crossed: {b:?} {a:?}");
-            assert!(((a.0 + b.0) / 2.0 - mid).abs() <= TICK, "follows the walk");
+            assert!(((a.0 + b.0) / 2.0 - mid).abs() <= 0.02, "follows the walk");
+            assert_eq!(cents(a.0 - b.0), 0.02, "one grid step wide: {b:?} {a:?}");
         }
     }
 }

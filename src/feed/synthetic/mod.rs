@@ -111,12 +111,17 @@ impl Generator {
             .collect();
         let interval = cfg.interval_ms as f64 / 1000.0;
         let n = symbols.len().max(1) as f64;
+        let dt = n / cfg.rate;
         let ladders = if cfg.book_levels == 0 {
             Vec::new()
         } else {
             prices
                 .iter()
-                .map(|&p| Ladder::new(p, cfg.book_levels, &mut rng))
+                .map(|&p| {
+                    // The walk's step per trade of this symbol sets its grid.
+                    let tick = book::tick_size(p * cfg.volatility_per_sqrt_s * dt.sqrt());
+                    Ladder::new(p, cfg.book_levels, tick, &mut rng)
+                })
                 .collect()
         };
         Self {
@@ -129,7 +134,7 @@ impl Generator {
             burstiness: cfg.burstiness,
             drift: cfg.drift_per_s,
             vol: cfg.volatility_per_sqrt_s,
-            dt: n / cfg.rate,
+            dt,
             symbols,
         }
     }
@@ -297,7 +302,7 @@ mod tests {
                 books.entry(u.symbol.clone()).or_default().apply(u, 100);
             }
             // Each trade is at a touch (the ladder's own test follows one trade at a time): on
-            // the cent grid, and the book it leaves is two-sided and uncrossed.
+            // a grid of whole cents, and the book it leaves is two-sided and uncrossed.
             for t in &batch.ticks {
                 assert_eq!(crate::ingest::validate(t), Ok(()), "{t:?}");
                 assert!(
@@ -308,6 +313,27 @@ mod tests {
                 assert!(bid < ask);
             }
         }
+    }
+
+    #[test]
+    fn a_book_update_changes_a_handful_of_levels_as_a_venues_does() {
+        // The shipped market: 100 symbols, 1,000 trades/s, 20 levels per side.
+        let c = SyntheticConfig {
+            symbols: 100,
+            book_levels: 20,
+            ..cfg(42, 0.0)
+        };
+        let mut g = Generator::new(&c);
+        let (mut updates, mut levels) = (0usize, 0usize);
+        for _ in 0..1_000 {
+            for u in g.next_batch(1).books.iter().filter(|u| !u.snapshot) {
+                updates += 1;
+                levels += u.bids.len() + u.asks.len();
+            }
+        }
+        let mean = levels as f64 / updates as f64;
+        // Moving the whole ladder would be 80 (40 levels in, 40 out).
+        assert!(updates > 9_000 && (1.0..=6.0).contains(&mean), "{mean}");
     }
 
     #[test]
