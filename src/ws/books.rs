@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::book::BookView;
-use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
+use crate::model::{ChannelId, Encoding, Kind, SymbolId, Wire, now_ns};
 use crate::protocol::{self, BookMessage};
 use crate::rooms::{Hub, Snapshot, Target};
 
@@ -32,11 +32,9 @@ pub(super) struct BookSub {
 }
 
 /// What the client was last sent of one channel.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sent {
     seq: u64,
-    /// Tracked subscriptions: the view the client holds.
-    view: Option<Arc<BookView>>,
     /// False while the client holds no book to apply deltas to (its snapshot was empty because
     /// this node has no view of the book yet): only a reset goes out then.
     base: bool,
@@ -51,7 +49,13 @@ pub(super) struct BookSubs {
     view_depth: usize,
     concrete: HashMap<ChannelId, BookSub>,
     wildcard: Option<BookSub>,
-    sent: HashMap<ChannelId, Sent>,
+    /// Per book channel, by symbol id: read and written for every book event this connection
+    /// sends, so it is a dense array of 16-byte entries (a `book:*` subscriber of 100 symbols
+    /// keeps 1.6 KB hot), not a hash table whose probes miss the cache per event. At most
+    /// `ring.max_symbols` entries.
+    sent: Vec<Option<Sent>>,
+    /// Tracked subscriptions: the view each client copy holds.
+    held: HashMap<ChannelId, Arc<BookView>>,
 }
 
 impl BookSubs {
@@ -61,8 +65,30 @@ impl BookSubs {
             view_depth,
             concrete: HashMap::new(),
             wildcard: None,
-            sent: HashMap::new(),
+            sent: Vec::new(),
+            held: HashMap::new(),
         }
+    }
+
+    fn sent(&self, ch: ChannelId) -> Option<Sent> {
+        self.sent.get(ch.symbol.0 as usize).copied().flatten()
+    }
+
+    fn set_sent(&mut self, ch: ChannelId, sent: Option<Sent>) {
+        let i = ch.symbol.0 as usize;
+        if i >= self.sent.len() {
+            if sent.is_none() {
+                return;
+            }
+            self.sent.resize(i + 1, None);
+        }
+        self.sent[i] = sent;
+    }
+
+    /// Forgets what a channel's client copy holds.
+    fn forget(&mut self, ch: ChannelId) {
+        self.set_sent(ch, None);
+        self.held.remove(&ch);
     }
 
     /// Records a book subscription (a later one replaces an earlier one's settings).
@@ -70,11 +96,12 @@ impl BookSubs {
         match target {
             Target::Channel(ch) if ch.kind == Kind::Book => {
                 self.concrete.insert(ch, sub);
-                self.sent.remove(&ch);
+                self.forget(ch);
             }
             Target::Wildcard(Kind::Book) => {
                 self.wildcard = Some(sub);
                 self.sent.clear();
+                self.held.clear();
             }
             _ => {}
         }
@@ -85,13 +112,22 @@ impl BookSubs {
             Target::Channel(ch) => {
                 self.concrete.remove(&ch);
                 if self.wildcard.is_none() {
-                    self.sent.remove(&ch);
+                    self.forget(ch);
                 }
             }
             Target::Wildcard(Kind::Book) => {
                 self.wildcard = None;
                 let concrete = &self.concrete;
-                self.sent.retain(|ch, _| concrete.contains_key(ch));
+                for (i, sent) in self.sent.iter_mut().enumerate() {
+                    let ch = ChannelId {
+                        kind: Kind::Book,
+                        symbol: SymbolId(i as u32),
+                    };
+                    if !concrete.contains_key(&ch) {
+                        *sent = None;
+                    }
+                }
+                self.held.retain(|ch, _| concrete.contains_key(ch));
             }
             Target::Wildcard(_) => {}
         }
@@ -146,15 +182,14 @@ impl BookSubs {
         } else {
             Vec::new()
         };
-        let tracked = self.tracked(sub);
-        self.sent.insert(
-            s.channel,
-            Sent {
-                seq: s.seq,
-                view: tracked.then_some(view),
-                base: s.book.is_some(),
-            },
-        );
+        if self.tracked(sub) {
+            self.held.insert(s.channel, view);
+        }
+        let sent = Sent {
+            seq: s.seq,
+            base: s.book.is_some(),
+        };
+        self.set_sent(s.channel, Some(sent));
         protocol::encode_snapshot(encoding, name, s.seq, &events, s.reset)
     }
 
@@ -169,8 +204,9 @@ impl BookSubs {
     ) -> Option<Bytes> {
         let encoding = self.encoding;
         let sub = self.sub(ch);
-        let sent = self.sent.get(&ch);
-        if !self.tracked(sub) {
+        let sent = self.sent(ch);
+        let tracked = self.tracked(sub);
+        if !tracked {
             let Some((seq, reset)) = wire.book_seq() else {
                 return Some(wire.get(encoding).clone());
             };
@@ -179,12 +215,7 @@ impl BookSubs {
                 Some(s) if !s.base && !reset => return None, // nothing to apply it to yet
                 Some(s) if s.base && s.seq != 0 && seq != s.seq + 1 => {} // a gap: reset below
                 _ => {
-                    let sent = Sent {
-                        seq,
-                        view: None,
-                        base: true,
-                    };
-                    self.sent.insert(ch, sent);
+                    self.set_sent(ch, Some(Sent { seq, base: true }));
                     return Some(wire.get(encoding).clone());
                 }
             }
@@ -199,20 +230,16 @@ impl BookSubs {
         } else {
             Arc::new(view.top(sub.depth))
         };
-        let held = sent.and_then(|s| s.view.clone());
+        let held = if tracked {
+            self.held.insert(ch, view.clone())
+        } else {
+            None
+        };
         let (reset, levels) = match &held {
             Some(v) => (false, v.diff(&view)),
             None => (true, (*view).clone()),
         };
-        let tracked = self.tracked(sub);
-        self.sent.insert(
-            ch,
-            Sent {
-                seq,
-                view: tracked.then(|| view.clone()),
-                base: true,
-            },
-        );
+        self.set_sent(ch, Some(Sent { seq, base: true }));
         if !reset && levels.is_empty() {
             return None; // net nothing: the client's copy is already the view
         }
