@@ -275,9 +275,9 @@ pub struct Event {
     pub payload: Payload,
     /// The encoded wire forms, shared by every subscriber and every snapshot.
     pub wire: Wire,
-    /// A `book` event's resulting view (the top levels after it), for snapshots: the hub keeps
-    /// the latest per channel and never stores it in the ring.
-    pub book: Option<Arc<crate::book::BookView>>,
+    /// A `book` event's resulting view (the top levels after it), for snapshots and repairs:
+    /// the hub keeps the latest per channel and never stores it in the ring.
+    pub book: Option<Arc<crate::book::PublishedView>>,
 }
 
 /// The encodings a connection can ask for (`/ws?encoding=`).

@@ -71,16 +71,16 @@ pub(crate) async fn book(
         kind: Kind::Book,
         symbol: id,
     };
-    let Some((seq, view)) = market.hub.book_view(ch) else {
+    let Some(published) = market.hub.book_view(ch) else {
         return Err(Problem::new(
             ProblemCode::NotFound,
             format!("{symbol} has no order book"),
         ));
     };
-    let view = view.top(depth);
+    let view = published.view.top(depth);
     Ok(Json(BookOut {
         symbol,
-        seq,
+        seq: published.seq,
         checksum: view.checksum(),
         top: view.top_of_book(),
         bids: view.bids,

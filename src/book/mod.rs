@@ -7,11 +7,13 @@
 //! numbers do, so a `BTreeMap<u64, f64>` walks a side in price order without a float wrapper.
 
 mod config;
+mod published;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub use config::BookConfig;
+pub use published::PublishedView;
 
 /// One price level: (price, size). Size 0 in a delta removes the level.
 pub type Level = (f64, f64);

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterStatus, Nats, header_seq, subject};
-use crate::book::BookView;
+use crate::book::{BookView, PublishedView};
 use crate::model::{ChannelId, Event, Kind, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::{
@@ -232,7 +232,7 @@ fn to_event(
 /// Applies a book event to the edge's copy of that book and returns the view after it: a reset
 /// starts the copy, a delta needs one, and the event's checksum must agree (else the copy is
 /// dropped until the next reset; ingest sends one at least every `book.checkpoint_ms`).
-fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Arc<BookView>> {
+fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Arc<PublishedView>> {
     let mut books = intake.books.lock().unwrap_or_else(|e| e.into_inner());
     let copy = books.entry(ch).or_default();
     let levels = b.levels();
@@ -246,5 +246,6 @@ fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Ar
         *copy = None;
         return None;
     }
-    copy.clone().map(Arc::new)
+    let view = copy.clone()?;
+    Some(Arc::new(PublishedView::new(b.seq, b.ts, view, b.checksum)))
 }

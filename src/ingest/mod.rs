@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView};
+use crate::book::{Book, BookConfig, BookError, BookUpdate, PublishedView};
 use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
     SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
@@ -152,7 +152,7 @@ pub(crate) struct Ingest {
     future_log: LogThrottle,
     /// Each symbol's book: the source that owns it (the first to send one), the book, the view
     /// last published from it, and when it was last published whole.
-    books: HashMap<SymbolId, (Arc<str>, Book, Arc<BookView>, i64)>,
+    books: HashMap<SymbolId, (Arc<str>, Book, Arc<PublishedView>, i64)>,
     book_config: BookConfig,
 }
 
@@ -353,36 +353,39 @@ impl Ingest {
         let delta = if reset {
             None
         } else {
-            let delta = published.diff(&view);
+            let delta = published.view.diff(&view);
             if delta.is_empty() {
                 return Ok(None);
             }
             Some(delta)
         };
         let checksum = view.checksum();
-        // One view, shared by the hub (for snapshots) and the next diff.
-        let view = Arc::new(view);
-        *published = view.clone();
         let channel = ChannelId {
             kind: Kind::Book,
             symbol,
         };
         let (seq, name) = self.next_seq(channel);
         self.metrics.book_updates.fetch_add(1, Ordering::Relaxed);
+        let wire = protocol::BookMessage {
+            ch: &name,
+            seq,
+            ts,
+            reset,
+            levels: delta.as_ref().unwrap_or(&view),
+            checksum,
+        }
+        .wire();
+        // One view, shared by the hub (snapshots, repairs) and the next diff.
+        let view = Arc::new(PublishedView::new(seq, ts, view, checksum));
+        if let Some((_, _, published, _)) = self.books.get_mut(&symbol) {
+            *published = view.clone();
+        }
         Ok(Some(Event {
             channel,
             seq,
             ts,
             payload: Payload::Book,
-            wire: protocol::BookMessage {
-                ch: &name,
-                seq,
-                ts,
-                reset,
-                levels: delta.as_ref().unwrap_or(&view),
-                checksum,
-            }
-            .wire(),
+            wire,
             book: Some(view),
         }))
     }
@@ -553,7 +556,7 @@ mod tests {
         let events = sink.0.lock().unwrap();
         let bids: Vec<f64> = events
             .iter()
-            .filter_map(|e| e.book.as_ref().map(|v| v.bids[0].0))
+            .filter_map(|e| e.book.as_ref().map(|v| v.view.bids[0].0))
             .collect();
         assert_eq!(
             bids,

@@ -231,7 +231,7 @@ impl Coordinator {
                         kind: Kind::Book,
                         symbol,
                     })
-                    .map(|(_, view)| view.top_of_book())
+                    .map(|p| p.view.top_of_book())
                     .unwrap_or_default()
             })
         };

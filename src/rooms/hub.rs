@@ -15,7 +15,7 @@ use super::backlog::PipelineBacklog;
 use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
-use crate::book::BookView;
+use crate::book::PublishedView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
@@ -63,7 +63,7 @@ pub(super) struct Channel {
     pub(super) ring: Ring<Event>,
     pub(super) subscribers: Room,
     /// A `book` channel's view after its newest event (what its snapshots hold).
-    pub(super) book: Option<Arc<BookView>>,
+    pub(super) book: Option<Arc<PublishedView>>,
 }
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::book::BookView;
+use crate::book::PublishedView;
 use crate::model::{ChannelId, Encoding, Wire};
 
 /// Bounds of one connection's queue.
@@ -108,7 +108,24 @@ pub struct Snapshot {
     pub reset: bool,
     /// A `book` channel's snapshot: its view at `seq` (`events` is empty), which the writer
     /// sends as one `book` event with `reset`.
-    pub book: Option<Arc<BookView>>,
+    pub book: Option<BookSnapshot>,
+}
+
+/// A book channel's view as a snapshot takes it: shared with the hub, never copied under its
+/// lock, and cut by the writer to the levels that fit the connection's held budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookSnapshot {
+    pub view: Arc<PublishedView>,
+    /// Levels per side the snapshot may carry.
+    pub max_levels: usize,
+}
+
+impl BookSnapshot {
+    /// Levels the snapshot carries, both sides.
+    pub fn levels(&self) -> usize {
+        let v = &self.view.view;
+        v.bids.len().min(self.max_levels) + v.asks.len().min(self.max_levels)
+    }
 }
 
 /// What a book level costs in a snapshot, at most (`[price,size],` in JSON).
@@ -120,7 +137,7 @@ impl Snapshot {
         let book = self
             .book
             .as_ref()
-            .map_or(0, |v| (v.bids.len() + v.asks.len()) * BOOK_LEVEL_BYTES);
+            .map_or(0, |b| b.levels() * BOOK_LEVEL_BYTES);
         HELD_ITEM_OVERHEAD + book + self.events.iter().map(|e| e.len() + 1).sum::<usize>()
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Hub;
-use crate::book::BookView;
+use crate::book::PublishedView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Tick};
 
 // === impl Hub: reads ===
@@ -88,11 +88,9 @@ impl Hub {
             .map_or((1, 0), |c| (c.ring.oldest_seq(), c.ring.last_seq()))
     }
 
-    /// A book channel's newest `seq` and the view after it.
-    pub(crate) fn book_view(&self, ch: ChannelId) -> Option<(u64, Arc<BookView>)> {
-        let st = self.lock();
-        let c = st.channels.get(&ch)?;
-        Some((c.ring.last_seq(), c.book.clone()?))
+    /// A book channel's view after its newest event.
+    pub(crate) fn book_view(&self, ch: ChannelId) -> Option<Arc<PublishedView>> {
+        self.lock().channels.get(&ch)?.book.clone()
     }
 
     /// Connections subscribed to the concrete channel `ch`.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::Outbox;
 use super::hub::{Channel, ConnId, ConnSubs, Hub, Subscriber};
-use super::outbox::{BOOK_LEVEL_BYTES, HELD_ITEM_OVERHEAD, Item, Snapshot};
+use super::outbox::{BOOK_LEVEL_BYTES, BookSnapshot, HELD_ITEM_OVERHEAD, Item, Snapshot};
 use crate::model::{ChannelId, Kind, Wire};
 
 /// What a subscription covers.
@@ -248,19 +248,15 @@ impl Hub {
         if ch.kind == Kind::Book {
             // A book's snapshot is its view, not its recent deltas. One that does not fit the
             // share is cut to the levels that do (the writer sends the top of it).
-            let mut view = channel.book.clone();
-            if let Some(v) = &view {
-                let levels = (share / BOOK_LEVEL_BYTES / 2).max(1);
-                if v.bids.len().max(v.asks.len()) > levels {
-                    view = Some(Arc::new(v.top(levels)));
-                }
-            }
             let snapshot = Snapshot {
                 channel: ch,
                 seq: channel.ring.last_seq(),
                 events: Vec::new(),
                 reset: from.is_some(),
-                book: view,
+                book: channel.book.clone().map(|view| BookSnapshot {
+                    view,
+                    max_levels: (share / BOOK_LEVEL_BYTES / 2).max(1),
+                }),
             };
             budget.spend(snapshot.held_len());
             held.push(Item::Snapshot(Box::new(snapshot)));

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::book::BookView;
-use crate::model::{ChannelId, Encoding, Kind, SymbolId, Wire, now_ns};
+use crate::book::{BookView, PublishedView};
+use crate::model::{ChannelId, Encoding, Kind, SymbolId, Wire};
 use crate::protocol::{self, BookMessage};
 use crate::rooms::{Hub, Snapshot, Target};
 
@@ -153,34 +153,18 @@ impl BookSubs {
     pub(super) fn snapshot(&mut self, s: &Snapshot, name: &str) -> Bytes {
         let encoding = self.encoding;
         let sub = self.sub(s.channel);
-        let view = s
-            .book
-            .as_ref()
-            .map(|v| {
-                if v.bids.len().max(v.asks.len()) <= sub.depth {
-                    v.clone() // shared with the hub, not copied per connection
-                } else {
-                    Arc::new(v.top(sub.depth))
-                }
-            })
-            .unwrap_or_default();
-        let events: Vec<Wire> = if s.book.is_some() {
-            let message = BookMessage {
-                ch: name,
-                seq: s.seq,
-                ts: now_ns(),
-                reset: true,
-                levels: &view,
-                checksum: view.checksum(),
-            };
-            // Only this connection's encoding is made (the snapshot reads no other).
-            let bytes = message.encoded(encoding);
-            vec![match encoding {
-                Encoding::Json => Wire::new(bytes, Bytes::new()),
-                Encoding::Msgpack => Wire::new(Bytes::new(), bytes),
-            }]
-        } else {
-            Vec::new()
+        let (events, view) = match &s.book {
+            Some(b) => {
+                let depth = sub.depth.min(b.max_levels);
+                let (bytes, view) = self.reset(&b.view, depth, || name.to_owned());
+                // Only this connection's encoding is made (the snapshot reads no other).
+                let wire = match encoding {
+                    Encoding::Json => Wire::new(bytes, Bytes::new()),
+                    Encoding::Msgpack => Wire::new(Bytes::new(), bytes),
+                };
+                (vec![wire], view)
+            }
+            None => (Vec::new(), Arc::default()),
         };
         if self.tracked(sub) {
             self.held.insert(s.channel, view);
@@ -220,39 +204,85 @@ impl BookSubs {
                 }
             }
         }
-        let (seq, view) = hub.book_view(ch)?;
+        let published = hub.book_view(ch)?;
+        let seq = published.seq;
         if sent.is_some_and(|s| seq <= s.seq) {
             return None;
         }
-        // At the full depth the hub's own view is shared, not copied per connection.
-        let view = if sub.depth >= self.view_depth {
-            view
-        } else {
-            Arc::new(view.top(sub.depth))
-        };
+        self.set_sent(ch, Some(Sent { seq, base: true }));
         let held = if tracked {
-            self.held.insert(ch, view.clone())
+            self.held.get(&ch).cloned()
         } else {
             None
         };
-        let (reset, levels) = match &held {
-            Some(v) => (false, v.diff(&view)),
-            None => (true, (*view).clone()),
+        let Some(held) = held else {
+            // Nothing to diff against (a gap in a shared subscription): the whole view.
+            let (bytes, view) = self.reset(&published, sub.depth, name);
+            if tracked {
+                self.held.insert(ch, view);
+            }
+            return Some(bytes);
         };
-        self.set_sent(ch, Some(Sent { seq, base: true }));
-        if !reset && levels.is_empty() {
+        let (view, checksum) = self.cut(&published, sub.depth);
+        let levels = held.diff(&view);
+        self.held.insert(ch, view);
+        if levels.is_empty() {
             return None; // net nothing: the client's copy is already the view
         }
         let name = name();
         let message = BookMessage {
             ch: &name,
             seq,
-            ts: now_ns(),
-            reset,
+            ts: published.ts,
+            reset: false,
             levels: &levels,
-            checksum: view.checksum(),
+            checksum,
         };
         Some(message.encoded(encoding))
+    }
+
+    /// `published` cut to `depth` levels per side, with its checksum: at the published depth
+    /// the hub's own view and checksum, shared, not copied or computed per connection.
+    fn cut(&self, published: &Arc<PublishedView>, depth: usize) -> (Arc<BookView>, u32) {
+        let v = &published.view;
+        if v.bids.len().max(v.asks.len()) <= depth {
+            (v.clone(), published.checksum)
+        } else {
+            let top = v.top(depth);
+            let checksum = top.checksum();
+            (Arc::new(top), checksum)
+        }
+    }
+
+    /// `published` cut to `depth` as one `reset` event of this connection's encoding, and the
+    /// view it carries. The whole view's reset is encoded once per encoding and shared by every
+    /// connection that sends it ([`PublishedView::reset`]).
+    fn reset(
+        &self,
+        published: &Arc<PublishedView>,
+        depth: usize,
+        name: impl FnOnce() -> String,
+    ) -> (Bytes, Arc<BookView>) {
+        let encoding = self.encoding;
+        let encode = |levels: &BookView, checksum: u32, name: &str| {
+            BookMessage {
+                ch: name,
+                seq: published.seq,
+                ts: published.ts,
+                reset: true,
+                levels,
+                checksum,
+            }
+            .encoded(encoding)
+        };
+        let v = &published.view;
+        if v.bids.len().max(v.asks.len()) <= depth {
+            let bytes = published.reset(encoding, |p| encode(&p.view, p.checksum, &name()));
+            (bytes, v.clone())
+        } else {
+            let (view, checksum) = self.cut(published, depth);
+            (encode(&view, checksum, &name()), view)
+        }
     }
 }
 
@@ -261,7 +291,7 @@ mod tests {
     use super::*;
     use crate::book::{Book, BookUpdate};
     use crate::model::{Event, Payload, SymbolId};
-    use crate::rooms::{EventSink, HubConfig};
+    use crate::rooms::{BookSnapshot, EventSink, HubConfig};
     use serde_json::Value;
 
     const CH: ChannelId = ChannelId {
@@ -298,21 +328,28 @@ mod tests {
             } else {
                 before.diff(&view)
             };
+            let ts = seq as i64 * 10; // when ingest published it
             let message = BookMessage {
                 ch: "book:X",
                 seq,
-                ts: 1,
+                ts,
                 reset: seq == 1,
                 levels: &levels,
                 checksum: view.checksum(),
             };
+            let checksum = view.checksum();
             events.push(Event {
                 channel: CH,
                 seq,
-                ts: 1,
+                ts,
                 payload: Payload::Book,
                 wire: message.wire(),
-                book: Some(Arc::new(view.clone())),
+                book: Some(Arc::new(PublishedView::new(
+                    seq,
+                    ts,
+                    view.clone(),
+                    checksum,
+                ))),
             });
             before = view;
         }
@@ -340,7 +377,10 @@ mod tests {
             seq: 2,
             events: vec![],
             reset: false,
-            book: hub.book_view(CH).map(|(_, v)| v),
+            book: hub.book_view(CH).map(|view| BookSnapshot {
+                view,
+                max_levels: 100,
+            }),
         };
         let s = json(&subs.snapshot(&snap, "book:X"));
         assert_eq!(s["data"][0]["reset"], true);
@@ -361,6 +401,36 @@ mod tests {
     }
 
     #[test]
+    fn connections_that_fall_behind_on_one_book_share_one_encoding_of_its_reset() {
+        let (hub, events) = published(5);
+        hub.publish(&events[..4]);
+        let name = || "book:X".to_owned();
+        let full = BookSub {
+            depth: 3,
+            throttled: false,
+        };
+        let mut resets = Vec::new();
+        for encoding in [Encoding::Json, Encoding::Json, Encoding::Msgpack] {
+            let mut subs = BookSubs::new(encoding, 3);
+            subs.subscribe(Target::Wildcard(Kind::Book), full);
+            // In step on seq 1, then seq 2 and 3 lost to the queue.
+            assert!(subs.event(CH, &events[0].wire, &hub, name).is_some());
+            resets.push(subs.event(CH, &events[3].wire, &hub, name).expect("sent"));
+        }
+        // One allocation for both JSON connections, another for MessagePack.
+        assert_eq!(resets[0].as_ptr(), resets[1].as_ptr());
+        assert_ne!(resets[0].as_ptr(), resets[2].as_ptr());
+        let r = json(&resets[0]);
+        assert_eq!(
+            (r["reset"].as_bool(), r["seq"].as_u64()),
+            (Some(true), Some(4))
+        );
+        // Stamped when ingest published the view, not when a writer sent it.
+        assert_eq!(r["ts"], 40);
+        assert_eq!(r["checksum"], json(events[3].wire.json())["checksum"]);
+    }
+
+    #[test]
     fn a_narrower_subscription_gets_net_deltas_of_its_depth() {
         let (hub, events) = published(6);
         let mut subs = BookSubs::new(Encoding::Json, 3);
@@ -377,7 +447,10 @@ mod tests {
             seq: 1,
             events: vec![],
             reset: false,
-            book: hub.book_view(CH).map(|(_, v)| v),
+            book: hub.book_view(CH).map(|view| BookSnapshot {
+                view,
+                max_levels: 100,
+            }),
         };
         let s = json(&subs.snapshot(&snap, "book:X"));
         assert_eq!(s["data"][0]["bids"].as_array().map(Vec::len), Some(1));
@@ -387,7 +460,7 @@ mod tests {
         let d = json(&subs.event(CH, &events[5].wire, &hub, name).expect("sent"));
         assert_eq!(d["reset"], false);
         assert_eq!(d["seq"], 6);
-        let (_, now) = hub.book_view(CH).expect("a book");
+        let now = hub.book_view(CH).expect("a book").view.clone();
         assert_eq!(d["checksum"], now.top(1).checksum());
         // The client held 101 (its snapshot); it now holds 106.
         assert_eq!(d["bids"], serde_json::json!([[106, 6], [101, 0]]), "{d}");
