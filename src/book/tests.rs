@@ -134,6 +134,7 @@ proptest! {
             book.apply(&update(snapshot, &bids, &asks), 16);
             let view = book.view(depth);
             let delta = published.diff(&view);
+            prop_assert_eq!(&delta, &diff_reference(&published, &view));
             client.apply(&delta, depth);
             prop_assert_eq!(&client, &view);
             prop_assert_eq!(client.checksum(), view.checksum());
@@ -143,5 +144,221 @@ proptest! {
             prop_assert_eq!(narrow, view.top(depth.min(3)));
             published = view;
         }
+    }
+}
+
+// --- Number formatting for the checksum: `write_f64` against `{}` ---
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+fn written(x: f64) -> String {
+    let mut out = Vec::new();
+    write_f64(&mut out, x);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// The checksum as it was first written: `write!` of every number into a `String`, one CRC.
+fn checksum_reference(v: &BookView) -> u32 {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for i in 0..CHECKSUM_LEVELS {
+        for level in [v.bids.get(i), v.asks.get(i)].into_iter().flatten() {
+            if !s.is_empty() {
+                s.push(':');
+            }
+            let _ = write!(s, "{}:{}", level.0, level.1);
+        }
+    }
+    crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(s.as_bytes())
+}
+
+#[test]
+fn numbers_are_written_as_display_writes_them() {
+    let cases = [
+        0.0,
+        -0.0,
+        1.0,
+        100.0,
+        187.25,
+        187.2,
+        0.5,
+        0.0005,
+        0.07,
+        0.1 + 0.2,
+        1.0 / 3.0,
+        371.28000000000003,
+        123_456_789_012_345.6,
+        999_999_999_999_999.0,
+        1e15,
+        1e16,
+        1e21,
+        1e22,
+        1e23,
+        9_007_199_254_740_993.0,
+        1e-5,
+        1e-6,
+        1e-7,
+        1.5e-7,
+        1.234_567_890_123_456_7e-10,
+        5e-324,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        f64::EPSILON,
+        -187.25,
+        -1e-7,
+        -1e300,
+        f64::NAN,
+        -f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for x in cases {
+        assert_eq!(written(x), format!("{x}"), "{x:?}");
+    }
+}
+
+/// Finite f64 >= 0 from the places prices and sizes come from, and from everywhere else.
+fn checksum_number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        // Any finite, non-negative bit pattern (subnormals included).
+        (0u64..0x7ff0_0000_0000_0000).prop_map(f64::from_bits),
+        // Cent, mill and finer grids, as `(n as f64) / 10^k` (what parsing "12.34" gives).
+        (0u64..100_000_000_000, 0usize..13).prop_map(|(n, k)| n as f64 / 10f64.powi(k as i32)),
+        (0u64..10_000_000).prop_map(|n| n as f64 / 100.0),
+        // Integers, small and up to 2^64.
+        (0u64..1_000_000).prop_map(|n| n as f64),
+        any::<u64>().prop_map(|n| n as f64),
+        // Near the short path's limit of 10^15.
+        (0.9e15f64..1.1e16),
+        // Few fractional bits at 2^52 / 2^k: exactly halfway between two 16- or 17-digit
+        // decimals now and then (ryu rounds those to even, `{}` up).
+        ((1u64 << 52)..(1u64 << 53), 0i32..12).prop_map(|(m, k)| m as f64 / 2f64.powi(k)),
+        (1e-10f64..1e-3),
+        (1e15f64..1e300),
+        Just(0.0),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    #[test]
+    fn write_f64_is_display(x in checksum_number()) {
+        prop_assert_eq!(written(x), format!("{x}"));
+    }
+
+    #[test]
+    fn any_finite_bits_are_written_as_display(bits in any::<u64>()) {
+        let x = f64::from_bits(bits);
+        prop_assert_eq!(written(x), format!("{x}"));
+    }
+}
+
+proptest! {
+    /// The checksum is byte for byte the first implementation's, whatever the numbers.
+    #[test]
+    fn the_checksum_is_the_reference_checksum(
+        bids in prop::collection::vec((checksum_number(), checksum_number()), 0..14),
+        asks in prop::collection::vec((checksum_number(), checksum_number()), 0..14),
+    ) {
+        let v = BookView { bids, asks };
+        prop_assert_eq!(v.checksum(), checksum_reference(&v));
+    }
+}
+
+// --- The diff: the linear merge against the quadratic original ---
+
+/// `diff_side` as it was first written, for sides in any order.
+fn diff_side_reference(old: &[Level], new: &[Level]) -> Vec<Level> {
+    let mut out: Vec<Level> = new.iter().filter(|l| !old.contains(l)).copied().collect();
+    out.extend(
+        old.iter()
+            .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
+            .map(|&(p, _)| (p, 0.0)),
+    );
+    out
+}
+
+fn diff_reference(old: &BookView, new: &BookView) -> BookView {
+    BookView {
+        bids: diff_side_reference(&old.bids, &new.bids),
+        asks: diff_side_reference(&old.asks, &new.asks),
+    }
+}
+
+/// A view in view order: distinct cent prices from a narrow band (so two views share many),
+/// sizes from a few values (so a shared price often keeps its size).
+fn sorted_view() -> impl Strategy<Value = BookView> {
+    let side = || prop::collection::btree_map(1u32..60, 1u32..4, 0..30);
+    (side(), side()).prop_map(|(bids, asks)| {
+        let level = |(&p, &s): (&u32, &u32)| (f64::from(p) / 100.0, f64::from(s) / 2.0);
+        BookView {
+            bids: bids.iter().rev().map(level).collect(),
+            asks: asks.iter().map(level).collect(),
+        }
+    })
+}
+
+#[test]
+fn the_diff_lists_changes_in_next_order_then_removals_in_old_order() {
+    let old = BookView {
+        bids: vec![(10.0, 1.0), (9.0, 1.0), (8.0, 1.0), (7.0, 1.0), (5.0, 1.0)],
+        asks: vec![(11.0, 1.0), (12.0, 1.0), (14.0, 1.0)],
+    };
+    let new = BookView {
+        bids: vec![
+            (9.5, 2.0),
+            (9.0, 1.0),
+            (8.0, 3.0),
+            (6.0, 1.0),
+            (5.0, 1.0),
+            (4.0, 1.0),
+        ],
+        asks: vec![(12.0, 2.0), (13.0, 1.0)],
+    };
+    let want = BookView {
+        bids: vec![
+            (9.5, 2.0),
+            (8.0, 3.0),
+            (6.0, 1.0),
+            (4.0, 1.0),
+            (10.0, 0.0),
+            (7.0, 0.0),
+        ],
+        asks: vec![(12.0, 2.0), (13.0, 1.0), (11.0, 0.0), (14.0, 0.0)],
+    };
+    assert_eq!(old.diff(&new), want);
+    assert_eq!(diff_reference(&old, &new), want);
+}
+
+proptest! {
+    /// On views in view order (the merge) the diff is the original's, and applying it to the
+    /// old view gives the new one.
+    #[test]
+    fn the_diff_of_sorted_views_is_the_reference_and_applies(
+        old in sorted_view(),
+        new in sorted_view(),
+    ) {
+        let delta = old.diff(&new);
+        prop_assert_eq!(&delta, &diff_reference(&old, &new));
+        let mut copy = old.clone();
+        copy.apply(&delta, usize::MAX);
+        prop_assert_eq!(copy, new);
+    }
+
+    /// On sides in any order, with repeated prices (a venue's levels as sent), the diff falls
+    /// back to the original comparison.
+    #[test]
+    fn the_diff_of_unordered_sides_is_the_reference(
+        old in (levels(), levels()),
+        new in (levels(), levels()),
+    ) {
+        let old = BookView { bids: old.0, asks: old.1 };
+        let new = BookView { bids: new.0, asks: new.1 };
+        prop_assert_eq!(old.diff(&new), diff_reference(&old, &new));
     }
 }
