@@ -178,12 +178,7 @@ async fn a_client_applying_the_deltas_always_ends_with_the_servers_checksum() {
     }
     // The throttled one got fewer events than there were (net deltas, at most one per 200 ms;
     // the full one gets every event however the posts were batched into frames).
-    assert!(
-        applied[2] < applied[0],
-        "{} vs {}",
-        applied[2],
-        applied[0]
-    );
+    assert!(applied[2] < applied[0], "{} vs {}", applied[2], applied[0]);
 
     // Resume: a client that saw `seen` and left gets exactly the deltas it missed.
     let mut again = srv.connect().await;

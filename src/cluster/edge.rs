@@ -212,7 +212,7 @@ fn to_event(
     let (wire, view) = match &book {
         Some(b) => (
             rewire_book(&channel, message.payload.clone(), b),
-            follow_book(intake, id, b),
+            follow_book(intake, id, &channel, b),
         ),
         None => (
             rewire(&channel, message.payload.clone(), &decoded, &intake.fields),
@@ -232,7 +232,12 @@ fn to_event(
 /// Applies a book event to the edge's copy of that book and returns the view after it: a reset
 /// starts the copy, a delta needs one, and the event's checksum must agree (else the copy is
 /// dropped until the next reset; ingest sends one at least every `book.checkpoint_ms`).
-fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Arc<PublishedView>> {
+fn follow_book(
+    intake: &EdgeIntake,
+    ch: ChannelId,
+    name: &str,
+    b: &DecodedBook,
+) -> Option<Arc<PublishedView>> {
     let mut books = intake.books.lock().unwrap_or_else(|e| e.into_inner());
     let copy = books.entry(ch).or_default();
     let levels = b.levels();
@@ -247,5 +252,8 @@ fn follow_book(intake: &EdgeIntake, ch: ChannelId, b: &DecodedBook) -> Option<Ar
         return None;
     }
     let view = copy.clone()?;
-    Some(Arc::new(PublishedView::new(b.seq, b.ts, view, b.checksum)))
+    let name = Arc::from(name);
+    Some(Arc::new(PublishedView::new(
+        name, b.seq, b.ts, view, b.checksum,
+    )))
 }

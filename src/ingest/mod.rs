@@ -376,7 +376,7 @@ impl Ingest {
         }
         .wire();
         // One view, shared by the hub (snapshots, repairs) and the next diff.
-        let view = Arc::new(PublishedView::new(seq, ts, view, checksum));
+        let view = Arc::new(PublishedView::new(name, seq, ts, view, checksum));
         if let Some((_, _, published, _)) = self.books.get_mut(&symbol) {
             *published = view.clone();
         }

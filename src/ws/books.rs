@@ -32,12 +32,15 @@ pub(super) struct BookSub {
 }
 
 /// What the client was last sent of one channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 struct Sent {
     seq: u64,
     /// False while the client holds no book to apply deltas to (its snapshot was empty because
     /// this node has no view of the book yet): only a reset goes out then.
     base: bool,
+    /// Tracked subscriptions: the view the client holds (shared with the hub's published view
+    /// or its cut, never a per-connection copy).
+    held: Option<Arc<BookView>>,
 }
 
 /// One connection's book subscriptions and what each client copy holds.
@@ -50,12 +53,10 @@ pub(super) struct BookSubs {
     concrete: HashMap<ChannelId, BookSub>,
     wildcard: Option<BookSub>,
     /// Per book channel, by symbol id: read and written for every book event this connection
-    /// sends, so it is a dense array of 16-byte entries (a `book:*` subscriber of 100 symbols
-    /// keeps 1.6 KB hot), not a hash table whose probes miss the cache per event. At most
+    /// sends, so it is a dense array of 24-byte entries (a `book:*` subscriber of 100 symbols
+    /// keeps 2.4 KB hot), not a hash table whose probes miss the cache per event. At most
     /// `ring.max_symbols` entries.
     sent: Vec<Option<Sent>>,
-    /// Tracked subscriptions: the view each client copy holds.
-    held: HashMap<ChannelId, Arc<BookView>>,
 }
 
 impl BookSubs {
@@ -66,12 +67,11 @@ impl BookSubs {
             concrete: HashMap::new(),
             wildcard: None,
             sent: Vec::new(),
-            held: HashMap::new(),
         }
     }
 
-    fn sent(&self, ch: ChannelId) -> Option<Sent> {
-        self.sent.get(ch.symbol.0 as usize).copied().flatten()
+    fn sent(&self, ch: ChannelId) -> Option<&Sent> {
+        self.sent.get(ch.symbol.0 as usize)?.as_ref()
     }
 
     fn set_sent(&mut self, ch: ChannelId, sent: Option<Sent>) {
@@ -88,7 +88,6 @@ impl BookSubs {
     /// Forgets what a channel's client copy holds.
     fn forget(&mut self, ch: ChannelId) {
         self.set_sent(ch, None);
-        self.held.remove(&ch);
     }
 
     /// Records a book subscription (a later one replaces an earlier one's settings).
@@ -101,7 +100,6 @@ impl BookSubs {
             Target::Wildcard(Kind::Book) => {
                 self.wildcard = Some(sub);
                 self.sent.clear();
-                self.held.clear();
             }
             _ => {}
         }
@@ -127,7 +125,6 @@ impl BookSubs {
                         *sent = None;
                     }
                 }
-                self.held.retain(|ch, _| concrete.contains_key(ch));
             }
             Target::Wildcard(_) => {}
         }
@@ -156,7 +153,7 @@ impl BookSubs {
         let (events, view) = match &s.book {
             Some(b) => {
                 let depth = sub.depth.min(b.max_levels);
-                let (bytes, view) = self.reset(&b.view, depth, || name.to_owned());
+                let (bytes, view) = self.reset(&b.view, depth);
                 // Only this connection's encoding is made (the snapshot reads no other).
                 let wire = match encoding {
                     Encoding::Json => Wire::new(bytes, Bytes::new()),
@@ -166,12 +163,10 @@ impl BookSubs {
             }
             None => (Vec::new(), Arc::default()),
         };
-        if self.tracked(sub) {
-            self.held.insert(s.channel, view);
-        }
         let sent = Sent {
             seq: s.seq,
             base: s.book.is_some(),
+            held: self.tracked(sub).then_some(view),
         };
         self.set_sent(s.channel, Some(sent));
         protocol::encode_snapshot(encoding, name, s.seq, &events, s.reset)
@@ -179,59 +174,62 @@ impl BookSubs {
 
     /// A queued book event as this connection sends it: as it is, as a net delta, or as a
     /// `reset` with the current view; `None` when the client already holds what it says.
-    pub(super) fn event(
-        &mut self,
-        ch: ChannelId,
-        wire: &Wire,
-        hub: &Hub,
-        name: impl FnOnce() -> String,
-    ) -> Option<Bytes> {
+    pub(super) fn event(&mut self, ch: ChannelId, wire: &Wire, hub: &Hub) -> Option<Bytes> {
         let encoding = self.encoding;
         let sub = self.sub(ch);
-        let sent = self.sent(ch);
         let tracked = self.tracked(sub);
+        let (sent, held) = match self.sent(ch) {
+            Some(s) => (Some((s.seq, s.base)), s.held.clone()),
+            None => (None, None),
+        };
         if !tracked {
             let Some((seq, reset)) = wire.book_seq() else {
                 return Some(wire.get(encoding).clone());
             };
             match sent {
-                Some(s) if seq <= s.seq => return None, // a reset already covered it
-                Some(s) if !s.base && !reset => return None, // nothing to apply it to yet
-                Some(s) if s.base && s.seq != 0 && seq != s.seq + 1 => {} // a gap: reset below
+                Some((last, _)) if seq <= last => return None, // a reset already covered it
+                Some((_, false)) if !reset => return None,     // nothing to apply it to yet
+                Some((last, true)) if last != 0 && seq != last + 1 => {} // a gap: reset below
                 _ => {
-                    self.set_sent(ch, Some(Sent { seq, base: true }));
+                    let sent = Sent {
+                        seq,
+                        base: true,
+                        held: None,
+                    };
+                    self.set_sent(ch, Some(sent));
                     return Some(wire.get(encoding).clone());
                 }
             }
         }
         let published = hub.book_view(ch)?;
         let seq = published.seq;
-        if sent.is_some_and(|s| seq <= s.seq) {
+        if sent.is_some_and(|(last, _)| seq <= last) {
             return None;
         }
-        self.set_sent(ch, Some(Sent { seq, base: true }));
-        let held = if tracked {
-            self.held.get(&ch).cloned()
-        } else {
-            None
-        };
-        let Some(held) = held else {
+        let Some(held) = held.filter(|_| tracked) else {
             // Nothing to diff against (a gap in a shared subscription): the whole view.
-            let (bytes, view) = self.reset(&published, sub.depth, name);
-            if tracked {
-                self.held.insert(ch, view);
-            }
+            let (bytes, view) = self.reset(&published, sub.depth);
+            let sent = Sent {
+                seq,
+                base: true,
+                held: tracked.then_some(view),
+            };
+            self.set_sent(ch, Some(sent));
             return Some(bytes);
         };
-        let (view, checksum) = self.cut(&published, sub.depth);
+        let (view, checksum) = published.cut(sub.depth);
         let levels = held.diff(&view);
-        self.held.insert(ch, view);
+        let sent = Sent {
+            seq,
+            base: true,
+            held: Some(view),
+        };
+        self.set_sent(ch, Some(sent));
         if levels.is_empty() {
             return None; // net nothing: the client's copy is already the view
         }
-        let name = name();
         let message = BookMessage {
-            ch: &name,
+            ch: &published.channel,
             seq,
             ts: published.ts,
             reset: false,
@@ -241,32 +239,14 @@ impl BookSubs {
         Some(message.encoded(encoding))
     }
 
-    /// `published` cut to `depth` levels per side, with its checksum: at the published depth
-    /// the hub's own view and checksum, shared, not copied or computed per connection.
-    fn cut(&self, published: &Arc<PublishedView>, depth: usize) -> (Arc<BookView>, u32) {
-        let v = &published.view;
-        if v.bids.len().max(v.asks.len()) <= depth {
-            (v.clone(), published.checksum)
-        } else {
-            let top = v.top(depth);
-            let checksum = top.checksum();
-            (Arc::new(top), checksum)
-        }
-    }
-
     /// `published` cut to `depth` as one `reset` event of this connection's encoding, and the
     /// view it carries. The whole view's reset is encoded once per encoding and shared by every
     /// connection that sends it ([`PublishedView::reset`]).
-    fn reset(
-        &self,
-        published: &Arc<PublishedView>,
-        depth: usize,
-        name: impl FnOnce() -> String,
-    ) -> (Bytes, Arc<BookView>) {
+    fn reset(&self, published: &PublishedView, depth: usize) -> (Bytes, Arc<BookView>) {
         let encoding = self.encoding;
-        let encode = |levels: &BookView, checksum: u32, name: &str| {
+        let encode = |levels: &BookView, checksum: u32| {
             BookMessage {
-                ch: name,
+                ch: &published.channel,
                 seq: published.seq,
                 ts: published.ts,
                 reset: true,
@@ -275,14 +255,13 @@ impl BookSubs {
             }
             .encoded(encoding)
         };
-        let v = &published.view;
-        if v.bids.len().max(v.asks.len()) <= depth {
-            let bytes = published.reset(encoding, |p| encode(&p.view, p.checksum, &name()));
-            (bytes, v.clone())
+        let (view, checksum) = published.cut(depth);
+        let bytes = if Arc::ptr_eq(&view, &published.view) {
+            published.reset(encoding, |p| encode(&p.view, p.checksum))
         } else {
-            let (view, checksum) = self.cut(published, depth);
-            (encode(&view, checksum, &name()), view)
-        }
+            encode(&view, checksum)
+        };
+        (bytes, view)
     }
 }
 
@@ -345,6 +324,7 @@ mod tests {
                 payload: Payload::Book,
                 wire: message.wire(),
                 book: Some(Arc::new(PublishedView::new(
+                    "book:X".into(),
                     seq,
                     ts,
                     view.clone(),
@@ -385,26 +365,24 @@ mod tests {
         let s = json(&subs.snapshot(&snap, "book:X"));
         assert_eq!(s["data"][0]["reset"], true);
         hub.publish(&events[2..]);
-        let name = || "book:X".to_owned();
         // seq 3 follows 2: sent as ingest encoded it (the same bytes).
-        let e3 = subs.event(CH, &events[2].wire, &hub, name).expect("sent");
+        let e3 = subs.event(CH, &events[2].wire, &hub).expect("sent");
         assert_eq!(&e3, events[2].wire.json());
         // seq 4 was conflated away: seq 5 would leave the copy wrong, so the book goes instead.
-        let reset = json(&subs.event(CH, &events[4].wire, &hub, name).expect("sent"));
+        let reset = json(&subs.event(CH, &events[4].wire, &hub).expect("sent"));
         assert_eq!(
             (reset["reset"].as_bool(), reset["seq"].as_u64()),
             (Some(true), Some(5))
         );
         assert_eq!(reset["checksum"], json(events[4].wire.json())["checksum"]);
         // What the reset covered is not sent again.
-        assert_eq!(subs.event(CH, &events[3].wire, &hub, name), None);
+        assert_eq!(subs.event(CH, &events[3].wire, &hub), None);
     }
 
     #[test]
     fn connections_that_fall_behind_on_one_book_share_one_encoding_of_its_reset() {
         let (hub, events) = published(5);
         hub.publish(&events[..4]);
-        let name = || "book:X".to_owned();
         let full = BookSub {
             depth: 3,
             throttled: false,
@@ -414,8 +392,8 @@ mod tests {
             let mut subs = BookSubs::new(encoding, 3);
             subs.subscribe(Target::Wildcard(Kind::Book), full);
             // In step on seq 1, then seq 2 and 3 lost to the queue.
-            assert!(subs.event(CH, &events[0].wire, &hub, name).is_some());
-            resets.push(subs.event(CH, &events[3].wire, &hub, name).expect("sent"));
+            assert!(subs.event(CH, &events[0].wire, &hub).is_some());
+            resets.push(subs.event(CH, &events[3].wire, &hub).expect("sent"));
         }
         // One allocation for both JSON connections, another for MessagePack.
         assert_eq!(resets[0].as_ptr(), resets[1].as_ptr());
@@ -456,8 +434,7 @@ mod tests {
         assert_eq!(s["data"][0]["bids"].as_array().map(Vec::len), Some(1));
         // Five events later (a throttle's worth), one delta takes the copy to the current top.
         hub.publish(&events[1..]);
-        let name = || "book:X".to_owned();
-        let d = json(&subs.event(CH, &events[5].wire, &hub, name).expect("sent"));
+        let d = json(&subs.event(CH, &events[5].wire, &hub).expect("sent"));
         assert_eq!(d["reset"], false);
         assert_eq!(d["seq"], 6);
         let now = hub.book_view(CH).expect("a book").view.clone();
@@ -465,7 +442,7 @@ mod tests {
         // The client held 101 (its snapshot); it now holds 106.
         assert_eq!(d["bids"], serde_json::json!([[106, 6], [101, 0]]), "{d}");
         // The earlier events are already covered.
-        assert_eq!(subs.event(CH, &events[3].wire, &hub, name), None);
+        assert_eq!(subs.event(CH, &events[3].wire, &hub), None);
     }
 
     #[test]

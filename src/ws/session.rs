@@ -336,8 +336,7 @@ where
                 Item::Event { channel, wire } | Item::Replay { channel, wire }
                     if channel.kind == Kind::Book =>
                 {
-                    let name = || ctx.symbols.channel_name(channel);
-                    match books.event(channel, &wire, &ctx.hub, name) {
+                    match books.event(channel, &wire, &ctx.hub) {
                         Some(b) => b,
                         None => continue,
                     }
