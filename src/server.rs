@@ -358,6 +358,7 @@ impl Server {
                         symbols.clone(),
                         start,
                         feeds,
+                        config.book.checkpoint_ms,
                     )),
                 )]
             }
@@ -617,14 +618,16 @@ impl FeedStart {
 }
 
 /// An ingest node's feeds: nothing until this node holds the lease; then every channel
-/// continues from the stream's last `seq` and the feeds start (they reconnect, or replay and
-/// generate from their start, deterministically). Ends when the feeds do.
+/// continues from the stream's last `seq`, the feeds start (they reconnect, or replay and
+/// generate from their start, deterministically) and so do the book checkpoints. Ends when the
+/// feeds do.
 async fn lead_feeds(
     mut leadership: cluster::Leadership,
     nats: Arc<Nats>,
     symbols: Arc<Symbols>,
     start: FeedStart,
     feeds: Vec<Box<dyn Feed>>,
+    book_checkpoint_ms: u64,
 ) {
     tokio::select! {
         _ = start.stop.cancelled() => return,
@@ -649,6 +652,11 @@ async fn lead_feeds(
     if start.ingest.seed(seeds).await.is_err() {
         return;
     }
+    tokio::spawn(crate::ingest::run_book_checkpoints(
+        start.ingest.clone(),
+        book_checkpoint_ms,
+        start.stop.clone(),
+    ));
     for (name, task) in start.spawn(feeds) {
         if let Err(error) = task.await {
             tracing::error!(feed = name, %error, "feed task failed");

@@ -516,7 +516,15 @@ async fn an_edge_serves_order_books_from_the_stream() {
     let env = ClusterEnv::new(&db, NATS, 2_000);
     // Whole books at least every 300 ms, so an edge that joins late starts its copies soon.
     let checkpoints = [("TICKCAST_BOOK__CHECKPOINT_MS", "300")];
-    let ingest = Node::start("ingest", &env, &checkpoints).await;
+    let ingest = Node::start(
+        "ingest",
+        &env,
+        &[
+            checkpoints[0],
+            ("TICKCAST_FEEDS__HTTP__TOKEN", "cluster-book-token"),
+        ],
+    )
+    .await;
     ingest
         .wait_ready(200, "the ingest leader", |b| state(b) == "leader")
         .await;
@@ -559,6 +567,45 @@ async fn an_edge_serves_order_books_from_the_stream() {
         let rest: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert!(rest["checksum"].is_u64(), "{rest}");
     }
+
+    // A book that never changes after its one update reaches an edge that joins later than
+    // the stream it reads back (warm_ms): ingest's checkpoints publish quiet books whole too.
+    let still = json!([{"symbol":"STILL","snapshot":true,"bids":[[10.5, 3]],"asks":[[11, 4]]}]);
+    let (status, _, body) = crate::util::http(
+        ingest.addr,
+        "POST",
+        "/api/v1/ingest/book",
+        &[
+            ("Authorization", "Bearer cluster-book-token"),
+            ("Content-Type", "application/json"),
+        ],
+        still.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let late = Node::start(
+        "edge",
+        &env,
+        &[checkpoints[0], ("TICKCAST_CLUSTER__WARM_MS", "200")],
+    )
+    .await;
+    late.wait_ready(200, "live", |b| state(b) == "live").await;
+    let mut client = Client::connect(&late.ws_url()).await;
+    client
+        .subscribe(json!({"op":"subscribe","id":2,"channels":["book:STILL"]}))
+        .await;
+    let snap = client.event_of("snapshot").await;
+    let whole = match snap["data"].get(0) {
+        Some(first) => first.clone(),
+        None => client.event_of("book").await,
+    };
+    assert_eq!(whole["reset"], true, "{whole}");
+    let mut copy = crate::util::book::Copy::new(25);
+    copy.apply_checked(&whole);
+    assert_eq!(copy.bids(), vec![(10.5, 3.0)], "{whole}");
+    assert_eq!(copy.asks(), vec![(11.0, 4.0)], "{whole}");
+    drop(late);
     drop(edge);
     drop(ingest);
 }

@@ -14,7 +14,8 @@ pub struct BookConfig {
     /// it): bounds a book's memory whatever a venue sends.
     pub max_levels: usize,
     /// A changing book is published whole (a `reset` event) at least this often, so that a
-    /// node that joins the stream late (a cluster edge) can start its copy.
+    /// node that joins the stream late (a cluster edge) can start its copy; a cluster's ingest
+    /// leader publishes the books that stopped changing whole at this interval too.
     pub checkpoint_ms: u64,
 }
 

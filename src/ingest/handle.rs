@@ -173,6 +173,12 @@ impl IngestHandle {
         rx.await.map_err(|_| IngestClosed)
     }
 
+    /// Asks ingest to publish whole every book it has not published whole for
+    /// `book.checkpoint_ms` (see [`run_book_checkpoints`](super::run_book_checkpoints)).
+    pub(crate) async fn checkpoint_books(&self) -> Result<(), IngestClosed> {
+        self.queue(Msg::CheckpointBooks).await
+    }
+
     /// Asks ingest to publish what is queued and stop (graceful shutdown).
     pub(crate) async fn stop(&self) {
         let _ = self.tx.send(Msg::Stop).await;

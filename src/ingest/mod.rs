@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use crate::book::{Book, BookConfig, BookError, BookUpdate, PublishedView};
+use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView, PublishedView};
 use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
     SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
@@ -132,8 +132,32 @@ enum Msg {
     /// Continue these channels after the given `seq`s (a new cluster leader taking over the
     /// stream); told once applied.
     Seed(Vec<(ChannelId, u64)>, tokio::sync::oneshot::Sender<()>),
+    /// Publish whole every book not published whole for `book.checkpoint_ms`, changed or not
+    /// (a cluster leader's timer: an edge that joins late needs one reset of each book).
+    CheckpointBooks,
     /// Everything queued before this is published, then ingest stops.
     Stop,
+}
+
+/// A cluster leader's book checkpoints: every `checkpoint_ms`, ingest publishes whole the books
+/// that were not (a changing book is published whole at its next update by itself), so an edge
+/// that joins late has every book, quiet ones too, within that time. Runs until `stop`.
+pub(crate) async fn run_book_checkpoints(
+    ingest: IngestHandle,
+    checkpoint_ms: u64,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut timer = tokio::time::interval(std::time::Duration::from_millis(checkpoint_ms.max(1)));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        if ingest.checkpoint_books().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The ingest stage: owns the sequencer and the sink.
@@ -310,6 +334,7 @@ impl Ingest {
                 }
                 acks.push(done);
             }
+            Msg::CheckpointBooks => self.checkpoint_books(ts, out),
         }
         false
     }
@@ -346,11 +371,7 @@ impl Ingest {
         }
         let view = book.view(cfg.depth);
         let checkpoint = ts.saturating_sub(*whole_at) >= (cfg.checkpoint_ms as i64) * 1_000_000;
-        let reset = first || u.snapshot || checkpoint;
-        if reset {
-            *whole_at = ts;
-        }
-        let delta = if reset {
+        let delta = if first || u.snapshot || checkpoint {
             None
         } else {
             let delta = published.view.diff(&view);
@@ -359,6 +380,18 @@ impl Ingest {
             }
             Some(delta)
         };
+        Ok(Some(self.publish_book(symbol, ts, view, delta)))
+    }
+
+    /// The event publishing `view` as `symbol`'s book: `delta` (the levels that changed since
+    /// the last one), or with none the whole view as a `reset`.
+    fn publish_book(
+        &mut self,
+        symbol: SymbolId,
+        ts: i64,
+        view: BookView,
+        delta: Option<BookView>,
+    ) -> Event {
         let checksum = view.checksum();
         let channel = ChannelId {
             kind: Kind::Book,
@@ -370,24 +403,42 @@ impl Ingest {
             ch: &name,
             seq,
             ts,
-            reset,
+            reset: delta.is_none(),
             levels: delta.as_ref().unwrap_or(&view),
             checksum,
         }
         .wire();
         // One view, shared by the hub (snapshots, repairs) and the next diff.
         let view = Arc::new(PublishedView::new(name, seq, ts, view, checksum));
-        if let Some((_, _, published, _)) = self.books.get_mut(&symbol) {
+        if let Some((_, _, published, whole_at)) = self.books.get_mut(&symbol) {
             *published = view.clone();
+            if delta.is_none() {
+                *whole_at = ts;
+            }
         }
-        Ok(Some(Event {
+        Event {
             channel,
             seq,
             ts,
             payload: Payload::Book,
             wire,
             book: Some(view),
-        }))
+        }
+    }
+
+    /// Publishes whole every book not published whole for `book.checkpoint_ms` (a changing
+    /// book is, at its next update; this reaches the ones that stopped changing).
+    fn checkpoint_books(&mut self, ts: i64, out: &mut Vec<Event>) {
+        let due = (self.book_config.checkpoint_ms as i64).saturating_mul(1_000_000);
+        let stale: Vec<(SymbolId, BookView)> = self
+            .books
+            .iter()
+            .filter(|(_, (.., whole_at))| ts.saturating_sub(*whole_at) >= due)
+            .map(|(symbol, (_, _, published, _))| (*symbol, (*published.view).clone()))
+            .collect();
+        for (symbol, view) in stale {
+            out.push(self.publish_book(symbol, ts, view, None));
+        }
     }
 
     fn tick_event(&mut self, raw: &RawTick, ts: i64) -> Result<Event, TickError> {
@@ -565,6 +616,63 @@ mod tests {
         );
         assert_eq!(metrics.book_updates_rejected.load(Ordering::Relaxed), 1);
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_checkpoint_publishes_whole_the_books_that_stopped_changing() {
+        let sink = Arc::new(Collect::default());
+        let (ingest, handle) = Ingest::new(
+            Arc::new(Symbols::new(10)),
+            sink.clone(),
+            Arc::new(Metrics::default()),
+            IndicatorPeriods::default(),
+        );
+        let ingest = ingest.with_books(BookConfig {
+            depth: 25,
+            max_levels: 1000,
+            checkpoint_ms: 200,
+        });
+        let thread = ingest.spawn().unwrap();
+        let source: Arc<str> = "http".into();
+        let book = |symbol: &str| BookUpdate {
+            symbol: symbol.into(),
+            snapshot: true,
+            bids: vec![(100.0, 1.0)],
+            asks: vec![(101.0, 2.0)],
+            exchange_ts: 1,
+        };
+        handle
+            .send_books(&source, vec![book("QUIET")])
+            .await
+            .unwrap();
+        // Not yet due: nothing is published.
+        handle.checkpoint_books().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        handle
+            .send_books(&source, vec![book("FRESH")])
+            .await
+            .unwrap();
+        // QUIET is due (published whole 300 ms ago), FRESH is not.
+        handle.checkpoint_books().await.unwrap();
+        drop(handle);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let events = sink.0.lock().unwrap();
+        let got: Vec<(u64, bool)> = events.iter().filter_map(|e| e.wire.book_seq()).collect();
+        assert_eq!(
+            got,
+            [(1, true), (1, true), (2, true)],
+            "QUIET, FRESH, QUIET again"
+        );
+        let (first, again) = (&events[0], &events[2]);
+        assert_eq!(first.channel, again.channel);
+        let (a, b) = (first.book.as_ref().unwrap(), again.book.as_ref().unwrap());
+        assert_eq!(
+            (&a.view, a.checksum),
+            (&b.view, b.checksum),
+            "the same book"
+        );
     }
 
     #[test]
