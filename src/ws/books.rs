@@ -7,11 +7,13 @@
 //! - **Shared**: the whole published view (`book.depth` levels), unthrottled: the deltas ingest
 //!   encoded go out as they are, and a resume replays them from the ring. A gap (the queue
 //!   conflated an event of a slow consumer) is never passed on: the writer sends the channel's
-//!   current view instead, as a `reset`, and skips what it covers.
+//!   current view instead, as a `reset` (encoded once per view and encoding, whoever sends
+//!   it), and skips what it covers.
 //! - **Tracked**: a narrower `depth`, or a `throttle_ms`: each time the channel has news, the
 //!   writer sends the difference between what the client holds and the current view cut to its
 //!   depth, one net delta for however many events came in between (so a throttle never drops a
-//!   level change). This connection encodes these itself.
+//!   level change). The cut of a view to a depth, and its checksum, are made once per view and
+//!   depth ([`PublishedView::cut`]); the net delta is this connection's own to diff and encode.
 
 use std::collections::HashMap;
 use std::sync::Arc;
