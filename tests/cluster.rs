@@ -592,9 +592,21 @@ async fn an_edge_serves_order_books_from_the_stream() {
     .await;
     late.wait_ready(200, "live", |b| state(b) == "live").await;
     let mut client = Client::connect(&late.ws_url()).await;
-    client
-        .subscribe(json!({"op":"subscribe","id":2,"channels":["book:STILL"]}))
-        .await;
+    // The edge knows the symbol once a checkpoint of its book reached it (every 300 ms).
+    let mut known = false;
+    for _ in 0..100 {
+        client
+            .send(json!({"op":"subscribe","id":2,"channels":["book:STILL"]}))
+            .await;
+        let reply = client.event().await;
+        if reply["type"] == "ack" {
+            known = true;
+            break;
+        }
+        assert_eq!(reply["code"], "unknown_channel", "{reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(known, "the late edge never learned of STILL");
     let snap = client.event_of("snapshot").await;
     let whole = match snap["data"].get(0) {
         Some(first) => first.clone(),
