@@ -3,13 +3,15 @@
 //! client subscribed to `book:<SYMBOL>` keeps its own copy from the protocol text, checking
 //! every event's CRC-32 against it (subscribed by `book:*`, since the symbol exists only once
 //! the feed has sent it); at the end the copy is `GET /api/v1/book/<SYMBOL>`. Where
-//! the fixture has a gap or a checksum mismatch, the feed resyncs: it reconnects, the venue
-//! plays the next part, and the client gets a `"reset": true` event for the fresh snapshot.
+//! the fixture has a gap or a checksum mismatch, the feed resyncs that symbol on the open
+//! connection (unsubscribe, subscribe), the venue answers with a fresh snapshot after deltas
+//! still in flight, and the client gets a `"reset": true` event for it; a venue that does not
+//! answer gets a new connection.
 
 use serde_json::{Value, json};
 
 use crate::util::book::{Copy, levels};
-use crate::util::venue::fake_upstream;
+use crate::util::venue::{AWAIT, REPEAT, SLEEP, fake_upstream};
 use crate::util::{self, TestServer, WAIT};
 
 const BINANCE: &str = include_str!("../feeds/fixtures/binance_depth.jsonl");
@@ -21,6 +23,15 @@ const BYBIT: &str = include_str!("../feeds/fixtures/bybit_orderbook.jsonl");
 fn pick(fixture: &str, numbers: &[usize]) -> Vec<String> {
     let lines: Vec<&str> = fixture.lines().filter(|l| !l.trim().is_empty()).collect();
     numbers.iter().map(|&n| lines[n - 1].to_owned()).collect()
+}
+
+/// One connection: `before` up to the loss of sync, then (once the feed unsubscribed the
+/// symbol) `after`: deltas still in flight, then the venue's answer to the resubscribe.
+fn resubscribed(fixture: &str, before: &[usize], after: &[usize]) -> Vec<String> {
+    let mut lines = pick(fixture, before);
+    lines.push(format!("{AWAIT}unsubscribe"));
+    lines.extend(pick(fixture, after));
+    lines
 }
 
 /// One venue's run: what the feed is configured with and what the client should end with.
@@ -35,6 +46,10 @@ struct Run<'a> {
     resets: usize,
     /// Text the depth subscribe message holds.
     subscribe: &'a str,
+    /// Text the resubscribe's unsubscribe message holds, when one is expected.
+    unsubscribe: Option<&'a str>,
+    /// `idle_timeout_ms` of the feed (also how long a resubscribe may go unanswered).
+    idle_timeout_ms: Option<u64>,
 }
 
 async fn rest_book(srv: &TestServer, symbol: &str) -> Value {
@@ -62,6 +77,9 @@ async fn play(run: Run<'_>) -> TestServer {
     }
     u.backoff_initial_ms = 5;
     u.backoff_max_ms = 20;
+    if let Some(ms) = run.idle_timeout_ms {
+        u.idle_timeout_ms = ms;
+    }
     let published = run.alias.unwrap_or(run.symbol);
     let srv = util::start(cfg).await;
     // The symbol exists once the feed has sent something: subscribe by wildcard first, so the
@@ -116,6 +134,25 @@ async fn play(run: Run<'_>) -> TestServer {
         .expect("a depth subscribe")
         .expect("venue alive");
     assert!(sent.1.contains(run.subscribe), "{sent:?}");
+    if let Some(text) = run.unsubscribe {
+        // The resync went out on the same connection: unsubscribe, then subscribe again.
+        let resync: Vec<(usize, String)> = tokio::time::timeout(WAIT, async {
+            let mut got = vec![
+                up.sent.recv().await.expect("venue alive"),
+                up.sent.recv().await.expect("venue alive"),
+            ];
+            while !got[0].1.contains("unsubscribe") {
+                got.remove(0);
+                got.push(up.sent.recv().await.expect("venue alive"));
+            }
+            got
+        })
+        .await
+        .expect("an unsubscribe");
+        assert!(resync[0].1.contains(text), "{resync:?}");
+        assert!(resync[1].1.contains("subscribe") && resync[1].1.contains(text));
+        assert!(resync.iter().all(|(conn, _)| *conn == 0), "{resync:?}");
+    }
 
     let rest = rest_book(&srv, published).await;
     assert_eq!(copy.bids(), levels(&rest["bids"]), "{}: {rest}", run.venue);
@@ -139,6 +176,8 @@ async fn binance_partial_depth_becomes_a_book_and_stale_ids_are_dropped() {
         best_bid: (97250.1, 0.5),
         resets: 1,
         subscribe: "btcusdt@depth20@100ms",
+        unsubscribe: None,
+        idle_timeout_ms: None,
     })
     .await;
     assert_eq!(
@@ -155,19 +194,22 @@ async fn binance_partial_depth_becomes_a_book_and_stale_ids_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_level2_resyncs_after_an_unusable_update() {
-    // Connection 0 ends at the l2update with side "hold" (line 10); connection 1 starts over
-    // with a snapshot.
+    // The l2update with side "hold" (line 10) loses the product's sync; one more l2update is
+    // in flight (line 11) before the venue answers the resubscribe with a snapshot.
     let srv = play(Run {
         venue: "coinbase",
         symbol: "BTC-USD",
         alias: None,
-        parts: vec![
-            pick(COINBASE, &(1..=10).collect::<Vec<_>>()),
-            pick(COINBASE, &[1, 12, 15]),
-        ],
+        parts: vec![resubscribed(
+            COINBASE,
+            &(1..=10).collect::<Vec<_>>(),
+            &[11, 1, 12, 15],
+        )],
         best_bid: (97250.2, 0.1),
         resets: 2,
         subscribe: "level2_batch",
+        unsubscribe: Some(r#""product_ids":["BTC-USD"],"channels":["level2_batch"]"#),
+        idle_timeout_ms: None,
     })
     .await;
     assert_eq!(
@@ -178,18 +220,22 @@ async fn coinbase_level2_resyncs_after_an_unusable_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kraken_book_checksum_mismatch_resyncs_under_the_alias() {
-    // Connection 0 ends at the documented checksum mismatch (line 10).
+    // The documented checksum mismatch (line 10) loses sync; an update in flight (line 11),
+    // then the subscribe ack and a fresh snapshot.
     let srv = play(Run {
         venue: "kraken",
         symbol: "BTC/USD",
         alias: Some("BTC-USD"),
-        parts: vec![
-            pick(KRAKEN, &(1..=10).collect::<Vec<_>>()),
-            pick(KRAKEN, &[2, 14, 16]),
-        ],
+        parts: vec![resubscribed(
+            KRAKEN,
+            &(1..=10).collect::<Vec<_>>(),
+            &[11, 2, 14, 16],
+        )],
         best_bid: (97250.1, 0.3),
         resets: 2,
         subscribe: "\"channel\":\"book\"",
+        unsubscribe: Some(r#""channel":"book","symbol":["BTC/USD"]"#),
+        idle_timeout_ms: None,
     })
     .await;
     assert_eq!(
@@ -202,19 +248,22 @@ async fn kraken_book_checksum_mismatch_resyncs_under_the_alias() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bybit_orderbook_gap_resyncs_and_a_restart_resets() {
-    // Connection 0 ends at the gap (u 1004 after 1002, line 8); connection 1 has a snapshot,
-    // a delta, then Bybit's service restart (u = 1) and a delta after it.
+    // The gap (u 1004 after 1002, line 8) loses sync; a delta in flight (line 9), then the
+    // resubscribe's snapshot, a delta, Bybit's service restart (u = 1) and a delta after it.
     let srv = play(Run {
         venue: "bybit",
         symbol: "BTCUSDT",
         alias: None,
-        parts: vec![
-            pick(BYBIT, &(1..=8).collect::<Vec<_>>()),
-            pick(BYBIT, &[1, 10, 11, 14, 15]),
-        ],
+        parts: vec![resubscribed(
+            BYBIT,
+            &(1..=8).collect::<Vec<_>>(),
+            &[9, 1, 10, 11, 14, 15],
+        )],
         best_bid: (97250.25, 0.1),
         resets: 3,
         subscribe: "orderbook.50.BTCUSDT",
+        unsubscribe: Some("orderbook.50.BTCUSDT"),
+        idle_timeout_ms: None,
     })
     .await;
     assert_eq!(
@@ -223,4 +272,32 @@ async fn bybit_orderbook_gap_resyncs_and_a_restart_resets() {
     );
     let updates = feed_metric(&srv, "tickcast_upstream_book_updates_total").await;
     assert!(updates >= Some(6), "{updates:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_venue_that_does_not_answer_a_resubscribe_gets_a_new_connection() {
+    // Kraken loses sync at line 10, then only sends heartbeats (the connection stays alive):
+    // after the idle timeout without a snapshot the feed reconnects, and connection 1 answers.
+    let mut silent = pick(KRAKEN, &(1..=10).collect::<Vec<_>>());
+    silent.extend([
+        REPEAT.to_owned(),
+        r#"{"channel":"heartbeat"}"#.to_owned(),
+        format!("{SLEEP}50"),
+    ]);
+    let srv = play(Run {
+        venue: "kraken",
+        symbol: "BTC/USD",
+        alias: Some("BTC-USD"),
+        parts: vec![silent, pick(KRAKEN, &[2, 14, 16])],
+        best_bid: (97250.1, 0.3),
+        resets: 2,
+        subscribe: "\"channel\":\"book\"",
+        unsubscribe: None,
+        idle_timeout_ms: Some(1_000),
+    })
+    .await;
+    assert_eq!(
+        feed_metric(&srv, "tickcast_upstream_book_resyncs_total").await,
+        Some(1)
+    );
 }

@@ -145,13 +145,38 @@ pub const REPEAT: &str = "@repeat";
 pub const PING: &str = "@ping";
 /// Script line prefix: wait this many milliseconds (`@sleep:20`).
 pub const SLEEP: &str = "@sleep:";
+/// Script line prefix: wait until the client sends a text message holding this text
+/// (`@await:unsubscribe`); every message read meanwhile goes to [`FakeUpstream::sent`].
+pub const AWAIT: &str = "@await:";
 
 /// Plays script lines; false when the client is gone.
-async fn play_lines<S>(ws: &mut WebSocketStream<S>, lines: &[String]) -> bool
+async fn play_lines<S>(
+    ws: &mut WebSocketStream<S>,
+    lines: &[String],
+    index: usize,
+    sent_to: &mpsc::UnboundedSender<(usize, String)>,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     for line in lines {
+        if let Some(text) = line.strip_prefix(AWAIT) {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let t = t.to_string();
+                        let found = t.contains(text);
+                        let _ = sent_to.send((index, t));
+                        if found {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return false,
+                }
+            }
+            continue;
+        }
         let sent = if line == PING {
             ws.send(Message::Ping(Vec::new().into())).await
         } else if let Some(ms) = line.strip_prefix(SLEEP) {
@@ -198,11 +223,11 @@ impl Conn {
             Some(i) => (&self.lines[..i], &self.lines[i + 1..]),
             None => (&self.lines[..], &[][..]),
         };
-        if !play_lines(&mut ws, once).await {
+        if !play_lines(&mut ws, once, self.index, &self.sent).await {
             return;
         }
         while !forever.is_empty() {
-            if !play_lines(&mut ws, forever).await {
+            if !play_lines(&mut ws, forever, self.index, &self.sent).await {
                 return;
             }
         }

@@ -62,6 +62,16 @@ impl Bybit {
         )]
     }
 
+    /// Unsubscribe and subscribe again to one symbol's topic: Bybit sends a fresh snapshot.
+    pub fn resync_messages(&mut self, symbol: &str) -> Vec<String> {
+        self.last_u.remove(symbol);
+        let topic = json_list([format!("{TOPIC}{symbol}")]);
+        vec![
+            format!(r#"{{"op":"unsubscribe","args":{topic}}}"#),
+            format!(r#"{{"op":"subscribe","args":{topic}}}"#),
+        ]
+    }
+
     pub fn reset(&mut self) {
         self.last_u.clear();
     }

@@ -65,6 +65,17 @@ impl Coinbase {
         )]
     }
 
+    /// Unsubscribe and subscribe again to one product's `level2_batch`: Coinbase sends a fresh
+    /// snapshot.
+    pub fn resync_messages(&mut self, product: &str) -> Vec<String> {
+        self.synced.remove(product);
+        let list = json_list([product.to_owned()]);
+        vec![
+            format!(r#"{{"type":"unsubscribe","product_ids":{list},"channels":["{CHANNEL}"]}}"#),
+            format!(r#"{{"type":"subscribe","product_ids":{list},"channels":["{CHANNEL}"]}}"#),
+        ]
+    }
+
     pub fn reset(&mut self) {
         self.synced.clear();
     }

@@ -98,6 +98,21 @@ impl Kraken {
         )]
     }
 
+    /// Unsubscribe and subscribe again to one symbol's book: Kraken answers with a fresh
+    /// snapshot (a subscribe to a symbol already subscribed is refused, hence both).
+    pub fn resync_messages(&mut self, symbol: &str) -> Vec<String> {
+        self.books.remove(symbol);
+        let list = json_list([symbol.to_owned()]);
+        vec![
+            format!(
+                r#"{{"method":"unsubscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH}}}}}"#
+            ),
+            format!(
+                r#"{{"method":"subscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH},"snapshot":true}}}}"#
+            ),
+        ]
+    }
+
     pub fn reset(&mut self) {
         self.books.clear();
     }

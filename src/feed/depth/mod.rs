@@ -1,6 +1,8 @@
 //! Venue depth streams: one [`DepthDecoder`] per venue turns each inbound message into
 //! [`BookUpdate`]s (venue symbols, before aliases), or says that a symbol's book lost sync and
-//! the feed must resync (end the connection, reconnect, get fresh snapshots).
+//! the feed must resync it: [`DepthDecoder::resync_messages`] unsubscribes and subscribes that
+//! symbol again on the open connection (the venue answers with a fresh snapshot), so the other
+//! symbols' books and trades go on; Binance's partial book, which never loses sync, has none.
 //!
 //! | venue | stream | snapshot | sequence check |
 //! | --- | --- | --- | --- |
@@ -128,6 +130,18 @@ impl DepthDecoder {
             DepthDecoder::Coinbase(d) => d.subscribe_messages(),
             DepthDecoder::Kraken(d) => d.subscribe_messages(),
             DepthDecoder::Bybit(d) => d.subscribe_messages(),
+        }
+    }
+
+    /// The messages that get one symbol's book again on the open connection (unsubscribe,
+    /// subscribe: the venue answers with a fresh snapshot), forgetting its sequence state; `None`
+    /// where a resync means a new connection (Binance's partial book never loses sync).
+    pub fn resync_messages(&mut self, symbol: &str) -> Option<Vec<String>> {
+        match self {
+            DepthDecoder::Binance(_) => None,
+            DepthDecoder::Coinbase(d) => Some(d.resync_messages(symbol)),
+            DepthDecoder::Kraken(d) => Some(d.resync_messages(symbol)),
+            DepthDecoder::Bybit(d) => Some(d.resync_messages(symbol)),
         }
     }
 

@@ -29,8 +29,11 @@
 //! not a depth message goes on to the mapping. Book updates for configured symbols go to
 //! ingest under their aliases (`IngestHandle::send_books`) and are signs of life like trades.
 //! A book that loses sync (a sequence gap, a checksum mismatch, an unusable delta) is logged,
-//! counted (`book_resyncs`) and resynced: the connection ends, and the next one starts with the
-//! venue's fresh snapshots, which reach clients as `reset` events.
+//! counted (`book_resyncs`) and resynced on the open connection: the decoder's resubscribe
+//! messages go out, the symbol's deltas still in flight are dropped, and the venue's fresh
+//! snapshot reaches clients as a `reset` event, without interrupting the other symbols. A venue
+//! that sends no snapshot within the idle timeout, or one whose book cannot be resubscribed
+//! (none, today), gets a new connection.
 //!
 //! `wss://` URLs connect over rustls (see [`tls`]): the Mozilla roots are built in, and
 //! `ca_file` adds PEM roots for private venues.
@@ -39,6 +42,7 @@ mod backoff;
 mod config;
 mod tls;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -139,6 +143,12 @@ struct Depth {
     decoded: Vec<BookUpdate>,
     /// The feed's name, as the source that owns its symbols' books at ingest.
     source: Arc<str>,
+    /// Symbols (venue spelling) resubscribed after losing sync, since when: their updates are
+    /// dropped until the venue's fresh snapshot; one that does not come within the idle
+    /// timeout ends the connection (a full resync).
+    resyncing: HashMap<String, Instant>,
+    /// Resubscribe messages still to send on this connection.
+    to_send: Vec<String>,
 }
 
 // === impl UpstreamFeed ===
@@ -175,6 +185,8 @@ impl UpstreamFeed {
                     batch: Vec::new(),
                     decoded: Vec::new(),
                     source: Arc::from(cfg.feed_name()),
+                    resyncing: HashMap::new(),
+                    to_send: Vec::new(),
                 })
             }
         };
@@ -231,6 +243,8 @@ impl UpstreamFeed {
         if let Some(depth) = &mut self.depth {
             depth.decoder.reset();
             depth.batch.clear();
+            depth.resyncing.clear();
+            depth.to_send.clear();
             for msg in &depth.subscribe {
                 if let Err(e) = ws.send(Message::text(msg.clone())).await {
                     return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
@@ -292,6 +306,29 @@ impl UpstreamFeed {
                 status.trades_accepted(n);
                 if !super::send_batch(ctx, std::mem::take(&mut batch)).await? {
                     return Ok(Ended::Shutdown);
+                }
+            }
+            if let Some(depth) = &mut self.depth {
+                for msg in depth.to_send.drain(..) {
+                    if let Err(e) = ws.send(Message::text(msg.clone())).await {
+                        return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
+                    }
+                    tracing::debug!(feed = %self.name, message = %msg, "resubscribed to depth");
+                }
+                // A venue that never answers a resubscribe: resync by reconnecting.
+                if end.is_none()
+                    && let Some((symbol, _)) = depth
+                        .resyncing
+                        .iter()
+                        .find(|(_, since)| since.elapsed() >= self.idle_timeout)
+                {
+                    end = Some(UpstreamError::BookResync {
+                        symbol: symbol.clone(),
+                        reason: format!(
+                            "no snapshot within {:?} of resubscribing",
+                            self.idle_timeout
+                        ),
+                    });
                 }
             }
             if let Some(depth) = &mut self.depth
@@ -383,22 +420,31 @@ impl UpstreamFeed {
         let decoded = depth
             .decoder
             .decode(bytes, crate::model::now_ns(), &mut depth.decoded)?;
+        // What the message decoded to before any symbol lost sync in it is published either way.
+        for mut u in depth.decoded.drain(..) {
+            if let Some(since) = depth.resyncing.get(&u.symbol) {
+                if !u.snapshot {
+                    tracing::trace!(feed = %self.name, symbol = %u.symbol, ?since, "update while resyncing dropped");
+                    continue;
+                }
+                depth.resyncing.remove(&u.symbol);
+                tracing::info!(feed = %self.name, symbol = %u.symbol, "order book resynced");
+            }
+            match depth.symbols.published(&normalise(&u.symbol)) {
+                Some(published) => {
+                    u.symbol = published;
+                    depth.batch.push(u);
+                }
+                None => {
+                    status.unsubscribed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(feed = %self.name, symbol = %u.symbol, "book update dropped");
+                }
+            }
+        }
         Ok(Some(match decoded {
             Decoded::NotDepth => return Ok(None),
             Decoded::Book { .. } => {
                 signs.lives += 1;
-                for mut u in depth.decoded.drain(..) {
-                    match depth.symbols.published(&normalise(&u.symbol)) {
-                        Some(published) => {
-                            u.symbol = published;
-                            depth.batch.push(u);
-                        }
-                        None => {
-                            status.unsubscribed.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(feed = %self.name, symbol = %u.symbol, "book update dropped");
-                        }
-                    }
-                }
                 None
             }
             Decoded::Stale { symbol } => {
@@ -412,9 +458,24 @@ impl UpstreamFeed {
                     tracing::debug!(feed = %self.name, %symbol, %reason, "unsubscribed book out of sync; ignored");
                     return Ok(Some(None));
                 }
+                if depth.resyncing.contains_key(&symbol) {
+                    // Deltas still in flight before the fresh snapshot: expected, not news.
+                    tracing::trace!(feed = %self.name, %symbol, %reason, "still resyncing");
+                    return Ok(Some(None));
+                }
                 status.book_resyncs.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; resyncing");
-                Some(UpstreamError::BookResync { symbol, reason })
+                match depth.decoder.resync_messages(&symbol) {
+                    Some(messages) => {
+                        tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; resubscribing");
+                        depth.to_send.extend(messages);
+                        depth.resyncing.insert(symbol, Instant::now());
+                        None
+                    }
+                    None => {
+                        tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; reconnecting");
+                        Some(UpstreamError::BookResync { symbol, reason })
+                    }
+                }
             }
         }))
     }
