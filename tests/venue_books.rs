@@ -301,3 +301,95 @@ async fn a_venue_that_does_not_answer_a_resubscribe_gets_a_new_connection() {
         Some(1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_leaves_the_other_symbols_books_alone() {
+    // Two Kraken books on one connection: BTC/USD loses sync at the documented mismatch
+    // (line 10) and is resubscribed; ETH/USD (the same levels under another symbol) goes on
+    // with its deltas meanwhile, and never gets a reset beyond its first snapshot.
+    let btc = |n: &[usize]| pick(KRAKEN, n);
+    let eth = |n: &[usize]| -> Vec<String> {
+        btc(n)
+            .into_iter()
+            .map(|l| l.replace("BTC/USD", "ETH/USD"))
+            .collect()
+    };
+    let mut script = btc(&[1, 2, 3]);
+    script.extend(eth(&[3]));
+    script.extend(btc(&[5]));
+    script.extend(eth(&[5]));
+    script.extend(btc(&[6, 8, 10]));
+    script.push(format!("{AWAIT}unsubscribe"));
+    script.extend(eth(&[6, 8]));
+    script.extend(btc(&[11, 2, 14, 16]));
+    let mut up = fake_upstream(vec![script], None).await;
+    let mut cfg = util::config();
+    let u = &mut cfg.feeds.upstream;
+    u.enabled = true;
+    u.url = up.url(false);
+    u.mapping = "kraken".into();
+    u.depth = "kraken".into();
+    u.symbols = vec!["BTC/USD".into(), "ETH/USD".into()];
+    u.aliases = [
+        ("BTC/USD".to_owned(), "BTC-USD".to_owned()),
+        ("ETH/USD".to_owned(), "ETH-USD".to_owned()),
+    ]
+    .into();
+    let srv = util::start(cfg).await;
+    let mut client = srv.connect().await;
+    client
+        .subscribe(json!({"op":"subscribe","channels":["book:*"]}))
+        .await;
+    tokio::time::timeout(WAIT, up.subscribes.recv())
+        .await
+        .expect("the feed connects")
+        .expect("venue alive");
+    up.go();
+
+    let (mut btc_copy, mut eth_copy) = (Copy::new(25), Copy::new(25));
+    let (mut btc_resets, mut eth_resets, mut eth_deltas) = (0, 0, 0);
+    let done = tokio::time::timeout(WAIT, async {
+        while btc_resets < 2
+            || btc_copy.bids().first() != Some(&(97250.1, 0.3))
+            || eth_copy.bids().first() != Some(&(97250.3, 0.4))
+        {
+            let e = client.event().await;
+            if e["type"] != "book" {
+                continue;
+            }
+            let reset = e["reset"] == true;
+            match e["ch"].as_str() {
+                Some("book:BTC-USD") => {
+                    btc_copy.apply_checked(&e);
+                    btc_resets += usize::from(reset);
+                }
+                Some("book:ETH-USD") => {
+                    eth_copy.apply_checked(&e);
+                    eth_resets += usize::from(reset);
+                    eth_deltas += usize::from(!reset);
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "BTC {btc_resets} resets {btc_copy:?}; ETH {eth_resets} resets, {eth_deltas} deltas {eth_copy:?}"
+    );
+    assert_eq!((eth_resets, eth_deltas), (1, 3), "ETH was never resynced");
+    let rest = rest_book(&srv, "ETH-USD").await;
+    assert_eq!(eth_copy.bids(), levels(&rest["bids"]));
+    assert_eq!(Some(eth_copy.checksum()), rest["checksum"].as_u64());
+    assert_eq!(
+        feed_metric(&srv, "tickcast_upstream_book_resyncs_total").await,
+        Some(1)
+    );
+    // One connection throughout.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), up.subscribes.recv())
+            .await
+            .is_err(),
+        "the feed reconnected"
+    );
+}
