@@ -105,14 +105,7 @@ impl Server {
         let verifier = crate::auth::Verifier::from_config(&config.auth)?;
         let metrics = Arc::new(Metrics::default());
         let symbols = Arc::new(Symbols::new(config.ring.max_symbols));
-        let hub = Arc::new(Hub::new(
-            HubConfig {
-                ring_capacity: config.ring.capacity,
-                snapshot_depth: config.ring.snapshot_depth,
-                portfolio_ring_capacity: config.portfolio.ring_capacity,
-            },
-            metrics.clone(),
-        ));
+        let hub = Arc::new(Hub::new(hub_config(&config), metrics.clone()));
         let store = Arc::new(Store::open(&config.database)?);
         let portfolios = Arc::new(LivePortfolios::new(
             hub.clone(),
@@ -614,6 +607,15 @@ impl FeedStart {
                 (name, task)
             })
             .collect()
+    }
+}
+
+/// The hub's sizing, from the `[ring]` and `[portfolio]` sections.
+pub(crate) fn hub_config(config: &Config) -> HubConfig {
+    HubConfig {
+        ring_capacity: config.ring.capacity,
+        snapshot_depth: config.ring.snapshot_depth,
+        portfolio_ring_capacity: config.portfolio.ring_capacity,
     }
 }
 

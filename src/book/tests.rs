@@ -272,21 +272,12 @@ proptest! {
 
 // --- The diff: the linear merge against the quadratic original ---
 
-/// `diff_side` as it was first written, for sides in any order.
-fn diff_side_reference(old: &[Level], new: &[Level]) -> Vec<Level> {
-    let mut out: Vec<Level> = new.iter().filter(|l| !old.contains(l)).copied().collect();
-    out.extend(
-        old.iter()
-            .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
-            .map(|&(p, _)| (p, 0.0)),
-    );
-    out
-}
-
+/// The diff as it was first written (level by level, for sides in any order): the merge's
+/// fallback, `diff_side_unordered`, is that code.
 fn diff_reference(old: &BookView, new: &BookView) -> BookView {
     BookView {
-        bids: diff_side_reference(&old.bids, &new.bids),
-        asks: diff_side_reference(&old.asks, &new.asks),
+        bids: diff_side_unordered(&old.bids, &new.bids),
+        asks: diff_side_unordered(&old.asks, &new.asks),
     }
 }
 

@@ -160,6 +160,27 @@ pub(crate) async fn run_book_checkpoints(
     }
 }
 
+/// One symbol's book at ingest.
+struct SymbolBook {
+    /// The source that owns it: the first to send one.
+    owner: Arc<str>,
+    book: Book,
+    /// The view last published from it (the next delta is the difference from it).
+    published: Arc<PublishedView>,
+    /// When it was last published whole.
+    whole_at: i64,
+}
+
+impl SymbolBook {
+    /// True when it is `checkpoint_ms` or more since it was published whole at `ts`.
+    fn checkpoint_due(&self, ts: i64, checkpoint_ms: u64) -> bool {
+        let every = i64::try_from(checkpoint_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        ts.saturating_sub(self.whole_at) >= every
+    }
+}
+
 /// The ingest stage: owns the sequencer and the sink.
 pub(crate) struct Ingest {
     rx: mpsc::Receiver<Msg>,
@@ -174,9 +195,8 @@ pub(crate) struct Ingest {
     names: [Vec<Arc<str>>; Kind::COUNT],
     /// One log line per second at most for refused future ticks.
     future_log: LogThrottle,
-    /// Each symbol's book: the source that owns it (the first to send one), the book, the view
-    /// last published from it, and when it was last published whole.
-    books: HashMap<SymbolId, (Arc<str>, Book, Arc<PublishedView>, i64)>,
+    /// Each symbol's book, as ingest keeps it.
+    books: HashMap<SymbolId, SymbolBook>,
     book_config: BookConfig,
 }
 
@@ -352,29 +372,30 @@ impl Ingest {
         let symbol = self.symbols.intern(&u.symbol)?;
         let cfg = self.book_config;
         let first = !self.books.contains_key(&symbol);
-        let (owner, book, published, whole_at) = self
-            .books
-            .entry(symbol)
-            .or_insert_with(|| (source.clone(), Book::default(), Default::default(), ts));
-        if owner != source {
+        let entry = self.books.entry(symbol).or_insert_with(|| SymbolBook {
+            owner: source.clone(),
+            book: Book::default(),
+            published: Default::default(),
+            whole_at: ts,
+        });
+        if entry.owner != *source {
             // Two sources' levels in one book would be neither's book: the first one keeps it.
             return Err(BookUpdateError::Owned {
                 symbol: u.symbol.clone(),
-                owner: owner.to_string(),
+                owner: entry.owner.to_string(),
             });
         }
-        let dropped = book.apply(u, cfg.max_levels);
+        let dropped = entry.book.apply(u, cfg.max_levels);
         if dropped > 0 {
             self.metrics
                 .book_levels_dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        let view = book.view(cfg.depth);
-        let checkpoint = ts.saturating_sub(*whole_at) >= (cfg.checkpoint_ms as i64) * 1_000_000;
-        let delta = if first || u.snapshot || checkpoint {
+        let view = entry.book.view(cfg.depth);
+        let delta = if first || u.snapshot || entry.checkpoint_due(ts, cfg.checkpoint_ms) {
             None
         } else {
-            let delta = published.view.diff(&view);
+            let delta = entry.published.view.diff(&view);
             if delta.is_empty() {
                 return Ok(None);
             }
@@ -410,10 +431,10 @@ impl Ingest {
         .wire();
         // One view, shared by the hub (snapshots, repairs) and the next diff.
         let view = Arc::new(PublishedView::new(name, seq, ts, view, checksum));
-        if let Some((_, _, published, whole_at)) = self.books.get_mut(&symbol) {
-            *published = view.clone();
+        if let Some(entry) = self.books.get_mut(&symbol) {
+            entry.published = view.clone();
             if delta.is_none() {
-                *whole_at = ts;
+                entry.whole_at = ts;
             }
         }
         Event {
@@ -429,12 +450,12 @@ impl Ingest {
     /// Publishes whole every book not published whole for `book.checkpoint_ms` (a changing
     /// book is, at its next update; this reaches the ones that stopped changing).
     fn checkpoint_books(&mut self, ts: i64, out: &mut Vec<Event>) {
-        let due = (self.book_config.checkpoint_ms as i64).saturating_mul(1_000_000);
+        let every = self.book_config.checkpoint_ms;
         let stale: Vec<(SymbolId, BookView)> = self
             .books
             .iter()
-            .filter(|(_, (.., whole_at))| ts.saturating_sub(*whole_at) >= due)
-            .map(|(symbol, (_, _, published, _))| (*symbol, (*published.view).clone()))
+            .filter(|(_, b)| b.checkpoint_due(ts, every))
+            .map(|(symbol, b)| (*symbol, (*b.published.view).clone()))
             .collect();
         for (symbol, view) in stale {
             out.push(self.publish_book(symbol, ts, view, None));

@@ -338,6 +338,20 @@ mod tests {
         (hub, events)
     }
 
+    /// The hub's snapshot of `CH` at `seq`, as a subscribe takes it.
+    fn snapshot(hub: &Hub, seq: u64) -> Snapshot {
+        Snapshot {
+            channel: CH,
+            seq,
+            events: vec![],
+            reset: false,
+            book: hub.book_view(CH).map(|view| BookSnapshot {
+                view,
+                max_levels: 100,
+            }),
+        }
+    }
+
     fn json(b: &Bytes) -> Value {
         serde_json::from_slice(b).expect("json")
     }
@@ -354,16 +368,7 @@ mod tests {
             },
         );
         hub.publish(&events[..2]);
-        let snap = Snapshot {
-            channel: CH,
-            seq: 2,
-            events: vec![],
-            reset: false,
-            book: hub.book_view(CH).map(|view| BookSnapshot {
-                view,
-                max_levels: 100,
-            }),
-        };
+        let snap = snapshot(&hub, 2);
         let s = json(&subs.snapshot(&snap, "book:X"));
         assert_eq!(s["data"][0]["reset"], true);
         hub.publish(&events[2..]);
@@ -422,16 +427,7 @@ mod tests {
             },
         );
         hub.publish(&events[..1]);
-        let snap = Snapshot {
-            channel: CH,
-            seq: 1,
-            events: vec![],
-            reset: false,
-            book: hub.book_view(CH).map(|view| BookSnapshot {
-                view,
-                max_levels: 100,
-            }),
-        };
+        let snap = snapshot(&hub, 1);
         let s = json(&subs.snapshot(&snap, "book:X"));
         assert_eq!(s["data"][0]["bids"].as_array().map(Vec::len), Some(1));
         // Five events later (a throttle's worth), one delta takes the copy to the current top.

@@ -116,7 +116,7 @@ impl Binance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::depth::fixture_lines;
+    use crate::feed::depth::decode_fixture;
 
     const FIXTURE: &str = include_str!("../../../feeds/fixtures/binance_depth.jsonl");
 
@@ -155,13 +155,7 @@ mod tests {
     #[test]
     fn the_fixture_decodes_line_by_line() {
         let mut b = Binance::new(&["BTCUSDT".to_owned()]).unwrap();
-        let mut got = Vec::new();
-        let mut out = Vec::new();
-        for line in fixture_lines(FIXTURE) {
-            out.clear();
-            let r = b.decode(line.as_bytes(), 7, &mut out);
-            got.push(outcome(r, &out));
-        }
+        let got = decode_fixture(FIXTURE, |line, out| b.decode(line, 7, out), outcome);
         let want = [
             "-",             // the subscribe ack: the trade mapping's
             "snapshot 5/5",  // lastUpdateId 1027024, the connection's first

@@ -139,18 +139,14 @@ impl Bybit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::depth::fixture_lines;
+    use crate::feed::depth::{decode_fixture, describe};
 
     const FIXTURE: &str = include_str!("../../../feeds/fixtures/bybit_orderbook.jsonl");
 
     fn outcome(r: Result<Decoded, DepthError>, out: &[BookUpdate]) -> String {
         match r {
             Ok(Decoded::NotDepth) => "-".to_owned(),
-            Ok(Decoded::Book { .. }) => {
-                let u = &out[0];
-                let kind = if u.snapshot { "snapshot" } else { "delta" };
-                format!("{kind} {} {}/{}", u.symbol, u.bids.len(), u.asks.len())
-            }
+            Ok(Decoded::Book { .. }) => describe(&out[0]),
             Ok(Decoded::Stale { .. }) => panic!("no stale on bybit"),
             Ok(Decoded::Lost { symbol, reason }) => {
                 format!("lost {symbol}: {}", reason.split(':').next().unwrap_or(""))
@@ -171,13 +167,7 @@ mod tests {
     #[test]
     fn the_fixture_decodes_line_by_line() {
         let mut b = Bybit::new(&["BTCUSDT".to_owned()]);
-        let mut got = Vec::new();
-        let mut out = Vec::new();
-        for line in fixture_lines(FIXTURE) {
-            out.clear();
-            let r = b.decode(line.as_bytes(), &mut out);
-            got.push(outcome(r, &out));
-        }
+        let got = decode_fixture(FIXTURE, |line, out| b.decode(line, out), outcome);
         let want = [
             "-",                    // subscribe ack
             "snapshot BTCUSDT 5/5", // u 1000

@@ -176,18 +176,14 @@ fn malformed(e: serde_json::Error) -> DepthError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::depth::fixture_lines;
+    use crate::feed::depth::{decode_fixture, describe};
 
     const FIXTURE: &str = include_str!("../../../feeds/fixtures/coinbase_level2.jsonl");
 
     fn outcome(r: Result<Decoded, DepthError>, out: &[BookUpdate]) -> String {
         match r {
             Ok(Decoded::NotDepth) => "-".to_owned(),
-            Ok(Decoded::Book { .. }) => {
-                let u = &out[0];
-                let kind = if u.snapshot { "snapshot" } else { "delta" };
-                format!("{kind} {} {}/{}", u.symbol, u.bids.len(), u.asks.len())
-            }
+            Ok(Decoded::Book { .. }) => describe(&out[0]),
             Ok(Decoded::Stale { .. }) => panic!("no stale on coinbase"),
             Ok(Decoded::Lost { symbol, reason }) => format!("lost {symbol}: {reason}"),
             Err(e) => format!("error {e}"),
@@ -208,13 +204,7 @@ mod tests {
     #[test]
     fn the_fixture_decodes_line_by_line() {
         let mut c = Coinbase::new(&["BTC-USD".to_owned()]);
-        let mut got = Vec::new();
-        let mut out = Vec::new();
-        for line in fixture_lines(FIXTURE) {
-            out.clear();
-            let r = c.decode(line.as_bytes(), 7, &mut out);
-            got.push(outcome(r, &out));
-        }
+        let got = decode_fixture(FIXTURE, |line, out| c.decode(line, 7, out), outcome);
         let want = [
             "-",                                                    // subscriptions ack
             "lost ETH-USD: l2update before the product's snapshot", // before its snapshot

@@ -291,7 +291,7 @@ fn digits(field: &'static str, raw: &str) -> Result<(f64, String), DepthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::depth::fixture_lines;
+    use crate::feed::depth::{decode_fixture, describe};
 
     const FIXTURE: &str = include_str!("../../../feeds/fixtures/kraken_book.jsonl");
 
@@ -300,9 +300,7 @@ mod tests {
             Ok(Decoded::NotDepth) => "-".to_owned(),
             Ok(Decoded::Book { updates }) => {
                 assert_eq!(updates, out.len());
-                let u = &out[0];
-                let kind = if u.snapshot { "snapshot" } else { "delta" };
-                format!("{kind} {} {}/{}", u.symbol, u.bids.len(), u.asks.len())
+                describe(&out[0])
             }
             Ok(Decoded::Stale { .. }) => panic!("no stale on kraken"),
             Ok(Decoded::Lost { symbol, reason }) => {
@@ -338,13 +336,7 @@ mod tests {
     #[test]
     fn the_fixture_decodes_line_by_line() {
         let mut k = Kraken::new(&["BTC/USD".to_owned()]);
-        let mut got = Vec::new();
-        let mut out = Vec::new();
-        for line in fixture_lines(FIXTURE) {
-            out.clear();
-            let r = k.decode(line.as_bytes(), 7, &mut out);
-            got.push(outcome(r, &out));
-        }
+        let got = decode_fixture(FIXTURE, |line, out| k.decode(line, 7, out), outcome);
         let want = [
             "-",                      // status
             "-",                      // subscribe ack

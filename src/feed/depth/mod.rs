@@ -224,10 +224,30 @@ fn json_list(names: impl IntoIterator<Item = String>) -> String {
     serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The fixtures' lines, for the decoders' tests.
+/// A decoder's test: what `decode` makes of each line of a fixture, one word per line as
+/// `outcome` writes it.
 #[cfg(test)]
-fn fixture_lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !l.trim().is_empty()).collect()
+fn decode_fixture(
+    text: &str,
+    mut decode: impl FnMut(&[u8], &mut Vec<BookUpdate>) -> Result<Decoded, DepthError>,
+    outcome: impl Fn(Result<Decoded, DepthError>, &[BookUpdate]) -> String,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            out.clear();
+            let r = decode(line.as_bytes(), &mut out);
+            outcome(r, &out)
+        })
+        .collect()
+}
+
+/// `snapshot SYMBOL bids/asks` or `delta ...` of a decoded update, for the decoders' tests.
+#[cfg(test)]
+fn describe(u: &BookUpdate) -> String {
+    let kind = if u.snapshot { "snapshot" } else { "delta" };
+    format!("{kind} {} {}/{}", u.symbol, u.bids.len(), u.asks.len())
 }
 
 #[cfg(test)]

@@ -310,10 +310,10 @@ impl UpstreamFeed {
             }
             if let Some(depth) = &mut self.depth {
                 for msg in depth.to_send.drain(..) {
-                    if let Err(e) = ws.send(Message::text(msg.clone())).await {
+                    tracing::debug!(feed = %self.name, message = %msg, "resubscribing to depth");
+                    if let Err(e) = ws.send(Message::text(msg)).await {
                         return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
                     }
-                    tracing::debug!(feed = %self.name, message = %msg, "resubscribed to depth");
                 }
                 // A venue that never answers a resubscribe: resync by reconnecting.
                 if end.is_none()

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::run;
 use crate::model::{ChannelId, Encoding, Event, Kind, Payload, Side, Symbols, Tick};
 use crate::protocol;
-use crate::rooms::{EventSink, Hub, HubConfig};
+use crate::rooms::{EventSink, Hub};
 use crate::telemetry::metrics::Metrics;
 use crate::ws::{WsContext, WsState};
 
@@ -163,11 +163,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
     let symbols = Arc::new(Symbols::new(16));
     let _ = symbols.intern("AAPL");
     let hub = Arc::new(Hub::new(
-        HubConfig {
-            ring_capacity: config.ring.capacity,
-            snapshot_depth: config.ring.snapshot_depth,
-            portfolio_ring_capacity: config.portfolio.ring_capacity,
-        },
+        crate::server::hub_config(&config),
         metrics.clone(),
     ));
     // The pool is lazy: these sessions never subscribe to `portfolio`, so it never connects.
