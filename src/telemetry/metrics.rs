@@ -245,6 +245,8 @@ metrics! {
         "http requests refused by the rate limit";
     counter slow_consumers_closed => "tickcast_ws_slow_consumers_closed_total",
         "connections closed with 1013";
+    counter portfolio_opens => "tickcast_ws_portfolio_opens_total",
+        "portfolio channels opened by subscribes (each reads the store)";
     counter rate_limited_ops => "tickcast_ws_rate_limited_ops_total",
         "inbound ops refused by the rate limit";
     counter feed_errors => "tickcast_feed_errors_total",

@@ -43,6 +43,16 @@ pub(super) struct Ops<'a> {
     pub(super) books: BookSubs,
 }
 
+/// The names of `channels` in their first order, each once.
+fn distinct(channels: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    channels
+        .iter()
+        .map(String::as_str)
+        .filter(|n| seen.insert(*n))
+        .collect()
+}
+
 impl Ops<'_> {
     fn hub(&self) -> &Hub {
         &self.ctx.hub
@@ -205,6 +215,10 @@ impl Ops<'_> {
                     .to_owned(),
             ));
         };
+        self.ctx
+            .metrics
+            .portfolio_opens
+            .fetch_add(1, Ordering::Relaxed);
         match self.ctx.portfolios.open(&p.user).await {
             Ok(ch) => {
                 self.portfolio = Some(ch);
@@ -273,14 +287,30 @@ impl Ops<'_> {
             let msg = format!("depth {n} is outside 1..={book_depth} (book.depth)");
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
+        let limits = self
+            .principal
+            .as_ref()
+            .map(|p| p.limits)
+            .unwrap_or_default();
+        let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
+        // Repeated names are resolved once (`portfolio` reads the store), and an op naming more
+        // distinct channels than the connection may hold is refused before any is resolved.
+        let names = distinct(channels);
+        if names.len() > max_subscriptions {
+            let msg = format!(
+                "this subscribe names {} distinct channels; a connection may hold {max_subscriptions}",
+                names.len()
+            );
+            return self.error(id, ErrorCode::TooManySubscriptions, &msg);
+        }
         let mut targets = Vec::new();
         let mut accepted = Vec::new();
-        for name in channels {
+        for name in names {
             match self.resolve_permitted(name).await {
                 Ok(t) if targets.contains(&t) => {}
                 Ok(t) => {
                     targets.push(t);
-                    accepted.push(name.clone());
+                    accepted.push(name.to_owned());
                 }
                 Err((code, msg)) => self.error(id, code, &msg),
             }
@@ -316,12 +346,6 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
-        let limits = self
-            .principal
-            .as_ref()
-            .map(|p| p.limits)
-            .unwrap_or_default();
-        let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
         let would_hold = self.hub().count_after(self.conn, &targets);
         if would_hold > max_subscriptions {
             let msg = format!(
