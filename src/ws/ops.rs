@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::WsContext;
 use super::books::{BookSub, BookSubs};
+use super::{WsContext, resume};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
@@ -391,6 +391,8 @@ impl Ops<'_> {
     /// For each resume point whose gap has left the ring, the missed events from older history
     /// (an edge's stream) up to the ring's newest, so the ring replays the rest. Without
     /// history, or when it no longer holds them, the hub answers `reset` as on a single node.
+    /// What is read is planned first ([`resume::plan`]): at most `cluster.resume_max_reads`
+    /// gaps, each within its share of the connection's held budget.
     async fn prefetch(
         &self,
         resume: &HashMap<ChannelId, u64>,
@@ -399,20 +401,24 @@ impl Ops<'_> {
         let Some(history) = &self.ctx.history else {
             return out;
         };
-        for (&ch, &from) in resume {
-            let (oldest, last) = self.hub().held_range(ch);
-            if from + 1 >= oldest || from >= last {
-                continue; // the ring serves it (or it is ahead: the hub says so)
-            }
-            // Never read more than the connection could hold: a replay that does not fit is
-            // answered with `reset` anyway.
-            let room = self.outbox.held_room();
-            if let Some(events) = history.range(ch, from, last, room).await {
-                self.ctx
-                    .metrics
+        let room = self.outbox.held_room();
+        let gaps = resume::plan(
+            resume,
+            |ch| self.hub().held_range(ch),
+            room,
+            history.max_reads(),
+        );
+        for gap in gaps {
+            let metrics = &self.ctx.metrics;
+            metrics.history_reads.fetch_add(1, Ordering::Relaxed);
+            if let Some(events) = history
+                .range(gap.ch, gap.from, gap.until, gap.max_bytes)
+                .await
+            {
+                metrics
                     .cluster_resumes_from_stream
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                out.insert(ch, (last, events));
+                    .fetch_add(1, Ordering::Relaxed);
+                out.insert(gap.ch, (gap.until, events));
             }
         }
         out
