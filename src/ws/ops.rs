@@ -294,11 +294,13 @@ impl Ops<'_> {
             .unwrap_or_default();
         let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
         // Repeated names are resolved once (`portfolio` reads the store), and an op naming more
-        // distinct channels than the connection may hold is refused before any is resolved.
+        // distinct channels than any connection may hold is refused before any is resolved. A
+        // token's smaller limit is applied to what is held (names it refuses are not held).
         let names = distinct(channels);
-        if names.len() > max_subscriptions {
+        let max_names = max_subscriptions.max(cfg.max_subscriptions);
+        if names.len() > max_names {
             let msg = format!(
-                "this subscribe names {} distinct channels; a connection may hold {max_subscriptions}",
+                "this subscribe names {} distinct channels; at most {max_names} may be held",
                 names.len()
             );
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
