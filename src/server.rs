@@ -288,6 +288,7 @@ impl Server {
                         nats: n.clone(),
                         symbols: symbols.clone(),
                         max_events: config.cluster.resume_max_events,
+                        max_reads: config.cluster.resume_max_reads,
                         fields: crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
                     })),
                     Node::Single | Node::Ingest(_) => None,

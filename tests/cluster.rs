@@ -16,9 +16,9 @@ use tokio::process::{Child, Command};
 use crate::util::{Client, TestDb};
 
 /// The machine's NATS server (CI starts it if it is down).
-const NATS: &str = "nats://127.0.0.1:4222";
+pub(crate) const NATS: &str = "nats://127.0.0.1:4222";
 /// How long a node may take to start, fail over or recover.
-const SLOW: Duration = Duration::from_secs(30);
+pub(crate) const SLOW: Duration = Duration::from_secs(30);
 
 /// A free loopback port (bound, then released for the child to take).
 fn free_port() -> u16 {
@@ -38,12 +38,12 @@ fn unique(tag: &str) -> String {
 }
 
 /// The settings every node of one test shares.
-struct ClusterEnv {
+pub(crate) struct ClusterEnv {
     vars: Vec<(String, String)>,
 }
 
 impl ClusterEnv {
-    fn new(db: &TestDb, nats_url: &str, lease_ttl_ms: u64) -> ClusterEnv {
+    pub(crate) fn new(db: &TestDb, nats_url: &str, lease_ttl_ms: u64) -> ClusterEnv {
         let id = unique("c");
         let vars = [
             ("DATABASE_URL", db.url.clone()),
@@ -67,7 +67,7 @@ impl ClusterEnv {
 }
 
 /// One `tickcast serve` process; killed (SIGKILL) when dropped.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     addr: SocketAddr,
     role: &'static str,
@@ -75,7 +75,11 @@ struct Node {
 }
 
 impl Node {
-    async fn start(role: &'static str, env: &ClusterEnv, extra: &[(&str, &str)]) -> Node {
+    pub(crate) async fn start(
+        role: &'static str,
+        env: &ClusterEnv,
+        extra: &[(&str, &str)],
+    ) -> Node {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log =
             std::env::temp_dir().join(format!("{}-{role}-{}.log", unique("node"), addr.port()));
@@ -102,7 +106,7 @@ impl Node {
         }
     }
 
-    fn ws_url(&self) -> String {
+    pub(crate) fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
@@ -113,7 +117,12 @@ impl Node {
     }
 
     /// Waits until `/readyz` answers `status` with `check` true of its body.
-    async fn wait_ready(&self, status: u16, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_ready(
+        &self,
+        status: u16,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + SLOW;
         loop {
             if let Some((s, body)) = self.readyz().await
@@ -134,7 +143,7 @@ impl Node {
         }
     }
 
-    async fn metric(&self, name: &str) -> u64 {
+    pub(crate) async fn metric(&self, name: &str) -> u64 {
         let (_, text) = get(self.addr, "/metrics").await.expect("metrics answer");
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -178,7 +187,7 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .flatten()
 }
 
-fn state(body: &Value) -> &str {
+pub(crate) fn state(body: &Value) -> &str {
     body["checks"]["cluster"]["state"].as_str().unwrap_or("")
 }
 

@@ -1,6 +1,7 @@
 //! The private `portfolio` channel end to end (docs/PROTOCOL.md "Portfolio"), and exact money
 //! through REST and the socket on both backends.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
@@ -374,4 +375,45 @@ async fn the_migration_turns_float_trades_into_exact_ones() {
         assert_eq!(p["realized_pnl"], json!(0.25), "{}: {p}", db.backend);
         assert_eq!(p["trades"], 3);
     }
+}
+
+/// One subscribe naming `portfolio` 5,000 times resolves it once (one store look-up) and is
+/// answered with one ack and one snapshot; one naming more distinct channels than the
+/// connection may hold is refused with `too_many_subscriptions` before any is resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_channel_names_are_resolved_once_and_an_op_is_capped() {
+    let db = util::TestDb::sqlite();
+    let mut c = db.config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.ws.max_subscriptions = 8;
+    let srv = util::start(c).await;
+    srv.server().store().create_user("dora").await.unwrap();
+    let opens = || {
+        srv.server()
+            .metrics()
+            .portfolio_opens
+            .load(Ordering::Relaxed)
+    };
+
+    let mut dora = connect(&srv, "dora", false).await;
+    let names = vec!["portfolio"; 5_000];
+    let (ack, state) =
+        subscribe(&mut dora, json!({"op":"subscribe","id":1,"channels":names})).await;
+    assert_eq!(ack["channels"], json!(["portfolio"]), "{ack}");
+    assert_eq!(state["reason"], "snapshot", "{state}");
+    assert_eq!(opens(), 1, "5,000 repeats of one name are one look-up");
+
+    // Nine distinct names (one more than ws.max_subscriptions): refused whole, nothing read.
+    let mut names: Vec<String> = (0..8).map(|i| format!("ticks:NOPE{i}")).collect();
+    names.push("portfolio".to_owned());
+    dora.send(json!({"op":"subscribe","id":2,"channels":names}))
+        .await;
+    let e = dora.event().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["id"].as_i64()),
+        (Some("error"), Some("too_many_subscriptions"), Some(2)),
+        "{e}"
+    );
+    assert!(dora.silent_for(Duration::from_millis(300)).await);
+    assert_eq!(opens(), 1, "a refused op resolves nothing");
 }

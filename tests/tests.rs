@@ -7,6 +7,7 @@ mod amplification;
 mod auth;
 mod book;
 mod cluster;
+mod cluster_resume;
 mod config;
 mod encoding;
 mod feeds;

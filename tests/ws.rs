@@ -110,7 +110,8 @@ async fn resume_older_than_the_ring_gets_a_reset_snapshot() {
     // Ring capacity is 16 in tests: after 40 ticks, seq 24 is the oldest held.
     srv.ingest_n("MSFT", 40, 0.0).await;
     srv.wait_seq("MSFT", 40).await;
-    for from in [3, 99] {
+    // Ahead of the ring, up to the largest `from` there is, is a reset too.
+    for from in [3, 99, u64::MAX] {
         let mut c = srv.connect().await;
         c.subscribe(json!({"op":"subscribe","channels":["ticks:MSFT"],"from":{"ticks:MSFT":from}}))
             .await;

@@ -17,8 +17,9 @@ use crate::protocol::{Problem, ProblemCode};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct BookQuery {
-    /// Levels per side, 1..=`book.depth` (the default, 25).
-    #[param(value_type = Option<u64>, minimum = 1, maximum = 200)]
+    /// Levels per side, 1..=`book.depth` (the default, 25); the document states the
+    /// configured maximum.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 25)]
     depth: Option<String>,
 }
 

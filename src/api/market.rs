@@ -140,10 +140,10 @@ pub(crate) struct TickPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TicksQuery {
-    /// RFC 3339 or epoch ms, inclusive
+    /// RFC 3339 or epoch ms, inclusive (pattern: `params::TIME_PATTERN`)
     #[param(min_length = 1)]
     from: Option<String>,
-    /// RFC 3339 or epoch ms, exclusive
+    /// RFC 3339 or epoch ms, exclusive; after `from`
     #[param(min_length = 1)]
     to: Option<String>,
     /// 1..=`api.max_page_size` (1000 by default)
@@ -230,10 +230,10 @@ pub(crate) struct BarsQuery {
     /// 1s, 1m, 5m, 1h or 1d
     #[param(required = true, value_type = String, pattern = "^(1s|1m|5m|1h|1d)$")]
     interval: Option<String>,
-    /// RFC 3339 or epoch ms, inclusive
+    /// RFC 3339 or epoch ms, inclusive (pattern: `params::TIME_PATTERN`)
     #[param(min_length = 1)]
     from: Option<String>,
-    /// RFC 3339 or epoch ms, exclusive
+    /// RFC 3339 or epoch ms, exclusive; after `from`
     #[param(min_length = 1)]
     to: Option<String>,
     /// 1..=`api.max_page_size` (1000 by default)

@@ -27,6 +27,17 @@ pub(crate) fn params<T>(q: Params<T>) -> Result<T, Problem> {
     })
 }
 
+/// The forms of a time value, for the OpenAPI document: an integer that fits (ms below 1e14,
+/// ns above) or RFC 3339 from 1970 to 2261 with fields in range. That the date exists
+/// (`2026-02-31`), that it is not before the epoch once its offset applies, and `from < to` are
+/// the server's to check (400).
+pub(crate) const TIME_PATTERN: &str = concat!(
+    r"^(0*([0-9]{1,18}|[1-8][0-9]{18})",
+    r"|(19[7-9][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?",
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+);
+
 /// `from`/`to`: RFC 3339 (`2026-01-02T03:04:05.123Z`) or integer epoch milliseconds (by the
 /// magnitude rule of [`crate::timestamp`], from 1e14 up nanoseconds). Returns nanoseconds since
 /// the epoch.

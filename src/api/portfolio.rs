@@ -88,17 +88,19 @@ enum TimeIn {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TradeIn<'a> {
+    #[schema(pattern = "^[A-Z0-9._-]{1,32}$")]
     symbol: String,
     /// `buy` or `sell`
+    #[schema(pattern = "^(buy|sell)$")]
     side: String,
     /// Exact decimal, > 0, at most 1e15 and 12 fraction digits: a JSON number (read as its
     /// digits, never as a float) or a string of one.
     #[serde(borrow)]
-    #[schema(value_type = f64)]
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1e15)]
     quantity: &'a RawValue,
     /// Exact decimal, as `quantity`.
     #[serde(borrow)]
-    #[schema(value_type = f64)]
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1e15)]
     price: &'a RawValue,
     /// Fill time, RFC 3339 or epoch ms; now when absent (a retry without it, with the same
     /// `Idempotency-Key`, replays the first trade).
@@ -186,7 +188,8 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
 /// Records a fill; a repeated `Idempotency-Key` returns the first result instead.
 #[utoipa::path(post, path = "/api/v1/portfolio/trades", tag = "portfolio",
     request_body = TradeIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..=128 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=128 visible ASCII characters",
+        pattern = "^[!-~]{1,128}$")),
     responses((status = 201, body = TradeOut), (status = 200, body = TradeOut, description = "replayed"),
         (status = 400, description = "malformed_body, bad_idempotency_key"),
         (status = 401, description = "unauthorized"),

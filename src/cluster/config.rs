@@ -68,6 +68,8 @@ pub struct ClusterConfig {
     pub warm_ms: u64,
     /// Most events one resume may read from the stream (a longer gap gets `reset`).
     pub resume_max_events: usize,
+    /// Most gaps one subscribe may read from the stream (the others get `reset`).
+    pub resume_max_reads: usize,
 }
 
 impl ClusterConfig {
@@ -135,6 +137,11 @@ impl ClusterConfig {
             self.resume_max_events >= 1,
             "cluster.resume_max_events",
             "must be at least 1",
+        )?;
+        check(
+            self.resume_max_reads >= 1,
+            "cluster.resume_max_reads",
+            "must be at least 1",
         )
     }
 
@@ -168,6 +175,7 @@ mod tests {
             publish_buffer_bytes: 64 << 20,
             warm_ms: 60_000,
             resume_max_events: 100_000,
+            resume_max_reads: 16,
         }
     }
 
@@ -229,6 +237,14 @@ mod tests {
                 },
                 true,
                 "cluster.replicas",
+            ),
+            (
+                ClusterConfig {
+                    resume_max_reads: 0,
+                    ..edge()
+                },
+                true,
+                "cluster.resume_max_reads",
             ),
         ];
         for (c, pg, key) in cases {

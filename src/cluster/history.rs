@@ -24,6 +24,8 @@ pub(crate) struct StreamHistory {
     pub nats: Arc<Nats>,
     pub symbols: Arc<Symbols>,
     pub max_events: usize,
+    /// Most gaps one subscribe may read (`cluster.resume_max_reads`).
+    pub max_reads: usize,
     /// The indicator field names, to read `indicators` events back for their other encoding.
     pub fields: IndicatorFields,
 }
@@ -33,6 +35,7 @@ impl std::fmt::Debug for StreamHistory {
         f.debug_struct("StreamHistory")
             .field("prefix", &self.nats.prefix)
             .field("max_events", &self.max_events)
+            .field("max_reads", &self.max_reads)
             .finish()
     }
 }
@@ -101,11 +104,12 @@ impl StreamHistory {
             .await
             .ok()?;
         let mut messages = consumer.messages().await.ok()?;
-        let mut out = Vec::with_capacity((until - from) as usize);
+        // Grown as read: reserving the whole gap would hold up to `max_events` handles for a
+        // read that the byte budget may end after a few.
+        let mut out = Vec::new();
         let channel = format!("{}:{name}", ch.kind.as_str());
-        let mut want = from + 1;
         let mut bytes = 0usize;
-        while want <= until {
+        for want in from + 1..=until {
             let m = messages.next().await?.ok()?;
             let seq = header_seq(m.headers.as_ref())?;
             if seq != want {
@@ -119,7 +123,6 @@ impl StreamHistory {
             // The stream carries the JSON; a MessagePack connection needs its form too.
             let decoded = decode_event(ch.kind, ch.symbol, &m.payload, &self.fields).ok()?;
             out.push(rewire(&channel, m.payload.clone(), &decoded, &self.fields));
-            want += 1;
         }
         Some(out)
     }
@@ -139,5 +142,9 @@ impl History for StreamHistory {
                 .ok()
                 .flatten()
         })
+    }
+
+    fn max_reads(&self) -> usize {
+        self.max_reads
     }
 }

@@ -29,7 +29,9 @@ use crate::model::Event;
 
 pub use backlog::PipelineBacklog;
 pub use hub::{ConnId, Hub, HubConfig};
-pub use outbox::{BookSnapshot, Item, Outbox, OutboxLimits, OutboxStats, Snapshot};
+pub use outbox::{
+    BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, Snapshot,
+};
 pub use subscriptions::{Subscribe, Target};
 
 /// Where sequenced events go after ingest. Implemented by [`Hub`]; a broker-backed

@@ -245,6 +245,10 @@ metrics! {
         "http requests refused by the rate limit";
     counter slow_consumers_closed => "tickcast_ws_slow_consumers_closed_total",
         "connections closed with 1013";
+    counter portfolio_opens => "tickcast_ws_portfolio_opens_total",
+        "portfolio channels opened by subscribes (each reads the store)";
+    counter history_reads => "tickcast_ws_history_reads_total",
+        "resume gaps read from history older than the ring (an edge's stream)";
     counter rate_limited_ops => "tickcast_ws_rate_limited_ops_total",
         "inbound ops refused by the rate limit";
     counter feed_errors => "tickcast_feed_errors_total",

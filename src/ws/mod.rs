@@ -4,6 +4,7 @@ mod books;
 mod config;
 pub mod limits;
 mod ops;
+mod resume;
 pub mod session;
 
 pub use config::WsConfig;
@@ -86,6 +87,9 @@ pub trait History: Send + Sync + std::fmt::Debug {
         until: u64,
         max_bytes: usize,
     ) -> futures_util::future::BoxFuture<'_, Option<Vec<crate::model::Wire>>>;
+
+    /// Most gaps one subscribe may read (`cluster.resume_max_reads`); the others get `reset`.
+    fn max_reads(&self) -> usize;
 }
 
 impl WsContext {

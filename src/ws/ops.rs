@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::WsContext;
 use super::books::{BookSub, BookSubs};
+use super::{WsContext, resume};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
@@ -41,6 +41,16 @@ pub(super) struct Ops<'a> {
     pub(super) portfolio: Option<ChannelId>,
     /// The connection's book subscriptions, as its writer serves them.
     pub(super) books: BookSubs,
+}
+
+/// The names of `channels` in their first order, each once.
+fn distinct(channels: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    channels
+        .iter()
+        .map(String::as_str)
+        .filter(|n| seen.insert(*n))
+        .collect()
 }
 
 impl Ops<'_> {
@@ -205,6 +215,10 @@ impl Ops<'_> {
                     .to_owned(),
             ));
         };
+        self.ctx
+            .metrics
+            .portfolio_opens
+            .fetch_add(1, Ordering::Relaxed);
         match self.ctx.portfolios.open(&p.user).await {
             Ok(ch) => {
                 self.portfolio = Some(ch);
@@ -273,14 +287,32 @@ impl Ops<'_> {
             let msg = format!("depth {n} is outside 1..={book_depth} (book.depth)");
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
+        let limits = self
+            .principal
+            .as_ref()
+            .map(|p| p.limits)
+            .unwrap_or_default();
+        let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
+        // Repeated names are resolved once (`portfolio` reads the store), and an op naming more
+        // distinct channels than any connection may hold is refused before any is resolved. A
+        // token's smaller limit is applied to what is held (names it refuses are not held).
+        let names = distinct(channels);
+        let max_names = max_subscriptions.max(cfg.max_subscriptions);
+        if names.len() > max_names {
+            let msg = format!(
+                "this subscribe names {} distinct channels; at most {max_names} may be held",
+                names.len()
+            );
+            return self.error(id, ErrorCode::TooManySubscriptions, &msg);
+        }
         let mut targets = Vec::new();
         let mut accepted = Vec::new();
-        for name in channels {
+        for name in names {
             match self.resolve_permitted(name).await {
                 Ok(t) if targets.contains(&t) => {}
                 Ok(t) => {
                     targets.push(t);
-                    accepted.push(name.clone());
+                    accepted.push(name.to_owned());
                 }
                 Err((code, msg)) => self.error(id, code, &msg),
             }
@@ -316,12 +348,6 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
-        let limits = self
-            .principal
-            .as_ref()
-            .map(|p| p.limits)
-            .unwrap_or_default();
-        let max_subscriptions = limits.subscriptions.unwrap_or(cfg.max_subscriptions);
         let would_hold = self.hub().count_after(self.conn, &targets);
         if would_hold > max_subscriptions {
             let msg = format!(
@@ -367,6 +393,8 @@ impl Ops<'_> {
     /// For each resume point whose gap has left the ring, the missed events from older history
     /// (an edge's stream) up to the ring's newest, so the ring replays the rest. Without
     /// history, or when it no longer holds them, the hub answers `reset` as on a single node.
+    /// What is read is planned first ([`resume::plan`]): at most `cluster.resume_max_reads`
+    /// gaps, each within its share of the connection's held budget.
     async fn prefetch(
         &self,
         resume: &HashMap<ChannelId, u64>,
@@ -375,20 +403,24 @@ impl Ops<'_> {
         let Some(history) = &self.ctx.history else {
             return out;
         };
-        for (&ch, &from) in resume {
-            let (oldest, last) = self.hub().held_range(ch);
-            if from + 1 >= oldest || from >= last {
-                continue; // the ring serves it (or it is ahead: the hub says so)
-            }
-            // Never read more than the connection could hold: a replay that does not fit is
-            // answered with `reset` anyway.
-            let room = self.outbox.held_room();
-            if let Some(events) = history.range(ch, from, last, room).await {
-                self.ctx
-                    .metrics
+        let room = self.outbox.held_room();
+        let gaps = resume::plan(
+            resume,
+            |ch| self.hub().held_range(ch),
+            room,
+            history.max_reads(),
+        );
+        for gap in gaps {
+            let metrics = &self.ctx.metrics;
+            metrics.history_reads.fetch_add(1, Ordering::Relaxed);
+            if let Some(events) = history
+                .range(gap.ch, gap.from, gap.until, gap.max_bytes)
+                .await
+            {
+                metrics
                     .cluster_resumes_from_stream
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                out.insert(ch, (last, events));
+                    .fetch_add(1, Ordering::Relaxed);
+                out.insert(gap.ch, (gap.until, events));
             }
         }
         out
