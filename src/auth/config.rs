@@ -50,7 +50,10 @@ impl AuthConfig {
     /// For printing: the secret masked.
     pub fn redacted(&self) -> AuthConfig {
         AuthConfig {
-            jwt_hs256_secret: self.jwt_hs256_secret.as_ref().map(|_| "***".into()),
+            jwt_hs256_secret: self
+                .jwt_hs256_secret
+                .as_ref()
+                .map(|_| crate::redact::MASK.into()),
             ..self.clone()
         }
     }

@@ -25,7 +25,6 @@ use crate::config_section::ms;
 use crate::model::Side;
 
 pub use config::DatabaseConfig;
-pub(crate) use config::redact_url_password;
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.
