@@ -25,6 +25,13 @@ fn unknown_or_bad_keys_stop_startup_naming_the_key() {
             "0",
             "feeds.max_future_skew_ms",
         ),
+        // Past a day (u64::MAX overflowed the issued token's `exp`).
+        (
+            "TICKCAST_AUTH__TOKEN_TTL_S",
+            "18446744073709551615",
+            "auth.token_ttl_s",
+        ),
+        ("TICKCAST_AUTH__JWT_AUDIENCE", "", "auth.jwt_audience"),
     ];
     for (key, value, needle) in cases {
         let out = tickcast()
