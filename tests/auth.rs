@@ -9,16 +9,23 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::util::{self, Client, Got, TestServer};
 
-const SECRET: &str = "an-end-to-end-secret-of-32-bytes-or-more";
+/// The token `POST /api/v1/auth/token` gives for `key`.
+pub(crate) async fn exchange(srv: &TestServer, key: &str) -> String {
+    let (status, _, body) = srv.post("/api/v1/auth/token", Some(key), &[], b"").await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
 
-fn now_s() -> u64 {
+pub(crate) const SECRET: &str = "an-end-to-end-secret-of-32-bytes-or-more";
+
+pub(crate) fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
 }
 
-fn token(claims: Value) -> String {
+pub(crate) fn token(claims: Value) -> String {
     encode(
         &Header::default(),
         &claims,
@@ -38,14 +45,14 @@ async fn server(anonymous: bool) -> TestServer {
     srv
 }
 
-async fn connect_with(srv: &TestServer, token: &str) -> Client {
+pub(crate) async fn connect_with(srv: &TestServer, token: &str) -> Client {
     let (ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", srv.url()))
         .await
         .expect("connects with a valid token");
     Client::from_stream(ws)
 }
 
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or_default()
 }
 
@@ -441,10 +448,7 @@ async fn an_expected_issuer_and_audience_refuse_other_tokens_and_mark_issued_one
         .create_user("olga")
         .await
         .expect("user");
-    let (status, _, body) = srv.post("/api/v1/auth/token", Some(&key), &[], b"").await;
-    assert_eq!(status, 200, "{body}");
-    let issued = body["token"].as_str().expect("token");
-    let mut c = connect_with(&srv, issued).await;
+    let mut c = connect_with(&srv, &exchange(&srv, &key).await).await;
     c.send(json!({"op":"ping","id":2})).await;
     assert_eq!(c.event().await["type"], "pong");
 }

@@ -6,6 +6,7 @@
 mod config;
 mod connections;
 mod patterns;
+mod scope;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use config::AuthConfig;
 pub use connections::{ConnectionsExhausted, UserConnections, UserSlot};
 pub use patterns::ChannelPatterns;
+pub use scope::Scope;
 
 use crate::config_section::ConfigError;
 use crate::model::Kind;
@@ -36,16 +38,20 @@ pub enum AuthError {
 
 /// Per-token limits (the `limits` claim); each overrides the server's default for anonymous
 /// connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenLimits {
     /// Subscriptions the connection may hold (`ws.max_subscriptions` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<usize>,
     /// Every subscription of the connection is throttled to at least this (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_throttle_ms: Option<u64>,
     /// Ops per second (`ws.ops_per_second` otherwise), with a burst of twice that.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ops_per_second: Option<u32>,
     /// Connections the user may hold open on this node at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<usize>,
 }
 
@@ -91,6 +97,9 @@ struct Issued<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+    /// The user's stored scope (`channels`, `limits`), so the token restricts what the key does.
+    #[serde(flatten)]
+    scope: &'a Scope,
 }
 
 /// Verifies tokens with the configured key (and, with an HS256 secret, issues them).
@@ -171,8 +180,9 @@ impl Verifier {
         })))
     }
 
-    /// A token for `user`, valid for `auth.token_ttl_s` from `now_s`; with its `exp`.
-    pub fn issue(&self, user: &str, now_s: u64) -> Result<(String, u64), AuthError> {
+    /// A token for `user` within `scope`, valid for `auth.token_ttl_s` from `now_s`; with its
+    /// `exp`.
+    pub fn issue(&self, user: &str, scope: &Scope, now_s: u64) -> Result<(String, u64), AuthError> {
         let signer = self.signer.as_ref().ok_or(AuthError::CannotSign)?;
         // `auth.token_ttl_s` is at most a day; saturating all the same.
         let exp = now_s.saturating_add(self.ttl_s);
@@ -182,6 +192,7 @@ impl Verifier {
             iat: now_s,
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
+            scope,
         };
         jsonwebtoken::encode(&Header::default(), &claims, signer)
             .map(|t| (t, exp))
@@ -207,10 +218,8 @@ impl Verifier {
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty `sub`".into()));
         }
-        if let Some(limits) = &claims.limits
-            && (limits.ops_per_second == Some(0) || limits.connections == Some(0))
-        {
-            return Err(AuthError::Invalid("a limit of 0 admits nothing".into()));
+        if let Some(limits) = &claims.limits {
+            limits.check().map_err(AuthError::Invalid)?;
         }
         let channels = claims
             .channels

@@ -235,7 +235,7 @@ fn an_expected_issuer_and_audience_are_required() {
         );
     }
     // Tokens this server issues carry both.
-    let (token, _) = v.issue("b", now_s()).unwrap();
+    let (token, _) = v.issue("b", &Scope::default(), now_s()).unwrap();
     assert_eq!(v.verify(&token).unwrap().user, "b");
     // Without an expected audience, a token for some audience is refused all the same.
     let open = Verifier::from_config(&config(Some(SECRET), None))
@@ -254,11 +254,24 @@ fn an_hs256_server_issues_tokens_it_verifies() {
         .unwrap()
         .unwrap();
     let now = now_s();
-    let (token, exp) = v.issue("dave", now).unwrap();
+    let (token, exp) = v.issue("dave", &Scope::default(), now).unwrap();
     assert_eq!(exp, now + 900);
     let p = v.verify(&token).unwrap();
     assert_eq!(
-        (p.user.as_str(), p.expires_s, p.channels),
-        ("dave", exp, None)
+        (p.user.as_str(), p.expires_s, p.channels, p.limits),
+        ("dave", exp, None, TokenLimits::default())
     );
+    // A user's scope travels in the token.
+    let scope = Scope {
+        channels: Some(vec!["ticks:AAPL".into()]),
+        limits: Some(TokenLimits {
+            subscriptions: Some(1),
+            ..TokenLimits::default()
+        }),
+    };
+    let (token, _) = v.issue("erin", &scope, now).unwrap();
+    let p = v.verify(&token).unwrap();
+    assert!(p.may_subscribe(Kind::Ticks, Some("AAPL")));
+    assert!(!p.may_subscribe(Kind::Ticks, Some("MSFT")));
+    assert_eq!(p.limits.subscriptions, Some(1));
 }

@@ -44,6 +44,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("user {0:?} already exists")]
     UserExists(String),
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
     #[error("idempotency key reused with a different trade")]
     IdempotencyConflict,
     #[error(transparent)]
