@@ -52,6 +52,16 @@ pub(crate) async fn connect_with(srv: &TestServer, token: &str) -> Client {
     Client::from_stream(ws)
 }
 
+/// A well-formed token signed with another key: it costs a verification to refuse.
+fn forged_token() -> String {
+    encode(
+        &Header::default(),
+        &json!({"sub":"mallory","exp":now_s() + 600}),
+        &EncodingKey::from_secret(b"some-other-secret-of-32-bytes-or-more"),
+    )
+    .expect("token")
+}
+
 pub(crate) fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or_default()
 }
@@ -460,12 +470,7 @@ async fn upgrades_past_the_rate_limit_are_refused_before_their_token_is_verified
     c.ws.upgrades_per_second = 1;
     c.ws.upgrade_burst = 2;
     let srv = util::start(c).await;
-    let forged = encode(
-        &Header::default(),
-        &json!({"sub":"mallory","exp":now_s() + 600}),
-        &EncodingKey::from_secret(b"some-other-secret-of-32-bytes-or-more"),
-    )
-    .expect("token");
+    let forged = forged_token();
     let mut statuses = Vec::new();
     for _ in 0..8 {
         let (status, _, _) =
@@ -488,4 +493,32 @@ async fn upgrades_past_the_rate_limit_are_refused_before_their_token_is_verified
         verified, refused,
         "only admitted upgrades were verified: {statuses:?}"
     );
+}
+
+/// The `auth` op on an open socket is bounded by the connection's op rate like any op: past it,
+/// `rate_limited` without the token being verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_ops_past_the_op_rate_are_refused_before_their_token_is_verified() {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.ws.ops_per_second = 1;
+    c.ws.ops_burst = 2;
+    let srv = util::start(c).await;
+    let forged = forged_token();
+    let mut c = srv.connect().await;
+    for id in 0..6 {
+        c.send(json!({"op":"auth","id":id,"token":forged})).await;
+    }
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(code(&c.event_of("error").await).to_owned());
+    }
+    let verified = srv
+        .server()
+        .metrics()
+        .tokens_verified
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let refused = codes.iter().filter(|c| *c == "unauthorized").count() as u64;
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+    assert_eq!(verified, refused, "{codes:?}");
 }
