@@ -20,6 +20,7 @@ use crate::config_section::check;
 pub use crate::feed::FeedsConfig;
 pub use crate::pipeline::PipelineConfig;
 pub use crate::portfolio::PortfolioConfig;
+use crate::redact;
 pub use crate::ring::RingConfig;
 pub use crate::store::DatabaseConfig;
 pub use crate::telemetry::LogConfig;
@@ -27,9 +28,6 @@ pub use crate::ws::WsConfig;
 
 /// The embedded defaults; the file is also the documentation of every key.
 pub(crate) const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-
-/// What a secret prints as.
-pub(crate) const REDACTED: &str = "***";
 
 /// Environment variable prefix for overrides.
 pub(crate) const ENV_PREFIX: &str = "TICKCAST_";
@@ -108,21 +106,18 @@ impl Config {
         Self::from_layers(overlay, std::env::vars().chain(overrides))
     }
 
-    /// A copy safe to print: the ingest token and any database or NATS password are masked.
+    /// A copy safe to print: the ingest token, the HS256 secret and every credential in a URL
+    /// (database, NATS, upstream feeds; see [`crate::redact::url`]) are masked.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         if !c.feeds.http.token.is_empty() {
-            c.feeds.http.token = REDACTED.to_owned();
+            c.feeds.http.token = redact::MASK.to_owned();
         }
-        c.database.url = self.database.redacted_url();
-        // NATS URLs may carry credentials too (a comma-separated list of servers).
-        c.cluster.nats_url = self
-            .cluster
-            .nats_url
-            .split(',')
-            .map(crate::store::redact_url_password)
-            .collect::<Vec<_>>()
-            .join(",");
+        c.database.url = redact::url(&self.database.url);
+        c.cluster.nats_url = redact::url(&self.cluster.nats_url);
+        for feed in std::iter::once(&mut c.feeds.upstream).chain(&mut c.feeds.upstreams) {
+            feed.url = redact::url(&feed.url);
+        }
         c.auth = self.auth.redacted();
         c
     }

@@ -37,6 +37,7 @@ pub mod pipeline;
 pub mod portfolio;
 pub(crate) mod predict;
 pub mod protocol;
+pub(crate) mod redact;
 pub mod ring;
 pub mod rooms;
 pub mod server;

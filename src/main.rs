@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tickcast::auth::{Scope, TokenLimits};
 use tickcast::config::Config;
 use tickcast::server::Server;
 use tickcast::store::Store;
@@ -55,7 +56,52 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create a user and print its new API key (shown once; only a hash is stored).
-    Add { name: String },
+    Add {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Change what a user's tokens may do (tokens issued from now on; those already issued keep
+    /// theirs until they expire), and print the user's scope. Parts not given stay as they are.
+    Set {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Lift the channel restriction: every channel.
+        #[arg(long, conflicts_with = "channels")]
+        clear_channels: bool,
+        /// Lift the limits: the server's defaults.
+        #[arg(long, conflicts_with = "limits")]
+        clear_limits: bool,
+    },
+}
+
+/// The scope of a user's tokens: their `channels` and `limits` claims (docs/PROTOCOL.md
+/// "Authentication").
+#[derive(clap::Args)]
+struct ScopeArgs {
+    /// Channel patterns the user's tokens may subscribe, comma-separated or repeated:
+    /// `<kind|*>:<SYMBOL|PREFIX*|*>` (`ticks:AAPL,bars.1m:BTC-*`). Without it: every channel.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    channels: Option<Vec<String>>,
+    /// Limits of the user's tokens, `name=number` comma-separated: subscriptions,
+    /// min_throttle_ms, ops_per_second, connections (`subscriptions=10,connections=2`).
+    #[arg(long)]
+    limits: Option<String>,
+}
+
+impl ScopeArgs {
+    /// `current` with the parts given here replaced, checked as a token's claims are.
+    fn apply(self, mut current: Scope) -> anyhow::Result<Scope> {
+        if let Some(channels) = self.channels {
+            current.channels = Some(channels.into_iter().map(|c| c.trim().to_owned()).collect());
+        }
+        if let Some(limits) = self.limits {
+            current.limits = Some(TokenLimits::parse_pairs(&limits).map_err(anyhow::Error::msg)?);
+        }
+        current.check().map_err(anyhow::Error::msg)?;
+        Ok(current)
+    }
 }
 
 fn main() -> ExitCode {
@@ -91,16 +137,45 @@ fn main() -> ExitCode {
             Ok(())
         })),
         Command::User {
-            command: UserCommand::Add { name },
+            command: UserCommand::Add { name, scope },
             ..
         } => report(with_store(&config, |store| async move {
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                 anyhow::bail!("user name must be 1..=64 printable characters");
             }
+            let scope = scope.apply(Scope::default())?;
             store.migrate().await?;
-            let (id, key) = store.create_user(&name).await?;
-            eprintln!("created user {name:?} (id {id}); its API key, shown only this once:");
+            let (id, key) = store.create_user_scoped(&name, &scope).await?;
+            eprintln!(
+                "created user {name:?} (id {id}, scope {}); its API key, shown only this once:",
+                serde_json::to_string(&scope)?
+            );
             println!("{key}");
+            Ok(())
+        })),
+        Command::User {
+            command:
+                UserCommand::Set {
+                    name,
+                    scope,
+                    clear_channels,
+                    clear_limits,
+                },
+            ..
+        } => report(with_store(&config, |store| async move {
+            store.migrate().await?;
+            let Some(mut current) = store.user_scope(&name).await? else {
+                anyhow::bail!("no user {name:?}");
+            };
+            if clear_channels {
+                current.channels = None;
+            }
+            if clear_limits {
+                current.limits = None;
+            }
+            let scope = scope.apply(current)?;
+            store.set_user_scope(&name, &scope).await?;
+            println!("{}", serde_json::to_string(&scope)?);
             Ok(())
         })),
     }

@@ -249,6 +249,7 @@ impl Server {
                 max_body_bytes: config.api.max_body_bytes,
                 verified: verified.clone(),
                 live: portfolios.clone(),
+                max_future_skew_ms: config.feeds.max_future_skew_ms,
             },
             predictions: PredictionState {
                 symbols: symbols.clone(),

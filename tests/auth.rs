@@ -9,16 +9,23 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::util::{self, Client, Got, TestServer};
 
-const SECRET: &str = "an-end-to-end-secret-of-32-bytes-or-more";
+/// The token `POST /api/v1/auth/token` gives for `key`.
+pub(crate) async fn exchange(srv: &TestServer, key: &str) -> String {
+    let (status, _, body) = srv.post("/api/v1/auth/token", Some(key), &[], b"").await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
 
-fn now_s() -> u64 {
+pub(crate) const SECRET: &str = "an-end-to-end-secret-of-32-bytes-or-more";
+
+pub(crate) fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
 }
 
-fn token(claims: Value) -> String {
+pub(crate) fn token(claims: Value) -> String {
     encode(
         &Header::default(),
         &claims,
@@ -38,14 +45,24 @@ async fn server(anonymous: bool) -> TestServer {
     srv
 }
 
-async fn connect_with(srv: &TestServer, token: &str) -> Client {
+pub(crate) async fn connect_with(srv: &TestServer, token: &str) -> Client {
     let (ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", srv.url()))
         .await
         .expect("connects with a valid token");
     Client::from_stream(ws)
 }
 
-fn code(v: &Value) -> &str {
+/// A well-formed token signed with another key: it costs a verification to refuse.
+fn forged_token() -> String {
+    encode(
+        &Header::default(),
+        &json!({"sub":"mallory","exp":now_s() + 600}),
+        &EncodingKey::from_secret(b"some-other-secret-of-32-bytes-or-more"),
+    )
+    .expect("token")
+}
+
+pub(crate) fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or_default()
 }
 
@@ -363,4 +380,145 @@ async fn a_refresh_with_narrower_channels_drops_what_it_no_longer_permits() {
     c.send(json!({"op":"unsubscribe","id":8,"channels":["ticks:AAPL"]}))
         .await;
     assert_eq!(code(&c.event_of("error").await), "not_subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_not_yet_valid_is_refused_at_connect_and_in_auth() {
+    let srv = server(true).await;
+    let later = token(json!({"sub":"nina","exp":now_s() + 7200,"nbf":now_s() + 3600}));
+    let (status, _, body) =
+        util::http(srv.addr, "GET", &format!("/ws?token={later}"), &[], b"").await;
+    let p: Value = serde_json::from_slice(&body).expect("problem");
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not yet valid"),
+        "{p}"
+    );
+    let mut c = srv.connect().await;
+    c.send(json!({"op":"auth","id":1,"token":later})).await;
+    let e = c.event().await;
+    assert_eq!(
+        (code(&e), e["id"].as_i64()),
+        ("unauthorized", Some(1)),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not yet valid"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_issuer_and_audience_refuse_other_tokens_and_mark_issued_ones() {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.auth.jwt_issuer = Some("https://id.example".into());
+    c.auth.jwt_audience = Some("tickcast".into());
+    let srv = util::start(c).await;
+    let exp = now_s() + 600;
+    let ours = json!({"sub":"olga","exp":exp,"iss":"https://id.example","aud":"tickcast"});
+    let mut other_aud = ours.clone();
+    other_aud["aud"] = json!("billing");
+    let mut other_iss = ours.clone();
+    other_iss["iss"] = json!("https://elsewhere.example");
+    let mut no_aud = ours.clone();
+    no_aud.as_object_mut().map(|o| o.remove("aud"));
+    for (claims, detail) in [
+        (other_aud, "wrong `aud`"),
+        (other_iss, "wrong `iss`"),
+        (no_aud, "no `aud` claim"),
+    ] {
+        let t = token(claims.clone());
+        let (status, _, body) =
+            util::http(srv.addr, "GET", &format!("/ws?token={t}"), &[], b"").await;
+        let p: Value = serde_json::from_slice(&body).expect("problem");
+        assert_eq!(status, 401, "{claims}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap_or_default().contains(detail),
+            "{claims}: {p}"
+        );
+    }
+    let mut ok = connect_with(&srv, &token(ours)).await;
+    ok.send(json!({"op":"ping","id":1})).await;
+    assert_eq!(ok.event().await["type"], "pong");
+    // A token the server issues for an API key carries both, so it opens a connection.
+    let (_, key) = srv
+        .server()
+        .store()
+        .create_user("olga")
+        .await
+        .expect("user");
+    let mut c = connect_with(&srv, &exchange(&srv, &key).await).await;
+    c.send(json!({"op":"ping","id":2})).await;
+    assert_eq!(c.event().await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_past_the_rate_limit_are_refused_before_their_token_is_verified() {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.ws.upgrades_per_second = 1;
+    c.ws.upgrade_burst = 2;
+    let srv = util::start(c).await;
+    let forged = forged_token();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (status, _, _) =
+            util::http(srv.addr, "GET", &format!("/ws?token={forged}"), &[], b"").await;
+        statuses.push(status);
+    }
+    // The burst's two are verified and refused (401); the rest are rate limited first (429).
+    assert_eq!(statuses[..2], [401, 401], "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    let verified = srv
+        .server()
+        .metrics()
+        .tokens_verified
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let refused = statuses.iter().filter(|s| **s == 401).count() as u64;
+    assert_eq!(
+        verified, refused,
+        "only admitted upgrades were verified: {statuses:?}"
+    );
+}
+
+/// The `auth` op on an open socket is bounded by the connection's op rate like any op: past it,
+/// `rate_limited` without the token being verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_ops_past_the_op_rate_are_refused_before_their_token_is_verified() {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    c.ws.ops_per_second = 1;
+    c.ws.ops_burst = 2;
+    let srv = util::start(c).await;
+    let forged = forged_token();
+    let mut c = srv.connect().await;
+    for id in 0..6 {
+        c.send(json!({"op":"auth","id":id,"token":forged})).await;
+    }
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(code(&c.event_of("error").await).to_owned());
+    }
+    let verified = srv
+        .server()
+        .metrics()
+        .tokens_verified
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let refused = codes.iter().filter(|c| *c == "unauthorized").count() as u64;
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+    assert_eq!(verified, refused, "{codes:?}");
 }

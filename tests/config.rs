@@ -25,6 +25,13 @@ fn unknown_or_bad_keys_stop_startup_naming_the_key() {
             "0",
             "feeds.max_future_skew_ms",
         ),
+        // Past a day (u64::MAX overflowed the issued token's `exp`).
+        (
+            "TICKCAST_AUTH__TOKEN_TTL_S",
+            "18446744073709551615",
+            "auth.token_ttl_s",
+        ),
+        ("TICKCAST_AUTH__JWT_AUDIENCE", "", "auth.jwt_audience"),
     ];
     for (key, value, needle) in cases {
         let out = tickcast()
@@ -108,6 +115,60 @@ fn check_config_masks_secrets() {
 }
 
 #[test]
+fn check_config_masks_every_url_credential_form() {
+    // (variable, value, the secret it holds, what is printed instead)
+    let cases = [
+        (
+            "TICKCAST_CLUSTER__NATS_URL",
+            "nats://s3cr3t-token@nats.example:4222",
+            "s3cr3t-token",
+            "nats://***@nats.example:4222",
+        ),
+        (
+            "TICKCAST_CLUSTER__NATS_URL",
+            "nats://nats.example:4222?token=s3cr3t-query",
+            "s3cr3t-query",
+            "nats://nats.example:4222?token=***",
+        ),
+        (
+            "TICKCAST_CLUSTER__NATS_URL",
+            "n1:4222,tok-s3cr3t@n2:4222,nats://u:pw-s3cr3t@n3",
+            "s3cr3t",
+            "n1:4222,***@n2:4222,nats://u:***@n3",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://app@db/ticks?password=pg-s3cr3t&sslmode=require",
+            "pg-s3cr3t",
+            "postgres://app@db/ticks?password=***&sslmode=require",
+        ),
+        (
+            "TICKCAST_FEEDS__UPSTREAM__URL",
+            "wss://venue.example/ws?apikey=venue-s3cr3t",
+            "venue-s3cr3t",
+            "wss://venue.example/ws?apikey=***",
+        ),
+        (
+            "TICKCAST_FEEDS__UPSTREAM__URL",
+            "wss://user:venue-s3cr3t@venue.example/ws",
+            "venue-s3cr3t",
+            "wss://user:***@venue.example/ws",
+        ),
+    ];
+    for (var, value, secret, masked) in cases {
+        let out = tickcast()
+            .arg("check-config")
+            .env(var, value)
+            .output()
+            .expect("runs");
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{var}={value}: {printed}");
+        assert!(!printed.contains(secret), "{var}={value}: {printed}");
+        assert!(printed.contains(masked), "{var}={value}: {printed}");
+    }
+}
+
+#[test]
 fn cluster_roles_are_checked_before_startup() {
     // An edge or ingest node shares history through PostgreSQL; the default SQLite is refused.
     let out = tickcast()
@@ -134,11 +195,15 @@ fn cluster_roles_are_checked_before_startup() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.role"));
-    // NATS that never answers: start-up fails after connect_timeout_ms, naming the key.
+    // NATS that never answers: start-up fails after connect_timeout_ms, naming the key; neither
+    // the retries' log lines nor the error print the URL's password.
     let out = tickcast()
         .args(["serve", "--role", "ingest"])
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-        .env("TICKCAST_CLUSTER__NATS_URL", "nats://127.0.0.1:1")
+        .env(
+            "TICKCAST_CLUSTER__NATS_URL",
+            "nats://u:nats-pw-1@127.0.0.1:1",
+        )
         .env("TICKCAST_CLUSTER__CONNECT_TIMEOUT_MS", "300")
         .env("TICKCAST_SERVER__LISTEN", "127.0.0.1:0")
         .output()
@@ -146,4 +211,10 @@ fn cluster_roles_are_checked_before_startup() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster.nats_url"), "{err}");
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("nats not reachable yet"), "{logs}");
+    for output in [&err, &logs] {
+        assert!(!output.contains("nats-pw-1"), "{output}");
+        assert!(output.contains("nats://u:***@127.0.0.1:1"), "{output}");
+    }
 }

@@ -214,6 +214,13 @@ async fn bad_trades_are_problems() {
             (with("price", json!(-1.0)), 422, "invalid_trade"),
             (with("time", json!("last tuesday")), 422, "invalid_trade"),
             (with("time", json!(-5)), 422, "invalid_trade"),
+            // Past feeds.max_future_skew_ms (5 s by default): ten years ahead, and one minute.
+            (
+                with("time", json!("2036-01-01T00:00:00Z")),
+                422,
+                "invalid_trade",
+            ),
+            (with("time", json!(now_ms() + 60_000)), 422, "invalid_trade"),
         ];
         for (body, status, code) in cases {
             let (s, got) = trade(&srv, &key, None, body.clone()).await;
@@ -223,6 +230,12 @@ async fn bad_trades_are_problems() {
                 "{body}: {got}"
             );
         }
+        let (_, got) = trade(&srv, &key, None, with("time", json!(now_ms() + 60_000))).await;
+        let detail = got["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("ahead") && detail.contains("feeds.max_future_skew_ms"),
+            "{got}"
+        );
         let long = "k".repeat(129);
         for bad in [long.as_str(), "has space"] {
             let (s, got) = trade(&srv, &key, Some(bad), ok.clone()).await;
@@ -233,7 +246,17 @@ async fn bad_trades_are_problems() {
         }
         let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
         assert_eq!(p["trades"], 0, "{}: nothing recorded", db.backend);
+        // Within the skew a fill dated ahead is recorded.
+        let (s, got) = trade(&srv, &key, None, with("time", json!(now_ms() + 1_000))).await;
+        assert_eq!(s, 201, "{got}");
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// Runs one statement on the server's own database (the test's view behind the API).

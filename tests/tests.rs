@@ -5,6 +5,7 @@ mod util;
 
 mod amplification;
 mod auth;
+mod auth_scopes;
 mod book;
 mod cluster;
 mod cluster_resume;

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 use super::market::store_problem;
 use crate::client::{VerifiedKeys, key_digest};
+use crate::ingest::{TickError, check_future_ts, skew_ns};
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
 use crate::portfolio::money::{self, Exact, MoneyError};
 use crate::portfolio::{self as accounting, LivePortfolios, PortfolioOut};
@@ -41,6 +42,10 @@ pub struct PortfolioState {
     pub verified: Arc<VerifiedKeys>,
     /// The `portfolio` channels: told of every trade recorded.
     pub live: Arc<LivePortfolios>,
+    /// A fill dated more than this ahead of the server clock is refused
+    /// (`feeds.max_future_skew_ms`, the live ticks' rule): one fill dated years ahead would turn
+    /// every later fill of its symbol into a full rebuild.
+    pub max_future_skew_ms: u64,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -103,7 +108,8 @@ pub(crate) struct TradeIn<'a> {
     #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1e15)]
     price: &'a RawValue,
     /// Fill time, RFC 3339 or epoch ms; now when absent (a retry without it, with the same
-    /// `Idempotency-Key`, replays the first trade).
+    /// `Idempotency-Key`, replays the first trade). At most `feeds.max_future_skew_ms`
+    /// (default 5 s) ahead of the server clock: a later time is 422 `invalid_trade`.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     time: Option<TimeIn>,
@@ -153,8 +159,8 @@ fn exact(raw: &RawValue, field: &str) -> Result<rust_decimal::Decimal, Problem> 
     })
 }
 
-/// Checks a trade body; every rule has its message.
-fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
+/// Checks a trade body at `now` (ns); every rule has its message.
+fn validate(t: TradeIn, now: i64, max_future_skew_ms: u64) -> Result<NewTrade, Problem> {
     if !is_valid_symbol(&t.symbol) {
         return Err(invalid(format!(
             "symbol must match [A-Z0-9._-]{{1,32}}, got {:?}",
@@ -167,7 +173,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
     let price = exact(t.price, "price")?;
     let time_sent = t.time.is_some();
     let ts = match t.time {
-        None => now_ns(),
+        None => now,
         Some(TimeIn::Ms(n)) => timestamp::from_integer(n).map_err(|e| match e {
             TimestampError::NotPositive(_) => invalid("time must be after the epoch"),
             _ => invalid("time is out of range"),
@@ -175,6 +181,13 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         Some(TimeIn::Text(s)) => timestamp::parse(&s)
             .map_err(|_| invalid(format!("time must be RFC 3339 or epoch ms, got {s:?}")))?,
     };
+    let max_skew_ns = skew_ns(max_future_skew_ms);
+    if let Err(TickError::Future { ahead_ms, max_ms }) = check_future_ts(ts, now, max_skew_ns) {
+        return Err(invalid(format!(
+            "time is {ahead_ms} ms ahead of the server clock; a trade may be dated at most \
+             {max_ms} ms ahead (feeds.max_future_skew_ms)"
+        )));
+    }
     Ok(NewTrade {
         symbol: t.symbol,
         side,
@@ -195,7 +208,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         (status = 401, description = "unauthorized"),
         (status = 409, description = "idempotency_conflict"),
         (status = 413, description = "body_too_large"),
-        (status = 422, description = "invalid_trade")),
+        (status = 422, description = "invalid_trade: a field breaks its rule, or `time` is more than feeds.max_future_skew_ms ahead of the server clock")),
     security(("bearer" = [])))]
 pub async fn record_trade(
     State(portfolio): State<PortfolioState>,
@@ -225,7 +238,7 @@ pub async fn record_trade(
     };
     let input: TradeIn = serde_json::from_slice(&body)
         .map_err(|e| Problem::new(ProblemCode::MalformedBody, format!("malformed trade: {e}")))?;
-    let trade = validate(input)?;
+    let trade = validate(input, now_ns(), portfolio.max_future_skew_ms)?;
     match portfolio
         .store
         .record_trade(caller.0, &trade, key.as_deref(), accounting::fold)

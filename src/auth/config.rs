@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
 
+/// Longest `auth.token_ttl_s`: a day (connections refresh with an `auth` op).
+const MAX_TOKEN_TTL_S: u64 = 86_400;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -17,6 +20,10 @@ pub struct AuthConfig {
     pub anonymous: bool,
     /// Lifetime of the tokens `POST /api/v1/auth/token` issues for an API key (HS256 only).
     pub token_ttl_s: u64,
+    /// When set, a token must carry this `iss` (tokens this server issues do).
+    pub jwt_issuer: Option<String>,
+    /// When set, a token's `aud` must name this audience (tokens this server issues do).
+    pub jwt_audience: Option<String>,
     /// With `anonymous = false`: a connection that has not authenticated this many seconds
     /// after it opened is closed (4001 `authentication required`).
     pub auth_timeout_s: u64,
@@ -36,6 +43,21 @@ impl AuthConfig {
             "must be at least 32 bytes",
         )?;
         check(
+            (1..=MAX_TOKEN_TTL_S).contains(&self.token_ttl_s),
+            "auth.token_ttl_s",
+            "must be between 1 and 86400 (a day)",
+        )?;
+        for (value, key) in [
+            (&self.jwt_issuer, "auth.jwt_issuer"),
+            (&self.jwt_audience, "auth.jwt_audience"),
+        ] {
+            check(
+                value.as_ref().is_none_or(|v| !v.trim().is_empty()),
+                key,
+                "must not be empty (leave it out to accept any)",
+            )?;
+        }
+        check(
             (1..=300).contains(&self.auth_timeout_s),
             "auth.auth_timeout_s",
             "must be between 1 and 300",
@@ -50,7 +72,10 @@ impl AuthConfig {
     /// For printing: the secret masked.
     pub fn redacted(&self) -> AuthConfig {
         AuthConfig {
-            jwt_hs256_secret: self.jwt_hs256_secret.as_ref().map(|_| "***".into()),
+            jwt_hs256_secret: self
+                .jwt_hs256_secret
+                .as_ref()
+                .map(|_| crate::redact::MASK.into()),
             ..self.clone()
         }
     }

@@ -6,6 +6,7 @@
 mod config;
 mod connections;
 mod patterns;
+mod scope;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use config::AuthConfig;
 pub use connections::{ConnectionsExhausted, UserConnections, UserSlot};
 pub use patterns::ChannelPatterns;
+pub use scope::Scope;
 
 use crate::config_section::ConfigError;
 use crate::model::Kind;
@@ -24,6 +26,8 @@ use crate::model::Kind;
 pub enum AuthError {
     #[error("token expired")]
     Expired,
+    #[error("token not yet valid (nbf)")]
+    NotYetValid,
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("this server has no [auth] key configured; tokens cannot be verified")]
@@ -34,16 +38,20 @@ pub enum AuthError {
 
 /// Per-token limits (the `limits` claim); each overrides the server's default for anonymous
 /// connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenLimits {
     /// Subscriptions the connection may hold (`ws.max_subscriptions` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<usize>,
     /// Every subscription of the connection is throttled to at least this (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_throttle_ms: Option<u64>,
     /// Ops per second (`ws.ops_per_second` otherwise), with a burst of twice that.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ops_per_second: Option<u32>,
     /// Connections the user may hold open on this node at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<usize>,
 }
 
@@ -85,6 +93,13 @@ struct Issued<'a> {
     sub: &'a str,
     exp: u64,
     iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    /// The user's stored scope (`channels`, `limits`), so the token restricts what the key does.
+    #[serde(flatten)]
+    scope: &'a Scope,
 }
 
 /// Verifies tokens with the configured key (and, with an HS256 secret, issues them).
@@ -94,6 +109,9 @@ pub struct Verifier {
     /// Only a shared secret can sign.
     signer: Option<EncodingKey>,
     ttl_s: u64,
+    /// `auth.jwt_issuer` and `auth.jwt_audience`: required of every token, put in issued ones.
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -137,25 +155,44 @@ impl Verifier {
             (None, None) => return Ok(None),
         };
         let mut validation = Validation::new(algorithm);
-        // `exp` is the moment the connection ends; no grace beyond it.
+        // `exp` is the moment the connection ends, `nbf` the first it may start: no grace on
+        // either.
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &cfg.jwt_issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        // Without an expected audience, a token for some audience is not for this server.
+        if let Some(aud) = &cfg.jwt_audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Some(Arc::new(Verifier {
             key,
             validation,
             signer,
             ttl_s: cfg.token_ttl_s,
+            issuer: cfg.jwt_issuer.clone(),
+            audience: cfg.jwt_audience.clone(),
         })))
     }
 
-    /// A token for `user`, valid for `auth.token_ttl_s` from `now_s`; with its `exp`.
-    pub fn issue(&self, user: &str, now_s: u64) -> Result<(String, u64), AuthError> {
+    /// A token for `user` within `scope`, valid for `auth.token_ttl_s` from `now_s`; with its
+    /// `exp`.
+    pub fn issue(&self, user: &str, scope: &Scope, now_s: u64) -> Result<(String, u64), AuthError> {
         let signer = self.signer.as_ref().ok_or(AuthError::CannotSign)?;
-        let exp = now_s + self.ttl_s;
+        // `auth.token_ttl_s` is at most a day; saturating all the same.
+        let exp = now_s.saturating_add(self.ttl_s);
         let claims = Issued {
             sub: user,
             exp,
             iat: now_s,
+            iss: self.issuer.as_deref(),
+            aud: self.audience.as_deref(),
+            scope,
         };
         jsonwebtoken::encode(&Header::default(), &claims, signer)
             .map(|t| (t, exp))
@@ -167,6 +204,9 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong `iss`".into()),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong `aud`".into()),
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                 ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm".into()),
                 ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("no `{c}` claim")),
@@ -178,10 +218,8 @@ impl Verifier {
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty `sub`".into()));
         }
-        if let Some(limits) = &claims.limits
-            && (limits.ops_per_second == Some(0) || limits.connections == Some(0))
-        {
-            return Err(AuthError::Invalid("a limit of 0 admits nothing".into()));
+        if let Some(limits) = &claims.limits {
+            limits.check().map_err(AuthError::Invalid)?;
         }
         let channels = claims
             .channels

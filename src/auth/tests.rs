@@ -11,6 +11,8 @@ fn config(secret: Option<&str>, key_file: Option<std::path::PathBuf>) -> AuthCon
         jwt_public_key_file: key_file,
         anonymous: true,
         token_ttl_s: 900,
+        jwt_issuer: None,
+        jwt_audience: None,
         auth_timeout_s: 10,
     }
 }
@@ -163,6 +165,87 @@ fn config_rules_name_their_key() {
         failed_key(closed.validate()).as_deref(),
         Some("auth.anonymous")
     );
+    // A lifetime past a day (u64::MAX overflowed `now + ttl`), or none.
+    for ttl in [0, 86_401, u64::MAX] {
+        let c = AuthConfig {
+            token_ttl_s: ttl,
+            ..config(Some(SECRET), None)
+        };
+        assert_eq!(
+            failed_key(c.validate()).as_deref(),
+            Some("auth.token_ttl_s"),
+            "{ttl}"
+        );
+    }
+    let empty = AuthConfig {
+        jwt_audience: Some(" ".into()),
+        ..config(Some(SECRET), None)
+    };
+    assert_eq!(
+        failed_key(empty.validate()).as_deref(),
+        Some("auth.jwt_audience")
+    );
+}
+
+#[test]
+fn a_token_not_yet_valid_is_refused() {
+    let v = Verifier::from_config(&config(Some(SECRET), None))
+        .unwrap()
+        .unwrap();
+    let exp = now_s() + 7200;
+    let later = hs256(
+        json!({"sub": "a", "exp": exp, "nbf": now_s() + 3600}),
+        SECRET,
+    );
+    assert_eq!(v.verify(&later).unwrap_err(), AuthError::NotYetValid);
+    let now = hs256(json!({"sub": "a", "exp": exp, "nbf": now_s()}), SECRET);
+    assert_eq!(v.verify(&now).unwrap().user, "a");
+}
+
+#[test]
+fn an_expected_issuer_and_audience_are_required() {
+    let strict = AuthConfig {
+        jwt_issuer: Some("https://id.example".into()),
+        jwt_audience: Some("tickcast".into()),
+        ..config(Some(SECRET), None)
+    };
+    let v = Verifier::from_config(&strict).unwrap().unwrap();
+    let exp = now_s() + 60;
+    let ok = json!({"sub": "a", "exp": exp, "iss": "https://id.example", "aud": "tickcast"});
+    assert_eq!(v.verify(&hs256(ok.clone(), SECRET)).unwrap().user, "a");
+    let with = |k: &str, val: serde_json::Value| {
+        let mut c = ok.clone();
+        c[k] = val;
+        hs256(c, SECRET)
+    };
+    let without = |k: &str| {
+        let mut c = ok.clone();
+        c.as_object_mut().unwrap().remove(k);
+        hs256(c, SECRET)
+    };
+    for (token, want) in [
+        (with("iss", json!("https://other.example")), "wrong `iss`"),
+        (with("aud", json!("another-service")), "wrong `aud`"),
+        (without("iss"), "no `iss` claim"),
+        (without("aud"), "no `aud` claim"),
+    ] {
+        assert_eq!(
+            v.verify(&token).unwrap_err(),
+            AuthError::Invalid(want.into())
+        );
+    }
+    // Tokens this server issues carry both.
+    let (token, _) = v.issue("b", &Scope::default(), now_s()).unwrap();
+    assert_eq!(v.verify(&token).unwrap().user, "b");
+    // Without an expected audience, a token for some audience is refused all the same.
+    let open = Verifier::from_config(&config(Some(SECRET), None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        open.verify(&with("aud", json!("another-service")))
+            .unwrap_err(),
+        AuthError::Invalid("wrong `aud`".into())
+    );
 }
 
 #[test]
@@ -171,11 +254,24 @@ fn an_hs256_server_issues_tokens_it_verifies() {
         .unwrap()
         .unwrap();
     let now = now_s();
-    let (token, exp) = v.issue("dave", now).unwrap();
+    let (token, exp) = v.issue("dave", &Scope::default(), now).unwrap();
     assert_eq!(exp, now + 900);
     let p = v.verify(&token).unwrap();
     assert_eq!(
-        (p.user.as_str(), p.expires_s, p.channels),
-        ("dave", exp, None)
+        (p.user.as_str(), p.expires_s, p.channels, p.limits),
+        ("dave", exp, None, TokenLimits::default())
     );
+    // A user's scope travels in the token.
+    let scope = Scope {
+        channels: Some(vec!["ticks:AAPL".into()]),
+        limits: Some(TokenLimits {
+            subscriptions: Some(1),
+            ..TokenLimits::default()
+        }),
+    };
+    let (token, _) = v.issue("erin", &scope, now).unwrap();
+    let p = v.verify(&token).unwrap();
+    assert!(p.may_subscribe(Kind::Ticks, Some("AAPL")));
+    assert!(!p.may_subscribe(Kind::Ticks, Some("MSFT")));
+    assert_eq!(p.limits.subscriptions, Some(1));
 }

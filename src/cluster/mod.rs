@@ -140,6 +140,8 @@ impl Nats {
         let started = tokio::time::Instant::now();
         let deadline = started + Duration::from_millis(cfg.connect_timeout_ms);
         let waited = || started.elapsed().as_millis() as u64;
+        // The URL may carry a user's password or a token: only its redacted form is logged.
+        let log_url = crate::redact::url(&cfg.nats_url);
         let client = loop {
             let status = status.clone();
             let options = async_nats::ConnectOptions::new()
@@ -164,13 +166,13 @@ impl Nats {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(ClusterError::Connect {
-                        url: cfg.nats_url.clone(),
+                        url: crate::redact::url(&cfg.nats_url),
                         waited_ms: waited(),
                         message: e.to_string(),
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, url = %cfg.nats_url, "nats not reachable yet");
+                    tracing::warn!(error = %e, url = %log_url, "nats not reachable yet");
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }

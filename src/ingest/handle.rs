@@ -41,11 +41,8 @@ impl IngestHandle {
     /// dated more than `max_future_skew_ms` ahead of the server clock (counted and logged as
     /// `FutureTicksRejected`). Replayed history is not live and keeps the plain handle.
     pub(crate) fn live(&self, max_future_skew_ms: u64) -> IngestHandle {
-        let ns = i64::try_from(max_future_skew_ms)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
         IngestHandle {
-            max_future_skew_ns: Some(ns),
+            max_future_skew_ns: Some(super::skew_ns(max_future_skew_ms)),
             ..self.clone()
         }
     }

@@ -66,6 +66,13 @@ pub fn validate(t: &RawTick) -> Result<(), TickError> {
     Ok(())
 }
 
+/// `feeds.max_future_skew_ms` in ns, saturating (the config bounds it to a year).
+pub(crate) fn skew_ns(max_future_skew_ms: u64) -> i64 {
+    i64::try_from(max_future_skew_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
 /// Refuses a tick dated more than `max_skew_ns` ahead of `now_ns` (both ns since the epoch).
 pub(crate) fn check_future(t: &RawTick, now_ns: i64, max_skew_ns: i64) -> Result<(), TickError> {
     check_future_ts(t.exchange_ts, now_ns, max_skew_ns)

@@ -25,7 +25,6 @@ use crate::config_section::ms;
 use crate::model::Side;
 
 pub use config::DatabaseConfig;
-pub(crate) use config::redact_url_password;
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.
@@ -45,6 +44,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("user {0:?} already exists")]
     UserExists(String),
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
     #[error("idempotency key reused with a different trade")]
     IdempotencyConflict,
     #[error(transparent)]

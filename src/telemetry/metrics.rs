@@ -239,6 +239,8 @@ metrics! {
         "websocket connections refused at the per-address cap";
     counter upgrades_rate_limited => "tickcast_ws_upgrades_rate_limited_total",
         "websocket upgrades refused by the per-address rate limit";
+    counter tokens_verified => "tickcast_ws_tokens_verified_total",
+        "connection tokens verified (at an upgrade the limits admitted, or in an auth op)";
     counter http_connections_rejected => "tickcast_http_connections_rejected_total",
         "http connections closed at once at server.max_http_connections";
     counter http_rate_limited => "tickcast_http_rate_limited_total",

@@ -99,7 +99,10 @@ impl WsContext {
         token: &str,
     ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
         match &self.auth {
-            Some(v) => v.verify(token),
+            Some(v) => {
+                self.metrics.tokens_verified.fetch_add(1, Ordering::Relaxed);
+                v.verify(token)
+            }
             None => Err(crate::auth::AuthError::Disabled),
         }
     }
@@ -175,40 +178,6 @@ pub(crate) async fn upgrade(
         Ok(e) => e,
         Err(problem) => return problem.into_response(),
     };
-    // A token at connect is checked before the upgrade: a bad one never gets a socket.
-    let principal = match q.token.as_deref() {
-        None => None,
-        Some(token) => match ctx.verify(token) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                return Problem::new(ProblemCode::Unauthorized, e.to_string()).into_response();
-            }
-        },
-    };
-    let authenticated = match principal {
-        None => None,
-        Some(p) => match ctx.users.acquire(&p) {
-            Ok(slot) => Some((p, slot)),
-            Err(e) => {
-                return Problem::new(ProblemCode::TooManyConnections, e.to_string())
-                    .into_response();
-            }
-        },
-    };
-    let headers = req.headers();
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-    let upgrade_ok = header_has(headers, header::UPGRADE, "websocket")
-        && header_has(headers, header::CONNECTION, "upgrade");
-    let version_ok = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v == "13");
-    let (Some(key), true, true) = (key, upgrade_ok, version_ok) else {
-        return Problem::new(
-            ProblemCode::WebsocketRequired,
-            "this endpoint speaks WebSocket (version 13) only",
-        )
-        .into_response();
-    };
     if ctx.shutdown.is_cancelled() {
         return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
             .into_response();
@@ -252,6 +221,42 @@ pub(crate) async fn upgrade(
         return Problem::new(
             ProblemCode::TooManyConnections,
             "the server is at its connection limit",
+        )
+        .into_response();
+    };
+    // A token at connect is checked before the upgrade, so a bad one never gets a socket, and
+    // only once the rate limit and the caps admitted the request: verifying (RS256 above all)
+    // costs far more than refusing, so it must not be free to drive.
+    let principal = match q.token.as_deref() {
+        None => None,
+        Some(token) => match ctx.verify(token) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                return Problem::new(ProblemCode::Unauthorized, e.to_string()).into_response();
+            }
+        },
+    };
+    let authenticated = match principal {
+        None => None,
+        Some(p) => match ctx.users.acquire(&p) {
+            Ok(slot) => Some((p, slot)),
+            Err(e) => {
+                return Problem::new(ProblemCode::TooManyConnections, e.to_string())
+                    .into_response();
+            }
+        },
+    };
+    let headers = req.headers();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let upgrade_ok = header_has(headers, header::UPGRADE, "websocket")
+        && header_has(headers, header::CONNECTION, "upgrade");
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (Some(key), true, true) = (key, upgrade_ok, version_ok) else {
+        return Problem::new(
+            ProblemCode::WebsocketRequired,
+            "this endpoint speaks WebSocket (version 13) only",
         )
         .into_response();
     };

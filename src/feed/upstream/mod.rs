@@ -117,6 +117,8 @@ fn was_healthy(lasted: Duration, healthy_after: Duration, signs: Signs) -> bool 
 pub struct UpstreamFeed {
     name: String,
     url: String,
+    /// `url` with its credentials masked (a venue key in the query): what logs print.
+    log_url: String,
     /// TLS client settings, used when the URL is `wss://`.
     tls: Arc<rustls::ClientConfig>,
     ws_config: WebSocketConfig,
@@ -192,6 +194,7 @@ impl UpstreamFeed {
         };
         Ok(Self {
             url: cfg.url.clone(),
+            log_url: crate::redact::url(&cfg.url),
             tls,
             ws_config: WebSocketConfig::default()
                 .max_message_size(Some(cfg.max_message_bytes))
@@ -235,7 +238,7 @@ impl UpstreamFeed {
             },
         };
         status.set_refused(None);
-        tracing::info!(feed = %self.name, url = %self.url, "upstream connected");
+        tracing::info!(feed = %self.name, url = %self.log_url, "upstream connected");
         if let Err(e) = ws.send(Message::text(self.subscribe.clone())).await {
             return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
         }
@@ -520,7 +523,7 @@ impl Feed for UpstreamFeed {
     fn run(mut self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>> {
         Box::pin(async move {
             let status = ctx.metrics.upstreams.register(&self.name);
-            tracing::info!(feed = %self.name, url = %self.url, "upstream feed started");
+            tracing::info!(feed = %self.name, url = %self.log_url, "upstream feed started");
             let mut first = true;
             loop {
                 if !first {
@@ -543,7 +546,7 @@ impl Feed for UpstreamFeed {
                 let delay = self.backoff.next_delay();
                 tracing::warn!(
                     feed = %self.name,
-                    url = %self.url,
+                    url = %self.log_url,
                     %error,
                     delivered = signs.trades,
                     retry_in_ms = delay.as_millis() as u64,
