@@ -16,18 +16,18 @@ use tokio::process::{Child, Command};
 use crate::util::{Client, TestDb};
 
 /// The machine's NATS server (CI starts it if it is down).
-const NATS: &str = "nats://127.0.0.1:4222";
+pub(crate) const NATS: &str = "nats://127.0.0.1:4222";
 /// How long a node may take to start, fail over or recover.
-const SLOW: Duration = Duration::from_secs(30);
+pub(crate) const SLOW: Duration = Duration::from_secs(30);
 
 /// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
 /// Names no other test (or earlier run) uses.
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "{tag}{}x{}x{}",
@@ -38,12 +38,12 @@ fn unique(tag: &str) -> String {
 }
 
 /// The settings every node of one test shares.
-struct ClusterEnv {
-    vars: Vec<(String, String)>,
+pub(crate) struct ClusterEnv {
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 impl ClusterEnv {
-    fn new(db: &TestDb, nats_url: &str, lease_ttl_ms: u64) -> ClusterEnv {
+    pub(crate) fn new(db: &TestDb, nats_url: &str, lease_ttl_ms: u64) -> ClusterEnv {
         let id = unique("c");
         let vars = [
             ("DATABASE_URL", db.url.clone()),
@@ -67,15 +67,19 @@ impl ClusterEnv {
 }
 
 /// One `tickcast serve` process; killed (SIGKILL) when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     role: &'static str,
     log: PathBuf,
 }
 
 impl Node {
-    async fn start(role: &'static str, env: &ClusterEnv, extra: &[(&str, &str)]) -> Node {
+    pub(crate) async fn start(
+        role: &'static str,
+        env: &ClusterEnv,
+        extra: &[(&str, &str)],
+    ) -> Node {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log =
             std::env::temp_dir().join(format!("{}-{role}-{}.log", unique("node"), addr.port()));
@@ -102,18 +106,23 @@ impl Node {
         }
     }
 
-    fn ws_url(&self) -> String {
+    pub(crate) fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
     /// `/readyz` status and body, or `None` while the node does not answer.
-    async fn readyz(&self) -> Option<(u16, Value)> {
+    pub(crate) async fn readyz(&self) -> Option<(u16, Value)> {
         let (status, body) = get(self.addr, "/readyz").await?;
         Some((status, serde_json::from_str(&body).ok()?))
     }
 
     /// Waits until `/readyz` answers `status` with `check` true of its body.
-    async fn wait_ready(&self, status: u16, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_ready(
+        &self,
+        status: u16,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + SLOW;
         loop {
             if let Some((s, body)) = self.readyz().await
@@ -134,7 +143,7 @@ impl Node {
         }
     }
 
-    async fn metric(&self, name: &str) -> u64 {
+    pub(crate) async fn metric(&self, name: &str) -> u64 {
         let (_, text) = get(self.addr, "/metrics").await.expect("metrics answer");
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -145,7 +154,7 @@ impl Node {
         let _ = self.child.kill().await;
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -178,7 +187,7 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .flatten()
 }
 
-fn state(body: &Value) -> &str {
+pub(crate) fn state(body: &Value) -> &str {
     body["checks"]["cluster"]["state"].as_str().unwrap_or("")
 }
 
@@ -198,6 +207,22 @@ async fn next_tick(c: &mut Client, ch: &str) -> Value {
             None => panic!("no tick of {ch} within {SLOW:?}"),
         }
     }
+}
+
+/// Subscribes to `ch` again every 100 ms until the node knows its symbol (at most 10 s).
+pub(crate) async fn subscribe_when_known(client: &mut Client, ch: &str) {
+    for id in 0..100 {
+        client
+            .send(json!({"op":"subscribe","id":id,"channels":[ch]}))
+            .await;
+        let reply = client.event().await;
+        if reply["type"] == "ack" {
+            return;
+        }
+        assert_eq!(reply["code"], "unknown_channel", "{reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the node never learned of {ch}");
 }
 
 fn seq(v: &Value) -> u64 {
@@ -593,20 +618,7 @@ async fn an_edge_serves_order_books_from_the_stream() {
     late.wait_ready(200, "live", |b| state(b) == "live").await;
     let mut client = Client::connect(&late.ws_url()).await;
     // The edge knows the symbol once a checkpoint of its book reached it (every 300 ms).
-    let mut known = false;
-    for _ in 0..100 {
-        client
-            .send(json!({"op":"subscribe","id":2,"channels":["book:STILL"]}))
-            .await;
-        let reply = client.event().await;
-        if reply["type"] == "ack" {
-            known = true;
-            break;
-        }
-        assert_eq!(reply["code"], "unknown_channel", "{reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(known, "the late edge never learned of STILL");
+    subscribe_when_known(&mut client, "book:STILL").await;
     let snap = client.event_of("snapshot").await;
     let whole = match snap["data"].get(0) {
         Some(first) => first.clone(),

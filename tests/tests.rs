@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod encoding;
 mod feeds;
+mod fencing;
 mod ingest_http;
 mod limits;
 mod pipeline;
