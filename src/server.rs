@@ -359,6 +359,7 @@ impl Server {
                             nats: n.clone(),
                             node,
                             publisher: stream_publisher.clone(),
+                            status: status.clone(),
                         },
                         symbols.clone(),
                         start,
@@ -637,6 +638,9 @@ struct Takeover {
     /// This process's unique name (the lease's value).
     node: String,
     publisher: Option<Arc<cluster::StreamPublisher>>,
+    /// Reports the node leader (and opens HTTP ingest) once it is seeded: a tick sequenced
+    /// before would reuse a `seq`.
+    status: Arc<ClusterStatus>,
 }
 
 /// An ingest node's feeds: nothing until this node holds the lease; then it fences the stream
@@ -677,9 +681,10 @@ async fn lead_feeds(
         channels = seeds.len(),
         "takeover: continuing the stream's sequences"
     );
-    if start.ingest.seed(seeds).await.is_err() {
+    if start.ingest.seed(seeds).await.is_err() || leadership.lost.is_cancelled() {
         return;
     }
+    takeover.status.set_active(true);
     tokio::spawn(crate::ingest::run_book_checkpoints(
         start.ingest.clone(),
         book_checkpoint_ms,

@@ -451,11 +451,12 @@ async fn soak_failover() {
         let env = &env;
         async move { Node::start("ingest", env, &[("TICKCAST_CLUSTER__NATS_URL", &url)]).await }
     };
-    let mut nodes = [start(0).await, start(1).await];
-    let mut markers = [1u64, 2];
-    nodes[0]
+    let first = start(0).await;
+    first
         .wait_ready(200, "the ingest leader", |b| state(b) == "leader")
         .await;
+    let mut nodes = [first, start(1).await];
+    let mut markers = [1u64, 2];
     nodes[1]
         .wait_ready(200, "standing by", |b| state(b) == "standby")
         .await;

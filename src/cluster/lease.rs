@@ -264,7 +264,7 @@ async fn compete(
         .cluster_leadership_changes
         .fetch_add(1, Ordering::Relaxed);
     node.metrics.cluster_leader.store(1, Ordering::Relaxed);
-    node.status.set_active(true);
+    // The node reports itself leader (and takes HTTP ingest) once its takeover is done.
     let _ = acquired.send(true);
     let deposed = loop {
         tokio::select! {

@@ -116,12 +116,21 @@ impl StreamPublisher {
     }
 
     /// Lets the task publish, chained to `fence` (this leadership's first message).
+    /// Anything queued before was sequenced before the takeover's seeds, so it is dropped.
     pub fn arm(&self, fence: Fence) {
-        self.lock().armed = Some(fence);
+        let held = {
+            let mut q = self.lock();
+            q.armed = Some(fence);
+            q.items.len()
+        };
+        if held > 0 {
+            self.drop_queued(0);
+        }
         self.ready.notify_one();
     }
 
-    /// Drops everything queued (a deposed leader publishes nothing more), counted as dropped.
+    /// Drops everything queued (a deposed leader publishes nothing more, a new one nothing
+    /// sequenced before its takeover) and `held` more, counted as dropped.
     fn drop_queued(&self, held: usize) {
         let mut q = self.lock();
         let dropped = (q.items.len() + held) as u64;
@@ -134,7 +143,7 @@ impl StreamPublisher {
             .cluster_publish_dropped
             .fetch_add(dropped, Ordering::Relaxed);
         if dropped > 0 {
-            tracing::warn!(dropped, "deposed ingest leader: queued events dropped");
+            tracing::warn!(dropped, "events not of this leadership dropped");
         }
     }
 
