@@ -154,7 +154,9 @@ impl Server {
             epoch,
             metrics.clone(),
         );
-        // Ingest publishes to the stream as well; its task drains what ingest queues.
+        // Ingest publishes to the stream as well; its task drains what ingest queues, while the
+        // lease (its clock, shared with the lease task) is surely this node's.
+        let lease_clock = cluster::LeaseClock::new();
         let publisher = match &node {
             Node::Ingest(n) => {
                 let p = cluster::StreamPublisher::new(
@@ -163,6 +165,7 @@ impl Server {
                     config.cluster.publish_buffer_bytes,
                     symbols.clone(),
                     metrics.clone(),
+                    lease_clock.clone(),
                 );
                 let stop = CancellationToken::new();
                 let task = tokio::spawn(p.clone().run(n.js.clone(), stop.clone()));
@@ -176,6 +179,7 @@ impl Server {
             (_, Some((p, ..))) => Arc::new(Fanout(vec![hub.clone(), recorder.clone(), p.clone()])),
             (_, None) => Arc::new(Fanout(vec![hub.clone(), recorder.clone()])),
         };
+        let stream_publisher = publisher.as_ref().map(|(p, ..)| p.clone());
         let publisher = publisher.map(|(_, stop, task)| (stop, task));
         let (ingest, ingest_handle) = Ingest::new(
             symbols.clone(),
@@ -334,11 +338,15 @@ impl Server {
             Node::Single => start.spawn(feeds),
             Node::Edge(_) => Vec::new(),
             Node::Ingest(n) => {
-                let node = format!("{}:{}", addr, std::process::id());
+                // Unique to this process (containers share addresses and pids): the lease
+                // takes an entry holding it for this node's own.
+                let nonce = getrandom::u64().unwrap_or_else(|_| now_ns() as u64);
+                let node = format!("{}:{}:{nonce:016x}", addr, std::process::id());
                 let leadership = cluster::run_lease(
                     &n.js,
                     &config.cluster,
-                    node,
+                    node.clone(),
+                    lease_clock.clone(),
                     status.clone(),
                     metrics.clone(),
                     cluster_stop.clone(),
@@ -349,7 +357,12 @@ impl Server {
                     "feeds (ingest leader)",
                     tokio::spawn(lead_feeds(
                         leadership,
-                        n.clone(),
+                        Takeover {
+                            nats: n.clone(),
+                            node,
+                            publisher: stream_publisher.clone(),
+                            status: status.clone(),
+                        },
                         symbols.clone(),
                         start,
                         feeds,
@@ -621,13 +634,24 @@ pub(crate) fn hub_config(config: &Config) -> HubConfig {
     }
 }
 
-/// An ingest node's feeds: nothing until this node holds the lease; then every channel
-/// continues from the stream's last `seq`, the feeds start (they reconnect, or replay and
-/// generate from their start, deterministically) and so do the book checkpoints. Ends when the
-/// feeds do.
+/// What an ingest node needs to take the stream over once it holds the lease.
+struct Takeover {
+    nats: Arc<Nats>,
+    /// This process's unique name (the lease's value).
+    node: String,
+    publisher: Option<Arc<cluster::StreamPublisher>>,
+    /// Reports the node leader (and opens HTTP ingest) once it is seeded: a tick sequenced
+    /// before would reuse a `seq`.
+    status: Arc<ClusterStatus>,
+}
+
+/// An ingest node's feeds: nothing until this node holds the lease; then it fences the stream
+/// (`cluster::takeover`), every channel continues from the stream's last `seq`, the feeds start
+/// (they reconnect, or replay and generate from their start, deterministically) and so do the
+/// book checkpoints. Ends when the feeds do.
 async fn lead_feeds(
     mut leadership: cluster::Leadership,
-    nats: Arc<Nats>,
+    takeover: Takeover,
     symbols: Arc<Symbols>,
     start: FeedStart,
     feeds: Vec<Box<dyn Feed>>,
@@ -638,13 +662,19 @@ async fn lead_feeds(
         r = leadership.acquired.wait_for(|held| *held) => if r.is_err() { return },
     }
     let seeds = loop {
-        match nats.last_seqs(&symbols).await {
-            Ok(s) => break s,
+        match takeover.nats.take_over(&symbols, &takeover.node).await {
+            Ok(t) => {
+                if let Some(p) = &takeover.publisher {
+                    p.arm(t.fence);
+                }
+                break t.seeds;
+            }
             Err(error) => {
-                tracing::warn!(%error, "takeover: cannot read the stream's last seqs; retrying");
+                tracing::warn!(%error, "takeover: cannot fence the stream; retrying");
                 tokio::select! {
                     _ = start.stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = leadership.lost.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
         }
@@ -653,9 +683,10 @@ async fn lead_feeds(
         channels = seeds.len(),
         "takeover: continuing the stream's sequences"
     );
-    if start.ingest.seed(seeds).await.is_err() {
+    if start.ingest.seed(seeds).await.is_err() || leadership.lost.is_cancelled() {
         return;
     }
+    takeover.status.set_active(true);
     tokio::spawn(crate::ingest::run_book_checkpoints(
         start.ingest.clone(),
         book_checkpoint_ms,

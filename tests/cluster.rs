@@ -21,13 +21,13 @@ pub(crate) const NATS: &str = "nats://127.0.0.1:4222";
 pub(crate) const SLOW: Duration = Duration::from_secs(30);
 
 /// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
 /// Names no other test (or earlier run) uses.
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "{tag}{}x{}x{}",
@@ -39,7 +39,7 @@ fn unique(tag: &str) -> String {
 
 /// The settings every node of one test shares.
 pub(crate) struct ClusterEnv {
-    vars: Vec<(String, String)>,
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 impl ClusterEnv {
@@ -68,8 +68,8 @@ impl ClusterEnv {
 
 /// One `tickcast serve` process; killed (SIGKILL) when dropped.
 pub(crate) struct Node {
-    child: Child,
-    addr: SocketAddr,
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     role: &'static str,
     log: PathBuf,
 }
@@ -111,7 +111,7 @@ impl Node {
     }
 
     /// `/readyz` status and body, or `None` while the node does not answer.
-    async fn readyz(&self) -> Option<(u16, Value)> {
+    pub(crate) async fn readyz(&self) -> Option<(u16, Value)> {
         let (status, body) = get(self.addr, "/readyz").await?;
         Some((status, serde_json::from_str(&body).ok()?))
     }
@@ -154,7 +154,7 @@ impl Node {
         let _ = self.child.kill().await;
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -207,6 +207,22 @@ async fn next_tick(c: &mut Client, ch: &str) -> Value {
             None => panic!("no tick of {ch} within {SLOW:?}"),
         }
     }
+}
+
+/// Subscribes to `ch` again every 100 ms until the node knows its symbol (at most 10 s).
+pub(crate) async fn subscribe_when_known(client: &mut Client, ch: &str) {
+    for id in 0..100 {
+        client
+            .send(json!({"op":"subscribe","id":id,"channels":[ch]}))
+            .await;
+        let reply = client.event().await;
+        if reply["type"] == "ack" {
+            return;
+        }
+        assert_eq!(reply["code"], "unknown_channel", "{reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the node never learned of {ch}");
 }
 
 fn seq(v: &Value) -> u64 {
@@ -602,20 +618,7 @@ async fn an_edge_serves_order_books_from_the_stream() {
     late.wait_ready(200, "live", |b| state(b) == "live").await;
     let mut client = Client::connect(&late.ws_url()).await;
     // The edge knows the symbol once a checkpoint of its book reached it (every 300 ms).
-    let mut known = false;
-    for _ in 0..100 {
-        client
-            .send(json!({"op":"subscribe","id":2,"channels":["book:STILL"]}))
-            .await;
-        let reply = client.event().await;
-        if reply["type"] == "ack" {
-            known = true;
-            break;
-        }
-        assert_eq!(reply["code"], "unknown_channel", "{reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(known, "the late edge never learned of STILL");
+    subscribe_when_known(&mut client, "book:STILL").await;
     let snap = client.event_of("snapshot").await;
     let whole = match snap["data"].get(0) {
         Some(first) => first.clone(),

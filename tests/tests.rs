@@ -12,6 +12,7 @@ mod cluster_resume;
 mod config;
 mod encoding;
 mod feeds;
+mod fencing;
 mod ingest_http;
 mod limits;
 mod pipeline;

@@ -61,6 +61,9 @@ pub struct ClusterConfig {
     pub lease_bucket: String,
     /// A lease not renewed for this long expires and a standby takes over.
     pub lease_ttl_ms: u64,
+    /// The leader counts on a renewal for the TTL minus this after sending it: it stops
+    /// publishing that much before its lease can have expired.
+    pub lease_margin_ms: u64,
     /// Encoded events ingest may hold while NATS is slow or down; past it events are dropped
     /// (counted) and edges see a `seq` jump.
     pub publish_buffer_bytes: usize,
@@ -124,6 +127,11 @@ impl ClusterConfig {
             "must be at least 1000",
         )?;
         check(
+            self.lease_margin_ms.saturating_mul(2) <= self.lease_ttl_ms,
+            "cluster.lease_margin_ms",
+            "must be at most half of cluster.lease_ttl_ms",
+        )?;
+        check(
             self.publish_buffer_bytes >= 1 << 16,
             "cluster.publish_buffer_bytes",
             "must be at least 65536",
@@ -147,6 +155,10 @@ impl ClusterConfig {
 
     pub(crate) fn lease_ttl(&self) -> Duration {
         ms(self.lease_ttl_ms)
+    }
+
+    pub(crate) fn lease_margin(&self) -> Duration {
+        ms(self.lease_margin_ms)
     }
 }
 
@@ -172,6 +184,7 @@ mod tests {
             replicas: 1,
             lease_bucket: "tickcast_leader".into(),
             lease_ttl_ms: 5_000,
+            lease_margin_ms: 500,
             publish_buffer_bytes: 64 << 20,
             warm_ms: 60_000,
             resume_max_events: 100_000,
@@ -229,6 +242,14 @@ mod tests {
                 },
                 true,
                 "cluster.lease_ttl_ms",
+            ),
+            (
+                ClusterConfig {
+                    lease_margin_ms: 2_501,
+                    ..edge()
+                },
+                true,
+                "cluster.lease_margin_ms",
             ),
             (
                 ClusterConfig {

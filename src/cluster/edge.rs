@@ -96,6 +96,8 @@ async fn consume(
     let messages = consumer.messages().await.map_err(|e| e.to_string())?;
     let mut chunks = messages.ready_chunks(BATCH);
     let mut events: Vec<Event> = Vec::with_capacity(BATCH);
+    // New leaders' fences share the stream; they carry no event.
+    let fence = subject::fence(&nats.prefix);
     while let Some(chunk) = chunks.next().await {
         let received = chunk.len() as u64;
         // (messages pending behind it, publish time in ns) of the chunk's newest message.
@@ -105,6 +107,9 @@ async fn consume(
             let Ok(info) = message.info() else { continue };
             *next = Some(info.stream_sequence + 1);
             newest = Some((info.pending, info.published.unix_timestamp_nanos() as i64));
+            if message.subject.as_str() == fence {
+                continue;
+            }
             match to_event(nats, intake, &message) {
                 Some(e) => events.push(e),
                 None => {

@@ -3,8 +3,8 @@
 //! - `ingest` nodes run feeds, the sequencer, the pipeline and the recorder, and publish every
 //!   sequenced, already-encoded event to one JetStream stream, one subject per channel
 //!   (`publish.rs`). Only the node holding the lease in a KV bucket runs its feeds; another
-//!   stands by and, when the lease expires, continues each channel's `seq` from the stream's
-//!   last message (`lease.rs`).
+//!   stands by and, when the lease expires, fences the stream and continues each channel's
+//!   `seq` from the stream's last message (`lease.rs`, `takeover.rs`).
 //! - `edge` nodes fill their rings from the stream and fan out to their sockets exactly as a
 //!   single node does (`edge.rs`); a resume older than the ring is served from the stream
 //!   (`history.rs`).
@@ -20,6 +20,7 @@ mod history;
 mod lease;
 mod publish;
 mod subject;
+mod takeover;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -31,7 +32,7 @@ use serde_json::{Value, json};
 pub use config::{ClusterConfig, Role};
 pub(crate) use edge::{EdgeIntake, run_edge};
 pub(crate) use history::StreamHistory;
-pub(crate) use lease::{Leadership, run_lease};
+pub(crate) use lease::{Leadership, LeaseClock, run_lease};
 pub(crate) use publish::StreamPublisher;
 
 /// The header carrying an event's channel `seq` (the body is the event's JSON).
@@ -263,11 +264,46 @@ fn stream_config(cfg: &ClusterConfig) -> jetstream::stream::Config {
         max_bytes: i64::try_from(cfg.max_bytes).unwrap_or(i64::MAX),
         storage: jetstream::stream::StorageType::File,
         num_replicas: cfg.replicas,
-        // Ingest sets a message id per (epoch, channel, seq): a retried publish, or one from a
-        // deposed leader, is dropped by the server within this window.
+        // Ingest sets a message id per (epoch, leadership, channel, seq): a retried publish is
+        // dropped by the server within this window. A deposed leader's is refused by the
+        // fence (`takeover.rs`).
         duplicate_window: max_age.min(Duration::from_secs(120)),
         discard: jetstream::stream::DiscardPolicy::Old,
         allow_direct: true,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The machine's NATS server (tests use the real one, on its standard port).
+    pub(crate) async fn nats() -> jetstream::Context {
+        let client = async_nats::connect("nats://127.0.0.1:4222")
+            .await
+            .expect("NATS with JetStream at 127.0.0.1:4222");
+        jetstream::new(client)
+    }
+
+    /// An ingest node's settings with a stream, prefix and lease bucket of this test's own.
+    pub(crate) fn config(tag: &str) -> ClusterConfig {
+        let id = format!("{tag}{}x{}", std::process::id(), crate::model::now_ns());
+        ClusterConfig {
+            role: Role::Ingest,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            connect_timeout_ms: 5_000,
+            stream: format!("T{id}"),
+            subject_prefix: format!("t{id}"),
+            max_age_ms: 600_000,
+            max_bytes: 1 << 24,
+            replicas: 1,
+            lease_bucket: format!("L{id}"),
+            lease_ttl_ms: 2_000,
+            lease_margin_ms: 500,
+            publish_buffer_bytes: 1 << 20,
+            warm_ms: 0,
+            resume_max_events: 1_000,
+        }
     }
 }

@@ -38,6 +38,11 @@ pub(crate) fn all(prefix: &str) -> String {
     format!("{prefix}.>")
 }
 
+/// The subject of new leaders' fences (`takeover.rs`): no channel's, since no kind is one token.
+pub(crate) fn fence(prefix: &str) -> String {
+    format!("{prefix}.fence")
+}
+
 /// The channel of a subject under `prefix`, or `None` for anything else.
 pub(crate) fn parse(prefix: &str, subject: &str) -> Option<(Kind, String)> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
@@ -72,6 +77,7 @@ mod tests {
             "tc.prod.quotes.AAPL",
             "tc.prod.ticks.A.B",
             "tc.prodx.ticks.AAPL",
+            &fence("tc.prod"),
         ] {
             assert_eq!(parse("tc.prod", bad), None, "{bad}");
         }
