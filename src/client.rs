@@ -37,7 +37,7 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|&(net, bits)| in_block(ip, net, bits))
     }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod book;
 mod config;
+mod deadlines;
 pub mod health;
 pub mod ingest;
 pub mod market;

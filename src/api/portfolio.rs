@@ -191,6 +191,7 @@ fn validate(t: TradeIn) -> Result<NewTrade, Problem> {
         (status = 400, description = "malformed_body, bad_idempotency_key"),
         (status = 401, description = "unauthorized"),
         (status = 409, description = "idempotency_conflict"),
+        (status = 408, description = "body_timeout"),
         (status = 413, description = "body_too_large"),
         (status = 422, description = "invalid_trade")),
     security(("bearer" = [])))]
