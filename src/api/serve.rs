@@ -168,7 +168,7 @@ struct ConnectionSlots {
 
 impl Pool {
     fn admit(&self, peer: IpAddr, limits: &HttpLimits) -> Result<ConnectionSlots, Refused> {
-        let address = if limits.trusted.contains(peer) {
+        let address = if limits.max_connections_per_ip == 0 || limits.trusted.contains(peer) {
             None
         } else {
             Some(
