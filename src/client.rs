@@ -6,15 +6,17 @@
 //! until its key has authenticated once, so a fresh random token per request gets nothing.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock, QuantaInstant};
-use governor::{NotUntil, Quota};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
 use sha2::{Digest, Sha256};
 
 /// Verified keys remembered at most; past it the set starts again (every key then pays from its
@@ -171,6 +173,74 @@ pub fn peer_ip(req: &Request) -> IpAddr {
 pub fn quota(per_second: u32, burst: u32) -> Quota {
     let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
     Quota::per_second(nz(per_second)).allow_burst(nz(burst))
+}
+
+/// A keyed limiter's table is first pruned of idle keys when it tracks more than this many.
+pub const LIMITER_PRUNE_AT: usize = 10_000;
+
+/// A token bucket per key (client address, verified key) whose table is pruned of idle keys
+/// (their bucket full again, so forgetting them changes nothing) at an amortised O(1) cost per
+/// check. A prune scans the whole table, so it runs only once the table holds more than
+/// [`LIMITER_PRUNE_AT`] keys and more than twice what the last prune kept: the keys added in
+/// between pay for the scan. Busy keys cannot be dropped, so the table holds at most
+/// max([`LIMITER_PRUNE_AT`], twice the keys busy at the last prune) + 1.
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    /// The table size past which the next check prunes (`usize::MAX` while one does).
+    prune_past: AtomicUsize,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    pub fn new(quota: Quota) -> Self {
+        Self {
+            limiter: DefaultKeyedRateLimiter::dashmap(quota),
+            prune_past: AtomicUsize::new(LIMITER_PRUNE_AT),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is there.
+    pub fn check(&self, key: &K) -> Result<(), NotUntil<QuantaInstant>> {
+        self.prune_if_due();
+        self.limiter.check_key(key)
+    }
+
+    /// Keys tracked.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+
+    fn prune_if_due(&self) {
+        let past = self.prune_past.load(Ordering::Acquire);
+        if self.limiter.len() <= past {
+            return;
+        }
+        // One pruner at a time; concurrent checks go on without waiting for it.
+        if self
+            .prune_past
+            .compare_exchange(past, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.limiter.retain_recent();
+        let kept = self.limiter.len();
+        self.prune_past.store(
+            LIMITER_PRUNE_AT.max(kept.saturating_mul(2)),
+            Ordering::Release,
+        );
+    }
+}
+
+impl<K: Hash + Eq + Clone> std::fmt::Debug for KeyedLimiter<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `Retry-After` seconds for a limiter's refusal: the wait rounded up, at least 1.
@@ -335,6 +405,52 @@ mod tests {
             crate::config_section::failed_key(server.validate()).as_deref(),
             Some("server.trusted_proxies")
         );
+    }
+
+    /// Checks `n` distinct keys once each.
+    fn fill(limiter: &KeyedLimiter<u64>, n: u64) {
+        for key in 0..n {
+            let _ = limiter.check(&key);
+        }
+    }
+
+    #[test]
+    fn idle_keys_are_pruned_and_the_table_stays_bounded() {
+        // A bucket that is full again one nanosecond after its token was taken: every key but
+        // the one being checked is idle.
+        let limiter = KeyedLimiter::new(quota(1_000_000_000, 1));
+        fill(&limiter, 3 * LIMITER_PRUNE_AT as u64);
+        assert!(limiter.len() <= LIMITER_PRUNE_AT + 1, "{}", limiter.len());
+        assert!(limiter.prune_past.load(Ordering::Relaxed) < 2 * LIMITER_PRUNE_AT);
+    }
+
+    #[test]
+    fn busy_keys_are_kept_and_scanned_only_when_the_table_doubles() {
+        // One token an hour: no key becomes idle during the test, so no prune can drop any.
+        let hourly = Quota::with_period(std::time::Duration::from_secs(3600)).expect("a period");
+        let limiter = KeyedLimiter::new(hourly.allow_burst(NonZeroU32::MIN));
+        fill(&limiter, LIMITER_PRUNE_AT as u64);
+        assert_eq!(limiter.prune_past.load(Ordering::Relaxed), LIMITER_PRUNE_AT);
+        // The check past 10,000 keys scans once and keeps them all (10,001 with its own)...
+        fill(&limiter, LIMITER_PRUNE_AT as u64 + 2);
+        assert_eq!(limiter.len(), LIMITER_PRUNE_AT + 2);
+        let after_first = limiter.prune_past.load(Ordering::Relaxed);
+        assert_eq!(after_first, 2 * (LIMITER_PRUNE_AT + 1));
+        // ...and the next scan waits until the table has doubled, instead of one per check.
+        fill(&limiter, after_first as u64);
+        assert_eq!(limiter.prune_past.load(Ordering::Relaxed), after_first);
+        fill(&limiter, after_first as u64 + 2);
+        assert_eq!(
+            limiter.prune_past.load(Ordering::Relaxed),
+            2 * (after_first + 1)
+        );
+        assert_eq!(
+            limiter.len(),
+            after_first + 2,
+            "busy keys are never dropped"
+        );
+        // Every key is still limited by its own bucket.
+        assert!(limiter.check(&0).is_err());
     }
 
     #[test]
