@@ -56,8 +56,14 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Open TCP connections, WebSockets included; past it a new one is closed at once.
     pub max_http_connections: usize,
+    /// Open TCP connections of one peer address (IPv6 by /64), WebSockets included; 0: no share.
+    pub max_http_connections_per_ip: usize,
     /// A request's header must arrive within this; also the idle limit of keep-alive connections.
     pub header_read_timeout_ms: u64,
+    /// A request's body must arrive whole within this of its header.
+    pub request_body_timeout_ms: u64,
+    /// A response write that makes no progress for this long closes the connection.
+    pub response_write_timeout_ms: u64,
     /// Peers (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
 }
@@ -75,6 +81,22 @@ impl ServerConfig {
             "server.header_read_timeout_ms",
             "must be at least 100",
         )?;
+        for (key, value) in [
+            (
+                "server.request_body_timeout_ms",
+                self.request_body_timeout_ms,
+            ),
+            (
+                "server.response_write_timeout_ms",
+                self.response_write_timeout_ms,
+            ),
+        ] {
+            check(
+                (100..=3_600_000).contains(&value),
+                key,
+                "must be between 100 and 3600000 (an hour)",
+            )?;
+        }
         TrustedProxies::parse(&self.trusted_proxies)
             .map(|_| ())
             .map_err(|m| ConfigError::key("server.trusted_proxies", m))
@@ -165,6 +187,16 @@ impl Config {
             self.server.max_http_connections >= self.ws.max_connections,
             "server.max_http_connections",
             "must be at least ws.max_connections (every WebSocket is one HTTP connection)",
+        )?;
+        let (http_share, ws_share) = (
+            self.server.max_http_connections_per_ip,
+            self.ws.max_connections_per_ip,
+        );
+        check(
+            http_share == 0 || (ws_share != 0 && ws_share <= http_share),
+            "server.max_http_connections_per_ip",
+            "must be 0 or at least ws.max_connections_per_ip (every WebSocket is one HTTP \
+             connection of its address)",
         )?;
         self.feeds.validate()?;
         self.ring.validate()?;
@@ -364,6 +396,22 @@ mod tests {
                 "database.retention_batch_rows",
             ),
             (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
+            (
+                &[("TICKCAST_SERVER__REQUEST_BODY_TIMEOUT_MS", "0")],
+                "server.request_body_timeout_ms",
+            ),
+            (
+                &[("TICKCAST_SERVER__RESPONSE_WRITE_TIMEOUT_MS", "99")],
+                "server.response_write_timeout_ms",
+            ),
+            (
+                &[("TICKCAST_WS__MAX_CONNECTIONS_PER_IP", "2001")],
+                "server.max_http_connections_per_ip",
+            ),
+            (
+                &[("TICKCAST_WS__MAX_CONNECTIONS_PER_IP", "0")],
+                "server.max_http_connections_per_ip",
+            ),
             (
                 &[("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "100")],
                 "ws.snapshot_max_bytes",

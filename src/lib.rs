@@ -24,7 +24,7 @@ pub mod api;
 pub mod auth;
 pub(crate) mod bars;
 pub mod book;
-pub(crate) mod client;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub(crate) mod config_section;

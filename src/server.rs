@@ -394,7 +394,11 @@ impl Server {
             crate::api::router(app.clone()),
             HttpLimits {
                 max_connections: config.server.max_http_connections,
+                max_connections_per_ip: config.server.max_http_connections_per_ip,
+                trusted: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
                 header_read_timeout: ms(config.server.header_read_timeout_ms),
+                request_body_timeout: ms(config.server.request_body_timeout_ms),
+                response_write_timeout: ms(config.server.response_write_timeout_ms),
                 socket_send_buffer: config.ws.socket_send_buffer_bytes,
             },
             metrics.clone(),

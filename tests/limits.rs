@@ -27,11 +27,7 @@ async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
 
 /// A WebSocket handshake from a chosen loopback source address; the HTTP status it got.
 async fn upgrade_from(source: [u8; 4], server: SocketAddr) -> u16 {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((source, 0)))
-        .expect("bind a loopback source address");
-    let mut s = socket.connect(server).await.expect("connect");
+    let mut s = connect_from(source, server, None).await;
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -219,4 +215,147 @@ async fn an_idle_keep_alive_connection_is_closed() {
         closed_by_server(&mut s, Duration::from_secs(20)).await,
         "an idle keep-alive connection was kept forever"
     );
+}
+
+/// The dashboard's chart module (~198 KB): the largest response a client can ask for without
+/// credentials.
+const LARGE_ASSET: &str =
+    "/assets/vendor/lightweight-charts/lightweight-charts.standalone.production.mjs";
+
+/// A connection from a chosen loopback source address, with a chosen receive buffer (`None`:
+/// the OS default).
+async fn connect_from(source: [u8; 4], server: SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    }
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    socket.connect(server).await.expect("connect")
+}
+
+/// `GET /healthz` on a new connection from `source`: the status, or `None` when the server closed
+/// the connection without an answer.
+async fn healthz_from(source: [u8; 4], server: SocketAddr) -> Option<u16> {
+    let mut s = connect_from(source, server, None).await;
+    let _ = s
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut head = [0u8; 12];
+    match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head)).await {
+        Ok(Ok(_)) => std::str::from_utf8(&head[9..12]).ok()?.parse().ok(),
+        Ok(Err(_)) => None,
+        Err(_) => panic!("neither answered nor closed within 10 s"),
+    }
+}
+
+/// Reads until the server closes or resets the connection (bounded): the bytes it got.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<usize> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()
+}
+
+#[tokio::test]
+async fn stalled_readers_of_a_large_asset_lose_their_slots_and_other_addresses_are_served() {
+    const PIPELINED: usize = 16;
+    let mut c = util::config();
+    c.server.max_http_connections = 8;
+    c.server.max_http_connections_per_ip = 4;
+    c.server.response_write_timeout_ms = 1000;
+    // Long enough that only the write deadline can end a stalled connection.
+    c.server.header_read_timeout_ms = 60_000;
+    c.ws.max_connections = 8;
+    c.ws.max_connections_per_ip = 4;
+    let srv = util::start(c).await;
+    let metrics = srv.server().metrics().clone();
+    let requests = format!("GET {LARGE_ASSET} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(PIPELINED);
+    // Eight connections from 127.0.0.1, each asking for 16 copies of the chart module with a tiny
+    // receive window and never reading: only its share of four gets in.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from([127, 0, 0, 1], srv.addr, Some(1024)).await;
+        let _ = s.write_all(requests.as_bytes()).await;
+        stalled.push(s);
+    }
+    let over_share = metrics
+        .http_connections_rejected_per_address
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(over_share, 4, "connections past 127.0.0.1's share");
+    // (i) While they stall, another address is served.
+    assert_eq!(healthz_from([127, 0, 0, 2], srv.addr).await, Some(200));
+    // (ii) The write deadline ends the stalled connections and their slots come back: a new
+    // connection from 127.0.0.1 is served again (bounded wait).
+    let mut served_again = false;
+    for _ in 0..100 {
+        if healthz_from([127, 0, 0, 1], srv.addr).await == Some(200) {
+            served_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served_again, "127.0.0.1's slots never came back");
+    // Each stalled connection was closed with its responses unsent.
+    let whole = PIPELINED * 190_000;
+    let mut cut = 0;
+    for s in &mut stalled {
+        let got = read_until_closed(s, Duration::from_secs(20))
+            .await
+            .expect("closed by the server");
+        cut += usize::from(got < whole);
+    }
+    assert!(cut >= 4, "{cut} of the stalled connections were cut off");
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_cut_at_the_body_deadline() {
+    let mut c = util::config();
+    c.server.request_body_timeout_ms = 500;
+    c.server.header_read_timeout_ms = 60_000;
+    let srv = util::start(c).await;
+    let mut s = connect_from([127, 0, 0, 1], srv.addr, None).await;
+    // Promises 1,000 bytes, sends 10, then nothing.
+    let head = format!(
+        "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"symbol\"",
+        util::TOKEN
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "the server waited for the body past its deadline"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+}
+
+#[tokio::test]
+async fn websockets_hold_their_http_slots() {
+    let mut c = util::config();
+    c.server.max_http_connections = 3;
+    c.ws.max_connections = 3;
+    let srv = util::start(c).await;
+    for _ in 0..3 {
+        assert_eq!(upgrade_from([127, 0, 0, 1], srv.addr).await, 101);
+    }
+    // Three open WebSockets are three open connections: the pool is full.
+    assert_eq!(healthz_from([127, 0, 0, 2], srv.addr).await, None);
+    let rejected = srv
+        .server()
+        .metrics()
+        .http_connections_rejected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rejected, 1);
 }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod book;
 mod config;
+mod deadlines;
 pub mod health;
 pub mod ingest;
 pub mod market;
@@ -29,25 +30,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::client::{
+    ClientAddr, KeyedLimiter, TrustedProxies, VerifiedKeys, key_digest, peer_ip, quota,
+    retry_after_secs,
+};
+use crate::protocol::{Problem, ProblemCode};
+use crate::telemetry::metrics::Metrics;
+use crate::ws::WsState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use governor::DefaultKeyedRateLimiter;
-
-use crate::client::{
-    ClientAddr, TrustedProxies, VerifiedKeys, key_digest, peer_ip, quota, retry_after_secs,
-};
-use crate::protocol::{Problem, ProblemCode};
-use crate::telemetry::metrics::Metrics;
-use crate::ws::WsState;
 
 /// Largest request body accepted (ingest batches are the largest legitimate bodies).
 pub(crate) const MAX_BODY_BYTES: usize = 4 << 20;
-
-/// Keyed limiters are pruned of idle keys once they track this many.
-const LIMITER_PRUNE_AT: usize = 10_000;
 
 /// Who a request is, for rate limiting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,7 +58,7 @@ pub(crate) enum RateKey {
 /// What the HTTP layers use: who to believe about client addresses, which credentials are
 /// verified, the keyed rate limiter and the latency histogram.
 pub struct RestGuard {
-    limiter: DefaultKeyedRateLimiter<RateKey>,
+    limiter: KeyedLimiter<RateKey>,
     trusted: TrustedProxies,
     verified: Arc<VerifiedKeys>,
     metrics: Arc<Metrics>,
@@ -83,10 +80,7 @@ impl RestGuard {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            limiter: DefaultKeyedRateLimiter::dashmap(quota(
-                config.requests_per_second,
-                config.burst,
-            )),
+            limiter: KeyedLimiter::new(quota(config.requests_per_second, config.burst)),
             trusted,
             verified,
             metrics,
@@ -199,11 +193,7 @@ async fn rate_limit(State(guard): State<Arc<RestGuard>>, req: Request, next: Nex
         Some(digest) => RateKey::Key(digest),
         None => RateKey::Addr(ClientAddr::of_request(&req)),
     };
-    let limiter = &guard.limiter;
-    if limiter.len() > LIMITER_PRUNE_AT {
-        limiter.retain_recent();
-    }
-    if let Err(not_until) = limiter.check_key(&key) {
+    if let Err(not_until) = guard.limiter.check(&key) {
         let secs = retry_after_secs(&not_until);
         guard
             .metrics

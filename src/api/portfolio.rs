@@ -207,6 +207,7 @@ fn validate(t: TradeIn, now: i64, max_future_skew_ms: u64) -> Result<NewTrade, P
         (status = 400, description = "malformed_body, bad_idempotency_key"),
         (status = 401, description = "unauthorized"),
         (status = 409, description = "idempotency_conflict"),
+        (status = 408, description = "body_timeout"),
         (status = 413, description = "body_too_large"),
         (status = 422, description = "invalid_trade: a field breaks its rule, or `time` is more than feeds.max_future_skew_ms ahead of the server clock")),
     security(("bearer" = [])))]

@@ -89,6 +89,8 @@ codes! {
         IngestDisabled => "ingest_disabled",
         IdempotencyConflict => "idempotency_conflict",
         BodyTooLarge => "body_too_large",
+        /// A request body that did not arrive whole within `server.request_body_timeout_ms`.
+        BodyTimeout => "body_timeout",
         TooManyRecords => "too_many_records",
         InvalidTrade => "invalid_trade",
         InvalidRecords => "invalid_records",
@@ -121,6 +123,7 @@ impl ProblemCode {
             UnknownSymbol | NotFound | IngestDisabled | TokenExchangeDisabled => {
                 StatusCode::NOT_FOUND
             }
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IdempotencyConflict => StatusCode::CONFLICT,
             BodyTooLarge | TooManyRecords => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidTrade | InvalidRecords | InsufficientData => StatusCode::UNPROCESSABLE_ENTITY,

@@ -51,13 +51,22 @@ impl Problem {
         Self::new(ProblemCode::Internal, "internal server error")
     }
 
-    /// A request body that could not be read: over the size limit (413 `body_too_large`) or
-    /// otherwise unreadable (400 `malformed_body`).
+    /// A request body that could not be read: over the size limit (413 `body_too_large`), not
+    /// in within the listener's body deadline (408 `body_timeout`: its read failed with
+    /// `io::ErrorKind::TimedOut`), or otherwise unreadable (400 `malformed_body`).
     pub(crate) fn body_rejection(
         e: &axum::extract::rejection::BytesRejection,
         limit: usize,
     ) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let timed_out = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        if timed_out {
+            Self::new(
+                ProblemCode::BodyTimeout,
+                "the request body did not arrive in time",
+            )
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 ProblemCode::BodyTooLarge,
                 format!("the body exceeds {limit} bytes"),

@@ -243,6 +243,8 @@ metrics! {
         "connection tokens verified (at an upgrade the limits admitted, or in an auth op)";
     counter http_connections_rejected => "tickcast_http_connections_rejected_total",
         "http connections closed at once at server.max_http_connections";
+    counter http_connections_rejected_per_address => "tickcast_http_connections_rejected_per_address_total",
+        "http connections closed at once at server.max_http_connections_per_ip";
     counter http_rate_limited => "tickcast_http_rate_limited_total",
         "http requests refused by the rate limit";
     counter slow_consumers_closed => "tickcast_ws_slow_consumers_closed_total",

@@ -78,7 +78,8 @@ mod tests {
 
 /// Open connections per client address, capped; a slot is held for the life of a connection and
 /// given back when its [`AddressSlot`] drops. One entry per address with an open connection, so
-/// the table is bounded by `ws.max_connections`.
+/// the table is bounded by the connection cap it sits behind (`ws.max_connections` for
+/// WebSockets, `server.max_http_connections` for the HTTP listener's share).
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionsPerAddress {
     open: std::sync::Mutex<std::collections::HashMap<ClientAddr, usize>>,

@@ -10,9 +10,6 @@ pub mod session;
 pub use config::WsConfig;
 use limits::ConnectionsPerAddress;
 
-/// The upgrade limiter is pruned of idle addresses once it tracks this many.
-const UPGRADE_LIMITER_PRUNE_AT: usize = 10_000;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -57,7 +54,7 @@ pub struct WsContext {
     /// Open connections per client address (`ws.max_connections_per_ip`).
     pub(crate) per_address: Arc<ConnectionsPerAddress>,
     /// Upgrades per client address (`ws.upgrades_per_second`, `ws.upgrade_burst`).
-    pub(crate) upgrades: governor::DefaultKeyedRateLimiter<ClientAddr>,
+    pub(crate) upgrades: crate::client::KeyedLimiter<ClientAddr>,
     /// History older than the rings (an edge node's stream); `None` on a single node.
     pub history: Option<Arc<dyn History>>,
     /// Verifies connection tokens (`[auth]`); `None` when no key is configured.
@@ -108,10 +105,8 @@ impl WsContext {
     }
 
     /// The per-address upgrade limiter `config` asks for.
-    pub(crate) fn upgrade_limiter(
-        config: &WsConfig,
-    ) -> governor::DefaultKeyedRateLimiter<ClientAddr> {
-        governor::RateLimiter::dashmap(crate::client::quota(
+    pub(crate) fn upgrade_limiter(config: &WsConfig) -> crate::client::KeyedLimiter<ClientAddr> {
+        crate::client::KeyedLimiter::new(crate::client::quota(
             config.upgrades_per_second,
             config.upgrade_burst,
         ))
@@ -183,10 +178,7 @@ pub(crate) async fn upgrade(
             .into_response();
     }
     let addr = ClientAddr::of_request(&req);
-    if ctx.upgrades.len() > UPGRADE_LIMITER_PRUNE_AT {
-        ctx.upgrades.retain_recent();
-    }
-    if let Err(not_until) = ctx.upgrades.check_key(&addr) {
+    if let Err(not_until) = ctx.upgrades.check(&addr) {
         ctx.metrics
             .upgrades_rate_limited
             .fetch_add(1, Ordering::Relaxed);
