@@ -301,18 +301,7 @@ async fn retention_deletes_only_old_ticks() {
         // Stored bars age out the same way.
         let bars: Vec<_> = [now - 9 * day, now - 8 * day, now]
             .iter()
-            .map(|&start| tickcast::store::BarRecord {
-                symbol: "AAPL".into(),
-                interval_ns: tickcast::store::BAR_1M_NS,
-                start,
-                epoch: 1,
-                open: 1.0,
-                high: 1.0,
-                low: 1.0,
-                close: 1.0,
-                volume: 1.0,
-                trades: 1,
-            })
+            .map(|&start| util::flat_bar("AAPL", tickcast::store::BAR_1M_NS, start))
             .collect();
         assert_eq!(store.insert_bars(&bars).await.unwrap(), 3);
         assert_eq!(

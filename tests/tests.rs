@@ -13,6 +13,7 @@ mod feeds;
 mod ingest_http;
 mod limits;
 mod pipeline;
+mod plans;
 mod portfolio;
 mod portfolio_channel;
 mod rest;

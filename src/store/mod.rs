@@ -130,6 +130,15 @@ mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+
+/// Every query a REST history page runs, by name, with its parameter count: tests check each
+/// one's plan is bounded by the page (`EXPLAIN`).
+#[doc(hidden)]
+pub const HISTORY_QUERIES: [(&str, &str, usize); 3] = [
+    ("first bar of a range", bars::FIRST_BAR_SQL, 4),
+    ("bars of a range", bars::SCAN_BARS_SQL, 4),
+    ("ticks page", ticks::TICKS_PAGE_SQL, 6),
+];
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
@@ -308,6 +317,22 @@ impl Store {
         tokio::time::timeout(self.timeout, q)
             .await
             .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics after many rows were written (`ANALYZE` on
+    /// PostgreSQL, `PRAGMA optimize` on SQLite), so range reads keep their index plans after a
+    /// bulk load instead of being planned for the empty table the last statistics saw.
+    pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        let sql = match self.db {
+            Db::Sqlite(_) => "PRAGMA optimize",
+            Db::Postgres(_) => "ANALYZE ticks, bars",
+        };
+        let limit = self.timeout.saturating_mul(WRITE_TIMEOUT_FACTOR);
+        let q = async { on_pool!(&self.db, p => sqlx::query(sql).execute(p).await.map(|_| ())) };
+        tokio::time::timeout(limit, q)
+            .await
+            .map_err(|_| StoreError::Timeout(limit))??;
         Ok(())
     }
 

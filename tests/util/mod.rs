@@ -169,6 +169,22 @@ pub fn config() -> Config {
     c
 }
 
+/// A stored bar of one trade at 1.0 (tests that need bars to exist, not particular values).
+pub fn flat_bar(symbol: &str, interval_ns: i64, start: i64) -> tickcast::store::BarRecord {
+    tickcast::store::BarRecord {
+        symbol: symbol.into(),
+        interval_ns,
+        start,
+        epoch: 1,
+        open: 1.0,
+        high: 1.0,
+        low: 1.0,
+        close: 1.0,
+        volume: 1.0,
+        trades: 1,
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     server: Option<Server>,
