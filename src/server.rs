@@ -153,7 +153,8 @@ impl Server {
             symbols.clone(),
             epoch,
             metrics.clone(),
-        );
+        )
+        .map_err(StoreError::from)?;
         // Ingest publishes to the stream as well; its task drains what ingest queues.
         let publisher = match &node {
             Node::Ingest(n) => {
@@ -262,6 +263,7 @@ impl Server {
                 verified: verified.clone(),
                 cluster: status.clone(),
                 book_source: "http".into(),
+                recorder: recorder.clone(),
             },
             health: HealthState {
                 store: store.clone(),
@@ -327,6 +329,8 @@ impl Server {
             stop: feeds_stop.clone(),
             metrics: metrics.clone(),
             backlog: hub.backlog().clone(),
+            store: recorder.store_backlog().clone(),
+            live_waits_for_store: recorder.on_overload() == crate::store::OnOverload::Block,
         };
         let feeds = match &node {
             Node::Single => start.spawn(feeds),
@@ -577,7 +581,9 @@ struct FeedStart {
     max_future_skew_ms: u64,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
-    backlog: Arc<crate::rooms::PipelineBacklog>,
+    backlog: Arc<crate::rooms::Backlog>,
+    store: Arc<crate::rooms::Backlog>,
+    live_waits_for_store: bool,
 }
 
 impl FeedStart {
@@ -597,6 +603,8 @@ impl FeedStart {
                     shutdown: self.stop.clone(),
                     metrics: self.metrics.clone(),
                     backlog: self.backlog.clone(),
+                    store: self.store.clone(),
+                    live_waits_for_store: self.live_waits_for_store,
                 };
                 let task = tokio::spawn(async move {
                     match feed.run(ctx).await {

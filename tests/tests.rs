@@ -12,6 +12,7 @@ mod encoding;
 mod feeds;
 mod ingest_http;
 mod limits;
+mod noloss;
 mod pipeline;
 mod plans;
 mod portfolio;

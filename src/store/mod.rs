@@ -12,6 +12,7 @@
 //! (users and API keys), `trades.rs`.
 
 mod config;
+pub mod journal;
 pub mod recorder;
 
 use std::str::FromStr;
@@ -24,8 +25,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config_section::ms;
 use crate::model::Side;
 
-pub use config::DatabaseConfig;
 pub(crate) use config::redact_url_password;
+pub use config::{DatabaseConfig, OnOverload};
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.
@@ -51,6 +52,8 @@ pub enum StoreError {
     OutOfRange(#[from] OutOfRange),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// A statement that writes exact decimals, for the backend. Such statements are written for
