@@ -17,6 +17,9 @@ use crate::store::{BarRecord, DatabaseConfig, Store, StoreError, TickRow};
 use crate::telemetry::events::{AfterWriteFailure, TickBatchWriteFailed, TickBatchWritten};
 use crate::telemetry::metrics::Metrics;
 
+/// Wait before trying a journal that failed to seal or read again.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+
 /// Rows committed between two refreshes of the planner's statistics.
 const STATISTICS_EVERY_ROWS: u64 = 1_000_000;
 
@@ -190,12 +193,15 @@ impl Writer {
         let segment = {
             let mut p = self.queue.lock();
             let journal = p.journal.as_mut()?;
-            match journal.oldest() {
-                Ok(s) => s?,
-                Err(error) => {
-                    tracing::error!(target: "tickcast::store", %error, "journal seal failed");
-                    return None;
-                }
+            journal.oldest()
+        };
+        let segment = match segment {
+            Ok(s) => s?,
+            Err(error) => {
+                tracing::error!(target: "tickcast::store", %error, "journal seal failed");
+                // The disk is failing; do not spin on it.
+                tokio::time::sleep(JOURNAL_RETRY).await;
+                return None;
             }
         };
         let path = segment.path.clone();
@@ -211,7 +217,10 @@ impl Writer {
                 }
                 return None;
             }
-            Err(_) => return None,
+            Err(_) => {
+                tokio::time::sleep(JOURNAL_RETRY).await;
+                return None;
+            }
         };
         if read.skipped_bytes > 0 {
             self.metrics
