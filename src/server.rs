@@ -153,7 +153,8 @@ impl Server {
             symbols.clone(),
             epoch,
             metrics.clone(),
-        );
+        )
+        .map_err(StoreError::from)?;
         // Ingest publishes to the stream as well; its task drains what ingest queues, while the
         // lease (its clock, shared with the lease task) is surely this node's.
         let lease_clock = cluster::LeaseClock::new();
@@ -267,6 +268,7 @@ impl Server {
                 verified: verified.clone(),
                 cluster: status.clone(),
                 book_source: "http".into(),
+                recorder: recorder.clone(),
             },
             health: HealthState {
                 store: store.clone(),
@@ -333,6 +335,8 @@ impl Server {
             stop: feeds_stop.clone(),
             metrics: metrics.clone(),
             backlog: hub.backlog().clone(),
+            store: recorder.store_backlog().clone(),
+            live_waits_for_store: recorder.on_overload() == crate::store::OnOverload::Block,
         };
         let feeds = match &node {
             Node::Single => start.spawn(feeds),
@@ -596,7 +600,9 @@ struct FeedStart {
     max_future_skew_ms: u64,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
-    backlog: Arc<crate::rooms::PipelineBacklog>,
+    backlog: Arc<crate::rooms::Backlog>,
+    store: Arc<crate::rooms::Backlog>,
+    live_waits_for_store: bool,
 }
 
 impl FeedStart {
@@ -616,6 +622,8 @@ impl FeedStart {
                     shutdown: self.stop.clone(),
                     metrics: self.metrics.clone(),
                     backlog: self.backlog.clone(),
+                    store: self.store.clone(),
+                    live_waits_for_store: self.live_waits_for_store,
                 };
                 let task = tokio::spawn(async move {
                     match feed.run(ctx).await {

@@ -299,18 +299,7 @@ async fn a_bar_at_the_end_of_time_is_served_without_overflow() {
     let srv = util::start(util::config()).await;
     let _ = srv.server().symbols().intern("END").unwrap();
     let last = i64::MAX - i64::MAX % tickcast::store::BAR_1S_NS;
-    let row = tickcast::store::BarRecord {
-        symbol: "END".into(),
-        interval_ns: tickcast::store::BAR_1S_NS,
-        start: last,
-        epoch: 1,
-        open: 1.0,
-        high: 1.0,
-        low: 1.0,
-        close: 1.0,
-        volume: 1.0,
-        trades: 1,
-    };
+    let row = util::flat_bar("END", tickcast::store::BAR_1S_NS, last);
     srv.server().store().insert_bars(&[row]).await.unwrap();
     // A full page whose last bar ends past i64::MAX ns: no next page, no overflow.
     let (status, _, body) = srv

@@ -62,16 +62,11 @@ async fn read_ticks_until(client: &mut util::Client, last: u64) -> u64 {
 }
 
 async fn readyz(srv: &TestServer) -> (u16, Value) {
-    let (status, _, body) = srv.get("/readyz", None).await;
-    (status, body)
+    srv.readyz().await
 }
 
-async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + util::WAIT;
-    while !ok().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(what: &str, ok: impl AsyncFnMut() -> bool) {
+    util::wait_until(what, util::WAIT, ok).await
 }
 
 #[tokio::test]
@@ -91,19 +86,7 @@ async fn postgres_cut_and_back_loses_no_tick() {
         .await;
 
     // Cut: refuse new connections to the database and kill the pool's.
-    let name = db.url.rsplit('/').next().unwrap().to_owned();
-    let mut admin = sqlx::PgConnection::connect(&util::pg_admin_url())
-        .await
-        .unwrap();
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let outage = util::PgOutage::begin(&db).await;
 
     // Streaming goes on while the database is away.
     let mut sent = 1u64;
@@ -114,16 +97,7 @@ async fn postgres_cut_and_back_loses_no_tick() {
     }
     assert_eq!(read_ticks_until(&mut client, sent).await, sent - 1);
     let m = srv.server().metrics().clone();
-    wait_for("breaker opens", async || {
-        srv.server()
-            .app()
-            .health
-            .recorder
-            .health
-            .breaker_open
-            .load(Ordering::Relaxed)
-    })
-    .await;
+    wait_for("breaker opens", async || srv.breaker_open()).await;
     let (status, body) = readyz(&srv).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "degraded");
@@ -145,10 +119,7 @@ async fn postgres_cut_and_back_loses_no_tick() {
     assert!(m.db_backlog.load(Ordering::Relaxed) > 0);
 
     // Back: the breaker's probe succeeds and the backlog drains, every tick exactly once.
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    outage.end().await;
     srv.wait_persisted(sent).await;
     wait_for("ready again", async || readyz(&srv).await.0 == 200).await;
     // Closed bars queue behind the ticks, so the gauge reaches 0 a moment after the last tick.
@@ -158,7 +129,6 @@ async fn postgres_cut_and_back_loses_no_tick() {
     .await;
     assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
     assert_eq!(stored(&db).await, sent as i64);
-    let _ = admin.close().await;
 }
 
 #[tokio::test]
@@ -192,14 +162,11 @@ async fn postgres_connections_killed_while_ticks_flow() {
 }
 
 #[tokio::test]
-async fn sqlite_locked_keeps_streaming_counts_drops_and_recovers() {
+async fn sqlite_locked_with_drop_keeps_streaming_counts_drops_and_recovers() {
     let db = TestDb::sqlite();
-    let mut c = db.config();
-    c.database.timeout_ms = 50;
-    c.database.breaker_failures = 2;
-    c.database.breaker_probe_ms = 50;
-    c.database.batch_size = 10;
-    c.database.queue_capacity = 50;
+    let mut c = db.outage_config();
+    // Dropping, as chosen; the default (a journal) loses nothing (tests/noloss.rs).
+    c.database.on_overload = tickcast::store::OnOverload::Drop;
     let srv = util::start(c).await;
     ingest_batch(&srv, "AAPL", 1, 0.0).await;
     srv.wait_persisted(1).await;
@@ -209,11 +176,7 @@ async fn sqlite_locked_keeps_streaming_counts_drops_and_recovers() {
         .await;
 
     // Another process holds the write lock: every write times out with SQLITE_BUSY.
-    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = util::lock_sqlite(&db.url).await;
 
     ingest_batch(&srv, "AAPL", 200, 0.0).await;
     assert_eq!(
@@ -222,16 +185,7 @@ async fn sqlite_locked_keeps_streaming_counts_drops_and_recovers() {
         "streaming went on"
     );
     let m = srv.server().metrics().clone();
-    wait_for("breaker opens", async || {
-        srv.server()
-            .app()
-            .health
-            .recorder
-            .health
-            .breaker_open
-            .load(Ordering::Relaxed)
-    })
-    .await;
+    wait_for("breaker opens", async || srv.breaker_open()).await;
     let (status, body) = readyz(&srv).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["database"]["ok"], false);
@@ -301,18 +255,7 @@ async fn retention_deletes_only_old_ticks() {
         // Stored bars age out the same way.
         let bars: Vec<_> = [now - 9 * day, now - 8 * day, now]
             .iter()
-            .map(|&start| tickcast::store::BarRecord {
-                symbol: "AAPL".into(),
-                interval_ns: tickcast::store::BAR_1M_NS,
-                start,
-                epoch: 1,
-                open: 1.0,
-                high: 1.0,
-                low: 1.0,
-                close: 1.0,
-                volume: 1.0,
-                trades: 1,
-            })
+            .map(|&start| util::flat_bar("AAPL", tickcast::store::BAR_1M_NS, start))
             .collect();
         assert_eq!(store.insert_bars(&bars).await.unwrap(), 3);
         assert_eq!(

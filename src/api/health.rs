@@ -46,14 +46,18 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
         )
             .into_response();
     }
-    let recorder_health = &health.recorder.health;
-    let breaker_open = recorder_health.breaker_open.load(Ordering::Relaxed);
-    let database = match health.store.ping().await {
-        Ok(()) if !breaker_open => json!({"ok": true, "backend": health.store.backend(),
-            "backlog": health.recorder.backlog()}),
+    let recorder = &health.recorder;
+    let breaker_open = recorder.health.breaker_open.load(Ordering::Relaxed);
+    // A journal being replayed is a delay of persistence, not a fault: still ready (taking the
+    // node out of rotation would not make the database faster), reported for operators. A full
+    // journal means rows are refused or dropped: not ready.
+    let journal_full = !recorder.accepts_more();
+    let mut database = match health.store.ping().await {
+        Ok(()) if journal_full => json!({"ok": false, "backend": health.store.backend(),
+            "error": "store overloaded; rows refused or dropped"}),
+        Ok(()) if !breaker_open => json!({"ok": true, "backend": health.store.backend()}),
         Ok(()) => json!({"ok": false, "backend": health.store.backend(),
-            "error": "writes failing; circuit breaker open",
-            "backlog": health.recorder.backlog()}),
+            "error": "writes failing; circuit breaker open"}),
         Err(error) => {
             // The raw error (host names, SQL states, credentials in a URL) is for the log, not
             // for whoever can reach /readyz.
@@ -63,10 +67,11 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
             } else {
                 "database check failed"
             };
-            json!({"ok": false, "backend": health.store.backend(),
-                "error": reason, "backlog": health.recorder.backlog()})
+            json!({"ok": false, "backend": health.store.backend(), "error": reason})
         }
     };
+    database["backlog"] = json!(recorder.backlog());
+    database["journal_bytes"] = json!(recorder.journal_bytes());
     let feeds = feeds_check(&health);
     let last = health
         .metrics

@@ -19,6 +19,7 @@ use crate::ingest::{IngestHandle, TrySubmitError, validate};
 use crate::model::{RawTick, Side, now_ns};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
+use crate::store::{OnOverload, Recorder};
 use crate::timestamp;
 
 /// What the HTTP ingest endpoint uses: its config section and the ingest queue.
@@ -32,6 +33,8 @@ pub struct IngestState {
     pub cluster: Arc<ClusterStatus>,
     /// The source name of the books posted here (`http`).
     pub book_source: Arc<str>,
+    /// Ticks are refused (503) while the store cannot take more (`database.on_overload`).
+    pub recorder: Arc<Recorder>,
 }
 
 /// One record of the request body.
@@ -176,12 +179,30 @@ fn submitted(accepted: usize, sent: Result<(), TrySubmitError>) -> Response {
     }
 }
 
+/// The 503 for ticks the store could not keep: with `on_overload = "block"` the write-behind
+/// queue is full, with `"journal"` the journal is; the sender retries instead of losing them.
+fn store_busy(overload: OnOverload) -> Response {
+    let what = match overload {
+        OnOverload::Block => "the write-behind queue is full",
+        OnOverload::Journal | OnOverload::Drop => "the write-behind queue and its journal are full",
+    };
+    Problem::new(
+        ProblemCode::IngestBusy,
+        format!("{what}: the database is behind; retry shortly"),
+    )
+    .retry_after(1)
+    .into_response()
+}
+
 /// `POST /api/v1/ingest`: ticks.
 pub(crate) async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     let values = match records(&state, req, "ticks").await {
         Ok(v) => v,
         Err(res) => return res,
     };
+    if !state.recorder.accepts_more() {
+        return store_busy(state.recorder.on_overload());
+    }
     let now = now_ns();
     let mut ticks = Vec::with_capacity(values.len());
     let mut errors = Vec::new();

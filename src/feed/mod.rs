@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ingest::IngestHandle;
 use crate::model::RawTick;
-use crate::rooms::PipelineBacklog;
+use crate::rooms::Backlog;
 use crate::telemetry::metrics::Metrics;
 
 pub use config::{FeedsConfig, HttpIngestConfig};
@@ -36,7 +36,11 @@ pub(crate) struct FeedContext {
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
     /// Ticks the pipeline has not read yet: replay waits on it instead of outrunning the rings.
-    pub backlog: Arc<PipelineBacklog>,
+    pub backlog: Arc<Backlog>,
+    /// Rows the store has not committed: replay waits on it instead of outrunning the database.
+    pub store: Arc<Backlog>,
+    /// `database.on_overload = "block"`: live feeds wait on the store too.
+    pub live_waits_for_store: bool,
 }
 
 /// A feed failed in a way it cannot recover from.
@@ -78,17 +82,20 @@ pub(crate) trait Feed: Send + 'static {
     fn run(self: Box<Self>, ctx: FeedContext) -> BoxFuture<'static, Result<(), FeedError>>;
 }
 
-/// Sends a batch of history to ingest no faster than the pipeline reads it: each part waits
-/// until it fits beside the ticks the pipeline has not read, and until ingest has published
-/// it, so a replay at any speed never makes a ring evict a tick before its bar is built.
+/// Sends a batch of history to ingest no faster than the pipeline reads it and the store
+/// commits it: each part waits until it fits beside the ticks the pipeline has not read and the
+/// rows the store has not written, and until ingest has published it, so a replay at any speed
+/// never makes a ring evict a tick before its bar is built, nor the write-behind queue overflow.
 /// False on shutdown.
 pub(crate) async fn send_paced(ctx: &FeedContext, batch: Vec<RawTick>) -> Result<bool, FeedError> {
-    let part = ctx.backlog.max_batch().max(1);
+    let part = ctx.backlog.max_batch().min(ctx.store.max_batch()).max(1);
     let mut batch = batch.into_iter().peekable();
     while batch.peek().is_some() {
         let chunk: Vec<RawTick> = batch.by_ref().take(part).collect();
-        if !ctx.backlog.wait_for_room(chunk.len(), &ctx.shutdown).await {
-            return Ok(false);
+        for brake in [&ctx.backlog, &ctx.store] {
+            if !brake.wait_for_room(chunk.len(), &ctx.shutdown).await {
+                return Ok(false);
+            }
         }
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(false),
@@ -103,6 +110,9 @@ pub(crate) async fn send_paced(ctx: &FeedContext, batch: Vec<RawTick>) -> Result
 pub(crate) async fn send_batch(ctx: &FeedContext, batch: Vec<RawTick>) -> Result<bool, FeedError> {
     if batch.is_empty() {
         return Ok(true);
+    }
+    if ctx.live_waits_for_store && !ctx.store.wait_for_room(batch.len(), &ctx.shutdown).await {
+        return Ok(false);
     }
     tokio::select! {
         _ = ctx.shutdown.cancelled() => Ok(false),

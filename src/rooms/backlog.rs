@@ -1,13 +1,16 @@
-//! How many ticks sit in the rings that the pipeline has not read yet, so a source that can
-//! outrun it (a file replayed at speed 0 or very fast) waits instead of letting a ring evict
-//! ticks before their bars are built.
+//! A count of items a consumer has not taken yet, bounded by a capacity, that a source able to
+//! wait (a file replayed at speed 0 or very fast) waits on instead of outrunning its consumer.
 //!
-//! The hub adds every tick it pushes into a ring and subtracts what the pipeline takes (or
-//! finds evicted), both under its lock, so the count is exact: it is the sum over tick
-//! channels of `last_seq - pipeline cursor`. A ring holds `ring.capacity` events, so as long
-//! as the unread total stays within that, no symbol's ring can evict an unread tick.
+//! Two consumers brake replay this way. The pipeline: the hub adds every tick it pushes into a
+//! ring and subtracts what the pipeline takes (or finds evicted), both under its lock, so the
+//! count is exact: the sum over tick channels of `last_seq - pipeline cursor`. A ring holds
+//! `ring.capacity` events, so as long as the unread total stays within that, no symbol's ring can
+//! evict an unread tick. The store: the recorder sets the rows it has not committed
+//! (`store::Recorder`, under its queue's lock), so a replay waits for the database instead of
+//! filling the write-behind queue past `database.queue_capacity`.
 //!
-//! Live feeds never wait here: the market does not pause. Only replay does.
+//! Live feeds never wait on the pipeline: the market does not pause. They wait on the store only
+//! when `database.on_overload = "block"`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -16,26 +19,27 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug)]
-pub struct PipelineBacklog {
-    /// Ticks in the rings not yet read by the pipeline.
+pub struct Backlog {
+    /// Items not yet taken by the consumer (ticks the pipeline has not read, rows the store
+    /// has not committed).
     unread: AtomicU64,
-    /// The most that may be unread: `ring.capacity`.
+    /// The most that may be unread (`ring.capacity`, `database.queue_capacity`).
     capacity: u64,
-    /// Set while a pipeline reads the rings; with none, nobody waits.
+    /// Set while a consumer runs; with none, nobody waits.
     attached: AtomicBool,
-    /// Signalled after every pipeline read.
+    /// Signalled after every take.
     drained: Notify,
-    /// Asks the pipeline to read now rather than at its next interval.
+    /// Asks the consumer to take now rather than at its next interval (the pipeline reads it).
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
 }
 
-impl PipelineBacklog {
-    pub(crate) fn new(ring_capacity: usize) -> Self {
+impl Backlog {
+    pub(crate) fn new(capacity: usize) -> Self {
         let (wake_tx, wake_rx) = bounded(1);
         Self {
             unread: AtomicU64::new(0),
-            capacity: ring_capacity.max(1) as u64,
+            capacity: capacity.max(1) as u64,
             attached: AtomicBool::new(false),
             drained: Notify::new(),
             wake_tx,
@@ -44,14 +48,14 @@ impl PipelineBacklog {
     }
 
     /// Ticks pushed into rings (the hub, under its lock).
-    pub(super) fn published(&self, ticks: u64) {
+    pub(crate) fn published(&self, ticks: u64) {
         if ticks > 0 {
             self.unread.fetch_add(ticks, Ordering::AcqRel);
         }
     }
 
     /// Ticks the pipeline took or found evicted (the hub, under its lock).
-    pub(super) fn consumed(&self, ticks: u64) {
+    pub(crate) fn consumed(&self, ticks: u64) {
         if ticks > 0 {
             // Never below zero, even if a caller outside the pipeline read a cursor.
             let _ = self
@@ -63,19 +67,28 @@ impl PipelineBacklog {
         self.drained.notify_waiters();
     }
 
-    /// Ticks in the rings the pipeline has not read.
+    /// A consumer that counts its own backlog (the recorder, under its queue's lock) sets it;
+    /// waiters are woken when it goes down.
+    pub(crate) fn set(&self, unread: u64) {
+        let before = self.unread.swap(unread, Ordering::AcqRel);
+        if unread < before {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Items the consumer has not taken.
     pub fn unread(&self) -> u64 {
         self.unread.load(Ordering::Acquire)
     }
 
-    /// The pipeline starts reading: from now on senders wait for it. Returns the channel on
-    /// which it is asked to read early.
+    /// The consumer starts: from now on senders wait for it. Returns the channel on which it
+    /// is asked to take early.
     pub(crate) fn attach(&self) -> Receiver<()> {
         self.attached.store(true, Ordering::Release);
         self.wake_rx.clone()
     }
 
-    /// The pipeline stopped: nobody will drain, so nobody waits.
+    /// The consumer stopped: nobody will drain, so nobody waits.
     pub(crate) fn detach(&self) {
         self.attached.store(false, Ordering::Release);
         self.drained.notify_waiters();
@@ -115,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn senders_wait_only_while_an_attached_pipeline_is_full() {
-        let b = Arc::new(PipelineBacklog::new(10));
+        let b = Arc::new(Backlog::new(10));
         let stop = CancellationToken::new();
         b.published(10);
         // No pipeline: nothing to wait for.

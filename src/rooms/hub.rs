@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::backlog::PipelineBacklog;
+use super::backlog::Backlog;
 use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
@@ -43,7 +43,7 @@ pub struct Hub {
     pub(super) metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     /// Ticks in the rings the pipeline has not read (see `backlog`).
-    pub(super) backlog: Arc<PipelineBacklog>,
+    pub(super) backlog: Arc<Backlog>,
 }
 
 #[derive(Debug, Default)]
@@ -98,12 +98,12 @@ impl Hub {
             config,
             metrics,
             next_conn: AtomicU64::new(1),
-            backlog: Arc::new(PipelineBacklog::new(config.ring_capacity)),
+            backlog: Arc::new(Backlog::new(config.ring_capacity)),
         }
     }
 
     /// What the pipeline has not read yet; replay waits on it.
-    pub fn backlog(&self) -> &Arc<PipelineBacklog> {
+    pub fn backlog(&self) -> &Arc<Backlog> {
         &self.backlog
     }
 

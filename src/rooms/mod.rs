@@ -27,7 +27,7 @@ mod fixtures;
 
 use crate::model::Event;
 
-pub use backlog::PipelineBacklog;
+pub use backlog::Backlog;
 pub use hub::{ConnId, Hub, HubConfig};
 pub use outbox::{
     BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, Snapshot,

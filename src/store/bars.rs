@@ -20,6 +20,16 @@ pub const BAR_1M_NS: i64 = 60_000_000_000;
 /// Seek-and-scan rounds one `/bars` page may take to skip gaps in sparse data.
 const MAX_WINDOWS_PER_PAGE: usize = 4;
 
+/// The first stored bar of a range, as an index probe: `ORDER BY ts LIMIT 1` stops at the first
+/// index entry, where `MIN(ts)` is an aggregate over every matching row unless the planner
+/// rewrites it (PostgreSQL does not when its statistics are stale, as after a bulk load).
+pub(crate) const FIRST_BAR_SQL: &str = "SELECT ts FROM bars \
+     WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts LIMIT 1";
+
+/// The stored bars of a range in index order (no sort); `bars` bounds the range by the page.
+pub(crate) const SCAN_BARS_SQL: &str = "SELECT ts, open, high, low, close, volume, trades \
+     FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, epoch";
+
 /// SQLite allows 32,766 bound parameters per statement; 10 per bar row.
 const SQLITE_ROWS_PER_INSERT: usize = 3000;
 
@@ -192,11 +202,7 @@ impl Store {
         let rows: Vec<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
-                    sqlx::query_as(
-                        "SELECT ts, open, high, low, close, volume, trades FROM bars \
-                         WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
-                         ORDER BY ts, epoch",
-                    )
+                    sqlx::query_as(SCAN_BARS_SQL)
                     .bind(symbol)
                     .bind(source_ns)
                     .bind(from)
@@ -238,23 +244,20 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let first: (Option<i64>,) = self
+        let first: Option<(i64,)> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
-                    sqlx::query_as(
-                        "SELECT MIN(ts) FROM bars \
-                         WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4",
-                    )
+                    sqlx::query_as(FIRST_BAR_SQL)
                     .bind(symbol)
                     .bind(interval_ns)
                     .bind(from)
                     .bind(to)
-                    .fetch_one(p)
+                    .fetch_optional(p)
                     .await?
                 }))
             })
             .await?;
-        Ok(first.0)
+        Ok(first.map(|(ts,)| ts))
     }
 
     /// Number of stored bars of one interval (all symbols).

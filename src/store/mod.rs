@@ -12,6 +12,7 @@
 //! (users and API keys), `trades.rs`.
 
 mod config;
+pub mod journal;
 pub mod recorder;
 
 use std::str::FromStr;
@@ -24,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config_section::ms;
 use crate::model::Side;
 
-pub use config::DatabaseConfig;
+pub use config::{DatabaseConfig, OnOverload};
 pub use recorder::{Breaker, Recorder};
 
 /// Migrations embedded at build time, one set per backend.
@@ -52,6 +53,8 @@ pub enum StoreError {
     OutOfRange(#[from] OutOfRange),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// A statement that writes exact decimals, for the backend. Such statements are written for
@@ -131,6 +134,15 @@ mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+
+/// Every query a REST history page runs, by name, with its parameter count: tests check each
+/// one's plan is bounded by the page (`EXPLAIN`).
+#[doc(hidden)]
+pub const HISTORY_QUERIES: [(&str, &str, usize); 3] = [
+    ("first bar of a range", bars::FIRST_BAR_SQL, 4),
+    ("bars of a range", bars::SCAN_BARS_SQL, 4),
+    ("ticks page", ticks::TICKS_PAGE_SQL, 6),
+];
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
@@ -309,6 +321,22 @@ impl Store {
         tokio::time::timeout(self.timeout, q)
             .await
             .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics after many rows were written (`ANALYZE` on
+    /// PostgreSQL, `PRAGMA optimize` on SQLite), so range reads keep their index plans after a
+    /// bulk load instead of being planned for the empty table the last statistics saw.
+    pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        let sql = match self.db {
+            Db::Sqlite(_) => "PRAGMA optimize",
+            Db::Postgres(_) => "ANALYZE ticks, bars",
+        };
+        let limit = self.timeout.saturating_mul(WRITE_TIMEOUT_FACTOR);
+        let q = async { on_pool!(&self.db, p => sqlx::query(sql).execute(p).await.map(|_| ())) };
+        tokio::time::timeout(limit, q)
+            .await
+            .map_err(|_| StoreError::Timeout(limit))??;
         Ok(())
     }
 

@@ -7,6 +7,11 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::{Db, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
+/// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order.
+pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
+     FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+     AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
+
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 const SQLITE_ROWS_PER_INSERT: usize = 4000;
 
@@ -125,12 +130,7 @@ impl Store {
         let rows: Vec<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
-                    sqlx::query_as(
-                        "SELECT id, ts, ingest_ts, epoch, seq, price, size, side FROM ticks \
-                         WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
-                         AND (ts > $4 OR (ts = $4 AND id > $5)) \
-                         ORDER BY ts, id LIMIT $6",
-                    )
+                    sqlx::query_as(TICKS_PAGE_SQL)
                     .bind(symbol)
                     .bind(from)
                     .bind(to)

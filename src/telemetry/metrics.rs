@@ -275,8 +275,14 @@ metrics! {
     counter db_bars_written => "tickcast_db_bars_written_total",
         "closed 1 s and 1 m bars persisted";
     counter db_rows_dropped => "tickcast_db_rows_dropped_total",
-        "tick and bar rows dropped because the write-behind queue was full";
+        "tick and bar rows dropped: the write-behind queue (and journal) full, or on_overload = drop";
     counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";
+    counter db_rows_journaled => "tickcast_db_rows_journaled_total",
+        "tick and bar rows appended to the local journal because the write-behind queue was full";
+    counter db_rows_replayed => "tickcast_db_rows_replayed_from_journal_total",
+        "journaled tick and bar rows committed to the database";
+    counter db_journal_skipped_bytes => "tickcast_db_journal_skipped_bytes_total",
+        "journal bytes skipped on replay: a torn tail or a record failing its checksum";
 
     counter cluster_events_published => "tickcast_cluster_events_published_total",
         "events acknowledged by the JetStream stream (ingest)";
@@ -304,6 +310,8 @@ metrics! {
     gauge subscriptions => "tickcast_ws_subscriptions", "active subscriptions";
     gauge ingest_queue_depth => "tickcast_ingest_queue_depth", "tick batches waiting for ingest";
     gauge db_backlog => "tickcast_db_backlog", "tick and bar rows waiting in the write-behind queue";
+    gauge db_journal_bytes => "tickcast_db_journal_bytes",
+        "bytes of rows in the local journal waiting for the database";
 
     histogram pipeline_batch_seconds => "tickcast_pipeline_batch_seconds",
         "time to compute one pipeline batch";

@@ -107,6 +107,18 @@ impl TestDb {
         c.database.url = self.url.clone();
         c
     }
+
+    /// A test config for outages: failures detected quickly, and a write-behind queue (50 rows,
+    /// batches of 10) far smaller than what an outage brings.
+    pub fn outage_config(&self) -> Config {
+        let mut c = self.config();
+        c.database.timeout_ms = 50;
+        c.database.breaker_failures = 2;
+        c.database.breaker_probe_ms = 50;
+        c.database.batch_size = 10;
+        c.database.queue_capacity = 50;
+        c
+    }
 }
 
 impl Drop for TestDb {
@@ -169,18 +181,111 @@ pub fn config() -> Config {
     c
 }
 
+/// Polls `ok` every 20 ms until it holds; fails the test after `bound`.
+pub async fn wait_until(what: &str, bound: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !ok().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Another process takes a SQLite database's write lock (`BEGIN EXCLUSIVE`): every write of
+/// the server's times out with SQLITE_BUSY until the connection rolls back.
+pub async fn lock_sqlite(url: &str) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut locker = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
+/// A PostgreSQL test database taken away: new connections refused, the existing ones killed,
+/// until [`PgOutage::end`].
+pub struct PgOutage {
+    admin: sqlx::PgConnection,
+    name: String,
+}
+
+impl PgOutage {
+    pub async fn begin(db: &TestDb) -> PgOutage {
+        use sqlx::Connection;
+        let name = db.url.rsplit('/').next().unwrap().to_owned();
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        PgOutage { admin, name }
+    }
+
+    /// The database takes connections again.
+    pub async fn end(mut self) {
+        use sqlx::Connection;
+        let allow = format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name);
+        sqlx::query(&allow).execute(&mut self.admin).await.unwrap();
+        let _ = self.admin.close().await;
+    }
+}
+
+/// A stored bar of one trade at 1.0 (tests that need bars to exist, not particular values).
+pub fn flat_bar(symbol: &str, interval_ns: i64, start: i64) -> tickcast::store::BarRecord {
+    tickcast::store::BarRecord {
+        symbol: symbol.into(),
+        interval_ns,
+        start,
+        epoch: 1,
+        open: 1.0,
+        high: 1.0,
+        low: 1.0,
+        close: 1.0,
+        volume: 1.0,
+        trades: 1,
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     server: Option<Server>,
     db_url: String,
+    /// The journal directory this fixture made up (removed on drop).
+    journal: Option<std::path::PathBuf>,
 }
 
-pub async fn start(config: Config) -> TestServer {
+/// A journal directory of its own, so no two test servers (or runs) share one.
+pub fn temp_journal_dir() -> std::path::PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "tickcast-test-journal-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tickcast::model::now_ns() % 1_000_000_007
+    ))
+}
+
+/// Starts a server; without a `database.journal_dir` it gets a fresh one of its own.
+pub async fn start(mut config: Config) -> TestServer {
+    let journal = config
+        .database
+        .journal_dir
+        .is_empty()
+        .then(temp_journal_dir);
+    if let Some(dir) = &journal {
+        config.database.journal_dir = dir.display().to_string();
+    }
     config.validate().expect("test config is valid");
     let db_url = config.database.url.clone();
     let server = Server::start(config).await.expect("server starts");
     TestServer {
         addr: server.addr,
+        journal,
         server: Some(server),
         db_url,
     }
@@ -234,6 +339,18 @@ impl TestServer {
             h,
             serde_json::from_slice(&body).unwrap_or(Value::Null),
         )
+    }
+
+    /// `/readyz`: status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let (status, _, body) = self.get("/readyz", None).await;
+        (status, body)
+    }
+
+    /// The recorder's circuit breaker is open (database writes failing).
+    pub fn breaker_open(&self) -> bool {
+        let health = &self.server().app().health.recorder.health;
+        health.breaker_open.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` tick rows were committed by the write-behind writer.
@@ -325,6 +442,9 @@ impl Drop for TestServer {
             s.abort();
         }
         remove_sqlite(&self.db_url);
+        if let Some(dir) = &self.journal {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
