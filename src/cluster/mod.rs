@@ -304,6 +304,7 @@ pub(crate) mod tests {
             publish_buffer_bytes: 1 << 20,
             warm_ms: 0,
             resume_max_events: 1_000,
+            resume_max_reads: 16,
         }
     }
 }
