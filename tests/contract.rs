@@ -1,0 +1,72 @@
+//! The contract as a client written from docs/PROTOCOL.md alone finds it (issue 23): token
+//! limits of 0, a slow consumer's close, query parameters and 405s on every endpoint, and the
+//! order of an op's replies.
+
+use serde_json::{Value, json};
+
+use crate::auth::{SECRET, code, now_s, token};
+use crate::util::{self, TestServer};
+
+async fn token_server() -> TestServer {
+    let mut c = util::config();
+    c.auth.jwt_hs256_secret = Some(SECRET.into());
+    let srv = util::start(c).await;
+    srv.ingest_n("AAPL", 1, 0.0).await;
+    srv.wait_seq("AAPL", 1).await;
+    srv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_limit_of_0_invalidates_a_token_and_a_min_throttle_of_0_means_none() {
+    let srv = token_server().await;
+    for limit in ["subscriptions", "ops_per_second", "connections"] {
+        let t = token(json!({"sub":"zed","exp":now_s() + 600,"limits":{limit: 0}}));
+        let named = format!("limits.{limit} is 0");
+        // At the upgrade: 401, the detail naming the limit.
+        let (status, _, body) =
+            util::http(srv.addr, "GET", &format!("/ws?token={t}"), &[], b"").await;
+        let p: Value = serde_json::from_slice(&body).expect("problem");
+        assert_eq!((status, code(&p)), (401, "unauthorized"), "{limit}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap_or_default().contains(&named),
+            "{p}"
+        );
+        // In the auth op: an unauthorized error with the op's id.
+        let mut c = srv.connect().await;
+        c.send(json!({"op":"auth","id":7,"token":t})).await;
+        let e = c.event().await;
+        assert_eq!(
+            (code(&e), e["id"].as_i64()),
+            ("unauthorized", Some(7)),
+            "{e}"
+        );
+        assert!(
+            e["message"].as_str().unwrap_or_default().contains(&named),
+            "{e}"
+        );
+    }
+
+    // min_throttle_ms 0: a valid token (at the upgrade and in auth) that throttles nothing.
+    let t = token(json!({"sub":"zed","exp":now_s() + 600,"limits":{"min_throttle_ms":0}}));
+    let mut c = crate::auth::connect_with(&srv, &t).await;
+    c.send(json!({"op":"auth","id":1,"token":t})).await;
+    let ack = c.event().await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["op"].as_str()),
+        (Some("ack"), Some("auth")),
+        "{ack}"
+    );
+    c.subscribe(json!({"op":"subscribe","id":2,"channels":["ticks:AAPL"]}))
+        .await;
+    srv.ingest_n("AAPL", 5, 100.0).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 5 {
+        let e = c.event_of("tick").await;
+        seqs.push(e["seq"].as_u64().unwrap_or_default());
+    }
+    assert_eq!(
+        seqs,
+        [2, 3, 4, 5, 6],
+        "every tick, none conflated by a throttle"
+    );
+}
