@@ -70,3 +70,54 @@ async fn a_count_limit_of_0_invalidates_a_token_and_a_min_throttle_of_0_means_no
         "every tick, none conflated by a throttle"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_an_unknown_query_parameter_the_same_way() {
+    let srv = token_server().await;
+    let (_, key) = srv.server().store().create_user("quinn").await.unwrap();
+    let trade = json!({"symbol":"AAPL","side":"buy","quantity":1,"price":1}).to_string();
+    let tick = json!([{"symbol":"AAPL","price":1.0,"size":1,"side":"buy"}]).to_string();
+    let book = json!([{"symbol":"AAPL","snapshot":true,"bids":[[1.0,1.0]],"asks":[]}]).to_string();
+    let (user, ingest) = (Some(key.as_str()), Some(util::TOKEN));
+    let cases: [(&str, &str, Option<&str>, &str); 15] = [
+        ("GET", "/api/v1/symbols", None, ""),
+        ("GET", "/api/v1/ticks/AAPL", None, ""),
+        ("GET", "/api/v1/bars/AAPL", None, ""),
+        ("GET", "/api/v1/indicators/AAPL", None, ""),
+        ("GET", "/api/v1/book/AAPL", None, ""),
+        ("GET", "/api/v1/predictions/AAPL", None, ""),
+        ("GET", "/api/v1/portfolio", user, ""),
+        ("POST", "/api/v1/portfolio/trades", user, &trade),
+        ("POST", "/api/v1/auth/token", user, ""),
+        ("POST", "/api/v1/ingest", ingest, &tick),
+        ("POST", "/api/v1/ingest/book", ingest, &book),
+        ("GET", "/healthz", None, ""),
+        ("GET", "/readyz", None, ""),
+        ("GET", "/metrics", None, ""),
+        ("GET", "/openapi.json", None, ""),
+    ];
+    for (method, path, key, body) in cases {
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b.as_str()));
+        }
+        let url = format!("{path}?bogus=1");
+        let (status, h, raw) = util::http(srv.addr, method, &url, &headers, body.as_bytes()).await;
+        let p: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        assert_eq!(
+            (status, code(&p)),
+            (400, "bad_request"),
+            "{method} {url}: {p}"
+        );
+        assert_eq!(
+            util::header(&h, "content-type"),
+            Some("application/problem+json")
+        );
+        let detail = p["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("`bogus`"), "{method} {url}: {detail}");
+    }
+    // Nothing was recorded by the refused requests.
+    let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+    assert_eq!(p["trades"], 0, "{p}");
+}
