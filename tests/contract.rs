@@ -121,3 +121,51 @@ async fn every_endpoint_refuses_an_unknown_query_parameter_the_same_way() {
     let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
     assert_eq!(p["trades"], 0, "{p}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_route_does_not_have_is_a_405_problem_with_allow() {
+    let srv = token_server().await;
+    let cases = [
+        ("POST", "/api/v1/symbols", "GET,HEAD"),
+        ("DELETE", "/api/v1/ticks/AAPL", "GET,HEAD"),
+        ("PUT", "/api/v1/bars/AAPL", "GET,HEAD"),
+        ("POST", "/api/v1/indicators/AAPL", "GET,HEAD"),
+        ("POST", "/api/v1/book/AAPL", "GET,HEAD"),
+        ("POST", "/api/v1/predictions/AAPL", "GET,HEAD"),
+        ("POST", "/api/v1/portfolio", "GET,HEAD"),
+        ("GET", "/api/v1/portfolio/trades", "POST"),
+        ("GET", "/api/v1/auth/token", "POST"),
+        ("GET", "/api/v1/ingest", "POST"),
+        ("GET", "/api/v1/ingest/book", "POST"),
+        ("POST", "/healthz", "GET,HEAD"),
+        ("POST", "/readyz", "GET,HEAD"),
+        ("DELETE", "/metrics", "GET,HEAD"),
+        ("POST", "/openapi.json", "GET,HEAD"),
+        ("POST", "/", "GET,HEAD"),
+        ("POST", "/assets/app.js", "GET,HEAD"),
+        ("POST", "/ws", "GET,HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let (status, h, raw) = util::http(srv.addr, method, path, &[], b"").await;
+        let p: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        assert_eq!(
+            (status, code(&p)),
+            (405, "method_not_allowed"),
+            "{method} {path}: {p}"
+        );
+        assert_eq!(p["status"], 405, "{p}");
+        assert_eq!(
+            util::header(&h, "content-type"),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
+        let got = util::header(&h, "allow")
+            .unwrap_or_default()
+            .replace(' ', "");
+        assert_eq!(got, allow, "{method} {path}");
+    }
+    // A route that does not exist stays a 404.
+    let (status, _, raw) = util::http(srv.addr, "POST", "/api/v1/nothing", &[], b"").await;
+    let p: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    assert_eq!((status, code(&p)), (404, "not_found"), "{p}");
+}

@@ -167,6 +167,7 @@ pub fn router(app: AppState) -> Router {
         .merge(dashboard)
         .merge(rest)
         .fallback(|| async { Problem::new(ProblemCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             app.guard.clone(),
             rate_limit,
@@ -174,9 +175,18 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         // Upgrades have their own per-address rate and connection cap (`ws::upgrade`).
         .route("/ws", get(crate::ws::upgrade))
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(limited)
         .layer(middleware::from_fn_with_state(app.guard.clone(), identify))
         .with_state(app)
+}
+
+/// A route asked with a method it does not have: a problem body (axum adds the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method) -> Problem {
+    Problem::new(
+        ProblemCode::MethodNotAllowed,
+        format!("{method} is not allowed here; the Allow header lists what is"),
+    )
 }
 
 /// Attributes the request to a [`ClientAddr`] (an extension the later layers and `/ws` read).
