@@ -169,3 +169,110 @@ async fn a_method_a_route_does_not_have_is_a_405_problem_with_allow() {
     let p: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     assert_eq!((status, code(&p)), (404, "not_found"), "{p}");
 }
+
+/// Every reply and event up to and including the `pong` of a `ping` sent after the ops: all an
+/// op answers arrives before it.
+async fn replies_until_pong(c: &mut util::Client, ping_id: i64) -> Vec<Value> {
+    c.send(json!({"op":"ping","id":ping_id})).await;
+    let mut got = Vec::new();
+    loop {
+        let e = c.event().await;
+        let done = e["type"] == "pong";
+        got.push(e);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// `type`, `op` or `code`, and `id` of each reply, in order (events without an `id` left out).
+fn shape(replies: &[Value]) -> Vec<(String, i64)> {
+    replies
+        .iter()
+        .filter(|e| e["id"].is_i64())
+        .map(|e| {
+            let what = match e["type"].as_str() {
+                Some("ack") => format!("ack {}", e["op"].as_str().unwrap_or_default()),
+                Some("error") => format!("error {}", code(e)),
+                other => other.unwrap_or_default().to_owned(),
+            };
+            (what, e["id"].as_i64().unwrap_or_default())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ops_per_channel_errors_come_first_and_its_ack_last() {
+    let srv = token_server().await;
+    srv.ingest_n("MSFT", 1, 0.0).await;
+    srv.wait_seq("MSFT", 1).await;
+    let t = token(json!({"sub":"opal","exp":now_s() + 600}));
+    let mut c = crate::auth::connect_with(&srv, &t).await;
+    let s = |what: &str, id: i64| (what.to_owned(), id);
+
+    // subscribe: a valid channel between two refused ones; the snapshot follows the ack.
+    c.send(json!({"op":"subscribe","id":1,"channels":["ticks:NOPE","ticks:AAPL","nokind:AAPL"]}))
+        .await;
+    let got = replies_until_pong(&mut c, 2).await;
+    assert_eq!(
+        shape(&got),
+        [
+            s("error unknown_channel", 1),
+            s("error unknown_channel", 1),
+            s("ack subscribe", 1),
+            s("pong", 2)
+        ],
+        "{got:?}"
+    );
+    let ack = got.iter().position(|e| e["type"] == "ack");
+    let snapshot = got.iter().position(|e| e["type"] == "snapshot");
+    assert!(ack < snapshot, "the snapshot comes after the ack: {got:?}");
+    assert_eq!(
+        got[ack.unwrap_or_default()]["channels"],
+        json!(["ticks:AAPL"])
+    );
+
+    // unsubscribe: one held, one not.
+    c.send(json!({"op":"subscribe","id":3,"channels":["ticks:MSFT"]}))
+        .await;
+    c.send(json!({"op":"unsubscribe","id":4,"channels":["bars.1m:AAPL","ticks:AAPL"]}))
+        .await;
+    let got = replies_until_pong(&mut c, 5).await;
+    assert_eq!(
+        shape(&got),
+        [
+            s("ack subscribe", 3),
+            s("error not_subscribed", 4),
+            s("ack unsubscribe", 4),
+            s("pong", 5)
+        ],
+        "{got:?}"
+    );
+
+    // auth: a refresh with narrower channels drops ticks:MSFT; the error comes before the ack.
+    let narrower = token(json!({"sub":"opal","exp":now_s() + 660,"channels":["ticks:A*"]}));
+    c.send(json!({"op":"subscribe","id":6,"channels":["ticks:AAPL"]}))
+        .await;
+    c.send(json!({"op":"auth","id":7,"token":narrower})).await;
+    let got = replies_until_pong(&mut c, 8).await;
+    assert_eq!(
+        shape(&got),
+        [
+            s("ack subscribe", 6),
+            s("error forbidden", 7),
+            s("ack auth", 7),
+            s("pong", 8)
+        ],
+        "{got:?}"
+    );
+
+    // An op refused whole: its errors, no ack.
+    c.send(json!({"op":"subscribe","id":9,"channels":["ticks:AXYZ"]}))
+        .await;
+    let got = replies_until_pong(&mut c, 10).await;
+    assert_eq!(
+        shape(&got),
+        [s("error unknown_channel", 9), s("pong", 10)],
+        "{got:?}"
+    );
+}
