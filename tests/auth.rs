@@ -361,13 +361,14 @@ async fn a_refresh_with_narrower_channels_drops_what_it_no_longer_permits() {
     }
     let narrower = token(json!({"sub":"dan","exp":exp + 60,"channels":["ticks:BTC-*"]}));
     c.send(json!({"op":"auth","id":7,"token":narrower})).await;
-    assert_eq!(c.event_of("ack").await["op"], "auth");
+    // Per-channel errors first, the ack last (the reply-order rule).
     let mut revoked = Vec::new();
     for _ in 0..2 {
         let e = c.event_of("error").await;
         assert_eq!((code(&e), e["id"].as_i64()), ("forbidden", Some(7)), "{e}");
         revoked.push(e["message"].as_str().unwrap_or_default().to_owned());
     }
+    assert_eq!(c.event_of("ack").await["op"], "auth");
     revoked.sort();
     assert!(revoked[0].starts_with("bars.1s:*"), "{revoked:?}");
     assert!(revoked[1].starts_with("ticks:AAPL"), "{revoked:?}");

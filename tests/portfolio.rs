@@ -323,7 +323,7 @@ async fn stale_positions_are_rebuilt_from_trades_on_first_read() {
         // As migration 0006 leaves the positions of trades recorded before it: stale, empty.
         sql(
             &srv,
-            "UPDATE positions SET stale = 1, quantity = 0, avg_cost = 0, realized = 0, trades = 0",
+            "UPDATE positions SET stale = 1, quantity = 0, cost = 0, realized = 0, trades = 0",
         )
         .await;
         let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
@@ -339,5 +339,71 @@ async fn stale_positions_are_rebuilt_from_trades_on_first_read() {
         assert_eq!(p["positions"][0]["quantity"], 4.0, "{p}");
         assert_eq!(p["positions"][0]["avg_cost"], 11.0, "{p}");
         assert_eq!(p["trades"], 3);
+    }
+}
+
+/// The portfolio as text, so exact numbers are read as their digits.
+async fn portfolio_text(srv: &TestServer, key: &str) -> String {
+    let bearer = format!("Bearer {key}");
+    let (status, _, body) = util::http(
+        srv.addr,
+        "GET",
+        "/api/v1/portfolio",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+#[tokio::test]
+async fn pnl_is_exact_from_the_cost_basis_and_unpriced_symbols_are_null() {
+    for db in util::backends().await {
+        let srv = util::start(db.config()).await;
+        let (_, key) = srv.server().store().create_user("gina").await.unwrap();
+        for (symbol, quantity, price) in [("AAPL", "0.1", "0.1"), ("AAPL", "0.2", "0.2")] {
+            let body = json!({"symbol": symbol, "side": "buy", "quantity": quantity,
+                "price": price});
+            let (status, body) = trade(&srv, &key, None, body).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        srv.ingest(json!([{"symbol": "AAPL", "price": 85.6, "size": 1, "side": "buy"}]))
+            .await;
+        srv.wait_seq("AAPL", 1).await;
+        // 0.3 × 85.6 − 0.05 is 25.63 (through the rounded average: 25.629999…).
+        let text = portfolio_text(&srv, &key).await;
+        for exact in [
+            r#""unrealized_pnl":25.63,"realized_pnl":0}"#,
+            r#""unrealized_pnl":25.63,"trades":2"#,
+            r#""avg_cost":0.1666666666666666666666666667,"#,
+            r#""market_value":25.68,"#,
+        ] {
+            assert!(text.contains(exact), "{}: {exact} in {text}", db.backend);
+        }
+
+        // Selling it all realizes exactly what was shown.
+        let body = json!({"symbol": "AAPL", "side": "sell", "quantity": "0.3", "price": "85.6"});
+        assert_eq!(trade(&srv, &key, None, body).await.0, 201);
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        assert_eq!(p["realized_pnl"], json!(25.63), "{}: {p}", db.backend);
+
+        // A fill for a symbol with no market data is recorded (fills are facts), and valued
+        // as documented: no price, so its market value and unrealized P&L are null, and so is
+        // the portfolio's unrealized total; the realized total stays a number.
+        let body = json!({"symbol": "NODATA", "side": "buy", "quantity": 2, "price": 10});
+        let (status, body) = trade(&srv, &key, None, body).await;
+        assert_eq!(status, 201, "{body}");
+        let (_, _, p) = srv.get("/api/v1/portfolio", Some(&key)).await;
+        let unpriced = &p["positions"][1];
+        assert_eq!(unpriced["symbol"], "NODATA", "{p}");
+        assert_eq!(unpriced["quantity"], json!(2));
+        assert_eq!(unpriced["avg_cost"], json!(10));
+        for null in ["last_price", "market_value", "unrealized_pnl"] {
+            assert_eq!(unpriced[null], Value::Null, "{null}: {p}");
+        }
+        assert_eq!(p["unrealized_pnl"], Value::Null, "{p}");
+        assert_eq!(p["realized_pnl"], json!(25.63), "{p}");
     }
 }

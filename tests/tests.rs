@@ -10,6 +10,7 @@ mod book;
 mod cluster;
 mod cluster_resume;
 mod config;
+mod contract;
 mod encoding;
 mod feeds;
 mod fencing;

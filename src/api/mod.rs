@@ -128,31 +128,40 @@ substate! {
 pub fn router(app: AppState) -> Router {
     let rest = Router::new()
         .route("/api/v1/symbols", get(market::symbols))
+        .route("/api/v1/indicators/{symbol}", get(market::indicators))
+        .route("/api/v1/portfolio", get(portfolio::portfolio))
+        .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
+        .route("/api/v1/auth/token", post(auth::token))
+        // Routes registered so far take no query parameters (refused, not ignored); the
+        // others refuse unknown ones through their typed query structs.
+        .route_layer(middleware::from_fn(params::no_params))
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/bars/{symbol}", get(market::bars))
-        .route("/api/v1/indicators/{symbol}", get(market::indicators))
         .route("/api/v1/book/{symbol}", get(book::book))
         .route(
             "/api/v1/predictions/{symbol}",
             get(predictions::predictions),
         )
-        .route("/api/v1/portfolio", get(portfolio::portfolio))
-        .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
-        .route("/api/v1/auth/token", post(auth::token))
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
         .layer(middleware::from_fn_with_state(app.guard.clone(), latency));
-    let limited = Router::new()
+    // The dashboard keeps ignoring a browser's query string.
+    let dashboard = Router::new()
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let limited = Router::new()
         .route("/api/v1/ingest", post(ingest::ingest))
         .route("/api/v1/ingest/book", post(ingest::ingest_book))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .merge(rest)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route_layer(middleware::from_fn(params::no_params))
+        .merge(dashboard)
+        .merge(rest)
         .fallback(|| async { Problem::new(ProblemCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             app.guard.clone(),
             rate_limit,
@@ -160,9 +169,18 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         // Upgrades have their own per-address rate and connection cap (`ws::upgrade`).
         .route("/ws", get(crate::ws::upgrade))
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(limited)
         .layer(middleware::from_fn_with_state(app.guard.clone(), identify))
         .with_state(app)
+}
+
+/// A route asked with a method it does not have: a problem body (axum adds the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method) -> Problem {
+    Problem::new(
+        ProblemCode::MethodNotAllowed,
+        format!("{method} is not allowed here; the Allow header lists what is"),
+    )
 }
 
 /// Attributes the request to a [`ClientAddr`] (an extension the later layers and `/ws` read).

@@ -94,8 +94,8 @@ pub(crate) fn document(api: &ApiConfig, book_depth: usize) -> Value {
     doc
 }
 
-/// Every operation can also answer 429 (the rate limit is in front of all of them) and, when
-/// it reads or writes the database, 503; every error answer is a problem+json body.
+/// Every operation can also answer 400 (an unknown query parameter), 429 (the rate limit is in
+/// front of all of them) and, when it reads or writes the database, 503; every error answer is a problem+json body.
 fn problems(doc: &mut Value) {
     doc["components"]["schemas"]["Problem"] = json!({
         "type": "object",
@@ -121,6 +121,10 @@ fn problems(doc: &mut Value) {
                 continue;
             };
             responses.insert("429".into(), json!({"description": "rate_limited"}));
+            // Every operation refuses a query parameter it does not take.
+            responses.entry("400").or_insert_with(
+                || json!({"description": "bad_request (an unknown query parameter)"}),
+            );
             if STORE_PATHS.contains(&path.as_str()) {
                 responses.insert("503".into(), json!({"description": "database_unavailable"}));
             }

@@ -2,8 +2,11 @@
 //! (unknown parameters are refused by name) and the parsers of their values: times, limits,
 //! cursors, symbols. Every failure is a [`Problem`] with a stable code.
 
-use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use crate::model::{SymbolId, Symbols, is_valid_symbol};
 use crate::protocol::Problem;
@@ -25,6 +28,22 @@ pub(crate) fn params<T>(q: Params<T>) -> Result<T, Problem> {
             format!("invalid query string: {cause}"),
         )
     })
+}
+
+/// The query of an endpoint that takes no parameters: every one is unknown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// Middleware for the routes without query parameters: any parameter is refused as on the
+/// others (400 `bad_request` naming it), instead of being ignored.
+pub(crate) async fn no_params(req: Request, next: Next) -> Response {
+    if req.uri().query().is_some_and(|q| !q.is_empty())
+        && let Err(problem) = params(Query::<NoParams>::try_from_uri(req.uri()))
+    {
+        return problem.into_response();
+    }
+    next.run(req).await
 }
 
 /// The forms of a time value, for the OpenAPI document: an integer that fits (ms below 1e14,

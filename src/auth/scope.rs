@@ -54,12 +54,18 @@ impl TokenLimits {
         Ok(limits)
     }
 
-    /// A limit of 0 admits nothing: such a claim makes a token invalid.
+    /// A count of 0 makes a token invalid; `min_throttle_ms` may be 0 (no minimum, as without it). The error names
+    /// the limit.
     pub(crate) fn check(&self) -> Result<(), String> {
-        if self.ops_per_second == Some(0) || self.connections == Some(0) {
-            return Err("a limit of 0 admits nothing".into());
+        let counts = [
+            ("subscriptions", self.subscriptions.map(|n| n as u64)),
+            ("ops_per_second", self.ops_per_second.map(u64::from)),
+            ("connections", self.connections.map(|n| n as u64)),
+        ];
+        match counts.iter().find(|(_, n)| *n == Some(0)) {
+            Some((name, _)) => Err(format!("limits.{name} is 0, which admits nothing")),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -81,7 +87,9 @@ mod tests {
             ("bogus=1", "bogus"),
             ("subscriptions", "subscriptions"),
             ("subscriptions=many", "subscriptions"),
-            ("connections=0", "0"),
+            ("connections=0", "limits.connections is 0"),
+            ("subscriptions=0", "limits.subscriptions is 0"),
+            ("ops_per_second=0", "limits.ops_per_second is 0"),
             ("ops_per_second=99999999999", "ops_per_second"),
         ] {
             let err = TokenLimits::parse_pairs(bad).unwrap_err();

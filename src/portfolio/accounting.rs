@@ -5,9 +5,11 @@
 //!
 //! A sell larger than the long position closes it and opens a short at the fill price (and a buy
 //! larger than a short does the reverse): fills are facts reported after the event, so they are
-//! recorded rather than refused. Reductions realize `closed quantity × (price − average cost)`
-//! (sign-flipped for shorts); unrealized P&L is `quantity × (live price − average cost)`, unknown
-//! while an open position's symbol has no live price.
+//! recorded rather than refused. A position keeps its cost basis as a total (the sum of its
+//! open fills' quantity × price), never as a rounded average, so P&L stays exact: a reduction
+//! realizes `closed quantity × price − its share of the cost basis` (sign-flipped for shorts),
+//! and unrealized P&L is `quantity × live price − cost basis`, unknown while an open position's
+//! symbol has no live price. The average cost is only printed ([`average_cost`]).
 
 #[cfg(test)]
 use std::collections::BTreeMap;
@@ -24,14 +26,31 @@ use crate::store::{Holding, OutOfRange, PositionRow};
 pub(crate) struct Position {
     /// Signed: negative is short.
     pub quantity: Decimal,
-    pub avg_cost: Decimal,
+    /// What the open quantity cost, in total (never negative; zero when flat).
+    pub cost: Decimal,
     pub realized: Decimal,
 }
 
+/// Significant digits an average cost is printed with (docs/PROTOCOL.md says 28).
+const AVERAGE_DIGITS: u32 = 28;
+
+/// The average cost of `quantity` (signed) bought for `cost` in total: for display only,
+/// rounded to [`AVERAGE_DIGITS`] significant digits (1/3 has no exact decimal); 0 when flat.
+pub(crate) fn average_cost(quantity: Decimal, cost: Decimal) -> Decimal {
+    if quantity.is_zero() {
+        return Decimal::ZERO;
+    }
+    cost.checked_div(quantity.abs())
+        .and_then(|avg| avg.round_sf(AVERAGE_DIGITS))
+        .unwrap_or_default()
+        .normalize()
+}
+
 impl Position {
-    /// Applies one fill (average-cost method). Sums and products are exact; an average cost is
-    /// rounded to the decimal's 28 significant digits (1/3 has no exact decimal). Refused, with
-    /// the position unchanged, if a value would leave the decimal's range.
+    /// Applies one fill (average-cost method). Sums and products are exact; the one rounding is
+    /// a partial close's share of the cost basis (`cost × closed / quantity`, to the decimal's
+    /// precision), which is then both realized and removed, so nothing leaks between the two.
+    /// Refused, with the position unchanged, if a value would leave the decimal's range.
     pub(crate) fn apply(
         &mut self,
         side: Side,
@@ -45,21 +64,33 @@ impl Position {
         let q = self.quantity;
         let mut next = *self;
         if q.is_zero() || q.is_sign_negative() == d.is_sign_negative() {
-            let total = q.abs().checked_add(d.abs()).ok_or(OutOfRange)?;
-            let cost = q
+            next.cost = d
                 .abs()
-                .checked_mul(self.avg_cost)
-                .and_then(|c| c.checked_add(d.abs().checked_mul(price)?))
-                .ok_or(OutOfRange)?;
-            next.avg_cost = cost.checked_div(total).ok_or(OutOfRange)?.normalize();
+                .checked_mul(price)
+                .and_then(|c| c.checked_add(self.cost))
+                .ok_or(OutOfRange)?
+                .normalize();
             next.quantity = q.checked_add(d).ok_or(OutOfRange)?;
         } else {
             let closed = d.abs().min(q.abs());
-            let per_unit = price.checked_sub(self.avg_cost).ok_or(OutOfRange)?;
-            let gain = closed
-                .checked_mul(per_unit)
+            let closed_cost = if closed == q.abs() {
+                self.cost
+            } else {
+                self.cost
+                    .checked_mul(closed)
+                    .and_then(|c| c.checked_div(q.abs()))
+                    .ok_or(OutOfRange)?
+            };
+            let proceeds = closed.checked_mul(price).ok_or(OutOfRange)?;
+            let gain = proceeds
+                .checked_sub(closed_cost)
                 .map(|g| if q.is_sign_negative() { -g } else { g })
                 .ok_or(OutOfRange)?;
+            next.cost = self
+                .cost
+                .checked_sub(closed_cost)
+                .ok_or(OutOfRange)?
+                .normalize();
             next.realized = self
                 .realized
                 .checked_add(gain)
@@ -68,10 +99,15 @@ impl Position {
             next.quantity = q.checked_add(d).ok_or(OutOfRange)?;
             if next.quantity.is_zero() {
                 next.quantity = Decimal::ZERO;
-                next.avg_cost = Decimal::ZERO;
+                next.cost = Decimal::ZERO;
             } else if next.quantity.is_sign_negative() != q.is_sign_negative() {
                 // Flipped through flat: the remainder opened at this fill's price.
-                next.avg_cost = price;
+                next.cost = next
+                    .quantity
+                    .abs()
+                    .checked_mul(price)
+                    .ok_or(OutOfRange)?
+                    .normalize();
             }
         }
         next.quantity = next.quantity.normalize();
@@ -89,13 +125,13 @@ pub fn fold(
 ) -> Result<(), OutOfRange> {
     let mut p = Position {
         quantity: h.quantity,
-        avg_cost: h.avg_cost,
+        cost: h.cost,
         realized: h.realized,
     };
     p.apply(side, quantity, price)?;
     *h = Holding {
         quantity: p.quantity,
-        avg_cost: p.avg_cost,
+        cost: p.cost,
         realized: p.realized,
     };
     Ok(())
@@ -156,15 +192,22 @@ pub(crate) fn value(
             trades += row.trades;
             let p = Position {
                 quantity: row.holding.quantity,
-                avg_cost: row.holding.avg_cost,
+                cost: row.holding.cost,
                 realized: row.holding.realized,
             };
             let last = last_price(&symbol);
             let px = last.and_then(super::money::from_price);
+            // quantity × price − cost basis (a short's basis is what it was sold for).
+            let signed_cost = if p.quantity.is_sign_negative() {
+                -p.cost
+            } else {
+                p.cost
+            };
+            let market_value = px.and_then(|px| px.checked_mul(p.quantity));
             let upnl = if p.quantity.is_zero() {
                 Some(Decimal::ZERO)
             } else {
-                px.and_then(|px| p.quantity.checked_mul(px.checked_sub(p.avg_cost)?))
+                market_value.and_then(|mv| mv.checked_sub(signed_cost))
             };
             realized = realized.saturating_add(p.realized);
             unrealized = match (unrealized, upnl) {
@@ -175,7 +218,7 @@ pub(crate) fn value(
                 symbol,
                 position: p,
                 last_price: last,
-                market_value: px.and_then(|px| px.checked_mul(p.quantity)),
+                market_value,
                 unrealized: upnl.map(|u| u.normalize()),
             }
         })
@@ -244,7 +287,7 @@ mod tests {
         for (fills, (q, avg, realized)) in cases {
             let p = run(fills);
             assert_eq!(
-                (p.quantity, p.avg_cost, p.realized),
+                (p.quantity, average_cost(p.quantity, p.cost), p.realized),
                 (d(q), d(avg), d(realized)),
                 "{fills:?}"
             );
@@ -294,7 +337,7 @@ mod tests {
                     symbol,
                     holding: Holding {
                         quantity: p.quantity,
-                        avg_cost: p.avg_cost,
+                        cost: p.cost,
                         realized: p.realized,
                     },
                     trades: 1,
@@ -333,7 +376,7 @@ mod tests {
             symbol: "X".into(),
             holding: Holding {
                 quantity: d("3"),
-                avg_cost: d("0.05"),
+                cost: d("0.15"),
                 realized: Decimal::ZERO,
             },
             trades: 1,
@@ -341,5 +384,62 @@ mod tests {
         let v = value(&rows, |_| Some(0.1));
         assert_eq!(v.positions[0].market_value, Some(d("0.3")));
         assert_eq!(v.unrealized, Some(d("0.15")));
+    }
+
+    #[test]
+    fn pnl_comes_from_the_exact_cost_basis_not_the_rounded_average() {
+        use Side::*;
+        // 0.1 @ 0.1 and 0.2 @ 0.2 cost 0.05 for 0.3: the average 0.1666… has no exact decimal.
+        let p = run(&[(Buy, "0.1", "0.1"), (Buy, "0.2", "0.2")]);
+        assert_eq!((p.quantity, p.cost), (d("0.3"), d("0.05")));
+        assert_eq!(
+            average_cost(p.quantity, p.cost),
+            d("0.1666666666666666666666666667")
+        );
+        let rows = vec![PositionRow {
+            symbol: "X".into(),
+            holding: Holding {
+                quantity: p.quantity,
+                cost: p.cost,
+                realized: p.realized,
+            },
+            trades: 2,
+        }];
+        // 0.3 × 85.6 − 0.05 = 25.63 exactly (through the average: 25.629999…).
+        let v = value(&rows, |_| Some(85.6));
+        assert_eq!(v.positions[0].unrealized, Some(d("25.63")));
+        assert_eq!(v.unrealized, Some(d("25.63")));
+        // The same for a short: sold for 0.05, bought back at market.
+        let short = run(&[(Sell, "0.1", "0.1"), (Sell, "0.2", "0.2")]);
+        let rows = vec![PositionRow {
+            holding: Holding {
+                quantity: short.quantity,
+                cost: short.cost,
+                realized: short.realized,
+            },
+            ..rows[0].clone()
+        }];
+        assert_eq!(value(&rows, |_| Some(85.6)).unrealized, Some(d("-25.63")));
+        // Closing it all realizes exactly what it showed.
+        let closed = run(&[
+            (Buy, "0.1", "0.1"),
+            (Buy, "0.2", "0.2"),
+            (Sell, "0.3", "85.6"),
+        ]);
+        assert_eq!(
+            (closed.quantity, closed.realized),
+            (Decimal::ZERO, d("25.63"))
+        );
+    }
+
+    #[test]
+    fn an_average_cost_prints_at_most_28_significant_digits() {
+        // 86.4 / 7: the decimal's quotient holds 29 digits here; the printed one holds 28.
+        let raw = d("86.4") / d("7");
+        assert_eq!(raw.to_string().len() - 1, 29, "{raw}");
+        let avg = average_cost(d("7"), d("86.4"));
+        assert_eq!(avg, d("12.34285714285714285714285714"));
+        assert_eq!(average_cost(d("-7"), d("86.4")), avg, "a short's too");
+        assert_eq!(average_cost(Decimal::ZERO, d("5")), Decimal::ZERO);
     }
 }

@@ -14,7 +14,8 @@ pub(crate) struct PositionOut {
     /// Exact; negative when short.
     #[schema(value_type = f64)]
     quantity: Exact,
-    /// Exact (an average is rounded to 28 significant digits).
+    /// The cost basis over the quantity, rounded to at most 28 significant digits (1/3 has no
+    /// exact decimal); display only: P&L is computed from the exact cost basis.
     #[schema(value_type = f64)]
     avg_cost: Exact,
     /// Live price from the ring (market data: a binary float, printed as on the ticks
@@ -23,7 +24,7 @@ pub(crate) struct PositionOut {
     /// Exact: quantity × last_price as printed.
     #[schema(value_type = Option<f64>)]
     market_value: Option<Exact>,
-    /// Exact: quantity × (last_price − avg_cost).
+    /// Exact: quantity × last_price − the position's exact cost basis (not via avg_cost).
     #[schema(value_type = Option<f64>)]
     unrealized_pnl: Option<Exact>,
     /// Exact.
@@ -36,7 +37,10 @@ impl From<ValuedPosition> for PositionOut {
         PositionOut {
             symbol: v.symbol,
             quantity: Exact(v.position.quantity),
-            avg_cost: Exact(v.position.avg_cost),
+            avg_cost: Exact(super::accounting::average_cost(
+                v.position.quantity,
+                v.position.cost,
+            )),
             last_price: v.last_price,
             market_value: v.market_value.map(Exact),
             unrealized_pnl: v.unrealized.map(Exact),

@@ -85,6 +85,8 @@ codes! {
         UnknownSymbol => "unknown_symbol",
         /// No such route or asset.
         NotFound => "not_found",
+        /// The route exists but not with this method (the `Allow` header lists those it has).
+        MethodNotAllowed => "method_not_allowed",
         /// `POST /api/v1/ingest` while `feeds.http.token` is unset.
         IngestDisabled => "ingest_disabled",
         IdempotencyConflict => "idempotency_conflict",
@@ -123,6 +125,7 @@ impl ProblemCode {
             UnknownSymbol | NotFound | IngestDisabled | TokenExchangeDisabled => {
                 StatusCode::NOT_FOUND
             }
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IdempotencyConflict => StatusCode::CONFLICT,
             BodyTooLarge | TooManyRecords => StatusCode::PAYLOAD_TOO_LARGE,

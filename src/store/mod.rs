@@ -115,7 +115,7 @@ macro_rules! store_position {
             .bind($user)
             .bind($symbol)
             .bind($crate::store::positions::digits($folded.holding.quantity))
-            .bind($crate::store::positions::digits($folded.holding.avg_cost))
+            .bind($crate::store::positions::digits($folded.holding.cost))
             .bind($crate::store::positions::digits($folded.holding.realized))
             .bind($folded.trades)
             .bind($folded.last.0)

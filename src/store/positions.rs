@@ -19,7 +19,8 @@ use crate::model::Side;
 pub struct Holding {
     /// Signed: negative is short.
     pub quantity: Decimal,
-    pub avg_cost: Decimal,
+    /// The open quantity's cost basis, in total (the average is computed only for display).
+    pub cost: Decimal,
     pub realized: Decimal,
 }
 
@@ -80,17 +81,17 @@ pub(super) fn digits(d: Decimal) -> String {
 }
 
 /// Locks (creating it stale if new) the position row of (user, symbol) within a transaction.
-pub(super) const LOCK_SQL: &str = "INSERT INTO positions (user_id, symbol, quantity, avg_cost, \
+pub(super) const LOCK_SQL: &str = "INSERT INTO positions (user_id, symbol, quantity, cost, \
      realized, trades, last_ts, last_id, stale) VALUES ($1, $2, '0', '0', '0', 0, 0, 0, 1) \
      ON CONFLICT (user_id, symbol) DO UPDATE SET stale = positions.stale";
-pub(super) const SELECT_SQL: &str = "SELECT CAST(quantity AS TEXT), CAST(avg_cost AS TEXT), \
+pub(super) const SELECT_SQL: &str = "SELECT CAST(quantity AS TEXT), CAST(cost AS TEXT), \
      CAST(realized AS TEXT), trades, last_ts, last_id, stale FROM positions \
      WHERE user_id = $1 AND symbol = $2";
 pub(super) const FILLS_SQL: &str = "SELECT side, CAST(quantity AS TEXT), CAST(price AS TEXT), \
      ts, id FROM trades WHERE user_id = $1 AND symbol = $2 ORDER BY ts, id";
 /// Written for PostgreSQL; see [`super::exact_sql`].
 pub(super) const UPDATE_SQL: &str = "UPDATE positions SET quantity = CAST($3 AS NUMERIC), \
-     avg_cost = CAST($4 AS NUMERIC), realized = CAST($5 AS NUMERIC), trades = $6, last_ts = $7, \
+     cost = CAST($4 AS NUMERIC), realized = CAST($5 AS NUMERIC), trades = $6, last_ts = $7, \
      last_id = $8, stale = 0 WHERE user_id = $1 AND symbol = $2";
 
 /// The stored row as [`SELECT_SQL`] reads it.
@@ -129,7 +130,7 @@ impl Store {
             .bounded(async {
                 Ok(on_pool!(&self.read, p => {
                     sqlx::query_as(
-                        "SELECT symbol, CAST(quantity AS TEXT), CAST(avg_cost AS TEXT), \
+                        "SELECT symbol, CAST(quantity AS TEXT), CAST(cost AS TEXT), \
                          CAST(realized AS TEXT), trades, stale \
                          FROM positions WHERE user_id = $1 ORDER BY symbol",
                     )
@@ -140,10 +141,10 @@ impl Store {
             })
             .await?;
         rows.into_iter()
-            .map(|(symbol, quantity, avg_cost, realized, trades, stale)| {
+            .map(|(symbol, quantity, cost, realized, trades, stale)| {
                 let holding = Holding {
                     quantity: decimal(&quantity)?,
-                    avg_cost: decimal(&avg_cost)?,
+                    cost: decimal(&cost)?,
                     realized: decimal(&realized)?,
                 };
                 let row = PositionRow {

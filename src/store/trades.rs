@@ -98,7 +98,7 @@ impl Store {
                     .bind(&t.symbol)
                     .execute(&mut *tx)
                     .await?;
-                let (quantity, avg_cost, realized, trades, last_ts, last_id, stale): StoredRow =
+                let (quantity, cost, realized, trades, last_ts, last_id, stale): StoredRow =
                     sqlx::query_as(positions::SELECT_SQL)
                         .bind(user)
                         .bind(&t.symbol)
@@ -107,7 +107,7 @@ impl Store {
                 let f = if stale == 0 && (t.ts, id) > (last_ts, last_id) {
                     let mut holding = Holding {
                         quantity: decimal(&quantity)?,
-                        avg_cost: decimal(&avg_cost)?,
+                        cost: decimal(&cost)?,
                         realized: decimal(&realized)?,
                     };
                     fold(&mut holding, t.side, t.quantity, t.price)?;

@@ -132,15 +132,12 @@ impl Ops<'_> {
             }
         }
         self.expires_s.store(p.expires_s, Ordering::Relaxed);
-        self.reply(protocol::encode_auth_ack(
-            self.encoding,
-            id,
-            self.ctx.epoch,
-            &p.user,
-            p.expires_s,
-        ));
+        let ack =
+            protocol::encode_auth_ack(self.encoding, id, self.ctx.epoch, &p.user, p.expires_s);
         self.principal = Some(p);
+        // The reply-order rule (docs/PROTOCOL.md): per-channel errors first, the ack last.
         self.revoke_unpermitted(id);
+        self.reply(ack);
     }
 
     /// Drops what the connection holds that its (new) token does not permit, with a
