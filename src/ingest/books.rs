@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::IngestHandle;
+use super::handle::IngestHandle;
 use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView, PublishedView};
 use crate::model::{ChannelId, Event, Kind, Payload, SymbolId, SymbolLimit, Symbols};
 use crate::protocol;
