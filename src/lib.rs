@@ -28,6 +28,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub(crate) mod config_section;
+pub(crate) mod encoding;
 pub mod feed;
 #[cfg(test)]
 mod fuzz;
@@ -43,6 +44,7 @@ pub mod rooms;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub(crate) mod symbol_name;
 pub mod telemetry;
 pub(crate) mod timestamp;
 pub mod ws;

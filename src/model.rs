@@ -7,19 +7,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-
-/// Longest symbol the protocol allows (`[A-Z0-9._-]{1,32}`).
-pub(crate) const MAX_SYMBOL_LEN: usize = 32;
-
-/// True when `s` is a symbol the protocol allows.
-pub(crate) fn is_valid_symbol(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_SYMBOL_LEN
-        && s.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        })
-}
+pub use crate::encoding::{Encoding, Wire};
+pub(crate) use crate::symbol_name::is_valid_symbol;
 
 /// Index of a symbol in the [`Symbols`] table; stable for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -280,86 +269,6 @@ pub struct Event {
     pub book: Option<Arc<crate::book::PublishedView>>,
 }
 
-/// The encodings a connection can ask for (`/ws?encoding=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encoding {
-    #[default]
-    Json,
-    Msgpack,
-}
-
-impl Encoding {
-    pub const COUNT: usize = 2;
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// One event in every [`Encoding`], both made at ingest: a positional MessagePack event is a
-/// few dozen bytes, cheaper to keep beside the JSON than to make per connection. One pointer:
-/// fan-out clones it once per subscriber, and queues hold it in 8 bytes.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Wire(Arc<Encodings>);
-
-#[derive(Debug, PartialEq, Default)]
-struct Encodings {
-    json: Bytes,
-    msgpack: Bytes,
-    /// A `book` event's `seq` and `reset` flag, known when it was encoded: a connection's writer
-    /// needs them per event and must not read them back out of the bytes.
-    book: Option<(u64, bool)>,
-}
-
-impl Wire {
-    pub fn new(json: Bytes, msgpack: Bytes) -> Self {
-        Wire(Arc::new(Encodings {
-            json,
-            msgpack,
-            book: None,
-        }))
-    }
-
-    /// A `book` event's forms, with its `seq` and whether it is a reset.
-    pub fn book(json: Bytes, msgpack: Bytes, seq: u64, reset: bool) -> Self {
-        Wire(Arc::new(Encodings {
-            json,
-            msgpack,
-            book: Some((seq, reset)),
-        }))
-    }
-
-    /// `Some((seq, reset))` for a `book` event.
-    pub fn book_seq(&self) -> Option<(u64, bool)> {
-        self.0.book
-    }
-
-    pub fn json(&self) -> &Bytes {
-        &self.0.json
-    }
-
-    pub fn msgpack(&self) -> &Bytes {
-        &self.0.msgpack
-    }
-
-    pub fn get(&self, encoding: Encoding) -> &Bytes {
-        match encoding {
-            Encoding::Json => self.json(),
-            Encoding::Msgpack => self.msgpack(),
-        }
-    }
-
-    /// The size that queues and budgets count: the JSON form's, the larger of the two, so a
-    /// bound holds for a connection of either encoding.
-    pub fn len(&self) -> usize {
-        self.0.json.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.json.is_empty()
-    }
-}
-
 /// Interned symbol names. Append-only: an id, once handed out, names the same symbol forever.
 #[derive(Debug)]
 pub struct Symbols {
@@ -459,16 +368,6 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn symbol_rule_matches_protocol() {
-        for ok in ["AAPL", "BTC-USD", "BRK.B", "X_1", &"A".repeat(32)] {
-            assert!(is_valid_symbol(ok), "{ok}");
-        }
-        for bad in ["", "aapl", "A B", "A:B", "*", &"A".repeat(33), "ÄPFEL"] {
-            assert!(!is_valid_symbol(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn symbols_are_interned_once_and_bounded() {

@@ -187,8 +187,8 @@ impl Server {
             sink,
             metrics.clone(),
             config.pipeline.periods(),
+            config.book,
         );
-        let ingest = ingest.with_books(config.book);
 
         // An edge runs no feeds: its events come from the stream.
         let feeds = if node.is_edge() {

@@ -49,7 +49,7 @@ pub enum BookError {
 impl BookUpdate {
     /// Checks the update against the contract's rules.
     pub fn validate(&self) -> Result<(), BookError> {
-        if !crate::model::is_valid_symbol(&self.symbol) {
+        if !crate::symbol_name::is_valid_symbol(&self.symbol) {
             return Err(BookError::Symbol(self.symbol.clone()));
         }
         if self.exchange_ts <= 0 {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 
 use super::BookView;
-use crate::model::Encoding;
+use crate::encoding::Encoding;
 
 /// The view after the event `seq`, its checksum, and what connections make of it, each made
 /// once by the first connection that needs it and shared by every other: its reset message per

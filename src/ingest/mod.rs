@@ -5,13 +5,12 @@
 //! them in order, so `seq` is assigned exactly once per channel with no lock, and fan-out never
 //! runs on the async runtime's workers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView, PublishedView};
+use crate::book::{BookConfig, BookUpdate};
 use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
     SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
@@ -21,8 +20,11 @@ use crate::rooms::EventSink;
 use crate::telemetry::events::{FutureTicksRejected, LogThrottle};
 use crate::telemetry::metrics::Metrics;
 
+mod books;
 mod handle;
 
+pub(crate) use books::run_book_checkpoints;
+use books::{Books, PendingBook};
 pub(crate) use handle::TrySubmitError;
 pub use handle::{IngestClosed, IngestHandle};
 
@@ -94,17 +96,6 @@ pub(crate) fn check_future_ts(
     Ok(())
 }
 
-/// Why a depth update was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BookUpdateError {
-    #[error(transparent)]
-    Book(#[from] BookError),
-    #[error("the book of {symbol} comes from {owner}; another source's updates are dropped")]
-    Owned { symbol: String, owner: String },
-    #[error(transparent)]
-    SymbolLimit(#[from] SymbolLimit),
-}
-
 /// A value the pipeline computed, not yet sequenced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Derived {
@@ -146,48 +137,6 @@ enum Msg {
     Stop,
 }
 
-/// A cluster leader's book checkpoints: every `checkpoint_ms`, ingest publishes whole the books
-/// that were not (a changing book is published whole at its next update by itself), so an edge
-/// that joins late has every book, quiet ones too, within that time. Runs until `stop`.
-pub(crate) async fn run_book_checkpoints(
-    ingest: IngestHandle,
-    checkpoint_ms: u64,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut timer = tokio::time::interval(std::time::Duration::from_millis(checkpoint_ms.max(1)));
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = timer.tick() => {}
-        }
-        if ingest.checkpoint_books().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// One symbol's book at ingest.
-struct SymbolBook {
-    /// The source that owns it: the first to send one.
-    owner: Arc<str>,
-    book: Book,
-    /// The view last published from it (the next delta is the difference from it).
-    published: Arc<PublishedView>,
-    /// When it was last published whole.
-    whole_at: i64,
-}
-
-impl SymbolBook {
-    /// True when it is `checkpoint_ms` or more since it was published whole at `ts`.
-    fn checkpoint_due(&self, ts: i64, checkpoint_ms: u64) -> bool {
-        let every = i64::try_from(checkpoint_ms)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
-        ts.saturating_sub(self.whole_at) >= every
-    }
-}
-
 /// The ingest stage: owns the sequencer and the sink.
 pub(crate) struct Ingest {
     rx: mpsc::Receiver<Msg>,
@@ -203,16 +152,17 @@ pub(crate) struct Ingest {
     /// One log line per second at most for refused future ticks.
     future_log: LogThrottle,
     /// Each symbol's book, as ingest keeps it.
-    books: HashMap<SymbolId, SymbolBook>,
-    book_config: BookConfig,
+    books: Books,
 }
 
 impl Ingest {
+    /// `books`: how much of each order book is kept and published (`[book]`).
     pub fn new(
         symbols: Arc<Symbols>,
         sink: Arc<dyn EventSink>,
         metrics: Arc<Metrics>,
         periods: IndicatorPeriods,
+        books: BookConfig,
     ) -> (Ingest, IngestHandle) {
         let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
         let handle = IngestHandle {
@@ -223,6 +173,7 @@ impl Ingest {
         };
         let ingest = Ingest {
             rx,
+            books: Books::new(books, metrics.clone()),
             symbols,
             sink,
             metrics,
@@ -230,20 +181,8 @@ impl Ingest {
             seq: Default::default(),
             names: Default::default(),
             future_log: LogThrottle::default(),
-            books: HashMap::new(),
-            book_config: BookConfig {
-                depth: 25,
-                max_levels: 1000,
-                checkpoint_ms: 10_000,
-            },
         };
         (ingest, handle)
-    }
-
-    /// How much of each order book is kept and published (`[book]`).
-    pub(crate) fn with_books(mut self, config: BookConfig) -> Self {
-        self.book_config = config;
-        self
     }
 
     /// Runs on its own thread until every [`IngestHandle`] is dropped.
@@ -337,20 +276,8 @@ impl Ingest {
             }
             Msg::Books { source, updates } => {
                 for u in updates {
-                    match self.book_event(&source, &u, ts) {
-                        Ok(Some(e)) => out.push(e),
-                        Ok(None) => {}
-                        Err(error) => {
-                            self.metrics
-                                .book_updates_rejected
-                                .fetch_add(1, Ordering::Relaxed);
-                            if matches!(error, BookUpdateError::Owned { .. }) {
-                                // A configuration choice, at the source's rate: not a warning.
-                                tracing::debug!(symbol = %u.symbol, %source, %error, "book update dropped");
-                            } else {
-                                tracing::warn!(symbol = %u.symbol, %source, %error, "book update rejected at ingest");
-                            }
-                        }
+                    if let Some(pending) = self.books.update(&source, &u, &self.symbols, ts) {
+                        out.push(self.book_event(pending, ts));
                     }
                 }
             }
@@ -361,112 +288,22 @@ impl Ingest {
                 }
                 acks.push(done);
             }
-            Msg::CheckpointBooks => self.checkpoint_books(ts, out),
+            Msg::CheckpointBooks => {
+                for pending in self.books.checkpoints_due(ts) {
+                    out.push(self.book_event(pending, ts));
+                }
+            }
         }
         false
     }
 
-    /// Applies a depth update to its symbol's book; the event publishing what changed in the
-    /// view (the whole view, `reset`, for a snapshot or the book's first update), or `None`
-    /// when the view did not change (a level deeper than `book.depth`).
-    fn book_event(
-        &mut self,
-        source: &Arc<str>,
-        u: &BookUpdate,
-        ts: i64,
-    ) -> Result<Option<Event>, BookUpdateError> {
-        u.validate()?;
-        let symbol = self.symbols.intern(&u.symbol)?;
-        let cfg = self.book_config;
-        let first = !self.books.contains_key(&symbol);
-        let entry = self.books.entry(symbol).or_insert_with(|| SymbolBook {
-            owner: source.clone(),
-            book: Book::default(),
-            published: Default::default(),
-            whole_at: ts,
-        });
-        if entry.owner != *source {
-            // Two sources' levels in one book would be neither's book: the first one keeps it.
-            return Err(BookUpdateError::Owned {
-                symbol: u.symbol.clone(),
-                owner: entry.owner.to_string(),
-            });
-        }
-        let dropped = entry.book.apply(u, cfg.max_levels);
-        if dropped > 0 {
-            self.metrics
-                .book_levels_dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        let view = entry.book.view(cfg.depth);
-        let delta = if first || u.snapshot || entry.checkpoint_due(ts, cfg.checkpoint_ms) {
-            None
-        } else {
-            let delta = entry.published.view.diff(&view);
-            if delta.is_empty() {
-                return Ok(None);
-            }
-            Some(delta)
-        };
-        Ok(Some(self.publish_book(symbol, ts, view, delta)))
-    }
-
-    /// The event publishing `view` as `symbol`'s book: `delta` (the levels that changed since
-    /// the last one), or with none the whole view as a `reset`.
-    fn publish_book(
-        &mut self,
-        symbol: SymbolId,
-        ts: i64,
-        view: BookView,
-        delta: Option<BookView>,
-    ) -> Event {
-        let checksum = view.checksum();
-        let channel = ChannelId {
+    /// Sequences a book view on its symbol's `book` channel.
+    fn book_event(&mut self, pending: PendingBook, ts: i64) -> Event {
+        let (seq, name) = self.next_seq(ChannelId {
             kind: Kind::Book,
-            symbol,
-        };
-        let (seq, name) = self.next_seq(channel);
-        self.metrics.book_updates.fetch_add(1, Ordering::Relaxed);
-        let wire = protocol::BookMessage {
-            ch: &name,
-            seq,
-            ts,
-            reset: delta.is_none(),
-            levels: delta.as_ref().unwrap_or(&view),
-            checksum,
-        }
-        .wire();
-        // One view, shared by the hub (snapshots, repairs) and the next diff.
-        let view = Arc::new(PublishedView::new(name, seq, ts, view, checksum));
-        if let Some(entry) = self.books.get_mut(&symbol) {
-            entry.published = view.clone();
-            if delta.is_none() {
-                entry.whole_at = ts;
-            }
-        }
-        Event {
-            channel,
-            seq,
-            ts,
-            payload: Payload::Book,
-            wire,
-            book: Some(view),
-        }
-    }
-
-    /// Publishes whole every book not published whole for `book.checkpoint_ms` (a changing
-    /// book is, at its next update; this reaches the ones that stopped changing).
-    fn checkpoint_books(&mut self, ts: i64, out: &mut Vec<Event>) {
-        let every = self.book_config.checkpoint_ms;
-        let stale: Vec<(SymbolId, BookView)> = self
-            .books
-            .iter()
-            .filter(|(_, b)| b.checkpoint_due(ts, every))
-            .map(|(symbol, b)| (*symbol, (*b.published.view).clone()))
-            .collect();
-        for (symbol, view) in stale {
-            out.push(self.publish_book(symbol, ts, view, None));
-        }
+            symbol: pending.symbol,
+        });
+        self.books.publish(pending, seq, name, ts)
     }
 
     fn tick_event(&mut self, raw: &RawTick, ts: i64) -> Result<Event, TickError> {
@@ -556,243 +393,4 @@ impl Ingest {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-    use crate::model::Side;
-
-    #[derive(Default)]
-    struct Collect(Mutex<Vec<Event>>);
-    impl EventSink for Collect {
-        fn publish(&self, events: &[Event]) {
-            self.0.lock().unwrap().extend_from_slice(events);
-        }
-    }
-
-    fn raw(sym: &str, price: f64) -> RawTick {
-        RawTick {
-            symbol: sym.into(),
-            price,
-            size: 1.0,
-            side: Some(Side::Buy),
-            exchange_ts: 1,
-        }
-    }
-
-    #[test]
-    fn validation_names_the_problem() {
-        let cases = [
-            (raw("aapl", 1.0), "invalid symbol"),
-            (raw("A", 0.0), "price"),
-            (raw("A", f64::NAN), "price"),
-            (
-                RawTick {
-                    size: -1.0,
-                    ..raw("A", 1.0)
-                },
-                "size",
-            ),
-            (
-                RawTick {
-                    exchange_ts: 0,
-                    ..raw("A", 1.0)
-                },
-                "exchange time",
-            ),
-        ];
-        for (t, needle) in cases {
-            let e = validate(&t).unwrap_err().to_string();
-            assert!(e.contains(needle), "{t:?}: {e}");
-        }
-        assert_eq!(validate(&raw("A", 1.0)), Ok(()));
-    }
-
-    #[test]
-    fn a_symbols_book_belongs_to_the_first_source_that_sends_one() {
-        let sink = Arc::new(Collect::default());
-        let metrics = Arc::new(Metrics::default());
-        let (ingest, handle) = Ingest::new(
-            Arc::new(Symbols::new(10)),
-            sink.clone(),
-            metrics.clone(),
-            IndicatorPeriods::default(),
-        );
-        let thread = ingest.spawn().unwrap();
-        let update = |bid: f64| BookUpdate {
-            symbol: "BTC-USD".into(),
-            snapshot: false,
-            bids: vec![(bid, 1.0)],
-            asks: vec![(200.0, 1.0)],
-            exchange_ts: 1,
-        };
-        let (a, b): (Arc<str>, Arc<str>) = ("coinbase".into(), "kraken".into());
-        handle.try_send_books(&a, vec![update(100.0)]).unwrap();
-        handle.try_send_books(&b, vec![update(150.0)]).unwrap();
-        handle.try_send_books(&a, vec![update(101.0)]).unwrap();
-        drop(handle);
-        thread.join().unwrap();
-        let events = sink.0.lock().unwrap();
-        let bids: Vec<f64> = events
-            .iter()
-            .filter_map(|e| e.book.as_ref().map(|v| v.view.bids[0].0))
-            .collect();
-        assert_eq!(
-            bids,
-            [100.0, 101.0],
-            "kraken's level never entered coinbase's book"
-        );
-        assert_eq!(metrics.book_updates_rejected.load(Ordering::Relaxed), 1);
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_checkpoint_publishes_whole_the_books_that_stopped_changing() {
-        let sink = Arc::new(Collect::default());
-        let (ingest, handle) = Ingest::new(
-            Arc::new(Symbols::new(10)),
-            sink.clone(),
-            Arc::new(Metrics::default()),
-            IndicatorPeriods::default(),
-        );
-        let ingest = ingest.with_books(BookConfig {
-            depth: 25,
-            max_levels: 1000,
-            checkpoint_ms: 200,
-        });
-        let thread = ingest.spawn().unwrap();
-        let source: Arc<str> = "http".into();
-        let book = |symbol: &str| BookUpdate {
-            symbol: symbol.into(),
-            snapshot: true,
-            bids: vec![(100.0, 1.0)],
-            asks: vec![(101.0, 2.0)],
-            exchange_ts: 1,
-        };
-        handle
-            .send_books(&source, vec![book("QUIET")])
-            .await
-            .unwrap();
-        // Not yet due: nothing is published.
-        handle.checkpoint_books().await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        handle
-            .send_books(&source, vec![book("FRESH")])
-            .await
-            .unwrap();
-        // QUIET is due (published whole 300 ms ago), FRESH is not.
-        handle.checkpoint_books().await.unwrap();
-        drop(handle);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
-        let events = sink.0.lock().unwrap();
-        let got: Vec<(u64, bool)> = events.iter().filter_map(|e| e.wire.book_seq()).collect();
-        assert_eq!(
-            got,
-            [(1, true), (1, true), (2, true)],
-            "QUIET, FRESH, QUIET again"
-        );
-        let (first, again) = (&events[0], &events[2]);
-        assert_eq!(first.channel, again.channel);
-        let (a, b) = (first.book.as_ref().unwrap(), again.book.as_ref().unwrap());
-        assert_eq!(
-            (&a.view, a.checksum),
-            (&b.view, b.checksum),
-            "the same book"
-        );
-    }
-
-    #[test]
-    fn live_feeds_refuse_ticks_dated_too_far_ahead() {
-        let sink = Arc::new(Collect::default());
-        let symbols = Arc::new(Symbols::new(10));
-        let metrics = Arc::new(Metrics::default());
-        let (ingest, handle) = Ingest::new(
-            symbols,
-            sink.clone(),
-            metrics.clone(),
-            IndicatorPeriods::default(),
-        );
-        let thread = ingest.spawn().unwrap();
-        let now = now_ns();
-        let at = |sym: &str, ahead_ms: i64| RawTick {
-            exchange_ts: now + ahead_ms * 1_000_000,
-            ..raw(sym, 1.0)
-        };
-        let live = handle.live(5_000);
-        let day = 86_400_000;
-        // The handle's own check names the limit and its key (HTTP ingest reports it).
-        let err = live.check_future(&at("A", day), now).unwrap_err();
-        assert!(
-            matches!(err, TickError::Future { ahead_ms, max_ms: 5_000 } if ahead_ms >= day - 1),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("feeds.max_future_skew_ms"),
-            "{err}"
-        );
-        assert_eq!(live.check_future(&at("A", 1_000), now), Ok(()));
-        assert_eq!(handle.check_future(&at("A", day), now), Ok(()), "not live");
-        live.try_send(vec![at("LIVE", 1_000), at("LIVE", day), at("LIVE", -day)])
-            .unwrap();
-        // Replay's handle is not live: history from any date goes through.
-        handle.try_send(vec![at("HIST", day)]).unwrap();
-        drop((live, handle));
-        thread.join().unwrap();
-        let got: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.seq).collect();
-        assert_eq!(got, vec![1, 2, 1], "LIVE 1 and 2, then HIST 1");
-        assert_eq!(metrics.ticks_future.load(Ordering::Relaxed), 2);
-        assert_eq!(metrics.ticks_rejected.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.ticks_ingested.load(Ordering::Relaxed), 3);
-    }
-
-    #[test]
-    fn assigns_contiguous_seq_per_channel_and_encodes_once() {
-        let sink = Arc::new(Collect::default());
-        let symbols = Arc::new(Symbols::new(10));
-        let (ingest, handle) = Ingest::new(
-            symbols.clone(),
-            sink.clone(),
-            Arc::new(Metrics::default()),
-            IndicatorPeriods::default(),
-        );
-        let thread = ingest.spawn().unwrap();
-        handle
-            .try_send(vec![
-                raw("A", 1.0),
-                raw("B", 2.0),
-                raw("A", 3.0),
-                raw("bad", 1.0),
-            ])
-            .unwrap();
-        handle
-            .send_derived_blocking(vec![Derived::Indicators {
-                symbol: SymbolId(0),
-                values: IndicatorValues::default(),
-            }])
-            .unwrap();
-        drop(handle);
-        thread.join().unwrap();
-        let events = sink.0.lock().unwrap();
-        let got: Vec<(String, u64)> = events
-            .iter()
-            .map(|e| (symbols.channel_name(e.channel), e.seq))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("ticks:A".into(), 1),
-                ("ticks:B".into(), 1),
-                ("ticks:A".into(), 2),
-                ("indicators:A".into(), 1)
-            ]
-        );
-        assert_eq!(symbols.get("A"), Some(SymbolId(0)));
-        let v: serde_json::Value = serde_json::from_slice(events[2].wire.json()).unwrap();
-        assert_eq!(
-            (v["ch"].as_str(), v["seq"].as_u64(), v["price"].as_f64()),
-            (Some("ticks:A"), Some(2), Some(3.0))
-        );
-    }
-}
+mod tests;

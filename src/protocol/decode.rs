@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::events::{BarWire, TickWire};
 use super::indicators::IndicatorFields;
+use super::wire::{BarWire, TickWire};
 use crate::model::{Kind, Payload, Side, SymbolId, Tick};
 
 /// An event the stream carried that does not read as its channel's event.

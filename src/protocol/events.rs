@@ -1,152 +1,25 @@
 //! The events of the channels (`tick`, `bar`, `indicators`): ingest encodes each one here, once,
 //! into the [`Wire`] (JSON and MessagePack `Bytes`) that every subscriber and every snapshot
-//! shares. The JSON wire structs read both ways: an edge node reads them back (`decode.rs`), so
-//! each field list exists once.
+//! shares. Their wire structs live in `wire.rs`, which `decode.rs` reads them back with (an edge
+//! node receives them encoded), so each field list exists once.
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use super::decode::{Decoded, DecodedBook};
 use super::indicators::IndicatorFields;
+use super::wire::{BOOK, BarWire, EventType, Num, PORTFOLIO, tick_wire};
 use super::{msgpack, to_bytes};
 use crate::book::BookView;
-use crate::model::{BarEvent, Encoding, IndicatorValues, Payload, Side, Tick, Wire};
-
-/// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
-pub(super) struct Num(pub(super) f64);
-
-impl Serialize for Num {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 {
-            s.serialize_i64(self.0 as i64)
-        } else {
-            s.serialize_f64(self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        f64::deserialize(d).map(Num)
-    }
-}
-
-/// An event's `type`: its name in JSON (`"tick"`), its kind code in MessagePack (`1`), so one
-/// wire struct writes both encodings (rmp_serde is not human-readable and writes structs as
-/// positional arrays, in field order).
-pub(super) struct EventType(pub(super) &'static str, pub(super) u8);
-
-impl Serialize for EventType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(self.0)
-        } else {
-            s.serialize_u8(self.1)
-        }
-    }
-}
-
-const TICK: EventType = EventType("tick", 1);
-const BAR: EventType = EventType("bar", 2);
-pub(super) const INDICATORS: EventType = EventType("indicators", 3);
-const PORTFOLIO: EventType = EventType("portfolio", 4);
-const BOOK: EventType = EventType("book", 5);
+use crate::model::{BarEvent, Encoding, IndicatorValues, Payload, Tick, Wire};
 
 /// A wire struct in both encodings.
 fn wire<T: Serialize>(v: &T) -> Wire {
     Wire::new(to_bytes(v), msgpack::positional(v))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct TickWire<'a> {
-    #[serde(rename = "type", skip_deserializing, default = "tick_type")]
-    pub(super) kind: EventType,
-    pub(super) ch: &'a str,
-    pub(super) seq: u64,
-    pub(super) ts: i64,
-    pub(super) price: f64,
-    pub(super) size: Num,
-    /// `null` when the source gave no side (a replay file without a `side` column).
-    #[serde(borrow)]
-    pub(super) side: Option<&'a str>,
-    /// Extension: exchange time, ns since the epoch.
-    pub(super) xts: i64,
-}
-
-fn tick_type() -> EventType {
-    TICK
-}
-
-fn bar_type() -> EventType {
-    BAR
-}
-
 pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
     wire(&tick_wire(ch, seq, tick))
-}
-
-fn tick_wire<'a>(ch: &'a str, seq: u64, tick: &Tick) -> TickWire<'a> {
-    TickWire {
-        kind: TICK,
-        ch,
-        seq,
-        ts: tick.ts,
-        price: tick.price,
-        size: Num(tick.size),
-        side: tick.side.map(Side::as_str),
-        xts: tick.exchange_ts,
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct BarWire<'a> {
-    #[serde(rename = "type", skip_deserializing, default = "bar_type")]
-    kind: EventType,
-    ch: &'a str,
-    pub(super) seq: u64,
-    pub(super) ts: i64,
-    start: i64,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: Num,
-    trades: u64,
-    #[serde(rename = "final")]
-    is_final: bool,
-}
-
-impl<'a> BarWire<'a> {
-    fn new(ch: &'a str, seq: u64, ts: i64, bar: &BarEvent) -> Self {
-        BarWire {
-            kind: BAR,
-            ch,
-            seq,
-            ts,
-            start: bar.start_ms,
-            open: bar.open,
-            high: bar.high,
-            low: bar.low,
-            close: bar.close,
-            volume: Num(bar.volume),
-            trades: bar.trades,
-            is_final: bar.is_final,
-        }
-    }
-
-    /// The bar this wire form carries (the inverse of [`BarWire::new`]).
-    pub(super) fn bar(&self) -> BarEvent {
-        BarEvent {
-            start_ms: self.start,
-            open: self.open,
-            high: self.high,
-            low: self.low,
-            close: self.close,
-            volume: self.volume.0,
-            trades: self.trades,
-            is_final: self.is_final,
-        }
-    }
 }
 
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {

@@ -6,6 +6,7 @@
 //!
 //! - `ops`: inbound ops and channel-name syntax;
 //! - `events`: `tick`, `bar` and `indicators`, encoded once at ingest, in both encodings;
+//! - `wire`: the events' wire structs and `type`s, a leaf the encoders and `decode` share;
 //! - `msgpack`: the `encoding=msgpack` forms (positional events, replies as maps, frames);
 //! - `decode`: the same events read back into typed values (edge nodes receive them encoded);
 //! - `replies`: `ack`, `error`, `pong`, `list` and `snapshot`, encoded per connection;
@@ -25,6 +26,7 @@ mod msgpack;
 mod ops;
 mod problem;
 mod replies;
+mod wire;
 
 use bytes::Bytes;
 use serde::Serialize;

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use rmp::encode;
 use serde::Serialize;
 
-use super::events::INDICATORS;
 use super::indicators::IndicatorFields;
+use super::wire::INDICATORS;
 use crate::model::{IndicatorValues, Wire};
 
 // Writing into a `Vec<u8>` cannot fail (rmp's writer errors are I/O errors); the results of the

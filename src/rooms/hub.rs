@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::backlog::Backlog;
+use super::conn::ConnId;
 use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
@@ -19,10 +20,6 @@ use crate::book::PublishedView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
-
-/// A connection's identity inside the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(pub u64);
 
 /// Ring and room sizing.
 #[derive(Debug, Clone, Copy)]
@@ -64,13 +61,6 @@ pub(super) struct Channel {
     pub(super) subscribers: Room,
     /// A `book` channel's view after its newest event (what its snapshots hold).
     pub(super) book: Option<Arc<PublishedView>>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Subscriber {
-    pub(super) conn: ConnId,
-    pub(super) outbox: Arc<Outbox>,
-    pub(super) throttle: Option<Duration>,
 }
 
 /// One connection's subscriptions. A concrete channel whose kind the connection also has as a

@@ -8,7 +8,8 @@
 //! and replays are `Bytes` handles too, bounded per connection by the outbox's held budget, and
 //! encoded by the writer outside every lock.
 //!
-//! `hub.rs` holds the hub's state and fan-out, `subscriptions.rs` subscribe, unsubscribe and
+//! `hub.rs` holds the hub's state and fan-out, `room.rs` a channel's subscribers (`conn.rs`: whom
+//! they hold), `subscriptions.rs` subscribe, unsubscribe and
 //! disconnect, `read.rs` the read model REST and the pipeline query (latest tick, events since a
 //! `seq`, new ticks since a cursor). All of them go through the hub's one lock.
 //!
@@ -16,6 +17,7 @@
 //! (NATS, say) can sit behind it without sessions noticing.
 
 mod backlog;
+mod conn;
 mod hub;
 pub mod outbox;
 mod read;
@@ -28,7 +30,8 @@ mod fixtures;
 use crate::model::Event;
 
 pub use backlog::Backlog;
-pub use hub::{ConnId, Hub, HubConfig};
+pub use conn::ConnId;
+pub use hub::{Hub, HubConfig};
 pub use outbox::{
     BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, Snapshot,
 };

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::hub::{ConnId, Subscriber};
+use super::conn::{ConnId, Subscriber};
 
 #[derive(Debug, Default)]
 pub(super) struct Room {

@@ -18,7 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Outbox;
-use super::hub::{Channel, ConnId, ConnSubs, Hub, Subscriber};
+use super::conn::{ConnId, Subscriber};
+use super::hub::{Channel, ConnSubs, Hub};
 use super::outbox::{BOOK_LEVEL_BYTES, BookSnapshot, HELD_ITEM_OVERHEAD, Item, Snapshot};
 use crate::model::{ChannelId, Kind, Wire};
 

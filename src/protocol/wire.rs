@@ -1,0 +1,135 @@
+//! The wire structs of the channels' events and their `type`s (name in JSON, kind code in
+//! MessagePack): a leaf of `protocol`, written by `events.rs` and `msgpack.rs` and read back by
+//! `decode.rs` (an edge node receives events encoded), so each field list exists once.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::{BarEvent, Side, Tick};
+
+/// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
+pub(super) struct Num(pub(super) f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 {
+            s.serialize_i64(self.0 as i64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(Num)
+    }
+}
+
+/// An event's `type`: its name in JSON (`"tick"`), its kind code in MessagePack (`1`), so one
+/// wire struct writes both encodings (rmp_serde is not human-readable and writes structs as
+/// positional arrays, in field order).
+pub(super) struct EventType(pub(super) &'static str, pub(super) u8);
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(self.0)
+        } else {
+            s.serialize_u8(self.1)
+        }
+    }
+}
+
+pub(super) const TICK: EventType = EventType("tick", 1);
+pub(super) const BAR: EventType = EventType("bar", 2);
+pub(super) const INDICATORS: EventType = EventType("indicators", 3);
+pub(super) const PORTFOLIO: EventType = EventType("portfolio", 4);
+pub(super) const BOOK: EventType = EventType("book", 5);
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct TickWire<'a> {
+    #[serde(rename = "type", skip_deserializing, default = "tick_type")]
+    pub(super) kind: EventType,
+    pub(super) ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    pub(super) price: f64,
+    pub(super) size: Num,
+    /// `null` when the source gave no side (a replay file without a `side` column).
+    #[serde(borrow)]
+    pub(super) side: Option<&'a str>,
+    /// Extension: exchange time, ns since the epoch.
+    pub(super) xts: i64,
+}
+
+fn tick_type() -> EventType {
+    TICK
+}
+
+fn bar_type() -> EventType {
+    BAR
+}
+
+pub(super) fn tick_wire<'a>(ch: &'a str, seq: u64, tick: &Tick) -> TickWire<'a> {
+    TickWire {
+        kind: TICK,
+        ch,
+        seq,
+        ts: tick.ts,
+        price: tick.price,
+        size: Num(tick.size),
+        side: tick.side.map(Side::as_str),
+        xts: tick.exchange_ts,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct BarWire<'a> {
+    #[serde(rename = "type", skip_deserializing, default = "bar_type")]
+    kind: EventType,
+    ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    start: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: Num,
+    trades: u64,
+    #[serde(rename = "final")]
+    is_final: bool,
+}
+
+impl<'a> BarWire<'a> {
+    pub(super) fn new(ch: &'a str, seq: u64, ts: i64, bar: &BarEvent) -> Self {
+        BarWire {
+            kind: BAR,
+            ch,
+            seq,
+            ts,
+            start: bar.start_ms,
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+            volume: Num(bar.volume),
+            trades: bar.trades,
+            is_final: bar.is_final,
+        }
+    }
+
+    /// The bar this wire form carries (the inverse of [`BarWire::new`]).
+    pub(super) fn bar(&self) -> BarEvent {
+        BarEvent {
+            start_ms: self.start,
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume.0,
+            trades: self.trades,
+            is_final: self.is_final,
+        }
+    }
+}
