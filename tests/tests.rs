@@ -11,6 +11,7 @@ mod cluster_resume;
 mod config;
 mod encoding;
 mod feeds;
+mod import;
 mod ingest_http;
 mod limits;
 mod pipeline;

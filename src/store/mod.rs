@@ -130,6 +130,7 @@ mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+pub(crate) use bars::{SQLITE_ROWS_PER_INSERT as SQLITE_BARS_PER_INSERT, sqlite_bars_insert};
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
@@ -148,7 +149,7 @@ fn side_of(code: i16) -> Side {
 
 /// A tick's side in the `side` column: 0 buy, 1 sell, 2 none (the source gave no side). The
 /// column stays `NOT NULL`, so no migration: earlier rows are all 0 or 1.
-fn tick_side_code(s: Option<Side>) -> i16 {
+pub(crate) fn tick_side_code(s: Option<Side>) -> i16 {
     s.map_or(TICK_SIDE_NONE, side_code)
 }
 
