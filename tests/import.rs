@@ -242,6 +242,56 @@ async fn a_reimport_stores_nothing_twice_whatever_the_compression_or_split() {
     }
 }
 
+/// Every stored bar, in identity order.
+async fn stored_bars(db: &TestDb) -> Vec<(String, i64, i64, f64, f64, f64, f64, f64, i64)> {
+    let store = Store::open(&db.config().database).expect("store");
+    let sql = "SELECT symbol, interval_ns, ts, open, high, low, close, volume, trades FROM bars \
+               ORDER BY symbol, interval_ns, ts, epoch";
+    let rows = match store.db() {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
+    }
+    .expect("read bars");
+    store.close().await;
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_imported_in_two_runs_gets_the_bars_of_one_run() {
+    let dir = temp_dir("split");
+    let (csv, _) = history(3000, 97);
+    let lines: Vec<&str> = csv.lines().collect();
+    let whole = dir.join("whole.csv");
+    std::fs::write(&whole, &csv).unwrap();
+    // Split inside a second and inside a minute of every symbol (ticks are 97 ms apart).
+    let header = lines[0];
+    let (first, second) = lines[1..].split_at(1500);
+    let part1 = dir.join("part1.csv");
+    std::fs::write(&part1, format!("{header}\n{}\n", first.join("\n"))).unwrap();
+    let part2 = dir.join("part2.csv");
+    std::fs::write(&part2, format!("{header}\n{}\n", second.join("\n"))).unwrap();
+    for backend in ["sqlite", "postgres"] {
+        let (one, two) = match backend {
+            "sqlite" => (TestDb::sqlite(), TestDb::sqlite()),
+            _ => (TestDb::postgres().await, TestDb::postgres().await),
+        };
+        import_ok(&one, &[&whole]).await;
+        import_ok(&two, &[&part1]).await;
+        import_ok(&two, &[&part2]).await;
+        let want = stored_bars(&one).await;
+        assert!(want.len() > 100, "{}", want.len());
+        assert_eq!(stored_bars(&two).await, want, "{backend}");
+        // And again in the other order: the bars do not depend on which part came last.
+        let three = match backend {
+            "sqlite" => TestDb::sqlite(),
+            _ => TestDb::postgres().await,
+        };
+        import_ok(&three, &[&part2]).await;
+        import_ok(&three, &[&part1]).await;
+        assert_eq!(stored_bars(&three).await, want, "{backend}, reversed");
+    }
+}
+
 /// `/bars` of `symbol` at `interval` over `[from_ms, to_ms)`.
 async fn bars(
     srv: &util::TestServer,

@@ -108,9 +108,11 @@ enum Chunk {
         rejected: u64,
         rejects: Vec<Rejected>,
     },
-    /// Every file is read; the late-tick count.
+    /// Every file is read: the late-tick count, and the windows whose bars are built from the
+    /// store once every tick is in (`bars::Edge`).
     Done {
         late_ticks: u64,
+        edges: Vec<bars::Edge>,
     },
     Failed(ImportError),
 }
@@ -177,8 +179,14 @@ pub async fn import(
                 let room = REPORTED_REJECTS - summary.first_rejects.len();
                 summary.first_rejects.extend(rejects.into_iter().take(room));
             }
-            Some(Chunk::Done { late_ticks }) => {
+            Some(Chunk::Done { late_ticks, edges }) => {
                 summary.late_ticks = late_ticks;
+                let mut edge_bars = Vec::with_capacity(edges.len());
+                for edge in &edges {
+                    let ticks = writer.window(edge).await?;
+                    edge_bars.extend(bars::window_bar(edge, &ticks));
+                }
+                summary.bars_written += writer.bars(&edge_bars).await?;
                 break;
             }
             Some(Chunk::Failed(error)) => return Err(error),
@@ -210,12 +218,17 @@ struct Pending {
 
 impl Pending {
     /// The next chunk: the ticks so far and the bars they closed (all of them when `last`).
-    fn take(&mut self, bars: &mut bars::ImportBars, last: bool) -> Chunk {
+    fn take(
+        &mut self,
+        bars: &mut bars::ImportBars,
+        edges: &mut Vec<bars::Edge>,
+        last: bool,
+    ) -> Chunk {
         let mut closed = Vec::new();
         if last {
-            bars.finish(&mut closed);
+            bars.finish(&mut closed, edges);
         } else {
-            bars.drain(&mut closed);
+            bars.drain(&mut closed, edges);
         }
         let pending = std::mem::take(self);
         Chunk::Rows {
@@ -234,6 +247,7 @@ fn read(files: Vec<OpenFile>, tx: mpsc::Sender<Chunk>) {
     let mut bars = bars::ImportBars::default();
     let mut reported = 0usize;
     let mut pending = Pending::default();
+    let mut edges = Vec::new();
     for (path, file) in files {
         // `k` counts identical trades within one file (see `identity`).
         let mut repeats = identity::Repeats::default();
@@ -274,15 +288,21 @@ fn read(files: Vec<OpenFile>, tx: mpsc::Sender<Chunk>) {
                 }
             }
             if pending.ticks.len() >= CHUNK_TICKS
-                && tx.blocking_send(pending.take(&mut bars, false)).is_err()
+                && tx
+                    .blocking_send(pending.take(&mut bars, &mut edges, false))
+                    .is_err()
             {
                 return;
             }
         }
     }
-    if tx.blocking_send(pending.take(&mut bars, true)).is_ok() {
+    if tx
+        .blocking_send(pending.take(&mut bars, &mut edges, true))
+        .is_ok()
+    {
         let _ = tx.blocking_send(Chunk::Done {
             late_ticks: bars.late_ticks(),
+            edges,
         });
     }
 }

@@ -16,6 +16,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Connection, Postgres};
 
+use super::bars::Edge;
+use super::identity::IMPORT_EPOCH;
 use crate::store::{
     BarRecord, Db, SQLITE_BARS_PER_INSERT, Store, StoreError, TickRow, sqlite_bars_insert,
 };
@@ -152,6 +154,30 @@ impl Writer {
                 copy_and_move(conn, "COPY import_bars FROM STDIN", text, &insert).await
             }
         }
+    }
+}
+
+impl Writer {
+    /// The imported ticks of an edge window, `(ts, price, size)` in (time, insertion) order.
+    pub(crate) async fn window(&mut self, edge: &Edge) -> Result<Vec<(i64, f64, f64)>, StoreError> {
+        let sql = "SELECT ts, price, size FROM ticks WHERE symbol = $1 AND epoch = $2 \
+                   AND ts >= $3 AND ts < $4 ORDER BY ts, id";
+        let end = edge.start.saturating_add(edge.interval_ns);
+        macro_rules! fetch {
+            ($executor:expr) => {
+                sqlx::query_as(sql)
+                    .bind(&*edge.symbol)
+                    .bind(IMPORT_EPOCH)
+                    .bind(edge.start)
+                    .bind(end)
+                    .fetch_all($executor)
+                    .await?
+            };
+        }
+        Ok(match self {
+            Writer::Sqlite(_, pool) => fetch!(&*pool),
+            Writer::Postgres(conn) => fetch!(&mut ***conn),
+        })
     }
 }
 
