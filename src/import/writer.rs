@@ -1,7 +1,8 @@
 //! Writing imported ticks and bars, per backend, in large transactions.
 //!
-//! - SQLite: the store's own tick insert (multi-row prepared `INSERT ... ON CONFLICT DO
-//!   NOTHING`, one transaction per chunk); bars by a multi-row upsert.
+//! - SQLite: one connection with a large page cache; the store's own multi-row prepared
+//!   `INSERT ... ON CONFLICT DO NOTHING` of ticks, one transaction per chunk; bars by a
+//!   multi-row upsert.
 //! - PostgreSQL: one connection; each chunk is `COPY`ed (text format) into a temporary staging
 //!   table and moved with `INSERT ... SELECT ... ON CONFLICT`, one transaction per chunk (the
 //!   staging rows go with the commit).
@@ -13,14 +14,17 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Connection, Postgres};
+use sqlx::{Connection, Postgres, Sqlite};
 
 use super::bars::Edge;
 use super::identity::IMPORT_EPOCH;
 use crate::store::{
-    BarRecord, Db, SQLITE_BARS_PER_INSERT, Store, StoreError, TickRow, sqlite_bars_insert,
+    BarRecord, Db, SQLITE_BARS_PER_INSERT, SQLITE_TICKS_PER_INSERT, Store, StoreError, TickRow,
+    sqlite_bars_insert, sqlite_ticks_insert,
 };
+
+/// SQLite page cache of the import's connection, KiB.
+const SQLITE_CACHE_KIB: u32 = 512 * 1024;
 
 const BAR_COLUMNS: &str = "symbol, interval_ns, ts, epoch, open, high, low, close, volume, trades";
 
@@ -44,8 +48,8 @@ fn bar_upsert_tail(distinct: &str) -> String {
 
 /// Where the rows go.
 pub(crate) enum Writer {
-    /// The store (its tick insert) and its write pool.
-    Sqlite(Arc<Store>, SqlitePool),
+    /// One connection with a large page cache.
+    Sqlite(Box<PoolConnection<Sqlite>>),
     Postgres(Box<PoolConnection<Postgres>>),
 }
 
@@ -54,8 +58,17 @@ impl Writer {
     pub(crate) async fn open(store: Arc<Store>) -> Result<Writer, StoreError> {
         match store.db() {
             Db::Sqlite(p) => {
-                let pool = p.clone();
-                Ok(Writer::Sqlite(store, pool))
+                let mut conn = p.acquire().await?;
+                // The identity index takes rows in hash order: with SQLite's default 2 MB
+                // cache nearly every insert missed it.
+                // Multi-row upserts keep a statement journal: in memory, not a temporary file.
+                for pragma in [
+                    format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"),
+                    "PRAGMA temp_store = MEMORY".to_owned(),
+                ] {
+                    sqlx::query(&pragma).execute(&mut *conn).await?;
+                }
+                Ok(Writer::Sqlite(Box::new(conn)))
             }
             Db::Postgres(p) => {
                 let mut conn = p.acquire().await?;
@@ -80,7 +93,16 @@ impl Writer {
             return Ok(0);
         }
         match self {
-            Writer::Sqlite(store, _) => store.insert_ticks(rows).await,
+            Writer::Sqlite(conn) => {
+                let mut tx = conn.begin().await?;
+                let mut stored = 0;
+                for chunk in rows.chunks(SQLITE_TICKS_PER_INSERT) {
+                    let mut qb = sqlite_ticks_insert(chunk);
+                    stored += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(stored)
+            }
             Writer::Postgres(conn) => {
                 let mut text = String::with_capacity(rows.len() * 80);
                 for r in rows {
@@ -118,9 +140,9 @@ impl Writer {
             return Ok(0);
         }
         match self {
-            Writer::Sqlite(_, pool) => {
+            Writer::Sqlite(conn) => {
                 let tail = bar_upsert_tail("IS NOT");
-                let mut tx = pool.begin().await?;
+                let mut tx = conn.begin().await?;
                 let mut written = 0;
                 for chunk in rows.chunks(SQLITE_BARS_PER_INSERT) {
                     let mut qb = sqlite_bars_insert(chunk, &tail);
@@ -175,7 +197,7 @@ impl Writer {
             };
         }
         Ok(match self {
-            Writer::Sqlite(_, pool) => fetch!(&*pool),
+            Writer::Sqlite(conn) => fetch!(&mut ***conn),
             Writer::Postgres(conn) => fetch!(&mut ***conn),
         })
     }

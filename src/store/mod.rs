@@ -132,6 +132,7 @@ mod users;
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
 pub(crate) use bars::{SQLITE_ROWS_PER_INSERT as SQLITE_BARS_PER_INSERT, sqlite_bars_insert};
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
+pub(crate) use ticks::{SQLITE_ROWS_PER_INSERT as SQLITE_TICKS_PER_INSERT, sqlite_ticks_insert};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
