@@ -10,6 +10,7 @@
 //! - [`protocol`]: the wire contract (`docs/PROTOCOL.md`): ops, event encoders, error codes;
 //! - [`ws`]: the WebSocket endpoint and sessions; [`api`]: HTTP routes and errors;
 //! - [`store`]: SQLite/PostgreSQL repository, write-behind tick persistence, retention;
+//!   [`import`]: bulk-loads history files into it (`tickcast import`);
 //! - `predict`: forecasting models fitted on 1 s bar closes; `portfolio`: average-cost
 //!   accounting for the portfolio endpoints;
 //! - `timestamp`: the one parser of times on every input (feeds, HTTP ingest, REST);
@@ -32,6 +33,7 @@ pub(crate) mod encoding;
 pub mod feed;
 #[cfg(test)]
 mod fuzz;
+pub mod import;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;

@@ -1,16 +1,25 @@
 //! The `tickcast` binary: command line, configuration, telemetry, run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tickcast::auth::{Scope, TokenLimits};
 use tickcast::config::Config;
+use tickcast::feed::replay::ReplayFormat;
+use tickcast::import::{ImportError, ImportOptions, ImportSummary, import};
 use tickcast::server::Server;
 use tickcast::store::Store;
 
 /// Exit code for a configuration error (EX_USAGE in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
+/// `import`: a file could not be opened, decompressed or read, or has no usable CSV header
+/// (EX_NOINPUT).
+const EXIT_IMPORT_INPUT: u8 = 66;
+/// `import`: the store failed (unreachable, a migration or a write failed; EX_UNAVAILABLE).
+const EXIT_IMPORT_STORE: u8 = 69;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +52,18 @@ enum Command {
     Migrate {
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Bulk-load history files (CSV or JSONL as the replay feed reads them; plain, gzip or zstd)
+    /// into the store, with their 1 s and 1 m bars. Re-importing stores nothing twice.
+    Import {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// csv or jsonl; by default each file's extension decides (under .gz / .zst).
+        #[arg(long, value_parser = ["csv", "jsonl"])]
+        format: Option<String>,
+        /// The files, imported in this order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Manage REST API users.
     User {
@@ -109,6 +130,7 @@ fn main() -> ExitCode {
     let (Command::Serve { config, .. }
     | Command::CheckConfig { config }
     | Command::Migrate { config }
+    | Command::Import { config, .. }
     | Command::User { config, .. }) = &cli.command;
     let overrides = match &cli.command {
         Command::Serve {
@@ -136,6 +158,14 @@ fn main() -> ExitCode {
             println!("migrations applied ({})", store.backend());
             Ok(())
         })),
+        Command::Import { format, files, .. } => {
+            let format = match format.as_deref() {
+                Some("csv") => ReplayFormat::Csv,
+                Some(_) => ReplayFormat::Jsonl,
+                None => ReplayFormat::Auto,
+            };
+            import_files(&config, ImportOptions { files, format })
+        }
         Command::User {
             command: UserCommand::Add { name, scope },
             ..
@@ -206,6 +236,76 @@ where
         store.close().await;
         result
     })
+}
+
+/// `tickcast import`: progress on stderr every second (rewritten in place on a terminal), the
+/// summary on stdout.
+fn import_files(config: &Config, options: ImportOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("tickcast: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let result = runtime.block_on(async {
+        let store = Arc::new(Store::open(&config.database)?);
+        let result = import(store.clone(), &options, |p| {
+            let rate = p.records as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            let line = format!(
+                "import: {} records read, {} ticks written, {:.0} rows/s, {:.0} s",
+                p.records,
+                p.ticks_written,
+                rate,
+                p.elapsed.as_secs_f64()
+            );
+            if terminal {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+        })
+        .await;
+        store.close().await;
+        result
+    });
+    if terminal {
+        eprintln!();
+    }
+    match result {
+        Ok(summary) => {
+            print_summary(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tickcast import: {error}");
+            ExitCode::from(match error {
+                ImportError::Read { .. } => EXIT_IMPORT_INPUT,
+                ImportError::Store(_) => EXIT_IMPORT_STORE,
+            })
+        }
+    }
+}
+
+fn print_summary(s: &ImportSummary) {
+    println!("records read:    {}", s.records);
+    println!("ticks stored:    {}", s.stored);
+    println!("already present: {}", s.already_present);
+    println!("rejected:        {}", s.rejected);
+    for r in &s.first_rejects {
+        println!("  {}:{}: {}", r.file, r.line, r.reason);
+    }
+    if s.rejected > s.first_rejects.len() as u64 {
+        println!("  ... ({} more)", s.rejected - s.first_rejects.len() as u64);
+    }
+    println!("bars written:    {}", s.bars_written);
+    println!("late ticks:      {}", s.late_ticks);
+    println!("elapsed:         {:.3} s", s.elapsed.as_secs_f64());
+    println!("rate:            {:.0} rows/s", s.rate());
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

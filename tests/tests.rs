@@ -14,6 +14,7 @@ mod contract;
 mod encoding;
 mod feeds;
 mod fencing;
+mod import;
 mod ingest_http;
 mod limits;
 mod noloss;

@@ -31,7 +31,7 @@ pub(crate) const SCAN_BARS_SQL: &str = "SELECT ts, open, high, low, close, volum
      FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, epoch";
 
 /// SQLite allows 32,766 bound parameters per statement; 10 per bar row.
-const SQLITE_ROWS_PER_INSERT: usize = 3000;
+pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 3000;
 
 /// One closed bar as the pipeline published it, ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +72,32 @@ pub struct BarRow {
     pub trades: i64,
 }
 
+/// One multi-row SQLite `INSERT INTO bars` of `rows` (at most [`SQLITE_ROWS_PER_INSERT`]),
+/// ending with `conflict` (the recorder skips a stored bar; an import replaces a changed one).
+pub(crate) fn sqlite_bars_insert<'a>(
+    rows: &'a [BarRecord],
+    conflict: &str,
+) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, close, volume, \
+         trades) ",
+    );
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(&*r.symbol)
+            .push_bind(r.interval_ns)
+            .push_bind(r.start)
+            .push_bind(r.epoch)
+            .push_bind(r.open)
+            .push_bind(r.high)
+            .push_bind(r.low)
+            .push_bind(r.close)
+            .push_bind(r.volume)
+            .push_bind(r.trades);
+    });
+    qb.push(conflict);
+    qb
+}
+
 // === impl Store: bars ===
 
 impl Store {
@@ -87,23 +113,7 @@ impl Store {
                     let mut tx = p.begin().await?;
                     let mut inserted = 0;
                     for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                            "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, \
-                             close, volume, trades) ",
-                        );
-                        qb.push_values(chunk, |mut b, r| {
-                            b.push_bind(&*r.symbol)
-                                .push_bind(r.interval_ns)
-                                .push_bind(r.start)
-                                .push_bind(r.epoch)
-                                .push_bind(r.open)
-                                .push_bind(r.high)
-                                .push_bind(r.low)
-                                .push_bind(r.close)
-                                .push_bind(r.volume)
-                                .push_bind(r.trades);
-                        });
-                        qb.push(" ON CONFLICT DO NOTHING");
+                        let mut qb = sqlite_bars_insert(chunk, " ON CONFLICT DO NOTHING");
                         inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                     }
                     tx.commit().await.map(|()| inserted)

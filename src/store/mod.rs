@@ -134,6 +134,7 @@ mod trades;
 mod users;
 
 pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+pub(crate) use bars::{SQLITE_ROWS_PER_INSERT as SQLITE_BARS_PER_INSERT, sqlite_bars_insert};
 
 /// Every query a REST history page runs, by name, with its parameter count: tests check each
 /// one's plan is bounded by the page (`EXPLAIN`).
@@ -144,6 +145,7 @@ pub const HISTORY_QUERIES: [(&str, &str, usize); 3] = [
     ("ticks page", ticks::TICKS_PAGE_SQL, 6),
 ];
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
+pub(crate) use ticks::{SQLITE_ROWS_PER_INSERT as SQLITE_TICKS_PER_INSERT, sqlite_ticks_insert};
 pub use ticks::{StoredTick, TickRow};
 pub use trades::{NewTrade, Recorded, Trade};
 pub use users::{hash_key, new_key};
@@ -161,7 +163,7 @@ fn side_of(code: i16) -> Side {
 
 /// A tick's side in the `side` column: 0 buy, 1 sell, 2 none (the source gave no side). The
 /// column stays `NOT NULL`, so no migration: earlier rows are all 0 or 1.
-fn tick_side_code(s: Option<Side>) -> i16 {
+pub(crate) fn tick_side_code(s: Option<Side>) -> i16 {
     s.map_or(TICK_SIDE_NONE, side_code)
 }
 

@@ -13,7 +13,7 @@ pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, p
      AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
 
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
-const SQLITE_ROWS_PER_INSERT: usize = 4000;
+pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 4000;
 
 /// One stored tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,26 @@ pub struct StoredTick {
     pub row: TickRow,
 }
 
+/// One multi-row SQLite `INSERT INTO ticks` of `rows` (at most [`SQLITE_ROWS_PER_INSERT`]);
+/// a tick already stored (same identity) is skipped.
+pub(crate) fn sqlite_ticks_insert(rows: &[TickRow]) -> QueryBuilder<'_, Sqlite> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) ",
+    );
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(&*r.symbol)
+            .push_bind(r.ts)
+            .push_bind(r.ingest_ts)
+            .push_bind(r.epoch)
+            .push_bind(r.seq)
+            .push_bind(r.price)
+            .push_bind(r.size)
+            .push_bind(tick_side_code(r.side));
+    });
+    qb.push(" ON CONFLICT DO NOTHING");
+    qb
+}
+
 // === impl Store: ticks ===
 
 impl Store {
@@ -58,21 +78,7 @@ impl Store {
                     let mut tx = p.begin().await?;
                     let mut inserted = 0;
                     for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                            "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, \
-                             side) ",
-                        );
-                        qb.push_values(chunk, |mut b, r| {
-                            b.push_bind(&*r.symbol)
-                                .push_bind(r.ts)
-                                .push_bind(r.ingest_ts)
-                                .push_bind(r.epoch)
-                                .push_bind(r.seq)
-                                .push_bind(r.price)
-                                .push_bind(r.size)
-                                .push_bind(tick_side_code(r.side));
-                        });
-                        qb.push(" ON CONFLICT DO NOTHING");
+                        let mut qb = sqlite_ticks_insert(chunk);
                         inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                     }
                     tx.commit().await.map(|()| inserted)

@@ -1,0 +1,180 @@
+//! The imported ticks' bars, built by the pipeline's own [`BarBuilder`] (same windows, same
+//! late-tick rule, trades in file order as the live pipeline takes them in arrival order), at
+//! every stored interval, and closed at the end of the import.
+//!
+//! The first and the last window of each symbol and interval are the import's *edges*: another
+//! import (the history before or after this file) may hold trades of them too. Their bars are
+//! not built from this run's trades alone but, once every tick is stored, from every imported
+//! tick of the window ([`window_bar`], in (time, insertion) order), so history imported in
+//! pieces gets the bars it would have had in one piece.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::identity::IMPORT_EPOCH;
+use crate::bars::{Bar, BarBuilder};
+use crate::store::{BAR_1M_NS, BAR_1S_NS, BarRecord};
+
+/// The intervals the store keeps, ns (what the recorder stores from the pipeline).
+const STORED_INTERVALS_NS: [i64; 2] = [BAR_1S_NS, BAR_1M_NS];
+
+/// One symbol's builders, one per stored interval.
+struct SymbolBars {
+    name: Arc<str>,
+    builders: [BarBuilder; 2],
+    /// Whether each builder's first bar (an edge) was seen.
+    first_seen: [bool; 2],
+}
+
+/// A window whose bar is built from the store (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Edge {
+    pub(crate) symbol: Arc<str>,
+    pub(crate) interval_ns: i64,
+    pub(crate) start: i64,
+}
+
+/// Bars of every symbol of an import.
+#[derive(Default)]
+pub(crate) struct ImportBars {
+    symbols: HashMap<Box<str>, SymbolBars>,
+}
+
+impl ImportBars {
+    /// Folds a trade in; returns the symbol's shared name (one allocation per symbol).
+    pub(crate) fn on_trade(&mut self, symbol: &str, ts_ns: i64, price: f64, size: f64) -> Arc<str> {
+        let state = match self.symbols.get_mut(symbol) {
+            Some(s) => s,
+            None => self
+                .symbols
+                .entry(symbol.into())
+                .or_insert_with(|| SymbolBars {
+                    name: Arc::from(symbol),
+                    builders: STORED_INTERVALS_NS.map(builder),
+                    first_seen: [false; 2],
+                }),
+        };
+        // The pipeline's conversion: exchange time in ms, floored.
+        let ts_ms = ts_ns.div_euclid(1_000_000);
+        for b in &mut state.builders {
+            b.on_trade(ts_ms, price, size);
+        }
+        state.name.clone()
+    }
+
+    /// Moves the bars closed so far (by a later trade) into `out`, the edges into `edges`.
+    pub(crate) fn drain(&mut self, out: &mut Vec<BarRecord>, edges: &mut Vec<Edge>) {
+        // `i64::MIN` closes nothing by the clock: only what later trades already closed.
+        self.close(i64::MIN, out, edges);
+    }
+
+    /// Closes every bar (the files are over: nothing later will come) into `out`, the edges
+    /// into `edges`.
+    pub(crate) fn finish(&mut self, out: &mut Vec<BarRecord>, edges: &mut Vec<Edge>) {
+        self.close(i64::MAX, out, edges);
+    }
+
+    /// Trades that arrived for an already-closed window, over all symbols and intervals.
+    pub(crate) fn late_ticks(&self) -> u64 {
+        self.symbols
+            .values()
+            .flat_map(|s| s.builders.iter().map(BarBuilder::late_ticks))
+            .sum()
+    }
+
+    fn close(&mut self, clock_ms: i64, out: &mut Vec<BarRecord>, edges: &mut Vec<Edge>) {
+        for s in self.symbols.values_mut() {
+            for (i, interval_ns) in STORED_INTERVALS_NS.into_iter().enumerate() {
+                let closed = s.builders[i].close_until(clock_ms);
+                let last = closed.len();
+                for (n, bar) in closed.iter().enumerate() {
+                    // The very first bar, and at the end the open one (closed last), are edges.
+                    let first = !std::mem::replace(&mut s.first_seen[i], true);
+                    if first || (clock_ms == i64::MAX && n + 1 == last) {
+                        edges.push(Edge {
+                            symbol: s.name.clone(),
+                            interval_ns,
+                            start: bar.start_ms.saturating_mul(1_000_000),
+                        });
+                    } else {
+                        out.extend(record(&s.name, interval_ns, bar));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn builder(interval_ns: i64) -> BarBuilder {
+    BarBuilder::new(interval_ns / 1_000_000).expect("stored intervals are positive")
+}
+
+/// The bar of an edge window from its stored ticks, `(ts, price, size)` in (time, insertion)
+/// order: what the pipeline's builder makes of them.
+pub(crate) fn window_bar(edge: &Edge, ticks: &[(i64, f64, f64)]) -> Option<BarRecord> {
+    let mut b = builder(edge.interval_ns);
+    for &(ts, price, size) in ticks {
+        b.on_trade(ts.div_euclid(1_000_000), price, size);
+    }
+    let bars = b.close_until(i64::MAX);
+    record(&edge.symbol, edge.interval_ns, bars.first()?)
+}
+
+/// A closed bar as the store keeps it (the recorder's conversion of the pipeline's bars).
+fn record(symbol: &Arc<str>, interval_ns: i64, b: &Bar) -> Option<BarRecord> {
+    Some(BarRecord {
+        symbol: symbol.clone(),
+        interval_ns,
+        start: b.start_ms.checked_mul(1_000_000)?,
+        epoch: IMPORT_EPOCH,
+        open: b.open,
+        high: b.high,
+        low: b.low,
+        close: b.close,
+        volume: b.volume,
+        trades: i64::try_from(b.trades).unwrap_or(i64::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_close_by_later_trades_and_edges_are_set_aside() {
+        let mut bars = ImportBars::default();
+        let s = 1_000_000_000;
+        bars.on_trade("A", 10 * s, 5.0, 1.0);
+        bars.on_trade("A", 10 * s + 1, 7.0, 2.0);
+        bars.on_trade("A", 11 * s, 6.0, 1.0);
+        bars.on_trade("A", 12 * s, 6.5, 1.0);
+        let (mut out, mut edges) = (Vec::new(), Vec::new());
+        bars.drain(&mut out, &mut edges);
+        let edge = |interval_ns, start| Edge {
+            symbol: "A".into(),
+            interval_ns,
+            start,
+        };
+        // The first 1 s bar (10 s) is an edge; 11 s was closed by the trade at 12 s.
+        assert_eq!(edges, [edge(BAR_1S_NS, 10 * s)]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].start, out[0].interval_ns), (11 * s, BAR_1S_NS));
+        assert_eq!(
+            (out[0].open, out[0].volume, out[0].trades, out[0].epoch),
+            (6.0, 1.0, 1, IMPORT_EPOCH)
+        );
+        out.clear();
+        bars.finish(&mut out, &mut edges);
+        assert!(out.is_empty(), "{out:?}");
+        // The last 1 s bar, and the only 1 m bar (first and last at once, set aside once).
+        let mut rest = edges[1..].to_vec();
+        rest.sort_by_key(|e| (e.interval_ns, e.start));
+        assert_eq!(rest, [edge(BAR_1S_NS, 12 * s), edge(BAR_1M_NS, 0)]);
+        // An edge's bar from its stored ticks.
+        let b = window_bar(&edges[0], &[(10 * s, 5.0, 1.0), (10 * s + 1, 7.0, 2.0)]).unwrap();
+        assert_eq!(
+            (b.start, b.open, b.high, b.low, b.close, b.volume, b.trades),
+            (10 * s, 5.0, 7.0, 5.0, 7.0, 3.0, 2)
+        );
+    }
+}
