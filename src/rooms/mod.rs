@@ -43,3 +43,15 @@ pub(crate) trait EventSink: Send + Sync {
     /// Publishes events in `seq` order per channel.
     fn publish(&self, events: &[Event]);
 }
+
+/// Publishes every batch to several sinks in order: the hub first (streaming comes before
+/// persistence), then the recorder and, on an ingest node, the stream publisher.
+pub(crate) struct Fanout(pub(crate) Vec<std::sync::Arc<dyn EventSink>>);
+
+impl EventSink for Fanout {
+    fn publish(&self, events: &[Event]) {
+        for sink in &self.0 {
+            sink.publish(events);
+        }
+    }
+}

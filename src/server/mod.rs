@@ -29,15 +29,19 @@ use crate::client::{TrustedProxies, VerifiedKeys};
 use crate::cluster::{self, ClusterError, ClusterStatus, Nats, Role};
 use crate::config::Config;
 use crate::config_section::ms;
-use crate::feed::{Feed, FeedContext, ReplayFeed, SyntheticFeed, UpstreamFeed};
 use crate::ingest::{Ingest, IngestHandle};
-use crate::model::{Event, Symbols, now_ns};
+use crate::model::{Symbols, now_ns};
 use crate::pipeline::{LatestIndicators, Pipeline};
 use crate::portfolio::LivePortfolios;
-use crate::rooms::{EventSink, Hub, HubConfig};
+use crate::rooms::{EventSink, Fanout, Hub, HubConfig};
 use crate::store::{Recorder, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::ws::WsContext;
+use feeds::{FeedStart, Takeover, build_feeds, lead_feeds};
+use role::Node;
+
+mod feeds;
+mod role;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -571,72 +575,6 @@ impl Server {
     }
 }
 
-/// This node's place in a cluster (`cluster.role`): where its events come from and go to.
-enum Node {
-    /// Everything in one process, no NATS.
-    Single,
-    /// Sequences and publishes to the stream (feeds only while it holds the lease).
-    Ingest(Arc<Nats>),
-    /// Serves sockets and REST from the stream.
-    Edge(Arc<Nats>),
-}
-
-impl Node {
-    fn nats(&self) -> Option<&Arc<Nats>> {
-        match self {
-            Node::Single => None,
-            Node::Ingest(n) | Node::Edge(n) => Some(n),
-        }
-    }
-
-    fn is_edge(&self) -> bool {
-        matches!(self, Node::Edge(_))
-    }
-}
-
-/// What a feed task needs to start.
-struct FeedStart {
-    ingest: IngestHandle,
-    max_future_skew_ms: u64,
-    stop: CancellationToken,
-    metrics: Arc<Metrics>,
-    backlog: Arc<crate::rooms::Backlog>,
-    store: Arc<crate::rooms::Backlog>,
-    live_waits_for_store: bool,
-}
-
-impl FeedStart {
-    /// Starts each feed as a task.
-    fn spawn(&self, feeds: Vec<Box<dyn Feed>>) -> Vec<(&'static str, JoinHandle<()>)> {
-        feeds
-            .into_iter()
-            .map(|feed| {
-                let name = feed.name();
-                let ingest = if feed.is_live() {
-                    self.ingest.live(self.max_future_skew_ms)
-                } else {
-                    self.ingest.clone()
-                };
-                let ctx = FeedContext {
-                    ingest,
-                    shutdown: self.stop.clone(),
-                    metrics: self.metrics.clone(),
-                    backlog: self.backlog.clone(),
-                    store: self.store.clone(),
-                    live_waits_for_store: self.live_waits_for_store,
-                };
-                let task = tokio::spawn(async move {
-                    match feed.run(ctx).await {
-                        Ok(()) => tracing::info!(feed = name, "feed finished"),
-                        Err(error) => tracing::error!(feed = name, %error, "feed stopped"),
-                    }
-                });
-                (name, task)
-            })
-            .collect()
-    }
-}
-
 /// The hub's sizing, from the `[ring]` and `[portfolio]` sections.
 pub(crate) fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
@@ -644,98 +582,6 @@ pub(crate) fn hub_config(config: &Config) -> HubConfig {
         snapshot_depth: config.ring.snapshot_depth,
         portfolio_ring_capacity: config.portfolio.ring_capacity,
     }
-}
-
-/// What an ingest node needs to take the stream over once it holds the lease.
-struct Takeover {
-    nats: Arc<Nats>,
-    /// This process's unique name (the lease's value).
-    node: String,
-    publisher: Option<Arc<cluster::StreamPublisher>>,
-    /// Reports the node leader (and opens HTTP ingest) once it is seeded: a tick sequenced
-    /// before would reuse a `seq`.
-    status: Arc<ClusterStatus>,
-}
-
-/// An ingest node's feeds: nothing until this node holds the lease; then it fences the stream
-/// (`cluster::takeover`), every channel continues from the stream's last `seq`, the feeds start
-/// (they reconnect, or replay and generate from their start, deterministically) and so do the
-/// book checkpoints. Ends when the feeds do.
-async fn lead_feeds(
-    mut leadership: cluster::Leadership,
-    takeover: Takeover,
-    symbols: Arc<Symbols>,
-    start: FeedStart,
-    feeds: Vec<Box<dyn Feed>>,
-    book_checkpoint_ms: u64,
-) {
-    tokio::select! {
-        _ = start.stop.cancelled() => return,
-        r = leadership.acquired.wait_for(|held| *held) => if r.is_err() { return },
-    }
-    let seeds = loop {
-        match takeover.nats.take_over(&symbols, &takeover.node).await {
-            Ok(t) => {
-                if let Some(p) = &takeover.publisher {
-                    p.arm(t.fence);
-                }
-                break t.seeds;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "takeover: cannot fence the stream; retrying");
-                tokio::select! {
-                    _ = start.stop.cancelled() => return,
-                    _ = leadership.lost.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
-            }
-        }
-    };
-    tracing::info!(
-        channels = seeds.len(),
-        "takeover: continuing the stream's sequences"
-    );
-    if start.ingest.seed(seeds).await.is_err() || leadership.lost.is_cancelled() {
-        return;
-    }
-    takeover.status.set_active(true);
-    tokio::spawn(crate::ingest::run_book_checkpoints(
-        start.ingest.clone(),
-        book_checkpoint_ms,
-        start.stop.clone(),
-    ));
-    for (name, task) in start.spawn(feeds) {
-        if let Err(error) = task.await {
-            tracing::error!(feed = name, %error, "feed task failed");
-        }
-    }
-}
-
-/// Builds the enabled feeds. Symbols the synthetic feed will produce are interned up front, so
-/// clients can subscribe before the first tick of each.
-fn build_feeds(config: &Config, symbols: &Symbols) -> Result<Vec<Box<dyn Feed>>, ServerError> {
-    let mut feeds: Vec<Box<dyn Feed>> = Vec::new();
-    if config.feeds.synthetic.enabled {
-        for name in crate::feed::synthetic::symbol_names(&config.feeds.synthetic) {
-            let _ = symbols.intern(&name);
-        }
-        feeds.push(Box::new(SyntheticFeed::new(&config.feeds.synthetic)));
-    }
-    if config.feeds.replay.enabled {
-        let feed = ReplayFeed::new(&config.feeds.replay).map_err(|source| ServerError::Feed {
-            feed: "replay",
-            source,
-        })?;
-        feeds.push(Box::new(feed));
-    }
-    for upstream in config.feeds.enabled_upstreams() {
-        let feed = UpstreamFeed::new(upstream).map_err(|source| ServerError::Feed {
-            feed: "upstream",
-            source,
-        })?;
-        feeds.push(Box::new(feed));
-    }
-    Ok(feeds)
 }
 
 /// Waits for `task` until `deadline`; false (and a warning naming `stage`) when it is still
@@ -746,18 +592,6 @@ async fn finish_by<T>(deadline: Instant, stage: &'static str, task: &mut JoinHan
         Err(_) => {
             tracing::warn!(stage, "shutdown deadline passed; stopping by force");
             false
-        }
-    }
-}
-
-/// Publishes every batch to several sinks in order (the hub first: streaming comes before
-/// persistence).
-struct Fanout(Vec<Arc<dyn EventSink>>);
-
-impl EventSink for Fanout {
-    fn publish(&self, events: &[Event]) {
-        for sink in &self.0 {
-            sink.publish(events);
         }
     }
 }
