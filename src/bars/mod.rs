@@ -74,6 +74,22 @@ pub(crate) struct Bar {
     pub trades: u64,
 }
 
+impl Bar {
+    /// The bar as the pipeline publishes it (and the recorder and `tickcast import` store it).
+    pub(crate) fn event(&self, is_final: bool) -> crate::model::BarEvent {
+        crate::model::BarEvent {
+            start_ms: self.start_ms,
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume,
+            trades: self.trades,
+            is_final,
+        }
+    }
+}
+
 // === impl Bar ===
 
 impl Bar {

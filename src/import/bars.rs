@@ -120,20 +120,9 @@ pub(crate) fn window_bar(edge: &Edge, ticks: &[(i64, f64, f64)]) -> Option<BarRe
     record(&edge.symbol, edge.interval_ns, bars.first()?)
 }
 
-/// A closed bar as the store keeps it (the recorder's conversion of the pipeline's bars).
+/// A closed bar as the store keeps it, under the import epoch.
 fn record(symbol: &Arc<str>, interval_ns: i64, b: &Bar) -> Option<BarRecord> {
-    Some(BarRecord {
-        symbol: symbol.clone(),
-        interval_ns,
-        start: b.start_ms.checked_mul(1_000_000)?,
-        epoch: IMPORT_EPOCH,
-        open: b.open,
-        high: b.high,
-        low: b.low,
-        close: b.close,
-        volume: b.volume,
-        trades: i64::try_from(b.trades).unwrap_or(i64::MAX),
-    })
+    BarRecord::from_bar(symbol.clone(), interval_ns, IMPORT_EPOCH, &b.event(true))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::indicators::{IndicatorPeriods, IndicatorSet};
-use crate::bars::{Bar, BarBuilder, EventClock};
+use crate::bars::{BarBuilder, EventClock};
 use crate::ingest::Derived;
-use crate::model::{BarEvent, IndicatorValues, Kind, SymbolId, Tick};
+use crate::model::{IndicatorValues, Kind, SymbolId, Tick};
 
 /// One symbol's new ticks for a batch.
 #[derive(Debug, Clone)]
@@ -106,14 +106,14 @@ impl SymbolState {
             out.derived.push(Derived::Bar {
                 kind: Kind::Bars1s,
                 symbol,
-                bar: wire_bar(&bar, true),
+                bar: bar.event(true),
             });
         }
         for bar in self.bars_1m.close_until(event_ms) {
             out.derived.push(Derived::Bar {
                 kind: Kind::Bars1m,
                 symbol,
-                bar: wire_bar(&bar, true),
+                bar: bar.event(true),
             });
         }
         if clock.partial_bars
@@ -123,7 +123,7 @@ impl SymbolState {
             out.derived.push(Derived::Bar {
                 kind: Kind::Bars1m,
                 symbol,
-                bar: wire_bar(bar, false),
+                bar: bar.event(false),
             });
         }
         let values = self.indicators.snapshot();
@@ -132,19 +132,6 @@ impl SymbolState {
         let late = self.bars_1s.late_ticks() + self.bars_1m.late_ticks();
         out.late_ticks += late - self.late_seen;
         self.late_seen = late;
-    }
-}
-
-fn wire_bar(b: &Bar, is_final: bool) -> BarEvent {
-    BarEvent {
-        start_ms: b.start_ms,
-        open: b.open,
-        high: b.high,
-        low: b.low,
-        close: b.close,
-        volume: b.volume,
-        trades: b.trades,
-        is_final,
     }
 }
 

@@ -51,6 +51,30 @@ pub struct BarRecord {
     pub trades: i64,
 }
 
+impl BarRecord {
+    /// A closed bar as the pipeline publishes it, as stored; `None` for a start past what ns
+    /// since the epoch can hold (stored not at all rather than wrapped).
+    pub fn from_bar(
+        symbol: Arc<str>,
+        interval_ns: i64,
+        epoch: i64,
+        b: &crate::model::BarEvent,
+    ) -> Option<Self> {
+        Some(Self {
+            symbol,
+            interval_ns,
+            start: b.start_ms.checked_mul(1_000_000)?,
+            epoch,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            trades: i64::try_from(b.trades).unwrap_or(i64::MAX),
+        })
+    }
+}
+
 /// One page of `/bars`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BarPage {

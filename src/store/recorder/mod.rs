@@ -328,20 +328,15 @@ impl EventSink for Recorder {
                     Kind::Bars1m => BAR_1M_NS,
                     _ => return None,
                 };
-                Some(Record::Bar(BarRecord {
-                    symbol: self.symbols.name(e.channel.symbol),
+                // Bars start at exchange times, which ingest bounds; an absurd start is not
+                // stored rather than wrapped.
+                BarRecord::from_bar(
+                    self.symbols.name(e.channel.symbol),
                     interval_ns,
-                    // Bars start at exchange times, which ingest bounds; an absurd start is not
-                    // stored rather than wrapped.
-                    start: b.start_ms.checked_mul(1_000_000)?,
-                    epoch: self.epoch,
-                    open: b.open,
-                    high: b.high,
-                    low: b.low,
-                    close: b.close,
-                    volume: b.volume,
-                    trades: i64::try_from(b.trades).unwrap_or(i64::MAX),
-                }))
+                    self.epoch,
+                    &b,
+                )
+                .map(Record::Bar)
             }
             _ => None,
         });
