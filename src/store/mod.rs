@@ -127,6 +127,7 @@ macro_rules! store_position {
 
 // Declared after the macros so the query files can use them.
 mod bars;
+mod bulk;
 mod positions;
 pub mod retention;
 mod ticks;
