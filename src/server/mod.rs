@@ -320,7 +320,7 @@ impl Server {
             max_body_bytes: config.api.max_body_bytes,
         };
 
-        // Edges read the shared database; ingest deletes old rows.
+        // Edges read the shared database; ingest makes the days ahead and deletes old rows.
         let retention = (!node.is_edge()).then(|| {
             tokio::spawn(crate::store::retention::run(
                 store.clone(),
