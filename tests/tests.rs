@@ -19,6 +19,7 @@ mod ingest_http;
 mod limits;
 mod module_graph;
 mod noloss;
+mod partitions;
 mod pipeline;
 mod plans;
 mod portfolio;
