@@ -17,6 +17,7 @@ mod fencing;
 mod import;
 mod ingest_http;
 mod limits;
+mod module_graph;
 mod noloss;
 mod partitions;
 mod pipeline;

@@ -129,6 +129,7 @@ macro_rules! store_position {
 
 // Declared after the macros so the query files can use them.
 mod bars;
+mod bulk;
 pub mod partitions;
 mod positions;
 pub mod retention;
