@@ -31,7 +31,7 @@ GROUP BY symbol, w, ts / w;
 -- One user with 10,000 trades over 100 symbols, and their positions.
 INSERT INTO users (name, created_ms) VALUES ('bench', 0) ON CONFLICT DO NOTHING;
 INSERT INTO trades (user_id, symbol, side, quantity, price, ts, idempotency_key, created_ms, time_sent)
-SELECT u.id, 'S' || lpad((i % 100)::text, 3, '0'), (i % 2)::int2, 1, 100, :t0 + i * 1000000000,
+SELECT u.id, 'S' || lpad((i % 100)::text, 3, '0'), (i % 2)::int2, 1, 100, :t0 + i::bigint * 1000000000,
        'k' || i, 0, 1
 FROM users u, generate_series(1, 10000) i WHERE u.name = 'bench';
 INSERT INTO positions (user_id, symbol, quantity, cost, realized, trades, last_ts, last_id, stale)
