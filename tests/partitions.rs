@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::{self, TestDb};
 
-/// A stored tick as the test reads it back: id, symbol, ts, ingest_ts, seq, price, side, epoch.
+/// A tick row as both schemas hold it: id, symbol, ts, ingest_ts, seq, price, side, epoch.
 type StoredTickRow = (i64, String, i64, i64, i64, f64, i16, i64);
 
 /// The schema before partitioning.

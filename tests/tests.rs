@@ -24,6 +24,7 @@ mod pipeline;
 mod plans;
 mod portfolio;
 mod portfolio_channel;
+mod reads;
 mod rest;
 mod shutdown;
 mod store;

@@ -224,7 +224,7 @@ impl Store {
         type Row = (i64, f64, f64, f64, f64, f64, i64);
         let rows: Vec<Row> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(SCAN_BARS_SQL)
                     .bind(symbol)
                     .bind(source_ns)
@@ -269,7 +269,7 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let first: Option<(i64,)> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(FIRST_BAR_SQL)
                     .bind(symbol)
                     .bind(interval_ns)
@@ -287,7 +287,7 @@ impl Store {
     pub async fn count_bars(&self, interval_ns: i64) -> Result<i64, StoreError> {
         let n: (i64,) = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as("SELECT COUNT(*) FROM bars WHERE interval_ns = $1")
                         .bind(interval_ns)
                         .fetch_one(p)

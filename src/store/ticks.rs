@@ -114,7 +114,7 @@ impl Store {
         type Row = (i64, i64, i64, i64, i64, f64, f64, i16);
         let rows: Vec<Row> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(TICKS_PAGE_SQL)
                     .bind(symbol)
                     .bind(from)
@@ -152,7 +152,7 @@ impl Store {
     pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
         let n: (i64,) = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => match symbol {
+                Ok(on_pool!(&self.history, p => match symbol {
                     Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
                         .bind(s)
                         .fetch_one(p)
