@@ -13,6 +13,7 @@
 
 mod bars;
 mod identity;
+mod pg_copy;
 mod source;
 mod writer;
 
@@ -187,6 +188,7 @@ pub async fn import(
                     edge_bars.extend(bars::window_bar(edge, &ticks));
                 }
                 summary.bars_written += writer.bars(&edge_bars).await?;
+                writer.analyze().await?;
                 break;
             }
             Some(Chunk::Failed(error)) => return Err(error),
