@@ -8,9 +8,6 @@
 //!   into a temporary staging table and moved with `INSERT ... SELECT ... ON CONFLICT`, one
 //!   transaction per chunk (the staging rows go with the commit).
 //!
-//! At the end both refresh the planner's statistics of `ticks` and `bars` (`ANALYZE`): a bulk
-//! load changes the tables' shape more than the server's own writes ever do.
-//!
 //! Ticks already stored (same identity) are skipped; a bar already stored under the import's
 //! epoch is replaced only where its values differ, so a re-import writes nothing.
 
@@ -164,26 +161,16 @@ impl Writer {
 }
 
 impl Writer {
-    /// Refreshes the planner's statistics of the tables the import wrote (SQLite: sampled, so
-    /// the cost does not grow with the store).
-    pub(crate) async fn analyze(&mut self) -> Result<(), StoreError> {
+    /// Makes the partitions (PostgreSQL) of the days of these times, on this connection.
+    pub(crate) async fn partitions(
+        &mut self,
+        store: &Store,
+        times: impl IntoIterator<Item = i64>,
+    ) -> Result<(), StoreError> {
         match self {
-            Writer::Sqlite(conn) => {
-                for sql in [
-                    "PRAGMA analysis_limit = 1000",
-                    "ANALYZE ticks",
-                    "ANALYZE bars",
-                ] {
-                    sqlx::query(sql).execute(&mut ***conn).await?;
-                }
-            }
-            Writer::Postgres(conn) => {
-                sqlx::query("ANALYZE ticks, bars")
-                    .execute(&mut ***conn)
-                    .await?;
-            }
+            Writer::Sqlite(_) => Ok(()),
+            Writer::Postgres(conn) => store.ensure_partitions_on(&mut ***conn, times).await,
         }
-        Ok(())
     }
 
     /// The imported ticks of an edge window, `(ts, price, size)` in (time, insertion) order.
