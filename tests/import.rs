@@ -258,7 +258,8 @@ async fn two_imports_of_the_same_file_at_once_store_it_once() {
             .migrate()
             .await
             .expect("migrate");
-        let (a, b) = tokio::join!(import_ok(&db, &[&file]), import_ok(&db, &[&file]));
+        let files = [file.as_path()];
+        let (a, b) = tokio::join!(import_ok(&db, &files), import_ok(&db, &files));
         let stored = a.count("ticks stored") + b.count("ticks stored");
         assert_eq!(stored, 20_000, "{}: {}\n{}", db.backend, a.stdout, b.stdout);
         assert_eq!(
