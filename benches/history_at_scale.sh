@@ -2,10 +2,10 @@
 # Issue 22's history at scale: ROWS trades (default 50,000,000) of 100 symbols over DAYS days
 # (default 30, ending a day ago; benches/gen_ticks.py) imported with `tickcast import` into a
 # fresh store, then the release server started on it with the synthetic feed recording, a user
-# with 10,000 trades, and CLIENTS (200) closed-loop clients reading history for SECONDS (20) per
+# with 10,000 trades, and CLIENTS (200) closed-loop clients reading history for SECONDS_PER_KIND (20) per
 # request kind (benches/history.rs). Prints the import's summary, the store's size and the table.
 #
-# usage: [SERVER_BIN=...] [HISTORY_BIN=...] [CLIENTS=200] [SECONDS=20] [KEEP_CSV=path]
+# usage: [SERVER_BIN=...] [HISTORY_BIN=...] [CLIENTS=200] [SECONDS_PER_KIND=20] [KEEP_CSV=path]
 #        benches/history_at_scale.sh sqlite|postgres [ROWS] [DAYS]
 #
 # 127.0.0.1 only. Bounded: every step has a timeout and the whole run stops by itself. Cleans up
@@ -22,7 +22,7 @@ target=${CARGO_TARGET_DIR:-$here/../target}
 bin=${SERVER_BIN:-$target/release/tickcast}
 bench=${HISTORY_BIN:-$(ls -t "$target"/release/deps/history-* 2>/dev/null | grep -v '\.d$' | head -1)}
 clients=${CLIENTS:-200}
-seconds=${SECONDS_PER_KIND:-${SECONDS:-20}}
+seconds=${SECONDS_PER_KIND:-20}
 port=${PORT:-18522}
 [ -x "$bin" ] || { echo "no server binary: cargo build --release --bin tickcast" >&2; exit 69; }
 [ -x "$bench" ] || { echo "no history bench: cargo bench --bench history --no-run" >&2; exit 69; }
