@@ -311,6 +311,8 @@ async fn smoke() {
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
     c.feeds.synthetic.enabled = false;
     c.database.url = format!("sqlite://{}?mode=rwc", path.display());
+    c.api.requests_per_second = 1_000_000;
+    c.api.burst = 1_000_000;
     c.log.level = "warn".into();
     let server = Server::start(c).await.expect("start");
     let store = server.store().clone();
