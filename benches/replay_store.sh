@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 22's replay: a CSV of TICKS trades (default 2,000,000; 100 symbols, 48 h, past-dated,
-# benches/gen_replay.py) replayed at speed 0 into one store by a release build; prints what was
+# benches/gen_ticks.py) replayed at speed 0 into one store by a release build; prints what was
 # stored of what was sent and the rate (from the server's start to the last tick committed).
 # usage: [SERVER_BIN=...] benches/replay_store.sh sqlite|postgres [TICKS] [TICKCAST_*=... ...]
 # PostgreSQL: a fresh database on 127.0.0.1:5432 (user postgres), dropped afterwards.
@@ -11,7 +11,7 @@ shift $(( $# > 1 ? 2 : 1 ))
 bin=${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/tickcast}
 port=${PORT:-18422}
 work=$(mktemp -d /tmp/tickcast-replay-XXXXXX)
-python3 "$(dirname "$0")/gen_replay.py" "$ticks" > "$work/ticks.csv"
+python3 "$(dirname "$0")/gen_ticks.py" "$work/ticks.csv" --rows "$ticks"
 case $backend in
   sqlite) url="sqlite://$work/store.db?mode=rwc"
           count() { sqlite3 "$work/store.db" "SELECT COUNT(*) FROM ticks"; } ;;

@@ -242,6 +242,36 @@ async fn a_reimport_stores_nothing_twice_whatever_the_compression_or_split() {
     }
 }
 
+/// Two imports of the same file at once: whichever copies first, the other meets its rows
+/// (PostgreSQL: the direct `COPY` of a new range hits the identity index and falls back to the
+/// staging table) and every tick is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_imports_of_the_same_file_at_once_store_it_once() {
+    let dir = temp_dir("race");
+    let (csv, _) = history(20_000, 13);
+    let file = dir.join("h.csv");
+    std::fs::write(&file, &csv).unwrap();
+    for db in util::backends().await {
+        // Migrated first, so the two runs do not race to create the schema.
+        Store::open(&db.config().database)
+            .expect("store")
+            .migrate()
+            .await
+            .expect("migrate");
+        let files = [file.as_path()];
+        let (a, b) = tokio::join!(import_ok(&db, &files), import_ok(&db, &files));
+        let stored = a.count("ticks stored") + b.count("ticks stored");
+        assert_eq!(stored, 20_000, "{}: {}\n{}", db.backend, a.stdout, b.stdout);
+        assert_eq!(
+            a.count("already present") + b.count("already present"),
+            20_000,
+            "{}",
+            db.backend
+        );
+        assert_eq!(counts(&db).await.0, 20_000, "{}", db.backend);
+    }
+}
+
 /// Every stored bar, in identity order.
 async fn stored_bars(db: &TestDb) -> Vec<(String, i64, i64, f64, f64, f64, f64, f64, i64)> {
     let store = Store::open(&db.config().database).expect("store");

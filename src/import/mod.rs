@@ -13,6 +13,7 @@
 
 mod bars;
 mod identity;
+mod pg_copy;
 mod source;
 mod writer;
 

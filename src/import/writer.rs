@@ -3,14 +3,14 @@
 //! - SQLite: one connection with a large page cache; the store's own multi-row prepared
 //!   `INSERT ... ON CONFLICT DO NOTHING` of ticks, one transaction per chunk; bars by a
 //!   multi-row upsert.
-//! - PostgreSQL: one connection; each chunk is `COPY`ed (text format) into a temporary staging
-//!   table and moved with `INSERT ... SELECT ... ON CONFLICT`, one transaction per chunk (the
-//!   staging rows go with the commit).
+//! - PostgreSQL: one connection; each chunk is binary-`COPY`ed (`pg_copy`) straight into the
+//!   table when no imported row is stored in its time range (nothing can conflict), otherwise
+//!   into a temporary staging table and moved with `INSERT ... SELECT ... ON CONFLICT`, one
+//!   transaction per chunk (the staging rows go with the commit).
 //!
 //! Ticks already stored (same identity) are skipped; a bar already stored under the import's
 //! epoch is replaced only where its values differ, so a re-import writes nothing.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
@@ -18,6 +18,7 @@ use sqlx::{Connection, Postgres, Sqlite};
 
 use super::bars::Edge;
 use super::identity::IMPORT_EPOCH;
+use super::pg_copy::{self, BAR_COLUMNS, TICK_COLUMNS};
 use crate::store::{
     BarRecord, Db, SQLITE_BARS_PER_INSERT, SQLITE_TICKS_PER_INSERT, Store, StoreError, TickRow,
     sqlite_bars_insert, sqlite_ticks_insert,
@@ -25,8 +26,6 @@ use crate::store::{
 
 /// SQLite page cache of the import's connection, KiB.
 const SQLITE_CACHE_KIB: u32 = 512 * 1024;
-
-const BAR_COLUMNS: &str = "symbol, interval_ns, ts, epoch, open, high, low, close, volume, trades";
 
 /// The upsert's tail: replace a stored bar of the same identity only where a value differs.
 fn bar_upsert_tail(distinct: &str) -> String {
@@ -73,6 +72,9 @@ impl Writer {
             Db::Postgres(p) => {
                 let mut conn = p.acquire().await?;
                 for sql in [
+                    // A crash loses at most the last commits, never consistency, and an import
+                    // is re-run safely (identities): no WAL flush waited for at each chunk.
+                    "SET synchronous_commit = off",
                     "CREATE TEMP TABLE IF NOT EXISTS import_ticks (symbol text, ts int8, \
                      ingest_ts int8, epoch int8, seq int8, price float8, size float8, side int2) \
                      ON COMMIT DELETE ROWS",
@@ -104,31 +106,19 @@ impl Writer {
                 Ok(stored)
             }
             Writer::Postgres(conn) => {
-                let mut text = String::with_capacity(rows.len() * 80);
-                for r in rows {
-                    // Symbols are [A-Z0-9._-] (ingest's rule): nothing to escape.
-                    let _ = writeln!(
-                        text,
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.symbol,
-                        r.ts,
-                        r.ingest_ts,
-                        r.epoch,
-                        r.seq,
-                        r.price,
-                        r.size,
-                        crate::store::tick_side_code(r.side)
-                    );
+                let (first, last) = ts_range(rows.iter().map(|r| r.ts));
+                let data = pg_copy::ticks(rows);
+                let direct = format!("COPY ticks ({TICK_COLUMNS}) FROM STDIN (FORMAT binary)");
+                if let Some(stored) =
+                    copy_if_new(conn, "ticks", first, last, &direct, &data).await?
+                {
+                    return Ok(stored);
                 }
-                copy_and_move(
-                    conn,
-                    "COPY import_ticks FROM STDIN",
-                    text,
-                    "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
-                     SELECT symbol, ts, ingest_ts, epoch, seq, price, size, side FROM import_ticks \
-                     ON CONFLICT DO NOTHING",
-                )
-                .await
+                let insert = format!(
+                    "INSERT INTO ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM import_ticks \
+                     ON CONFLICT DO NOTHING"
+                );
+                copy_and_move(conn, "import_ticks", &data, &insert).await
             }
         }
     }
@@ -152,28 +142,19 @@ impl Writer {
                 Ok(written)
             }
             Writer::Postgres(conn) => {
-                let mut text = String::with_capacity(rows.len() * 100);
-                for r in rows {
-                    let _ = writeln!(
-                        text,
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.symbol,
-                        r.interval_ns,
-                        r.start,
-                        r.epoch,
-                        r.open,
-                        r.high,
-                        r.low,
-                        r.close,
-                        r.volume,
-                        r.trades
-                    );
+                let (first, last) = ts_range(rows.iter().map(|r| r.start));
+                let data = pg_copy::bars(rows);
+                let direct = format!("COPY bars ({BAR_COLUMNS}) FROM STDIN (FORMAT binary)");
+                if let Some(written) =
+                    copy_if_new(conn, "bars", first, last, &direct, &data).await?
+                {
+                    return Ok(written);
                 }
                 let insert = format!(
                     "INSERT INTO bars ({BAR_COLUMNS}) SELECT {BAR_COLUMNS} FROM import_bars{}",
                     bar_upsert_tail("IS DISTINCT FROM")
                 );
-                copy_and_move(conn, "COPY import_bars FROM STDIN", text, &insert).await
+                copy_and_move(conn, "import_bars", &data, &insert).await
             }
         }
     }
@@ -215,17 +196,65 @@ impl Writer {
     }
 }
 
-/// One transaction: `COPY` the text into a staging table, then `insert` from it; returns the
-/// rows the insert wrote.
+/// The first and last of `times` (`(0, -1)`, an empty range, for none).
+fn ts_range(times: impl Iterator<Item = i64>) -> (i64, i64) {
+    times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)))
+}
+
+/// When `table` holds no imported row between `first` and `last` (inclusive), `COPY`s `data`
+/// straight into it: nothing can conflict, so the staging table's second pass is saved. Returns
+/// the rows copied, or `None` when the range is not new or the copy met a stored identity
+/// anyway (a concurrent import of the same range, or two ticks of the chunk sharing a hash):
+/// the caller then takes the staging path, whose `ON CONFLICT` settles it.
+async fn copy_if_new(
+    conn: &mut PoolConnection<Postgres>,
+    table: &str,
+    first: i64,
+    last: i64,
+    copy: &str,
+    data: &[u8],
+) -> Result<Option<u64>, StoreError> {
+    let probe =
+        format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts >= $1 AND ts <= $2 AND epoch = $3)");
+    let (stored,): (bool,) = sqlx::query_as(&probe)
+        .bind(first)
+        .bind(last)
+        .bind(IMPORT_EPOCH)
+        .fetch_one(&mut **conn)
+        .await?;
+    if stored {
+        return Ok(None);
+    }
+    let mut tx = conn.begin().await?;
+    let mut sink = tx.copy_in_raw(copy).await?;
+    sink.send(data).await?;
+    match sink.finish().await {
+        Ok(copied) => {
+            tx.commit().await?;
+            Ok(Some(copied))
+        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            tracing::debug!(table, "direct COPY met a stored identity; staging instead");
+            tx.rollback().await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One transaction: binary `COPY` of `data` into the `staging` table, then `insert` from it;
+/// returns the rows the insert wrote.
 async fn copy_and_move(
     conn: &mut PoolConnection<Postgres>,
-    copy: &str,
-    text: String,
+    staging: &str,
+    data: &[u8],
     insert: &str,
 ) -> Result<u64, StoreError> {
     let mut tx = conn.begin().await?;
-    let mut sink = tx.copy_in_raw(copy).await?;
-    sink.send(text.into_bytes()).await?;
+    let mut sink = tx
+        .copy_in_raw(&format!("COPY {staging} FROM STDIN (FORMAT binary)"))
+        .await?;
+    sink.send(data).await?;
     sink.finish().await?;
     let written = sqlx::query(insert).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
