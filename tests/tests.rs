@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_resume;
 mod config;
 mod contract;
+mod drain;
 mod encoding;
 mod feeds;
 mod fencing;

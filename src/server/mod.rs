@@ -5,7 +5,6 @@
 //! Nothing imports this module but the binary and the tests: each stage gets the parts it uses
 //! (an [`AppState`] of substates for HTTP, handles for the threads), never the whole server.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +13,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::admin::AdminState;
 use crate::api::health::HealthState;
 use crate::api::ingest::IngestState;
 use crate::api::market::MarketState;
@@ -29,6 +28,7 @@ use crate::client::{TrustedProxies, VerifiedKeys};
 use crate::cluster::{self, ClusterError, ClusterStatus, Nats, Role};
 use crate::config::Config;
 use crate::config_section::ms;
+use crate::drain::Drain;
 use crate::ingest::{Ingest, IngestHandle};
 use crate::model::{Symbols, now_ns};
 use crate::pipeline::{LatestIndicators, Pipeline};
@@ -42,6 +42,7 @@ use role::Node;
 
 mod feeds;
 mod role;
+mod stop;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,8 @@ pub struct Server {
     cluster_stop: CancellationToken,
     /// Cancelled when this node must stop by itself (it lost the ingest lease).
     fatal: CancellationToken,
+    /// SIGTERM drains the sockets before the shutdown (as `POST /admin/drain` does).
+    drain: Arc<Drain>,
 }
 
 impl Server {
@@ -234,6 +237,7 @@ impl Server {
         };
 
         let stop = CancellationToken::new();
+        let drain = Arc::new(Drain::new(ms(config.server.drain_grace_ms)));
         // Ends with the sockets (same token); nothing to flush.
         let portfolio_task = tokio::spawn(portfolios.clone().run(stop.clone()));
         let sessions = TaskTracker::new();
@@ -281,6 +285,12 @@ impl Server {
                 metrics: metrics.clone(),
                 shutdown: stop.clone(),
                 cluster: status.clone(),
+                drain: drain.clone(),
+                memory_budget_bytes: config.server.memory_budget_bytes,
+            },
+            admin: AdminState {
+                token: config.server.admin_token.as_str().into(),
+                drain: drain.clone(),
             },
             ws: Arc::new(WsContext {
                 config: config.ws.clone(),
@@ -291,6 +301,7 @@ impl Server {
                 epoch,
                 sessions: sessions.clone(),
                 shutdown: stop.clone(),
+                drain: drain.clone(),
                 conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
                 per_address: Default::default(),
                 upgrades: WsContext::upgrade_limiter(&config.ws),
@@ -435,6 +446,7 @@ impl Server {
             publisher,
             cluster_stop,
             fatal,
+            drain,
         })
     }
 
@@ -470,109 +482,6 @@ impl Server {
         self.feeds_stop.cancel();
         self.stop.cancel();
     }
-
-    /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it
-    /// holds, the write-behind queue is flushed to the database, every socket gets what was
-    /// queued for it and a 1001 close, then HTTP stops. The whole sequence shares one deadline,
-    /// `server.shutdown_grace_ms` from now; a stage still running at the deadline is stopped by
-    /// force (or, for a thread, left behind) and logged.
-    pub async fn shutdown(mut self) {
-        let started = Instant::now();
-        let deadline = started + self.shutdown_grace;
-
-        self.feeds_stop.cancel();
-        for (name, mut feed) in self.feeds.drain(..) {
-            if !finish_by(deadline, name, &mut feed).await {
-                feed.abort();
-            }
-        }
-        if let Some(p) = self.pipeline.take() {
-            let mut stopping = tokio::task::spawn_blocking(move || p.stop());
-            // A blocking thread cannot be aborted: past the deadline it is left to end with the
-            // process.
-            finish_by(deadline, "pipeline", &mut stopping).await;
-        }
-        // Everything queued before `Stop` is published; past the deadline, not even the stop
-        // message is waited for.
-        if tokio::time::timeout_at(deadline, self.ingest.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                stage = "ingest",
-                "shutdown deadline passed; ingest queue not drained"
-            );
-        }
-        if let Some(thread) = self.ingest_thread.take() {
-            let mut joined = tokio::task::spawn_blocking(move || thread.join());
-            finish_by(deadline, "ingest", &mut joined).await;
-        }
-        // Every ingested tick is in the recorder's queue now; nothing more can arrive. The
-        // recorder counts and logs whatever it could not write in time.
-        self.recorder
-            .flush_and_stop(deadline.saturating_duration_since(Instant::now()))
-            .await;
-        // The stream gets what ingest published before the lease is handed over, so a
-        // successor continues after it.
-        if let Some((stop, mut task)) = self.publisher.take() {
-            stop.cancel();
-            if !finish_by(deadline, "stream publisher", &mut task).await {
-                task.abort();
-            }
-        }
-        self.cluster_stop.cancel();
-
-        self.stop.cancel();
-        self.sessions.close();
-        if tokio::time::timeout_at(deadline, self.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                stage = "sessions",
-                open = self.sessions.len(),
-                "shutdown deadline passed; dropping sockets"
-            );
-        }
-        if !finish_by(deadline, "http", &mut self.http).await {
-            self.http.abort();
-        }
-        if !finish_by(deadline, "portfolio", &mut self.portfolio_task).await {
-            self.portfolio_task.abort();
-        }
-        // The retention task watches the same token, so it ends at its next await point.
-        if let Some(mut retention) = self.retention.take()
-            && !finish_by(deadline, "retention", &mut retention).await
-        {
-            retention.abort();
-        }
-        self.store.close().await;
-        tracing::info!(
-            took_ms = started.elapsed().as_millis() as u64,
-            "tickcast stopped"
-        );
-    }
-
-    /// Runs until `signal` completes, then shuts down gracefully. Ends early, with
-    /// [`ServerError::LeaseLost`], when this ingest node lost its lease: it must not publish
-    /// beside the new leader (a supervisor restarts it as a standby).
-    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let fatal = self.fatal.clone();
-        let lost = tokio::select! {
-            _ = signal => false,
-            _ = fatal.cancelled() => true,
-        };
-        if lost {
-            // Feeds first, at once: nothing more may be sequenced.
-            self.feeds_stop.cancel();
-        }
-        self.shutdown().await;
-        if lost {
-            Err(ServerError::LeaseLost)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 /// The hub's sizing, from the `[ring]` and `[portfolio]` sections.
@@ -581,17 +490,5 @@ pub(crate) fn hub_config(config: &Config) -> HubConfig {
         ring_capacity: config.ring.capacity,
         snapshot_depth: config.ring.snapshot_depth,
         portfolio_ring_capacity: config.portfolio.ring_capacity,
-    }
-}
-
-/// Waits for `task` until `deadline`; false (and a warning naming `stage`) when it is still
-/// running then.
-async fn finish_by<T>(deadline: Instant, stage: &'static str, task: &mut JoinHandle<T>) -> bool {
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(_) => true,
-        Err(_) => {
-            tracing::warn!(stage, "shutdown deadline passed; stopping by force");
-            false
-        }
     }
 }

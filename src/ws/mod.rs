@@ -49,6 +49,8 @@ pub struct WsContext {
     pub sessions: TaskTracker,
     /// Cancelled when sockets must close (1001).
     pub shutdown: CancellationToken,
+    /// The node's drain: a `notice` to every socket, then 1001 after `server.drain_grace_ms`.
+    pub drain: Arc<crate::drain::Drain>,
     /// Caps concurrent connections.
     pub conn_limit: Arc<Semaphore>,
     /// Open connections per client address (`ws.max_connections_per_ip`).
@@ -176,6 +178,13 @@ pub(crate) async fn upgrade(
     if ctx.shutdown.is_cancelled() {
         return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
             .into_response();
+    }
+    if ctx.drain.is_draining() {
+        return Problem::new(
+            ProblemCode::ShuttingDown,
+            "this node is draining; connect to another one",
+        )
+        .into_response();
     }
     let addr = ClientAddr::of_request(&req);
     if let Err(not_until) = ctx.upgrades.check(&addr) {
