@@ -24,6 +24,7 @@ mod plans;
 mod portfolio;
 mod portfolio_channel;
 mod rest;
+mod service;
 mod shutdown;
 mod store;
 mod venue_books;
