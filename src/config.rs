@@ -66,6 +66,13 @@ pub struct ServerConfig {
     pub response_write_timeout_ms: u64,
     /// Peers (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// From a drain's start (SIGTERM, `POST /admin/drain`) to the 1001 close of every socket.
+    pub drain_grace_ms: u64,
+    /// Bearer token of `POST /admin/drain`; empty: the endpoint is off (404).
+    pub admin_token: String,
+    /// The memory this node is sized for (`tickcast_memory_budget_bytes`, the memory alert);
+    /// 0: none.
+    pub memory_budget_bytes: u64,
 }
 
 impl ServerConfig {
@@ -97,6 +104,16 @@ impl ServerConfig {
                 "must be between 100 and 3600000 (an hour)",
             )?;
         }
+        check(
+            self.drain_grace_ms <= 3_600_000,
+            "server.drain_grace_ms",
+            "must be at most 3600000 (an hour)",
+        )?;
+        check(
+            self.admin_token.is_empty() || self.admin_token.len() >= 16,
+            "server.admin_token",
+            "must be empty (POST /admin/drain off) or at least 16 characters",
+        )?;
         TrustedProxies::parse(&self.trusted_proxies)
             .map(|_| ())
             .map_err(|m| ConfigError::key("server.trusted_proxies", m))
@@ -134,6 +151,9 @@ impl Config {
         let mut c = self.clone();
         if !c.feeds.http.token.is_empty() {
             c.feeds.http.token = redact::MASK.to_owned();
+        }
+        if !c.server.admin_token.is_empty() {
+            c.server.admin_token = redact::MASK.to_owned();
         }
         c.database.url = redact::url(&self.database.url);
         c.database.read_url = redact::url(&self.database.read_url);
@@ -294,6 +314,10 @@ mod tests {
     fn defaults_load_and_validate() {
         let c = Config::defaults().unwrap();
         assert!(c.feeds.synthetic.enabled);
+        assert!(
+            c.server.admin_token.is_empty(),
+            "the admin endpoint is off by default"
+        );
         assert_eq!(c.feeds.synthetic.symbols, 100);
         assert_eq!(c.feeds.synthetic.rate, 1000.0);
     }
@@ -431,6 +455,18 @@ mod tests {
             (
                 &[("TICKCAST_WS__SNAPSHOT_MAX_BYTES", "100")],
                 "ws.snapshot_max_bytes",
+            ),
+            (
+                &[("TICKCAST_SERVER__DRAIN_GRACE_MS", "3600001")],
+                "server.drain_grace_ms",
+            ),
+            (
+                &[("TICKCAST_SERVER__ADMIN_TOKEN", "short")],
+                "server.admin_token",
+            ),
+            (
+                &[("TICKCAST_SERVER__MEMORY_BUDGET_BYTES", "-1")],
+                "server.memory_budget_bytes",
             ),
         ];
         for (env, key) in cases {

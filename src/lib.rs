@@ -28,7 +28,9 @@ pub mod book;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod config_reference;
 pub(crate) mod config_section;
+pub mod drain;
 pub(crate) mod encoding;
 pub mod feed;
 #[cfg(test)]
@@ -44,6 +46,7 @@ pub mod protocol;
 pub(crate) mod redact;
 pub mod ring;
 pub mod rooms;
+pub mod sd_notify;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -10,6 +10,7 @@ use tickcast::auth::{Scope, TokenLimits};
 use tickcast::config::Config;
 use tickcast::feed::replay::ReplayFormat;
 use tickcast::import::{ImportError, ImportOptions, ImportSummary, import};
+use tickcast::sd_notify;
 use tickcast::server::Server;
 use tickcast::store::Store;
 
@@ -65,6 +66,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the configuration reference (docs/CONFIG.md) generated from the embedded defaults.
+    ConfigReference,
     /// Manage REST API users.
     User {
         #[command(subcommand)]
@@ -127,11 +130,15 @@ impl ScopeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config, .. }
-    | Command::CheckConfig { config }
-    | Command::Migrate { config }
-    | Command::Import { config, .. }
-    | Command::User { config, .. }) = &cli.command;
+    let config = match &cli.command {
+        Command::Serve { config, .. }
+        | Command::CheckConfig { config }
+        | Command::Migrate { config }
+        | Command::Import { config, .. }
+        | Command::User { config, .. } => config,
+        // Needs no configuration: it documents the defaults.
+        Command::ConfigReference => return config_reference(),
+    };
     let overrides = match &cli.command {
         Command::Serve {
             role: Some(role), ..
@@ -153,6 +160,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { .. } => report(serve(config)),
+        Command::ConfigReference => config_reference(),
         Command::Migrate { .. } => report(with_store(&config, |store| async move {
             store.migrate().await?;
             println!("migrations applied ({})", store.backend());
@@ -208,6 +216,19 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string(&scope)?);
             Ok(())
         })),
+    }
+}
+
+fn config_reference() -> ExitCode {
+    match tickcast::config_reference::render() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tickcast: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -316,7 +337,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
-        server.run_until(tickcast::shutdown::signal()).await?;
+        // Listening: a `Type=notify` unit counts as started from here.
+        sd_notify::notify(sd_notify::READY);
+        let signal = async {
+            tickcast::shutdown::signal().await;
+            sd_notify::notify(sd_notify::STOPPING);
+        };
+        server.run_until(signal).await?;
         Ok(())
     })
 }

@@ -32,7 +32,8 @@ async fn shutdown_flushes_then_closes_every_socket_with_1001() {
     assert_eq!(b.closed().await, Some(CloseCode::Away));
 }
 
-/// The real binary: SIGTERM closes sockets with 1001 and exits 0.
+/// The real binary: SIGTERM drains (a `notice` to every socket, then 1001 after
+/// `server.drain_grace_ms`) and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -44,6 +45,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
         .arg("serve")
         .env("TICKCAST_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "5")
+        .env("TICKCAST_SERVER__DRAIN_GRACE_MS", "1000")
         .env("TICKCAST_LOG__LEVEL", "warn")
         .kill_on_drop(true)
         .spawn()
@@ -69,6 +71,8 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
         .status()
         .unwrap();
     assert!(status.success());
+    let notice = c.event_of("notice").await;
+    assert_eq!(notice["code"], "draining", "{notice}");
     assert_eq!(c.closed().await, Some(CloseCode::Away));
     let exit = tokio::time::timeout(util::WAIT, child.wait())
         .await

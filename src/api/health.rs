@@ -14,6 +14,7 @@ use crate::ingest::IngestHandle;
 use crate::model::now_ms;
 use crate::store::{Recorder, Store};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::node::{NodeGauges, resident_bytes};
 
 /// What readiness and metrics read.
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct HealthState {
     pub shutdown: CancellationToken,
     /// The node's cluster role and state (`single` on a one-process server).
     pub cluster: Arc<crate::cluster::ClusterStatus>,
+    /// Begun: readiness turns 503 `draining` (a load balancer stops sending clients here).
+    pub drain: Arc<crate::drain::Drain>,
+    /// `server.memory_budget_bytes`, exported for the memory alert.
+    pub memory_budget_bytes: u64,
 }
 
 pub(crate) async fn healthz() -> Response {
@@ -43,6 +48,13 @@ pub(crate) async fn readyz(State(health): State<HealthState>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    if health.drain.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining"})),
         )
             .into_response();
     }
@@ -125,6 +137,15 @@ fn feeds_check(health: &HealthState) -> serde_json::Value {
 pub async fn metrics(State(health): State<HealthState>) -> Response {
     let mut text = health.metrics.render();
     health.metrics.upstreams.render(&mut text);
+    health.metrics.http_responses.render(&mut text);
+    NodeGauges {
+        role: health.cluster.role.as_str(),
+        breaker_open: health.recorder.health.breaker_open.load(Ordering::Relaxed),
+        draining: health.drain.is_draining(),
+        memory_budget_bytes: health.memory_budget_bytes,
+        resident_bytes: resident_bytes(),
+    }
+    .render(&mut text);
     let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,6 +10,7 @@
 //! (`api.max_body_bytes`; 413 problem). Every error is a [`Problem`](crate::protocol::Problem).
 //! `/openapi.json` is generated from the handlers' annotations.
 
+pub mod admin;
 pub mod auth;
 pub mod book;
 mod config;
@@ -98,6 +99,7 @@ pub struct AppState {
     pub predictions: predictions::PredictionState,
     pub ingest: ingest::IngestState,
     pub health: health::HealthState,
+    pub admin: admin::AdminState,
     pub ws: WsState,
     pub guard: Arc<RestGuard>,
     /// Largest REST request body (`api.max_body_bytes`).
@@ -121,6 +123,7 @@ substate! {
     predictions: predictions::PredictionState,
     ingest: ingest::IngestState,
     health: health::HealthState,
+    admin: admin::AdminState,
     ws: WsState,
     guard: Arc<RestGuard>,
 }
@@ -156,6 +159,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/admin/drain", post(admin::drain))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn(params::no_params))
         .merge(dashboard)
@@ -190,7 +194,7 @@ async fn identify(State(guard): State<Arc<RestGuard>>, mut req: Request, next: N
     next.run(req).await
 }
 
-/// Records every REST request's latency.
+/// Records every REST request's latency and status class.
 async fn latency(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let res = next.run(req).await;
@@ -198,6 +202,7 @@ async fn latency(State(guard): State<Arc<RestGuard>>, req: Request, next: Next) 
         .metrics
         .http_request_seconds
         .observe(started.elapsed());
+    guard.metrics.http_responses.count(res.status().as_u16());
     res
 }
 

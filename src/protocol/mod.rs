@@ -41,7 +41,8 @@ pub use indicators::IndicatorFields;
 pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
 pub use problem::Problem;
 pub use replies::{
-    encode_ack, encode_auth_ack, encode_error, encode_list, encode_pong, encode_snapshot,
+    encode_ack, encode_auth_ack, encode_draining_notice, encode_error, encode_list, encode_pong,
+    encode_snapshot,
 };
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {

@@ -158,6 +158,27 @@ pub fn encode_pong(encoding: Encoding, id: Option<i64>, ts: i64) -> Bytes {
 }
 
 #[derive(Serialize)]
+struct NoticeWire {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    reconnect_after_ms: u64,
+}
+
+/// **Extension**: `{"type":"notice","code":"draining","reconnect_after_ms":N}`, sent unasked
+/// when the node starts to drain (docs/PROTOCOL.md "Draining").
+pub fn encode_draining_notice(encoding: Encoding, reconnect_after_ms: u64) -> Bytes {
+    encode(
+        encoding,
+        &NoticeWire {
+            kind: "notice",
+            code: "draining",
+            reconnect_after_ms,
+        },
+    )
+}
+
+#[derive(Serialize)]
 struct ListWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -189,6 +210,15 @@ mod tests {
 
     fn parse(b: &Bytes) -> Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn draining_notice_in_both_encodings() {
+        let want = json!({"type":"notice","code":"draining","reconnect_after_ms":1234});
+        assert_eq!(parse(&encode_draining_notice(Encoding::Json, 1234)), want);
+        let mp = encode_draining_notice(Encoding::Msgpack, 1234);
+        let back: Value = rmp_serde::from_slice(&mp).unwrap();
+        assert_eq!(back, want);
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub struct Drain {
     pub next_due: Option<Instant>,
     /// Since when the consumer has been behind without catching up, if it is.
     pub behind_since: Option<Instant>,
+    /// When the oldest event of this drain was queued (`None`: no channel event in it): the
+    /// writer times delivery from here (`tickcast_ws_delivery_seconds`).
+    pub oldest_queued: Option<Instant>,
 }
 
 /// Counters of what a connection lost to flow control.
@@ -193,6 +196,8 @@ struct State {
     /// Channels with a `throttle_ms`; allocated only for connections that ask for one.
     throttled: HashMap<ChannelId, Throttled>,
     behind_since: Option<Instant>,
+    /// When the first channel event still queued was pushed (see [`Drain::oldest_queued`]).
+    oldest_queued: Option<Instant>,
     /// Conflations since the writer last drained; zero at a drain means it kept up.
     overflowed_since_drain: bool,
     stats: OutboxStats,
@@ -257,17 +262,23 @@ impl Outbox {
         throttle: Option<Duration>,
         now: Instant,
     ) -> bool {
-        self.pushing(|st, limits| st.push(channel, wire, throttle, now, limits))
+        self.pushing(now, |st, limits| {
+            st.push(channel, wire, throttle, now, limits)
+        })
     }
 
     /// Runs `push` on the state under the lock unless the outbox is closed; true when the
     /// caller must put this outbox on its wake list (see [`Outbox::wake`]).
-    fn pushing(&self, push: impl FnOnce(&mut State, OutboxLimits)) -> bool {
+    fn pushing(&self, now: Instant, push: impl FnOnce(&mut State, OutboxLimits)) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
         push(&mut st, self.limits);
+        // A throttled push waits in its slot, not in the queue: the wait is the client's choice.
+        if st.queued_events > 0 {
+            st.oldest_queued.get_or_insert(now);
+        }
         drop(st);
         !self.wake_scheduled.swap(true, Ordering::AcqRel)
     }
@@ -281,7 +292,7 @@ impl Outbox {
         throttle: Option<Duration>,
         now: Instant,
     ) -> bool {
-        self.pushing(|st, limits| {
+        self.pushing(now, |st, limits| {
             let n = batch.events.len();
             let fits = st.queued_events + n <= limits.max_events
                 && st.queued_bytes + batch.bytes <= limits.max_bytes;
@@ -336,6 +347,7 @@ impl Outbox {
         Drain {
             next_due,
             behind_since: st.behind_since,
+            oldest_queued: st.oldest_queued.take(),
         }
     }
 

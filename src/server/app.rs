@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Core;
+use crate::api::admin::AdminState;
 use crate::api::health::HealthState;
 use crate::api::ingest::IngestState;
 use crate::api::market::MarketState;
@@ -17,6 +18,7 @@ use crate::api::{AppState, RestGuard};
 use crate::client::{TrustedProxies, VerifiedKeys};
 use crate::config::Config;
 use crate::config_section::ms;
+use crate::drain::Drain;
 use crate::ingest::IngestHandle;
 use crate::pipeline::LatestIndicators;
 use crate::portfolio::LivePortfolios;
@@ -34,6 +36,8 @@ pub(super) struct AppParts {
     pub(super) stop: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them.
     pub(super) sessions: TaskTracker,
+    /// The node's drain (SIGTERM, `POST /admin/drain`).
+    pub(super) drain: Arc<Drain>,
 }
 
 /// The state of every HTTP handler and of the WebSocket endpoint.
@@ -82,11 +86,18 @@ pub(super) fn app_state(config: &Config, core: &Core, parts: AppParts) -> AppSta
             metrics: core.metrics.clone(),
             shutdown: parts.stop.clone(),
             cluster: core.status.clone(),
+            drain: parts.drain.clone(),
+            memory_budget_bytes: config.server.memory_budget_bytes,
+        },
+        admin: AdminState {
+            token: config.server.admin_token.as_str().into(),
+            drain: parts.drain.clone(),
         },
         ws: Arc::new(WsContext {
             config: config.ws.clone(),
             metrics: core.metrics.clone(),
             shutdown: parts.stop,
+            drain: parts.drain,
             gate: Gate::new(&config.ws, parts.sessions),
             auth: WsAuth {
                 verifier: parts.verifier,

@@ -5,7 +5,6 @@
 //! Nothing imports this module but the binary and the tests: each stage gets the parts it uses
 //! (an [`AppState`] of substates for HTTP, handles for the threads), never the whole server.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,6 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,6 +19,7 @@ use crate::api::AppState;
 use crate::cluster::{ClusterError, ClusterStatus};
 use crate::config::Config;
 use crate::config_section::ms;
+use crate::drain::Drain;
 use crate::ingest::{Ingest, IngestHandle};
 use crate::model::Symbols;
 use crate::pipeline::{LatestIndicators, Pipeline};
@@ -35,6 +34,7 @@ use role::Node;
 mod app;
 mod feeds;
 mod role;
+mod stop;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,8 @@ pub struct Server {
     cluster_stop: CancellationToken,
     /// Cancelled when this node must stop by itself (it lost the ingest lease).
     fatal: CancellationToken,
+    /// SIGTERM drains the sockets before the shutdown (as `POST /admin/drain` does).
+    drain: Arc<Drain>,
 }
 
 /// The stages every role shares, built before the role's own parts and handed to them.
@@ -176,6 +178,7 @@ impl Server {
         };
 
         let stop = CancellationToken::new();
+        let drain = Arc::new(Drain::new(ms(config.server.drain_grace_ms)));
         // Ends with the sockets (same token); nothing to flush.
         let portfolio_task = tokio::spawn(portfolios.clone().run(stop.clone()));
         let sessions = TaskTracker::new();
@@ -191,6 +194,7 @@ impl Server {
                 history: node.history(&config, &core),
                 stop: stop.clone(),
                 sessions: sessions.clone(),
+                drain: drain.clone(),
             },
         );
         let retention = node.start_retention(&config, &core, &stop);
@@ -240,6 +244,7 @@ impl Server {
             publisher: cluster.publishing.map(|p| (p.stop, p.task)),
             cluster_stop: cluster.stop,
             fatal: feeds.fatal,
+            drain,
         })
     }
 
@@ -274,109 +279,6 @@ impl Server {
     pub fn abort(&self) {
         self.feeds_stop.cancel();
         self.stop.cancel();
-    }
-
-    /// Graceful stop: feeds end, the pipeline finishes its batch, ingest publishes what it
-    /// holds, the write-behind queue is flushed to the database, every socket gets what was
-    /// queued for it and a 1001 close, then HTTP stops. The whole sequence shares one deadline,
-    /// `server.shutdown_grace_ms` from now; a stage still running at the deadline is stopped by
-    /// force (or, for a thread, left behind) and logged.
-    pub async fn shutdown(mut self) {
-        let started = Instant::now();
-        let deadline = started + self.shutdown_grace;
-
-        self.feeds_stop.cancel();
-        for (name, mut feed) in self.feeds.drain(..) {
-            if !finish_by(deadline, name, &mut feed).await {
-                feed.abort();
-            }
-        }
-        if let Some(p) = self.pipeline.take() {
-            let mut stopping = tokio::task::spawn_blocking(move || p.stop());
-            // A blocking thread cannot be aborted: past the deadline it is left to end with the
-            // process.
-            finish_by(deadline, "pipeline", &mut stopping).await;
-        }
-        // Everything queued before `Stop` is published; past the deadline, not even the stop
-        // message is waited for.
-        if tokio::time::timeout_at(deadline, self.ingest.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                stage = "ingest",
-                "shutdown deadline passed; ingest queue not drained"
-            );
-        }
-        if let Some(thread) = self.ingest_thread.take() {
-            let mut joined = tokio::task::spawn_blocking(move || thread.join());
-            finish_by(deadline, "ingest", &mut joined).await;
-        }
-        // Every ingested tick is in the recorder's queue now; nothing more can arrive. The
-        // recorder counts and logs whatever it could not write in time.
-        self.recorder
-            .flush_and_stop(deadline.saturating_duration_since(Instant::now()))
-            .await;
-        // The stream gets what ingest published before the lease is handed over, so a
-        // successor continues after it.
-        if let Some((stop, mut task)) = self.publisher.take() {
-            stop.cancel();
-            if !finish_by(deadline, "stream publisher", &mut task).await {
-                task.abort();
-            }
-        }
-        self.cluster_stop.cancel();
-
-        self.stop.cancel();
-        self.sessions.close();
-        if tokio::time::timeout_at(deadline, self.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                stage = "sessions",
-                open = self.sessions.len(),
-                "shutdown deadline passed; dropping sockets"
-            );
-        }
-        if !finish_by(deadline, "http", &mut self.http).await {
-            self.http.abort();
-        }
-        if !finish_by(deadline, "portfolio", &mut self.portfolio_task).await {
-            self.portfolio_task.abort();
-        }
-        // The retention task watches the same token, so it ends at its next await point.
-        if let Some(mut retention) = self.retention.take()
-            && !finish_by(deadline, "retention", &mut retention).await
-        {
-            retention.abort();
-        }
-        self.store.close().await;
-        tracing::info!(
-            took_ms = started.elapsed().as_millis() as u64,
-            "tickcast stopped"
-        );
-    }
-
-    /// Runs until `signal` completes, then shuts down gracefully. Ends early, with
-    /// [`ServerError::LeaseLost`], when this ingest node lost its lease: it must not publish
-    /// beside the new leader (a supervisor restarts it as a standby).
-    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let fatal = self.fatal.clone();
-        let lost = tokio::select! {
-            _ = signal => false,
-            _ = fatal.cancelled() => true,
-        };
-        if lost {
-            // Feeds first, at once: nothing more may be sequenced.
-            self.feeds_stop.cancel();
-        }
-        self.shutdown().await;
-        if lost {
-            Err(ServerError::LeaseLost)
-        } else {
-            Ok(())
-        }
     }
 }
 
@@ -417,17 +319,5 @@ pub(crate) fn hub_config(config: &Config) -> HubConfig {
         ring_capacity: config.ring.capacity,
         snapshot_depth: config.ring.snapshot_depth,
         portfolio_ring_capacity: config.portfolio.ring_capacity,
-    }
-}
-
-/// Waits for `task` until `deadline`; false (and a warning naming `stage`) when it is still
-/// running then.
-async fn finish_by<T>(deadline: Instant, stage: &'static str, task: &mut JoinHandle<T>) -> bool {
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(_) => true,
-        Err(_) => {
-            tracing::warn!(stage, "shutdown deadline passed; stopping by force");
-            false
-        }
     }
 }

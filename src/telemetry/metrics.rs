@@ -73,6 +73,38 @@ impl Histogram {
 }
 
 /// A Prometheus metric type, as written on its `# TYPE` line.
+/// Responses counted by status class, 1xx to 5xx.
+#[derive(Debug, Default)]
+pub struct StatusClasses([AtomicU64; 5]);
+
+impl StatusClasses {
+    pub fn count(&self, status: u16) {
+        if let Some(class) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.0.get(i as usize))
+        {
+            class.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `tickcast_http_responses_total{code="Nxx"}` for every class.
+    pub fn render(&self, out: &mut String) {
+        let name = "tickcast_http_responses_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} REST responses by status class\n# TYPE {name} counter"
+        );
+        for (i, n) in self.0.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{code=\"{}xx\"}} {}",
+                i + 1,
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MetricType {
     Counter,
@@ -210,6 +242,8 @@ metrics! {
         pipeline_last_batch_ms: AtomicI64,
         /// Per-upstream-feed counters (labelled by feed) and health; rendered after the table.
         upstreams: super::feeds::FeedRegistry,
+        /// REST responses by status class (`tickcast_http_responses_total{code="2xx"}`).
+        http_responses: StatusClasses,
     }
 
     counter ticks_ingested => "tickcast_ticks_ingested_total", "ticks accepted by ingest";
@@ -318,6 +352,8 @@ metrics! {
     histogram db_batch_seconds => "tickcast_db_write_batch_seconds",
         "time to persist one write-behind batch";
     histogram http_request_seconds => "tickcast_http_request_seconds", "REST request latency";
+    histogram ws_delivery_seconds => "tickcast_ws_delivery_seconds",
+        "time from an event's queueing for a connection to the end of the write that sent it (the oldest event of each write)";
 
 }
 
@@ -337,6 +373,24 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"0.01\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn responses_count_by_status_class() {
+        let c = StatusClasses::default();
+        for status in [200, 204, 404, 429, 503, 99, 600] {
+            c.count(status);
+        }
+        let mut out = String::new();
+        c.render(&mut out);
+        for line in [
+            "tickcast_http_responses_total{code=\"1xx\"} 0\n",
+            "tickcast_http_responses_total{code=\"2xx\"} 2\n",
+            "tickcast_http_responses_total{code=\"4xx\"} 2\n",
+            "tickcast_http_responses_total{code=\"5xx\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line}{out}");
+        }
     }
 
     #[test]

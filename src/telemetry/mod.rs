@@ -3,6 +3,7 @@
 pub mod events;
 pub mod feeds;
 pub mod metrics;
+pub mod node;
 
 use tracing_subscriber::EnvFilter;
 

@@ -24,6 +24,9 @@ pub struct WsContext {
     pub metrics: Arc<Metrics>,
     /// Cancelled when sockets must close (1001).
     pub shutdown: CancellationToken,
+    /// The node's drain: upgrades refused, a `notice` to every socket, then 1001 after
+    /// `server.drain_grace_ms`.
+    pub drain: Arc<crate::drain::Drain>,
     pub gate: Gate,
     pub auth: WsAuth,
     pub channels: Channels,

@@ -92,6 +92,13 @@ pub(crate) async fn upgrade(
         return Problem::new(ProblemCode::ShuttingDown, "the server is shutting down")
             .into_response();
     }
+    if ctx.drain.is_draining() {
+        return Problem::new(
+            ProblemCode::ShuttingDown,
+            "this node is draining; connect to another one",
+        )
+        .into_response();
+    }
     let addr = ClientAddr::of_request(&req);
     if let Err(not_until) = ctx.gate.upgrades.check(&addr) {
         ctx.metrics

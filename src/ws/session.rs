@@ -181,6 +181,8 @@ where
     let mut ping = tokio::time::interval(ms(cfg.ping_interval_ms));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
+    // The drain's notice goes out once, queued behind what is already waiting.
+    let mut told_to_move = false;
     loop {
         let throttle = async {
             match next_due {
@@ -196,6 +198,15 @@ where
             }
             _ = ctx.shutdown.cancelled() => {
                 conn.request_close(Close::with(CloseCode::Away, "server shutting down"));
+            }
+            _ = ctx.drain.begun(), if !told_to_move => {
+                told_to_move = true;
+                let after = ctx.drain.reconnect_after_ms();
+                conn.outbox
+                    .push_control(protocol::encode_draining_notice(reader.ops.encoding, after));
+            }
+            _ = ctx.drain.closing() => {
+                conn.request_close(Close::with(CloseCode::Away, "server draining"));
             }
             _ = conn.outbox.notified(), if !held => {
                 if hold_until.is_some_and(|h| h > tokio::time::Instant::now()) {
@@ -254,6 +265,11 @@ where
             .is_err()
         {
             return evict(sink, conn, ctx).await;
+        }
+        if let Some(queued) = drain.oldest_queued {
+            ctx.metrics
+                .ws_delivery_seconds
+                .observe(Instant::now().saturating_duration_since(queued));
         }
         hold_until = (wrote && !window.is_zero()).then(|| tokio::time::Instant::now() + window);
         // The drain swaps this deque with the outbox's queue, so both keep the capacity of the

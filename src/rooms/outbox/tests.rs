@@ -215,3 +215,22 @@ fn closed_outbox_ignores_pushes() {
     assert_eq!(o.queued(), 0);
     assert!(o.is_closed());
 }
+
+#[test]
+fn a_drain_reports_when_its_oldest_event_was_queued() {
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(3);
+    let o = Outbox::new(LIMITS);
+    o.push_event(ch(0), &ev("a"), None, t0);
+    o.push_batch(&batch(&[(1, "b")]), None, t1);
+    let (_, d) = drained(&o, t1);
+    assert_eq!(d.oldest_queued, Some(t0));
+    // Nothing queued since: nothing to time.
+    let (_, d) = drained(&o, t1);
+    assert_eq!(d.oldest_queued, None);
+    // Replies and throttled events are not timed: only events waiting in the queue are.
+    o.push_control(Bytes::from_static(b"ack"));
+    o.push_event(ch(2), &ev("c"), Some(Duration::from_millis(250)), t1);
+    let (items, d) = drained(&o, t1);
+    assert_eq!((items.len(), d.oldest_queued), (2, None));
+}

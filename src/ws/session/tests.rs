@@ -181,6 +181,9 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         config: config.ws,
         metrics,
         shutdown: CancellationToken::new(),
+        drain: Arc::new(crate::drain::Drain::new(Duration::from_millis(
+            config.server.drain_grace_ms,
+        ))),
         auth: WsAuth {
             verifier: None,
             anonymous: config.auth.anonymous,
@@ -342,6 +345,30 @@ async fn shutdown_closes_with_going_away() {
         peer.close_code(Duration::from_secs(1)).await,
         Some(CloseCode::Away)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_sends_the_notice_then_closes_with_going_away_after_the_grace() {
+    let ctx = context_with(|c| c.server.drain_grace_ms = 4000);
+    let mut peer = connect(&ctx);
+    peer.send(json!({"op": "ping", "id": 1}));
+    assert_eq!(peer.event().await["type"], "pong");
+    let began = tokio::time::Instant::now();
+    assert!(ctx.drain.begin());
+    let notice = peer.event().await;
+    assert_eq!(notice["type"], "notice", "{notice}");
+    assert_eq!(notice["code"], "draining");
+    let after = notice["reconnect_after_ms"].as_u64().expect("a delay");
+    assert!(after < 2000, "within the first half of the grace: {after}");
+    // Still served during the grace.
+    peer.send(json!({"op": "ping", "id": 2}));
+    assert_eq!(peer.event().await["type"], "pong");
+    assert_eq!(
+        peer.close_code(Duration::from_secs(10)).await,
+        Some(CloseCode::Away)
+    );
+    // On the paused clock: the close came at the grace's end, not before.
+    assert!(began.elapsed() >= Duration::from_millis(4000));
 }
 
 #[tokio::test(start_paused = true)]
