@@ -50,13 +50,15 @@ def test_subscribe_acks_and_typed_events_flow(server):
 
 
 def test_refused_ops_raise_the_server_error_code(server):
+    sym = symbols(server)[0]
+
     async def go():
         async with tickcast.connect(server.ws) as c:
             with pytest.raises(ServerError) as e:
                 await c.subscribe("ticks:NOPE")
             assert e.value.code == "unknown_channel"
             with pytest.raises(ServerError) as e:
-                await c.unsubscribe("ticks:NOPE")
+                await c.unsubscribe(f"ticks:{sym}")
             assert e.value.code == "not_subscribed"
             with pytest.raises(ServerError) as e:
                 await c.subscribe("book:*", depth=100000)
@@ -87,7 +89,7 @@ def test_a_dropped_socket_resumes_every_channel_without_loss_or_repeat(server):
         async with tickcast.connect(server.ws, on_gap=gaps.append) as c:
             await c.subscribe([ch, "bars.1s:*"])
             seen = [t.seq for t in await take(c, 50, Tick)]
-            await c._ws.transport.abort()  # the network drops: no close handshake
+            c._ws.transport.abort()  # the network drops: no close handshake
             after = [t.seq for t in await take(c, 200, Tick)]
             assert c.reconnects == 1
             seqs = seen + after

@@ -39,7 +39,7 @@ class Book:
     best first. `synced` is False while the copy waits for a fresh snapshot (after a checksum
     mismatch); `resyncs` counts those."""
 
-    def __init__(self, symbol: str, depth: int = 25):
+    def __init__(self, symbol: str, depth: int | None = None):
         self.symbol = symbol
         self.depth = depth
         self.seq = 0
@@ -86,9 +86,10 @@ class Book:
         except (TypeError, ValueError):
             self.synced = False
             return "malformed level"
-        for side, levels in ((self._bids, self.bids), (self._asks, self.asks)):
-            for price, _ in levels[self.depth :]:
-                del side[price]
+        if self.depth is not None:  # None: the server's full depth, whose deltas remove what leaves it
+            for side, levels in ((self._bids, self.bids), (self._asks, self.asks)):
+                for price, _ in levels[self.depth :]:
+                    del side[price]
         self.seq = seq
         if checksum is not None and checksum != self.checksum():
             self.synced = False

@@ -274,9 +274,12 @@ class Client:
                 ack = await self._op(op)
                 for ch in ack.channels:
                     self._tracker.subs.setdefault(ch, {})
-            except TickcastError as e:
+            except ServerError as e:
+                # Refused (a token that no longer covers a channel, say): the consumer must know.
                 log.warning("tickcast resume refused", extra={"channels": op["channels"], "error": str(e)})
                 self._queue.put_nowait(e)
+            except TickcastError:
+                return  # the socket went again: the next reconnect resumes
 
     # --- replies and events ---
 
@@ -309,6 +312,8 @@ class Client:
             return await asyncio.wait_for(fut, self.op_timeout_s)
         except ConnectionClosed as e:
             raise TickcastError("connection lost") from e
+        except asyncio.TimeoutError:
+            raise TickcastError(f"no answer to {op.get('op')} within {self.op_timeout_s} s") from None
         finally:
             self._pending.pop(op_id, None)
 
