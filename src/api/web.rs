@@ -151,7 +151,10 @@ mod tests {
         for entry in std::fs::read_dir(&dir).expect("web/client exists") {
             let name = entry.expect("readable dir entry").file_name();
             let path = format!("client/{}", name.to_string_lossy());
-            assert!(ASSETS.iter().any(|a| a.path == path), "{path} is not embedded");
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "{path} is not embedded"
+            );
             seen += 1;
         }
         assert!(seen > 0, "web/client is empty");
