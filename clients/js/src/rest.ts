@@ -3,7 +3,7 @@
 // problem+json answers as ProblemError.
 
 import { ProblemError, TickcastError } from "./errors.js";
-import type { Decimal, Position } from "./events.js";
+import type { BarEvent, Decimal, Position } from "./events.js";
 import { parseExact } from "./frames.js";
 import type { Level } from "./book.js";
 
@@ -18,15 +18,8 @@ export interface StoredTick {
   side: "buy" | "sell" | null;
 }
 
-export interface StoredBar {
-  start: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  trades: number;
-}
+/** A stored bar: the `bar` event's OHLCV fields. */
+export type StoredBar = Pick<BarEvent, "start" | "open" | "high" | "low" | "close" | "volume" | "trades">;
 
 export interface RestBook {
   symbol: string;
