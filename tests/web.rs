@@ -31,7 +31,8 @@ async fn page_and_assets_are_served_with_their_types() {
         ("/", "text/html; charset=utf-8"),
         ("/assets/style.css", "text/css; charset=utf-8"),
         ("/assets/app.js", js),
-        ("/assets/protocol.js", js),
+        ("/assets/client/connection.js", js),
+        ("/assets/client/msgpack.js", js),
         ("/assets/table.js", js),
         ("/assets/chart.js", js),
         (

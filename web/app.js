@@ -3,7 +3,8 @@
 // `reset` snapshots, `throttle_ms`, token auth for the private `portfolio` channel, and the
 // selected symbol's order book with its checksums).
 
-import { Connection, SeqTracker, splitChannel } from "./protocol.js";
+import { Connection } from "./client/connection.js";
+import { SeqTracker, splitChannel } from "./client/seq.js";
 import { SymbolTable } from "./table.js";
 import { SymbolChart } from "./chart.js";
 import { PortfolioSession, PortfolioView } from "./portfolio.js";

@@ -8,24 +8,11 @@
 // a long-lived credential (unlike the token, which expires), and sessionStorage would hand it to
 // any script on the origin and keep it across reloads of the tab. A reload asks for it again.
 
+// plainNumber (a JSON number's digits without an exponent) is the shared client's.
+import { plainNumber } from "./client/book.js";
+
 // --- exact decimals ---
 
-/**
- * The digits of a JSON number without an exponent: String() gives the shortest form that reads
- * back as the same double (0.3 for the server's `0.3`, never 0.30000000000000004), but writes
- * very small or large ones as 1e-7 or 1e+21; those are spelt out.
- */
-export function plainNumber(n) {
-  const s = String(n);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, int, frac = "", exp] = m;
-  const digits = int + frac;
-  const point = 1 + Number(exp); // digits before the decimal point
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
 
 /**
  * A portfolio value as received: a MessagePack decimal is a string of its digits, printed as

@@ -39,12 +39,21 @@ static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("app.js", JS),
-    asset!("protocol.js", JS),
-    asset!("msgpack.js", JS),
     asset!("table.js", JS),
     asset!("chart.js", JS),
     asset!("portfolio.js", JS),
     asset!("book.js", JS),
+    // The shared TypeScript client (clients/js), compiled: `npm run build` there copies it here.
+    asset!("client/book.js", JS),
+    asset!("client/client.js", JS),
+    asset!("client/connection.js", JS),
+    asset!("client/errors.js", JS),
+    asset!("client/events.js", JS),
+    asset!("client/frames.js", JS),
+    asset!("client/index.js", JS),
+    asset!("client/msgpack.js", JS),
+    asset!("client/rest.js", JS),
+    asset!("client/seq.js", JS),
     asset!(
         "vendor/lightweight-charts/lightweight-charts.standalone.production.mjs",
         JS
@@ -132,5 +141,22 @@ mod tests {
             );
         }
         assert_eq!(ETAGS.len(), ASSETS.len());
+    }
+
+    /// A module the shared client's build adds to web/client/ must be served, or the page breaks.
+    #[test]
+    fn every_shared_client_module_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/client");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("web/client exists") {
+            let name = entry.expect("readable dir entry").file_name();
+            let path = format!("client/{}", name.to_string_lossy());
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "{path} is not embedded"
+            );
+            seen += 1;
+        }
+        assert!(seen > 0, "web/client is empty");
     }
 }

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import zlib from "node:zlib";
 
-import { BookSession, bookChecksum, checksumText, ClientBook, crc32, decimalsOf } from "../../web/book.js";
+import { BookSession, decimalsOf } from "../../web/book.js";
+import { bookChecksum, checksumText, ClientBook, crc32 } from "../../web/client/book.js";
 
 // --- CRC-32 ---
 

@@ -10,10 +10,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { decode } from "../../web/msgpack.js";
-import { decodeFrame, fromMsgpack, KIND_CODES } from "../../web/protocol.js";
-import { fmtExact, plainNumber, signOf } from "../../web/portfolio.js";
-import { ClientBook } from "../../web/book.js";
+import { decode } from "../../web/client/msgpack.js";
+import { decodeFrame, fromMsgpack, KIND_CODES } from "../../web/client/frames.js";
+import { fmtExact, signOf } from "../../web/portfolio.js";
+import { ClientBook, plainNumber } from "../../web/client/book.js";
 
 // --- fixture helpers: bytes written out, plus the few headers that carry a length ---
 

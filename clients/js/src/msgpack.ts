@@ -1,6 +1,6 @@
 // A MessagePack decoder for the server's `encoding=msgpack` frames (docs/PROTOCOL.md,
-// "Encodings"). Decode only: client ops stay JSON text. No dependencies and no browser globals
-// beyond TextDecoder, so the Node tests import it as is.
+// "Encodings"). Decode only: client ops stay JSON text. No dependencies and no globals beyond
+// TextDecoder, so it runs in browsers and Node alike.
 //
 // Every malformed input throws an Error that starts with "msgpack:": lengths are checked against
 // the bytes left before anything is read or allocated, so a bad frame can neither read past its
@@ -21,10 +21,8 @@ const MAX_DEPTH = 64;
  * objects (keys must be strings, or integers, which are named by their digits as in JSON). Ext
  * types, the reserved 0xc1, truncated input and trailing bytes throw.
  *
- * @param {ArrayBuffer | ArrayBufferView} bytes
- * @returns {*}
  */
-export function decode(bytes) {
+export function decode(bytes: ArrayBuffer | ArrayBufferView): unknown {
   const r = new Reader(bytes);
   const value = r.value(0);
   if (r.pos !== r.end) throw new Error(`msgpack: ${r.end - r.pos} trailing bytes after the value at offset ${r.pos}`);
@@ -32,9 +30,15 @@ export function decode(bytes) {
 }
 
 class Reader {
-  constructor(bytes) {
-    if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
-    else if (ArrayBuffer.isView(bytes)) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  bytes: Uint8Array;
+  view: DataView;
+  pos: number;
+  end: number;
+
+  constructor(input: ArrayBuffer | ArrayBufferView) {
+    let bytes: Uint8Array;
+    if (input instanceof ArrayBuffer) bytes = new Uint8Array(input);
+    else if (ArrayBuffer.isView(input)) bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
     else throw new Error("msgpack: input is not an ArrayBuffer or a typed array");
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -43,7 +47,7 @@ class Reader {
   }
 
   /** Claims `n` bytes and returns where they start; throws when fewer are left. */
-  take(n, what) {
+  take(n: number, what: string): number {
     const at = this.pos;
     if (n > this.end - at) {
       throw new Error(`msgpack: truncated ${what} at offset ${at}: needs ${n} bytes, ${this.end - at} left`);
@@ -52,17 +56,17 @@ class Reader {
     return at;
   }
 
-  u8(what) {
+  u8(what: string): number {
     return this.bytes[this.take(1, what)];
   }
-  u16(what) {
+  u16(what: string): number {
     return this.view.getUint16(this.take(2, what));
   }
-  u32(what) {
+  u32(what: string): number {
     return this.view.getUint32(this.take(4, what));
   }
 
-  value(depth) {
+  value(depth: number): unknown {
     const at = this.pos;
     const b = this.u8("value");
     if (b <= 0x7f) return b; // positive fixint
@@ -126,7 +130,7 @@ class Reader {
     }
   }
 
-  str(len) {
+  str(len: number): string {
     const at = this.take(len, "str");
     try {
       return utf8.decode(this.bytes.subarray(at, at + len));
@@ -135,26 +139,28 @@ class Reader {
     }
   }
 
-  bin(len) {
+  bin(len: number): Uint8Array {
     const at = this.take(len, "bin");
     return this.bytes.slice(at, at + len); // a copy: the frame's buffer is not kept alive
   }
 
-  array(len, depth) {
+  array(len: number, depth: number): unknown[] {
     this.nest(len, 1, "array", depth);
     const out = new Array(len);
     for (let i = 0; i < len; i++) out[i] = this.value(depth + 1);
     return out;
   }
 
-  map(len, depth) {
+  map(len: number, depth: number): Record<string, unknown> {
     this.nest(len, 2, "map", depth);
-    const out = {};
+    const out: Record<string, unknown> = {};
     for (let i = 0; i < len; i++) {
       const at = this.pos;
-      let key = this.value(depth + 1);
-      if (typeof key === "number" && Number.isInteger(key)) key = String(key);
-      else if (typeof key !== "string") throw new Error(`msgpack: map key at offset ${at} is not a string`);
+      const raw = this.value(depth + 1);
+      let key: string;
+      if (typeof raw === "number" && Number.isInteger(raw)) key = String(raw);
+      else if (typeof raw === "string") key = raw;
+      else throw new Error(`msgpack: map key at offset ${at} is not a string`);
       const value = this.value(depth + 1);
       // A "__proto__" key is an own property, as JSON.parse makes it, not the prototype.
       if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
@@ -164,7 +170,7 @@ class Reader {
   }
 
   /** Checks a container before it is allocated: every element takes at least one byte. */
-  nest(len, bytesPerItem, what, depth) {
+  nest(len: number, bytesPerItem: number, what: string, depth: number): void {
     if (depth >= MAX_DEPTH) throw new Error(`msgpack: ${what} nested deeper than ${MAX_DEPTH} at offset ${this.pos}`);
     if (len * bytesPerItem > this.end - this.pos) {
       throw new Error(`msgpack: truncated ${what} at offset ${this.pos}: ${len} items claimed, ${this.end - this.pos} bytes left`);

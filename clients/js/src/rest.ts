@@ -1,0 +1,160 @@
+// The REST API (`/api/v1`) over fetch: history as async iterators over every page, the book,
+// indicators, predictions, the portfolio and trades with exact decimals (strings of their digits),
+// problem+json answers as ProblemError.
+
+import { ProblemError, TickcastError } from "./errors.js";
+import type { BarEvent, Decimal, Position } from "./events.js";
+import { parseExact } from "./frames.js";
+import type { Level } from "./book.js";
+
+type Time = number | string | Date;
+
+export interface StoredTick {
+  ts: number;
+  ingest_ts: number;
+  seq: number;
+  price: number;
+  size: number;
+  side: "buy" | "sell" | null;
+}
+
+/** A stored bar: the `bar` event's OHLCV fields. */
+export type StoredBar = Pick<BarEvent, "start" | "open" | "high" | "low" | "close" | "volume" | "trades">;
+
+export interface RestBook {
+  symbol: string;
+  seq: number;
+  bids: Level[];
+  asks: Level[];
+  checksum: number;
+  mid: number | null;
+  spread: number | null;
+  imbalance: number | null;
+}
+
+export interface RestPortfolio {
+  positions: Position[];
+  realized_pnl: Decimal;
+  unrealized_pnl: Decimal | null;
+  trades: number;
+  [key: string]: unknown;
+}
+
+export interface Trade {
+  id: number;
+  symbol: string;
+  side: "buy" | "sell";
+  quantity: Decimal;
+  price: Decimal;
+  ts: number;
+}
+
+const timeParam = (t: Time | undefined) => (t === undefined ? undefined : t instanceof Date ? t.toISOString() : String(t));
+
+export class Rest {
+  readonly baseUrl: string;
+
+  constructor(
+    baseUrl: string,
+    readonly opts: { apiKey?: string; timeoutMs?: number } = {},
+  ) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+  }
+
+  /** One request; `exact` keeps the portfolio's decimals as strings. */
+  async request(method: string, path: string, query: Record<string, unknown> = {}, body?: unknown, headers: Record<string, string> = {}, exact = false): Promise<any> {
+    const u = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null) u.searchParams.set(k, String(v));
+    const h: Record<string, string> = { ...headers };
+    if (this.opts.apiKey) h.authorization = `Bearer ${this.opts.apiKey}`;
+    if (body !== undefined) h["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(u, {
+        method,
+        headers: h,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10000),
+      });
+    } catch (e) {
+      throw new TickcastError(`${method} ${u.pathname}: ${(e as Error).message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let p: Record<string, any> = {};
+      try {
+        p = JSON.parse(text);
+      } catch {
+        p = { detail: text.slice(0, 200) };
+      }
+      throw new ProblemError(res.status, p.code ?? "http_error", p.title ?? res.statusText, p.detail ?? "", p);
+    }
+    return exact ? parseExact(text) : JSON.parse(text);
+  }
+
+  async symbols(): Promise<{ symbol: string; price: number | null; ts: number | null }[]> {
+    return (await this.request("GET", "/api/v1/symbols")).symbols;
+  }
+
+  /** Every stored tick of `symbol` in [from, to), oldest first, page after page. */
+  async *ticks(symbol: string, o: { from?: Time; to?: Time; pageSize?: number } = {}): AsyncGenerator<StoredTick> {
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await this.request("GET", `/api/v1/ticks/${encodeURIComponent(symbol)}`, {
+        from: timeParam(o.from),
+        to: timeParam(o.to),
+        limit: o.pageSize,
+        cursor,
+      });
+      yield* page.ticks;
+      if (!page.next_cursor) return;
+      cursor = page.next_cursor;
+    }
+  }
+
+  /** Every bar of `symbol` at `interval` (1s, 1m, 5m, 1h, 1d) in [from, to), page after page. */
+  async *bars(symbol: string, interval = "1m", o: { from?: Time; to?: Time; pageSize?: number } = {}): AsyncGenerator<StoredBar> {
+    let from = timeParam(o.from);
+    for (;;) {
+      const page = await this.request("GET", `/api/v1/bars/${encodeURIComponent(symbol)}`, {
+        interval,
+        from,
+        to: timeParam(o.to),
+        limit: o.pageSize,
+      });
+      yield* page.bars;
+      if (page.next_from === null || page.next_from === undefined) return;
+      from = String(page.next_from);
+    }
+  }
+
+  book(symbol: string, depth?: number): Promise<RestBook> {
+    return this.request("GET", `/api/v1/book/${encodeURIComponent(symbol)}`, { depth });
+  }
+
+  indicators(symbol: string): Promise<Record<string, number | string | null>> {
+    return this.request("GET", `/api/v1/indicators/${encodeURIComponent(symbol)}`);
+  }
+
+  predictions(symbol: string, o: { horizonS?: number; model?: "ar" | "ewma" } = {}): Promise<Record<string, any>> {
+    return this.request("GET", `/api/v1/predictions/${encodeURIComponent(symbol)}`, { horizon_s: o.horizonS, model: o.model });
+  }
+
+  /** The caller's positions and P&L (Bearer API key); exact fields are decimal strings. */
+  portfolio(): Promise<RestPortfolio> {
+    return this.request("GET", "/api/v1/portfolio", {}, undefined, {}, true);
+  }
+
+  /** Records a fill; `quantity` and `price` travel as exact decimal strings. */
+  recordTrade(t: { symbol: string; side: "buy" | "sell"; quantity: Decimal; price: Decimal; time?: Time }, idempotencyKey?: string): Promise<Trade> {
+    const body: Record<string, unknown> = { symbol: t.symbol, side: t.side, quantity: String(t.quantity), price: String(t.price) };
+    if (t.time !== undefined) body.time = timeParam(t.time);
+    const headers: Record<string, string> = idempotencyKey ? { "idempotency-key": idempotencyKey } : {};
+    return this.request("POST", "/api/v1/portfolio/trades", {}, body, headers, true);
+  }
+
+  /** Exchanges the API key for a connection token: a ready `tokenProvider`. */
+  async token(): Promise<string> {
+    return (await this.request("POST", "/api/v1/auth/token")).token;
+  }
+}
