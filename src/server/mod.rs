@@ -309,6 +309,7 @@ impl Server {
                 auth_timeout_s: config.auth.auth_timeout_s,
                 users: Default::default(),
                 book_depth: config.book.depth,
+                bar_intervals: config.pipeline.intervals(),
                 portfolios,
             }),
             guard: Arc::new(RestGuard::new(
@@ -579,6 +580,7 @@ impl Server {
 pub(crate) fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
         ring_capacity: config.ring.capacity,
+        long_bar_ring_capacity: config.ring.long_bar_capacity.min(config.ring.capacity),
         snapshot_depth: config.ring.snapshot_depth,
         portfolio_ring_capacity: config.portfolio.ring_capacity,
     }

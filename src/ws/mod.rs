@@ -67,6 +67,9 @@ pub struct WsContext {
     pub users: crate::auth::UserConnections,
     /// Levels per side of the published book view (`book.depth`).
     pub book_depth: usize,
+    /// The bar intervals this server streams (`pipeline.bar_intervals`): `bars.<interval>`
+    /// channels of other intervals are refused.
+    pub bar_intervals: crate::model::BarIntervals,
     /// The users' private `portfolio` channels.
     pub portfolios: Arc<crate::portfolio::LivePortfolios>,
 }

@@ -194,6 +194,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         auth_timeout_s: config.auth.auth_timeout_s,
         users: Default::default(),
         book_depth: config.book.depth,
+        bar_intervals: config.pipeline.intervals(),
         portfolios,
     })
 }
