@@ -12,10 +12,13 @@ pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, p
      FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
 
-/// The `order=desc` page: newest first, strictly before the cursor's (ts, id).
+/// The `order=desc` page: newest first, strictly before the cursor's (ts, id). A row-value
+/// comparison, which both backends take as one range bound on `(symbol, ts, id)` (scanned
+/// backward, no sort); written as the `asc` page's `OR`, PostgreSQL may pick another index and
+/// sort the range.
 pub(crate) const TICKS_PAGE_DESC_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, \
      side FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
-     AND (ts < $4 OR (ts = $4 AND id < $5)) ORDER BY ts DESC, id DESC LIMIT $6";
+     AND (ts, id) < ($4, $5) ORDER BY ts DESC, id DESC LIMIT $6";
 
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 4000;
