@@ -355,6 +355,76 @@ mod tests {
         );
     }
 
+    /// The kinds of the bars of `out`, final or in progress.
+    fn bar_kinds(out: &BatchOutput, is_final: bool) -> Vec<String> {
+        out.derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Bar { kind, bar, .. } if bar.is_final == is_final => {
+                    Some(kind.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_interval_closes_and_partials_come_at_most_once_a_second() {
+        const DAY: i64 = 86_400_000;
+        let pool = WorkerPool::new(1, IndicatorPeriods::default(), BarIntervals::ALL).unwrap();
+        let batch = |ts_ms: i64, price: f64, now_ms: i64| {
+            let work = vec![SymbolTicks {
+                symbol: SymbolId(0),
+                ticks: vec![tick(0, ts_ms, price)],
+            }];
+            let clock = BatchClock {
+                now_ms,
+                partial_bars: true,
+            };
+            pool.run_batch(work, clock)
+        };
+        let above_1s = [
+            "bars.1m", "bars.5m", "bars.15m", "bars.1h", "bars.4h", "bars.1d",
+        ];
+        assert_eq!(
+            bar_kinds(&batch(DAY + 100, 10.0, DAY + 500), false),
+            above_1s
+        );
+        // The same wall second: no second round; an early batch (no wall time): none.
+        assert!(bar_kinds(&batch(DAY + 200, 12.0, DAY + 900), false).is_empty());
+        assert!(bar_kinds(&batch(DAY + 1_200, 9.0, i64::MIN), false).is_empty());
+        assert_eq!(
+            bar_kinds(&batch(DAY + 1_300, 11.0, DAY + 1_500), false),
+            above_1s
+        );
+        // A trade of the next day closes the bar of every interval, each once.
+        let out = batch(2 * DAY + 5, 20.0, 2 * DAY + 10);
+        let mut closed = bar_kinds(&out, true);
+        closed.dedup();
+        assert_eq!(
+            closed,
+            [
+                "bars.1s", "bars.1m", "bars.5m", "bars.15m", "bars.1h", "bars.4h", "bars.1d"
+            ]
+        );
+        let day = out.derived.iter().find_map(|d| match d {
+            Derived::Bar { kind, bar, .. } if kind.to_string() == "bars.1d" => Some(*bar),
+            _ => None,
+        });
+        let day = day.expect("a 1 d bar");
+        assert_eq!(
+            (
+                day.start_ms,
+                day.open,
+                day.high,
+                day.low,
+                day.close,
+                day.trades
+            ),
+            (DAY, 10.0, 12.0, 9.0, 11.0, 4)
+        );
+    }
+
     #[test]
     fn late_ticks_are_counted() {
         let pool = WorkerPool::new(1, IndicatorPeriods::default(), BarIntervals::V1).unwrap();
