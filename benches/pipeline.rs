@@ -1,10 +1,11 @@
 //! The indicator batch: 10,000 symbols with 100 ticks each per second, through the worker pool
-//! (bars, indicators, output), as the coordinator runs it once a second.
+//! (bars, indicators, output), as the coordinator runs it once a second: with the v1 bar
+//! intervals (1 s, 1 m) and with every interval (1 s ... 1 d), in the same run.
 //!
 //! `cargo bench --bench pipeline`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use tickcast::model::{IndicatorPeriods, Side, SymbolId, Tick};
+use tickcast::model::{BarIntervals, IndicatorPeriods, Side, SymbolId, Tick};
 use tickcast::pipeline::worker::{BatchClock, SymbolTicks, WorkerPool};
 
 const SYMBOLS: u32 = 10_000;
@@ -32,45 +33,51 @@ fn second_of_ticks(s: i64) -> Vec<SymbolTicks> {
 
 fn pipeline(c: &mut Criterion) {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = WorkerPool::new(workers, IndicatorPeriods::default()).expect("pool starts");
     let mut g = c.benchmark_group("pipeline_batch");
     g.sample_size(10);
     g.throughput(Throughput::Elements(
         SYMBOLS as u64 * TICKS_PER_SYMBOL as u64,
     ));
     let mut second = 1_700_000_000i64;
-    // Warm the pool up past indicator warm-up, so the measured batches do all the work.
-    for _ in 0..25 {
-        second += 1;
-        pool.run_batch(
-            second_of_ticks(second),
-            BatchClock {
-                now_ms: second * 1000,
-                partial_bars: true,
+    for (name, intervals) in [
+        ("v1_intervals", BarIntervals::V1),
+        ("all_intervals", BarIntervals::ALL),
+    ] {
+        let pool =
+            WorkerPool::new(workers, IndicatorPeriods::default(), intervals).expect("pool starts");
+        // Warm the pool up past indicator warm-up, so the measured batches do all the work.
+        for _ in 0..25 {
+            second += 1;
+            pool.run_batch(
+                second_of_ticks(second),
+                BatchClock {
+                    now_ms: second * 1000,
+                    partial_bars: true,
+                },
+            );
+        }
+        g.bench_function(
+            format!("{SYMBOLS}_symbols_x_{TICKS_PER_SYMBOL}_ticks_{workers}_workers_{name}"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        second += 1;
+                        (second_of_ticks(second), second)
+                    },
+                    |(work, s)| {
+                        pool.run_batch(
+                            work,
+                            BatchClock {
+                                now_ms: s * 1000,
+                                partial_bars: true,
+                            },
+                        )
+                    },
+                    BatchSize::PerIteration,
+                )
             },
         );
     }
-    g.bench_function(
-        format!("{SYMBOLS}_symbols_x_{TICKS_PER_SYMBOL}_ticks_{workers}_workers"),
-        |b| {
-            b.iter_batched(
-                || {
-                    second += 1;
-                    (second_of_ticks(second), second)
-                },
-                |(work, s)| {
-                    pool.run_batch(
-                        work,
-                        BatchClock {
-                            now_ms: s * 1000,
-                            partial_bars: true,
-                        },
-                    )
-                },
-                BatchSize::PerIteration,
-            )
-        },
-    );
     g.finish();
 }
 

@@ -367,6 +367,18 @@ mod tests {
                 "ring.snapshot_depth",
             ),
             (&[("TICKCAST_LOG__FORMAT", "xml")], "log.format"),
+            (
+                &[("TICKCAST_PIPELINE__BAR_INTERVALS", r#"["1s","1m","2h"]"#)],
+                "pipeline.bar_intervals",
+            ),
+            (
+                &[("TICKCAST_PIPELINE__BAR_INTERVALS", r#"["1m","5m"]"#)],
+                "pipeline.bar_intervals",
+            ),
+            (
+                &[("TICKCAST_RING__LONG_BAR_CAPACITY", "0")],
+                "ring.long_bar_capacity",
+            ),
             (&[("TICKCAST_NOPE__X", "1")], "nope"),
             (
                 &[

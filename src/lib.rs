@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub(crate) mod bar_interval;
 pub(crate) mod bars;
 pub mod book;
 pub mod client;

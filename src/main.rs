@@ -55,7 +55,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Bulk-load history files (CSV or JSONL as the replay feed reads them; plain, gzip or zstd)
-    /// into the store, with their 1 s and 1 m bars. Re-importing stores nothing twice.
+    /// into the store, with their bars at every `pipeline.bar_intervals`. Re-importing stores nothing twice.
     Import {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -172,7 +172,15 @@ fn main() -> ExitCode {
                 Some(_) => ReplayFormat::Jsonl,
                 None => ReplayFormat::Auto,
             };
-            import_files(&config, ImportOptions { files, format })
+            let intervals = config.pipeline.intervals();
+            import_files(
+                &config,
+                ImportOptions {
+                    files,
+                    format,
+                    intervals,
+                },
+            )
         }
         Command::User {
             command: UserCommand::Add { name, scope },

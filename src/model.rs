@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+pub use crate::bar_interval::{BarInterval, BarIntervals};
 pub use crate::encoding::{Encoding, Wire};
 pub(crate) use crate::symbol_name::is_valid_symbol;
 
@@ -18,8 +19,9 @@ pub struct SymbolId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Ticks,
-    Bars1s,
-    Bars1m,
+    /// OHLCV bars of one interval (`bars.1s:SYM` ... `bars.1d:SYM`): the interval is data, one
+    /// row of `bar_interval`'s table, not a variant per interval.
+    Bars(BarInterval),
     Indicators,
     /// A symbol's order book view (`book:SYM`): deltas of its top levels.
     Book,
@@ -30,30 +32,36 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
-    pub(crate) const ALL: [Kind; 6] = [
-        Kind::Ticks,
-        Kind::Bars1s,
-        Kind::Bars1m,
-        Kind::Indicators,
-        Kind::Book,
-        Kind::Portfolio,
-    ];
+    pub(crate) const ALL: [Kind; 4 + BarInterval::COUNT] = {
+        let mut all = [Kind::Ticks; 4 + BarInterval::COUNT];
+        let mut i = 0;
+        while i < BarInterval::COUNT {
+            all[1 + i] = Kind::Bars(BarInterval::ALL[i]);
+            i += 1;
+        }
+        all[1 + BarInterval::COUNT] = Kind::Indicators;
+        all[2 + BarInterval::COUNT] = Kind::Book;
+        all[3 + BarInterval::COUNT] = Kind::Portfolio;
+        all
+    };
     pub(crate) const COUNT: usize = Self::ALL.len();
     /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
-    /// ingest and carried by the cluster stream.
-    pub(crate) const MARKET: [Kind; 5] = [
-        Kind::Ticks,
-        Kind::Bars1s,
-        Kind::Bars1m,
-        Kind::Indicators,
-        Kind::Book,
-    ];
+    /// ingest and carried by the cluster stream (every bar interval; a server streams the ones
+    /// in `pipeline.bar_intervals`).
+    pub(crate) const MARKET: [Kind; 3 + BarInterval::COUNT] = {
+        let mut market = [Kind::Ticks; 3 + BarInterval::COUNT];
+        let mut i = 0;
+        while i < market.len() {
+            market[i] = Self::ALL[i];
+            i += 1;
+        }
+        market
+    };
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Ticks => "ticks",
-            Kind::Bars1s => "bars.1s",
-            Kind::Bars1m => "bars.1m",
+            Kind::Bars(iv) => iv.channel_kind(),
             Kind::Indicators => "indicators",
             Kind::Book => "book",
             Kind::Portfolio => "portfolio",
@@ -66,7 +74,13 @@ impl Kind {
     }
 
     pub(crate) fn index(self) -> usize {
-        self as usize
+        match self {
+            Kind::Ticks => 0,
+            Kind::Bars(iv) => 1 + iv.index(),
+            Kind::Indicators => 1 + BarInterval::COUNT,
+            Kind::Book => 2 + BarInterval::COUNT,
+            Kind::Portfolio => 3 + BarInterval::COUNT,
+        }
     }
 }
 
@@ -380,7 +394,7 @@ mod tests {
         assert_eq!(&*s.name(b), "B");
         assert_eq!(
             s.channel_name(ChannelId {
-                kind: Kind::Bars1s,
+                kind: Kind::Bars(BarInterval::S1),
                 symbol: a
             }),
             "bars.1s:A"
@@ -419,6 +433,13 @@ mod tests {
         for k in Kind::MARKET {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
+        for (i, k) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
+        }
+        assert_eq!(
+            Kind::parse("bars.4h"),
+            Some(Kind::Bars(BarInterval::parse("4h").unwrap()))
+        );
         assert_eq!(Kind::parse("trades"), None);
         assert_eq!(Kind::parse("portfolio"), None);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tickcast::ingest::Derived;
-use tickcast::model::{BarEvent, IndicatorValues, Kind};
+use tickcast::model::{BarEvent, BarInterval, IndicatorValues, Kind};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::util::{self, Client, Got, TestServer};
@@ -44,17 +44,17 @@ fn derived(srv: &TestServer) -> Vec<Derived> {
     vec![
         // Throttled for the connection: the newest of the two arrives.
         Derived::Bar {
-            kind: Kind::Bars1s,
+            kind: Kind::Bars(BarInterval::S1),
             symbol: msft,
             bar,
         },
         Derived::Bar {
-            kind: Kind::Bars1s,
+            kind: Kind::Bars(BarInterval::S1),
             symbol: msft,
             bar: BarEvent { close: 0.75, ..bar },
         },
         Derived::Bar {
-            kind: Kind::Bars1s,
+            kind: Kind::Bars(BarInterval::S1),
             symbol: aapl,
             bar: BarEvent {
                 start_ms: 1_764_070_000_000,

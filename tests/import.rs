@@ -153,9 +153,10 @@ async fn bad_lines_are_reported_by_line_and_the_good_ones_stored() {
                 run.stdout
             );
         }
-        // 1 s bars: AAPL at :00, :01, :02, MSFT at :00; 1 m bars: one per symbol.
-        assert_eq!(run.count("bars written"), 6, "{}", run.stdout);
-        assert_eq!(counts(&db).await, (4, 6), "{}", db.backend);
+        // 1 s bars: AAPL at :00, :01, :02, MSFT at :00; then one bar per symbol at each of
+        // 1m, 5m, 15m, 1h, 4h, 1d (every interval of the default `pipeline.bar_intervals`).
+        assert_eq!(run.count("bars written"), 4 + 6 * 2, "{}", run.stdout);
+        assert_eq!(counts(&db).await, (4, 16), "{}", db.backend);
     }
 }
 

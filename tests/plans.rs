@@ -54,14 +54,22 @@ fn with_literals(sql: &str, params: usize) -> String {
         "0".to_owned(),
         "100".to_owned(),
     ];
-    // The ticks page binds (symbol, from, to, after_ts, after_id, limit).
+    // The ticks page binds (symbol, from, to, cursor ts, cursor id, limit). The newest-first
+    // page is checked as "the latest N" asks for it: its first page, cursor at the end of time.
+    // (A cursor 5 s into this small table leaves 5,000 rows before it, all symbols', and
+    // PostgreSQL then scans them on `ticks_ts` with an incremental sort: bounded by that range.)
+    let cursor = if sql.contains("ts DESC") {
+        [i64::MAX.to_string(), i64::MAX.to_string()]
+    } else {
+        [(T0 + 5_000_000_000).to_string(), "0".to_owned()]
+    };
     let values: Vec<String> = if params == 6 {
         vec![
             values[0].clone(),
             T0.to_string(),
             (T0 + 1_000_000_000_000).to_string(),
-            (T0 + 5_000_000_000).to_string(),
-            "0".to_owned(),
+            cursor[0].clone(),
+            cursor[1].clone(),
             "100".to_owned(),
         ]
     } else {

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use tickcast::ingest::Derived;
-use tickcast::model::{BarEvent, Kind};
+use tickcast::model::{BarEvent, BarInterval, Kind};
 
 use crate::util::{self, TestDb, TestServer, header};
 
@@ -73,6 +73,31 @@ async fn ticks_paginate_by_cursor_and_filter_by_time() {
         assert_eq!(pages, 3, "{}", db.backend);
         let want: Vec<f64> = (0..25).map(|i| 100.0 + i as f64).collect();
         assert_eq!(seen, want, "{}", db.backend);
+
+        // The latest N: newest first, and older pages by cursor, every tick once.
+        let mut seen = Vec::new();
+        let mut path = "/api/v1/ticks/AAPL?limit=10&order=desc".to_owned();
+        loop {
+            let (status, _, body) = srv.get(&path, None).await;
+            assert_eq!(status, 200, "{}: {body}", db.backend);
+            for t in body["ticks"].as_array().unwrap() {
+                seen.push(t["price"].as_f64().unwrap());
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/ticks/AAPL?limit=10&order=desc&cursor={c}"),
+                None => break,
+            }
+        }
+        let newest_first: Vec<f64> = want.iter().rev().copied().collect();
+        assert_eq!(seen, newest_first, "{}", db.backend);
+        let (_, _, body) = srv.get("/api/v1/ticks/AAPL?limit=3&order=desc", None).await;
+        let latest: Vec<f64> = body["ticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["price"].as_f64().unwrap())
+            .collect();
+        assert_eq!(latest, [124.0, 123.0, 122.0], "{}", db.backend);
 
         // from (inclusive) / to (exclusive), in epoch ms and RFC 3339.
         let from_ms = (T0 + 5_000_000) / 1_000_000;
@@ -157,21 +182,36 @@ async fn bars_are_read_from_stored_bars_and_page() {
         publish_stored_bars(
             &srv,
             vec![
-                bar(Kind::Bars1s, id, T0, (10.0, 14.0, 9.0, 12.0, 8.0, 5)),
-                bar(Kind::Bars1s, id, T0 + s, (21.0, 21.0, 20.0, 20.0, 2.0, 2)),
                 bar(
-                    Kind::Bars1s,
+                    Kind::Bars(BarInterval::S1),
+                    id,
+                    T0,
+                    (10.0, 14.0, 9.0, 12.0, 8.0, 5),
+                ),
+                bar(
+                    Kind::Bars(BarInterval::S1),
+                    id,
+                    T0 + s,
+                    (21.0, 21.0, 20.0, 20.0, 2.0, 2),
+                ),
+                bar(
+                    Kind::Bars(BarInterval::S1),
                     id,
                     T0 + 3 * s,
                     (30.0, 30.0, 30.0, 30.0, 5.0, 1),
                 ),
-                bar(Kind::Bars1m, id, minute, (10.0, 30.0, 9.0, 30.0, 15.0, 8)),
+                bar(
+                    Kind::Bars(BarInterval::M1),
+                    id,
+                    minute,
+                    (10.0, 30.0, 9.0, 30.0, 15.0, 8),
+                ),
             ],
         )
         .await;
         // A bar in progress is not stored.
         let mut open = bar(
-            Kind::Bars1m,
+            Kind::Bars(BarInterval::M1),
             id,
             minute + 60 * s,
             (1.0, 1.0, 1.0, 1.0, 1.0, 1),
@@ -226,7 +266,7 @@ async fn bars_are_read_from_stored_bars_and_page() {
 }
 
 #[tokio::test]
-async fn long_bars_roll_up_minute_bars_and_runs_merge() {
+async fn each_interval_is_read_from_its_own_bars_and_runs_merge() {
     for db in util::backends().await {
         let mut c = db.config();
         c.pipeline.enabled = false;
@@ -234,10 +274,10 @@ async fn long_bars_roll_up_minute_bars_and_runs_merge() {
         let m = 60_000_000_000i64;
         let five = T0 - T0 % (5 * m);
         let _ = srv.server().symbols().intern("IBM").unwrap();
-        let row = |start: i64, epoch: i64, v: (f64, f64, f64, f64, f64, i64)| {
+        let row = |interval_ns: i64, start: i64, epoch: i64, v: (f64, f64, f64, f64, f64, i64)| {
             tickcast::store::BarRecord {
                 symbol: "IBM".into(),
-                interval_ns: tickcast::store::BAR_1M_NS,
+                interval_ns,
                 start,
                 epoch,
                 open: v.0,
@@ -248,28 +288,30 @@ async fn long_bars_roll_up_minute_bars_and_runs_merge() {
                 trades: v.5,
             }
         };
+        let minute = |start, epoch, v| row(tickcast::store::BAR_1M_NS, start, epoch, v);
         let store = srv.server().store();
         let rows = vec![
-            // Minutes 0..4 of one 5-minute bucket; minute 2 spans a restart (runs 7 and 9).
-            row(five + 3 * m, 7, (13.0, 13.5, 12.5, 13.0, 1.0, 1)),
-            row(five, 7, (10.0, 11.0, 9.0, 10.5, 1.0, 1)),
-            row(five + 2 * m, 9, (12.2, 20.0, 12.2, 12.4, 2.0, 2)),
-            row(five + 2 * m, 7, (12.0, 12.1, 5.0, 12.1, 1.0, 1)),
-            // The next bucket.
-            row(five + 5 * m, 9, (50.0, 50.0, 50.0, 51.0, 4.0, 3)),
+            // Minutes 0..4 of one 5-minute window; minute 2 spans a restart (runs 7 and 9).
+            minute(five + 3 * m, 7, (13.0, 13.5, 12.5, 13.0, 1.0, 1)),
+            minute(five, 7, (10.0, 11.0, 9.0, 10.5, 1.0, 1)),
+            minute(five + 2 * m, 9, (12.2, 20.0, 12.2, 12.4, 2.0, 2)),
+            minute(five + 2 * m, 7, (12.0, 12.1, 5.0, 12.1, 1.0, 1)),
+            // The next window.
+            minute(five + 5 * m, 9, (50.0, 50.0, 50.0, 51.0, 4.0, 3)),
+            // The stored 5 m bar of the second window only (as the pipeline stores it).
+            row(5 * m, five + 5 * m, 9, (50.0, 50.0, 50.0, 51.0, 4.0, 3)),
         ];
-        assert_eq!(store.insert_bars(&rows).await.unwrap(), 5);
+        assert_eq!(store.insert_bars(&rows).await.unwrap(), 6);
         // Stored once, however often the batch is retried.
         assert_eq!(store.insert_bars(&rows).await.unwrap(), 0);
 
+        // 5 m is its own stored bars, never a roll-up of the 1 m ones under it.
         let (status, _, body) = srv.get("/api/v1/bars/IBM?interval=5m", None).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["interval"], "5m");
         assert_eq!(
             body["bars"],
             json!([
-                {"start": five / 1_000_000, "open": 10.0, "high": 20.0, "low": 5.0,
-                    "close": 13.0, "volume": 5.0, "trades": 5},
                 {"start": (five + 5 * m) / 1_000_000, "open": 50.0, "high": 50.0, "low": 50.0,
                     "close": 51.0, "volume": 4.0, "trades": 3},
             ]),
@@ -288,9 +330,54 @@ async fn long_bars_roll_up_minute_bars_and_runs_merge() {
             db.backend
         );
         assert_eq!(body["next_from"], (five + 4 * m) / 1_000_000);
-        let (_, _, body) = srv.get("/api/v1/bars/IBM?interval=1h", None).await;
-        assert_eq!(body["bars"][0]["volume"], 9.0, "{body}");
-        assert_eq!(body["bars"][0]["close"], 51.0, "{body}");
+        // Newest first, merged the same way, paging back by `next_to`.
+        let (_, _, body) = srv
+            .get("/api/v1/bars/IBM?interval=1m&limit=2&order=desc", None)
+            .await;
+        let starts: Vec<i64> = body["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["start"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            [(five + 5 * m) / 1_000_000, (five + 3 * m) / 1_000_000],
+            "{}: {body}",
+            db.backend
+        );
+        assert_eq!(body["next_from"], Value::Null);
+        let next_to = body["next_to"].as_i64().expect("a next page");
+        let (_, _, body) = srv
+            .get(
+                &format!("/api/v1/bars/IBM?interval=1m&limit=2&order=desc&to={next_to}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            body["bars"][0],
+            json!({"start": (five + 2 * m) / 1_000_000, "open": 12.0, "high": 20.0, "low": 5.0,
+                "close": 12.4, "volume": 3.0, "trades": 3}),
+            "{body}"
+        );
+        assert_eq!(body["bars"][1]["start"], five / 1_000_000, "{body}");
+        assert_eq!(body["next_to"], Value::Null, "{body}");
+        // No 1 h bar was stored: nothing is made up from the minutes.
+        let (status, _, body) = srv.get("/api/v1/bars/IBM?interval=1h", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["bars"], json!([]), "{body}");
+        // 15 m and 4 h are intervals too; `order` is asc or desc.
+        let (status, _, _) = srv.get("/api/v1/bars/IBM?interval=4h", None).await;
+        assert_eq!(status, 200);
+        let (status, _, body) = srv
+            .get("/api/v1/bars/IBM?interval=1m&order=newest", None)
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "bad_request");
+        assert!(
+            body["detail"].as_str().unwrap().contains("`order`"),
+            "{body}"
+        );
     }
 }
 
@@ -518,7 +605,7 @@ async fn publish_bars(srv: &TestServer, symbol: &str, closes: &[f64]) {
         .iter()
         .enumerate()
         .map(|(i, &c)| Derived::Bar {
-            kind: Kind::Bars1s,
+            kind: Kind::Bars(BarInterval::S1),
             symbol: id,
             bar: BarEvent {
                 start_ms: T0 / 1_000_000 + i as i64 * 1000,
@@ -534,7 +621,7 @@ async fn publish_bars(srv: &TestServer, symbol: &str, closes: &[f64]) {
         .collect();
     srv.derived(bars).await;
     let ch = tickcast::model::ChannelId {
-        kind: Kind::Bars1s,
+        kind: Kind::Bars(BarInterval::S1),
         symbol: id,
     };
     let deadline = tokio::time::Instant::now() + util::WAIT;
@@ -589,7 +676,7 @@ async fn predictions_from_both_models_with_intervals_and_fit_error() {
     assert_eq!(cache.computed.load(Ordering::Relaxed), before + 1);
     let id = srv.server().symbols().get("AAPL").unwrap();
     srv.derived(vec![Derived::Bar {
-        kind: Kind::Bars1s,
+        kind: Kind::Bars(BarInterval::S1),
         symbol: id,
         bar: BarEvent {
             start_ms: T0 / 1_000_000 + 120_000,

@@ -436,10 +436,15 @@ async fn migrations_dedupe_old_ticks_and_rebuild_their_bars() {
     }
 }
 
-/// A long history of stored bars of `symbol`: `n` 1 s bars and `n` 1 m bars.
+/// A long history of stored bars of `symbol`: `n` bars each of 1 s, 1 m and 1 d.
 async fn bar_history(store: &Store, symbol: &str, n: i64) {
-    let t0 = 1_764_070_000_000_000_000i64;
-    for interval_ns in [tickcast::store::BAR_1S_NS, tickcast::store::BAR_1M_NS] {
+    let t0 = 1_764_028_800_000_000_000i64; // a UTC midnight
+    let day_ns = 86_400_000_000_000;
+    for interval_ns in [
+        tickcast::store::BAR_1S_NS,
+        tickcast::store::BAR_1M_NS,
+        day_ns,
+    ] {
         let rows: Vec<_> = (0..n)
             .map(|i| tickcast::store::BarRecord {
                 symbol: symbol.into(),
@@ -471,7 +476,8 @@ async fn concurrent_long_bars_reads_leave_the_recorder_writing() {
         c.database.batch_size = 50;
         let srv = util::start(c).await;
         let _ = srv.server().symbols().intern("AAPL").unwrap();
-        // Two weeks of 1 m bars, five and a half hours of 1 s bars.
+        // Two weeks of 1 m bars, five and a half hours of 1 s bars, 1 d bars (each interval is
+        // read from its own stored bars).
         bar_history(srv.server().store(), "AAPL", 20_000).await;
         let m = srv.server().metrics().clone();
         let written = m.db_rows_written.load(Ordering::Relaxed);

@@ -6,6 +6,7 @@ mod util;
 mod amplification;
 mod auth;
 mod auth_scopes;
+mod bar_intervals;
 mod book;
 mod cluster;
 mod cluster_resume;

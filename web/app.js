@@ -11,12 +11,13 @@ import { PortfolioSession, PortfolioView } from "./portfolio.js";
 import { BookSession, BookView } from "./book.js";
 
 const $ = (id) => document.getElementById(id);
-const HISTORY_BARS = 600; // 1 s bars asked from REST: ten minutes
+const HISTORY_BARS = 600; // the latest bars asked from REST (`order=desc`): ten minutes of 1 s bars
 const LATENCY_WINDOW_MS = 10_000;
 const BOOK_DEPTH = 10; // levels per side of the ladder (`"depth"` of the book subscribe)
 
 const seqs = new SeqTracker();
 let selected = null; // symbol shown in the chart
+let interval = "1s"; // the chart's candles: `bars.<interval>` live, `/bars?interval=` history
 let epoch = null; // server run our seqs belong to (from its acks); sent back with `from`
 let historyToken = 0; // invalidates a REST answer for a symbol no longer selected
 
@@ -69,14 +70,17 @@ function subscribeTicks() {
   conn.send(subscribeOp(["ticks:*"], seqs.fromFor("ticks"), { throttle_ms: throttle() }));
 }
 
+/** The chart's bar channel kind, `bars.1s` ... `bars.1d`. */
+const barsKind = () => `bars.${interval}`;
+
 function subscribeSymbol(sym) {
-  const channels = [`bars.1s:${sym}`, `indicators:${sym}`];
+  const channels = [`${barsKind()}:${sym}`, `indicators:${sym}`];
   conn.send(subscribeOp(channels, { ...seqs.fromOne(channels[0]), ...seqs.fromOne(channels[1]) }));
 }
 
 function select(sym) {
   if (selected) {
-    conn.send({ op: "unsubscribe", channels: [`bars.1s:${selected}`, `indicators:${selected}`] });
+    conn.send({ op: "unsubscribe", channels: [`${barsKind()}:${selected}`, `indicators:${selected}`] });
     seqs.retain((ch) => splitChannel(ch)[1] !== selected || ch.startsWith("ticks:"));
   }
   selected = sym;
@@ -87,14 +91,39 @@ function select(sym) {
   loadHistory(sym);
 }
 
-/** Backfills 1 s candles from REST; any failure leaves the chart on live bars only. */
+/**
+ * Another candle interval: the old bar channel is dropped and forgotten, the new one subscribed
+ * (live first, so no bar closes unseen between the two), then its history loaded. The seam needs
+ * no care beyond that: candles are keyed by `start`, so a bar both in the history and live is
+ * drawn once (the live one wins).
+ */
+function pickInterval(value) {
+  if (value === interval) return;
+  if (selected) {
+    const old = `${barsKind()}:${selected}`;
+    conn.send({ op: "unsubscribe", channels: [old] });
+    seqs.last.delete(old);
+  }
+  interval = value;
+  chart.clear();
+  if (!selected) return;
+  conn.send(subscribeOp([`${barsKind()}:${selected}`], {}));
+  loadHistory(selected);
+}
+
+/**
+ * Backfills the latest candles of the chart's interval from REST (`order=desc`: the newest
+ * `HISTORY_BARS`, not the first ones the server stored); any failure leaves the chart on live
+ * bars only.
+ */
 async function loadHistory(sym) {
   const token = ++historyToken;
   const status = $("chart-status");
   status.textContent = "loading history…";
   let text;
   try {
-    const res = await fetch(`/api/v1/bars/${encodeURIComponent(sym)}?interval=1s&limit=${HISTORY_BARS}`, {
+    const q = `interval=${interval}&limit=${HISTORY_BARS}&order=desc`;
+    const res = await fetch(`/api/v1/bars/${encodeURIComponent(sym)}?${q}`, {
       headers: { accept: "application/json" },
     });
     if (token !== historyToken) return;
@@ -184,13 +213,13 @@ function snapshot(ev) {
     for (const t of data) table.tick(sym, t.price, t.seq);
     return;
   }
-  if (kind === "bars.1s") {
+  if (kind === barsKind()) {
     if (ev.reset) {
       chart.clear();
       loadHistory(sym);
     }
     for (const b of data) chart.bar(b);
-  } else if (kind === "indicators") {
+  } else if (kind === "indicators" && interval === "1s") {
     if (ev.reset) chart.clearIndicators();
     for (const i of data) chart.indicators(i);
   }
@@ -205,8 +234,9 @@ function live(ev) {
   const now = Date.now();
   latency.push([now, now - Number(ev.ts) / 1e6]);
   if (kind === "ticks") table.tick(sym, ev.price, ev.seq);
-  else if (sym === selected && kind === "bars.1s") chart.bar(ev);
-  else if (sym === selected && kind === "indicators") chart.indicators(ev);
+  else if (sym === selected && kind === barsKind()) chart.bar(ev);
+  // Indicators are computed over 1 s closes: drawn over 1 s candles only.
+  else if (sym === selected && kind === "indicators" && interval === "1s") chart.indicators(ev);
 }
 
 // --- header: state, events/s, latency ---
@@ -248,6 +278,7 @@ setInterval(() => {
 // --- controls ---
 
 $("throttle").addEventListener("change", () => subscribeTicks());
+$("interval").addEventListener("change", (e) => pickInterval(e.target.value));
 $("notice-close").addEventListener("click", () => ($("notice").hidden = true));
 $("pf-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -280,6 +311,9 @@ window.__tickcast = {
   },
   get selected() {
     return selected;
+  },
+  get interval() {
+    return interval;
   },
   get throttle() {
     return throttle();

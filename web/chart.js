@@ -1,4 +1,5 @@
-// The selected symbol's chart: 1 s candles, SMA/EMA overlays and an RSI pane, drawn by
+// The selected symbol's chart: candles of the picked interval (1 s by default), SMA/EMA overlays
+// and an RSI pane (over 1 s candles), drawn by
 // TradingView's lightweight-charts (vendored, see vendor/lightweight-charts/VERSION).
 
 import {
@@ -120,7 +121,7 @@ export class SymbolChart {
     return pts.length;
   }
 
-  /** A `bar` event from `bars.1s`. */
+  /** A `bar` event from `bars.<interval>` (a `"final": false` one updates its candle). */
   bar(ev) {
     const c = toCandle(ev);
     if (c) this.candles.upsert(c);
@@ -148,6 +149,8 @@ export class SymbolChart {
   counts() {
     return {
       candles: this.candles.points.length,
+      /** Candle times (s), oldest first: unique by construction, for the seam checks. */
+      times: this.candles.points.map((p) => p.time),
       sma: this.sma.points.length,
       ema: this.ema.points.length,
       rsi: this.rsi.points.length,

@@ -11,12 +11,14 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::params::{self, Params};
-use crate::model::{ChannelId, IndicatorPeriods, Kind, Side, Symbols, is_valid_symbol};
+use crate::model::{
+    BarInterval, ChannelId, IndicatorPeriods, Kind, Side, Symbols, is_valid_symbol,
+};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
 use crate::protocol::{IndicatorFields, ProblemCode};
 use crate::rooms::Hub;
-use crate::store::{BAR_1M_NS, BAR_1S_NS, Store, StoreError};
+use crate::store::{Order, Store, StoreError};
 
 use super::ApiConfig;
 
@@ -48,16 +50,6 @@ pub(crate) fn store_problem(e: StoreError) -> Problem {
         Problem::internal(&e)
     }
 }
-
-/// Bar intervals: name, length in ns, and the stored bars they are read from (1 s and 1 m
-/// directly; longer ones rolled up from 1 m).
-pub(crate) const INTERVALS: [(&str, i64, i64); 5] = [
-    ("1s", BAR_1S_NS, BAR_1S_NS),
-    ("1m", BAR_1M_NS, BAR_1M_NS),
-    ("5m", 300_000_000_000, BAR_1M_NS),
-    ("1h", 3_600_000_000_000, BAR_1M_NS),
-    ("1d", 86_400_000_000_000, BAR_1M_NS),
-];
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SymbolInfo {
@@ -103,7 +95,7 @@ async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem>
     }
     let stored = market
         .store
-        .ticks(symbol, 0, i64::MAX, None, 1)
+        .ticks(symbol, (0, i64::MAX), None, 1, Order::Asc)
         .await
         .map_err(store_problem)?;
     if stored.is_empty() {
@@ -130,7 +122,7 @@ pub(crate) struct TickOut {
 pub(crate) struct TickPage {
     symbol: String,
     ticks: Vec<TickOut>,
-    /// Pass as `cursor` for the next page; null on the last page.
+    /// Pass as `cursor` (with the same `order`) for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
@@ -152,9 +144,13 @@ pub(crate) struct TicksQuery {
     /// `next_cursor` of the previous page
     #[param(pattern = "^[0-9a-f]{32}$")]
     cursor: Option<String>,
+    /// `asc` (default): oldest first; `desc`: newest first (the latest `limit`)
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    order: Option<String>,
 }
 
-/// Stored ticks, oldest first (by exchange time, then arrival), paginated by cursor.
+/// Stored ticks, oldest first (by exchange time, then arrival), or newest first with
+/// `order=desc`; paginated by cursor.
 #[utoipa::path(get, path = "/api/v1/ticks/{symbol}", tag = "market",
     params(("symbol" = String, Path), TicksQuery),
     responses((status = 200, body = TickPage),
@@ -170,10 +166,11 @@ pub(crate) async fn ticks(
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     let after = p.cursor.as_deref().map(params::decode_cursor).transpose()?;
+    let order = params::order(p.order.as_deref())?;
     known_symbol(&market, &symbol).await?;
     let mut rows = market
         .store
-        .ticks(&symbol, from, to, after, limit + 1)
+        .ticks(&symbol, (from, to), after, limit + 1, order)
         .await
         .map_err(store_problem)?;
     let next_cursor = if rows.len() > limit {
@@ -217,9 +214,13 @@ pub(crate) struct BarOut {
 pub(crate) struct BarPage {
     symbol: String,
     interval: String,
+    /// In the requested `order`.
     bars: Vec<BarOut>,
-    /// Pass as `from` for the next page; null on the last page.
+    /// `order=asc`: pass as `from` for the next page; null on the last page (and with `desc`).
     next_from: Option<i64>,
+    /// `order=desc`: pass as `to` for the next (older) page; null on the last page (and with
+    /// `asc`).
+    next_to: Option<i64>,
 }
 
 /// Query parameters of `/bars/{symbol}`; values are parsed (and refused) by the handler.
@@ -227,8 +228,8 @@ pub(crate) struct BarPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct BarsQuery {
-    /// 1s, 1m, 5m, 1h or 1d
-    #[param(required = true, value_type = String, pattern = "^(1s|1m|5m|1h|1d)$")]
+    /// 1s, 1m, 5m, 15m, 1h, 4h or 1d
+    #[param(required = true, value_type = String, pattern = "^(1s|1m|5m|15m|1h|4h|1d)$")]
     interval: Option<String>,
     /// RFC 3339 or epoch ms, inclusive (pattern: `params::TIME_PATTERN`)
     #[param(min_length = 1)]
@@ -239,10 +240,14 @@ pub(crate) struct BarsQuery {
     /// 1..=`api.max_page_size` (1000 by default)
     #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `asc` (default): oldest first from `from`; `desc`: newest first back from `to` (the
+    /// latest `limit`)
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    order: Option<String>,
 }
 
-/// OHLCV bars from the stored bars of the pipeline (1 s, 1 m; longer intervals rolled up from
-/// 1 m).
+/// OHLCV bars as the pipeline closed and stored them, each interval from its own stored bars
+/// (never rolled up); oldest first, or newest first with `order=desc`.
 #[utoipa::path(get, path = "/api/v1/bars/{symbol}", tag = "market",
     params(("symbol" = String, Path), BarsQuery),
     responses((status = 200, body = BarPage),
@@ -255,24 +260,32 @@ pub(crate) async fn bars(
 ) -> Result<Response, Problem> {
     let p = params::params(q)?;
     let interval = p.interval.as_deref().unwrap_or("");
-    let Some(&(name, interval_ns, source_ns)) = INTERVALS.iter().find(|(n, ..)| *n == interval)
-    else {
+    let Some(iv) = BarInterval::parse(interval) else {
+        let names: Vec<&str> = BarInterval::ALL.iter().map(|i| i.name()).collect();
         return Err(Problem::new(
             ProblemCode::BadInterval,
-            format!("`interval` must be one of 1s, 1m, 5m, 1h, 1d, got {interval:?}"),
+            format!(
+                "`interval` must be one of {}, got {interval:?}",
+                names.join(", ")
+            ),
         ));
     };
     let (from, to) = params::time_range(p.from.as_deref(), p.to.as_deref())?;
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
+    let order = params::order(p.order.as_deref())?;
     known_symbol(&market, &symbol).await?;
     let page = market
         .store
-        .bars(&symbol, source_ns, interval_ns, from, to, limit)
+        .bars(&symbol, iv.ns(), (from, to), limit, order)
         .await
         .map_err(store_problem)?;
-    // Pages end at a bucket boundary; the next page starts at the next stored bar.
-    let next_from = page.next.map(|ns| ns / 1_000_000);
+    // Pages end at a start boundary: the next page's `from` (asc) or `to` (desc).
+    let next = page.next.map(|ns| ns / 1_000_000);
+    let (next_from, next_to) = match order {
+        Order::Asc => (next, None),
+        Order::Desc => (None, next),
+    };
     let bars = page
         .bars
         .into_iter()
@@ -288,9 +301,10 @@ pub(crate) async fn bars(
         .collect();
     Ok(Json(BarPage {
         symbol,
-        interval: name.to_owned(),
+        interval: iv.name().to_owned(),
         bars,
         next_from,
+        next_to,
     })
     .into_response())
 }

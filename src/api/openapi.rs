@@ -165,12 +165,12 @@ mod tests {
         let cases: &[(&str, &[&str], &[&str])] = &[
             (
                 "/api/v1/ticks/{symbol}",
-                &["from", "to", "limit", "cursor"],
+                &["from", "to", "limit", "cursor", "order"],
                 &[],
             ),
             (
                 "/api/v1/bars/{symbol}",
-                &["interval", "from", "to", "limit"],
+                &["interval", "from", "to", "limit", "order"],
                 &["interval"],
             ),
             ("/api/v1/predictions/{symbol}", &["horizon_s", "model"], &[]),

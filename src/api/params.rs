@@ -103,6 +103,18 @@ pub(crate) fn limit(value: Option<&str>, default: usize, max: usize) -> Result<u
     }
 }
 
+/// `order`: `asc` (the default) or `desc`; anything else is `bad_request` naming it.
+pub(crate) fn order(s: Option<&str>) -> Result<crate::store::Order, Problem> {
+    match s {
+        None | Some("asc") => Ok(crate::store::Order::Asc),
+        Some("desc") => Ok(crate::store::Order::Desc),
+        Some(other) => Err(Problem::new(
+            ProblemCode::BadRequest,
+            format!("`order` must be asc or desc, got {other:?}"),
+        )),
+    }
+}
+
 /// An opaque cursor over (ts, id): 32 hex digits.
 pub(crate) fn encode_cursor(ts: i64, id: i64) -> String {
     format!("{:016x}{:016x}", ts as u64, id as u64)
@@ -181,6 +193,18 @@ mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(parse_time(s), *want, "{s}");
+        }
+    }
+
+    #[test]
+    fn order_is_asc_or_desc() {
+        use crate::store::Order;
+        assert_eq!(order(None).unwrap(), Order::Asc);
+        assert_eq!(order(Some("asc")).unwrap(), Order::Asc);
+        assert_eq!(order(Some("desc")).unwrap(), Order::Desc);
+        for bad in ["DESC", "", "newest"] {
+            let p = order(Some(bad)).unwrap_err();
+            assert_eq!(p.code, ProblemCode::BadRequest, "{bad}");
         }
     }
 

@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 
 use super::ApiConfig;
 use super::params::{self, Params};
-use crate::model::{ChannelId, Kind, Payload, SymbolId, Symbols};
+use crate::model::{BarInterval, ChannelId, Kind, Payload, SymbolId, Symbols};
 use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
@@ -111,7 +111,7 @@ impl Cache {
 /// bar's start.
 fn closes(hub: &Hub, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
     let ch = ChannelId {
-        kind: Kind::Bars1s,
+        kind: Kind::Bars(BarInterval::S1),
         symbol,
     };
     let (events, _) = hub.events_since(ch, 0);
@@ -200,7 +200,7 @@ pub(crate) async fn predictions(
     };
     let id = params::live_symbol(&state.symbols, &symbol)?;
     let seq = state.hub.last_seq(ChannelId {
-        kind: Kind::Bars1s,
+        kind: Kind::Bars(BarInterval::S1),
         symbol: id,
     });
     let cell = state.cache.cell((id, model, horizon), seq);

@@ -68,6 +68,7 @@ fn parse_one(p: &str) -> Result<Pattern, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BarInterval;
 
     fn patterns(p: &[&str]) -> ChannelPatterns {
         ChannelPatterns::parse(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
@@ -80,13 +81,13 @@ mod tests {
         assert!(!p.allows(Kind::Ticks, Some("AAPL")));
         // A wildcard subscribe covers every symbol: a prefix pattern does not allow it.
         assert!(!p.allows(Kind::Ticks, None));
-        assert!(p.allows(Kind::Bars1m, Some("AAPL")));
-        assert!(!p.allows(Kind::Bars1s, Some("AAPL")));
-        assert!(!p.allows(Kind::Bars1m, Some("AAPLX")));
+        assert!(p.allows(Kind::Bars(BarInterval::M1), Some("AAPL")));
+        assert!(!p.allows(Kind::Bars(BarInterval::S1), Some("AAPL")));
+        assert!(!p.allows(Kind::Bars(BarInterval::M1), Some("AAPLX")));
         assert!(p.allows(Kind::Indicators, None));
         assert!(p.allows(Kind::Indicators, Some("ANY")));
         let all = patterns(&["*:*"]);
-        assert!(all.allows(Kind::Bars1s, None));
+        assert!(all.allows(Kind::Bars(BarInterval::S1), None));
         assert!(!patterns(&[]).allows(Kind::Ticks, Some("AAPL")));
     }
 

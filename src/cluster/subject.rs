@@ -9,8 +9,7 @@ use crate::model::Kind;
 pub(crate) fn kind_token(kind: Kind) -> &'static str {
     match kind {
         Kind::Ticks => "ticks",
-        Kind::Bars1s => "bars_1s",
-        Kind::Bars1m => "bars_1m",
+        Kind::Bars(iv) => iv.subject_token(),
         Kind::Indicators => "indicators",
         Kind::Book => "book",
         // Never published: a user's portfolio stays on the node that made it.
@@ -67,7 +66,11 @@ mod tests {
             }
         }
         assert_eq!(
-            subject("tickcast", Kind::Bars1s, "BRK.B"),
+            subject(
+                "tickcast",
+                Kind::Bars(crate::model::BarInterval::S1),
+                "BRK.B"
+            ),
             "tickcast.bars_1s.BRK~B"
         );
         for bad in [

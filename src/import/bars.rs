@@ -13,17 +13,14 @@ use std::sync::Arc;
 
 use super::identity::IMPORT_EPOCH;
 use crate::bars::{Bar, BarBuilder};
-use crate::store::{BAR_1M_NS, BAR_1S_NS, BarRecord};
+use crate::model::BarIntervals;
+use crate::store::BarRecord;
 
-/// The intervals the store keeps, ns (what the recorder stores from the pipeline).
-const STORED_INTERVALS_NS: [i64; 2] = [BAR_1S_NS, BAR_1M_NS];
-
-/// One symbol's builders, one per stored interval.
+/// One symbol's builders, one per stored interval (the configured ones, shortest first).
 struct SymbolBars {
     name: Arc<str>,
-    builders: [BarBuilder; 2],
-    /// Whether each builder's first bar (an edge) was seen.
-    first_seen: [bool; 2],
+    /// (interval length in ns, its builder, whether its first bar (an edge) was seen).
+    builders: Vec<(i64, BarBuilder, bool)>,
 }
 
 /// A window whose bar is built from the store (see the module docs).
@@ -35,14 +32,23 @@ pub(crate) struct Edge {
 }
 
 /// Bars of every symbol of an import.
-#[derive(Default)]
 pub(crate) struct ImportBars {
+    /// The intervals the store keeps (what the live pipeline builds and the recorder stores).
+    intervals: BarIntervals,
     symbols: HashMap<Box<str>, SymbolBars>,
 }
 
 impl ImportBars {
+    pub(crate) fn new(intervals: BarIntervals) -> Self {
+        Self {
+            intervals,
+            symbols: HashMap::new(),
+        }
+    }
+
     /// Folds a trade in; returns the symbol's shared name (one allocation per symbol).
     pub(crate) fn on_trade(&mut self, symbol: &str, ts_ns: i64, price: f64, size: f64) -> Arc<str> {
+        let intervals = self.intervals;
         let state = match self.symbols.get_mut(symbol) {
             Some(s) => s,
             None => self
@@ -50,13 +56,15 @@ impl ImportBars {
                 .entry(symbol.into())
                 .or_insert_with(|| SymbolBars {
                     name: Arc::from(symbol),
-                    builders: STORED_INTERVALS_NS.map(builder),
-                    first_seen: [false; 2],
+                    builders: intervals
+                        .iter()
+                        .map(|iv| (iv.ns(), builder(iv.ns()), false))
+                        .collect(),
                 }),
         };
         // The pipeline's conversion: exchange time in ms, floored.
         let ts_ms = ts_ns.div_euclid(1_000_000);
-        for b in &mut state.builders {
+        for (_, b, _) in &mut state.builders {
             b.on_trade(ts_ms, price, size);
         }
         state.name.clone()
@@ -74,22 +82,25 @@ impl ImportBars {
         self.close(i64::MAX, out, edges);
     }
 
-    /// Trades that arrived for an already-closed window, over all symbols and intervals.
+    /// Trades that arrived for an already-closed window, over all symbols: counted by the
+    /// shortest interval's builder (a trade late for any interval is late for it), as the
+    /// pipeline counts them.
     pub(crate) fn late_ticks(&self) -> u64 {
         self.symbols
             .values()
-            .flat_map(|s| s.builders.iter().map(BarBuilder::late_ticks))
+            .filter_map(|s| s.builders.first().map(|(_, b, _)| b.late_ticks()))
             .sum()
     }
 
     fn close(&mut self, clock_ms: i64, out: &mut Vec<BarRecord>, edges: &mut Vec<Edge>) {
         for s in self.symbols.values_mut() {
-            for (i, interval_ns) in STORED_INTERVALS_NS.into_iter().enumerate() {
-                let closed = s.builders[i].close_until(clock_ms);
+            for (interval_ns, builder, first_seen) in &mut s.builders {
+                let interval_ns = *interval_ns;
+                let closed = builder.close_until(clock_ms);
                 let last = closed.len();
                 for (n, bar) in closed.iter().enumerate() {
                     // The very first bar, and at the end the open one (closed last), are edges.
-                    let first = !std::mem::replace(&mut s.first_seen[i], true);
+                    let first = !std::mem::replace(first_seen, true);
                     if first || (clock_ms == i64::MAX && n + 1 == last) {
                         edges.push(Edge {
                             symbol: s.name.clone(),
@@ -128,10 +139,11 @@ fn record(symbol: &Arc<str>, interval_ns: i64, b: &Bar) -> Option<BarRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{BAR_1M_NS, BAR_1S_NS};
 
     #[test]
     fn bars_close_by_later_trades_and_edges_are_set_aside() {
-        let mut bars = ImportBars::default();
+        let mut bars = ImportBars::new(BarIntervals::V1);
         let s = 1_000_000_000;
         bars.on_trade("A", 10 * s, 5.0, 1.0);
         bars.on_trade("A", 10 * s + 1, 7.0, 2.0);

@@ -43,6 +43,9 @@ pub struct ImportOptions {
     pub files: Vec<PathBuf>,
     /// `Auto`: by each file's extension (under `.gz`/`.zst`).
     pub format: ReplayFormat,
+    /// The bar intervals built and stored for the imported range (`pipeline.bar_intervals`,
+    /// what the live pipeline builds and the recorder stores).
+    pub intervals: crate::model::BarIntervals,
 }
 
 /// Why an import stopped.
@@ -139,9 +142,10 @@ pub async fn import(
     store.migrate().await?;
     let mut writer = writer::Writer::open(store.clone()).await?;
     let (tx, mut rx) = mpsc::channel(CHUNKS_AHEAD);
+    let intervals = options.intervals;
     std::thread::Builder::new()
         .name("import-reader".into())
-        .spawn(move || read(opened, tx))
+        .spawn(move || read(opened, intervals, tx))
         .map_err(|e| ImportError::Read {
             path: "(reader thread)".into(),
             message: e.to_string(),
@@ -255,9 +259,9 @@ impl Pending {
 }
 
 /// The reader thread: parses every file in turn into chunks; stops early if the writer is gone.
-fn read(files: Vec<OpenFile>, tx: mpsc::Sender<Chunk>) {
+fn read(files: Vec<OpenFile>, intervals: crate::model::BarIntervals, tx: mpsc::Sender<Chunk>) {
     let ingest_ts = now_ns();
-    let mut bars = bars::ImportBars::default();
+    let mut bars = bars::ImportBars::new(intervals);
     let mut reported = 0usize;
     let mut pending = Pending::default();
     let mut edges = Vec::new();

@@ -1,6 +1,6 @@
 //! The batching pipeline: every `pipeline.interval_ms` (aligned to wall-clock boundaries, plus
-//! `close_delay_ms`), take each symbol's new ticks from its ring, update 1 s / 1 m bars and
-//! indicators on the worker pool, and publish the results through ingest (which assigns their
+//! `close_delay_ms`), take each symbol's new ticks from its ring, update its bars at every
+//! configured interval (`bar_intervals`: 1 s ... 1 d) and its indicators on the worker pool, and publish the results through ingest (which assigns their
 //! `seq`). Bars close by each symbol's event clock, not by the wall clock (see `bars`), so
 //! replayed history gets exactly the bars its timestamps define.
 //!
@@ -23,7 +23,9 @@ use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
 use crate::ingest::{Derived, IngestHandle};
-use crate::model::{ChannelId, IndicatorPeriods, IndicatorValues, Kind, SymbolId, now_ms, now_ns};
+use crate::model::{
+    BarIntervals, ChannelId, IndicatorPeriods, IndicatorValues, Kind, SymbolId, now_ms, now_ns,
+};
 use crate::rooms::Hub;
 use crate::telemetry::events::{PipelineBatchLate, PipelineBatchOverran, PipelineTicksMissed};
 use crate::telemetry::metrics::Metrics;
@@ -40,8 +42,12 @@ pub struct PipelineConfig {
     /// Batches run this long after each interval boundary, so ticks in transit (up to this
     /// much behind their exchange time) are read before their bar closes.
     pub close_delay_ms: u64,
-    /// Publish the 1 m bar in progress every batch with `"final": false`.
+    /// Publish the bar in progress of every interval above 1 s with `"final": false`, at most
+    /// once a second per symbol (on a batch that read new ticks of it).
     pub partial_bars: bool,
+    /// The bar intervals built, streamed (`bars.<interval>`) and stored (names of
+    /// `bar_interval`'s table; `1s` and `1m` required).
+    pub bar_intervals: Vec<String>,
     pub sma_period: usize,
     pub ema_period: usize,
     pub rsi_period: usize,
@@ -57,6 +63,12 @@ impl PipelineConfig {
             rsi: self.rsi_period,
             volatility: self.volatility_period,
         }
+    }
+
+    /// The configured intervals (checked by [`PipelineConfig::validate`] at load; the v1 pair
+    /// for a config that skipped it).
+    pub fn intervals(&self) -> BarIntervals {
+        BarIntervals::from_names(&self.bar_intervals).unwrap_or(BarIntervals::V1)
     }
 
     pub(crate) fn worker_count(&self) -> usize {
@@ -78,6 +90,8 @@ impl PipelineConfig {
             "pipeline.close_delay_ms",
             "must be below pipeline.interval_ms",
         )?;
+        BarIntervals::from_names(&self.bar_intervals)
+            .map_err(|e| ConfigError::key("pipeline.bar_intervals", e))?;
         self.periods().validate().map_err(|e| {
             ConfigError::key(&format!("pipeline.{}_period", e.indicator), e.to_string())
         })
@@ -123,7 +137,7 @@ impl Pipeline {
         latest: Arc<LatestIndicators>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Pipeline> {
-        let pool = WorkerPool::new(config.worker_count(), config.periods())?;
+        let pool = WorkerPool::new(config.worker_count(), config.periods(), config.intervals())?;
         let (stop, stopped) = bounded::<()>(1);
         let wake = hub.backlog().attach();
         let thread = std::thread::Builder::new()

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use super::indicators::{IndicatorPeriods, IndicatorSet};
 use crate::bars::{BarBuilder, EventClock};
 use crate::ingest::Derived;
-use crate::model::{IndicatorValues, Kind, SymbolId, Tick};
+use crate::model::{BarInterval, BarIntervals, IndicatorValues, Kind, SymbolId, Tick};
 
 /// One symbol's new ticks for a batch.
 #[derive(Debug, Clone)]
@@ -36,43 +36,54 @@ pub struct BatchClock {
     /// Wall-clock time of the batch (ms); each symbol's bars close by its event clock at this
     /// time ([`EventClock`]).
     pub now_ms: i64,
-    /// Send the 1 m bar in progress as `"final": false`.
+    /// Send the bar in progress of each interval above 1 s as `"final": false` (at most once a
+    /// second per symbol; never on an early batch, whose `now_ms` is `i64::MIN`).
     pub partial_bars: bool,
 }
 
 /// All pipeline state of one symbol.
 #[derive(Debug)]
 pub(crate) struct SymbolState {
-    bars_1s: BarBuilder,
-    bars_1m: BarBuilder,
+    /// One builder per configured interval, shortest first; the first is 1 s (required), whose
+    /// closes feed the indicators. Every builder takes the ticks themselves, so a 1 h bar is
+    /// exactly the bar of its trades (what `tickcast import` builds), late-tick rule included.
+    bars: Vec<(BarInterval, BarBuilder)>,
     /// The symbol's exchange clock, which closes its bars (see `bars`).
     clock: EventClock,
     indicators: IndicatorSet,
     /// UTC day (days since the epoch) of the VWAP session.
     session_day: i64,
     late_seen: u64,
+    /// Wall-clock second of the latest `"final": false` bars sent (at most one round a second).
+    partial_second: i64,
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
 
 impl SymbolState {
-    pub fn new(config: IndicatorPeriods) -> Result<Self, super::indicators::InvalidPeriod> {
+    pub fn new(
+        config: IndicatorPeriods,
+        intervals: BarIntervals,
+    ) -> Result<Self, super::indicators::InvalidPeriod> {
+        let bars = intervals
+            .iter()
+            .map(|iv| {
+                BarBuilder::new(iv.ms()).map(|b| (iv, b)).map_err(|_| {
+                    super::indicators::InvalidPeriod {
+                        indicator: "bars",
+                        period: iv.ms().unsigned_abs() as usize,
+                        min: 1,
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            // 1 s and 1 min are valid intervals by construction.
-            bars_1s: BarBuilder::new(1_000).map_err(|_| super::indicators::InvalidPeriod {
-                indicator: "bars",
-                period: 1_000,
-                min: 1,
-            })?,
-            bars_1m: BarBuilder::new(60_000).map_err(|_| super::indicators::InvalidPeriod {
-                indicator: "bars",
-                period: 60_000,
-                min: 1,
-            })?,
+            bars,
             clock: EventClock::default(),
             indicators: IndicatorSet::new(config)?,
             session_day: i64::MIN,
             late_seen: 0,
+            partial_second: i64::MIN,
         })
     }
 
@@ -95,41 +106,50 @@ impl SymbolState {
                 }
                 self.session_day = day;
             }
-            self.bars_1s.on_trade(ts_ms, t.price, t.size);
-            self.bars_1m.on_trade(ts_ms, t.price, t.size);
+            for (_, b) in &mut self.bars {
+                b.on_trade(ts_ms, t.price, t.size);
+            }
             self.indicators.on_tick(t.price, t.size);
         }
         // No trade yet means no bar to close: the clock starts with the symbol's first trade.
         let event_ms = self.clock.at(clock.now_ms).unwrap_or(i64::MIN);
-        for bar in self.bars_1s.close_until(event_ms) {
-            self.indicators.on_bar_close(bar.close);
-            out.derived.push(Derived::Bar {
-                kind: Kind::Bars1s,
-                symbol,
-                bar: bar.event(true),
-            });
-        }
-        for bar in self.bars_1m.close_until(event_ms) {
-            out.derived.push(Derived::Bar {
-                kind: Kind::Bars1m,
-                symbol,
-                bar: bar.event(true),
-            });
-        }
-        if clock.partial_bars
+        let second = clock.now_ms.div_euclid(1_000);
+        let partials = clock.partial_bars
             && !ticks.is_empty()
-            && let Some(bar) = self.bars_1m.current()
-        {
-            out.derived.push(Derived::Bar {
-                kind: Kind::Bars1m,
-                symbol,
-                bar: bar.event(false),
-            });
+            && clock.now_ms != i64::MIN
+            && second > self.partial_second;
+        if partials {
+            self.partial_second = second;
+        }
+        for (interval, b) in &mut self.bars {
+            let kind = Kind::Bars(*interval);
+            for bar in b.close_until(event_ms) {
+                if *interval == BarInterval::S1 {
+                    self.indicators.on_bar_close(bar.close);
+                }
+                out.derived.push(Derived::Bar {
+                    kind,
+                    symbol,
+                    bar: bar.event(true),
+                });
+            }
+            if partials
+                && *interval != BarInterval::S1
+                && let Some(bar) = b.current()
+            {
+                out.derived.push(Derived::Bar {
+                    kind,
+                    symbol,
+                    bar: bar.event(false),
+                });
+            }
         }
         let values = self.indicators.snapshot();
         out.derived.push(Derived::Indicators { symbol, values });
         out.latest.push((symbol, values));
-        let late = self.bars_1s.late_ticks() + self.bars_1m.late_ticks();
+        // A trade late for any interval is late for the 1 s bars (the finest windows), so the
+        // 1 s builder counts each late trade once.
+        let late = self.bars.first().map_or(0, |(_, b)| b.late_ticks());
         out.late_ticks += late - self.late_seen;
         self.late_seen = late;
     }
@@ -151,7 +171,11 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new(workers: usize, config: IndicatorPeriods) -> std::io::Result<WorkerPool> {
+    pub fn new(
+        workers: usize,
+        config: IndicatorPeriods,
+        intervals: BarIntervals,
+    ) -> std::io::Result<WorkerPool> {
         let workers = workers.max(1);
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -162,7 +186,7 @@ impl WorkerPool {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tickcast-pipeline-{i}"))
-                    .spawn(move || worker(rx, config))?,
+                    .spawn(move || worker(rx, config, intervals))?,
             );
         }
         Ok(WorkerPool { senders, threads })
@@ -211,7 +235,7 @@ impl Drop for WorkerPool {
     }
 }
 
-fn worker(rx: Receiver<Job>, config: IndicatorPeriods) {
+fn worker(rx: Receiver<Job>, config: IndicatorPeriods, intervals: BarIntervals) {
     let mut states: HashMap<SymbolId, SymbolState> = HashMap::new();
     for job in rx.iter() {
         let Job::Batch { clock, work, reply } = job;
@@ -221,13 +245,15 @@ fn worker(rx: Receiver<Job>, config: IndicatorPeriods) {
             touched.insert(w.symbol);
             let state = match states.entry(w.symbol) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => match SymbolState::new(config) {
-                    Ok(s) => v.insert(s),
-                    Err(error) => {
-                        tracing::error!(%error, "invalid indicator config");
-                        continue;
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match SymbolState::new(config, intervals) {
+                        Ok(s) => v.insert(s),
+                        Err(error) => {
+                            tracing::error!(%error, "invalid indicator config");
+                            continue;
+                        }
                     }
-                },
+                }
             };
             state.apply(w.symbol, &w.ticks, clock, &mut out);
         }
@@ -267,7 +293,7 @@ mod tests {
 
     #[test]
     fn closes_bars_by_the_clock_and_feeds_indicators() {
-        let pool = WorkerPool::new(2, IndicatorPeriods::default()).unwrap();
+        let pool = WorkerPool::new(2, IndicatorPeriods::default(), BarIntervals::V1).unwrap();
         let work = vec![
             SymbolTicks {
                 symbol: SymbolId(0),
@@ -288,7 +314,7 @@ mod tests {
             .iter()
             .filter_map(|d| match d {
                 Derived::Bar {
-                    kind: Kind::Bars1s,
+                    kind: Kind::Bars(BarInterval::S1),
                     symbol,
                     bar,
                 } => Some((symbol.0, bar.start_ms, bar.open, bar.close, bar.trades)),
@@ -314,7 +340,7 @@ mod tests {
             .iter()
             .filter_map(|d| match d {
                 Derived::Bar {
-                    kind: Kind::Bars1s,
+                    kind: Kind::Bars(BarInterval::S1),
                     bar,
                     ..
                 } => Some(bar.start_ms),
@@ -329,9 +355,79 @@ mod tests {
         );
     }
 
+    /// The kinds of the bars of `out`, final or in progress.
+    fn bar_kinds(out: &BatchOutput, is_final: bool) -> Vec<String> {
+        out.derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Bar { kind, bar, .. } if bar.is_final == is_final => {
+                    Some(kind.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_interval_closes_and_partials_come_at_most_once_a_second() {
+        const DAY: i64 = 86_400_000;
+        let pool = WorkerPool::new(1, IndicatorPeriods::default(), BarIntervals::ALL).unwrap();
+        let batch = |ts_ms: i64, price: f64, now_ms: i64| {
+            let work = vec![SymbolTicks {
+                symbol: SymbolId(0),
+                ticks: vec![tick(0, ts_ms, price)],
+            }];
+            let clock = BatchClock {
+                now_ms,
+                partial_bars: true,
+            };
+            pool.run_batch(work, clock)
+        };
+        let above_1s = [
+            "bars.1m", "bars.5m", "bars.15m", "bars.1h", "bars.4h", "bars.1d",
+        ];
+        assert_eq!(
+            bar_kinds(&batch(DAY + 100, 10.0, DAY + 500), false),
+            above_1s
+        );
+        // The same wall second: no second round; an early batch (no wall time): none.
+        assert!(bar_kinds(&batch(DAY + 200, 12.0, DAY + 900), false).is_empty());
+        assert!(bar_kinds(&batch(DAY + 1_200, 9.0, i64::MIN), false).is_empty());
+        assert_eq!(
+            bar_kinds(&batch(DAY + 1_300, 11.0, DAY + 1_500), false),
+            above_1s
+        );
+        // A trade of the next day closes the bar of every interval, each once.
+        let out = batch(2 * DAY + 5, 20.0, 2 * DAY + 10);
+        let mut closed = bar_kinds(&out, true);
+        closed.dedup();
+        assert_eq!(
+            closed,
+            [
+                "bars.1s", "bars.1m", "bars.5m", "bars.15m", "bars.1h", "bars.4h", "bars.1d"
+            ]
+        );
+        let day = out.derived.iter().find_map(|d| match d {
+            Derived::Bar { kind, bar, .. } if kind.to_string() == "bars.1d" => Some(*bar),
+            _ => None,
+        });
+        let day = day.expect("a 1 d bar");
+        assert_eq!(
+            (
+                day.start_ms,
+                day.open,
+                day.high,
+                day.low,
+                day.close,
+                day.trades
+            ),
+            (DAY, 10.0, 12.0, 9.0, 11.0, 4)
+        );
+    }
+
     #[test]
     fn late_ticks_are_counted() {
-        let pool = WorkerPool::new(1, IndicatorPeriods::default()).unwrap();
+        let pool = WorkerPool::new(1, IndicatorPeriods::default(), BarIntervals::V1).unwrap();
         pool.run_batch(
             vec![SymbolTicks {
                 symbol: SymbolId(0),

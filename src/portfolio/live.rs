@@ -348,6 +348,7 @@ mod tests {
         let hub = Arc::new(Hub::new(
             HubConfig {
                 ring_capacity: 8,
+                long_bar_ring_capacity: 8,
                 snapshot_depth: 2,
                 portfolio_ring_capacity: 4,
             },

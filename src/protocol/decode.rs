@@ -85,7 +85,7 @@ pub fn decode_event(
                 }),
             })
         }
-        Kind::Bars1s | Kind::Bars1m => {
+        Kind::Bars(_) => {
             let b: BarWire = serde_json::from_slice(bytes).map_err(json)?;
             Ok(Decoded {
                 seq: b.seq,
@@ -126,7 +126,7 @@ pub fn decode_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BarEvent, IndicatorPeriods, IndicatorValues};
+    use crate::model::{BarEvent, BarInterval, IndicatorPeriods, IndicatorValues};
     use crate::protocol::{encode_bar, encode_indicators, encode_tick};
 
     fn fields() -> IndicatorFields {
@@ -193,7 +193,7 @@ mod tests {
             is_final: false,
         };
         let got = decode_event(
-            Kind::Bars1m,
+            Kind::Bars(BarInterval::M1),
             s,
             encode_bar("bars.1m:X", 9, 42, &bar).json(),
             &fields(),
@@ -225,7 +225,7 @@ mod tests {
     fn garbage_is_an_error_naming_the_kind() {
         for (kind, bytes) in [
             (Kind::Ticks, &b"{\"seq\":1}"[..]),
-            (Kind::Bars1s, b"not json"),
+            (Kind::Bars(BarInterval::S1), b"not json"),
             (Kind::Indicators, b"{\"seq\":\"x\",\"ts\":1}"),
             (
                 Kind::Ticks,

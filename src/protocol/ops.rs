@@ -155,6 +155,7 @@ pub fn parse_channel(name: &str) -> Result<ChannelName<'_>, ChannelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BarInterval;
 
     #[test]
     fn ops_parse_or_explain() {
@@ -200,7 +201,7 @@ mod tests {
         );
         assert_eq!(
             parse_channel("bars.1m:*"),
-            Ok(ChannelName::Wildcard(Kind::Bars1m))
+            Ok(ChannelName::Wildcard(Kind::Bars(BarInterval::M1)))
         );
         assert_eq!(parse_channel("portfolio"), Ok(ChannelName::Portfolio));
         let cases = [

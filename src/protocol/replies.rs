@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{ErrorCode, msgpack, to_bytes};
-use crate::model::{Encoding, Kind, Wire};
+use crate::model::{BarIntervals, Encoding, Kind, Wire};
 
 /// A reply in the connection's encoding: the JSON object, or a map with its keys.
 fn encode<T: Serialize>(encoding: Encoding, value: &T) -> Bytes {
@@ -186,17 +186,32 @@ struct ListWire<'a> {
     id: Option<i64>,
     symbols: &'a [&'a str],
     /// The `kind:SYMBOL` kinds (`portfolio` is a channel of its own).
-    kinds: [&'static str; Kind::MARKET.len()],
+    kinds: Vec<&'static str>,
 }
 
-pub fn encode_list(encoding: Encoding, id: Option<i64>, symbols: &[&str]) -> Bytes {
+/// The `list` reply: the symbols, and the market kinds this server streams (bar kinds of the
+/// configured intervals only).
+pub fn encode_list(
+    encoding: Encoding,
+    id: Option<i64>,
+    symbols: &[&str],
+    intervals: BarIntervals,
+) -> Bytes {
+    let kinds = Kind::MARKET
+        .into_iter()
+        .filter(|k| match k {
+            Kind::Bars(iv) => intervals.contains(*iv),
+            _ => true,
+        })
+        .map(Kind::as_str)
+        .collect();
     encode(
         encoding,
         &ListWire {
             kind: "list",
             id,
             symbols,
-            kinds: Kind::MARKET.map(Kind::as_str),
+            kinds,
         },
     )
 }
@@ -265,7 +280,12 @@ mod tests {
             json!({"type":"pong","ts":5})
         );
         assert_eq!(
-            parse(&encode_list(Encoding::Json, Some(4), &["A"])),
+            parse(&encode_list(
+                Encoding::Json,
+                Some(4),
+                &["A"],
+                BarIntervals::V1
+            )),
             json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators","book"]})
         );
     }

@@ -17,6 +17,8 @@ use crate::config_section::{ConfigError, check};
 #[serde(deny_unknown_fields)]
 pub struct RingConfig {
     pub capacity: usize,
+    /// Events held per bar channel above 1 m (`bars.5m` ... `bars.1d`), at most `capacity`.
+    pub long_bar_capacity: usize,
     pub snapshot_depth: usize,
     pub max_symbols: usize,
 }
@@ -25,6 +27,11 @@ impl RingConfig {
     /// Range checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.capacity >= 1, "ring.capacity", "must be at least 1")?;
+        check(
+            self.long_bar_capacity >= 1,
+            "ring.long_bar_capacity",
+            "must be at least 1",
+        )?;
         check(
             self.snapshot_depth <= self.capacity,
             "ring.snapshot_depth",

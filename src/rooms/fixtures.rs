@@ -43,6 +43,7 @@ pub(super) fn hub() -> Hub {
     Hub::new(
         HubConfig {
             ring_capacity: 4,
+            long_bar_ring_capacity: 4,
             snapshot_depth: 2,
             portfolio_ring_capacity: 4,
         },

@@ -17,7 +17,7 @@ use super::outbox::SharedBatch;
 use super::room::Room;
 use super::{EventSink, Outbox};
 use crate::book::PublishedView;
-use crate::model::{ChannelId, Event, Kind, SymbolId, Wire};
+use crate::model::{BarInterval, ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
 
@@ -25,6 +25,9 @@ use crate::telemetry::metrics::Metrics;
 #[derive(Debug, Clone, Copy)]
 pub struct HubConfig {
     pub ring_capacity: usize,
+    /// Ring capacity of the bar channels above 1 m (`bars.5m` ... `bars.1d`): one ring per
+    /// channel per symbol, and their events are rare and large-grained, so small rings.
+    pub long_bar_ring_capacity: usize,
     pub snapshot_depth: usize,
     /// Ring capacity of each user's `portfolio` channel (whole states, not deltas).
     pub portfolio_ring_capacity: usize,
@@ -214,7 +217,10 @@ impl Channel {
             return Self::new(config.portfolio_ring_capacity);
         }
         by_kind[ch.kind.index()].push(ch.symbol);
-        Self::new(config.ring_capacity)
+        match ch.kind {
+            Kind::Bars(iv) if iv > BarInterval::M1 => Self::new(config.long_bar_ring_capacity),
+            _ => Self::new(config.ring_capacity),
+        }
     }
 }
 

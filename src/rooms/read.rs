@@ -129,6 +129,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BarInterval;
     use crate::rooms::EventSink;
     use crate::rooms::fixtures::*;
 
@@ -171,6 +172,6 @@ mod tests {
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
         assert_eq!((seqs, missed), (vec![3, 4, 5, 6], 1));
         // Another kind of the same symbol is another channel.
-        assert_eq!(h.last_seq(ch(Kind::Bars1s, 0)), 0);
+        assert_eq!(h.last_seq(ch(Kind::Bars(BarInterval::S1), 0)), 0);
     }
 }

@@ -111,6 +111,7 @@ pub(super) fn app_state(config: &Config, core: &Core, parts: AppParts) -> AppSta
                 epoch: parts.epoch,
                 ring_capacity: config.ring.capacity,
                 book_depth: config.book.depth,
+                bar_intervals: config.pipeline.intervals(),
                 history: parts.history,
                 portfolios: parts.portfolios,
             },

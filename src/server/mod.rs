@@ -317,6 +317,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError
 pub(crate) fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
         ring_capacity: config.ring.capacity,
+        long_bar_ring_capacity: config.ring.long_bar_capacity.min(config.ring.capacity),
         snapshot_depth: config.ring.snapshot_depth,
         portfolio_ring_capacity: config.portfolio.ring_capacity,
     }

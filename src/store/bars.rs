@@ -1,10 +1,11 @@
-//! Stored bars: the pipeline's closed 1 s and 1 m bars, inserted write-behind beside the ticks,
-//! and the `/bars` read over them.
+//! Stored bars: the pipeline's closed bars of every configured interval (1 s ... 1 d), inserted
+//! write-behind beside the ticks (and by `tickcast import`), and the `/bars` read over them.
 //!
 //! A bar's identity is (symbol, interval, start, epoch): a retried batch stores each bar once,
-//! and a window that spans a restart keeps one partial bar per run. The read merges the bars of
-//! one bucket (one start for `1s`/`1m`, every 1 m bar under it for `5m`/`1h`/`1d`): open of the
-//! first (by start, then run), close of the last, the extremes, and the sums of volume and trades.
+//! and a window that spans a restart keeps one partial bar per run. The read serves each
+//! interval from its own rows, never rolled up from another interval; it merges the rows of one
+//! start (one per run): open of the first run, close of the last, the extremes, and the sums of
+//! volume and trades.
 
 use std::sync::Arc;
 
@@ -29,6 +30,10 @@ const MAX_WINDOWS_PER_PAGE: usize = 4;
 pub(crate) const FIRST_BAR_SQL: &str = "SELECT ts FROM bars \
      WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts LIMIT 1";
 
+/// The last stored bar of a range, as an index probe (the `order=desc` page's seek).
+pub(crate) const LAST_BAR_SQL: &str = "SELECT ts FROM bars \
+     WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts DESC LIMIT 1";
+
 /// The stored bars of a range in index order (no sort); `bars` bounds the range by the page.
 pub(crate) const SCAN_BARS_SQL: &str = "SELECT ts, open, high, low, close, volume, trades \
      FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, epoch";
@@ -40,7 +45,7 @@ pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 3000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarRecord {
     pub symbol: Arc<str>,
-    /// [`BAR_1S_NS`] or [`BAR_1M_NS`].
+    /// The interval's length, ns (`BarInterval::ns`: [`BAR_1S_NS`], [`BAR_1M_NS`], ...).
     pub interval_ns: i64,
     /// Bar start, ns since the epoch.
     pub start: i64,
@@ -78,11 +83,22 @@ impl BarRecord {
     }
 }
 
+/// The order of a history page: oldest first (`asc`, the default) or newest first (`desc`,
+/// "the latest N").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
 /// One page of `/bars`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BarPage {
+    /// In the page's order.
     pub bars: Vec<BarRow>,
-    /// Start (ns) of the next page's first bucket; `None` when nothing follows.
+    /// Where the next page starts, ns: its `from` (asc) or its exclusive `to` (desc); `None`
+    /// when nothing follows.
     pub next: Option<i64>,
 }
 
@@ -165,58 +181,84 @@ impl Store {
         self.insert_bulk(rows).await
     }
 
-    /// OHLCV bars of `bucket_ns` over `from <= start < to`, oldest first, at most `limit`,
-    /// merged from the stored bars of `source_ns` ([`BAR_1S_NS`] or [`BAR_1M_NS`]; a multiple
-    /// of it for roll-ups), and where the next page starts (`None` on the last page).
+    /// The stored bars of `interval_ns` over `from <= start < to`, at most `limit`, in `order`,
+    /// and where the next page starts (`None` on the last page).
     ///
-    /// Cost is bounded by the page, not the range: an index seek finds the first stored bar, a
-    /// scan covers the buckets still wanted from there, read in index order (no sort) and merged
-    /// here; gaps are skipped by seeking again, at most [`MAX_WINDOWS_PER_PAGE`] times, so a
-    /// page over sparse data can hold fewer than `limit` bars. One more seek says whether
-    /// anything follows; `next` is then the boundary where this page stopped.
+    /// Cost is bounded by the page, not the range: an index seek finds the first (asc) or last
+    /// (desc) stored bar, a scan covers the starts still wanted from there, read in index order
+    /// (no sort) and merged here; gaps are skipped by seeking again, at most
+    /// [`MAX_WINDOWS_PER_PAGE`] times, so a page over sparse data can hold fewer than `limit`
+    /// bars. One more seek says whether anything follows; `next` is then the boundary where this
+    /// page stopped.
     pub(crate) async fn bars(
         &self,
         symbol: &str,
-        source_ns: i64,
-        bucket_ns: i64,
-        from: i64,
-        to: i64,
+        interval_ns: i64,
+        (from, to): (i64, i64),
         limit: usize,
+        order: Order,
     ) -> Result<BarPage, StoreError> {
         let mut bars: Vec<BarRow> = Vec::new();
-        let mut from = from;
+        let (mut from, mut to) = (from, to);
+        let span = |n: usize| interval_ns.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX));
         for _ in 0..MAX_WINDOWS_PER_PAGE {
-            let Some(first) = self.first_bar(symbol, source_ns, from, to).await? else {
-                return Ok(BarPage { bars, next: None });
-            };
-            let window = first.div_euclid(bucket_ns).saturating_mul(bucket_ns);
-            let wanted = i64::try_from(limit - bars.len()).unwrap_or(i64::MAX);
-            let scan_to = to.min(window.saturating_add(bucket_ns.saturating_mul(wanted)));
-            self.scan_bars(symbol, source_ns, bucket_ns, from, scan_to, &mut bars)
-                .await?;
-            if scan_to >= to {
-                return Ok(BarPage { bars, next: None });
+            let wanted = limit - bars.len();
+            match order {
+                Order::Asc => {
+                    let Some(first) = self
+                        .seek_bar(FIRST_BAR_SQL, symbol, interval_ns, from, to)
+                        .await?
+                    else {
+                        return Ok(BarPage { bars, next: None });
+                    };
+                    let scan_to = to.min(first.saturating_add(span(wanted)));
+                    self.scan_bars(symbol, interval_ns, from, scan_to, &mut bars)
+                        .await?;
+                    if scan_to >= to {
+                        return Ok(BarPage { bars, next: None });
+                    }
+                    from = scan_to;
+                }
+                Order::Desc => {
+                    let Some(last) = self
+                        .seek_bar(LAST_BAR_SQL, symbol, interval_ns, from, to)
+                        .await?
+                    else {
+                        return Ok(BarPage { bars, next: None });
+                    };
+                    let scan_from = from.max(last.saturating_sub(span(wanted - 1)));
+                    let mut window = Vec::new();
+                    self.scan_bars(symbol, interval_ns, scan_from, to, &mut window)
+                        .await?;
+                    bars.extend(window.into_iter().rev());
+                    if scan_from <= from {
+                        return Ok(BarPage { bars, next: None });
+                    }
+                    to = scan_from;
+                }
             }
-            from = scan_to;
             if bars.len() >= limit {
                 break;
             }
         }
-        // `from` is the bucket boundary where this page stopped; is there anything after it?
+        // The page stopped at a start boundary (`from` or `to`); is there anything beyond it?
+        let (sql, boundary) = match order {
+            Order::Asc => (FIRST_BAR_SQL, from),
+            Order::Desc => (LAST_BAR_SQL, to),
+        };
         let next = self
-            .first_bar(symbol, source_ns, from, to)
+            .seek_bar(sql, symbol, interval_ns, from, to)
             .await?
-            .map(|_| from);
+            .map(|_| boundary);
         Ok(BarPage { bars, next })
     }
 
     /// Reads the stored bars in `[from, to)` in index order and merges them into `bars`, one
-    /// per bucket: open of the first (by start, then run), close of the last.
+    /// per start: open of the first run, close of the last.
     async fn scan_bars(
         &self,
         symbol: &str,
-        source_ns: i64,
-        bucket_ns: i64,
+        interval_ns: i64,
         from: i64,
         to: i64,
         bars: &mut Vec<BarRow>,
@@ -227,7 +269,7 @@ impl Store {
                 Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(SCAN_BARS_SQL)
                     .bind(symbol)
-                    .bind(source_ns)
+                    .bind(interval_ns)
                     .bind(from)
                     .bind(to)
                     .fetch_all(p)
@@ -235,8 +277,7 @@ impl Store {
                 }))
             })
             .await?;
-        for (ts, open, high, low, close, volume, trades) in rows {
-            let start = ts.div_euclid(bucket_ns).saturating_mul(bucket_ns);
+        for (start, open, high, low, close, volume, trades) in rows {
             match bars.last_mut() {
                 Some(b) if b.start == start => {
                     b.high = b.high.max(high);
@@ -259,18 +300,20 @@ impl Store {
         Ok(())
     }
 
-    /// Start of the first stored bar of `interval_ns` in `[from, to)`: one index seek.
-    async fn first_bar(
+    /// Start of the first ([`FIRST_BAR_SQL`]) or last ([`LAST_BAR_SQL`]) stored bar of
+    /// `interval_ns` in `[from, to)`: one index seek.
+    async fn seek_bar(
         &self,
+        sql: &'static str,
         symbol: &str,
         interval_ns: i64,
         from: i64,
         to: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let first: Option<(i64,)> = self
+        let found: Option<(i64,)> = self
             .bounded(async {
                 Ok(on_pool!(&self.history, p => {
-                    sqlx::query_as(FIRST_BAR_SQL)
+                    sqlx::query_as(sql)
                     .bind(symbol)
                     .bind(interval_ns)
                     .bind(from)
@@ -280,7 +323,7 @@ impl Store {
                 }))
             })
             .await?;
-        Ok(first.map(|(ts,)| ts))
+        Ok(found.map(|(ts,)| ts))
     }
 
     /// Number of stored bars of one interval (all symbols).

@@ -137,16 +137,18 @@ mod ticks;
 mod trades;
 mod users;
 
-pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow};
+pub use bars::{BAR_1M_NS, BAR_1S_NS, BarPage, BarRecord, BarRow, Order};
 pub(crate) use bars::{SQLITE_ROWS_PER_INSERT as SQLITE_BARS_PER_INSERT, sqlite_bars_insert};
 
 /// Every query a REST history page runs, by name, with its parameter count: tests check each
 /// one's plan is bounded by the page (`EXPLAIN`).
 #[doc(hidden)]
-pub const HISTORY_QUERIES: [(&str, &str, usize); 3] = [
+pub const HISTORY_QUERIES: [(&str, &str, usize); 5] = [
     ("first bar of a range", bars::FIRST_BAR_SQL, 4),
+    ("last bar of a range", bars::LAST_BAR_SQL, 4),
     ("bars of a range", bars::SCAN_BARS_SQL, 4),
     ("ticks page", ticks::TICKS_PAGE_SQL, 6),
+    ("ticks page, newest first", ticks::TICKS_PAGE_DESC_SQL, 6),
 ];
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub(crate) use ticks::{SQLITE_ROWS_PER_INSERT as SQLITE_TICKS_PER_INSERT, sqlite_ticks_insert};

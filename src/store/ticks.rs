@@ -7,13 +7,21 @@ use sqlx::query::Query;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::bulk::{BulkRow, SKIP_STORED};
-use super::{Store, StoreError, tick_side_code, tick_side_of};
+use super::{Order, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
 /// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order.
 pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
      FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
+
+/// The `order=desc` page: newest first, strictly before the cursor's (ts, id). A row-value
+/// comparison, which both backends take as one range bound on `(symbol, ts, id)` (scanned
+/// backward, no sort); written as the `asc` page's `OR`, PostgreSQL may pick another index and
+/// sort the range.
+pub(crate) const TICKS_PAGE_DESC_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, \
+     side FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+     AND (ts, id) < ($4, $5) ORDER BY ts DESC, id DESC LIMIT $6";
 
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 4000;
@@ -101,21 +109,26 @@ impl Store {
         self.insert_bulk(rows).await
     }
 
-    /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
+    /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id) in `order`, strictly
+    /// past the cursor `after` in that order.
     pub(crate) async fn ticks(
         &self,
         symbol: &str,
-        from: i64,
-        to: i64,
+        (from, to): (i64, i64),
         after: Option<(i64, i64)>,
         limit: usize,
+        order: Order,
     ) -> Result<Vec<StoredTick>, StoreError> {
-        let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let (sql, start) = match order {
+            Order::Asc => (TICKS_PAGE_SQL, (i64::MIN, i64::MIN)),
+            Order::Desc => (TICKS_PAGE_DESC_SQL, (i64::MAX, i64::MAX)),
+        };
+        let (after_ts, after_id) = after.unwrap_or(start);
         type Row = (i64, i64, i64, i64, i64, f64, f64, i16);
         let rows: Vec<Row> = self
             .bounded(async {
                 Ok(on_pool!(&self.history, p => {
-                    sqlx::query_as(TICKS_PAGE_SQL)
+                    sqlx::query_as(sql)
                     .bind(symbol)
                     .bind(from)
                     .bind(to)

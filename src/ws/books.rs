@@ -286,6 +286,7 @@ mod tests {
         let hub = Hub::new(
             HubConfig {
                 ring_capacity: 64,
+                long_bar_ring_capacity: 64,
                 snapshot_depth: 1,
                 portfolio_ring_capacity: 1,
             },

@@ -104,6 +104,9 @@ pub struct Channels {
     pub ring_capacity: usize,
     /// Levels per side of the published book view (`book.depth`).
     pub book_depth: usize,
+    /// The bar intervals this server streams (`pipeline.bar_intervals`): `bars.<interval>`
+    /// channels of other intervals are refused.
+    pub bar_intervals: crate::model::BarIntervals,
     /// History older than the rings (an edge node's stream); `None` on a single node.
     pub history: Option<Arc<dyn History>>,
     /// The users' private `portfolio` channels.

@@ -111,7 +111,8 @@ impl Ops<'_> {
             ClientOp::List { id } => {
                 let all = self.channels.symbols.all();
                 let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
-                self.reply(protocol::encode_list(self.encoding, id, &names));
+                let intervals = self.channels.bar_intervals;
+                self.reply(protocol::encode_list(self.encoding, id, &names, intervals));
             }
         }
     }
@@ -236,6 +237,15 @@ impl Ops<'_> {
     }
 
     fn target(&self, parsed: ChannelName<'_>) -> Result<Target, (ErrorCode, String)> {
+        if let ChannelName::Wildcard(Kind::Bars(iv)) | ChannelName::Concrete(Kind::Bars(iv), _) =
+            parsed
+            && !self.channels.bar_intervals.contains(iv)
+        {
+            return Err((
+                ErrorCode::UnknownChannel,
+                format!("bars.{iv} is not streamed here (pipeline.bar_intervals)"),
+            ));
+        }
         match parsed {
             // Only a channel this connection opened (unsubscribe, `from` of the same subscribe).
             ChannelName::Portfolio => match self.portfolio {

@@ -366,6 +366,11 @@ async function run() {
   page.on("pageerror", (e) => consoleErrors.push({ at: Date.now(), text: `pageerror: ${e.message}`, url: "" }));
 
   const dbg = (expr) => page.evaluate(expr);
+  // Every history request the page makes, to check what it asks for.
+  const historyRequests = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/v1/bars/")) historyRequests.push(r.url());
+  });
 
   // REST history (GET /api/v1/bars) may not exist in this build: then the page must say so in
   // its status line, and Chromium's own "404" log line for that request is the one excused error.
@@ -437,6 +442,7 @@ async function run() {
     historyMissing ? /live bars only/.test(status) : /^\d+ bars of history/.test(status) && !status.startsWith("0 "),
     `status line "${status}"`,
   );
+  if (!historyMissing) await checkIntervals(page, port, historyRequests);
 
   // Throttle: 1000 ms on ticks:* caps the event rate near one per symbol per second.
   await page.selectOption("#throttle", "1000");
@@ -695,6 +701,50 @@ async function run() {
  * The dashboard at `?encoding=msgpack` (docs/PROTOCOL.md, "Encodings"): it must ask for it, get
  * only binary frames, decode every one, and show the same live data as with JSON.
  */
+/**
+ * The chart opens on the latest bars (`order=desc`) and hands over to live without a duplicated
+ * or missing candle at the seam; the interval picker switches to `bars.1m` (history and live)
+ * and back.
+ */
+async function checkIntervals(page, port, historyRequests) {
+  const dbg = (expr) => page.evaluate(expr);
+  const sym = await dbg(() => window.__tickcast.selected);
+  const latest = historyRequests.filter((u) => u.includes(`/bars/${sym}?`) && /interval=1s/.test(u) && /order=desc/.test(u));
+  check("chart history asks for the latest 1 s bars (order=desc)", latest.length > 0, historyRequests.at(-1) ?? "no request");
+  // Let a few live candles follow the history, then compare with what the server stored.
+  await sleep(3000);
+  const times = await dbg(() => window.__tickcast.chart.times);
+  const increasing = times.every((t, i) => i === 0 || t > times[i - 1]);
+  const from = times[0] * 1000;
+  const to = (times.at(-1) - 2) * 1000; // the newest bars may not be stored yet
+  const res = await fetch(`http://127.0.0.1:${port}/api/v1/bars/${sym}?interval=1s&from=${from}&to=${to}&limit=1000`);
+  const stored = res.ok ? (await res.json()).bars.map((b) => b.start / 1000) : [];
+  const drawn = new Set(times);
+  const missing = stored.filter((t) => !drawn.has(t));
+  check(
+    "history hands over to live with no duplicated or missing candle",
+    increasing && stored.length >= 3 && missing.length === 0,
+    `${times.length} candles, ${stored.length} stored in range, missing ${JSON.stringify(missing.slice(0, 5))}, increasing ${increasing}`,
+  );
+  await page.selectOption("#interval", "1m");
+  const minute = await waitFor(
+    () => dbg(() => window.__tickcast.interval === "1m" && window.__tickcast.chart.candles >= 1 && window.__tickcast.chart),
+    8000,
+  );
+  const asked1m = historyRequests.some((u) => u.includes(`/bars/${sym}?`) && /interval=1m/.test(u) && /order=desc/.test(u));
+  check(
+    "interval picker: 1 m candles from bars.1m and /bars?interval=1m",
+    minute && asked1m && minute.times.every((t) => t % 60 === 0),
+    minute ? `${minute.candles} candles at ${JSON.stringify(minute.times.slice(-3))}` : "no 1 m candle",
+  );
+  await page.selectOption("#interval", "1s");
+  const back = await waitFor(
+    () => dbg(() => window.__tickcast.interval === "1s" && window.__tickcast.chart.candles >= 3 && window.__tickcast.chart),
+    8000,
+  );
+  check("interval picker: back to 1 s candles", back && back.times.some((t) => t % 60 !== 0), back ? `${back.candles} candles` : "none");
+}
+
 async function checkMsgpack(url, historyMissing, apiKey, order) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
   page.setDefaultTimeout(10_000);

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::journal::{Journal, JournalError, Record};
-use super::{BAR_1M_NS, BAR_1S_NS, BarRecord, OnOverload, Store, TickRow};
+use super::{BarRecord, OnOverload, Store, TickRow};
 use crate::config_section::ms;
 use crate::model::{Event, Kind, Payload, Symbols};
 use crate::rooms::{Backlog, EventSink};
@@ -323,16 +323,14 @@ impl EventSink for Recorder {
                 side: t.side,
             })),
             Payload::Bar(b) if b.is_final => {
-                let interval_ns = match e.channel.kind {
-                    Kind::Bars1s => BAR_1S_NS,
-                    Kind::Bars1m => BAR_1M_NS,
-                    _ => return None,
+                let Kind::Bars(interval) = e.channel.kind else {
+                    return None;
                 };
                 // Bars start at exchange times, which ingest bounds; an absurd start is not
                 // stored rather than wrapped.
                 BarRecord::from_bar(
                     self.symbols.name(e.channel.symbol),
-                    interval_ns,
+                    interval.ns(),
                     self.epoch,
                     &b,
                 )

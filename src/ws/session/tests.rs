@@ -196,6 +196,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
             epoch: 42,
             ring_capacity: config.ring.capacity,
             book_depth: config.book.depth,
+            bar_intervals: config.pipeline.intervals(),
             history: None,
             portfolios,
         },
