@@ -11,6 +11,8 @@ mod cluster;
 mod cluster_resume;
 mod config;
 mod contract;
+mod contract_book;
+mod contract_client;
 mod encoding;
 mod feeds;
 mod fencing;

@@ -66,10 +66,10 @@ const isLevel = (l) => Array.isArray(l) && Number.isFinite(l[0]) && Number.isFin
  *   in seq): the caller gets a fresh snapshot (a `reset` event) and nothing else is applied
  *   until one comes.
  *
- * A seq jump is expected on a subscription with a narrower `depth` than the server's or a
- * `throttle_ms` (it gets net deltas, and events that do not touch its levels are not sent):
- * there the checksum is what tells a lost update. `contiguous` says every seq must follow the
- * last (a full-depth, unthrottled subscription, whose gaps the server turns into resets).
+ * A seq jump is expected on a subscription with a `throttle_ms` (it gets net deltas): there the
+ * checksum is what tells a lost update. `contiguous` says every seq must follow the last: an
+ * unthrottled subscription at any depth gets every seq (an event outside its depth as an empty
+ * delta), so a jump there means it fell behind.
  */
 export class ClientBook {
   constructor(depth, { contiguous = false } = {}) {
@@ -300,7 +300,8 @@ export class BookSession {
     this.subscribeOp = subscribeOp;
     this.depth = depth;
     this.sym = null;
-    this.book = new ClientBook(depth);
+    // Unthrottled: every seq arrives (docs/PROTOCOL.md "Order books"), a jump is a loss.
+    this.book = new ClientBook(depth, { contiguous: true });
     this.resyncing = false; // a mismatch asked for a fresh snapshot
     this.waiting = false; // no copy: only a reset (or an empty snapshot) can start one
     this.retryTimer = 0;

@@ -191,7 +191,7 @@ impl Server {
             sink,
             metrics.clone(),
             config.pipeline.periods(),
-            config.book,
+            config.book.for_node(role == Role::All),
         );
 
         // An edge runs no feeds: its events come from the stream.
@@ -374,7 +374,7 @@ impl Server {
                         symbols.clone(),
                         start,
                         feeds,
-                        config.book.checkpoint_ms,
+                        config.book.for_node(false).checkpoint_ms,
                     )),
                 )]
             }
