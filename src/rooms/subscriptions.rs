@@ -226,9 +226,11 @@ impl Hub {
             Some((upto, events)) if from.is_some() => (Some(*upto), events),
             _ => (from, &[]),
         };
+        // A book served from views cannot be replayed from the ring's whole-view deltas.
+        let from_view = ch.kind == Kind::Book && req.book_from_view;
         let prefix_bytes: usize = prefix.iter().map(|b| b.len() + 1).sum();
         let replay = ring_from
-            .filter(|_| !req.stale_from && !(ch.kind == Kind::Book && req.book_from_view))
+            .filter(|_| !(req.stale_from || from_view))
             .and_then(|f| channel.ring.replay(f).ok())
             .filter(|events| {
                 prefix_bytes + events.clone().map(|e| e.wire.len() + 1).sum::<usize>() <= share
