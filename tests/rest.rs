@@ -228,7 +228,7 @@ async fn bars_are_read_from_stored_bars_and_page() {
         assert_eq!(
             bars[0],
             json!({"start": T0 / 1_000_000, "open": 10.0, "high": 14.0, "low": 9.0,
-                "close": 12.0, "volume": 8.0, "trades": 5}),
+                "close": 12.0, "volume": 8, "trades": 5}),
             "{}",
             db.backend
         );
@@ -313,7 +313,7 @@ async fn each_interval_is_read_from_its_own_bars_and_runs_merge() {
             body["bars"],
             json!([
                 {"start": (five + 5 * m) / 1_000_000, "open": 50.0, "high": 50.0, "low": 50.0,
-                    "close": 51.0, "volume": 4.0, "trades": 3},
+                    "close": 51.0, "volume": 4, "trades": 3},
             ]),
             "{}",
             db.backend
@@ -325,7 +325,7 @@ async fn each_interval_is_read_from_its_own_bars_and_runs_merge() {
         assert_eq!(
             bars[1],
             json!({"start": (five + 2 * m) / 1_000_000, "open": 12.0, "high": 20.0, "low": 5.0,
-                "close": 12.4, "volume": 3.0, "trades": 3}),
+                "close": 12.4, "volume": 3, "trades": 3}),
             "{}",
             db.backend
         );
@@ -434,7 +434,7 @@ async fn the_pipelines_closed_bars_are_stored_and_served() {
     assert_eq!(
         body["bars"][0],
         json!({"start": T0 / 1_000_000, "open": 10.0, "high": 12.0, "low": 10.0,
-            "close": 12.0, "volume": 3.0, "trades": 2})
+            "close": 12.0, "volume": 3, "trades": 2})
     );
     assert_eq!(body["bars"][1]["volume"], 3.0);
     assert!(

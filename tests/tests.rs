@@ -13,6 +13,8 @@ mod cluster_resume;
 mod config;
 mod contract;
 mod drain;
+mod contract_book;
+mod contract_client;
 mod encoding;
 mod feeds;
 mod fencing;

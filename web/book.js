@@ -142,7 +142,8 @@ export class BookSession {
     this.subscribeOp = subscribeOp;
     this.depth = depth;
     this.sym = null;
-    this.book = new ClientBook(depth);
+    // Unthrottled: every seq arrives (docs/PROTOCOL.md "Order books"), a jump is a loss.
+    this.book = new ClientBook(depth, { contiguous: true });
     this.resyncing = false; // a mismatch asked for a fresh snapshot
     this.waiting = false; // no copy: only a reset (or an empty snapshot) can start one
     this.retryTimer = 0;

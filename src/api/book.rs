@@ -11,7 +11,7 @@ use super::market::MarketState;
 use super::params::{self, Params};
 use crate::book::TopOfBook;
 use crate::model::{ChannelId, Kind};
-use crate::protocol::{Problem, ProblemCode};
+use crate::protocol::{Num, Problem, ProblemCode};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +29,12 @@ pub(crate) struct BookOut {
     symbol: String,
     /// The `seq` of the `book:` event this view follows.
     seq: u64,
-    /// `[price, size]`, best (highest) first.
+    /// `[price, size]`, best (highest) first; whole numbers as integers, as on the socket.
     #[schema(value_type = Vec<Vec<f64>>)]
-    bids: Vec<(f64, f64)>,
+    bids: Vec<(Num, Num)>,
     /// `[price, size]`, best (lowest) first.
     #[schema(value_type = Vec<Vec<f64>>)]
-    asks: Vec<(f64, f64)>,
+    asks: Vec<(Num, Num)>,
     /// CRC-32 of the top 10 levels of these (docs/PROTOCOL.md "Order books").
     checksum: u32,
     /// The derived view: null while a side is empty.
@@ -84,8 +84,13 @@ pub(crate) async fn book(
         seq: published.seq,
         checksum: view.checksum(),
         top: view.top_of_book(),
-        bids: view.bids,
-        asks: view.asks,
+        bids: levels(&view.bids),
+        asks: levels(&view.asks),
     })
     .into_response())
+}
+
+/// A side's levels written as the socket writes them (`[100,2]`, not `[100.0,2.0]`).
+fn levels(side: &[(f64, f64)]) -> Vec<(Num, Num)> {
+    side.iter().map(|&(p, s)| (Num(p), Num(s))).collect()
 }

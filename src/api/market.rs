@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
-use crate::protocol::{IndicatorFields, ProblemCode};
+use crate::protocol::{IndicatorFields, Num, ProblemCode};
 use crate::rooms::Hub;
 use crate::store::{Order, Store, StoreError};
 
@@ -107,13 +107,19 @@ async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem>
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TickOut {
-    /// Exchange time, ns since the epoch.
+    /// Exchange time, ns since the epoch (the socket's `xts`; v1 named it `ts`).
     ts: i64,
-    /// Server ingest time, ns since the epoch.
+    /// Exchange time again, under the socket's name.
+    xts: i64,
+    /// Server ingest time, ns since the epoch (the socket's `ts`).
     ingest_ts: i64,
+    /// The server run that assigned `seq` (an `ack`'s `epoch`).
+    epoch: i64,
     seq: i64,
     price: f64,
-    size: f64,
+    /// An integer when it is whole, as on the socket.
+    #[schema(value_type = f64)]
+    size: Num,
     /// `null` when the source gave no side.
     side: Option<&'static str>,
 }
@@ -183,10 +189,12 @@ pub(crate) async fn ticks(
         .into_iter()
         .map(|r| TickOut {
             ts: r.row.ts,
+            xts: r.row.ts,
             ingest_ts: r.row.ingest_ts,
+            epoch: r.row.epoch,
             seq: r.row.seq,
             price: r.row.price,
-            size: r.row.size,
+            size: Num(r.row.size),
             side: r.row.side.map(Side::as_str),
         })
         .collect();
@@ -206,7 +214,9 @@ pub(crate) struct BarOut {
     high: f64,
     low: f64,
     close: f64,
-    volume: f64,
+    /// An integer when it is whole, as on the socket.
+    #[schema(value_type = f64)]
+    volume: Num,
     trades: i64,
 }
 
@@ -295,7 +305,7 @@ pub(crate) async fn bars(
             high: b.high,
             low: b.low,
             close: b.close,
-            volume: b.volume,
+            volume: Num(b.volume),
             trades: b.trades,
         })
         .collect();

@@ -15,8 +15,28 @@ pub struct BookConfig {
     pub max_levels: usize,
     /// A changing book is published whole (a `reset` event) at least this often, so that a
     /// node that joins the stream late (a cluster edge) can start its copy; a cluster's ingest
-    /// leader publishes the books that stopped changing whole at this interval too.
+    /// leader publishes the books that stopped changing whole at this interval too. 0 (the
+    /// default): [`CLUSTER_CHECKPOINT_MS`] in a cluster, none on a single node, whose clients
+    /// have no use for them (they only cost a reset per book every interval).
     pub checkpoint_ms: u64,
+}
+
+/// The checkpoint interval of a cluster whose `book.checkpoint_ms` is 0.
+pub const CLUSTER_CHECKPOINT_MS: u64 = 10_000;
+
+impl BookConfig {
+    /// This config as a node runs it: `checkpoint_ms` resolved for a single node (`single`:
+    /// 0 stays 0, no checkpoints) or a cluster node (0 becomes [`CLUSTER_CHECKPOINT_MS`]).
+    pub fn for_node(self, single: bool) -> Self {
+        let checkpoint_ms = match self.checkpoint_ms {
+            0 if !single => CLUSTER_CHECKPOINT_MS,
+            ms => ms,
+        };
+        Self {
+            checkpoint_ms,
+            ..self
+        }
+    }
 }
 
 impl BookConfig {
@@ -32,9 +52,9 @@ impl BookConfig {
             "must be at least book.depth and at most 100000",
         )?;
         check(
-            (100..=3_600_000).contains(&self.checkpoint_ms),
+            self.checkpoint_ms == 0 || (100..=3_600_000).contains(&self.checkpoint_ms),
             "book.checkpoint_ms",
-            "must be between 100 and 3600000",
+            "must be 0 (cluster only) or between 100 and 3600000",
         )
     }
 }

@@ -60,6 +60,9 @@ struct SymbolBook {
 impl SymbolBook {
     /// True when it is `checkpoint_ms` or more since it was published whole at `ts`.
     fn checkpoint_due(&self, ts: i64, checkpoint_ms: u64) -> bool {
+        if checkpoint_ms == 0 {
+            return false; // a single node's default: no checkpoints
+        }
         let every = i64::try_from(checkpoint_ms)
             .unwrap_or(i64::MAX)
             .saturating_mul(1_000_000);

@@ -38,12 +38,16 @@ pub use events::{
 };
 pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;
-pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
+pub use ops::{
+    BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op, parse_op_ignoring,
+};
 pub use problem::Problem;
 pub use replies::{
-    encode_ack, encode_auth_ack, encode_draining_notice, encode_error, encode_list, encode_pong,
+    encode_ack, encode_ack_ignoring, encode_auth_ack, encode_draining_notice, encode_error,
+    encode_list, encode_pong,
     encode_snapshot,
 };
+pub use wire::Num;
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {
     // Serializing these plain structs into a Vec cannot fail (no maps with non-string keys, no

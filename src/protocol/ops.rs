@@ -74,6 +74,31 @@ impl ClientOp {
 
 /// Parses one inbound text frame.
 pub fn parse_op(text: &str) -> Result<ClientOp, BadOp> {
+    parse_op_ignoring(text).map(|(op, _)| op)
+}
+
+/// The fields each op reads; any other is ignored (and named in the op's `ack`).
+fn known_fields(op: &ClientOp) -> &'static [&'static str] {
+    match op {
+        ClientOp::Subscribe { .. } => &[
+            "op",
+            "id",
+            "channels",
+            "from",
+            "throttle_ms",
+            "snapshot",
+            "epoch",
+            "depth",
+        ],
+        ClientOp::Unsubscribe { .. } => &["op", "id", "channels"],
+        ClientOp::Ping { .. } | ClientOp::List { .. } => &["op", "id"],
+        ClientOp::Auth { .. } => &["op", "id", "token"],
+    }
+}
+
+/// Parses one inbound text frame, and names the fields it has that the op does not read, by
+/// name (v1 ignores unknown fields; the `ack` says which it ignored).
+pub fn parse_op_ignoring(text: &str) -> Result<(ClientOp, Vec<String>), BadOp> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| BadOp {
         id: None,
         message: format!("malformed JSON: {e}"),
@@ -94,10 +119,20 @@ pub fn parse_op(text: &str) -> Result<ClientOp, BadOp> {
             message: "`id` must be an integer".into(),
         });
     }
-    ClientOp::deserialize(value).map_err(|e| BadOp {
+    let fields: Vec<String> = value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let op = ClientOp::deserialize(value).map_err(|e| BadOp {
         id,
         message: format!("invalid op: {e}"),
-    })
+    })?;
+    let known = known_fields(&op);
+    let ignored = fields
+        .into_iter()
+        .filter(|f| !known.contains(&f.as_str()))
+        .collect();
+    Ok((op, ignored))
 }
 
 /// A channel name as a client wrote it, checked for syntax only.
@@ -156,6 +191,21 @@ pub fn parse_channel(name: &str) -> Result<ChannelName<'_>, ChannelError> {
 mod tests {
     use super::*;
     use crate::model::BarInterval;
+
+    #[test]
+    fn the_fields_an_op_does_not_read_are_named() {
+        let (op, ignored) = parse_op_ignoring(
+            r#"{"op":"subscribe","channels":["ticks:A"],"throttle":250,"depth":1,"Id":2}"#,
+        )
+        .expect("parses");
+        assert!(matches!(op, ClientOp::Subscribe { .. }));
+        assert_eq!(ignored, ["Id", "throttle"]);
+        let (_, ignored) = parse_op_ignoring(r#"{"op":"ping","id":1}"#).expect("parses");
+        assert!(ignored.is_empty());
+        let (_, ignored) =
+            parse_op_ignoring(r#"{"op":"unsubscribe","channels":[],"depth":1}"#).expect("parses");
+        assert_eq!(ignored, ["depth"]);
+    }
 
     #[test]
     fn ops_parse_or_explain() {

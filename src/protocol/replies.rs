@@ -58,6 +58,10 @@ struct AckWire<'a> {
     channels: &'a [String],
     /// Extension: identifies this server run; `seq`s of one epoch mean nothing in another.
     epoch: i64,
+    /// Extension: the op's fields this server does not know (a typo such as `throttle`), left
+    /// out when there are none.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    ignored: &'a [String],
 }
 
 pub fn encode_ack(
@@ -67,6 +71,18 @@ pub fn encode_ack(
     channels: &[String],
     epoch: i64,
 ) -> Bytes {
+    encode_ack_ignoring(encoding, id, op, channels, epoch, &[])
+}
+
+/// [`encode_ack`] naming the fields of the op that were ignored (`"ignored":["throttle"]`).
+pub fn encode_ack_ignoring(
+    encoding: Encoding,
+    id: Option<i64>,
+    op: &str,
+    channels: &[String],
+    epoch: i64,
+    ignored: &[String],
+) -> Bytes {
     encode(
         encoding,
         &AckWire {
@@ -75,6 +91,7 @@ pub fn encode_ack(
             op,
             channels,
             epoch,
+            ignored,
         },
     )
 }

@@ -6,8 +6,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::{BarEvent, Side, Tick};
 
-/// A number that prints as an integer when it is one (`"size":100`, not `100.0`).
-pub(super) struct Num(pub(super) f64);
+/// A number that prints as an integer when it is one (`"size":100`, not `100.0`): sizes and
+/// volumes on the socket and in REST alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
 
 impl Serialize for Num {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -15,8 +15,8 @@ use super::backlog::Backlog;
 use super::conn::ConnId;
 use super::outbox::SharedBatch;
 use super::room::Room;
+use super::views::RecentViews;
 use super::{EventSink, Outbox};
-use crate::book::PublishedView;
 use crate::model::{BarInterval, ChannelId, Event, Kind, SymbolId, Wire};
 use crate::ring::Ring;
 use crate::telemetry::metrics::Metrics;
@@ -62,8 +62,9 @@ pub(super) struct State {
 pub(super) struct Channel {
     pub(super) ring: Ring<Event>,
     pub(super) subscribers: Room,
-    /// A `book` channel's view after its newest event (what its snapshots hold).
-    pub(super) book: Option<Arc<PublishedView>>,
+    /// A `book` channel's views after its newest events (the newest is what its snapshots
+    /// hold).
+    pub(super) book: RecentViews,
 }
 
 /// One connection's subscriptions. A concrete channel whose kind the connection also has as a
@@ -142,10 +143,9 @@ impl EventSink for Hub {
                     tracing::warn!(channel = ?ch, seq = event.seq, last, "seq jump");
                 }
                 if ch.kind == Kind::Book {
-                    // The view goes to the channel, not the ring: one per channel, not per
-                    // event. An event without one (an edge that has not seen the book's reset
-                    // yet) leaves the channel without a view rather than a wrong one.
-                    channel.book = event.book.clone();
+                    // The view goes to the channel, not the ring: a few per channel, not one
+                    // per held event.
+                    channel.book.push(event.book.as_ref());
                     channel.ring.push(Event {
                         book: None,
                         ..event.clone()
@@ -202,7 +202,7 @@ impl Channel {
         Self {
             ring: Ring::new(capacity),
             subscribers: Room::default(),
-            book: None,
+            book: RecentViews::default(),
         }
     }
 

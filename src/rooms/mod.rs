@@ -23,6 +23,7 @@ pub mod outbox;
 mod read;
 mod room;
 mod subscriptions;
+mod views;
 
 #[cfg(test)]
 mod fixtures;

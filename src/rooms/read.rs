@@ -90,7 +90,13 @@ impl Hub {
 
     /// A book channel's view after its newest event.
     pub(crate) fn book_view(&self, ch: ChannelId) -> Option<Arc<PublishedView>> {
-        self.lock().channels.get(&ch)?.book.clone()
+        self.lock().channels.get(&ch)?.book.latest().cloned()
+    }
+
+    /// A book channel's view after its event `seq`, while the hub still keeps it (the newest
+    /// [`RECENT_VIEWS`](super::views::RECENT_VIEWS) events).
+    pub(crate) fn book_view_at(&self, ch: ChannelId, seq: u64) -> Option<Arc<PublishedView>> {
+        self.lock().channels.get(&ch)?.book.at(seq).cloned()
     }
 
     /// Connections subscribed to the concrete channel `ch`.

@@ -43,6 +43,10 @@ pub struct Subscribe {
     pub snapshot: Option<usize>,
     /// The resume points belong to another server run: answer each with a reset snapshot.
     pub stale_from: bool,
+    /// The `book:` channels of this subscribe are served from views (a narrower depth or a
+    /// throttle), not as the ring's whole-view deltas: their resume points get a reset
+    /// snapshot of the view (the ring cannot replay a narrower copy).
+    pub book_from_view: bool,
     /// Missed events read from older history than the ring (an edge's stream), per channel:
     /// the events after the client's `from` up to the `seq` given, where the ring's replay
     /// takes over.
@@ -222,9 +226,11 @@ impl Hub {
             Some((upto, events)) if from.is_some() => (Some(*upto), events),
             _ => (from, &[]),
         };
+        // A book served from views cannot be replayed from the ring's whole-view deltas.
+        let from_view = ch.kind == Kind::Book && req.book_from_view;
         let prefix_bytes: usize = prefix.iter().map(|b| b.len() + 1).sum();
         let replay = ring_from
-            .filter(|_| !req.stale_from)
+            .filter(|_| !(req.stale_from || from_view))
             .and_then(|f| channel.ring.replay(f).ok())
             .filter(|events| {
                 prefix_bytes + events.clone().map(|e| e.wire.len() + 1).sum::<usize>() <= share
@@ -254,7 +260,7 @@ impl Hub {
                 seq: channel.ring.last_seq(),
                 events: Vec::new(),
                 reset: from.is_some(),
-                book: channel.book.clone().map(|view| BookSnapshot {
+                book: channel.book.latest().cloned().map(|view| BookSnapshot {
                     view,
                     max_levels: (share / BOOK_LEVEL_BYTES / 2).max(1),
                 }),

@@ -151,7 +151,9 @@ impl Server {
             node.event_sink(&core, &cluster),
             core.metrics.clone(),
             config.pipeline.periods(),
-            config.book,
+            config
+                .book
+                .for_node(config.cluster.role == crate::cluster::Role::All),
         );
         let feeds = node.build_feeds(&config, &core)?;
         let (listener, addr) = bind(config.server.listen).await?;

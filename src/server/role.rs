@@ -229,7 +229,7 @@ impl Node {
             core.symbols.clone(),
             start,
             feeds,
-            config.book.checkpoint_ms,
+            config.book.for_node(false).checkpoint_ms,
         ));
         Ok(StartedFeeds {
             tasks: vec![("feeds (ingest leader)", task)],

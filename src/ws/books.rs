@@ -10,9 +10,10 @@
 //!   current view instead, as a `reset` (encoded once per view and encoding, whoever sends
 //!   it), and skips what it covers.
 //! - **Tracked**: a narrower `depth`, or a `throttle_ms`: each time the channel has news, the
-//!   writer sends the difference between what the client holds and the current view cut to its
-//!   depth, one net delta for however many events came in between (so a throttle never drops a
-//!   level change). The cut of a view to a depth, and its checksum, are made once per view and
+//!   writer sends the difference between what the client holds and the view cut to its depth,
+//!   one net delta for however many events came in between (so a throttle never drops a level
+//!   change). Unthrottled, every event gets its own delta, from the view that event published
+//!   (empty when nothing changed within the depth), so `seq` never jumps without a loss. The cut of a view to a depth, and its checksum, are made once per view and
 //!   depth ([`PublishedView::cut`]); the net delta is this connection's own to diff and encode.
 
 use std::collections::HashMap;
@@ -143,7 +144,9 @@ impl BookSubs {
             })
     }
 
-    fn tracked(&self, sub: BookSub) -> bool {
+    /// True when `sub` is served from views (a narrower depth or a throttle), never as the
+    /// deltas ingest published.
+    pub(super) fn tracked(&self, sub: BookSub) -> bool {
         sub.throttled || sub.depth < self.view_depth
     }
 
@@ -203,7 +206,13 @@ impl BookSubs {
                 }
             }
         }
-        let published = hub.book_view(ch)?;
+        // Unthrottled, each event is served by the view it published (while the hub keeps it),
+        // so the client gets every `seq`; throttled, or too far behind, by the newest view.
+        let own = match wire.book_seq() {
+            Some((seq, _)) if !sub.throttled => hub.book_view_at(ch, seq),
+            _ => None,
+        };
+        let published = own.or_else(|| hub.book_view(ch))?;
         let seq = published.seq;
         if sent.is_some_and(|(last, _)| seq <= last) {
             return None;
@@ -227,9 +236,11 @@ impl BookSubs {
             held: Some(view),
         };
         self.set_sent(ch, Some(sent));
-        if levels.is_empty() {
+        if levels.is_empty() && sub.throttled {
             return None; // net nothing: the client's copy is already the view
         }
+        // Unthrottled, an event that changed nothing within this depth still goes out, as an
+        // empty delta with its `seq` and checksum: a jump then always means a loss.
         let message = BookMessage {
             ch: &published.channel,
             seq,
@@ -442,6 +453,82 @@ mod tests {
         assert_eq!(d["bids"], serde_json::json!([[106, 6], [101, 0]]), "{d}");
         // The earlier events are already covered.
         assert_eq!(subs.event(CH, &events[3].wire, &hub), None);
+    }
+
+    #[test]
+    fn an_unthrottled_narrower_subscription_gets_every_seq_from_the_view_it_published() {
+        let (hub, events) = published(6);
+        let mut subs = BookSubs::new(Encoding::Json, 3);
+        let depth1 = BookSub {
+            depth: 1,
+            throttled: false,
+        };
+        subs.subscribe(Target::Channel(CH), depth1);
+        hub.publish(&events[..1]);
+        subs.snapshot(&snapshot(&hub, 1), "book:X");
+        // The hub is already at seq 6 when the writer takes seq 2..=6: each still goes out
+        // with its own seq, the delta and checksum of the view it published.
+        hub.publish(&events[1..]);
+        for e in &events[1..] {
+            let d = json(&subs.event(CH, &e.wire, &hub).expect("sent"));
+            let view = e.book.as_ref().expect("a view").view.top(1);
+            assert_eq!(
+                (d["seq"].as_u64(), d["reset"].as_bool()),
+                (Some(e.seq), Some(false))
+            );
+            assert_eq!(d["checksum"], view.checksum());
+        }
+        // The same book, but only the second level changes: depth 1 holds nothing new, and
+        // still gets the event, empty, with its seq.
+        let mut ladder = BookView {
+            bids: vec![(200.0, 1.0), (100.0, 1.0)],
+            asks: vec![(300.0, 1.0)],
+        };
+        let (hub, _) = published(0);
+        let mut subs = BookSubs::new(Encoding::Json, 3);
+        subs.subscribe(Target::Channel(CH), depth1);
+        for seq in 1..=3u64 {
+            ladder.bids[1].1 = seq as f64;
+            let checksum = ladder.checksum();
+            let view = Arc::new(PublishedView::new(
+                "book:X".into(),
+                seq,
+                0,
+                ladder.clone(),
+                checksum,
+            ));
+            let wire = BookMessage {
+                ch: "book:X",
+                seq,
+                ts: 0,
+                reset: seq == 1,
+                levels: &ladder,
+                checksum,
+            }
+            .wire();
+            hub.publish(&[Event {
+                channel: CH,
+                seq,
+                ts: 0,
+                payload: Payload::Book,
+                wire: wire.clone(),
+                book: Some(view),
+            }]);
+            if seq == 1 {
+                subs.snapshot(&snapshot(&hub, 1), "book:X");
+                continue;
+            }
+            let d = json(&subs.event(CH, &wire, &hub).expect("sent"));
+            assert_eq!(d["seq"], seq);
+            assert_eq!(
+                (
+                    d["bids"].as_array().map(Vec::len),
+                    d["asks"].as_array().map(Vec::len)
+                ),
+                (Some(0), Some(0))
+            );
+            assert_eq!(d["checksum"], ladder.top(1).checksum());
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ struct SubscribeOpts {
     snapshot: Option<usize>,
     depth: Option<usize>,
     stale_from: bool,
+    /// The op's fields this server does not read, named in the `ack`.
+    ignored: Vec<String>,
 }
 
 /// The op handlers of one connection.
@@ -73,8 +75,8 @@ impl Ops<'_> {
     }
 
     pub(super) async fn handle(&mut self, text: &str) {
-        let op = match protocol::parse_op(text) {
-            Ok(op) => op,
+        let (op, ignored) = match protocol::parse_op_ignoring(text) {
+            Ok(parsed) => parsed,
             Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
         };
         let needs_auth = !matches!(op, ClientOp::Auth { .. } | ClientOp::Ping { .. });
@@ -103,10 +105,11 @@ impl Ops<'_> {
                     snapshot,
                     depth,
                     stale_from: stale,
+                    ignored,
                 };
                 self.subscribe(id, &channels, from, opts).await
             }
-            ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
+            ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels, &ignored),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(self.encoding, id, now_ns())),
             ClientOp::List { id } => {
                 let all = self.channels.symbols.all();
@@ -275,6 +278,7 @@ impl Ops<'_> {
             snapshot,
             depth,
             stale_from,
+            ignored,
         } = opts;
         let cfg = &self.config;
         let ring_capacity = self.channels.ring_capacity;
@@ -365,34 +369,37 @@ impl Ops<'_> {
             );
             return self.error(id, ErrorCode::TooManySubscriptions, &msg);
         }
-        self.reply(protocol::encode_ack(
+        self.reply(protocol::encode_ack_ignoring(
             self.encoding,
             id,
             "subscribe",
             &accepted,
             self.channels.epoch,
+            &ignored,
         ));
         let prefetched = if stale_from {
             HashMap::new()
         } else {
             self.prefetch(&resume).await
         };
-        let req = Subscribe {
-            targets,
-            from: resume,
-            // A token's minimum throttle applies to every subscription it makes.
-            throttle: throttle_ms
-                .max(limits.min_throttle_ms)
-                .filter(|t| *t > 0)
-                .map(Duration::from_millis),
-            snapshot,
-            stale_from,
-            prefetched,
-        };
+        // A token's minimum throttle applies to every subscription it makes.
+        let throttle = throttle_ms
+            .max(limits.min_throttle_ms)
+            .filter(|t| *t > 0)
+            .map(Duration::from_millis);
         // Before the hub queues the snapshots: the writer serves them by these settings.
         let book = BookSub {
             depth: depth.unwrap_or(book_depth),
-            throttled: req.throttle.is_some(),
+            throttled: throttle.is_some(),
+        };
+        let req = Subscribe {
+            targets,
+            from: resume,
+            throttle,
+            snapshot,
+            stale_from,
+            book_from_view: self.books.tracked(book),
+            prefetched,
         };
         for &t in &req.targets {
             self.books.subscribe(t, book);
@@ -436,7 +443,7 @@ impl Ops<'_> {
         out
     }
 
-    fn unsubscribe(&mut self, id: Option<i64>, channels: &[String]) {
+    fn unsubscribe(&mut self, id: Option<i64>, channels: &[String], ignored: &[String]) {
         let mut targets = Vec::new();
         let mut names = Vec::new();
         for name in channels {
@@ -467,12 +474,13 @@ impl Ops<'_> {
         if acked.is_empty() && !channels.is_empty() {
             return;
         }
-        self.reply(protocol::encode_ack(
+        self.reply(protocol::encode_ack_ignoring(
             self.encoding,
             id,
             "unsubscribe",
             &acked,
             self.channels.epoch,
+            ignored,
         ));
     }
 }

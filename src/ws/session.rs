@@ -5,8 +5,10 @@
 //! is testable without a network (`session/tests.rs`).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -141,13 +143,8 @@ pub(crate) async fn run<S>(
             books: BookSubs::new(encoding, ctx.channels.book_depth),
         },
     };
-    serve(&mut socket, &conn, &ctx, &mut reader).await;
-    // The close frame went out (or the peer is gone): give the peer a moment to answer it so
-    // the TCP connection ends cleanly, then drop it.
-    let _ = timeout(ms(cfg.close_grace_ms), async {
-        while let Some(Ok(_)) = socket.next().await {}
-    })
-    .await;
+    let close = serve(&mut socket, &conn, &ctx, &mut reader).await;
+    linger_close(&mut socket, close, ms(cfg.close_grace_ms)).await;
 
     ctx.channels.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
@@ -164,7 +161,7 @@ pub(crate) async fn run<S>(
 /// The connection's one loop: reads ops and writes what the outbox holds. Reading and writing
 /// share the socket without a lock (no split halves): a read is only ever in flight while the
 /// loop waits, and a write happens between reads.
-async fn serve<S>(sink: &mut S, conn: &Conn, ctx: &WsContext, reader: &mut Reader<'_>)
+async fn serve<S>(sink: &mut S, conn: &Conn, ctx: &WsContext, reader: &mut Reader<'_>) -> Close
 where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
@@ -235,7 +232,7 @@ where
                 if conn.silent_for() > ms(cfg.pong_timeout_ms) {
                     conn.request_close(Close::with(CloseCode::Policy, "pong timeout"));
                 } else if send_timed(sink, Message::Ping(Bytes::new()), slow).await.is_err() {
-                    return evict(sink, conn, ctx).await;
+                    return evict(conn, ctx);
                 }
             }
         }
@@ -249,13 +246,13 @@ where
             if close.code.is_some() {
                 let _ = send_items(sink, &mut items, ctx, &mut reader.ops.books, now + slow).await;
             }
-            return send_close(sink, close, ctx).await;
+            return close;
         }
         if drain
             .behind_since
             .is_some_and(|t| now.duration_since(t) >= slow)
         {
-            return evict(sink, conn, ctx).await;
+            return evict(conn, ctx);
         }
         // One deadline for the whole drain, not one per frame: a peer that takes a frame now
         // and then cannot keep a backlog pinned for longer than the slow-consumer timeout.
@@ -264,7 +261,7 @@ where
             .await
             .is_err()
         {
-            return evict(sink, conn, ctx).await;
+            return evict(conn, ctx);
         }
         if let Some(queued) = drain.oldest_queued {
             ctx.metrics
@@ -436,28 +433,65 @@ where
     }
 }
 
-/// Closes a consumer that stayed behind with 1013.
-async fn evict<K>(sink: &mut K, conn: &Conn, ctx: &WsContext)
-where
-    K: Sink<Message, Error = WsError> + Unpin,
-{
+/// A consumer that stayed behind: closed with 1013 (by [`linger_close`]).
+fn evict(conn: &Conn, ctx: &WsContext) -> Close {
     SlowConsumerClosed { conn: conn.id.0 }.emit(&ctx.metrics);
     let close = Close::with(CloseCode::Again, "slow consumer");
     conn.request_close(close);
-    send_close(sink, close, ctx).await;
+    close
 }
 
-async fn send_close<K>(sink: &mut K, close: Close, ctx: &WsContext)
+/// Ends the connection within `linger`: the frame in flight is finished (a write that timed out
+/// leaves the rest of its frame in the socket's buffer, and a close frame can only follow a
+/// whole frame), then the close frame goes out, then the peer's answer is awaited. Reads go on
+/// meanwhile (a peer that reads again and answers the close ends it at once). A peer that never
+/// reads holds the socket for `linger` at most; one that reads again within it gets what was in
+/// flight, then the close frame.
+async fn linger_close<S>(socket: &mut S, close: Close, linger: Duration)
 where
-    K: Sink<Message, Error = WsError> + Unpin,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let Some(code) = close.code else { return };
-    let frame = CloseFrame {
+    let mut frame = Some(Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(close.reason),
-    };
-    let grace = ms(ctx.config.close_grace_ms);
-    let _ = timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+    })));
+    let ends = std::future::poll_fn(|cx| {
+        // Bounded work per wake-up, so a peer that floods frames cannot keep this from
+        // yielding (and the linger's timer from firing).
+        for _ in 0..64 {
+            let mut progress = false;
+            if let Some(f) = frame.take() {
+                // Ready once the frame in flight is out; then the close frame is queued.
+                match Pin::new(&mut *socket).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if Pin::new(&mut *socket).start_send(f).is_err() {
+                            return Poll::Ready(());
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => frame = Some(f),
+                }
+            }
+            if frame.is_none() {
+                // Once sent (or failed: nothing more can go out), only the peer's answer is
+                // awaited.
+                let _ = Pin::new(&mut *socket).poll_flush(cx);
+            }
+            match Pin::new(&mut *socket).poll_next(cx) {
+                Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+                Poll::Ready(Some(Ok(_))) => progress = true,
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    });
+    let _ = timeout(linger, ends).await;
 }
 
 // --- reader -------------------------------------------------------------------------------

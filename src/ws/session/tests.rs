@@ -454,3 +454,43 @@ async fn adaptive_batching_writes_an_idle_socket_at_once_and_a_busy_one_per_wind
         .collect();
     assert_eq!(seqs, vec![2, 3]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_peer_that_reads_again_within_the_linger_gets_the_frame_in_flight_then_1013() {
+    let ctx = context_with(|c| c.ws.slow_consumer_timeout_ms = 500);
+    let grace = Duration::from_millis(ctx.config.close_grace_ms);
+    // The peer takes the ack, then nothing for 3 s (less than the 5 s linger): the snapshot's
+    // write times out after 500 ms, and the close frame waits behind it.
+    let mut peer = connect_trickle(&ctx, Duration::from_secs(3));
+    peer.send(json!({"op": "subscribe", "id": 1, "channels": ["ticks:AAPL"]}));
+    assert_eq!(peer.event().await["type"], "ack");
+    let started = tokio::time::Instant::now();
+    ctx.channels.hub.publish(&[tick_event(&ctx, 1, 100.0)]);
+    assert_eq!(peer.close_code(grace * 2).await, Some(CloseCode::Again));
+    assert!(
+        started.elapsed() < grace,
+        "the close followed the frame in flight"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_reads_again_holds_its_socket_for_the_linger_at_most() {
+    let ctx = context_with(|c| c.ws.slow_consumer_timeout_ms = 500);
+    let slow = Duration::from_millis(ctx.config.slow_consumer_timeout_ms);
+    let grace = Duration::from_millis(ctx.config.close_grace_ms);
+    let mut peer = connect_trickle(&ctx, Duration::from_secs(3600));
+    peer.send(json!({"op": "subscribe", "id": 1, "channels": ["ticks:AAPL"]}));
+    assert_eq!(peer.event().await["type"], "ack");
+    let started = tokio::time::Instant::now();
+    ctx.channels.hub.publish(&[tick_event(&ctx, 1, 100.0)]);
+    // The session ends (its end of the socket is dropped) without a close frame: none could
+    // follow the frame the peer never took.
+    while let Some(msg) = peer.from_server.recv().await {
+        assert!(!matches!(msg, Message::Close(_)), "{msg:?}");
+    }
+    assert!(
+        started.elapsed() <= slow + grace + Duration::from_millis(100),
+        "held for {:?}",
+        started.elapsed()
+    );
+}
