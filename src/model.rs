@@ -26,27 +26,35 @@ pub enum Kind {
     /// A user's private portfolio (`portfolio`): one channel per user, whose [`ChannelId`]
     /// holds the user's id where market channels hold a symbol ([`ChannelId::portfolio`]).
     Portfolio,
+    /// A symbol's rolling 24 h statistics (`ticker:SYM`), from the pipeline.
+    Ticker,
+    /// A symbol's best bid and offer (`bbo:SYM`), on every change of its book's touch.
+    Bbo,
 }
 
 impl Kind {
     /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 8] = [
         Kind::Ticks,
         Kind::Bars1s,
         Kind::Bars1m,
         Kind::Indicators,
         Kind::Book,
         Kind::Portfolio,
+        Kind::Ticker,
+        Kind::Bbo,
     ];
     pub(crate) const COUNT: usize = Self::ALL.len();
     /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
     /// ingest and carried by the cluster stream.
-    pub(crate) const MARKET: [Kind; 5] = [
+    pub(crate) const MARKET: [Kind; 7] = [
         Kind::Ticks,
         Kind::Bars1s,
         Kind::Bars1m,
         Kind::Indicators,
         Kind::Book,
+        Kind::Ticker,
+        Kind::Bbo,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -57,12 +65,29 @@ impl Kind {
             Kind::Indicators => "indicators",
             Kind::Book => "book",
             Kind::Portfolio => "portfolio",
+            Kind::Ticker => "ticker",
+            Kind::Bbo => "bbo",
         }
+    }
+
+    /// True for kinds whose every event is the channel's whole state (a portfolio, a ticker, a
+    /// best bid/offer): their snapshot holds the latest event unless a subscribe asks for more.
+    pub(crate) fn is_whole_state(self) -> bool {
+        matches!(self, Kind::Portfolio | Kind::Ticker | Kind::Bbo)
     }
 
     /// A market kind by name (`portfolio` is a channel name of its own, not a `kind:` prefix).
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::MARKET.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True for kinds a subscribe's `from_ts` replays (a time selects their events); a book's
+    /// deltas, a ticker and a portfolio are whole states or need their view instead.
+    pub(crate) fn replays_from_time(self) -> bool {
+        matches!(
+            self,
+            Kind::Ticks | Kind::Bars1s | Kind::Bars1m | Kind::Indicators | Kind::Bbo
+        )
     }
 
     pub(crate) fn index(self) -> usize {
@@ -187,6 +212,39 @@ pub struct BarEvent {
     pub is_final: bool,
 }
 
+/// A symbol's rolling 24 h statistics (`ticker` events, `GET /api/v1/ticker`), over the trades
+/// whose exchange time falls in the window: the minute of the symbol's newest trade and the
+/// 1,440 minutes before it (`pipeline::ticker` keeps them in per-minute buckets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickerStats {
+    /// Price of the window's first trade (by exchange time).
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    /// Price of the window's newest trade (by exchange time).
+    pub last: f64,
+    /// Sum of sizes.
+    pub volume: f64,
+    /// Sum of price × size.
+    pub quote_volume: f64,
+    /// `last - open`.
+    pub change: f64,
+    /// `(last - open) / open * 100`.
+    pub change_pct: f64,
+    pub trades: u64,
+    /// Start of the window, ms since the epoch (a minute boundary).
+    pub open_time_ms: i64,
+    /// Exchange time of the newest trade, ms since the epoch.
+    pub close_time_ms: i64,
+}
+
+/// A symbol's best bid and offer, `(price, size)` per side; `None` for an empty side.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bbo {
+    pub bid: Option<(f64, f64)>,
+    pub ask: Option<(f64, f64)>,
+}
+
 /// The latest value of every indicator of one symbol; `None` means "still warming up".
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IndicatorValues {
@@ -251,6 +309,8 @@ pub enum Payload {
     /// An order book delta; its levels live in the wire forms, the view it leads to in
     /// [`Event::book`].
     Book,
+    Ticker(TickerStats),
+    Bbo(Bbo),
 }
 
 /// A sequenced event: typed payload plus its wire encodings, made once.

@@ -651,6 +651,8 @@ async fn openapi_documents_every_rest_route() {
         ("/api/v1/bars/{symbol}", "get"),
         ("/api/v1/indicators/{symbol}", "get"),
         ("/api/v1/book/{symbol}", "get"),
+        ("/api/v1/ticker", "get"),
+        ("/api/v1/ticker/{symbol}", "get"),
         ("/api/v1/predictions/{symbol}", "get"),
         ("/api/v1/portfolio", "get"),
         ("/api/v1/portfolio/trades", "post"),

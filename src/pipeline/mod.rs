@@ -10,6 +10,7 @@
 //! ended in between.
 
 pub mod indicators;
+pub(crate) mod ticker;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub struct PipelineConfig {
     pub close_delay_ms: u64,
     /// Publish the 1 m bar in progress every batch with `"final": false`.
     pub partial_bars: bool,
+    /// Compute the rolling 24 h `ticker` channels (`pipeline::ticker`).
+    pub ticker: bool,
     pub sma_period: usize,
     pub ema_period: usize,
     pub rsi_period: usize,
@@ -219,6 +222,8 @@ impl Coordinator {
         let clock = BatchClock {
             now_ms,
             partial_bars: self.config.partial_bars,
+            wall_ms: crate::model::now_ms(),
+            ticker: self.config.ticker,
         };
         let mut out = self.pool.run_batch(work, clock);
         // The book's top as it stands at this batch: mid, spread and imbalance beside the

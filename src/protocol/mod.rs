@@ -34,14 +34,16 @@ use serde::Serialize;
 pub use codes::{ErrorCode, ProblemCode};
 pub use decode::{DecodeError, Decoded, DecodedBook, decode_book, decode_event};
 pub use events::{
-    BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire, rewire_book,
+    BookMessage, encode_bar, encode_bbo, encode_indicators, encode_portfolio, encode_tick,
+    encode_ticker, rewire, rewire_book,
 };
 pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;
 pub use ops::{BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op};
 pub use problem::Problem;
 pub use replies::{
-    encode_ack, encode_auth_ack, encode_error, encode_list, encode_pong, encode_snapshot,
+    encode_ack, encode_auth_ack, encode_error, encode_list, encode_pong, encode_replay_done,
+    encode_snapshot,
 };
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {

@@ -42,6 +42,7 @@ use role::Node;
 
 mod feeds;
 mod role;
+mod stored_ticks;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +305,7 @@ impl Server {
                     })),
                     Node::Single | Node::Ingest(_) => None,
                 },
+                stored_ticks: Some(stored_ticks::StoreTicks::shared(&store, &symbols, epoch)),
                 auth: verifier,
                 anonymous: config.auth.anonymous,
                 auth_timeout_s: config.auth.auth_timeout_s,

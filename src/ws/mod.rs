@@ -4,11 +4,13 @@ mod books;
 mod config;
 pub mod limits;
 mod ops;
+mod replay;
 mod resume;
 pub mod session;
 
 pub use config::WsConfig;
 use limits::ConnectionsPerAddress;
+pub use replay::StoredTicks;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,6 +59,8 @@ pub struct WsContext {
     pub(crate) upgrades: crate::client::KeyedLimiter<ClientAddr>,
     /// History older than the rings (an edge node's stream); `None` on a single node.
     pub history: Option<Arc<dyn History>>,
+    /// This run's stored ticks, for replays from a time older than the rings (`from_ts`).
+    pub stored_ticks: Option<Arc<dyn StoredTicks>>,
     /// Verifies connection tokens (`[auth]`); `None` when no key is configured.
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// Connections without a token may subscribe (`auth.anonymous`).

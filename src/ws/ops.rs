@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::books::{BookSub, BookSubs};
-use super::{WsContext, resume};
+use super::{WsContext, replay, resume};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
@@ -22,6 +22,8 @@ struct SubscribeOpts {
     snapshot: Option<usize>,
     depth: Option<usize>,
     stale_from: bool,
+    /// `from_ts` as sent (checked by `replay.rs`).
+    from_ts: Option<serde_json::Value>,
 }
 
 /// The op handlers of one connection.
@@ -89,6 +91,7 @@ impl Ops<'_> {
                 snapshot,
                 epoch,
                 depth,
+                from_ts,
             } => {
                 let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
                 let from = from.unwrap_or_default();
@@ -97,6 +100,7 @@ impl Ops<'_> {
                     snapshot,
                     depth,
                     stale_from: stale,
+                    from_ts,
                 };
                 self.subscribe(id, &channels, from, opts).await
             }
@@ -262,7 +266,12 @@ impl Ops<'_> {
             snapshot,
             depth,
             stale_from,
+            from_ts,
         } = opts;
+        let from_ts = match from_ts.as_ref().map(replay::parse_from_ts).transpose() {
+            Ok(t) => t,
+            Err(msg) => return self.error(id, ErrorCode::BadRequest, &msg),
+        };
         let cfg = &self.ctx.config;
         let ring_capacity = self.ctx.ring_capacity;
         if channels.is_empty() {
@@ -345,6 +354,11 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
+        if let Some(t) = from_ts
+            && let Err(msg) = replay::check(&targets, &accepted, t, now_ns(), cfg.replay_max_age_ms)
+        {
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
         let would_hold = self.hub().count_after(self.conn, &targets);
         if would_hold > max_subscriptions {
             let msg = format!(
@@ -359,10 +373,10 @@ impl Ops<'_> {
             &accepted,
             self.ctx.epoch,
         ));
-        let prefetched = if stale_from {
-            HashMap::new()
-        } else {
-            self.prefetch(&resume).await
+        let prefetched = match from_ts {
+            _ if stale_from => HashMap::new(),
+            Some(t) => self.prefetch_stored(&targets, &resume, t).await,
+            None => self.prefetch(&resume).await,
         };
         let req = Subscribe {
             targets,
@@ -375,6 +389,7 @@ impl Ops<'_> {
             snapshot,
             stale_from,
             prefetched,
+            from_ts,
         };
         // Before the hub queues the snapshots: the writer serves them by these settings.
         let book = BookSub {
@@ -418,6 +433,32 @@ impl Ops<'_> {
                     .cluster_resumes_from_stream
                     .fetch_add(1, Ordering::Relaxed);
                 out.insert(gap.ch, (gap.until, events));
+            }
+        }
+        out
+    }
+
+    /// For a replay from time `since`, this run's ticks that left the ring, read from the
+    /// store by `seq` (`replay.rs`), each channel within its share of the held budget; the
+    /// hub's ring replay takes over after them.
+    async fn prefetch_stored(
+        &self,
+        targets: &[Target],
+        from: &HashMap<ChannelId, u64>,
+        since: i64,
+    ) -> HashMap<ChannelId, (u64, Vec<Wire>)> {
+        let mut out = HashMap::new();
+        let Some(store) = &self.ctx.stored_ticks else {
+            return out;
+        };
+        let share = replay::share(self.outbox.held_room(), targets.len());
+        for read in replay::store_reads(targets, from, |ch| self.hub().held_range(ch)) {
+            let name = self.ctx.symbols.channel_name(read.ch);
+            let rows = store
+                .run(read.ch, &name, since, read.after, read.before, share)
+                .await;
+            if let Some(run) = replay::contiguous(rows) {
+                out.insert(read.ch, run);
             }
         }
         out

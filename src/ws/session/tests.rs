@@ -189,6 +189,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         sessions: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         history: None,
+        stored_ticks: None,
         auth: None,
         anonymous: config.auth.anonymous,
         auth_timeout_s: config.auth.auth_timeout_s,
