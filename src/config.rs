@@ -395,6 +395,10 @@ mod tests {
                 &[("TICKCAST_DATABASE__RETENTION_BATCH_ROWS", "0")],
                 "database.retention_batch_rows",
             ),
+            (
+                &[("TICKCAST_DATABASE__PARTITIONS_AHEAD_DAYS", "400")],
+                "database.partitions_ahead_days",
+            ),
             (&[("TICKCAST_API__MAX_PAGE_SIZE", "0")], "api.max_page_size"),
             (
                 &[("TICKCAST_SERVER__REQUEST_BODY_TIMEOUT_MS", "0")],

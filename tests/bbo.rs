@@ -96,6 +96,18 @@ async fn a_throttled_bbo_conflates_to_the_latest_touch() {
         json!([{"symbol":"BBT","snapshot":true,"bids":[[50.0,1]],"asks":[[51.0,1]]}]),
     )
     .await;
+    // Ingest publishes after the 202: wait for the first bbo.
+    let hub = srv.server().hub().clone();
+    let symbols = srv.server().symbols().clone();
+    util::wait_until("the first bbo", util::WAIT, async || {
+        symbols.get("BBT").is_some_and(|symbol| {
+            hub.last_seq(tickcast::model::ChannelId {
+                kind: tickcast::model::Kind::Bbo,
+                symbol,
+            }) == 1
+        })
+    })
+    .await;
     let mut slow = srv.connect().await;
     slow.subscribe(json!({"op":"subscribe","channels":["bbo:BBT"],"throttle_ms":500}))
         .await;

@@ -18,6 +18,12 @@ async fn load(store: &Store) {
             util::flat_bar(&symbol, BAR_1S_NS, T0 + (i / SYMBOLS) * BAR_1S_NS)
         })
         .collect();
+    // Their days' partitions first, as the recorder and the import do (PostgreSQL).
+    let times = bars.iter().map(|b| b.start);
+    store
+        .ensure_partitions_for(times.chain([T0 + 40_000 * 1_000_000]))
+        .await
+        .unwrap();
     for chunk in bars.chunks(2000) {
         store.insert_bars(chunk).await.unwrap();
     }
@@ -153,4 +159,126 @@ async fn every_history_query_is_bounded_by_its_page_in_its_plan() {
         store.close().await;
         drop::<TestDb>(db);
     }
+}
+
+/// The parameter types of a history query, for `PREPARE` (by its parameter count).
+fn param_types(params: usize) -> &'static str {
+    match params {
+        4 => "(text, int8, int8, int8)",
+        _ => "(text, int8, int8, int8, int8, int8)",
+    }
+}
+
+/// The partitions (`ticks_YYYYMMDD`, `bars_YYYYMMDD`, `*_default`) a plan reads.
+fn partitions_in(plan: &str) -> std::collections::BTreeSet<String> {
+    plan.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            let (table, day) = w.split_once('_').unwrap_or(("", ""));
+            matches!(table, "ticks" | "bars")
+                && (day == "default" || (day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit())))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// On a partitioned PostgreSQL store each history query reads only the days its range covers:
+/// pruned when planned with the times as literals, and at execution in the generic plan of the
+/// prepared statement (what a long-lived connection ends up running), where the other days
+/// show as removed subplans.
+#[tokio::test]
+async fn history_queries_read_only_the_days_they_cover() {
+    use tickcast::store::partitions::{DAY_NS, day_of};
+    let db = TestDb::postgres().await;
+    let store = Store::open(&db.config().database).unwrap();
+    store.migrate().await.unwrap();
+    // Eleven days, T0's in the middle, each with the same ticks and bars as `load` makes.
+    let first = day_of(T0) - 5 * DAY_NS;
+    store
+        .ensure_partitions(first, first + 10 * DAY_NS)
+        .await
+        .unwrap();
+    for d in 0..11 {
+        let shift = first + d * DAY_NS - day_of(T0);
+        let bars: Vec<BarRecord> = (0..4_000i64)
+            .map(|i| {
+                let symbol = format!("S{}", i % SYMBOLS);
+                util::flat_bar(&symbol, BAR_1S_NS, T0 + shift + (i / SYMBOLS) * BAR_1S_NS)
+            })
+            .collect();
+        store.insert_bars(&bars).await.unwrap();
+        let ticks: Vec<TickRow> = (0..4_000i64)
+            .map(|i| TickRow {
+                symbol: format!("S{}", i % SYMBOLS).into(),
+                ts: T0 + shift + i * 1_000_000,
+                ingest_ts: T0,
+                epoch: 1,
+                seq: d * 10_000 + i,
+                price: 1.0,
+                size: 1.0,
+                side: None,
+            })
+            .collect();
+        store.insert_ticks(&ticks).await.unwrap();
+    }
+    store.refresh_statistics().await.unwrap();
+    let Db::Postgres(pool) = store.db() else {
+        unreachable!()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    for (name, sql, params) in HISTORY_QUERIES {
+        let literal = with_literals(sql, params);
+        let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {literal}"))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n");
+        let read = partitions_in(&plan);
+        assert_eq!(
+            read.len(),
+            1,
+            "{name}: one day read, not {read:?}, in\n{plan}"
+        );
+
+        sqlx::query(&format!("PREPARE q {} AS {sql}", param_types(params)))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        // The same values, as parameters of the prepared statement.
+        let args = literal_args(params);
+        let generic: Vec<(String,)> = sqlx::query_as(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE q({args})"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let generic = generic
+            .into_iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            generic.contains("Subplans Removed"),
+            "{name}: no run-time pruning in\n{generic}"
+        );
+        for q in ["DEALLOCATE q", "RESET plan_cache_mode"] {
+            sqlx::query(q).execute(&mut *conn).await.unwrap();
+        }
+    }
+    drop(conn);
+    store.close().await;
+}
+
+/// `with_literals`' values, as the argument list of `EXECUTE`.
+fn literal_args(params: usize) -> String {
+    with_literals(
+        &(1..=params)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        params,
+    )
 }

@@ -19,6 +19,7 @@ mod import;
 mod ingest_http;
 mod limits;
 mod noloss;
+mod partitions;
 mod pipeline;
 mod plans;
 mod portfolio;

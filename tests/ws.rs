@@ -291,7 +291,15 @@ async fn bad_requests_get_specific_errors_and_the_connection_lives() {
     assert_eq!(list["symbols"], json!(["AAPL"]));
     assert_eq!(
         list["kinds"],
-        json!(["ticks", "bars.1s", "bars.1m", "indicators", "book"])
+        json!([
+            "ticks",
+            "bars.1s",
+            "bars.1m",
+            "indicators",
+            "book",
+            "ticker",
+            "bbo"
+        ])
     );
 }
 

@@ -33,7 +33,7 @@ pub async fn token(
     State(portfolio): State<PortfolioState>,
     caller: Caller,
 ) -> Result<Json<TokenOut>, Problem> {
-    let Some(verifier) = ws.auth.as_ref() else {
+    let Some(verifier) = ws.auth.verifier.as_ref() else {
         return Err(disabled());
     };
     let user = caller.1;

@@ -136,7 +136,7 @@ pub async fn import(
         opened.push((name, records));
     }
     store.migrate().await?;
-    let mut writer = writer::Writer::open(store).await?;
+    let mut writer = writer::Writer::open(store.clone()).await?;
     let (tx, mut rx) = mpsc::channel(CHUNKS_AHEAD);
     std::thread::Builder::new()
         .name("import-reader".into())
@@ -169,6 +169,11 @@ pub async fn import(
                 rejected,
                 rejects,
             }) => {
+                // Past days get their partitions (PostgreSQL) before their rows.
+                let times = ticks.iter().map(|t| t.ts);
+                writer
+                    .partitions(&store, times.chain(bars.iter().map(|b| b.start)))
+                    .await?;
                 let stored = writer.ticks(&ticks).await?;
                 summary.bars_written += writer.bars(&bars).await?;
                 summary.stored += stored;
@@ -186,6 +191,9 @@ pub async fn import(
                     let ticks = writer.window(edge).await?;
                     edge_bars.extend(bars::window_bar(edge, &ticks));
                 }
+                writer
+                    .partitions(&store, edge_bars.iter().map(|b| b.start))
+                    .await?;
                 summary.bars_written += writer.bars(&edge_bars).await?;
                 break;
             }
@@ -198,6 +206,10 @@ pub async fn import(
             }
         }
     }
+    // The planner's statistics for the rows just loaded, so reads keep their index plans
+    // (on the pool: the writer's connection goes back first).
+    drop(writer);
+    store.refresh_statistics().await?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

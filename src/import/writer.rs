@@ -180,6 +180,18 @@ impl Writer {
 }
 
 impl Writer {
+    /// Makes the partitions (PostgreSQL) of the days of these times, on this connection.
+    pub(crate) async fn partitions(
+        &mut self,
+        store: &Store,
+        times: impl IntoIterator<Item = i64>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Writer::Sqlite(_) => Ok(()),
+            Writer::Postgres(conn) => store.ensure_partitions_on(&mut ***conn, times).await,
+        }
+    }
+
     /// The imported ticks of an edge window, `(ts, price, size)` in (time, insertion) order.
     pub(crate) async fn window(&mut self, edge: &Edge) -> Result<Vec<(i64, f64, f64)>, StoreError> {
         let sql = "SELECT ts, price, size FROM ticks WHERE symbol = $1 AND epoch = $2 \

@@ -12,34 +12,27 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::health::HealthState;
-use crate::api::ingest::IngestState;
-use crate::api::market::MarketState;
-use crate::api::portfolio::PortfolioState;
-use crate::api::predictions::{self, PredictionState};
-use crate::api::serve::HttpLimits;
-use crate::api::{AppState, RestGuard};
-use crate::client::{TrustedProxies, VerifiedKeys};
-use crate::cluster::{self, ClusterError, ClusterStatus, Nats, Role};
+use crate::api::AppState;
+use crate::cluster::{ClusterError, ClusterStatus};
 use crate::config::Config;
 use crate::config_section::ms;
 use crate::ingest::{Ingest, IngestHandle};
-use crate::model::{Symbols, now_ns};
+use crate::model::Symbols;
 use crate::pipeline::{LatestIndicators, Pipeline};
 use crate::portfolio::LivePortfolios;
-use crate::rooms::{EventSink, Fanout, Hub, HubConfig};
+use crate::rooms::{Hub, HubConfig};
 use crate::store::{Recorder, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
-use crate::ws::WsContext;
-use feeds::{FeedStart, Takeover, build_feeds, lead_feeds};
+use app::{AppParts, app_state, http_limits};
+use feeds::FeedStart;
 use role::Node;
 
+mod app;
 mod feeds;
 mod role;
 mod stored_ticks;
@@ -103,6 +96,16 @@ pub struct Server {
     fatal: CancellationToken,
 }
 
+/// The stages every role shares, built before the role's own parts and handed to them.
+struct Core {
+    metrics: Arc<Metrics>,
+    symbols: Arc<Symbols>,
+    hub: Arc<Hub>,
+    store: Arc<Store>,
+    recorder: Arc<Recorder>,
+    status: Arc<ClusterStatus>,
+}
+
 impl Server {
     /// Builds every stage and starts listening on `config.server.listen` (port 0 picks one).
     pub async fn start(config: Config) -> Result<Server, ServerError> {
@@ -112,46 +115,11 @@ impl Server {
         let symbols = Arc::new(Symbols::new(config.ring.max_symbols));
         let hub = Arc::new(Hub::new(hub_config(&config), metrics.clone()));
         let store = Arc::new(Store::open(&config.database)?);
-        let portfolios = Arc::new(LivePortfolios::new(
-            hub.clone(),
-            store.clone(),
-            symbols.clone(),
-            config.portfolio,
-            config.cluster.role != Role::All,
-        ));
-        // A database that is down at start-up delays persistence, not streaming: the writer
-        // migrates before its first batch and retries until the database answers.
-        // The migration runs as its own task and is not cancelled at the timeout: a migration
-        // dropped half way can leave its connection holding the migration lock, and then every
-        // later attempt (the writer's) waits on it.
-        let migration = tokio::spawn({
-            let store = store.clone();
-            async move { store.migrate().await }
-        });
-        match tokio::time::timeout(ms(config.database.timeout_ms), migration).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "database migration task failed"),
-            Ok(Ok(Err(error))) => {
-                tracing::warn!(%error, "database not ready at start-up; persistence will retry")
-            }
-            Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
-        }
-        // The cluster role decides where events come from and go to (see `cluster`).
-        let role = config.cluster.role;
-        let status = Arc::new(ClusterStatus::new(role));
-        let node = match role {
-            Role::All => Node::Single,
-            Role::Ingest => Node::Ingest(Arc::new(
-                Nats::connect(&config.cluster, status.clone()).await?,
-            )),
-            Role::Edge => Node::Edge(Arc::new(
-                Nats::connect(&config.cluster, status.clone()).await?,
-            )),
-        };
-        // Names the sequence: the WebSocket `ack` reports it, and stored ticks carry it so that
-        // (symbol, epoch, seq) identifies a tick although `seq` restarts with every run. A
-        // single node's run is its own sequence; a cluster's is its stream's.
-        let epoch = node.nats().map_or(now_ns() / 1_000, |n| n.epoch);
+        migrate_at_start(&store, &config).await;
+        // The cluster role decides where events come from and go to (see `role`).
+        let status = Arc::new(ClusterStatus::new(config.cluster.role));
+        let node = Node::connect(&config, &status).await?;
+        let epoch = node.epoch();
         let recorder = Recorder::start(
             store.clone(),
             &config.database,
@@ -160,70 +128,44 @@ impl Server {
             metrics.clone(),
         )
         .map_err(StoreError::from)?;
-        // Ingest publishes to the stream as well; its task drains what ingest queues, while the
-        // lease (its clock, shared with the lease task) is surely this node's.
-        let lease_clock = cluster::LeaseClock::new();
-        let publisher = match &node {
-            Node::Ingest(n) => {
-                let p = cluster::StreamPublisher::new(
-                    n.prefix.clone(),
-                    epoch,
-                    config.cluster.publish_buffer_bytes,
-                    symbols.clone(),
-                    metrics.clone(),
-                    lease_clock.clone(),
-                );
-                let stop = CancellationToken::new();
-                let task = tokio::spawn(p.clone().run(n.js.clone(), stop.clone()));
-                Some((p, stop, task))
-            }
-            Node::Single | Node::Edge(_) => None,
+        let core = Core {
+            metrics,
+            symbols,
+            hub,
+            store,
+            recorder,
+            status,
         };
-        // An edge's hub is fed by the stream; nothing is sequenced or recorded here.
-        let sink: Arc<dyn EventSink> = match (&node, &publisher) {
-            (Node::Edge(_), _) => hub.clone(),
-            (_, Some((p, ..))) => Arc::new(Fanout(vec![hub.clone(), recorder.clone(), p.clone()])),
-            (_, None) => Arc::new(Fanout(vec![hub.clone(), recorder.clone()])),
-        };
-        let stream_publisher = publisher.as_ref().map(|(p, ..)| p.clone());
-        let publisher = publisher.map(|(_, stop, task)| (stop, task));
+        let portfolios = Arc::new(LivePortfolios::new(
+            core.hub.clone(),
+            core.store.clone(),
+            core.symbols.clone(),
+            config.portfolio,
+            config.cluster.role != crate::cluster::Role::All,
+        ));
+
+        let cluster = node.cluster_parts(&config, &core, epoch);
         let (ingest, ingest_handle) = Ingest::new(
-            symbols.clone(),
-            sink,
-            metrics.clone(),
+            core.symbols.clone(),
+            node.event_sink(&core, &cluster),
+            core.metrics.clone(),
             config.pipeline.periods(),
             config.book,
         );
-
-        // An edge runs no feeds: its events come from the stream.
-        let feeds = if node.is_edge() {
-            Vec::new()
-        } else {
-            build_feeds(&config, &symbols)?
-        };
-
-        let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-
+        let feeds = node.build_feeds(&config, &core)?;
+        let (listener, addr) = bind(config.server.listen).await?;
         let ingest_thread = ingest.spawn().map_err(|source| ServerError::Spawn {
             what: "ingest thread",
             source,
         })?;
-
         let indicators = Arc::new(LatestIndicators::default());
-        let app_indicators = indicators.clone();
-        let pipeline = if config.pipeline.enabled && !node.is_edge() {
+        let pipeline = if node.runs_pipeline(&config) {
             let p = Pipeline::start(
                 config.pipeline.clone(),
-                hub.clone(),
+                core.hub.clone(),
                 ingest_handle.clone(),
                 indicators.clone(),
-                metrics.clone(),
+                core.metrics.clone(),
             )
             .map_err(|source| ServerError::Spawn {
                 what: "pipeline",
@@ -238,195 +180,57 @@ impl Server {
         // Ends with the sockets (same token); nothing to flush.
         let portfolio_task = tokio::spawn(portfolios.clone().run(stop.clone()));
         let sessions = TaskTracker::new();
-        let verified = Arc::new(VerifiedKeys::default());
-        // Validated with the rest of the config before start.
-        let trusted = TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default();
-        let api_config = Arc::new(config.api.clone());
-        let app = AppState {
-            market: MarketState {
-                symbols: symbols.clone(),
-                hub: hub.clone(),
-                store: store.clone(),
-                indicators,
-                api: api_config.clone(),
-                periods: config.pipeline.periods(),
-                book_depth: config.book.depth,
-            },
-            portfolio: PortfolioState {
-                store: store.clone(),
-                symbols: symbols.clone(),
-                hub: hub.clone(),
-                max_body_bytes: config.api.max_body_bytes,
-                verified: verified.clone(),
-                live: portfolios.clone(),
-                max_future_skew_ms: config.feeds.max_future_skew_ms,
-            },
-            predictions: PredictionState {
-                symbols: symbols.clone(),
-                hub: hub.clone(),
-                api: api_config,
-                cache: Arc::new(predictions::Cache::default()),
-            },
-            ingest: IngestState {
-                config: Arc::new(config.feeds.http.clone()),
-                ingest: ingest_handle.live(config.feeds.max_future_skew_ms),
-                verified: verified.clone(),
-                cluster: status.clone(),
-                book_source: "http".into(),
-                recorder: recorder.clone(),
-            },
-            health: HealthState {
-                store: store.clone(),
-                recorder: recorder.clone(),
-                ingest: ingest_handle.clone(),
-                metrics: metrics.clone(),
-                shutdown: stop.clone(),
-                cluster: status.clone(),
-            },
-            ws: Arc::new(WsContext {
-                config: config.ws.clone(),
-                ring_capacity: config.ring.capacity,
-                hub: hub.clone(),
-                symbols: symbols.clone(),
-                metrics: metrics.clone(),
-                epoch,
-                sessions: sessions.clone(),
-                shutdown: stop.clone(),
-                conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
-                per_address: Default::default(),
-                upgrades: WsContext::upgrade_limiter(&config.ws),
-                history: match &node {
-                    Node::Edge(n) => Some(Arc::new(cluster::StreamHistory {
-                        nats: n.clone(),
-                        symbols: symbols.clone(),
-                        max_events: config.cluster.resume_max_events,
-                        max_reads: config.cluster.resume_max_reads,
-                        fields: crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
-                    })),
-                    Node::Single | Node::Ingest(_) => None,
-                },
-                stored_ticks: Some(stored_ticks::StoreTicks::shared(&store, &symbols, epoch)),
-                auth: verifier,
-                anonymous: config.auth.anonymous,
-                auth_timeout_s: config.auth.auth_timeout_s,
-                users: Default::default(),
-                book_depth: config.book.depth,
+        let app = app_state(
+            &config,
+            &core,
+            AppParts {
+                verifier,
                 portfolios,
-            }),
-            guard: Arc::new(RestGuard::new(
-                &config.api,
-                trusted,
-                verified,
-                metrics.clone(),
-            )),
-            max_body_bytes: config.api.max_body_bytes,
-        };
-
-        // Edges read the shared database; ingest deletes old rows.
-        let retention = (!node.is_edge()).then(|| {
-            tokio::spawn(crate::store::retention::run(
-                store.clone(),
-                config.database.clone(),
-                stop.clone(),
-            ))
-        });
+                indicators: indicators.clone(),
+                ingest: ingest_handle.clone(),
+                epoch,
+                history: node.history(&config, &core),
+                stop: stop.clone(),
+                sessions: sessions.clone(),
+            },
+        );
+        let retention = node.start_retention(&config, &core, &stop);
 
         let feeds_stop = CancellationToken::new();
-        let cluster_stop = CancellationToken::new();
-        // Cancelled when this node must stop by itself: an ingest node that lost its lease.
-        let mut fatal = CancellationToken::new();
         let start = FeedStart {
             ingest: ingest_handle.clone(),
             max_future_skew_ms: config.feeds.max_future_skew_ms,
             stop: feeds_stop.clone(),
-            metrics: metrics.clone(),
-            backlog: hub.backlog().clone(),
-            store: recorder.store_backlog().clone(),
-            live_waits_for_store: recorder.on_overload() == crate::store::OnOverload::Block,
+            metrics: core.metrics.clone(),
+            backlog: core.hub.backlog().clone(),
+            store: core.recorder.store_backlog().clone(),
+            live_waits_for_store: core.recorder.on_overload() == crate::store::OnOverload::Block,
         };
-        let feeds = match &node {
-            Node::Single => start.spawn(feeds),
-            Node::Edge(_) => Vec::new(),
-            Node::Ingest(n) => {
-                // Unique to this process (containers share addresses and pids): the lease
-                // takes an entry holding it for this node's own.
-                let nonce = getrandom::u64().unwrap_or_else(|_| now_ns() as u64);
-                let node = format!("{}:{}:{nonce:016x}", addr, std::process::id());
-                let leadership = cluster::run_lease(
-                    &n.js,
-                    &config.cluster,
-                    node.clone(),
-                    lease_clock.clone(),
-                    status.clone(),
-                    metrics.clone(),
-                    cluster_stop.clone(),
-                )
-                .await?;
-                fatal = leadership.lost.clone();
-                vec![(
-                    "feeds (ingest leader)",
-                    tokio::spawn(lead_feeds(
-                        leadership,
-                        Takeover {
-                            nats: n.clone(),
-                            node,
-                            publisher: stream_publisher.clone(),
-                            status: status.clone(),
-                        },
-                        symbols.clone(),
-                        start,
-                        feeds,
-                        config.book.checkpoint_ms,
-                    )),
-                )]
-            }
-        };
-        if let Node::Edge(n) = &node {
-            tokio::spawn(cluster::run_edge(
-                n.clone(),
-                cluster::EdgeIntake {
-                    hub: hub.clone(),
-                    symbols: symbols.clone(),
-                    indicators: app_indicators.clone(),
-                    fields: crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
-                    status: status.clone(),
-                    metrics: metrics.clone(),
-                    warm: ms(config.cluster.warm_ms),
-                    book_depth: config.book.depth,
-                    books: Default::default(),
-                },
-                cluster_stop.clone(),
-            ));
-        }
+        let feeds = node
+            .start_feeds(&config, &core, start, feeds, addr, &cluster)
+            .await?;
+        node.start_edge_intake(&config, &core, &indicators, &cluster);
 
         let http = tokio::spawn(crate::api::serve::serve(
             listener,
             crate::api::router(app.clone()),
-            HttpLimits {
-                max_connections: config.server.max_http_connections,
-                max_connections_per_ip: config.server.max_http_connections_per_ip,
-                trusted: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
-                header_read_timeout: ms(config.server.header_read_timeout_ms),
-                request_body_timeout: ms(config.server.request_body_timeout_ms),
-                response_write_timeout: ms(config.server.response_write_timeout_ms),
-                socket_send_buffer: config.ws.socket_send_buffer_bytes,
-            },
-            metrics.clone(),
+            http_limits(&config),
+            core.metrics.clone(),
             stop.clone(),
         ));
         tracing::info!(%addr, "tickcast listening");
         Ok(Server {
             addr,
             app,
-            symbols,
-            hub,
-            metrics,
-            store,
-            recorder,
+            symbols: core.symbols,
+            hub: core.hub,
+            metrics: core.metrics,
+            store: core.store,
+            recorder: core.recorder,
             ingest: ingest_handle,
             shutdown_grace: ms(config.server.shutdown_grace_ms),
             feeds_stop,
-            feeds,
+            feeds: feeds.tasks,
             ingest_thread: Some(ingest_thread),
             pipeline,
             stop,
@@ -434,9 +238,9 @@ impl Server {
             retention,
             portfolio_task,
             http,
-            publisher,
-            cluster_stop,
-            fatal,
+            publisher: cluster.publishing.map(|p| (p.stop, p.task)),
+            cluster_stop: cluster.stop,
+            fatal: feeds.fatal,
         })
     }
 
@@ -575,6 +379,37 @@ impl Server {
             Ok(())
         }
     }
+}
+
+/// Migrates the database before anything is written. A database that is down at start-up
+/// delays persistence, not streaming: the writer migrates before its first batch and retries
+/// until the database answers. The migration runs as its own task and is not cancelled at the
+/// timeout: a migration dropped half way can leave its connection holding the migration lock,
+/// and then every later attempt (the writer's) waits on it.
+async fn migrate_at_start(store: &Arc<Store>, config: &Config) {
+    let migration = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
+    });
+    match tokio::time::timeout(ms(config.database.timeout_ms), migration).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "database migration task failed"),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "database not ready at start-up; persistence will retry")
+        }
+        Err(_) => tracing::warn!("database did not answer at start-up; persistence will retry"),
+    }
+}
+
+/// Binds `addr` (port 0 picks one) and returns the listener with the address it got.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 /// The hub's sizing, from the `[ring]` and `[portfolio]` sections.

@@ -39,6 +39,9 @@ pub struct DatabaseConfig {
     pub breaker_probe_ms: u64,
     /// Ticks older than this are deleted; 0 keeps them forever.
     pub retention_days: u64,
+    /// PostgreSQL: days after today whose partitions of `ticks` and `bars` the maintenance task
+    /// makes ahead (every `retention_interval_ms`).
+    pub partitions_ahead_days: u32,
     pub retention_interval_ms: u64,
     /// Rows one retention `DELETE` removes at most; a run repeats it until the backlog is gone.
     pub retention_batch_rows: u32,
@@ -145,6 +148,11 @@ impl DatabaseConfig {
             self.retention_interval_ms >= 1000,
             "database.retention_interval_ms",
             "must be at least 1000",
+        )?;
+        check(
+            i64::from(self.partitions_ahead_days) < super::partitions::MAX_DAYS_PER_CALL,
+            "database.partitions_ahead_days",
+            "must be less than 400",
         )?;
         check(
             self.retention_batch_rows >= 1,

@@ -55,6 +55,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    #[error("partitions: {0}")]
+    Partition(String),
 }
 
 /// A statement that writes exact decimals, for the backend. Such statements are written for
@@ -127,6 +129,7 @@ macro_rules! store_position {
 
 // Declared after the macros so the query files can use them.
 mod bars;
+pub mod partitions;
 mod positions;
 pub mod retention;
 mod ticks;
@@ -191,6 +194,8 @@ pub struct Store {
     /// The caller's bound on each read.
     read_bound: Duration,
     migrated: AtomicBool,
+    /// PostgreSQL: the days whose partitions exist (`partitions.rs`).
+    partition_days: partitions::KnownDays,
 }
 
 // === impl Store ===
@@ -256,6 +261,7 @@ impl Store {
             timeout,
             read_bound,
             migrated: AtomicBool::new(false),
+            partition_days: Default::default(),
         })
     }
 

@@ -1,22 +1,24 @@
-//! Retention: a task that deletes ticks and stored bars older than `database.retention_days`,
-//! every `database.retention_interval_ms`, by exchange time (the `ticks_ts` and `bars_ts`
-//! indexes).
+//! Maintenance of the history tables: a task that, every `database.retention_interval_ms`,
+//! makes the partitions of the days ahead (PostgreSQL, `database.partitions_ahead_days`) and
+//! removes ticks and stored bars older than `database.retention_days`, by exchange time.
 //!
-//! Each `DELETE` removes at most `database.retention_batch_rows` rows (`WHERE id IN (SELECT id
-//! ... LIMIT n)`, the same SQL on both backends), and the task yields between batches: a backlog
-//! of millions of rows (retention shortened, or a long stop) never becomes one transaction that
-//! holds locks, bloats the WAL or outlasts the query timeout.
+//! On PostgreSQL a day wholly expired is one partition, dropped whole (no row is read, no dead
+//! tuple is left to vacuum). The rows left before the cut-off (the day it falls in, the DEFAULT
+//! partition; every row on SQLite) are deleted by a bounded `DELETE` of at most
+//! `database.retention_batch_rows` rows (`WHERE (ts, id) IN (SELECT ts, id ... LIMIT n)`, the
+//! same SQL on both backends, by the `(ts, id)` key), and the task yields between batches: a
+//! backlog of millions of rows (retention shortened, or a long stop) never becomes one
+//! transaction that holds locks, bloats the WAL or outlasts the query timeout.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::partitions::DAY_NS as NS_PER_DAY;
 use super::{Store, StoreError};
 use crate::config_section::ms;
 use crate::model::now_ns;
 use crate::store::DatabaseConfig;
-
-const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// What retention deletes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +39,14 @@ impl Retained {
 
     fn delete_sql(self) -> &'static str {
         match self {
+            // `ts < $1` outside too: PostgreSQL then plans the delete on the expired days only.
             Retained::Ticks => {
-                "DELETE FROM ticks WHERE id IN (SELECT id FROM ticks WHERE ts < $1 LIMIT $2)"
+                "DELETE FROM ticks WHERE ts < $1 \
+                 AND (ts, id) IN (SELECT ts, id FROM ticks WHERE ts < $1 LIMIT $2)"
             }
             Retained::Bars => {
-                "DELETE FROM bars WHERE id IN (SELECT id FROM bars WHERE ts < $1 LIMIT $2)"
+                "DELETE FROM bars WHERE ts < $1 \
+                 AND (ts, id) IN (SELECT ts, id FROM bars WHERE ts < $1 LIMIT $2)"
             }
         }
     }
@@ -74,50 +79,83 @@ impl Store {
     }
 }
 
-/// Runs until `stop` is cancelled; does nothing when retention is 0 (keep forever).
+/// Runs until `stop` is cancelled: one [`sweep`] every `retention_interval_ms`.
 pub(crate) async fn run(store: Arc<Store>, cfg: DatabaseConfig, stop: CancellationToken) {
-    if cfg.retention_days == 0 {
-        return;
-    }
     let mut every = tokio::time::interval(ms(cfg.retention_interval_ms));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let before = cutoff(now_ns(), cfg.retention_days);
-        for what in Retained::ALL {
-            let mut deleted = 0u64;
-            loop {
-                if stop.is_cancelled() {
-                    return;
-                }
-                match store
-                    .delete_before(what, before, cfg.retention_batch_rows)
-                    .await
-                {
-                    Ok(n) => {
-                        deleted += n;
-                        if n < u64::from(cfg.retention_batch_rows) {
-                            break;
-                        }
-                        // Let the writer and readers in between batches.
-                        tokio::task::yield_now().await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, table = what.name(), "retention run failed; will retry");
-                        break;
-                    }
-                }
-            }
-            if deleted > 0 {
+        sweep(&store, &cfg, now_ns(), &stop).await;
+    }
+}
+
+/// One maintenance run at `now` (ns): the partitions of today and the `partitions_ahead_days`
+/// after it, then retention (none when `retention_days` is 0: kept forever). Failures are
+/// logged and left to the next run; `stop` ends it between batches.
+pub async fn sweep(store: &Store, cfg: &DatabaseConfig, now: i64, stop: &CancellationToken) {
+    let ahead = i64::from(cfg.partitions_ahead_days).saturating_mul(NS_PER_DAY);
+    let made = match store.ensure_migrated().await {
+        Ok(()) => {
+            store
+                .ensure_partitions(now, now.saturating_add(ahead))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(error) = made {
+        tracing::warn!(%error, "making partitions ahead failed; will retry");
+    }
+    if cfg.retention_days == 0 {
+        return;
+    }
+    let before = cutoff(now, cfg.retention_days);
+    for what in Retained::ALL {
+        match store.drop_partitions_before(what.name(), before).await {
+            Ok(dropped) if !dropped.is_empty() => {
                 tracing::info!(
-                    deleted,
+                    ?dropped,
                     before,
                     table = what.name(),
-                    "retention deleted old rows"
+                    "retention dropped expired days"
                 );
             }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, table = what.name(), "dropping expired partitions failed; will retry");
+            }
+        }
+        let mut deleted = 0u64;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match store
+                .delete_before(what, before, cfg.retention_batch_rows)
+                .await
+            {
+                Ok(n) => {
+                    deleted += n;
+                    if n < u64::from(cfg.retention_batch_rows) {
+                        break;
+                    }
+                    // Let the writer and readers in between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, table = what.name(), "retention run failed; will retry");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                before,
+                table = what.name(),
+                "retention deleted old rows"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod books;
 mod config;
+mod context;
 pub mod limits;
 mod ops;
 mod replay;
@@ -9,6 +10,7 @@ mod resume;
 pub mod session;
 
 pub use config::WsConfig;
+pub use context::{Channels, Gate, History, WsAuth, WsContext};
 use limits::ConnectionsPerAddress;
 pub use replay::StoredTicks;
 
@@ -23,99 +25,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use crate::client::ClientAddr;
-use crate::model::{Encoding, Symbols};
+use crate::model::Encoding;
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
-use crate::rooms::Hub;
-use crate::telemetry::metrics::Metrics;
-
-/// What the WebSocket endpoint and its sessions use, built once by the server.
-#[derive(Debug)]
-pub struct WsContext {
-    pub config: WsConfig,
-    /// Largest snapshot a subscribe may ask for (`ring.capacity`).
-    pub ring_capacity: usize,
-    pub hub: Arc<Hub>,
-    pub symbols: Arc<Symbols>,
-    pub metrics: Arc<Metrics>,
-    /// This server run's identity (start time in µs: exact in a JavaScript number): `seq`s
-    /// restart with every run, so a resume point is only meaningful with the epoch it was seen
-    /// under.
-    pub epoch: i64,
-    /// Every session, so shutdown can wait for them.
-    pub sessions: TaskTracker,
-    /// Cancelled when sockets must close (1001).
-    pub shutdown: CancellationToken,
-    /// Caps concurrent connections.
-    pub conn_limit: Arc<Semaphore>,
-    /// Open connections per client address (`ws.max_connections_per_ip`).
-    pub(crate) per_address: Arc<ConnectionsPerAddress>,
-    /// Upgrades per client address (`ws.upgrades_per_second`, `ws.upgrade_burst`).
-    pub(crate) upgrades: crate::client::KeyedLimiter<ClientAddr>,
-    /// History older than the rings (an edge node's stream); `None` on a single node.
-    pub history: Option<Arc<dyn History>>,
-    /// This run's stored ticks, for replays from a time older than the rings (`from_ts`).
-    pub stored_ticks: Option<Arc<dyn StoredTicks>>,
-    /// Verifies connection tokens (`[auth]`); `None` when no key is configured.
-    pub auth: Option<Arc<crate::auth::Verifier>>,
-    /// Connections without a token may subscribe (`auth.anonymous`).
-    pub anonymous: bool,
-    /// Without anonymous access, seconds a connection has to authenticate (`auth.auth_timeout_s`).
-    pub auth_timeout_s: u64,
-    /// Authenticated connections per user (the token's `limits.connections`).
-    pub users: crate::auth::UserConnections,
-    /// Levels per side of the published book view (`book.depth`).
-    pub book_depth: usize,
-    /// The users' private `portfolio` channels.
-    pub portfolios: Arc<crate::portfolio::LivePortfolios>,
-}
-
-/// Events older than the rings hold, from a store of the whole sequence (the cluster's
-/// stream), so a resume whose gap left the ring can still be replayed exactly.
-pub trait History: Send + Sync + std::fmt::Debug {
-    /// The encoded events of `ch` with `seq` in `(from, until]`, oldest first, or `None` when
-    /// they are not all held any more, or are more than `max_bytes` (the connection's snapshot
-    /// budget: reading stops there) or too many for one resume.
-    fn range(
-        &self,
-        ch: crate::model::ChannelId,
-        from: u64,
-        until: u64,
-        max_bytes: usize,
-    ) -> futures_util::future::BoxFuture<'_, Option<Vec<crate::model::Wire>>>;
-
-    /// Most gaps one subscribe may read (`cluster.resume_max_reads`); the others get `reset`.
-    fn max_reads(&self) -> usize;
-}
-
-impl WsContext {
-    /// Verifies a connection token against `[auth]`'s key.
-    pub(crate) fn verify(
-        &self,
-        token: &str,
-    ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
-        match &self.auth {
-            Some(v) => {
-                self.metrics.tokens_verified.fetch_add(1, Ordering::Relaxed);
-                v.verify(token)
-            }
-            None => Err(crate::auth::AuthError::Disabled),
-        }
-    }
-
-    /// The per-address upgrade limiter `config` asks for.
-    pub(crate) fn upgrade_limiter(config: &WsConfig) -> crate::client::KeyedLimiter<ClientAddr> {
-        crate::client::KeyedLimiter::new(crate::client::quota(
-            config.upgrades_per_second,
-            config.upgrade_burst,
-        ))
-    }
-}
 
 /// The endpoint's state: one shared [`WsContext`].
 pub(crate) type WsState = Arc<WsContext>;
@@ -182,7 +95,7 @@ pub(crate) async fn upgrade(
             .into_response();
     }
     let addr = ClientAddr::of_request(&req);
-    if let Err(not_until) = ctx.upgrades.check(&addr) {
+    if let Err(not_until) = ctx.gate.upgrades.check(&addr) {
         ctx.metrics
             .upgrades_rate_limited
             .fetch_add(1, Ordering::Relaxed);
@@ -194,7 +107,7 @@ pub(crate) async fn upgrade(
         .into_response();
     }
     let Some(slot) = ConnectionsPerAddress::try_acquire(
-        &ctx.per_address,
+        &ctx.gate.per_address,
         addr,
         ctx.config.max_connections_per_ip,
     ) else {
@@ -210,7 +123,7 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     };
-    let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
+    let Ok(permit) = ctx.gate.conn_limit.clone().try_acquire_owned() else {
         ctx.metrics
             .connections_rejected
             .fetch_add(1, Ordering::Relaxed);
@@ -225,7 +138,7 @@ pub(crate) async fn upgrade(
     // costs far more than refusing, so it must not be free to drive.
     let principal = match q.token.as_deref() {
         None => None,
-        Some(token) => match ctx.verify(token) {
+        Some(token) => match ctx.auth.verify(token, &ctx.metrics) {
             Ok(p) => Some(p),
             Err(e) => {
                 return Problem::new(ProblemCode::Unauthorized, e.to_string()).into_response();
@@ -234,7 +147,7 @@ pub(crate) async fn upgrade(
     };
     let authenticated = match principal {
         None => None,
-        Some(p) => match ctx.users.acquire(&p) {
+        Some(p) => match ctx.auth.users.acquire(&p) {
             Ok(slot) => Some((p, slot)),
             Err(e) => {
                 return Problem::new(ProblemCode::TooManyConnections, e.to_string())
@@ -259,7 +172,7 @@ pub(crate) async fn upgrade(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let socket_cfg = socket_config(&ctx.config);
     let session_ctx = ctx.clone();
-    ctx.sessions.spawn(async move {
+    ctx.gate.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);

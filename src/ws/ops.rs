@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::books::{BookSub, BookSubs};
-use super::{WsContext, replay, resume};
+use super::{Channels, WsAuth, WsConfig, replay, resume};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
 use crate::protocol::{self, ChannelName, ClientOp, ErrorCode};
 use crate::rooms::{ConnId, Hub, Outbox, Subscribe, Target};
+use crate::telemetry::metrics::Metrics;
 
 /// A subscribe's options besides its channels and `from`.
 struct SubscribeOpts {
@@ -30,7 +31,12 @@ struct SubscribeOpts {
 pub(super) struct Ops<'a> {
     pub(super) conn: ConnId,
     pub(super) outbox: &'a Arc<Outbox>,
-    pub(super) ctx: &'a WsContext,
+    /// Where the channels come from.
+    pub(super) channels: &'a Channels,
+    /// Checks `auth` ops' tokens.
+    pub(super) auth: &'a WsAuth,
+    pub(super) config: &'a WsConfig,
+    pub(super) metrics: &'a Metrics,
     /// The connection's frame encoding: replies are encoded in it.
     pub(super) encoding: Encoding,
     /// Who the connection's token says it is; `None` while anonymous.
@@ -57,7 +63,7 @@ fn distinct(channels: &[String]) -> Vec<&str> {
 
 impl Ops<'_> {
     fn hub(&self) -> &Hub {
-        &self.ctx.hub
+        &self.channels.hub
     }
 
     fn reply(&self, bytes: Bytes) {
@@ -74,7 +80,7 @@ impl Ops<'_> {
             Err(bad) => return self.error(bad.id, ErrorCode::BadRequest, &bad.message),
         };
         let needs_auth = !matches!(op, ClientOp::Auth { .. } | ClientOp::Ping { .. });
-        if needs_auth && !self.ctx.anonymous && self.principal.is_none() {
+        if needs_auth && !self.auth.anonymous && self.principal.is_none() {
             return self.error(
                 op.id(),
                 ErrorCode::Unauthorized,
@@ -93,7 +99,7 @@ impl Ops<'_> {
                 depth,
                 from_ts,
             } => {
-                let stale = epoch.is_some_and(|e| e != self.ctx.epoch);
+                let stale = epoch.is_some_and(|e| e != self.channels.epoch);
                 let from = from.unwrap_or_default();
                 let opts = SubscribeOpts {
                     throttle_ms,
@@ -107,7 +113,7 @@ impl Ops<'_> {
             ClientOp::Unsubscribe { id, channels } => self.unsubscribe(id, &channels),
             ClientOp::Ping { id } => self.reply(protocol::encode_pong(self.encoding, id, now_ns())),
             ClientOp::List { id } => {
-                let all = self.ctx.symbols.all();
+                let all = self.channels.symbols.all();
                 let names: Vec<&str> = all.iter().map(|(_, n)| &**n).collect();
                 self.reply(protocol::encode_list(self.encoding, id, &names));
             }
@@ -116,7 +122,7 @@ impl Ops<'_> {
 
     /// Authenticates the connection, or refreshes its token (same user only).
     fn auth(&mut self, id: Option<i64>, token: &str) {
-        let p = match self.ctx.verify(token) {
+        let p = match self.auth.verify(token, self.metrics) {
             Ok(p) => p,
             Err(e) => return self.error(id, ErrorCode::Unauthorized, &e.to_string()),
         };
@@ -130,14 +136,14 @@ impl Ops<'_> {
             return self.error(id, ErrorCode::Forbidden, &msg);
         }
         if self.slot.is_none() {
-            match self.ctx.users.acquire(&p) {
+            match self.auth.users.acquire(&p) {
                 Ok(slot) => self.slot = Some(slot),
                 Err(e) => return self.error(id, ErrorCode::Forbidden, &e.to_string()),
             }
         }
         self.expires_s.store(p.expires_s, Ordering::Relaxed);
         let ack =
-            protocol::encode_auth_ack(self.encoding, id, self.ctx.epoch, &p.user, p.expires_s);
+            protocol::encode_auth_ack(self.encoding, id, self.channels.epoch, &p.user, p.expires_s);
         self.principal = Some(p);
         // The reply-order rule (docs/PROTOCOL.md): per-channel errors first, the ack last.
         self.revoke_unpermitted(id);
@@ -157,10 +163,10 @@ impl Ops<'_> {
                 Target::Wildcard(kind) => (p.may_subscribe(kind, None), format!("{kind}:*")),
                 Target::Channel(ch) if ch.kind == Kind::Portfolio => continue,
                 Target::Channel(ch) => {
-                    let symbol = self.ctx.symbols.name(ch.symbol);
+                    let symbol = self.channels.symbols.name(ch.symbol);
                     (
                         p.may_subscribe(ch.kind, Some(&symbol)),
-                        self.ctx.symbols.channel_name(ch),
+                        self.channels.symbols.channel_name(ch),
                     )
                 }
             };
@@ -216,11 +222,8 @@ impl Ops<'_> {
                     .to_owned(),
             ));
         };
-        self.ctx
-            .metrics
-            .portfolio_opens
-            .fetch_add(1, Ordering::Relaxed);
-        match self.ctx.portfolios.open(&p.user).await {
+        self.metrics.portfolio_opens.fetch_add(1, Ordering::Relaxed);
+        match self.channels.portfolios.open(&p.user).await {
             Ok(ch) => {
                 self.portfolio = Some(ch);
                 Ok(Target::Channel(ch))
@@ -247,7 +250,7 @@ impl Ops<'_> {
                 )),
             },
             ChannelName::Wildcard(kind) => Ok(Target::Wildcard(kind)),
-            ChannelName::Concrete(kind, sym) => match self.ctx.symbols.get(sym) {
+            ChannelName::Concrete(kind, sym) => match self.channels.symbols.get(sym) {
                 Some(symbol) => Ok(Target::Channel(ChannelId { kind, symbol })),
                 None => Err((ErrorCode::UnknownChannel, format!("no such symbol: {sym}"))),
             },
@@ -272,8 +275,8 @@ impl Ops<'_> {
             Ok(t) => t,
             Err(msg) => return self.error(id, ErrorCode::BadRequest, &msg),
         };
-        let cfg = &self.ctx.config;
-        let ring_capacity = self.ctx.ring_capacity;
+        let cfg = &self.config;
+        let ring_capacity = self.channels.ring_capacity;
         if channels.is_empty() {
             return self.error(id, ErrorCode::BadRequest, "`channels` must not be empty");
         }
@@ -288,7 +291,7 @@ impl Ops<'_> {
             let msg = format!("snapshot depth {n} exceeds the ring capacity of {ring_capacity}");
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
-        let book_depth = self.ctx.book_depth;
+        let book_depth = self.channels.book_depth;
         if let Some(n) = depth.filter(|n| !(1..=book_depth).contains(n)) {
             let msg = format!("depth {n} is outside 1..={book_depth} (book.depth)");
             return self.error(id, ErrorCode::BadRequest, &msg);
@@ -355,7 +358,13 @@ impl Ops<'_> {
             return;
         }
         if let Some(t) = from_ts
-            && let Err(msg) = replay::check(&targets, &accepted, t, now_ns(), cfg.replay_max_age_ms)
+            && let Err(msg) = replay::check(
+                &targets,
+                &accepted,
+                t,
+                now_ns(),
+                self.config.replay_max_age_ms,
+            )
         {
             return self.error(id, ErrorCode::BadRequest, &msg);
         }
@@ -371,7 +380,7 @@ impl Ops<'_> {
             id,
             "subscribe",
             &accepted,
-            self.ctx.epoch,
+            self.channels.epoch,
         ));
         let prefetched = match from_ts {
             _ if stale_from => HashMap::new(),
@@ -412,7 +421,7 @@ impl Ops<'_> {
         resume: &HashMap<ChannelId, u64>,
     ) -> HashMap<ChannelId, (u64, Vec<Wire>)> {
         let mut out = HashMap::new();
-        let Some(history) = &self.ctx.history else {
+        let Some(history) = &self.channels.history else {
             return out;
         };
         let room = self.outbox.held_room();
@@ -423,7 +432,7 @@ impl Ops<'_> {
             history.max_reads(),
         );
         for gap in gaps {
-            let metrics = &self.ctx.metrics;
+            let metrics = &self.metrics;
             metrics.history_reads.fetch_add(1, Ordering::Relaxed);
             if let Some(events) = history
                 .range(gap.ch, gap.from, gap.until, gap.max_bytes)
@@ -448,12 +457,12 @@ impl Ops<'_> {
         since: i64,
     ) -> HashMap<ChannelId, (u64, Vec<Wire>)> {
         let mut out = HashMap::new();
-        let Some(store) = &self.ctx.stored_ticks else {
+        let Some(store) = &self.channels.stored_ticks else {
             return out;
         };
         let share = replay::share(self.outbox.held_room(), targets.len());
         for read in replay::store_reads(targets, from, |ch| self.hub().held_range(ch)) {
-            let name = self.ctx.symbols.channel_name(read.ch);
+            let name = self.channels.symbols.channel_name(read.ch);
             let rows = store
                 .run(read.ch, &name, since, read.after, read.before, share)
                 .await;
@@ -500,7 +509,7 @@ impl Ops<'_> {
             id,
             "unsubscribe",
             &acked,
-            self.ctx.epoch,
+            self.channels.epoch,
         ));
     }
 }

@@ -98,7 +98,7 @@ pub(crate) async fn run<S>(
 {
     let cfg = &ctx.config;
     let conn = Conn {
-        id: ctx.hub.next_conn_id(),
+        id: ctx.channels.hub.next_conn_id(),
         outbox: Arc::new(Outbox::new(OutboxLimits {
             max_events: cfg.outbox_max_events,
             max_bytes: cfg.outbox_max_bytes,
@@ -110,8 +110,8 @@ pub(crate) async fn run<S>(
         expires_s: AtomicU64::new(match &authenticated {
             Some((p, _)) => p.expires_s,
             // Without anonymous access, an unauthenticated connection has until this to `auth`.
-            None if !ctx.anonymous => {
-                (unix_now() + Duration::from_secs(ctx.auth_timeout_s)).as_secs()
+            None if !ctx.auth.anonymous => {
+                (unix_now() + Duration::from_secs(ctx.auth.auth_timeout_s)).as_secs()
             }
             None => 0,
         }),
@@ -129,13 +129,16 @@ pub(crate) async fn run<S>(
         ops: Ops {
             conn: conn.id,
             outbox: &conn.outbox,
-            ctx: &ctx,
+            channels: &ctx.channels,
+            auth: &ctx.auth,
+            config: &ctx.config,
+            metrics: &ctx.metrics,
             encoding,
             principal,
             slot,
             expires_s: &conn.expires_s,
             portfolio: None,
-            books: BookSubs::new(encoding, ctx.book_depth),
+            books: BookSubs::new(encoding, ctx.channels.book_depth),
         },
     };
     serve(&mut socket, &conn, &ctx, &mut reader).await;
@@ -146,7 +149,7 @@ pub(crate) async fn run<S>(
     })
     .await;
 
-    ctx.hub.disconnect(conn.id);
+    ctx.channels.hub.disconnect(conn.id);
     let stats = conn.outbox.stats();
     ConnectionClosed {
         conflated: stats.conflated,
@@ -336,7 +339,7 @@ where
                 Item::Event { channel, wire } | Item::Replay { channel, wire }
                     if channel.kind == Kind::Book =>
                 {
-                    match books.event(channel, &wire, &ctx.hub) {
+                    match books.event(channel, &wire, &ctx.channels.hub) {
                         Some(b) => b,
                         None => continue,
                     }
@@ -345,15 +348,15 @@ where
                     w.get(encoding).clone()
                 }
                 Item::Snapshot(s) if s.channel.kind == Kind::Book => {
-                    let name = ctx.symbols.channel_name(s.channel);
+                    let name = ctx.channels.symbols.channel_name(s.channel);
                     books.snapshot(&s, &name)
                 }
                 Item::Snapshot(s) => {
-                    let name = ctx.symbols.channel_name(s.channel);
+                    let name = ctx.channels.symbols.channel_name(s.channel);
                     protocol::encode_snapshot(encoding, &name, s.seq, &s.events, s.reset)
                 }
                 Item::ReplayDone(d) => {
-                    let name = ctx.symbols.channel_name(d.channel);
+                    let name = ctx.channels.symbols.channel_name(d.channel);
                     protocol::encode_replay_done(encoding, &name, d.seq, d.more)
                 }
                 Item::Batch(batch) => {
@@ -471,7 +474,7 @@ impl Reader<'_> {
         let Some(msg) = msg else {
             return Some(Close::GONE);
         };
-        let ctx = self.ops.ctx;
+        let (config, metrics) = (self.ops.config, self.ops.metrics);
         self.conn.seen();
         let is_binary = matches!(msg, Ok(Message::Binary(_)));
         let ops = &mut self.ops;
@@ -496,7 +499,7 @@ impl Reader<'_> {
                 let limit = ops.principal.as_ref().and_then(|p| p.limits.ops_per_second);
                 if limit != self.ops_limit {
                     self.ops_limit = limit;
-                    self.limiter = op_limiter(&ctx.config, limit);
+                    self.limiter = op_limiter(config, limit);
                 }
             }
             (Verdict::Allow, None) => {
@@ -509,7 +512,7 @@ impl Reader<'_> {
                 }
             }
             (Verdict::Limited, text) => {
-                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
+                metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
                 // A limited control frame gets no answer: answering would feed the flood.
                 if text.is_some() || is_binary {
                     let id = text
@@ -519,7 +522,7 @@ impl Reader<'_> {
                 }
             }
             (Verdict::Abuse, _) => {
-                ctx.metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
+                metrics.rate_limited_ops.fetch_add(1, Ordering::Relaxed);
                 return Some(Close::with(CloseCode::Policy, "op rate limit exceeded"));
             }
         }

@@ -345,6 +345,11 @@ impl Writer {
     /// the ticks again, and their identities make that a no-op). Returns (new ticks, new bars).
     async fn write(&self, batch: &Batch) -> Result<(u64, u64), StoreError> {
         self.store.ensure_migrated().await?;
+        // A day not made ahead (a replay of history, a late tick) gets its partitions first.
+        let times = batch.ticks.iter().map(|t| t.ts);
+        self.store
+            .ensure_partitions_for(times.chain(batch.bars.iter().map(|b| b.start)))
+            .await?;
         let ticks = self.store.insert_ticks(&batch.ticks).await?;
         let bars = self.store.insert_bars(&batch.bars).await?;
         Ok((ticks, bars))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use crate::model::{ChannelId, Encoding, Event, Kind, Payload, Side, Symbols, Tic
 use crate::protocol;
 use crate::rooms::{EventSink, Hub};
 use crate::telemetry::metrics::Metrics;
-use crate::ws::{WsContext, WsState};
+use crate::ws::{Channels, Gate, WsAuth, WsContext, WsState};
 
 /// The server's end of an in-memory WebSocket: what the test sends arrives as inbound
 /// messages; what the session sends is collected for the test to read.
@@ -177,25 +177,26 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
         false,
     ));
     Arc::new(WsContext {
-        ring_capacity: config.ring.capacity,
-        hub,
-        conn_limit: Arc::new(Semaphore::new(config.ws.max_connections)),
-        per_address: Default::default(),
-        upgrades: WsContext::upgrade_limiter(&config.ws),
+        gate: Gate::new(&config.ws, TaskTracker::new()),
         config: config.ws,
-        symbols,
         metrics,
-        epoch: 42,
-        sessions: TaskTracker::new(),
         shutdown: CancellationToken::new(),
-        history: None,
-        stored_ticks: None,
-        auth: None,
-        anonymous: config.auth.anonymous,
-        auth_timeout_s: config.auth.auth_timeout_s,
-        users: Default::default(),
-        book_depth: config.book.depth,
-        portfolios,
+        auth: WsAuth {
+            verifier: None,
+            anonymous: config.auth.anonymous,
+            auth_timeout_s: config.auth.auth_timeout_s,
+            users: Default::default(),
+        },
+        channels: Channels {
+            hub,
+            symbols,
+            epoch: 42,
+            ring_capacity: config.ring.capacity,
+            book_depth: config.book.depth,
+            history: None,
+            stored_ticks: None,
+            portfolios,
+        },
     })
 }
 
@@ -227,7 +228,7 @@ fn connect_trickle(ctx: &WsState, every: Duration) -> Peer {
 }
 
 fn tick_event(ctx: &WsContext, seq: u64, price: f64) -> Event {
-    let symbol = ctx.symbols.get("AAPL").expect("interned");
+    let symbol = ctx.channels.symbols.get("AAPL").expect("interned");
     let tick = Tick {
         symbol,
         price,
@@ -302,7 +303,7 @@ async fn subscribe_acks_with_epoch_then_streams_published_events() {
     assert_eq!(err["code"], "unknown_channel");
     assert!(got.iter().any(|e| e["type"] == "snapshot"), "{got:?}");
 
-    ctx.hub.publish(&[tick_event(&ctx, 1, 101.5)]);
+    ctx.channels.hub.publish(&[tick_event(&ctx, 1, 101.5)]);
     let tick = peer.event().await;
     assert_eq!(tick["type"], "tick");
     assert_eq!(tick["seq"], 1);
@@ -348,7 +349,7 @@ async fn shutdown_closes_with_going_away() {
 async fn a_peer_taking_a_frame_just_under_the_timeout_is_still_closed_1013() {
     let ctx = context_with(|c| c.ws.batch_max_bytes = 1024);
     let slow = Duration::from_millis(ctx.config.slow_consumer_timeout_ms);
-    ctx.hub.publish(
+    ctx.channels.hub.publish(
         &(1..=200)
             .map(|s| tick_event(&ctx, s, 100.0))
             .collect::<Vec<_>>(),
@@ -398,7 +399,7 @@ async fn adaptive_batching_writes_an_idle_socket_at_once_and_a_busy_one_per_wind
 
     // Idle for longer than the window: the event goes at once, alone.
     let t0 = tokio::time::Instant::now();
-    ctx.hub.publish(&[tick_event(&ctx, 1, 1.0)]);
+    ctx.channels.hub.publish(&[tick_event(&ctx, 1, 1.0)]);
     let Some(Message::Text(first)) = peer.next(Duration::from_secs(1)).await else {
         panic!("no frame");
     };
@@ -406,9 +407,9 @@ async fn adaptive_batching_writes_an_idle_socket_at_once_and_a_busy_one_per_wind
     assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["seq"], 1);
 
     // Right after a write: what arrives within the window leaves as one frame when it ends.
-    ctx.hub.publish(&[tick_event(&ctx, 2, 2.0)]);
+    ctx.channels.hub.publish(&[tick_event(&ctx, 2, 2.0)]);
     tokio::task::yield_now().await;
-    ctx.hub.publish(&[tick_event(&ctx, 3, 3.0)]);
+    ctx.channels.hub.publish(&[tick_event(&ctx, 3, 3.0)]);
     let Some(Message::Text(next)) = peer.next(Duration::from_secs(1)).await else {
         panic!("no frame");
     };
