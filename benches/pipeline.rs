@@ -1,5 +1,6 @@
 //! The indicator batch: 10,000 symbols with 100 ticks each per second, through the worker pool
-//! (bars, indicators, output), as the coordinator runs it once a second.
+//! (bars, indicators, output), as the coordinator runs it once a second; with the rolling 24 h
+//! ticker (`pipeline.ticker`, the default) and without it.
 //!
 //! `cargo bench --bench pipeline`
 
@@ -30,7 +31,23 @@ fn second_of_ticks(s: i64) -> Vec<SymbolTicks> {
         .collect()
 }
 
+fn clock(second: i64, ticker: bool) -> BatchClock {
+    BatchClock {
+        now_ms: second * 1000,
+        partial_bars: true,
+        // Every batch in a wall second of its own, as the coordinator's: a ticker each time.
+        wall_ms: second * 1000,
+        ticker,
+    }
+}
+
 fn pipeline(c: &mut Criterion) {
+    for ticker in [true, false] {
+        batch(c, ticker);
+    }
+}
+
+fn batch(c: &mut Criterion, ticker: bool) {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = WorkerPool::new(workers, IndicatorPeriods::default()).expect("pool starts");
     let mut g = c.benchmark_group("pipeline_batch");
@@ -42,31 +59,20 @@ fn pipeline(c: &mut Criterion) {
     // Warm the pool up past indicator warm-up, so the measured batches do all the work.
     for _ in 0..25 {
         second += 1;
-        pool.run_batch(
-            second_of_ticks(second),
-            BatchClock {
-                now_ms: second * 1000,
-                partial_bars: true,
-            },
-        );
+        pool.run_batch(second_of_ticks(second), clock(second, ticker));
     }
     g.bench_function(
-        format!("{SYMBOLS}_symbols_x_{TICKS_PER_SYMBOL}_ticks_{workers}_workers"),
+        format!(
+            "{SYMBOLS}_symbols_x_{TICKS_PER_SYMBOL}_ticks_{workers}_workers_ticker_{}",
+            if ticker { "on" } else { "off" }
+        ),
         |b| {
             b.iter_batched(
                 || {
                     second += 1;
                     (second_of_ticks(second), second)
                 },
-                |(work, s)| {
-                    pool.run_batch(
-                        work,
-                        BatchClock {
-                            now_ms: s * 1000,
-                            partial_bars: true,
-                        },
-                    )
-                },
+                |(work, s)| pool.run_batch(work, clock(s, ticker)),
                 BatchSize::PerIteration,
             )
         },
