@@ -136,6 +136,7 @@ impl Config {
             c.feeds.http.token = redact::MASK.to_owned();
         }
         c.database.url = redact::url(&self.database.url);
+        c.database.read_url = redact::url(&self.database.read_url);
         c.cluster.nats_url = redact::url(&self.cluster.nats_url);
         for feed in std::iter::once(&mut c.feeds.upstream).chain(&mut c.feeds.upstreams) {
             feed.url = redact::url(&feed.url);
@@ -382,6 +383,17 @@ mod tests {
             (
                 &[("TICKCAST_DATABASE__QUEUE_CAPACITY", "1")],
                 "database.queue_capacity",
+            ),
+            (
+                &[("TICKCAST_DATABASE__READ_URL", "postgres://replica/db")],
+                "database.read_url",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://primary/db"),
+                    ("TICKCAST_DATABASE__READ_URL", "sqlite://replica.db"),
+                ],
+                "database.read_url",
             ),
             (
                 &[("TICKCAST_DATABASE__READ_POOL_SIZE", "0")],

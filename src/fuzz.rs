@@ -146,12 +146,11 @@ proptest! {
         venue in 0usize..DEPTH.len(), line in any::<usize>(),
         at in any::<usize>(), byte in any::<u8>(), how in any::<u8>(), noise in proptest::collection::vec(any::<u8>(), 0..64)
     ) {
-        use crate::feed::depth::{DepthDecoder, Venue};
         let (name, symbol, fixture) = DEPTH[venue];
         let lines = fixture_lines(fixture);
         prop_assume!(!lines.is_empty());
-        let venue = Venue::parse(name).expect("a depth venue");
-        let mut d = DepthDecoder::new(venue, &[symbol.to_owned()]).expect("one symbol");
+        let open = crate::feed::venues::depth_venue(name).expect("a depth venue");
+        let mut d = open(&[symbol.to_owned()]).expect("one symbol");
         let mut out = Vec::new();
         // The fixture up to the line, so the mutation meets a synced book.
         let n = line % lines.len();

@@ -36,6 +36,7 @@ mod fuzz;
 pub mod import;
 pub mod ingest;
 pub mod model;
+pub(crate) mod money;
 pub mod pipeline;
 pub mod portfolio;
 pub(crate) mod predict;

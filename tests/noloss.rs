@@ -105,10 +105,8 @@ async fn send_through_outage(srv: &TestServer) -> u64 {
         ingest_batch(srv, 100, i as f64).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    wait_for("breaker opens", util::WAIT, async || srv.breaker_open()).await;
+    let body = srv.wait_degraded().await;
     assert!(m.db_rows_journaled.load(Ordering::Relaxed) >= 1000);
-    let (status, body) = srv.readyz().await;
-    assert_eq!(status, 503, "{body}");
     assert!(
         body["checks"]["database"]["journal_bytes"]
             .as_u64()
@@ -127,10 +125,7 @@ async fn check_recovered(srv: &TestServer, db: &TestDb, sent: u64) {
         m.db_journal_bytes.load(Ordering::Relaxed) == 0
     })
     .await;
-    wait_for("ready again", util::WAIT, async || {
-        srv.readyz().await.0 == 200
-    })
-    .await;
+    srv.wait_ready().await;
     assert_eq!(m.db_rows_dropped.load(Ordering::Relaxed), 0);
     assert!(m.db_rows_replayed.load(Ordering::Relaxed) >= 1000);
     assert_eq!(

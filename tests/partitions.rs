@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::{self, TestDb};
 
+/// A tick row as both schemas hold it: id, symbol, ts, ingest_ts, seq, price, side, epoch.
+type StoredTickRow = (i64, String, i64, i64, i64, f64, i16, i64);
+
 /// The schema before partitioning.
 const UNPARTITIONED_VERSION: i64 = 9;
 
@@ -94,7 +97,7 @@ async fn migration_0010_partitions_an_unpartitioned_store_without_losing_a_row()
         .execute(pg(&store))
         .await
         .unwrap();
-        let ticks: Vec<(i64, String, i64, i64, i64, f64, i16, i64)> = sqlx::query_as(
+        let ticks: Vec<StoredTickRow> = sqlx::query_as(
             "SELECT id, symbol, ts, ingest_ts, seq, price, side, epoch FROM ticks ORDER BY id",
         )
         .fetch_all(pg(&store))
@@ -117,7 +120,7 @@ async fn migration_0010_partitions_an_unpartitioned_store_without_losing_a_row()
     store.migrate().await.unwrap();
     assert_eq!(relkind(&store, "ticks").await, "p");
     assert_eq!(relkind(&store, "bars").await, "p");
-    let ticks_after: Vec<(i64, String, i64, i64, i64, f64, i16, i64)> = sqlx::query_as(
+    let ticks_after: Vec<StoredTickRow> = sqlx::query_as(
         "SELECT id, symbol, ts, ingest_ts, seq, price, side, epoch FROM ticks ORDER BY id",
     )
     .fetch_all(pg(&store))

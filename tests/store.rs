@@ -61,10 +61,6 @@ async fn read_ticks_until(client: &mut util::Client, last: u64) -> u64 {
     }
 }
 
-async fn readyz(srv: &TestServer) -> (u16, Value) {
-    srv.readyz().await
-}
-
 async fn wait_for(what: &str, ok: impl AsyncFnMut() -> bool) {
     util::wait_until(what, util::WAIT, ok).await
 }
@@ -97,9 +93,7 @@ async fn postgres_cut_and_back_loses_no_tick() {
     }
     assert_eq!(read_ticks_until(&mut client, sent).await, sent - 1);
     let m = srv.server().metrics().clone();
-    wait_for("breaker opens", async || srv.breaker_open()).await;
-    let (status, body) = readyz(&srv).await;
-    assert_eq!(status, 503, "{body}");
+    let body = srv.wait_degraded().await;
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["database"]["ok"], false);
     // What went wrong is for the log: readiness names no host, database or driver message.
@@ -121,7 +115,7 @@ async fn postgres_cut_and_back_loses_no_tick() {
     // Back: the breaker's probe succeeds and the backlog drains, every tick exactly once.
     outage.end().await;
     srv.wait_persisted(sent).await;
-    wait_for("ready again", async || readyz(&srv).await.0 == 200).await;
+    srv.wait_ready().await;
     // Closed bars queue behind the ticks, so the gauge reaches 0 a moment after the last tick.
     wait_for("backlog drains", async || {
         m.db_backlog.load(Ordering::Relaxed) == 0
@@ -185,9 +179,7 @@ async fn sqlite_locked_with_drop_keeps_streaming_counts_drops_and_recovers() {
         "streaming went on"
     );
     let m = srv.server().metrics().clone();
-    wait_for("breaker opens", async || srv.breaker_open()).await;
-    let (status, body) = readyz(&srv).await;
-    assert_eq!(status, 503, "{body}");
+    let body = srv.wait_degraded().await;
     assert_eq!(body["checks"]["database"]["ok"], false);
     // The queue holds 50 and the writer at most one batch of 10; the rest was dropped, counted.
     let dropped = m.db_rows_dropped.load(Ordering::Relaxed);
@@ -200,7 +192,7 @@ async fn sqlite_locked_with_drop_keeps_streaming_counts_drops_and_recovers() {
     let _ = locker.close().await;
     let kept = 201 - dropped;
     srv.wait_persisted(kept).await;
-    wait_for("ready again", async || readyz(&srv).await.0 == 200).await;
+    srv.wait_ready().await;
     assert_eq!(stored(&db).await, kept as i64);
 }
 

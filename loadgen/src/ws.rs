@@ -309,51 +309,73 @@ pub struct ConnConfig {
     pub stop: watch::Receiver<bool>,
 }
 
+/// Why a socket did not open (its label is in the outcome's `failure`).
+enum NotOpened {
+    /// Its token could not be minted: no later attempt can do better.
+    Token,
+    /// The server refused the handshake or the connection failed.
+    Refused,
+    /// The handshake did not complete within the connect timeout.
+    TimedOut,
+}
+
+/// Opens one socket for connection `idx`, counting the attempt in `shared` and, in `out` and
+/// `shared`, its failure or that it is established and open; returns it with the time the
+/// server's handshake took.
+async fn open_socket(
+    idx: usize,
+    cfg: &ConnConfig,
+    out: &mut ConnOutcome,
+) -> Result<(Ws, Duration), NotOpened> {
+    let shared = &cfg.shared;
+    shared.attempted.fetch_add(1, Relaxed);
+    let failed = |out: &mut ConnOutcome, label: String| {
+        shared.failed.fetch_add(1, Relaxed);
+        out.failure = Some(label);
+    };
+    // Minted before the clock starts: the connect time is the server's handshake, not our signing.
+    let token = match cfg.auth.token_for(idx) {
+        Ok(t) => t,
+        Err(e) => {
+            failed(out, format!("token: {e:#}"));
+            return Err(NotOpened::Token);
+        }
+    };
+    let started = Instant::now();
+    match timeout(cfg.connect_timeout, connect(&cfg.target, token.as_deref())).await {
+        Ok(Ok(ws)) => {
+            out.established = true;
+            shared.established.fetch_add(1, Relaxed);
+            shared.open.fetch_add(1, Relaxed);
+            Ok((ws, started.elapsed()))
+        }
+        Ok(Err(e)) => {
+            failed(out, failure_label(&e));
+            Err(NotOpened::Refused)
+        }
+        Err(_) => {
+            failed(out, "connect_timeout".into());
+            Err(NotOpened::TimedOut)
+        }
+    }
+}
+
 /// Runs one connection from connect to close.
 pub async fn run_conn(idx: usize, role: Role, cfg: ConnConfig) -> ConnOutcome {
     if let Role::Churn { symbols, seed } = role {
         return run_churn(idx, &symbols, seed, cfg).await;
     }
+    let mut out = ConnOutcome::default();
+    let Ok((ws, took)) = open_socket(idx, &cfg, &mut out).await else {
+        return out;
+    };
     let ConnConfig {
-        target,
         shared,
-        connect_timeout,
-        auth,
         end,
         mut stop,
+        ..
     } = cfg;
-    let mut out = ConnOutcome::default();
-    shared.attempted.fetch_add(1, Relaxed);
-    // Minted before the clock starts: the connect time is the server's handshake, not our signing.
-    let token = match auth.token_for(idx) {
-        Ok(t) => t,
-        Err(e) => {
-            shared.failed.fetch_add(1, Relaxed);
-            out.failure = Some(format!("token: {e:#}"));
-            return out;
-        }
-    };
-    let started = Instant::now();
-    let ws = match timeout(connect_timeout, connect(&target, token.as_deref())).await {
-        Ok(Ok(ws)) => {
-            let us = started.elapsed().as_micros() as u64;
-            shared.connect.record_all(idx, &[us]);
-            ws
-        }
-        Ok(Err(e)) => {
-            shared.failed.fetch_add(1, Relaxed);
-            out.failure = Some(failure_label(&e));
-            return out;
-        }
-        Err(_) => {
-            shared.failed.fetch_add(1, Relaxed);
-            out.failure = Some("connect_timeout".into());
-            return out;
-        }
-    };
-    out.established = true;
-    shared.established.fetch_add(1, Relaxed);
-    shared.open.fetch_add(1, Relaxed);
+    shared.connect.record_all(idx, &[took.as_micros() as u64]);
     session(idx, ws, &role, &shared, end, &mut stop, &mut out).await;
     shared.open.fetch_sub(1, Relaxed);
     out
@@ -435,44 +457,21 @@ async fn session(
 /// close; again, until the run ends. Every cycle leaves the server with nothing of this socket's
 /// to hold, so whatever the server's RSS keeps growing by is a leak.
 async fn run_churn(idx: usize, symbols: &[String], seed: u64, cfg: ConnConfig) -> ConnOutcome {
-    let ConnConfig {
-        target,
-        shared,
-        connect_timeout,
-        auth,
-        end,
-        mut stop,
-    } = cfg;
     let mut out = ConnOutcome::default();
     let mut lat = Latencies::default();
     let mut rng = SplitMix::new(seed);
+    let mut stop = cfg.stop.clone();
+    let (shared, end) = (cfg.shared.clone(), cfg.end);
     while Instant::now() < end && !*stop.borrow() {
-        shared.attempted.fetch_add(1, Relaxed);
-        let token = match auth.token_for(idx) {
-            Ok(t) => t,
-            Err(e) => {
-                shared.failed.fetch_add(1, Relaxed);
-                out.failure = Some(format!("token: {e:#}"));
-                return out;
-            }
-        };
-        let mut ws = match timeout(connect_timeout, connect(&target, token.as_deref())).await {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                shared.failed.fetch_add(1, Relaxed);
-                out.failure = Some(failure_label(&e));
+        let mut ws = match open_socket(idx, &cfg, &mut out).await {
+            Ok((ws, _)) => ws,
+            Err(NotOpened::Token) => return out,
+            Err(NotOpened::Refused) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            Err(_) => {
-                shared.failed.fetch_add(1, Relaxed);
-                out.failure = Some("connect_timeout".into());
-                continue;
-            }
+            Err(NotOpened::TimedOut) => continue,
         };
-        out.established = true;
-        shared.established.fetch_add(1, Relaxed);
-        shared.open.fetch_add(1, Relaxed);
         let (subscribes, unsubscribe) = churn_ops(symbols, rng.next_u64());
         for op in subscribes {
             let _ = ws.send(Message::text(op)).await;

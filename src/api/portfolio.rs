@@ -22,7 +22,7 @@ use super::market::store_problem;
 use crate::client::{VerifiedKeys, key_digest};
 use crate::ingest::{TickError, check_future_ts, skew_ns};
 use crate::model::{Side, Symbols, is_valid_symbol, now_ns};
-use crate::portfolio::money::{self, Exact, MoneyError};
+use crate::money::{self, Exact, MoneyError};
 use crate::portfolio::{self as accounting, LivePortfolios, PortfolioOut};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;

@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod replay;
 pub mod synthetic;
 pub mod upstream;
+pub mod venues;
 
 use std::sync::Arc;
 

@@ -188,7 +188,7 @@ impl Writer {
     ) -> Result<(), StoreError> {
         match self {
             Writer::Sqlite(_) => Ok(()),
-            Writer::Postgres(conn) => store.ensure_partitions_on(&mut ***conn, times).await,
+            Writer::Postgres(conn) => store.ensure_partitions_on(conn, times).await,
         }
     }
 

@@ -176,7 +176,7 @@ pub(crate) struct Valuation {
 }
 
 /// Values stored positions at the prices `last_price` reports. A live price enters as the
-/// decimal it prints as on the wire ([`super::money::from_price`]), so the valuation is exact
+/// decimal it prints as on the wire ([`crate::money::from_price`]), so the valuation is exact
 /// arithmetic on what the client sees.
 pub(crate) fn value(
     positions: &[PositionRow],
@@ -196,7 +196,7 @@ pub(crate) fn value(
                 realized: row.holding.realized,
             };
             let last = last_price(&symbol);
-            let px = last.and_then(super::money::from_price);
+            let px = last.and_then(crate::money::from_price);
             // quantity × price − cost basis (a short's basis is what it was sold for).
             let signed_cost = if p.quantity.is_sign_negative() {
                 -p.cost

@@ -1,10 +1,9 @@
-//! Portfolios: the accounting of fills into positions (`accounting`), exact money at the edges
-//! (`money`), and the private `portfolio` channel that streams a user's valued positions
-//! (`live`).
+//! Portfolios: the accounting of fills into positions (`accounting`) and the private
+//! `portfolio` channel that streams a user's valued positions (`live`). Exact money at the
+//! edges is the leaf `crate::money`, which the store uses too.
 
 mod accounting;
 mod live;
-pub mod money;
 mod view;
 
 use crate::model::Symbols;

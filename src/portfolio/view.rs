@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::money::Exact;
 use super::{Valuation, ValuedPosition};
+use crate::money::Exact;
 
 /// One position as REST and the `portfolio` channel show it. Every field but `last_price` is
 /// exact decimal arithmetic.

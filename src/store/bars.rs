@@ -8,9 +8,12 @@
 
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{Db, Store, StoreError};
+use super::bulk::BulkRow;
+use super::{Store, StoreError};
 
 /// Length of a stored 1 s bar, ns.
 pub const BAR_1S_NS: i64 = 1_000_000_000;
@@ -102,78 +105,64 @@ pub(crate) fn sqlite_bars_insert<'a>(
     rows: &'a [BarRecord],
     conflict: &str,
 ) -> QueryBuilder<'a, Sqlite> {
-    let mut qb = QueryBuilder::new(
-        "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, close, volume, \
-         trades) ",
-    );
-    qb.push_values(rows, |mut b, r| {
-        b.push_bind(&*r.symbol)
-            .push_bind(r.interval_ns)
-            .push_bind(r.start)
-            .push_bind(r.epoch)
-            .push_bind(r.open)
-            .push_bind(r.high)
-            .push_bind(r.low)
-            .push_bind(r.close)
-            .push_bind(r.volume)
-            .push_bind(r.trades);
-    });
-    qb.push(conflict);
-    qb
+    BarRecord::sqlite_insert(rows, conflict)
+}
+
+impl BulkRow for BarRecord {
+    const SQLITE_ROWS_PER_INSERT: usize = SQLITE_ROWS_PER_INSERT;
+
+    fn sqlite_insert<'a>(rows: &'a [Self], conflict: &str) -> QueryBuilder<'a, Sqlite> {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, close, volume, \
+             trades) ",
+        );
+        qb.push_values(rows, |mut b, r| {
+            b.push_bind(&*r.symbol)
+                .push_bind(r.interval_ns)
+                .push_bind(r.start)
+                .push_bind(r.epoch)
+                .push_bind(r.open)
+                .push_bind(r.high)
+                .push_bind(r.low)
+                .push_bind(r.close)
+                .push_bind(r.volume)
+                .push_bind(r.trades);
+        });
+        qb.push(conflict);
+        qb
+    }
+
+    fn postgres_insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
+        let col = |f: fn(&BarRecord) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+        let int = |f: fn(&BarRecord) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
+        sqlx::query(
+            "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, close, \
+             volume, trades) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
+             $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
+             $10::int8[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(symbols)
+        .bind(int(|r| r.interval_ns))
+        .bind(int(|r| r.start))
+        .bind(int(|r| r.epoch))
+        .bind(col(|r| r.open))
+        .bind(col(|r| r.high))
+        .bind(col(|r| r.low))
+        .bind(col(|r| r.close))
+        .bind(col(|r| r.volume))
+        .bind(int(|r| r.trades))
+    }
 }
 
 // === impl Store: bars ===
 
 impl Store {
-    /// Inserts closed bars in one transaction; a bar already stored (same identity) is skipped.
-    /// Returns how many were new.
+    /// Inserts closed bars in one transaction ([`BulkRow`]); a bar already stored (same
+    /// identity) is skipped. Returns how many were new.
     pub async fn insert_bars(&self, rows: &[BarRecord]) -> Result<u64, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let write = async {
-            match &self.db {
-                Db::Sqlite(p) => {
-                    let mut tx = p.begin().await?;
-                    let mut inserted = 0;
-                    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                        let mut qb = sqlite_bars_insert(chunk, " ON CONFLICT DO NOTHING");
-                        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
-                    }
-                    tx.commit().await.map(|()| inserted)
-                }
-                Db::Postgres(p) => {
-                    let col = |f: fn(&BarRecord) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
-                    let int = |f: fn(&BarRecord) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-                    let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
-                    sqlx::query(
-                        "INSERT INTO bars (symbol, interval_ns, ts, epoch, open, high, low, close, \
-                         volume, trades) \
-                         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-                         $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
-                         $10::int8[]) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(symbols)
-                    .bind(int(|r| r.interval_ns))
-                    .bind(int(|r| r.start))
-                    .bind(int(|r| r.epoch))
-                    .bind(col(|r| r.open))
-                    .bind(col(|r| r.high))
-                    .bind(col(|r| r.low))
-                    .bind(col(|r| r.close))
-                    .bind(col(|r| r.volume))
-                    .bind(int(|r| r.trades))
-                    .execute(p)
-                    .await
-                    .map(|r| r.rows_affected())
-                }
-            }
-        };
-        let limit = self.timeout.saturating_mul(super::WRITE_TIMEOUT_FACTOR);
-        let inserted = tokio::time::timeout(limit, write)
-            .await
-            .map_err(|_| StoreError::Timeout(limit))??;
-        Ok(inserted)
+        self.insert_bulk(rows).await
     }
 
     /// OHLCV bars of `bucket_ns` over `from <= start < to`, oldest first, at most `limit`,
@@ -235,7 +224,7 @@ impl Store {
         type Row = (i64, f64, f64, f64, f64, f64, i64);
         let rows: Vec<Row> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(SCAN_BARS_SQL)
                     .bind(symbol)
                     .bind(source_ns)
@@ -280,7 +269,7 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let first: Option<(i64,)> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(FIRST_BAR_SQL)
                     .bind(symbol)
                     .bind(interval_ns)
@@ -298,7 +287,7 @@ impl Store {
     pub async fn count_bars(&self, interval_ns: i64) -> Result<i64, StoreError> {
         let n: (i64,) = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as("SELECT COUNT(*) FROM bars WHERE interval_ns = $1")
                         .bind(interval_ns)
                         .fetch_one(p)

@@ -11,6 +11,8 @@ use crate::config_section::{ConfigError, check};
 pub struct DatabaseConfig {
     /// `sqlite://PATH?mode=rwc` or `postgres://...`; `DATABASE_URL` overrides it.
     pub url: String,
+    /// PostgreSQL: where REST history reads (`/ticks`, `/bars`) go, e.g. a replica; empty: `url`.
+    pub read_url: String,
     /// Connections for writes (the recorder, trades, users, retention).
     pub pool_size: u32,
     /// Connections for REST reads, a pool of their own so readers never starve the writer.
@@ -86,6 +88,18 @@ impl DatabaseConfig {
                 || self.url.starts_with("postgresql://"),
             "database.url",
             "must be a sqlite: or postgres:// URL",
+        )?;
+        check(
+            self.read_url.is_empty() || self.url.starts_with("postgres"),
+            "database.read_url",
+            "must be empty when database.url is a sqlite: URL (replicas are PostgreSQL's)",
+        )?;
+        check(
+            self.read_url.is_empty()
+                || self.read_url.starts_with("postgres://")
+                || self.read_url.starts_with("postgresql://"),
+            "database.read_url",
+            "must be empty or a postgres:// URL",
         )?;
         check(
             self.pool_size >= 1,

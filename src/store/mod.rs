@@ -15,12 +15,11 @@ mod config;
 pub mod journal;
 pub mod recorder;
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
 use crate::config_section::ms;
 use crate::model::Side;
@@ -129,7 +128,9 @@ macro_rules! store_position {
 
 // Declared after the macros so the query files can use them.
 mod bars;
+mod bulk;
 pub mod partitions;
+mod pools;
 mod positions;
 pub mod retention;
 mod ticks;
@@ -176,20 +177,18 @@ fn tick_side_of(code: i16) -> Option<Side> {
 
 const TICK_SIDE_NONE: i16 = 2;
 
-/// A write may take this many `database.timeout_ms` (a batch of thousands of rows).
-const WRITE_TIMEOUT_FACTOR: u32 = 10;
-
-/// How long past `statement_timeout` a PostgreSQL read is still waited for, so the server's
-/// cancel (which frees the statement and its locks) answers before the caller gives up.
-const CANCEL_GRACE: Duration = Duration::from_millis(250);
+use pools::WRITE_TIMEOUT_FACTOR;
 
 /// The repository over two pools: writes and reads.
 #[derive(Debug)]
 pub struct Store {
     /// Writes: the recorder, trades, users, retention, migrations.
     db: Db,
-    /// REST reads, so they can never take the writer's connections.
+    /// REST reads that must see the writes (positions, trades, API keys), so they can never
+    /// take the writer's connections.
     read: Db,
+    /// REST history reads (`/ticks`, `/bars`): `database.read_url`'s server, or `read`.
+    history: Db,
     timeout: Duration,
     /// The caller's bound on each read.
     read_bound: Duration,
@@ -201,72 +200,31 @@ pub struct Store {
 // === impl Store ===
 
 impl Store {
-    /// Builds the two pools without connecting: a database that is down at start-up delays
+    /// Builds the pools without connecting: a database that is down at start-up delays
     /// persistence, not streaming. SQLite files are created on first use, in WAL mode.
     ///
     /// Writes (the recorder, trades, users, retention, migrations) and REST reads use separate
     /// pools (`database.pool_size`, `database.read_pool_size`), so however many readers wait,
-    /// the writer always has its connections. Every query has a time bound: on PostgreSQL each
-    /// connection sets `statement_timeout` (`database.query_timeout_ms` for reads, the insert
-    /// bound for writes), so the server cancels it; on SQLite (`busy_timeout`, plus a bound on
-    /// the caller's wait) the reader gives up and answers 503.
+    /// the writer always has its connections; history reads may go to a replica
+    /// (`database.read_url`). Every query has a time bound the database enforces itself: on
+    /// PostgreSQL each connection sets `statement_timeout` (`database.query_timeout_ms` for
+    /// reads, the insert bound for writes); on SQLite a read is interrupted at its deadline
+    /// (`pools.rs`). Either way the reader answers 503.
     pub fn open(cfg: &DatabaseConfig) -> Result<Store, StoreError> {
-        let timeout = ms(cfg.timeout_ms);
-        let query_timeout = ms(cfg.query_timeout_ms);
-        let write_limit = timeout.saturating_mul(WRITE_TIMEOUT_FACTOR);
-        let (db, read) = if cfg.url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(&cfg.url)
-                .map_err(|e| StoreError::Url(e.to_string()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(timeout);
-            let pool = |size: u32| {
-                Db::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(size)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(opts.clone()),
-                )
-            };
-            (pool(cfg.pool_size), pool(cfg.read_pool_size))
-        } else {
-            let opts =
-                PgConnectOptions::from_str(&cfg.url).map_err(|e| StoreError::Url(e.to_string()))?;
-            let pool = |size: u32, statement: Duration| {
-                let opts = opts
-                    .clone()
-                    .options([("statement_timeout", statement.as_millis().to_string())]);
-                Db::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(size)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(opts),
-                )
-            };
-            (
-                pool(cfg.pool_size, write_limit),
-                pool(cfg.read_pool_size, query_timeout),
-            )
-        };
-        // On PostgreSQL the server's cancel comes first and the caller's bound is a backstop
-        // (a dead connection); on SQLite the caller's bound is the bound.
-        let read_bound = match read {
-            Db::Sqlite(_) => query_timeout,
-            Db::Postgres(_) => query_timeout.saturating_add(CANCEL_GRACE),
-        };
+        let pools = pools::Pools::open(cfg)?;
         Ok(Store {
-            db,
-            read,
-            timeout,
-            read_bound,
+            db: pools.write,
+            read: pools.read,
+            history: pools.history,
+            timeout: ms(cfg.timeout_ms),
+            read_bound: pools.read_bound,
             migrated: AtomicBool::new(false),
             partition_days: Default::default(),
         })
     }
 
-    /// Runs a read within `database.query_timeout_ms` (PostgreSQL cancels the statement
-    /// itself; the caller's bound is then a backstop).
+    /// Runs a read within `database.query_timeout_ms` (the database stops the statement
+    /// itself: PostgreSQL cancels it, SQLite interrupts it; the caller's bound is a backstop).
     async fn bounded<T>(
         &self,
         read: impl Future<Output = Result<T, StoreError>>,
@@ -274,6 +232,13 @@ impl Store {
         tokio::time::timeout(self.read_bound, read)
             .await
             .map_err(|_| StoreError::Timeout(self.read_bound))?
+            .map_err(|e| {
+                if pools::interrupted(&e) {
+                    StoreError::Timeout(self.read_bound)
+                } else {
+                    e
+                }
+            })
     }
 
     pub fn backend(&self) -> &'static str {
@@ -350,6 +315,7 @@ impl Store {
 
     /// Closes both pools (waits for checked-out connections).
     pub async fn close(&self) {
+        on_pool!(&self.history, p => p.close().await);
         on_pool!(&self.read, p => p.close().await);
         on_pool!(&self.db, p => p.close().await)
     }

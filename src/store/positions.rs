@@ -2,7 +2,8 @@
 //! `GET /portfolio` reads the positions, not the trade history.
 //!
 //! The accounting itself is not here: the caller passes it as a [`Fold`] (the average-cost rule
-//! lives in `crate::portfolio`, which depends on the store, not the other way round). A fill
+//! lives in `crate::portfolio`, which depends on the store, not the other way round; the exact
+//! decimal text of the cost basis is the leaf `crate::money`, which both use). A fill
 //! that arrives in (ts, id) order is folded into the stored row; a fill reported for an earlier
 //! time than the row's latest (or a row marked `stale`, as the migration leaves rows for trades
 //! recorded before positions existed) makes that one symbol's position be rebuilt from its
@@ -71,13 +72,13 @@ pub(super) fn fold_all(fills: &[Fill], fold: Fold) -> Result<Folded, StoreError>
 /// A decimal column as read (`CAST(col AS TEXT)` on both backends). Values converted from
 /// floats by SQLite may be in scientific notation (`1.0e-07`).
 pub(super) fn decimal(text: &str) -> Result<Decimal, StoreError> {
-    crate::portfolio::money::parse_digits(text)
+    crate::money::parse_digits(text)
         .ok_or_else(|| StoreError::Corrupt(format!("not a decimal: {text:?}")))
 }
 
 /// A decimal as stored: its digits, without trailing fraction zeros.
 pub(super) fn digits(d: Decimal) -> String {
-    crate::portfolio::money::Exact(d).digits()
+    crate::money::Exact(d).digits()
 }
 
 /// Locks (creating it stale if new) the position row of (user, symbol) within a transaction.

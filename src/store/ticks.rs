@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{Db, Store, StoreError, tick_side_code, tick_side_of};
+use super::bulk::{BulkRow, SKIP_STORED};
+use super::{Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
 /// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order.
@@ -76,83 +79,59 @@ fn stored_ticks(symbol: &str, rows: Vec<TickTuple>) -> Vec<StoredTick> {
 /// One multi-row SQLite `INSERT INTO ticks` of `rows` (at most [`SQLITE_ROWS_PER_INSERT`]);
 /// a tick already stored (same identity) is skipped.
 pub(crate) fn sqlite_ticks_insert(rows: &[TickRow]) -> QueryBuilder<'_, Sqlite> {
-    let mut qb = QueryBuilder::new(
-        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) ",
-    );
-    qb.push_values(rows, |mut b, r| {
-        b.push_bind(&*r.symbol)
-            .push_bind(r.ts)
-            .push_bind(r.ingest_ts)
-            .push_bind(r.epoch)
-            .push_bind(r.seq)
-            .push_bind(r.price)
-            .push_bind(r.size)
-            .push_bind(tick_side_code(r.side));
-    });
-    qb.push(" ON CONFLICT DO NOTHING");
-    qb
+    TickRow::sqlite_insert(rows, SKIP_STORED)
+}
+
+impl BulkRow for TickRow {
+    const SQLITE_ROWS_PER_INSERT: usize = SQLITE_ROWS_PER_INSERT;
+
+    fn sqlite_insert<'a>(rows: &'a [Self], conflict: &str) -> QueryBuilder<'a, Sqlite> {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) ",
+        );
+        qb.push_values(rows, |mut b, r| {
+            b.push_bind(&*r.symbol)
+                .push_bind(r.ts)
+                .push_bind(r.ingest_ts)
+                .push_bind(r.epoch)
+                .push_bind(r.seq)
+                .push_bind(r.price)
+                .push_bind(r.size)
+                .push_bind(tick_side_code(r.side));
+        });
+        qb.push(conflict);
+        qb
+    }
+
+    fn postgres_insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
+        let col = |f: fn(&TickRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+        let int = |f: fn(&TickRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
+        let side: Vec<i16> = rows.iter().map(|r| tick_side_code(r.side)).collect();
+        sqlx::query(
+            "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
+             $5::int8[], $6::float8[], $7::float8[], $8::int2[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(symbols)
+        .bind(int(|r| r.ts))
+        .bind(int(|r| r.ingest_ts))
+        .bind(int(|r| r.epoch))
+        .bind(int(|r| r.seq))
+        .bind(col(|r| r.price))
+        .bind(col(|r| r.size))
+        .bind(side)
+    }
 }
 
 // === impl Store: ticks ===
 
 impl Store {
-    /// Inserts rows in one transaction: multi-row `INSERT` on SQLite, `UNNEST` of column
-    /// arrays on PostgreSQL (one statement, one round trip). A row whose identity
-    /// (symbol, epoch, seq) is already stored is skipped (`ON CONFLICT DO NOTHING`), so a batch
-    /// retried after a commit whose acknowledgement was lost stores nothing twice. Returns how
-    /// many rows were new.
+    /// Inserts rows in one transaction ([`BulkRow`]); a tick whose identity
+    /// (symbol, epoch, seq) is already stored is skipped. Returns how many rows were new.
     pub async fn insert_ticks(&self, rows: &[TickRow]) -> Result<u64, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let write = async {
-            match &self.db {
-                Db::Sqlite(p) => {
-                    let mut tx = p.begin().await?;
-                    let mut inserted = 0;
-                    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                        let mut qb = sqlite_ticks_insert(chunk);
-                        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
-                    }
-                    tx.commit().await.map(|()| inserted)
-                }
-                Db::Postgres(p) => {
-                    let mut tx = p.begin().await?;
-                    let symbols: Vec<&str> = rows.iter().map(|r| &*r.symbol).collect();
-                    let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
-                    let ingest: Vec<i64> = rows.iter().map(|r| r.ingest_ts).collect();
-                    let epoch: Vec<i64> = rows.iter().map(|r| r.epoch).collect();
-                    let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-                    let price: Vec<f64> = rows.iter().map(|r| r.price).collect();
-                    let size: Vec<f64> = rows.iter().map(|r| r.size).collect();
-                    let side: Vec<i16> = rows.iter().map(|r| tick_side_code(r.side)).collect();
-                    let inserted = sqlx::query(
-                        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
-                         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-                         $5::int8[], $6::float8[], $7::float8[], $8::int2[]) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(symbols)
-                    .bind(ts)
-                    .bind(ingest)
-                    .bind(epoch)
-                    .bind(seq)
-                    .bind(price)
-                    .bind(size)
-                    .bind(side)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    tx.commit().await.map(|()| inserted)
-                }
-            }
-        };
-        // A write stuck on a dead connection must not stall the writer forever.
-        let limit = self.timeout.saturating_mul(super::WRITE_TIMEOUT_FACTOR);
-        let inserted = tokio::time::timeout(limit, write)
-            .await
-            .map_err(|_| StoreError::Timeout(limit))??;
-        Ok(inserted)
+        self.insert_bulk(rows).await
     }
 
     /// Ticks of `symbol` with `from <= ts < to`, ordered by (ts, id), strictly after `after`.
@@ -167,7 +146,7 @@ impl Store {
         let (after_ts, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
         let rows: Vec<TickTuple> = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => {
+                Ok(on_pool!(&self.history, p => {
                     sqlx::query_as(TICKS_PAGE_SQL)
                     .bind(symbol)
                     .bind(from)
@@ -238,7 +217,7 @@ impl Store {
     pub async fn count_ticks(&self, symbol: Option<&str>) -> Result<i64, StoreError> {
         let n: (i64,) = self
             .bounded(async {
-                Ok(on_pool!(&self.read, p => match symbol {
+                Ok(on_pool!(&self.history, p => match symbol {
                     Some(s) => sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE symbol = $1")
                         .bind(s)
                         .fetch_one(p)

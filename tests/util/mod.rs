@@ -353,6 +353,20 @@ impl TestServer {
         health.breaker_open.load(Ordering::Relaxed)
     }
 
+    /// Waits for the recorder's circuit breaker to open, then returns `/readyz`'s body, which
+    /// must say 503 (the database check failing).
+    pub async fn wait_degraded(&self) -> Value {
+        wait_until("breaker opens", WAIT, async || self.breaker_open()).await;
+        let (status, body) = self.readyz().await;
+        assert_eq!(status, 503, "{body}");
+        body
+    }
+
+    /// Waits for `/readyz` to answer 200 again (after an outage).
+    pub async fn wait_ready(&self) {
+        wait_until("ready again", WAIT, async || self.readyz().await.0 == 200).await;
+    }
+
     /// Waits until at least `n` tick rows were committed by the write-behind writer.
     pub async fn wait_persisted(&self, n: u64) {
         let m = self.server().metrics();

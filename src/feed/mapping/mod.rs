@@ -1,7 +1,7 @@
 //! Field mappings for the upstream WebSocket feed: which messages are trades, where the symbol,
 //! price, size, side and time live, which messages are the venue's heartbeat or a refused
 //! subscription, and how to subscribe. Data, not code: each exchange is a TOML file in
-//! `feeds/mappings/`; the five in [`BUILT_IN`] are compiled in. [`MessageParser`] (in
+//! `feeds/mappings/`; the venues' own (`feed/venues/`) are compiled in. [`MessageParser`] (in
 //! `parser.rs`) applies a mapping to each message.
 //!
 //! Field names are paths: `arg.channel` reads `{"arg":{"channel":..}}`. When `trades_field` is
@@ -22,24 +22,6 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use parser::{MessageError, MessageParser, Parsed, SymbolMap, map_value};
-
-/// The embedded Binance mapping (`feeds/mappings/binance.toml`).
-pub(crate) const BINANCE_TOML: &str = include_str!("../../../feeds/mappings/binance.toml");
-
-/// The compiled-in mappings, selected by name (`feeds/mappings/<name>.toml`).
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("binance", BINANCE_TOML),
-    (
-        "coinbase",
-        include_str!("../../../feeds/mappings/coinbase.toml"),
-    ),
-    (
-        "kraken",
-        include_str!("../../../feeds/mappings/kraken.toml"),
-    ),
-    ("bybit", include_str!("../../../feeds/mappings/bybit.toml")),
-    ("okx", include_str!("../../../feeds/mappings/okx.toml")),
-];
 
 /// Placeholder in `subscribe` for the JSON array of subscription names.
 const SYMBOLS_PLACEHOLDER: &str = "{symbols}";
@@ -172,10 +154,10 @@ pub enum MappingError {
 // === impl Mapping ===
 
 impl Mapping {
-    /// A built-in name (see [`BUILT_IN`]), or a path to a mapping TOML file.
+    /// A venue's name (see [`crate::feed::venues::VENUES`]), or a path to a mapping TOML file.
     pub fn load(spec: &str) -> Result<Mapping, MappingError> {
-        match BUILT_IN.iter().find(|(name, _)| *name == spec) {
-            Some((name, text)) => Self::from_toml(name, text),
+        match crate::feed::venues::find(spec) {
+            Some(venue) => Self::from_toml(venue.name, venue.mapping),
             None => {
                 let path = spec;
                 let text = std::fs::read_to_string(Path::new(path)).map_err(|source| {
@@ -314,7 +296,9 @@ mod tests {
 
     #[test]
     fn bad_mappings_are_refused_with_a_reason() {
-        let base = BINANCE_TOML;
+        let base = crate::feed::venues::find("binance")
+            .expect("a venue")
+            .mapping;
         let cases = [
             (
                 base.replace("type_field = \"e\"", "type_field = \"\""),

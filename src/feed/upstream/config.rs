@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
-use crate::feed::depth::{DepthDecoder, VENUES, Venue};
 use crate::feed::mapping::{Mapping, MappingError};
+use crate::feed::venues;
 
 /// The name of the `[feeds.upstream]` feed when it sets none.
 pub const DEFAULT_NAME: &str = "upstream";
@@ -135,16 +135,19 @@ impl UpstreamConfig {
             &key("max_message_bytes"),
             "must be between 1024 and 268435456",
         )?;
+        let depth = venues::depth_venue(&self.depth);
         check(
-            self.depth.is_empty() || Venue::parse(&self.depth).is_some(),
+            self.depth.is_empty() || depth.is_some(),
             &key("depth"),
-            &format!("must be \"\" (off) or one of {}", VENUES.join(", ")),
+            &format!(
+                "must be \"\" (off) or one of {}",
+                venues::depth_names().collect::<Vec<_>>().join(", ")
+            ),
         )?;
         if self.enabled
-            && let Some(venue) = Venue::parse(&self.depth)
+            && let Some(open) = depth
         {
-            DepthDecoder::new(venue, &self.symbols)
-                .map_err(|e| ConfigError::key(&key("depth"), e.to_string()))?;
+            open(&self.symbols).map_err(|e| ConfigError::key(&key("depth"), e.to_string()))?;
         }
         if self.enabled {
             let mapping = self

@@ -25,7 +25,8 @@
 //! [`was_healthy`]). Shutdown is checked at every await.
 //!
 //! **Depth** (`depth` set): after the trade subscribe the feed sends the venue's depth subscribe
-//! message(s) and offers every inbound message to the venue's [`DepthDecoder`] first; what is
+//! message(s) and offers every inbound message to the venue's
+//! [`DepthStream`](super::depth::DepthStream) first (through [`depth::DepthSync`]); what is
 //! not a depth message goes on to the mapping. Book updates for configured symbols go to
 //! ingest under their aliases (`IngestHandle::send_books`) and are signs of life like trades.
 //! A book that loses sync (a sequence gap, a checksum mismatch, an unusable delta) is logged,
@@ -40,9 +41,9 @@
 
 mod backoff;
 mod config;
+mod depth;
 mod tls;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -54,15 +55,14 @@ use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::depth::{Decoded, DepthDecoder, DepthError, Venue};
 use super::mapping::{Mapping, MessageError, MessageParser, Parsed, SymbolMap};
 use super::{BATCH_MAX, Feed, FeedContext, FeedError};
-use crate::book::BookUpdate;
 use crate::model::RawTick;
 use crate::telemetry::events::UpstreamSubscriptionRefused;
 use crate::telemetry::feeds::FeedStatus;
 pub use backoff::Backoff;
 pub use config::{DEFAULT_NAME, UpstreamConfig};
+use depth::{DepthSync, Offered};
 
 /// Time given to a polite close frame on shutdown.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -127,30 +127,10 @@ pub struct UpstreamFeed {
     ping: Option<(String, Duration)>,
     parser: MessageParser,
     /// The depth stream, when `depth` is set.
-    depth: Option<Depth>,
+    depth: Option<DepthSync>,
     backoff: Backoff,
     idle_timeout: Duration,
     healthy_after: Duration,
-}
-
-/// A feed's depth stream: the venue's decoder, its subscribe messages and the feed's symbols.
-#[derive(Debug)]
-struct Depth {
-    decoder: DepthDecoder,
-    subscribe: Vec<String>,
-    symbols: SymbolMap,
-    /// Updates decoded and not yet sent (venue symbols already mapped to published ones).
-    batch: Vec<BookUpdate>,
-    /// Scratch for one message's updates, before mapping.
-    decoded: Vec<BookUpdate>,
-    /// The feed's name, as the source that owns its symbols' books at ingest.
-    source: Arc<str>,
-    /// Symbols (venue spelling) resubscribed after losing sync, since when: their updates are
-    /// dropped until the venue's fresh snapshot; one that does not come within the idle
-    /// timeout ends the connection (a full resync).
-    resyncing: HashMap<String, Instant>,
-    /// Resubscribe messages still to send on this connection.
-    to_send: Vec<String>,
 }
 
 // === impl UpstreamFeed ===
@@ -176,20 +156,10 @@ impl UpstreamFeed {
         let depth = match cfg.depth.as_str() {
             "" => None,
             name => {
-                let venue = Venue::parse(name)
+                let venue = crate::feed::venues::depth_venue(name)
                     .ok_or_else(|| fail("depth", &format!("unknown venue {name:?}")))?;
-                let decoder =
-                    DepthDecoder::new(venue, &cfg.symbols).map_err(|e| fail("depth", &e))?;
-                Some(Depth {
-                    subscribe: decoder.subscribe_messages(),
-                    decoder,
-                    symbols: symbols.clone(),
-                    batch: Vec::new(),
-                    decoded: Vec::new(),
-                    source: Arc::from(cfg.feed_name()),
-                    resyncing: HashMap::new(),
-                    to_send: Vec::new(),
-                })
+                let decoder = venue(&cfg.symbols).map_err(|e| fail("depth", &e))?;
+                Some(DepthSync::new(decoder, symbols.clone(), cfg.feed_name()))
             }
         };
         Ok(Self {
@@ -244,11 +214,7 @@ impl UpstreamFeed {
         }
         tracing::debug!(feed = %self.name, message = %self.subscribe, "subscribed");
         if let Some(depth) = &mut self.depth {
-            depth.decoder.reset();
-            depth.batch.clear();
-            depth.resyncing.clear();
-            depth.to_send.clear();
-            for msg in &depth.subscribe {
+            for msg in depth.connected() {
                 if let Err(e) = ws.send(Message::text(msg.clone())).await {
                     return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
                 }
@@ -312,38 +278,24 @@ impl UpstreamFeed {
                 }
             }
             if let Some(depth) = &mut self.depth {
-                for msg in depth.to_send.drain(..) {
+                for msg in depth.resubscribes() {
                     tracing::debug!(feed = %self.name, message = %msg, "resubscribing to depth");
                     if let Err(e) = ws.send(Message::text(msg)).await {
                         return Ok(Ended::Lost(UpstreamError::Subscribe(Box::new(e))));
                     }
                 }
                 // A venue that never answers a resubscribe: resync by reconnecting.
-                if end.is_none()
-                    && let Some((symbol, _)) = depth
-                        .resyncing
-                        .iter()
-                        .find(|(_, since)| since.elapsed() >= self.idle_timeout)
-                {
-                    end = Some(UpstreamError::BookResync {
-                        symbol: symbol.clone(),
-                        reason: format!(
-                            "no snapshot within {:?} of resubscribing",
-                            self.idle_timeout
-                        ),
-                    });
+                if end.is_none() {
+                    end = depth.overdue(self.idle_timeout);
                 }
-            }
-            if let Some(depth) = &mut self.depth
-                && !depth.batch.is_empty()
-            {
-                let books = std::mem::take(&mut depth.batch);
-                status
-                    .book_updates
-                    .fetch_add(books.len() as u64, Ordering::Relaxed);
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
-                    r = ctx.ingest.send_books(&depth.source, books) => r?,
+                if let Some(books) = depth.take_batch() {
+                    status
+                        .book_updates
+                        .fetch_add(books.len() as u64, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
+                        r = ctx.ingest.send_books(depth.source(), books) => r?,
+                    }
                 }
             }
             if let Some(e) = end {
@@ -369,10 +321,11 @@ impl UpstreamFeed {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
         };
         status.messages.fetch_add(1, Ordering::Relaxed);
-        if self.depth.is_some() {
-            match self.depth_message(bytes, status, signs) {
-                Ok(None) => {}
-                Ok(Some(end)) => return end,
+        if let Some(depth) = &mut self.depth {
+            match depth.offer(bytes, &self.name, self.parser.mapping(), status, signs) {
+                Ok(Offered::NotDepth) => {}
+                Ok(Offered::Depth) => return None,
+                Ok(Offered::Reconnect(end)) => return Some(end),
                 Err(error) => {
                     self.bad_message(&error, bytes, ctx, status);
                     return None;
@@ -405,82 +358,6 @@ impl UpstreamFeed {
             Err(error) => self.rejected(&error, bytes, ctx, status),
         }
         None
-    }
-
-    /// Offers a message to the depth decoder: `None` when it is not a depth message (the
-    /// mapping's then), `Some(end)` when it was one (`end` set when its book lost sync).
-    fn depth_message(
-        &mut self,
-        bytes: &[u8],
-        status: &FeedStatus,
-        signs: &mut Signs,
-    ) -> Result<Option<Option<UpstreamError>>, DepthError> {
-        let Some(depth) = &mut self.depth else {
-            return Ok(None);
-        };
-        let normalise = |s: &str| self.parser.mapping().normalise(s);
-        depth.decoded.clear();
-        let decoded = depth
-            .decoder
-            .decode(bytes, crate::model::now_ns(), &mut depth.decoded)?;
-        // What the message decoded to before any symbol lost sync in it is published either way.
-        for mut u in depth.decoded.drain(..) {
-            if let Some(since) = depth.resyncing.get(&u.symbol) {
-                if !u.snapshot {
-                    tracing::trace!(feed = %self.name, symbol = %u.symbol, ?since, "update while resyncing dropped");
-                    continue;
-                }
-                depth.resyncing.remove(&u.symbol);
-                tracing::info!(feed = %self.name, symbol = %u.symbol, "order book resynced");
-            }
-            match depth.symbols.published(&normalise(&u.symbol)) {
-                Some(published) => {
-                    u.symbol = published;
-                    depth.batch.push(u);
-                }
-                None => {
-                    status.unsubscribed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(feed = %self.name, symbol = %u.symbol, "book update dropped");
-                }
-            }
-        }
-        Ok(Some(match decoded {
-            Decoded::NotDepth => return Ok(None),
-            Decoded::Book { .. } => {
-                signs.lives += 1;
-                None
-            }
-            Decoded::Stale { symbol } => {
-                signs.lives += 1;
-                status.book_stale.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(feed = %self.name, %symbol, "stale depth message dropped");
-                None
-            }
-            Decoded::Lost { symbol, reason } => {
-                if depth.symbols.published(&normalise(&symbol)).is_none() {
-                    tracing::debug!(feed = %self.name, %symbol, %reason, "unsubscribed book out of sync; ignored");
-                    return Ok(Some(None));
-                }
-                if depth.resyncing.contains_key(&symbol) {
-                    // Deltas still in flight before the fresh snapshot: expected, not news.
-                    tracing::trace!(feed = %self.name, %symbol, %reason, "still resyncing");
-                    return Ok(Some(None));
-                }
-                status.book_resyncs.fetch_add(1, Ordering::Relaxed);
-                match depth.decoder.resync_messages(&symbol) {
-                    Some(messages) => {
-                        tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; resubscribing");
-                        depth.to_send.extend(messages);
-                        depth.resyncing.insert(symbol, Instant::now());
-                        None
-                    }
-                    None => {
-                        tracing::warn!(feed = %self.name, %symbol, %reason, "order book lost sync; reconnecting");
-                        Some(UpstreamError::BookResync { symbol, reason })
-                    }
-                }
-            }
-        }))
     }
 
     /// A message or trade that could not be used: counted and logged (dropped symbols only

@@ -71,9 +71,12 @@ impl Ema {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::{self, Reference};
     use super::super::test_support::*;
     use super::*;
     use proptest::prelude::*;
+
+    const REFERENCE: Reference = reference;
 
     /// From-scratch reference, batch form of the TA-Lib convention: seed with the SMA of
     /// `prices[..n]`, then run the recurrence ema_i = k * p_i + (1 - k) * ema_{i-1}, k = 2/(n+1),
@@ -92,14 +95,7 @@ mod tests {
     }
 
     fn run(prices: &[f64], n: usize) -> Vec<Option<f64>> {
-        let mut ema = Ema::new(n).expect("valid period");
-        prices
-            .iter()
-            .map(|&p| {
-                ema.update(p);
-                ema.value()
-            })
-            .collect()
+        conformance::run::<Ema>(prices, n)
     }
 
     #[test]
@@ -143,36 +139,23 @@ mod tests {
 
     #[test]
     fn constant_prices() {
-        let got = run(&[42.5; 60], 20);
-        assert!(got[..19].iter().all(Option::is_none));
-        assert!(got[19..].iter().all(|v| *v == Some(42.5)));
+        conformance::constant_prices::<Ema>(60, 20, 19, 42.5);
     }
 
     #[test]
     fn series_200_matches_reference() {
-        let prices = series_200();
-        for n in [1, 2, 3, 20, 50] {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                assert_close(got, reference(&prices[..=i], n), REL_TOL);
-            }
-        }
+        conformance::series_200_matches::<Ema>(&[1, 2, 3, 20, 50], REFERENCE);
     }
 
     #[test]
     fn rejects_zero_period() {
-        assert!(Ema::new(0).is_err());
+        conformance::period_limits::<Ema>();
     }
 
     proptest! {
         #[test]
         fn incremental_equals_from_scratch(prices in price_path(120), n in 1usize..25) {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                let want = reference(&prices[..=i], n);
-                prop_assert_eq!(got.is_some(), want.is_some());
-                if let (Some(g), Some(w)) = (got, want) {
-                    prop_assert!(close_rel(g, w, REL_TOL), "i={} got {} want {}", i, g, w);
-                }
-            }
+            conformance::incremental_equals_from_scratch::<Ema>(&prices, n, REFERENCE)?;
         }
     }
 }

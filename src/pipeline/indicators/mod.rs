@@ -208,6 +208,9 @@ impl IndicatorSet {
     }
 }
 
+#[cfg(test)]
+mod conformance;
+
 /// Helpers shared by the indicator test modules: deterministic series and float comparison.
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -96,9 +96,12 @@ fn rsi_from_averages(gain: f64, loss: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::{self, Reference};
     use super::super::test_support::*;
     use super::*;
     use proptest::prelude::*;
+
+    const REFERENCE: Reference = reference;
 
     /// From-scratch reference, written in batch form from Wilder (1978): list every change of the
     /// series, average the first n gains and losses, then apply Wilder's smoothing
@@ -134,14 +137,7 @@ mod tests {
     }
 
     fn run(prices: &[f64], n: usize) -> Vec<Option<f64>> {
-        let mut rsi = Rsi::new(n).expect("valid period");
-        prices
-            .iter()
-            .map(|&p| {
-                rsi.update(p);
-                rsi.value()
-            })
-            .collect()
+        conformance::run::<Rsi>(prices, n)
     }
 
     #[test]
@@ -184,9 +180,7 @@ mod tests {
     #[test]
     fn constant_prices_are_50() {
         // Every change is 0, so avg_gain = avg_loss = 0: the both-zero rule gives 50.
-        let got = run(&[42.5; 30], 14);
-        assert!(got[..14].iter().all(Option::is_none));
-        assert!(got[14..].iter().all(|v| *v == Some(50.0)));
+        conformance::constant_prices::<Rsi>(30, 14, 14, 50.0);
     }
 
     #[test]
@@ -229,29 +223,20 @@ mod tests {
 
     #[test]
     fn series_200_matches_reference() {
-        let prices = series_200();
-        for n in [1, 2, 3, 14, 50] {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                assert_close(got, reference(&prices[..=i], n), REL_TOL);
-            }
-        }
+        conformance::series_200_matches::<Rsi>(&[1, 2, 3, 14, 50], REFERENCE);
     }
 
     #[test]
     fn rejects_zero_period() {
-        assert!(Rsi::new(0).is_err());
+        conformance::period_limits::<Rsi>();
     }
 
     proptest! {
         #[test]
         fn incremental_equals_from_scratch(prices in price_path(120), n in 1usize..25) {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                let want = reference(&prices[..=i], n);
-                prop_assert_eq!(got.is_some(), want.is_some());
-                if let (Some(g), Some(w)) = (got, want) {
-                    prop_assert!((0.0..=100.0).contains(&g), "rsi out of range: {}", g);
-                    prop_assert!(close_rel(g, w, REL_TOL), "i={} got {} want {}", i, g, w);
-                }
+            conformance::incremental_equals_from_scratch::<Rsi>(&prices, n, REFERENCE)?;
+            for g in run(&prices, n).into_iter().flatten() {
+                prop_assert!((0.0..=100.0).contains(&g), "rsi out of range: {}", g);
             }
         }
     }

@@ -61,9 +61,12 @@ impl Sma {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::{self, Reference};
     use super::super::test_support::*;
     use super::*;
     use proptest::prelude::*;
+
+    const REFERENCE: Reference = reference;
 
     /// From-scratch reference: the textbook mean of the last n values, summed left to right.
     fn reference(prices: &[f64], n: usize) -> Option<f64> {
@@ -71,14 +74,7 @@ mod tests {
     }
 
     fn run(prices: &[f64], n: usize) -> Vec<Option<f64>> {
-        let mut sma = Sma::new(n).expect("valid period");
-        prices
-            .iter()
-            .map(|&p| {
-                sma.update(p);
-                sma.value()
-            })
-            .collect()
+        conformance::run::<Sma>(prices, n)
     }
 
     #[test]
@@ -109,54 +105,29 @@ mod tests {
 
     #[test]
     fn constant_prices() {
-        let got = run(&[42.5; 50], 20);
-        assert!(got[..19].iter().all(Option::is_none));
-        assert!(got[19..].iter().all(|v| *v == Some(42.5)));
+        conformance::constant_prices::<Sma>(50, 20, 19, 42.5);
     }
 
     #[test]
     fn series_200_matches_reference() {
-        let prices = series_200();
-        for n in [1, 2, 3, 20, 50] {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                assert_close(got, reference(&prices[..=i], n), REL_TOL);
-            }
-        }
+        conformance::series_200_matches::<Sma>(&[1, 2, 3, 20, 50], REFERENCE);
     }
 
     #[test]
     fn no_drift_over_a_million_updates() {
-        // A long random-ish walk; the compensated sum must still agree with a fresh sum.
-        let mut sma = Sma::new(20).expect("valid");
-        let mut p = 100.0f64;
-        let mut tail = VecDeque::new();
-        for i in 0..1_000_000u64 {
-            p *= 1.0 + (((i * 2_654_435_761) % 2001) as f64 - 1000.0) * 1e-6;
-            sma.update(p);
-            tail.push_back(p);
-            if tail.len() > 20 {
-                tail.pop_front();
-            }
-        }
-        let want = tail.iter().sum::<f64>() / 20.0;
-        assert_close(sma.value(), Some(want), 1e-13);
+        // The compensated sum must still agree with a fresh sum.
+        conformance::no_drift_over_a_million_updates::<Sma>(20, 1e-6, REFERENCE, 1e-13, None);
     }
 
     #[test]
     fn rejects_zero_period() {
-        assert!(Sma::new(0).is_err());
+        conformance::period_limits::<Sma>();
     }
 
     proptest! {
         #[test]
         fn incremental_equals_from_scratch(prices in price_path(120), n in 1usize..25) {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                let want = reference(&prices[..=i], n);
-                prop_assert_eq!(got.is_some(), want.is_some());
-                if let (Some(g), Some(w)) = (got, want) {
-                    prop_assert!(close_rel(g, w, REL_TOL), "i={} got {} want {}", i, g, w);
-                }
-            }
+            conformance::incremental_equals_from_scratch::<Sma>(&prices, n, REFERENCE)?;
         }
     }
 }

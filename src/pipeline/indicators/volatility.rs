@@ -169,10 +169,12 @@ impl Volatility {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::{self, Reference};
     use super::super::test_support::*;
     use super::*;
     use proptest::prelude::*;
-    use std::collections::VecDeque;
+
+    const REFERENCE: Reference = reference;
 
     /// From-scratch reference: the textbook two-pass sample standard deviation (mean first, then
     /// the sum of squared deviations over k - 1; e.g. Hull, "Options, Futures, and Other
@@ -191,14 +193,7 @@ mod tests {
     }
 
     fn run(prices: &[f64], n: usize) -> Vec<Option<f64>> {
-        let mut vol = Volatility::new(n).expect("valid period");
-        prices
-            .iter()
-            .map(|&p| {
-                vol.update(p);
-                vol.value()
-            })
-            .collect()
+        conformance::run::<Volatility>(prices, n)
     }
 
     #[test]
@@ -226,9 +221,7 @@ mod tests {
 
     #[test]
     fn constant_prices_are_exactly_zero() {
-        let got = run(&[42.5; 50], 20);
-        assert!(got[..19].iter().all(Option::is_none));
-        assert!(got[19..].iter().all(|v| *v == Some(0.0)));
+        conformance::constant_prices::<Volatility>(50, 20, 19, 0.0);
     }
 
     #[test]
@@ -261,54 +254,29 @@ mod tests {
 
     #[test]
     fn series_200_matches_reference() {
-        let prices = series_200();
-        for n in [3, 4, 20, 50] {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                assert_close(got, reference(&prices[..=i], n), REL_TOL);
-            }
-        }
+        conformance::series_200_matches::<Volatility>(&[3, 4, 20, 50], REFERENCE);
     }
 
     #[test]
     fn no_drift_over_a_million_updates() {
-        let mut vol = Volatility::new(20).expect("valid");
-        let mut p = 100.0f64;
-        let mut tail = VecDeque::new();
-        for i in 0..1_000_000u64 {
-            p *= 1.0 + (((i * 2_654_435_761) % 2001) as f64 - 1000.0) * 1e-5;
-            vol.update(p);
-            tail.push_back(p);
-            if tail.len() > 20 {
-                tail.pop_front();
-            }
-            // Check at arbitrary points too, not only at the end.
-            if i % 99_991 == 0 && i > 20 {
-                let t: Vec<f64> = tail.iter().copied().collect();
-                assert_close(vol.value(), reference(&t, 20), REL_TOL);
-            }
-        }
-        let t: Vec<f64> = tail.into_iter().collect();
-        assert_close(vol.value(), reference(&t, 20), REL_TOL);
+        conformance::no_drift_over_a_million_updates::<Volatility>(
+            20,
+            1e-5,
+            REFERENCE,
+            REL_TOL,
+            Some(99_991),
+        );
     }
 
     #[test]
     fn period_limits() {
-        assert!(Volatility::new(2).is_err());
-        assert!(Volatility::new(1).is_err());
-        assert!(Volatility::new(0).is_err());
-        assert!(Volatility::new(3).is_ok());
+        conformance::period_limits::<Volatility>();
     }
 
     proptest! {
         #[test]
         fn incremental_equals_from_scratch(prices in price_path(120), n in 3usize..25) {
-            for (i, got) in run(&prices, n).into_iter().enumerate() {
-                let want = reference(&prices[..=i], n);
-                prop_assert_eq!(got.is_some(), want.is_some());
-                if let (Some(g), Some(w)) = (got, want) {
-                    prop_assert!(close_rel(g, w, REL_TOL), "i={} got {} want {}", i, g, w);
-                }
-            }
+            conformance::incremental_equals_from_scratch::<Volatility>(&prices, n, REFERENCE)?;
         }
     }
 }

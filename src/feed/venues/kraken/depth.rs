@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Decoded, DepthError, json_list, rfc3339_or};
 use crate::book::{BookUpdate, CHECKSUM_LEVELS};
+use crate::feed::depth::{Decoded, DepthError, DepthStream, json_list, rfc3339_or};
 
 /// The depth subscribed to, and kept per side.
 pub const DEPTH: usize = 25;
@@ -91,78 +91,6 @@ impl Kraken {
         }
     }
 
-    pub fn subscribe_messages(&self) -> Vec<String> {
-        vec![format!(
-            r#"{{"method":"subscribe","params":{{"channel":"book","symbol":{},"depth":{DEPTH},"snapshot":true}}}}"#,
-            json_list(self.symbols.iter().cloned())
-        )]
-    }
-
-    /// Unsubscribe and subscribe again to one symbol's book: Kraken answers with a fresh
-    /// snapshot (a subscribe to a symbol already subscribed is refused, hence both).
-    pub fn resync_messages(&mut self, symbol: &str) -> Vec<String> {
-        self.books.remove(symbol);
-        let list = json_list([symbol.to_owned()]);
-        vec![
-            format!(
-                r#"{{"method":"unsubscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH}}}}}"#
-            ),
-            format!(
-                r#"{{"method":"subscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH},"snapshot":true}}}}"#
-            ),
-        ]
-    }
-
-    pub fn reset(&mut self) {
-        self.books.clear();
-    }
-
-    pub fn decode(
-        &mut self,
-        msg: &[u8],
-        now_ns: i64,
-        out: &mut Vec<BookUpdate>,
-    ) -> Result<Decoded, DepthError> {
-        match serde_json::from_slice::<Probe<'_>>(msg) {
-            Ok(Probe {
-                channel: Some("book"),
-            }) => {}
-            _ => return Ok(Decoded::NotDepth),
-        }
-        let m: Message<'_> = serde_json::from_slice(msg).map_err(|e| DepthError::Malformed {
-            venue: "kraken",
-            message: e.to_string(),
-        })?;
-        let snapshot = match m.kind {
-            "snapshot" => true,
-            "update" => false,
-            other => {
-                return Err(DepthError::field(
-                    "type",
-                    format!("expected snapshot or update, got {other:?}"),
-                ));
-            }
-        };
-        let mut updates = 0;
-        for entry in &m.data {
-            let symbol = entry.symbol;
-            match self.entry(entry, snapshot, now_ns) {
-                Ok(update) => {
-                    out.push(update);
-                    updates += 1;
-                }
-                Err(reason) => {
-                    self.books.remove(symbol);
-                    return Ok(Decoded::Lost {
-                        symbol: symbol.to_owned(),
-                        reason,
-                    });
-                }
-            }
-        }
-        Ok(Decoded::Book { updates })
-    }
-
     /// Applies one entry to its symbol's copy and checks the checksum; the update for ingest,
     /// or why the symbol lost sync.
     fn entry(&mut self, e: &Entry<'_>, snapshot: bool, now_ns: i64) -> Result<BookUpdate, String> {
@@ -216,6 +144,85 @@ impl Kraken {
             update.asks = book.asks.values().map(|k| (k.price, k.qty)).collect();
         }
         Ok(update)
+    }
+}
+
+/// Opens Kraken's depth stream for `symbols` (the venue's spelling).
+pub(super) fn open(symbols: &[String]) -> Result<Box<dyn DepthStream>, DepthError> {
+    Ok(Box::new(Kraken::new(symbols)))
+}
+
+impl DepthStream for Kraken {
+    fn subscribe_messages(&self) -> Vec<String> {
+        vec![format!(
+            r#"{{"method":"subscribe","params":{{"channel":"book","symbol":{},"depth":{DEPTH},"snapshot":true}}}}"#,
+            json_list(self.symbols.iter().cloned())
+        )]
+    }
+
+    /// Unsubscribe and subscribe again to one symbol's book: Kraken answers with a fresh
+    /// snapshot (a subscribe to a symbol already subscribed is refused, hence both).
+    fn resync_messages(&mut self, symbol: &str) -> Option<Vec<String>> {
+        self.books.remove(symbol);
+        let list = json_list([symbol.to_owned()]);
+        Some(vec![
+            format!(
+                r#"{{"method":"unsubscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH}}}}}"#
+            ),
+            format!(
+                r#"{{"method":"subscribe","params":{{"channel":"book","symbol":{list},"depth":{DEPTH},"snapshot":true}}}}"#
+            ),
+        ])
+    }
+
+    fn reset(&mut self) {
+        self.books.clear();
+    }
+
+    fn decode(
+        &mut self,
+        msg: &[u8],
+        now_ns: i64,
+        out: &mut Vec<BookUpdate>,
+    ) -> Result<Decoded, DepthError> {
+        match serde_json::from_slice::<Probe<'_>>(msg) {
+            Ok(Probe {
+                channel: Some("book"),
+            }) => {}
+            _ => return Ok(Decoded::NotDepth),
+        }
+        let m: Message<'_> = serde_json::from_slice(msg).map_err(|e| DepthError::Malformed {
+            venue: "kraken",
+            message: e.to_string(),
+        })?;
+        let snapshot = match m.kind {
+            "snapshot" => true,
+            "update" => false,
+            other => {
+                return Err(DepthError::field(
+                    "type",
+                    format!("expected snapshot or update, got {other:?}"),
+                ));
+            }
+        };
+        let mut updates = 0;
+        for entry in &m.data {
+            let symbol = entry.symbol;
+            match self.entry(entry, snapshot, now_ns) {
+                Ok(update) => {
+                    out.push(update);
+                    updates += 1;
+                }
+                Err(reason) => {
+                    self.books.remove(symbol);
+                    return Ok(Decoded::Lost {
+                        symbol: symbol.to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(Decoded::Book { updates })
     }
 }
 
@@ -293,7 +300,7 @@ mod tests {
     use super::*;
     use crate::feed::depth::{decode_fixture, describe};
 
-    const FIXTURE: &str = include_str!("../../../feeds/fixtures/kraken_book.jsonl");
+    const FIXTURE: &str = include_str!("../../../../feeds/fixtures/kraken_book.jsonl");
 
     fn outcome(r: Result<Decoded, DepthError>, out: &[BookUpdate]) -> String {
         match r {

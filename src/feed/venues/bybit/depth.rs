@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Decoded, DepthError, json_list, levels, ms_to_ns};
 use crate::book::BookUpdate;
+use crate::feed::depth::{Decoded, DepthError, DepthStream, json_list, levels, ms_to_ns};
 
 /// The topic prefix; 50 levels per side.
 const TOPIC: &str = "orderbook.50.";
@@ -55,47 +55,6 @@ impl Bybit {
         }
     }
 
-    pub fn subscribe_messages(&self) -> Vec<String> {
-        vec![format!(
-            r#"{{"op":"subscribe","args":{}}}"#,
-            json_list(self.symbols.iter().map(|s| format!("{TOPIC}{s}")))
-        )]
-    }
-
-    /// Unsubscribe and subscribe again to one symbol's topic: Bybit sends a fresh snapshot.
-    pub fn resync_messages(&mut self, symbol: &str) -> Vec<String> {
-        self.last_u.remove(symbol);
-        let topic = json_list([format!("{TOPIC}{symbol}")]);
-        vec![
-            format!(r#"{{"op":"unsubscribe","args":{topic}}}"#),
-            format!(r#"{{"op":"subscribe","args":{topic}}}"#),
-        ]
-    }
-
-    pub fn reset(&mut self) {
-        self.last_u.clear();
-    }
-
-    pub fn decode(&mut self, msg: &[u8], out: &mut Vec<BookUpdate>) -> Result<Decoded, DepthError> {
-        let symbol = match serde_json::from_slice::<Probe<'_>>(msg) {
-            Ok(Probe { topic: Some(t) }) => match t.strip_prefix(TOPIC) {
-                Some(symbol) => symbol.to_owned(),
-                None => return Ok(Decoded::NotDepth),
-            },
-            _ => return Ok(Decoded::NotDepth),
-        };
-        match self.message(msg, &symbol) {
-            Ok(update) => {
-                out.push(update);
-                Ok(Decoded::Book { updates: 1 })
-            }
-            Err(reason) => {
-                self.last_u.remove(&symbol);
-                Ok(Decoded::Lost { symbol, reason })
-            }
-        }
-    }
-
     fn message(&mut self, msg: &[u8], topic_symbol: &str) -> Result<BookUpdate, String> {
         let m: Message<'_> = serde_json::from_slice(msg).map_err(|e| {
             DepthError::Malformed {
@@ -136,12 +95,65 @@ impl Bybit {
     }
 }
 
+/// Opens Bybit's depth stream for `symbols` (the venue's spelling).
+pub(super) fn open(symbols: &[String]) -> Result<Box<dyn DepthStream>, DepthError> {
+    Ok(Box::new(Bybit::new(symbols)))
+}
+
+impl DepthStream for Bybit {
+    fn subscribe_messages(&self) -> Vec<String> {
+        vec![format!(
+            r#"{{"op":"subscribe","args":{}}}"#,
+            json_list(self.symbols.iter().map(|s| format!("{TOPIC}{s}")))
+        )]
+    }
+
+    /// Unsubscribe and subscribe again to one symbol's topic: Bybit sends a fresh snapshot.
+    fn resync_messages(&mut self, symbol: &str) -> Option<Vec<String>> {
+        self.last_u.remove(symbol);
+        let topic = json_list([format!("{TOPIC}{symbol}")]);
+        Some(vec![
+            format!(r#"{{"op":"unsubscribe","args":{topic}}}"#),
+            format!(r#"{{"op":"subscribe","args":{topic}}}"#),
+        ])
+    }
+
+    fn reset(&mut self) {
+        self.last_u.clear();
+    }
+
+    fn decode(
+        &mut self,
+        msg: &[u8],
+        _now_ns: i64,
+        out: &mut Vec<BookUpdate>,
+    ) -> Result<Decoded, DepthError> {
+        let symbol = match serde_json::from_slice::<Probe<'_>>(msg) {
+            Ok(Probe { topic: Some(t) }) => match t.strip_prefix(TOPIC) {
+                Some(symbol) => symbol.to_owned(),
+                None => return Ok(Decoded::NotDepth),
+            },
+            _ => return Ok(Decoded::NotDepth),
+        };
+        match self.message(msg, &symbol) {
+            Ok(update) => {
+                out.push(update);
+                Ok(Decoded::Book { updates: 1 })
+            }
+            Err(reason) => {
+                self.last_u.remove(&symbol);
+                Ok(Decoded::Lost { symbol, reason })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::feed::depth::{decode_fixture, describe};
 
-    const FIXTURE: &str = include_str!("../../../feeds/fixtures/bybit_orderbook.jsonl");
+    const FIXTURE: &str = include_str!("../../../../feeds/fixtures/bybit_orderbook.jsonl");
 
     fn outcome(r: Result<Decoded, DepthError>, out: &[BookUpdate]) -> String {
         match r {
@@ -167,7 +179,7 @@ mod tests {
     #[test]
     fn the_fixture_decodes_line_by_line() {
         let mut b = Bybit::new(&["BTCUSDT".to_owned()]);
-        let got = decode_fixture(FIXTURE, |line, out| b.decode(line, out), outcome);
+        let got = decode_fixture(FIXTURE, |line, out| b.decode(line, 0, out), outcome);
         let want = [
             "-",                    // subscribe ack
             "snapshot BTCUSDT 5/5", // u 1000
@@ -195,7 +207,7 @@ mod tests {
         let mut out = Vec::new();
         let snap = r#"{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":5,"seq":1}}"#;
         assert!(matches!(
-            b.decode(snap.as_bytes(), &mut out),
+            b.decode(snap.as_bytes(), 0, &mut out),
             Ok(Decoded::Book { .. })
         ));
         for bad in [
@@ -205,7 +217,10 @@ mod tests {
             snap.replace("\"u\":5", "\"u\":\"5\""),
         ] {
             assert!(
-                matches!(b.decode(bad.as_bytes(), &mut out), Ok(Decoded::Lost { .. })),
+                matches!(
+                    b.decode(bad.as_bytes(), 0, &mut out),
+                    Ok(Decoded::Lost { .. })
+                ),
                 "{bad}"
             );
         }

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{Decoded, DepthError, json_list, level, levels, rfc3339_or};
 use crate::book::BookUpdate;
+use crate::feed::depth::{Decoded, DepthError, DepthStream, json_list, level, levels, rfc3339_or};
 
 /// The channel subscribed to (see the module docs).
 pub const CHANNEL: &str = "level2_batch";
@@ -58,7 +58,50 @@ impl Coinbase {
         }
     }
 
-    pub fn subscribe_messages(&self) -> Vec<String> {
+    fn snapshot(msg: &[u8], product: &str, now_ns: i64) -> Result<BookUpdate, DepthError> {
+        let s: Snapshot<'_> = serde_json::from_slice(msg).map_err(malformed)?;
+        Ok(BookUpdate {
+            symbol: product.to_owned(),
+            snapshot: true,
+            bids: levels(&s.bids)?,
+            asks: levels(&s.asks)?,
+            exchange_ts: rfc3339_or("time", s.time, now_ns)?,
+        })
+    }
+
+    fn l2update(msg: &[u8], product: &str, now_ns: i64) -> Result<BookUpdate, DepthError> {
+        let u: L2Update<'_> = serde_json::from_slice(msg).map_err(malformed)?;
+        let mut update = BookUpdate {
+            symbol: product.to_owned(),
+            snapshot: false,
+            bids: Vec::new(),
+            asks: Vec::new(),
+            exchange_ts: rfc3339_or("time", u.time, now_ns)?,
+        };
+        for [side, price, size] in u.changes {
+            let l = level(price, size)?;
+            match side {
+                "buy" => update.bids.push(l),
+                "sell" => update.asks.push(l),
+                other => {
+                    return Err(DepthError::field(
+                        "changes",
+                        format!("side must be buy or sell, got {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(update)
+    }
+}
+
+/// Opens Coinbase's depth stream for `symbols` (the venue's spelling).
+pub(super) fn open(symbols: &[String]) -> Result<Box<dyn DepthStream>, DepthError> {
+    Ok(Box::new(Coinbase::new(symbols)))
+}
+
+impl DepthStream for Coinbase {
+    fn subscribe_messages(&self) -> Vec<String> {
         vec![format!(
             r#"{{"type":"subscribe","product_ids":{},"channels":["{CHANNEL}"]}}"#,
             json_list(self.products.iter().cloned())
@@ -67,20 +110,20 @@ impl Coinbase {
 
     /// Unsubscribe and subscribe again to one product's `level2_batch`: Coinbase sends a fresh
     /// snapshot.
-    pub fn resync_messages(&mut self, product: &str) -> Vec<String> {
+    fn resync_messages(&mut self, product: &str) -> Option<Vec<String>> {
         self.synced.remove(product);
         let list = json_list([product.to_owned()]);
-        vec![
+        Some(vec![
             format!(r#"{{"type":"unsubscribe","product_ids":{list},"channels":["{CHANNEL}"]}}"#),
             format!(r#"{{"type":"subscribe","product_ids":{list},"channels":["{CHANNEL}"]}}"#),
-        ]
+        ])
     }
 
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.synced.clear();
     }
 
-    pub fn decode(
+    fn decode(
         &mut self,
         msg: &[u8],
         now_ns: i64,
@@ -128,42 +171,6 @@ impl Coinbase {
             }
         }
     }
-
-    fn snapshot(msg: &[u8], product: &str, now_ns: i64) -> Result<BookUpdate, DepthError> {
-        let s: Snapshot<'_> = serde_json::from_slice(msg).map_err(malformed)?;
-        Ok(BookUpdate {
-            symbol: product.to_owned(),
-            snapshot: true,
-            bids: levels(&s.bids)?,
-            asks: levels(&s.asks)?,
-            exchange_ts: rfc3339_or("time", s.time, now_ns)?,
-        })
-    }
-
-    fn l2update(msg: &[u8], product: &str, now_ns: i64) -> Result<BookUpdate, DepthError> {
-        let u: L2Update<'_> = serde_json::from_slice(msg).map_err(malformed)?;
-        let mut update = BookUpdate {
-            symbol: product.to_owned(),
-            snapshot: false,
-            bids: Vec::new(),
-            asks: Vec::new(),
-            exchange_ts: rfc3339_or("time", u.time, now_ns)?,
-        };
-        for [side, price, size] in u.changes {
-            let l = level(price, size)?;
-            match side {
-                "buy" => update.bids.push(l),
-                "sell" => update.asks.push(l),
-                other => {
-                    return Err(DepthError::field(
-                        "changes",
-                        format!("side must be buy or sell, got {other:?}"),
-                    ));
-                }
-            }
-        }
-        Ok(update)
-    }
 }
 
 fn malformed(e: serde_json::Error) -> DepthError {
@@ -178,7 +185,7 @@ mod tests {
     use super::*;
     use crate::feed::depth::{decode_fixture, describe};
 
-    const FIXTURE: &str = include_str!("../../../feeds/fixtures/coinbase_level2.jsonl");
+    const FIXTURE: &str = include_str!("../../../../feeds/fixtures/coinbase_level2.jsonl");
 
     fn outcome(r: Result<Decoded, DepthError>, out: &[BookUpdate]) -> String {
         match r {

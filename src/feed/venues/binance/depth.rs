@@ -10,8 +10,8 @@
 
 use serde::Deserialize;
 
-use super::{Decoded, DepthError, json_list, levels};
 use crate::book::{BookUpdate, BookView};
+use crate::feed::depth::{Decoded, DepthError, DepthStream, json_list, levels};
 
 /// The subscribe request's id (the trade subscribe uses 1).
 const SUBSCRIBE_ID: u32 = 2;
@@ -51,8 +51,15 @@ impl Binance {
             _ => Err(DepthError::BinanceSymbols(symbols.len())),
         }
     }
+}
 
-    pub fn subscribe_messages(&self) -> Vec<String> {
+/// Opens Binance's depth stream for `symbols` (the venue's spelling).
+pub(super) fn open(symbols: &[String]) -> Result<Box<dyn DepthStream>, DepthError> {
+    Ok(Box::new(Binance::new(symbols)?))
+}
+
+impl DepthStream for Binance {
+    fn subscribe_messages(&self) -> Vec<String> {
         let stream = format!("{}@depth20@100ms", self.symbol.to_ascii_lowercase());
         vec![format!(
             r#"{{"method":"SUBSCRIBE","params":{},"id":{SUBSCRIBE_ID}}}"#,
@@ -60,12 +67,12 @@ impl Binance {
         )]
     }
 
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.last_update_id = None;
         self.last = None;
     }
 
-    pub fn decode(
+    fn decode(
         &mut self,
         msg: &[u8],
         now_ns: i64,
@@ -118,7 +125,7 @@ mod tests {
     use super::*;
     use crate::feed::depth::decode_fixture;
 
-    const FIXTURE: &str = include_str!("../../../feeds/fixtures/binance_depth.jsonl");
+    const FIXTURE: &str = include_str!("../../../../feeds/fixtures/binance_depth.jsonl");
 
     #[test]
     fn subscribe_message() {
