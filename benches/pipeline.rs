@@ -53,6 +53,8 @@ fn pipeline(c: &mut Criterion) {
                 BatchClock {
                     now_ms: second * 1000,
                     partial_bars: true,
+                    wall_ms: second * 1000,
+                    ticker: true,
                 },
             );
         }
@@ -70,6 +72,9 @@ fn pipeline(c: &mut Criterion) {
                             BatchClock {
                                 now_ms: s * 1000,
                                 partial_bars: true,
+                                // A wall second of its own per batch: a ticker each time.
+                                wall_ms: s * 1000,
+                                ticker: true,
                             },
                         )
                     },

@@ -28,12 +28,16 @@ pub enum Kind {
     /// A user's private portfolio (`portfolio`): one channel per user, whose [`ChannelId`]
     /// holds the user's id where market channels hold a symbol ([`ChannelId::portfolio`]).
     Portfolio,
+    /// A symbol's rolling 24 h statistics (`ticker:SYM`), from the pipeline.
+    Ticker,
+    /// A symbol's best bid and offer (`bbo:SYM`), on every change of its book's touch.
+    Bbo,
 }
 
 impl Kind {
     /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
-    pub(crate) const ALL: [Kind; 4 + BarInterval::COUNT] = {
-        let mut all = [Kind::Ticks; 4 + BarInterval::COUNT];
+    pub(crate) const ALL: [Kind; 6 + BarInterval::COUNT] = {
+        let mut all = [Kind::Ticks; 6 + BarInterval::COUNT];
         let mut i = 0;
         while i < BarInterval::COUNT {
             all[1 + i] = Kind::Bars(BarInterval::ALL[i]);
@@ -42,17 +46,23 @@ impl Kind {
         all[1 + BarInterval::COUNT] = Kind::Indicators;
         all[2 + BarInterval::COUNT] = Kind::Book;
         all[3 + BarInterval::COUNT] = Kind::Portfolio;
+        all[4 + BarInterval::COUNT] = Kind::Ticker;
+        all[5 + BarInterval::COUNT] = Kind::Bbo;
         all
     };
     pub(crate) const COUNT: usize = Self::ALL.len();
     /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
     /// ingest and carried by the cluster stream (every bar interval; a server streams the ones
-    /// in `pipeline.bar_intervals`).
-    pub(crate) const MARKET: [Kind; 3 + BarInterval::COUNT] = {
-        let mut market = [Kind::Ticks; 3 + BarInterval::COUNT];
+    /// in `pipeline.bar_intervals`): every kind but the portfolio.
+    pub(crate) const MARKET: [Kind; 5 + BarInterval::COUNT] = {
+        let mut market = [Kind::Ticks; 5 + BarInterval::COUNT];
         let mut i = 0;
-        while i < market.len() {
-            market[i] = Self::ALL[i];
+        let mut j = 0;
+        while i < Self::ALL.len() {
+            if !matches!(Self::ALL[i], Kind::Portfolio) {
+                market[j] = Self::ALL[i];
+                j += 1;
+            }
             i += 1;
         }
         market
@@ -65,12 +75,29 @@ impl Kind {
             Kind::Indicators => "indicators",
             Kind::Book => "book",
             Kind::Portfolio => "portfolio",
+            Kind::Ticker => "ticker",
+            Kind::Bbo => "bbo",
         }
+    }
+
+    /// True for kinds whose every event is the channel's whole state (a portfolio, a ticker, a
+    /// best bid/offer): their snapshot holds the latest event unless a subscribe asks for more.
+    pub(crate) fn is_whole_state(self) -> bool {
+        matches!(self, Kind::Portfolio | Kind::Ticker | Kind::Bbo)
     }
 
     /// A market kind by name (`portfolio` is a channel name of its own, not a `kind:` prefix).
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::MARKET.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True for kinds a subscribe's `from_ts` replays (a time selects their events); a book's
+    /// deltas, a ticker and a portfolio are whole states or need their view instead.
+    pub(crate) fn replays_from_time(self) -> bool {
+        matches!(
+            self,
+            Kind::Ticks | Kind::Bars(_) | Kind::Indicators | Kind::Bbo
+        )
     }
 
     pub(crate) fn index(self) -> usize {
@@ -80,6 +107,8 @@ impl Kind {
             Kind::Indicators => 1 + BarInterval::COUNT,
             Kind::Book => 2 + BarInterval::COUNT,
             Kind::Portfolio => 3 + BarInterval::COUNT,
+            Kind::Ticker => 4 + BarInterval::COUNT,
+            Kind::Bbo => 5 + BarInterval::COUNT,
         }
     }
 }
@@ -201,6 +230,39 @@ pub struct BarEvent {
     pub is_final: bool,
 }
 
+/// A symbol's rolling 24 h statistics (`ticker` events, `GET /api/v1/ticker`), over the trades
+/// whose exchange time falls in the window: the minute of the symbol's newest trade and the
+/// 1,440 minutes before it (`pipeline::ticker` keeps them in per-minute buckets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickerStats {
+    /// Price of the window's first trade (by exchange time).
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    /// Price of the window's newest trade (by exchange time).
+    pub last: f64,
+    /// Sum of sizes.
+    pub volume: f64,
+    /// Sum of price × size.
+    pub quote_volume: f64,
+    /// `last - open`.
+    pub change: f64,
+    /// `(last - open) / open * 100`.
+    pub change_pct: f64,
+    pub trades: u64,
+    /// Start of the window, ms since the epoch (a minute boundary).
+    pub open_time_ms: i64,
+    /// Exchange time of the newest trade, ms since the epoch.
+    pub close_time_ms: i64,
+}
+
+/// A symbol's best bid and offer, `(price, size)` per side; `None` for an empty side.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bbo {
+    pub bid: Option<(f64, f64)>,
+    pub ask: Option<(f64, f64)>,
+}
+
 /// The latest value of every indicator of one symbol; `None` means "still warming up".
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IndicatorValues {
@@ -265,6 +327,8 @@ pub enum Payload {
     /// An order book delta; its levels live in the wire forms, the view it leads to in
     /// [`Event::book`].
     Book,
+    Ticker(TickerStats),
+    Bbo(Bbo),
 }
 
 /// A sequenced event: typed payload plus its wire encodings, made once.

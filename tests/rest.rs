@@ -661,7 +661,20 @@ async fn predictions_from_both_models_with_intervals_and_fit_error() {
         assert!((95.0..115.0).contains(&f), "{model}: {body}");
         assert_eq!(body["fit"]["points"], 120);
         assert!(body["fit"]["rmse_in_sample"].as_f64().unwrap() > 0.0);
-        assert!(body["fit"]["rmse_walk_forward"].as_f64().unwrap() > 0.0);
+        let model_rmse = body["fit"]["rmse_walk_forward"].as_f64().unwrap();
+        assert!(model_rmse > 0.0);
+        // The naive forecast (next close = last close) on the same held-out points: the last
+        // min(30, 119 / 5) = 23 one-step changes of the closes.
+        let held: Vec<f64> = closes.windows(2).map(|w| w[1] - w[0]).collect();
+        let held = &held[held.len() - 23..];
+        let naive = (held.iter().map(|d| d * d).sum::<f64>() / 23.0).sqrt();
+        let got = body["fit"]["rmse_naive_walk_forward"].as_f64().unwrap();
+        assert!((got - naive).abs() < 1e-9, "{model}: {got} vs {naive}");
+        let skill = body["fit"]["skill"].as_f64().unwrap();
+        assert!(
+            (skill - (1.0 - model_rmse / naive)).abs() < 1e-9,
+            "{model}: {body}"
+        );
     }
 
     // Concurrent requests for one key compute once; a new bar invalidates the entry.
@@ -738,6 +751,8 @@ async fn openapi_documents_every_rest_route() {
         ("/api/v1/bars/{symbol}", "get"),
         ("/api/v1/indicators/{symbol}", "get"),
         ("/api/v1/book/{symbol}", "get"),
+        ("/api/v1/ticker", "get"),
+        ("/api/v1/ticker/{symbol}", "get"),
         ("/api/v1/predictions/{symbol}", "get"),
         ("/api/v1/portfolio", "get"),
         ("/api/v1/portfolio/trades", "post"),

@@ -301,7 +301,9 @@ async fn bad_requests_get_specific_errors_and_the_connection_lives() {
             "bars.4h",
             "bars.1d",
             "indicators",
-            "book"
+            "book",
+            "ticker",
+            "bbo"
         ])
     );
 }

@@ -123,6 +123,9 @@ pub enum Scenario {
     Idle,
     /// Every socket subscribes `book:*` (with --book-depth and --throttle-ms when given).
     Books,
+    /// A watch-list page: every socket subscribes `ticker:*` and `bbo:*` (with --throttle-ms
+    /// when given; none by default).
+    Watchlist,
     /// Churn, to find leaks: every socket connects, subscribes a random mix of channels (some
     /// with a snapshot), reads briefly, unsubscribes one, closes and reconnects, until the run
     /// ends; the report gives the server's RSS at the start and end of the window (drift).
@@ -193,6 +196,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Idle => "idle",
             Scenario::Books => "books",
+            Scenario::Watchlist => "watchlist",
             Scenario::Soak => "soak",
         }
     }
@@ -211,7 +215,7 @@ impl Args {
     /// default (250 for dashboards and mixed, none for books).
     pub fn throttle_ms(&self) -> u64 {
         self.throttle_ms.unwrap_or(match self.scenario {
-            Scenario::Books => 0,
+            Scenario::Books | Scenario::Watchlist => 0,
             _ => 250,
         })
     }
@@ -327,6 +331,8 @@ mod tests {
     fn books_flags() {
         let a = Args::try_parse_from(["tickcast-loadgen", "--scenario", "books"]).unwrap();
         assert_eq!(a.scenario, Scenario::Books);
+        let w = Args::try_parse_from(["tickcast-loadgen", "--scenario", "watchlist"]).unwrap();
+        assert_eq!((w.scenario, w.throttle_ms()), (Scenario::Watchlist, 0));
         assert_eq!(
             (a.book_depth, a.throttle_ms()),
             (None, 0),

@@ -138,8 +138,16 @@ impl<'de, F: FnMut(Event<'de>)> Visitor<'de> for FrameSeed<'_, F> {
 
 // === MessagePack (`?encoding=msgpack`) ===
 
-/// The `type` of the positional events, by their leading kind code (1 to 5).
-const KIND_CODES: [&str; 5] = ["tick", "bar", "indicators", "portfolio", "book"];
+/// The `type` of the positional events, by their leading kind code (1 to 7).
+const KIND_CODES: [&str; 7] = [
+    "tick",
+    "bar",
+    "indicators",
+    "portfolio",
+    "book",
+    "ticker",
+    "bbo",
+];
 
 /// The kind code of `book` events, whose fifth element is `reset`:
 /// `[5, ch, seq, ts, reset, bids, asks, checksum]`.

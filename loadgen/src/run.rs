@@ -235,6 +235,9 @@ fn roles(args: &Args, symbols: Vec<String>) -> impl FnMut(u64) -> Role + Send + 
                 throttle_ms,
             };
         }
+        if scenario == Scenario::Watchlist {
+            return Role::Watchlist { throttle_ms };
+        }
         if scenario == Scenario::Soak {
             return Role::Churn {
                 symbols: symbols.clone(),
@@ -407,6 +410,13 @@ fn build_report(
         warnings.push(format!(
             "dashboards subscribe ticks with throttle_ms={}: seq gaps on ticks channels are \
              expected there (conflation)",
+            args.throttle_ms()
+        ));
+    }
+    if args.scenario == Scenario::Watchlist && args.throttle_ms() > 0 {
+        warnings.push(format!(
+            "the watchlist subscribes with throttle_ms={}: seq gaps on ticker and bbo channels \
+             are expected there (conflation)",
             args.throttle_ms()
         ));
     }

@@ -47,6 +47,8 @@ pub enum Role {
         depth: Option<u32>,
         throttle_ms: u64,
     },
+    /// Subscribes `ticker:*` and `bbo:*`, with `"throttle_ms"` when set (0: none).
+    Watchlist { throttle_ms: u64 },
     /// Subscribes to nothing.
     Idle,
     /// Soak: cycles of connect, a random subscription mix over `symbols`, a short read, an
@@ -86,6 +88,15 @@ impl Role {
                 if let Some(d) = depth {
                     sub["depth"] = (*d).into();
                 }
+                if *throttle_ms > 0 {
+                    sub["throttle_ms"] = (*throttle_ms).into();
+                }
+                vec![sub.to_string()]
+            }
+            Role::Watchlist { throttle_ms } => {
+                let mut sub = serde_json::json!({
+                    "op": "subscribe", "id": 1, "channels": ["ticker:*", "bbo:*"],
+                });
                 if *throttle_ms > 0 {
                     sub["throttle_ms"] = (*throttle_ms).into();
                 }
@@ -773,6 +784,10 @@ mod tests {
         assert_eq!(
             (narrow["depth"].as_u64(), narrow["throttle_ms"].as_u64()),
             (Some(5), Some(100))
+        );
+        assert_eq!(
+            op(Role::Watchlist { throttle_ms: 0 }),
+            serde_json::json!({"op": "subscribe", "id": 1, "channels": ["ticker:*", "bbo:*"]})
         );
     }
 

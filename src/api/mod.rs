@@ -23,6 +23,7 @@ pub mod params;
 pub mod portfolio;
 pub mod predictions;
 pub(crate) mod serve;
+pub mod ticker;
 pub mod web;
 
 pub use config::ApiConfig;
@@ -132,6 +133,8 @@ pub fn router(app: AppState) -> Router {
     let rest = Router::new()
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/indicators/{symbol}", get(market::indicators))
+        .route("/api/v1/ticker", get(ticker::tickers))
+        .route("/api/v1/ticker/{symbol}", get(ticker::ticker))
         .route("/api/v1/portfolio", get(portfolio::portfolio))
         .route("/api/v1/portfolio/trades", post(portfolio::record_trade))
         .route("/api/v1/auth/token", post(auth::token))

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::market::MarketState;
 use super::params::TIME_PATTERN;
-use super::{ApiConfig, auth, book, market, portfolio, predictions};
+use super::{ApiConfig, auth, book, market, portfolio, predictions, ticker};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use super::{ApiConfig, auth, book, market, portfolio, predictions};
         market::ticks,
         market::bars,
         market::indicators,
+        ticker::tickers,
+        ticker::ticker,
         book::book,
         predictions::predictions,
         portfolio::portfolio,
@@ -34,6 +36,8 @@ use super::{ApiConfig, auth, book, market, portfolio, predictions};
         market::BarPage,
         market::BarOut,
         book::BookOut,
+        ticker::TickerList,
+        ticker::TickerOut,
         crate::book::TopOfBook,
         predictions::PredictionOut,
         portfolio::TradeIn,

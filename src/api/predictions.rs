@@ -140,7 +140,11 @@ pub(crate) struct PredictionOut {
     /// 95 % prediction interval `{level, low, high}`.
     #[schema(value_type = Object)]
     interval: serde_json::Value,
-    /// `{rmse_in_sample, rmse_walk_forward, points, params}`.
+    /// `{rmse_in_sample, rmse_walk_forward, rmse_naive_walk_forward, skill, points, params}`:
+    /// `rmse_naive_walk_forward` is the naive random-walk forecast's (next close = last close)
+    /// walk-forward RMSE on the same held-out points as `rmse_walk_forward`, and `skill` is
+    /// `1 - rmse_walk_forward / rmse_naive_walk_forward` (above 0: the model beats the naive
+    /// forecast; null when the naive forecast made no error).
     #[schema(value_type = Object)]
     fit: serde_json::Value,
     /// `start` (ms) of the newest 1 s bar used.
@@ -262,6 +266,8 @@ pub(crate) async fn predictions(
         fit: json!({
             "rmse_in_sample": f.rmse_in_sample,
             "rmse_walk_forward": f.rmse_walk_forward,
+            "rmse_naive_walk_forward": f.rmse_naive_walk_forward,
+            "skill": f.skill(),
             "points": f.points,
             "params": params,
         }),

@@ -12,6 +12,8 @@ pub(crate) fn kind_token(kind: Kind) -> &'static str {
         Kind::Bars(iv) => iv.subject_token(),
         Kind::Indicators => "indicators",
         Kind::Book => "book",
+        Kind::Ticker => "ticker",
+        Kind::Bbo => "bbo",
         // Never published: a user's portfolio stays on the node that made it.
         Kind::Portfolio => "portfolio",
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::handle::IngestHandle;
 use crate::book::{Book, BookConfig, BookError, BookUpdate, BookView, PublishedView};
-use crate::model::{ChannelId, Event, Kind, Payload, SymbolId, SymbolLimit, Symbols};
+use crate::model::{Bbo, ChannelId, Event, Kind, Payload, SymbolId, SymbolLimit, Symbols};
 use crate::protocol;
 use crate::telemetry::metrics::Metrics;
 
@@ -53,6 +53,8 @@ struct SymbolBook {
     book: Book,
     /// The view last published from it (the next delta is the difference from it).
     published: Arc<PublishedView>,
+    /// The touch of the view last published, for `bbo` events on its changes.
+    bbo: Bbo,
     /// When it was last published whole.
     whole_at: i64,
 }
@@ -139,6 +141,7 @@ impl Books {
             owner: source.clone(),
             book: Book::default(),
             published: Default::default(),
+            bbo: Bbo::default(),
             whole_at: ts,
         });
         if entry.owner != *source {
@@ -184,6 +187,22 @@ impl Books {
                 delta: None,
             })
             .collect()
+    }
+
+    /// The best bid and offer of `symbol`'s published view when they changed since this was
+    /// last asked (a `bbo` event to publish); `None` when the touch is as it was.
+    pub(super) fn touch_changed(&mut self, symbol: SymbolId) -> Option<Bbo> {
+        let entry = self.books.get_mut(&symbol)?;
+        let view = &entry.published.view;
+        let bbo = Bbo {
+            bid: view.bids.first().copied(),
+            ask: view.asks.first().copied(),
+        };
+        if bbo == entry.bbo {
+            return None;
+        }
+        entry.bbo = bbo;
+        Some(bbo)
     }
 
     /// The event publishing `pending` as its symbol's book, sequenced by ingest as `seq` of the

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::book::{BookConfig, BookUpdate};
 use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
-    SymbolId, SymbolLimit, Symbols, Tick, is_valid_symbol, now_ns,
+    SymbolId, SymbolLimit, Symbols, Tick, TickerStats, is_valid_symbol, now_ns,
 };
 use crate::protocol::{self, IndicatorFields};
 use crate::rooms::EventSink;
@@ -107,6 +107,11 @@ pub enum Derived {
     Indicators {
         symbol: SymbolId,
         values: IndicatorValues,
+    },
+    /// A symbol's rolling 24 h statistics (`ticker:SYM`).
+    Ticker {
+        symbol: SymbolId,
+        stats: TickerStats,
     },
 }
 
@@ -277,7 +282,7 @@ impl Ingest {
             Msg::Books { source, updates } => {
                 for u in updates {
                     if let Some(pending) = self.books.update(&source, &u, &self.symbols, ts) {
-                        out.push(self.book_event(pending, ts));
+                        self.book_events(pending, ts, out);
                     }
                 }
             }
@@ -290,20 +295,37 @@ impl Ingest {
             }
             Msg::CheckpointBooks => {
                 for pending in self.books.checkpoints_due(ts) {
-                    out.push(self.book_event(pending, ts));
+                    self.book_events(pending, ts, out);
                 }
             }
         }
         false
     }
 
-    /// Sequences a book view on its symbol's `book` channel.
-    fn book_event(&mut self, pending: PendingBook, ts: i64) -> Event {
+    /// Sequences a book view on its symbol's `book` channel, and a `bbo` event after it when
+    /// the view's touch changed.
+    fn book_events(&mut self, pending: PendingBook, ts: i64, out: &mut Vec<Event>) {
+        let symbol = pending.symbol;
         let (seq, name) = self.next_seq(ChannelId {
             kind: Kind::Book,
-            symbol: pending.symbol,
+            symbol,
         });
-        self.books.publish(pending, seq, name, ts)
+        out.push(self.books.publish(pending, seq, name, ts));
+        if let Some(bbo) = self.books.touch_changed(symbol) {
+            let channel = ChannelId {
+                kind: Kind::Bbo,
+                symbol,
+            };
+            let (seq, name) = self.next_seq(channel);
+            out.push(Event {
+                channel,
+                seq,
+                ts,
+                payload: Payload::Bbo(bbo),
+                wire: protocol::encode_bbo(&name, seq, ts, &bbo),
+                book: None,
+            });
+        }
     }
 
     fn tick_event(&mut self, raw: &RawTick, ts: i64) -> Result<Event, TickError> {
@@ -365,6 +387,21 @@ impl Ingest {
                         &values,
                         &self.indicator_fields,
                     ),
+                    book: None,
+                }
+            }
+            Derived::Ticker { symbol, stats } => {
+                let channel = ChannelId {
+                    kind: Kind::Ticker,
+                    symbol,
+                };
+                let (seq, name) = self.next_seq(channel);
+                Event {
+                    channel,
+                    seq,
+                    ts,
+                    payload: Payload::Ticker(stats),
+                    wire: protocol::encode_ticker(&name, seq, ts, &stats),
                     book: None,
                 }
             }

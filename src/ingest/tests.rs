@@ -96,7 +96,28 @@ fn a_symbols_book_belongs_to_the_first_source_that_sends_one() {
         "kraken's level never entered coinbase's book"
     );
     assert_eq!(metrics.book_updates_rejected.load(Ordering::Relaxed), 1);
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    let seqs = |kind: Kind| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e.channel.kind == kind)
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(Kind::Book), [1, 2]);
+    // Each update moved the touch: a `bbo` event after each book event.
+    assert_eq!(seqs(Kind::Bbo), [1, 2]);
+    let touches: Vec<Payload> = events
+        .iter()
+        .filter(|e| e.channel.kind == Kind::Bbo)
+        .map(|e| e.payload)
+        .collect();
+    let bbo = |bid: f64| {
+        Payload::Bbo(crate::model::Bbo {
+            bid: Some((bid, 1.0)),
+            ask: Some((200.0, 1.0)),
+        })
+    };
+    assert_eq!(touches, [bbo(100.0), bbo(101.0)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -135,7 +156,18 @@ async fn a_checkpoint_publishes_whole_the_books_that_stopped_changing() {
     tokio::task::spawn_blocking(move || thread.join().unwrap())
         .await
         .unwrap();
-    let events = sink.0.lock().unwrap();
+    let all = sink.0.lock().unwrap();
+    // A checkpoint republishes the same touch: no `bbo` event of its own.
+    let bbo: Vec<u64> = all
+        .iter()
+        .filter(|e| e.channel.kind == Kind::Bbo)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(bbo, [1, 1], "QUIET's and FRESH's first touch only");
+    let events: Vec<&Event> = all
+        .iter()
+        .filter(|e| e.channel.kind == Kind::Book)
+        .collect();
     let got: Vec<(u64, bool)> = events.iter().filter_map(|e| e.wire.book_seq()).collect();
     assert_eq!(
         got,

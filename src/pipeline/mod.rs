@@ -10,6 +10,7 @@
 //! ended in between.
 
 pub mod indicators;
+pub(crate) mod ticker;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub struct PipelineConfig {
     /// The bar intervals built, streamed (`bars.<interval>`) and stored (names of
     /// `bar_interval`'s table; `1s` and `1m` required).
     pub bar_intervals: Vec<String>,
+    /// Compute the rolling 24 h `ticker` channels (`pipeline::ticker`).
+    pub ticker: bool,
     pub sma_period: usize,
     pub ema_period: usize,
     pub rsi_period: usize,
@@ -233,6 +236,8 @@ impl Coordinator {
         let clock = BatchClock {
             now_ms,
             partial_bars: self.config.partial_bars,
+            wall_ms: crate::model::now_ms(),
+            ticker: self.config.ticker,
         };
         let mut out = self.pool.run_batch(work, clock);
         // The book's top as it stands at this batch: mid, spread and imbalance beside the

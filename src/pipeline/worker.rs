@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::indicators::{IndicatorPeriods, IndicatorSet};
+use super::ticker::RollingTicker;
 use crate::bars::{BarBuilder, EventClock};
 use crate::ingest::Derived;
 use crate::model::{BarInterval, BarIntervals, IndicatorValues, Kind, SymbolId, Tick};
@@ -39,6 +40,11 @@ pub struct BatchClock {
     /// Send the bar in progress of each interval above 1 s as `"final": false` (at most once a
     /// second per symbol; never on an early batch, whose `now_ms` is `i64::MIN`).
     pub partial_bars: bool,
+    /// The server's wall clock (ms) at the batch, whatever `now_ms` is: tickers are published
+    /// at most once per wall-clock second.
+    pub wall_ms: i64,
+    /// Compute and publish the rolling 24 h ticker (`pipeline.ticker`).
+    pub ticker: bool,
 }
 
 /// All pipeline state of one symbol.
@@ -51,6 +57,11 @@ pub(crate) struct SymbolState {
     /// The symbol's exchange clock, which closes its bars (see `bars`).
     clock: EventClock,
     indicators: IndicatorSet,
+    ticker: RollingTicker,
+    /// Trades folded into the ticker since it was last published.
+    ticker_dirty: bool,
+    /// Wall-clock second (ms / 1000) of the ticker last published.
+    ticker_second: i64,
     /// UTC day (days since the epoch) of the VWAP session.
     session_day: i64,
     late_seen: u64,
@@ -81,6 +92,9 @@ impl SymbolState {
             bars,
             clock: EventClock::default(),
             indicators: IndicatorSet::new(config)?,
+            ticker: RollingTicker::default(),
+            ticker_dirty: false,
+            ticker_second: i64::MIN,
             session_day: i64::MIN,
             late_seen: 0,
             partial_second: i64::MIN,
@@ -110,6 +124,10 @@ impl SymbolState {
                 b.on_trade(ts_ms, t.price, t.size);
             }
             self.indicators.on_tick(t.price, t.size);
+            if clock.ticker {
+                self.ticker.on_trade(ts_ms, t.price, t.size);
+                self.ticker_dirty = true;
+            }
         }
         // No trade yet means no bar to close: the clock starts with the symbol's first trade.
         let event_ms = self.clock.at(clock.now_ms).unwrap_or(i64::MIN);
@@ -143,6 +161,16 @@ impl SymbolState {
                     bar: bar.event(false),
                 });
             }
+        }
+        // At most one ticker per wall-clock second; one held back is sent by a later batch.
+        let second = clock.wall_ms.div_euclid(1_000);
+        if self.ticker_dirty
+            && second > self.ticker_second
+            && let Some(stats) = self.ticker.stats()
+        {
+            self.ticker_dirty = false;
+            self.ticker_second = second;
+            out.derived.push(Derived::Ticker { symbol, stats });
         }
         let values = self.indicators.snapshot();
         out.derived.push(Derived::Indicators { symbol, values });
@@ -288,7 +316,45 @@ mod tests {
         BatchClock {
             now_ms: ms,
             partial_bars: false,
+            wall_ms: ms,
+            ticker: true,
         }
+    }
+
+    fn tickers(out: &BatchOutput) -> Vec<(u32, u64, f64)> {
+        out.derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Ticker { symbol, stats } => Some((symbol.0, stats.trades, stats.last)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ticker_is_published_at_most_once_per_wall_second_while_the_symbol_trades() {
+        let pool = WorkerPool::new(1, IndicatorPeriods::default(), BarIntervals::V1).unwrap();
+        let batch = |ticks: Vec<Tick>, wall_ms: i64| {
+            let work = if ticks.is_empty() {
+                vec![]
+            } else {
+                vec![SymbolTicks {
+                    symbol: SymbolId(0),
+                    ticks,
+                }]
+            };
+            let c = BatchClock {
+                wall_ms,
+                ..clock(wall_ms)
+            };
+            tickers(&pool.run_batch(work, c))
+        };
+        assert_eq!(batch(vec![tick(0, 1_000, 10.0)], 1_100), vec![(0, 1, 10.0)]);
+        // The same wall second: held back, then sent by the next second's batch (no new trade).
+        assert!(batch(vec![tick(0, 1_200, 11.0)], 1_600).is_empty());
+        assert_eq!(batch(vec![], 2_050), vec![(0, 2, 11.0)]);
+        // Quiet: nothing more.
+        assert!(batch(vec![], 3_050).is_empty());
     }
 
     #[test]
@@ -380,6 +446,8 @@ mod tests {
             let clock = BatchClock {
                 now_ms,
                 partial_bars: true,
+                wall_ms: now_ms,
+                ticker: false,
             };
             pool.run_batch(work, clock)
         };

@@ -8,7 +8,10 @@
 //!
 //! Each [`Forecast`] reports the in-sample RMSE (one-step residuals with the final parameters)
 //! and a walk-forward RMSE (one-step forecasts made only from data before each of the last
-//! points), both in price units, and how many closes it used.
+//! points), both in price units, and how many closes it used. Beside the walk-forward RMSE it
+//! reports the naive random-walk forecast's (the next close is the last one) on the same
+//! points, and the skill score `1 - model / naive`: above 0 the model beats "the price stays
+//! where it is", below 0 it does worse.
 
 /// Two-sided 95 % normal quantile.
 pub(crate) const Z95: f64 = 1.959_963_984_540_054;
@@ -35,10 +38,21 @@ pub(crate) struct Forecast {
     pub high: f64,
     pub rmse_in_sample: f64,
     pub rmse_walk_forward: f64,
+    /// The naive forecast's (next close = last close) walk-forward RMSE on the same points.
+    pub rmse_naive_walk_forward: f64,
     /// Closes the model was fitted on.
     pub points: usize,
     /// Fitted parameters, named.
     pub params: Vec<(String, f64)>,
+}
+
+impl Forecast {
+    /// `1 - rmse_walk_forward / rmse_naive_walk_forward`; `None` when the naive forecast made
+    /// no error (constant closes), where no ratio means anything.
+    pub(crate) fn skill(&self) -> Option<f64> {
+        (self.rmse_naive_walk_forward > 0.0)
+            .then(|| 1.0 - self.rmse_walk_forward / self.rmse_naive_walk_forward)
+    }
 }
 
 /// Solves `a x = b` (n×n, row-major) by Gaussian elimination with partial pivoting.
@@ -148,11 +162,14 @@ pub(crate) fn ar(closes: &[f64], p: usize, h: usize) -> Result<Forecast, Predict
     let sigma = (residuals.iter().map(|e| e * e).sum::<f64>() / dof as f64).sqrt();
 
     // Walk-forward: refit on everything before each held-out difference.
+    // The naive forecast of close t+1 is close t: its error is the difference d[t] itself.
     let k = holdout(d.len());
     let mut wf = Vec::with_capacity(k);
+    let mut naive = Vec::with_capacity(k);
     for t in d.len() - k..d.len() {
         if let Ok(b) = ar_fit(&d[..t], p) {
             wf.push(d[t] - ar_next(&b, &d[..t]));
+            naive.push(d[t]);
         }
     }
 
@@ -186,6 +203,7 @@ pub(crate) fn ar(closes: &[f64], p: usize, h: usize) -> Result<Forecast, Predict
         high: level + half,
         rmse_in_sample: rmse_in,
         rmse_walk_forward: rmse(wf.into_iter()),
+        rmse_naive_walk_forward: rmse(naive.into_iter()),
         points: closes.len(),
         params,
     })
@@ -214,6 +232,9 @@ pub(crate) fn ewma(closes: &[f64], lambda: f64, h: usize) -> Result<Forecast, Pr
     let sigma = var.sqrt();
     let k = holdout(one_step.len());
     let rmse_wf = rmse(one_step[one_step.len() - k..].iter().copied());
+    // one_step[j] forecasts close j + 2 (from close j + 1): the naive error on the same points.
+    let held = one_step.len() - k..one_step.len();
+    let rmse_naive = rmse(held.map(|j| closes[j + 2] - closes[j + 1]));
     let rmse_in = rmse((1..closes.len()).map(|t| closes[t] - closes[t - 1] * mu.exp()));
     let last = closes[closes.len() - 1];
     let hf = h as f64;
@@ -224,6 +245,7 @@ pub(crate) fn ewma(closes: &[f64], lambda: f64, h: usize) -> Result<Forecast, Pr
         high: last * (mu * hf + half).exp(),
         rmse_in_sample: rmse_in,
         rmse_walk_forward: rmse_wf,
+        rmse_naive_walk_forward: rmse_naive,
         points: closes.len(),
         params: vec![
             ("lambda".to_owned(), lambda),
@@ -272,6 +294,13 @@ mod tests {
         assert!(close(beta[1], 0.5), "{:?}", f.params);
         assert!(f.rmse_in_sample < 1e-9);
         assert!(f.rmse_walk_forward < 1e-9);
+        // The naive forecast's error on the same held-out points is the differences
+        // themselves: the exact model has all the skill there is.
+        let k = holdout(15);
+        let naive: Vec<f64> = (15 - k..15).map(|t| clean[t + 1] - clean[t]).collect();
+        let want = (naive.iter().map(|e| e * e).sum::<f64>() / k as f64).sqrt();
+        assert!(close(f.rmse_naive_walk_forward, want), "{f:?}");
+        assert!(close(f.skill().unwrap(), 1.0));
         // Two steps: next differences follow the recursion.
         let last = clean[15];
         let d15 = clean[15] - clean[14];
@@ -323,6 +352,9 @@ mod tests {
         assert!(close(f.low, f.point) && close(f.high, f.point));
         assert!(f.rmse_in_sample < 1e-9 && f.rmse_walk_forward < 1e-9);
         assert!(close(f.params[1].1, 1.01f64.ln()));
+        assert!(f.rmse_naive_walk_forward > 0.0 && close(f.skill().unwrap(), 1.0));
+        // Constant closes: the naive forecast is exact, and no skill is reported.
+        assert_eq!(ewma(&[5.0; 10], EWMA_LAMBDA, 1).unwrap().skill(), None);
     }
 
     #[test]
@@ -336,5 +368,10 @@ mod tests {
         assert!(close(f.point, 99.0 * mu.exp()));
         assert!(close(f.high, 99.0 * (mu + Z95 * sigma).exp()));
         assert!(close(f.low, 99.0 * (mu - Z95 * sigma).exp()));
+        // One held-out point, close 99 forecast from 110: the naive error is 99 - 110, the
+        // model's 99 - 110 × e^r1 = 99 - 121.
+        assert!(close(f.rmse_naive_walk_forward, 11.0), "{f:?}");
+        assert!(close(f.rmse_walk_forward, 22.0), "{f:?}");
+        assert_eq!(f.skill().map(|s| (s * 1e9).round() / 1e9), Some(-1.0));
     }
 }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::indicators::IndicatorFields;
-use super::wire::{BarWire, TickWire};
+use super::wire::{BarWire, BboWire, TickWire, TickerWire};
 use crate::model::{Kind, Payload, Side, SymbolId, Tick};
 
 /// An event the stream carried that does not read as its channel's event.
@@ -91,6 +91,22 @@ pub fn decode_event(
                 seq: b.seq,
                 ts: b.ts,
                 payload: Payload::Bar(b.bar()),
+            })
+        }
+        Kind::Ticker => {
+            let t: TickerWire = serde_json::from_slice(bytes).map_err(json)?;
+            Ok(Decoded {
+                seq: t.seq,
+                ts: t.ts,
+                payload: Payload::Ticker(t.stats()),
+            })
+        }
+        Kind::Bbo => {
+            let b: BboWire = serde_json::from_slice(bytes).map_err(json)?;
+            Ok(Decoded {
+                seq: b.seq,
+                ts: b.ts,
+                payload: Payload::Bbo(b.bbo()),
             })
         }
         Kind::Portfolio => Err(DecodeError::Json {

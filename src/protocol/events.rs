@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::decode::{Decoded, DecodedBook};
 use super::indicators::IndicatorFields;
-use super::wire::{BOOK, BarWire, EventType, Num, PORTFOLIO, tick_wire};
+use super::wire::{BOOK, BarWire, BboWire, EventType, Num, PORTFOLIO, TickerWire, tick_wire};
 use super::{msgpack, to_bytes};
 use crate::book::BookView;
-use crate::model::{BarEvent, Encoding, IndicatorValues, Payload, Tick, Wire};
+use crate::model::{BarEvent, Bbo, Encoding, IndicatorValues, Payload, Tick, TickerStats, Wire};
 
 /// A wire struct in both encodings.
 fn wire<T: Serialize>(v: &T) -> Wire {
@@ -24,6 +24,16 @@ pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
 
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {
     wire(&BarWire::new(ch, seq, ts, bar))
+}
+
+/// A `ticker` event: the symbol's rolling 24 h statistics.
+pub fn encode_ticker(ch: &str, seq: u64, ts: i64, stats: &TickerStats) -> Wire {
+    wire(&TickerWire::new(ch, seq, ts, stats))
+}
+
+/// A `bbo` event: the symbol's best bid and offer with their sizes.
+pub fn encode_bbo(ch: &str, seq: u64, ts: i64, bbo: &Bbo) -> Wire {
+    wire(&BboWire::new(ch, seq, ts, bbo))
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
@@ -150,6 +160,8 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Tick(t) => msgpack::positional(&tick_wire(ch, seq, t)),
         Payload::Bar(b) => msgpack::positional(&BarWire::new(ch, seq, ts, b)),
         Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
+        Payload::Ticker(t) => msgpack::positional(&TickerWire::new(ch, seq, ts, t)),
+        Payload::Bbo(b) => msgpack::positional(&BboWire::new(ch, seq, ts, b)),
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => Bytes::new(),
         // The levels are not in the payload: read back from the JSON (`rewire_book` for a
@@ -263,5 +275,59 @@ mod tests {
                 "ema_20":null,"rsi_14":55.2,"volatility":0.012,"vwap":1.05,
                 "mid":null,"spread":null,"imbalance":null})
         );
+    }
+
+    #[test]
+    fn ticker_and_bbo_match_the_contract_and_decode_back() {
+        let t = TickerStats {
+            open: 10.0,
+            high: 12.5,
+            low: 9.0,
+            last: 11.0,
+            volume: 8.0,
+            quote_volume: 79.5,
+            change: 1.0,
+            change_pct: 10.0,
+            trades: 4,
+            open_time_ms: 1_000,
+            close_time_ms: 90_000_000,
+        };
+        let w = encode_ticker("ticker:A", 3, 9, &t);
+        assert_eq!(
+            parse(&w),
+            json!({"type":"ticker","ch":"ticker:A","seq":3,"ts":9,"open":10.0,"high":12.5,
+                "low":9.0,"last":11.0,"volume":8,"quote_volume":79.5,"change":1.0,
+                "change_pct":10.0,"trades":4,"open_time":1000,"close_time":90000000})
+        );
+        let fields = IndicatorFields::new(&IndicatorPeriods::default());
+        let back = crate::protocol::decode_event(
+            crate::model::Kind::Ticker,
+            SymbolId(0),
+            w.json(),
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(
+            (back.seq, back.ts, back.payload),
+            (3, 9, Payload::Ticker(t))
+        );
+        // An edge re-encodes it to the same MessagePack.
+        let re = rewire("ticker:A", Bytes::copy_from_slice(w.json()), &back, &fields);
+        assert_eq!(re.get(Encoding::Msgpack), w.get(Encoding::Msgpack));
+
+        let b = Bbo {
+            bid: Some((99.5, 5.0)),
+            ask: None,
+        };
+        let w = encode_bbo("bbo:A", 2, 7, &b);
+        assert_eq!(
+            parse(&w),
+            json!({"type":"bbo","ch":"bbo:A","seq":2,"ts":7,"bid":99.5,"bid_size":5,
+                "ask":null,"ask_size":null})
+        );
+        let back =
+            crate::protocol::decode_event(crate::model::Kind::Bbo, SymbolId(0), w.json(), &fields)
+                .unwrap();
+        assert_eq!(back.payload, Payload::Bbo(b));
     }
 }

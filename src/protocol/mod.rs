@@ -34,7 +34,8 @@ use serde::Serialize;
 pub use codes::{ErrorCode, ProblemCode};
 pub use decode::{DecodeError, Decoded, DecodedBook, decode_book, decode_event};
 pub use events::{
-    BookMessage, encode_bar, encode_indicators, encode_portfolio, encode_tick, rewire, rewire_book,
+    BookMessage, encode_bar, encode_bbo, encode_indicators, encode_portfolio, encode_tick,
+    encode_ticker, rewire, rewire_book,
 };
 pub use frame::{encode_frame, join_frame};
 pub use indicators::IndicatorFields;
@@ -44,7 +45,7 @@ pub use ops::{
 pub use problem::Problem;
 pub use replies::{
     encode_ack, encode_ack_ignoring, encode_auth_ack, encode_draining_notice, encode_error,
-    encode_list, encode_pong,
+    encode_list, encode_pong, encode_replay_done,
     encode_snapshot,
 };
 pub use wire::Num;

@@ -30,6 +30,10 @@ pub enum ClientOp {
         /// `book.depth`, the default).
         #[serde(default)]
         depth: Option<usize>,
+        /// Extension: replay from a time (an integer by the magnitude rule, or RFC 3339): the
+        /// events from then are replayed, then `replay_done`, then live ones.
+        #[serde(default)]
+        from_ts: Option<serde_json::Value>,
     },
     Unsubscribe {
         #[serde(default)]

@@ -49,6 +49,31 @@ pub fn encode_snapshot(
 }
 
 #[derive(Serialize)]
+struct ReplayDoneWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ch: &'a str,
+    seq: u64,
+    more: bool,
+}
+
+/// `{"type":"replay_done","ch":..,"seq":..,"more":..}`: the end of a `from_ts` replay of one
+/// channel; `seq` is the last event replayed (or the channel's latest when none was), and
+/// `more` says the snapshot budget stopped the replay there (the channel is then not
+/// subscribed: continue with `from`).
+pub fn encode_replay_done(encoding: Encoding, ch: &str, seq: u64, more: bool) -> Bytes {
+    encode(
+        encoding,
+        &ReplayDoneWire {
+            kind: "replay_done",
+            ch,
+            seq,
+            more,
+        },
+    )
+}
+
+#[derive(Serialize)]
 struct AckWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -297,13 +322,18 @@ mod tests {
             json!({"type":"pong","ts":5})
         );
         assert_eq!(
+            parse(&encode_replay_done(Encoding::Json, "ticks:A", 9, false)),
+            json!({"type":"replay_done","ch":"ticks:A","seq":9,"more":false})
+        );
+        assert_eq!(
             parse(&encode_list(
                 Encoding::Json,
                 Some(4),
                 &["A"],
                 BarIntervals::V1
             )),
-            json!({"type":"list","id":4,"symbols":["A"],"kinds":["ticks","bars.1s","bars.1m","indicators","book"]})
+            json!({"type":"list","id":4,"symbols":["A"],
+                "kinds":["ticks","bars.1s","bars.1m","indicators","book","ticker","bbo"]})
         );
     }
 }

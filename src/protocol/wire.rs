@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::{BarEvent, Side, Tick};
+use crate::model::{BarEvent, Bbo, Side, Tick, TickerStats};
 
 /// A number that prints as an integer when it is one (`"size":100`, not `100.0`): sizes and
 /// volumes on the socket and in REST alike.
@@ -47,6 +47,8 @@ pub(super) const BAR: EventType = EventType("bar", 2);
 pub(super) const INDICATORS: EventType = EventType("indicators", 3);
 pub(super) const PORTFOLIO: EventType = EventType("portfolio", 4);
 pub(super) const BOOK: EventType = EventType("book", 5);
+pub(super) const TICKER: EventType = EventType("ticker", 6);
+pub(super) const BBO: EventType = EventType("bbo", 7);
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct TickWire<'a> {
@@ -70,6 +72,14 @@ fn tick_type() -> EventType {
 
 fn bar_type() -> EventType {
     BAR
+}
+
+fn ticker_type() -> EventType {
+    TICKER
+}
+
+fn bbo_type() -> EventType {
+    BBO
 }
 
 pub(super) fn tick_wire<'a>(ch: &'a str, seq: u64, tick: &Tick) -> TickWire<'a> {
@@ -132,6 +142,106 @@ impl<'a> BarWire<'a> {
             volume: self.volume.0,
             trades: self.trades,
             is_final: self.is_final,
+        }
+    }
+}
+
+/// `{"type":"ticker","ch","seq","ts","open","high","low","last","volume","quote_volume",
+/// "change","change_pct","trades","open_time","close_time"}` (times in ms).
+#[derive(Serialize, Deserialize)]
+pub(super) struct TickerWire<'a> {
+    #[serde(rename = "type", skip_deserializing, default = "ticker_type")]
+    kind: EventType,
+    ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    last: f64,
+    volume: Num,
+    quote_volume: f64,
+    change: f64,
+    change_pct: f64,
+    trades: u64,
+    open_time: i64,
+    close_time: i64,
+}
+
+impl<'a> TickerWire<'a> {
+    pub(super) fn new(ch: &'a str, seq: u64, ts: i64, t: &TickerStats) -> Self {
+        TickerWire {
+            kind: TICKER,
+            ch,
+            seq,
+            ts,
+            open: t.open,
+            high: t.high,
+            low: t.low,
+            last: t.last,
+            volume: Num(t.volume),
+            quote_volume: t.quote_volume,
+            change: t.change,
+            change_pct: t.change_pct,
+            trades: t.trades,
+            open_time: t.open_time_ms,
+            close_time: t.close_time_ms,
+        }
+    }
+
+    /// The statistics this wire form carries (the inverse of [`TickerWire::new`]).
+    pub(super) fn stats(&self) -> TickerStats {
+        TickerStats {
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            last: self.last,
+            volume: self.volume.0,
+            quote_volume: self.quote_volume,
+            change: self.change,
+            change_pct: self.change_pct,
+            trades: self.trades,
+            open_time_ms: self.open_time,
+            close_time_ms: self.close_time,
+        }
+    }
+}
+
+/// `{"type":"bbo","ch","seq","ts","bid","bid_size","ask","ask_size"}`; a side's two fields are
+/// `null` while it is empty.
+#[derive(Serialize, Deserialize)]
+pub(super) struct BboWire<'a> {
+    #[serde(rename = "type", skip_deserializing, default = "bbo_type")]
+    kind: EventType,
+    ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    bid: Option<f64>,
+    bid_size: Option<Num>,
+    ask: Option<f64>,
+    ask_size: Option<Num>,
+}
+
+impl<'a> BboWire<'a> {
+    pub(super) fn new(ch: &'a str, seq: u64, ts: i64, b: &Bbo) -> Self {
+        BboWire {
+            kind: BBO,
+            ch,
+            seq,
+            ts,
+            bid: b.bid.map(|l| l.0),
+            bid_size: b.bid.map(|l| Num(l.1)),
+            ask: b.ask.map(|l| l.0),
+            ask_size: b.ask.map(|l| Num(l.1)),
+        }
+    }
+
+    /// The best bid and offer this wire form carries (the inverse of [`BboWire::new`]).
+    pub(super) fn bbo(&self) -> Bbo {
+        let side = |p: Option<f64>, s: &Option<Num>| p.zip(s.as_ref().map(|s| s.0));
+        Bbo {
+            bid: side(self.bid, &self.bid_size),
+            ask: side(self.ask, &self.ask_size),
         }
     }
 }

@@ -89,6 +89,12 @@ pub(super) fn show(item: &Item) -> String {
             String::from_utf8_lossy(w.json()).into_owned()
         }
         Item::Batch(batch) => format!("batch of {}", batch.events.len()),
+        Item::ReplayDone(d) => format!(
+            "done {}@{}{}",
+            d.channel.symbol.0,
+            d.seq,
+            if d.more { " more" } else { "" }
+        ),
         Item::Snapshot(s) => {
             let seqs: Vec<String> = s
                 .events

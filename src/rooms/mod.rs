@@ -10,13 +10,15 @@
 //!
 //! `hub.rs` holds the hub's state and fan-out, `room.rs` a channel's subscribers (`conn.rs`: whom
 //! they hold), `subscriptions.rs` subscribe, unsubscribe and
-//! disconnect, `read.rs` the read model REST and the pipeline query (latest tick, events since a
+//! disconnect (`catch_up.rs`: what a subscribe sends before live events: snapshot, replay,
+//! replay from a time), `read.rs` the read model REST and the pipeline query (latest tick, events since a
 //! `seq`, new ticks since a cursor). All of them go through the hub's one lock.
 //!
 //! Events reach the hub through [`EventSink`], the one seam between ingest and rooms: a broker
 //! (NATS, say) can sit behind it without sessions noticing.
 
 mod backlog;
+mod catch_up;
 mod conn;
 mod hub;
 pub mod outbox;
@@ -34,7 +36,7 @@ pub use backlog::Backlog;
 pub use conn::ConnId;
 pub use hub::{Hub, HubConfig};
 pub use outbox::{
-    BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, Snapshot,
+    BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, ReplayDone, Snapshot,
 };
 pub use subscriptions::{Subscribe, Target};
 

@@ -54,6 +54,17 @@ pub enum Item {
     /// The events of one kind from one published batch, shared by every wildcard subscriber
     /// that takes them whole: counted as its events, conflated as its events.
     Batch(Arc<SharedBatch>),
+    /// The end of a channel's replay from a time (`replay_done`), encoded by the writer; held
+    /// like a snapshot.
+    ReplayDone(Box<ReplayDone>),
+}
+
+/// A channel's `replay_done`: the last `seq` replayed, and whether the budget stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayDone {
+    pub channel: ChannelId,
+    pub seq: u64,
+    pub more: bool,
 }
 
 /// One published batch's events of one kind, for wildcard subscribers: pushed as one handle
@@ -150,6 +161,7 @@ impl Item {
             Item::Replay { wire: w, .. } | Item::Event { wire: w, .. } => w.len(),
             Item::Snapshot(s) => s.held_len(),
             Item::Batch(b) => b.bytes,
+            Item::ReplayDone(_) => HELD_ITEM_OVERHEAD,
         }
     }
 }

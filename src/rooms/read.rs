@@ -27,6 +27,15 @@ impl Hub {
             })
     }
 
+    /// The newest event of `ch`, if it has one (a ticker's latest statistics).
+    pub(crate) fn latest_event(&self, ch: ChannelId) -> Option<Event> {
+        self.lock()
+            .channels
+            .get(&ch)
+            .and_then(|c| c.ring.latest())
+            .cloned()
+    }
+
     /// Copies the events of `ch` after `from` that are still held, and how many were lost.
     pub(crate) fn events_since(&self, ch: ChannelId, from: u64) -> (Vec<Event>, u64) {
         let st = self.lock();

@@ -18,9 +18,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Outbox;
+use super::catch_up::{Budget, catch_up};
 use super::conn::{ConnId, Subscriber};
 use super::hub::{Channel, ConnSubs, Hub};
-use super::outbox::{BOOK_LEVEL_BYTES, BookSnapshot, HELD_ITEM_OVERHEAD, Item, Snapshot};
+use super::outbox::{HELD_ITEM_OVERHEAD, Item};
 use crate::model::{ChannelId, Kind, Wire};
 
 /// What a subscription covers.
@@ -47,31 +48,13 @@ pub struct Subscribe {
     /// throttle), not as the ring's whole-view deltas: their resume points get a reset
     /// snapshot of the view (the ring cannot replay a narrower copy).
     pub book_from_view: bool,
-    /// Missed events read from older history than the ring (an edge's stream), per channel:
-    /// the events after the client's `from` up to the `seq` given, where the ring's replay
-    /// takes over.
+    /// Missed events read from older history than the ring (an edge's stream, or for a
+    /// `from_ts` replay the store), per channel: the events after the client's `from` up to
+    /// the `seq` given, where the ring's replay takes over.
     pub prefetched: HashMap<ChannelId, (u64, Vec<Wire>)>,
-}
-
-/// The held budget of one subscribe, shared out over the channels that need a snapshot or a
-/// replay: each takes at most an equal share of what is left, so what one leaves unused goes to
-/// those after it.
-struct Budget {
-    left: usize,
-    channels: usize,
-}
-
-impl Budget {
-    /// The share of the next channel's data (its overhead already charged).
-    fn next_share(&mut self) -> usize {
-        let share = self.left / self.channels.max(1);
-        self.channels = self.channels.saturating_sub(1);
-        share
-    }
-
-    fn spend(&mut self, n: usize) {
-        self.left = self.left.saturating_sub(n);
-    }
+    /// Replay from this time (ns since the epoch) every concrete channel not in `from`, then
+    /// a `replay_done` per channel (`catch_up.rs`).
+    pub from_ts: Option<i64>,
 }
 
 // === impl Hub: subscriptions ===
@@ -98,6 +81,11 @@ impl Hub {
     /// into `outbox` and registers it for live events, atomically with respect to publishing.
     pub(crate) fn subscribe(&self, conn: ConnId, outbox: &Arc<Outbox>, req: &Subscribe) {
         let depth = req.snapshot.unwrap_or(self.config.snapshot_depth);
+        // A portfolio, ticker or bbo event is the whole state: its snapshot is the latest one.
+        let kind_depth = |kind: Kind| match (kind.is_whole_state(), req.snapshot) {
+            (true, None) => 1,
+            _ => depth,
+        };
         let mut held: Vec<Item> = Vec::new();
         {
             let mut st = self.lock();
@@ -112,29 +100,31 @@ impl Hub {
             // so the envelopes always fit and the shares only bound the data.
             let mut wanted = Self::wanted(&st.by_kind, subs, req);
             let room = outbox.held_room();
-            let mut budget = Budget {
-                left: room.saturating_sub(wanted.len() * HELD_ITEM_OVERHEAD),
-                channels: wanted.len(),
-            };
+            let mut budget = Budget::new(
+                room.saturating_sub(wanted.len() * HELD_ITEM_OVERHEAD),
+                wanted.len(),
+            );
             for target in &req.targets {
                 match *target {
                     Target::Channel(ch) => {
                         let covered = subs.wildcard[ch.kind.index()].is_some();
-                        subs.concrete.insert(ch, req.throttle);
                         // A known symbol with no event on this kind yet gets an empty snapshot
                         // and its channel now, so the first event is delivered.
                         let channel = st
                             .channels
                             .entry(ch)
                             .or_insert_with(|| Channel::open(&mut st.by_kind, ch, &self.config));
-                        // A portfolio event is the whole state: its snapshot is the latest one.
-                        let depth = match ch.kind {
-                            Kind::Portfolio => req.snapshot.unwrap_or(1),
-                            _ => depth,
-                        };
-                        if wanted.remove(&ch) {
-                            Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
+                        let depth = kind_depth(ch.kind);
+                        let live = !wanted.remove(&ch)
+                            || catch_up(channel, ch, req, depth, &mut budget, &mut held);
+                        if !live {
+                            // A replay from a time that the budget stopped short: the client
+                            // continues with `from`; live events now would leave a gap.
+                            subs.concrete.remove(&ch);
+                            channel.subscribers.remove(conn);
+                            continue;
                         }
+                        subs.concrete.insert(ch, req.throttle);
                         if !covered {
                             Self::register(channel, conn, outbox, req.throttle);
                         }
@@ -148,7 +138,9 @@ impl Hub {
                                 // delivers their events from now on.
                                 channel.subscribers.remove(conn);
                                 if wanted.remove(&ch) {
-                                    Self::catch_up(channel, ch, req, depth, &mut budget, &mut held);
+                                    // `from_ts` takes concrete channels only: always live.
+                                    let depth = kind_depth(kind);
+                                    catch_up(channel, ch, req, depth, &mut budget, &mut held);
                                 }
                             }
                         }
@@ -185,7 +177,9 @@ impl Hub {
         let receives = |ch: &ChannelId| {
             subs.concrete.contains_key(ch) || subs.wildcard[ch.kind.index()].is_some()
         };
-        let asked = |ch: &ChannelId| req.snapshot.is_some() || req.from.contains_key(ch);
+        let asked = |ch: &ChannelId| {
+            req.snapshot.is_some() || req.from_ts.is_some() || req.from.contains_key(ch)
+        };
         let mut wanted = HashSet::new();
         for target in &req.targets {
             match *target {
@@ -205,90 +199,6 @@ impl Hub {
             }
         }
         wanted
-    }
-
-    /// Takes one channel's replay or snapshot out of its ring, within the budget.
-    fn catch_up(
-        channel: &Channel,
-        ch: ChannelId,
-        req: &Subscribe,
-        depth: usize,
-        budget: &mut Budget,
-        held: &mut Vec<Item>,
-    ) {
-        let share = budget.next_share();
-        // A resume point is honoured only if it belongs to this server run, every event after
-        // it is still held, and they all fit the share; otherwise the client gets a snapshot
-        // marked `reset` (never a replay cut short: that would be a silent `seq` jump).
-        let from = req.from.get(&ch).copied();
-        // Events read from older history come first; the ring replays from where they end.
-        let (ring_from, prefix): (Option<u64>, &[Wire]) = match req.prefetched.get(&ch) {
-            Some((upto, events)) if from.is_some() => (Some(*upto), events),
-            _ => (from, &[]),
-        };
-        // A book served from views cannot be replayed from the ring's whole-view deltas.
-        let from_view = ch.kind == Kind::Book && req.book_from_view;
-        let prefix_bytes: usize = prefix.iter().map(|b| b.len() + 1).sum();
-        let replay = ring_from
-            .filter(|_| !(req.stale_from || from_view))
-            .and_then(|f| channel.ring.replay(f).ok())
-            .filter(|events| {
-                prefix_bytes + events.clone().map(|e| e.wire.len() + 1).sum::<usize>() <= share
-            });
-        if let Some(events) = replay {
-            for w in prefix {
-                budget.spend(w.len() + 1);
-                held.push(Item::Replay {
-                    channel: ch,
-                    wire: w.clone(),
-                });
-            }
-            for e in events {
-                budget.spend(e.wire.len() + 1);
-                held.push(Item::Replay {
-                    channel: ch,
-                    wire: e.wire.clone(),
-                });
-            }
-            return;
-        }
-        if ch.kind == Kind::Book {
-            // A book's snapshot is its view, not its recent deltas. One that does not fit the
-            // share is cut to the levels that do (the writer sends the top of it).
-            let snapshot = Snapshot {
-                channel: ch,
-                seq: channel.ring.last_seq(),
-                events: Vec::new(),
-                reset: from.is_some(),
-                book: channel.book.latest().cloned().map(|view| BookSnapshot {
-                    view,
-                    max_levels: (share / BOOK_LEVEL_BYTES / 2).max(1),
-                }),
-            };
-            budget.spend(snapshot.held_len());
-            held.push(Item::Snapshot(Box::new(snapshot)));
-            return;
-        }
-        // The newest events that fit both the depth and the share, oldest first.
-        let mut events: Vec<Wire> = Vec::new();
-        let mut used = 0;
-        for e in channel.ring.snapshot(depth).rev() {
-            let n = e.wire.len() + 1;
-            if used + n > share {
-                break;
-            }
-            used += n;
-            events.push(e.wire.clone());
-        }
-        events.reverse();
-        budget.spend(used);
-        held.push(Item::Snapshot(Box::new(Snapshot {
-            channel: ch,
-            seq: channel.ring.last_seq(),
-            events,
-            reset: from.is_some(),
-            book: None,
-        })));
     }
 
     /// Registers the subscriber in the channel (once).

@@ -113,6 +113,11 @@ pub(super) fn app_state(config: &Config, core: &Core, parts: AppParts) -> AppSta
                 book_depth: config.book.depth,
                 bar_intervals: config.pipeline.intervals(),
                 history: parts.history,
+                stored_ticks: Some(super::stored_ticks::StoreTicks::shared(
+                    &core.store,
+                    &core.symbols,
+                    parts.epoch,
+                )),
                 portfolios: parts.portfolios,
             },
         }),

@@ -35,6 +35,7 @@ mod app;
 mod feeds;
 mod role;
 mod stop;
+mod stored_ticks;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,13 @@ pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, p
 pub(crate) const TICKS_PAGE_DESC_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, \
      side FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts, id) < ($4, $5) ORDER BY ts DESC, id DESC LIMIT $6";
+/// The lowest `seq` of a run's ticks of a symbol at or after a time, below a bound.
+const RUN_START_SQL: &str = "SELECT MIN(seq) FROM ticks \
+     WHERE symbol = $1 AND epoch = $2 AND ts >= $3 AND seq < $4";
+
+/// A run's ticks of a symbol by `seq`, in `ticks_identity` index order.
+const RUN_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
+     FROM ticks WHERE symbol = $1 AND epoch = $2 AND seq >= $3 AND seq < $4 ORDER BY seq LIMIT $5";
 
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 4000;
@@ -49,6 +56,31 @@ pub struct TickRow {
 pub struct StoredTick {
     pub id: i64,
     pub row: TickRow,
+}
+
+/// A stored tick as its queries select it: `id, ts, ingest_ts, epoch, seq, price, size, side`.
+type TickTuple = (i64, i64, i64, i64, i64, f64, f64, i16);
+
+/// Selected rows of `symbol` as ticks.
+fn stored_ticks(symbol: &str, rows: Vec<TickTuple>) -> Vec<StoredTick> {
+    let symbol: Arc<str> = Arc::from(symbol);
+    rows.into_iter()
+        .map(
+            |(id, ts, ingest_ts, epoch, seq, price, size, side)| StoredTick {
+                id,
+                row: TickRow {
+                    symbol: symbol.clone(),
+                    ts,
+                    ingest_ts,
+                    epoch,
+                    seq,
+                    price,
+                    size,
+                    side: tick_side_of(side),
+                },
+            },
+        )
+        .collect()
 }
 
 /// One multi-row SQLite `INSERT INTO ticks` of `rows` (at most [`SQLITE_ROWS_PER_INSERT`]);
@@ -140,25 +172,58 @@ impl Store {
                 }))
             })
             .await?;
-        let symbol: Arc<str> = Arc::from(symbol);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, ts, ingest_ts, epoch, seq, price, size, side)| StoredTick {
-                    id,
-                    row: TickRow {
-                        symbol: symbol.clone(),
-                        ts,
-                        ingest_ts,
-                        epoch,
-                        seq,
-                        price,
-                        size,
-                        side: tick_side_of(side),
-                    },
-                },
-            )
-            .collect())
+        Ok(stored_ticks(symbol, rows))
+    }
+
+    /// The ticks of `symbol` of run `epoch` with `seq` in `[start, before)`, in `seq` order, at
+    /// most `limit`; `start` is `after + 1`, or without `after` the lowest `seq` whose exchange
+    /// time is at or after `since` (a replay from a time, `ws/replay.rs`).
+    pub(crate) async fn run_ticks(
+        &self,
+        symbol: &str,
+        epoch: i64,
+        since: i64,
+        after: Option<i64>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTick>, StoreError> {
+        let start = match after {
+            Some(a) => Some(a.saturating_add(1)),
+            None => {
+                let first: (Option<i64>,) = self
+                    .bounded(async {
+                        Ok(on_pool!(&self.read, p => {
+                            sqlx::query_as(RUN_START_SQL)
+                                .bind(symbol)
+                                .bind(epoch)
+                                .bind(since)
+                                .bind(before)
+                                .fetch_one(p)
+                                .await?
+                        }))
+                    })
+                    .await?;
+                first.0
+            }
+        };
+        let Some(start) = start else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<TickTuple> = self
+            .bounded(async {
+                Ok(on_pool!(&self.read, p => {
+                    sqlx::query_as(RUN_PAGE_SQL)
+                        .bind(symbol)
+                        .bind(epoch)
+                        .bind(start)
+                        .bind(before)
+                        .bind(limit as i64)
+                        .fetch_all(p)
+                        .await?
+                }))
+            })
+            .await?;
+        Ok(stored_ticks(symbol, rows))
     }
 
     /// Number of stored ticks (all symbols, or one).

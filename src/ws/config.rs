@@ -4,6 +4,9 @@ use serde::Deserialize;
 
 use crate::config_section::{ConfigError, check};
 
+/// Longest `ws.replay_max_age_ms`: 30 days.
+const MAX_REPLAY_AGE_MS: u64 = 30 * 86_400_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsConfig {
@@ -35,6 +38,8 @@ pub struct WsConfig {
     pub max_throttle_ms: u64,
     pub read_buffer_bytes: usize,
     pub socket_send_buffer_bytes: usize,
+    /// Oldest `from_ts` a subscribe may replay from, in ms before now.
+    pub replay_max_age_ms: u64,
 }
 
 impl WsConfig {
@@ -120,6 +125,11 @@ impl WsConfig {
             self.read_buffer_bytes >= 256,
             "ws.read_buffer_bytes",
             "must be at least 256",
+        )?;
+        check(
+            (1..=MAX_REPLAY_AGE_MS).contains(&self.replay_max_age_ms),
+            "ws.replay_max_age_ms",
+            "must be between 1 and 2592000000 (30 days)",
         )
     }
 }

@@ -109,6 +109,8 @@ pub struct Channels {
     pub bar_intervals: crate::model::BarIntervals,
     /// History older than the rings (an edge node's stream); `None` on a single node.
     pub history: Option<Arc<dyn History>>,
+    /// This run's stored ticks, for replays from a time older than the rings (`from_ts`).
+    pub stored_ticks: Option<Arc<dyn super::StoredTicks>>,
     /// The users' private `portfolio` channels.
     pub portfolios: Arc<crate::portfolio::LivePortfolios>,
 }

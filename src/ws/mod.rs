@@ -5,12 +5,14 @@ mod config;
 mod context;
 pub mod limits;
 mod ops;
+mod replay;
 mod resume;
 pub mod session;
 
 pub use config::WsConfig;
 pub use context::{Channels, Gate, History, WsAuth, WsContext};
 use limits::ConnectionsPerAddress;
+pub use replay::StoredTicks;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::books::{BookSub, BookSubs};
-use super::{Channels, WsAuth, WsConfig, resume};
+use super::{Channels, WsAuth, WsConfig, replay, resume};
 use crate::auth::{Principal, UserSlot};
 use crate::model::{ChannelId, Encoding, Kind, Wire, now_ns};
 use crate::portfolio::OpenError;
@@ -25,6 +25,8 @@ struct SubscribeOpts {
     stale_from: bool,
     /// The op's fields this server does not read, named in the `ack`.
     ignored: Vec<String>,
+    /// `from_ts` as sent (checked by `replay.rs`).
+    from_ts: Option<serde_json::Value>,
 }
 
 /// The op handlers of one connection.
@@ -97,6 +99,7 @@ impl Ops<'_> {
                 snapshot,
                 epoch,
                 depth,
+                from_ts,
             } => {
                 let stale = epoch.is_some_and(|e| e != self.channels.epoch);
                 let from = from.unwrap_or_default();
@@ -106,6 +109,7 @@ impl Ops<'_> {
                     depth,
                     stale_from: stale,
                     ignored,
+                    from_ts,
                 };
                 self.subscribe(id, &channels, from, opts).await
             }
@@ -279,7 +283,12 @@ impl Ops<'_> {
             depth,
             stale_from,
             ignored,
+            from_ts,
         } = opts;
+        let from_ts = match from_ts.as_ref().map(replay::parse_from_ts).transpose() {
+            Ok(t) => t,
+            Err(msg) => return self.error(id, ErrorCode::BadRequest, &msg),
+        };
         let cfg = &self.config;
         let ring_capacity = self.channels.ring_capacity;
         if channels.is_empty() {
@@ -362,6 +371,17 @@ impl Ops<'_> {
         if targets.is_empty() || bad_from {
             return;
         }
+        if let Some(t) = from_ts
+            && let Err(msg) = replay::check(
+                &targets,
+                &accepted,
+                t,
+                now_ns(),
+                self.config.replay_max_age_ms,
+            )
+        {
+            return self.error(id, ErrorCode::BadRequest, &msg);
+        }
         let would_hold = self.hub().count_after(self.conn, &targets);
         if would_hold > max_subscriptions {
             let msg = format!(
@@ -377,10 +397,10 @@ impl Ops<'_> {
             self.channels.epoch,
             &ignored,
         ));
-        let prefetched = if stale_from {
-            HashMap::new()
-        } else {
-            self.prefetch(&resume).await
+        let prefetched = match from_ts {
+            _ if stale_from => HashMap::new(),
+            Some(t) => self.prefetch_stored(&targets, &resume, t).await,
+            None => self.prefetch(&resume).await,
         };
         // A token's minimum throttle applies to every subscription it makes.
         let throttle = throttle_ms
@@ -400,6 +420,7 @@ impl Ops<'_> {
             stale_from,
             book_from_view: self.books.tracked(book),
             prefetched,
+            from_ts,
         };
         for &t in &req.targets {
             self.books.subscribe(t, book);
@@ -438,6 +459,32 @@ impl Ops<'_> {
                     .cluster_resumes_from_stream
                     .fetch_add(1, Ordering::Relaxed);
                 out.insert(gap.ch, (gap.until, events));
+            }
+        }
+        out
+    }
+
+    /// For a replay from time `since`, this run's ticks that left the ring, read from the
+    /// store by `seq` (`replay.rs`), each channel within its share of the held budget; the
+    /// hub's ring replay takes over after them.
+    async fn prefetch_stored(
+        &self,
+        targets: &[Target],
+        from: &HashMap<ChannelId, u64>,
+        since: i64,
+    ) -> HashMap<ChannelId, (u64, Vec<Wire>)> {
+        let mut out = HashMap::new();
+        let Some(store) = &self.channels.stored_ticks else {
+            return out;
+        };
+        let share = replay::share(self.outbox.held_room(), targets.len());
+        for read in replay::store_reads(targets, from, |ch| self.hub().held_range(ch)) {
+            let name = self.channels.symbols.channel_name(read.ch);
+            let rows = store
+                .run(read.ch, &name, since, read.after, read.before, share)
+                .await;
+            if let Some(run) = replay::contiguous(rows) {
+                out.insert(read.ch, run);
             }
         }
         out

@@ -368,6 +368,10 @@ where
                     let name = ctx.channels.symbols.channel_name(s.channel);
                     protocol::encode_snapshot(encoding, &name, s.seq, &s.events, s.reset)
                 }
+                Item::ReplayDone(d) => {
+                    let name = ctx.channels.symbols.channel_name(d.channel);
+                    protocol::encode_replay_done(encoding, &name, d.seq, d.more)
+                }
                 Item::Batch(batch) => {
                     for (channel, wire) in batch.events.iter().rev() {
                         items.push_front(Item::Event {

@@ -472,6 +472,23 @@ pub fn from_msgpack(m: Value) -> Value {
     const BAR: [&str; 11] = [
         "ch", "seq", "ts", "start", "open", "high", "low", "close", "volume", "trades", "final",
     ];
+    const TICKER: [&str; 14] = [
+        "ch",
+        "seq",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "last",
+        "volume",
+        "quote_volume",
+        "change",
+        "change_pct",
+        "trades",
+        "open_time",
+        "close_time",
+    ];
+    const BBO: [&str; 7] = ["ch", "seq", "ts", "bid", "bid_size", "ask", "ask_size"];
     match m {
         Value::Array(fields) => {
             let (kind, names): (&str, &[&str]) = match fields.first().and_then(Value::as_u64) {
@@ -480,6 +497,8 @@ pub fn from_msgpack(m: Value) -> Value {
                 Some(3) => ("indicators", &["ch", "seq", "ts"]),
                 Some(4) => ("portfolio", &["ch", "seq", "ts"]),
                 Some(5) => ("book", &BOOK),
+                Some(6) => ("ticker", &TICKER),
+                Some(7) => ("bbo", &BBO),
                 other => panic!("unknown event kind {other:?} in {fields:?}"),
             };
             let keyed = matches!(kind, "indicators" | "portfolio");

@@ -24,6 +24,7 @@ fn drained(o: &Outbox, now: Instant) -> (Vec<String>, Drain) {
                 String::from_utf8_lossy(w.json()).into_owned()
             }
             Item::Snapshot(s) => format!("snapshot of {} events", s.events.len()),
+            Item::ReplayDone(d) => format!("replay done at {}", d.seq),
             Item::Batch(b) => format!(
                 "batch [{}]",
                 b.events

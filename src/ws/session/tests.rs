@@ -198,6 +198,7 @@ fn context_with(tune: impl FnOnce(&mut crate::config::Config)) -> WsState {
             book_depth: config.book.depth,
             bar_intervals: config.pipeline.intervals(),
             history: None,
+            stored_ticks: None,
             portfolios,
         },
     })
