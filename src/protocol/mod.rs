@@ -45,8 +45,7 @@ pub use ops::{
 pub use problem::Problem;
 pub use replies::{
     encode_ack, encode_ack_ignoring, encode_auth_ack, encode_draining_notice, encode_error,
-    encode_list, encode_pong, encode_replay_done,
-    encode_snapshot,
+    encode_list, encode_pong, encode_replay_done, encode_snapshot,
 };
 pub use wire::Num;
 
