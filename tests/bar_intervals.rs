@@ -112,7 +112,7 @@ async fn import(db: &TestDb, file: &Path) {
 /// integer, REST as a float: compared as numbers).
 fn as_rest(e: &Value) -> Value {
     json!({"start": e["start"], "open": e["open"], "high": e["high"], "low": e["low"],
-        "close": e["close"], "volume": e["volume"].as_f64(), "trades": e["trades"]})
+        "close": e["close"], "volume": e["volume"], "trades": e["trades"]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +241,9 @@ async fn only_the_configured_intervals_are_streamed() {
             "bars.1m",
             "bars.1h",
             "indicators",
-            "book"
+            "book",
+            "ticker",
+            "bbo"
         ]),
         "{list}"
     );

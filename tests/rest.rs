@@ -357,7 +357,7 @@ async fn each_interval_is_read_from_its_own_bars_and_runs_merge() {
         assert_eq!(
             body["bars"][0],
             json!({"start": (five + 2 * m) / 1_000_000, "open": 12.0, "high": 20.0, "low": 5.0,
-                "close": 12.4, "volume": 3.0, "trades": 3}),
+                "close": 12.4, "volume": 3, "trades": 3}),
             "{body}"
         );
         assert_eq!(body["bars"][1]["start"], five / 1_000_000, "{body}");

@@ -11,7 +11,7 @@
 
 use super::hub::Channel;
 use super::outbox::{BOOK_LEVEL_BYTES, BookSnapshot, Item, ReplayDone, Snapshot};
-use super::subscriptions::Subscribe;
+use super::request::Subscribe;
 use crate::model::{ChannelId, Event, Kind, Payload, Wire};
 
 /// The held budget of one subscribe, shared out over the channels that need a snapshot or a

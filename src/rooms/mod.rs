@@ -23,6 +23,7 @@ mod conn;
 mod hub;
 pub mod outbox;
 mod read;
+mod request;
 mod room;
 mod subscriptions;
 mod views;
@@ -38,7 +39,7 @@ pub use hub::{Hub, HubConfig};
 pub use outbox::{
     BookSnapshot, HELD_ITEM_OVERHEAD, Item, Outbox, OutboxLimits, OutboxStats, ReplayDone, Snapshot,
 };
-pub use subscriptions::{Subscribe, Target};
+pub use request::{Subscribe, Target};
 
 /// Where sequenced events go after ingest. Implemented by [`Hub`]; a broker-backed
 /// implementation forwards to other nodes, whose hubs receive the same events.
