@@ -552,10 +552,11 @@ async fn a_blocked_read_times_out_as_503_while_ticks_are_written() {
     let (status, _, body) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "database_unavailable");
-    // The server cancelled the statement: no read of ours is still waiting on the lock.
+    // The server cancelled the statement: no read of ours is still waiting on the lock. (The
+    // maintenance sweep making days ahead may be waiting on the table too: not a read.)
     let (waiting,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock'",
+         AND wait_event_type = 'Lock' AND query NOT LIKE '%tickcast_ensure_partition%'",
     )
     .fetch_one(&mut locker)
     .await

@@ -130,11 +130,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         for day in days {
             for parent in PARENTS {
-                sqlx::query("SELECT tickcast_ensure_partition($1, $2)")
-                    .bind(parent)
-                    .bind(day)
-                    .execute(&mut *conn)
-                    .await?;
+                make_day(conn, parent, day).await?;
             }
             self.partition_days.lock().insert(day);
         }
@@ -190,6 +186,33 @@ impl Store {
         }
         Ok(dropped)
     }
+}
+
+/// Makes one day's partition of `parent`. Two writers (two imports, or an import and the
+/// recorder) may make the same day at once: the loser's CREATE fails with "already exists"
+/// (42P07, or 23505 on the catalog) once the winner commits, and is tried again, when the
+/// function finds the day made. Each try runs in its own transaction, or savepoint inside the
+/// caller's, so a failed one leaves the caller's transaction usable.
+async fn make_day(conn: &mut PgConnection, parent: &str, day: i64) -> Result<(), StoreError> {
+    const TRIES: usize = 3;
+    for attempt in 1..=TRIES {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let made = sqlx::query("SELECT tickcast_ensure_partition($1, $2)")
+            .bind(parent)
+            .bind(day)
+            .execute(&mut *tx)
+            .await;
+        match made {
+            Ok(_) => return Ok(tx.commit().await?),
+            Err(sqlx::Error::Database(e))
+                if attempt < TRIES && matches!(e.code().as_deref(), Some("42P07" | "23505")) =>
+            {
+                drop(tx);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
