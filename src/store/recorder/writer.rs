@@ -120,6 +120,9 @@ impl Writer {
             let started = Instant::now();
             match self.write(&batch).await {
                 Ok((inserted, bars)) => {
+                    // The backlog gauge drops before the written counter rises: whoever sees
+                    // the rows counted as written also sees them gone from the backlog.
+                    self.committed(&batch);
                     TickBatchWritten {
                         rows: inserted,
                         duplicates: (batch.ticks.len() as u64).saturating_sub(inserted),
@@ -132,7 +135,6 @@ impl Writer {
                     self.health.breaker_open.store(false, Ordering::Relaxed);
                     self.health.consecutive_failures.store(0, Ordering::Relaxed);
                     self.health.last_write_ms.store(now_ms(), Ordering::Relaxed);
-                    self.committed(&batch);
                     batch.clear();
                     self.refresh_statistics_when_due().await;
                 }
