@@ -16,10 +16,11 @@
 //! With `SERVER_PID` set (the script sets it), each row also gives the server process's CPU
 //! time per answered request (user + system, from `/proc/PID/stat`; with `DB_PROCESS` set, plus
 //! that of every process whose command line holds it: PostgreSQL's backends of the store's
-//! database, `postgres: USER DB ...`) and the load average at the end of the kind: on a shared machine that says whether a latency is the request's cost or
-//! its wait for a CPU. With `CLIENTS` = 200 closed-loop clients and no think time, latency is
-//! at least clients / throughput (Little's law): a p99 of 50 ms needs about 4,000 answers a
-//! second, whatever each costs.
+//! database, titled `postgres: CLUSTER: USER DB ...`) and the load average at the end of the
+//! kind: on a shared machine that says whether a latency is the request's cost or its wait for
+//! a CPU. With `CLIENTS` = 200 closed-loop clients and no think time, latency is at least
+//! clients / throughput (Little's law): a p99 of 50 ms needs about 4,000 answers a second,
+//! whatever each costs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -77,7 +77,7 @@ case $backend in
             fi
             dbname=${url##*/}
             size() { psql -h 127.0.0.1 -U postgres -d "$dbname" -tAc "SELECT pg_size_pretty(pg_database_size('$dbname'))"; }
-            db_process="postgres: postgres $dbname " ;;
+            db_process=" postgres $dbname " ;;  # the backends' title: "postgres: 15/main: postgres DB ADDR state"
   *) echo "backend: sqlite or postgres" >&2; exit 64 ;;
 esac
 
