@@ -1,8 +1,9 @@
-//! Write-behind persistence of ticks and closed bars.
+//! Write-behind persistence of ticks, closed bars and indicator history.
 //!
 //! [`Recorder`] is an [`EventSink`] beside the hub: ingest hands it every published batch, and it
-//! copies the ticks and the pipeline's closed (`final`) 1 s and 1 m bars into one bounded
-//! in-memory queue without waiting on the database (a short std lock).
+//! copies the ticks, the pipeline's closed (`final`) bars and, from each `indicators` event, one
+//! row of indicator history per 1 s bar that batch closed (`IndicatorValues::closes`) into one
+//! bounded in-memory queue without waiting on the database (a short std lock).
 //! One writer task ([`writer`]) drains the queue in batches (size- or time-bounded), one
 //! transaction per batch. A failed batch is kept and retried with exponential backoff; after
 //! `database.breaker_failures` consecutive failures the [`Breaker`] opens and only one probe

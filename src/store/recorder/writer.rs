@@ -1,4 +1,4 @@
-//! The writer task: the only code that writes ticks and bars to the database. It drains the
+//! The writer task: the only code that writes ticks, bars and indicator rows to the database. It drains the
 //! in-memory queue first (its rows are older than any journaled one: once a row is journaled,
 //! every later row is too), then the journal, segment by segment, oldest first; a segment is
 //! deleted only when every row in it is committed, so a crash or stop in between replays it
