@@ -1,5 +1,6 @@
-//! Market data: `GET /api/v1/symbols`, `/ticks/{symbol}`, `/bars/{symbol}`,
-//! `/indicators/{symbol}`. Live values come from the hub's rings; history from the store.
+//! Market data: `GET /api/v1/symbols`, `/ticks/{symbol}`, `/bars/{symbol}` (and
+//! `/indicators/{symbol}` in `indicators.rs`). Live values come from the hub's rings; history
+//! from the store.
 
 use std::sync::Arc;
 
@@ -7,16 +8,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::params::{self, Params};
-use crate::model::{
-    BarInterval, ChannelId, IndicatorPeriods, Kind, Side, Symbols, is_valid_symbol,
-};
+use crate::model::{BarInterval, IndicatorPeriods, Side, Symbols, is_valid_symbol};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
-use crate::protocol::{IndicatorFields, Num, ProblemCode};
+use crate::protocol::{Num, ProblemCode};
 use crate::rooms::Hub;
 use crate::store::{Order, Store, StoreError};
 
@@ -88,7 +86,7 @@ pub async fn symbols(State(market): State<MarketState>) -> Response {
 /// Live symbols, and symbols with stored history from earlier runs. The history handlers ask
 /// only when their page is empty (a page with rows names a known symbol): one query less per
 /// page, the same answers.
-async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
+pub(crate) async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
     if !is_valid_symbol(symbol) {
         return Err(params::unknown_symbol(symbol));
     }
@@ -331,29 +329,4 @@ pub(crate) async fn bars(
         next_to,
     })
     .into_response())
-}
-
-/// Latest indicator values from the pipeline; nulls before warm-up.
-#[utoipa::path(get, path = "/api/v1/indicators/{symbol}", tag = "market",
-    params(("symbol" = String, Path)),
-    responses((status = 200, description = "`{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap}`"),
-        (status = 404, description = "unknown_symbol")))]
-pub(crate) async fn indicators(
-    State(market): State<MarketState>,
-    Path(symbol): Path<String>,
-) -> Result<Response, Problem> {
-    let id = params::live_symbol(&market.symbols, &symbol)?;
-    // The pipeline's read path: one read lock, never waiting on a batch in progress.
-    let latest = market.indicators.get(id);
-    let v = latest.map(|(v, _)| v).unwrap_or_default();
-    let seq = market.hub.last_seq(ChannelId {
-        kind: Kind::Indicators,
-        symbol: id,
-    });
-    let mut m = serde_json::Map::new();
-    m.insert("symbol".into(), json!(symbol));
-    m.insert("seq".into(), json!(seq));
-    m.insert("ts".into(), json!(latest.map(|(_, ts)| ts)));
-    IndicatorFields::new(&market.periods).insert(&mut m, &v);
-    Ok(Json(Value::Object(m)).into_response())
 }

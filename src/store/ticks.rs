@@ -11,7 +11,7 @@ use super::{Order, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
 /// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order; the index
-/// holds every selected column (migration 0013), so the page never visits the table.
+/// holds every selected column (migration 0014), so the page never visits the table.
 pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
      FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
@@ -24,7 +24,7 @@ pub(crate) const TICKS_PAGE_DESC_SQL: &str = "SELECT id, ts, ingest_ts, epoch, s
      side FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts, id) < ($4, $5) ORDER BY ts DESC, id DESC LIMIT $6";
 /// The lowest `seq` of a run's ticks of a symbol at or after a time, below a bound: the first
-/// entry of `ticks_run_seq` (migration 0012) in `seq` order whose time is at or after `$3`, an
+/// entry of `ticks_run_seq` (migration 0013) in `seq` order whose time is at or after `$3`, an
 /// index walk that stops at the first match, where `MIN(seq)` was an aggregate over every tick of
 /// the run after that time. `epoch > 0` names the partial index (live runs only) for the planner.
 pub(crate) const RUN_START_SQL: &str = "SELECT seq FROM ticks \
