@@ -291,7 +291,7 @@ async fn finish_day(
     let columns = parent.columns();
     let conflict = match parent {
         Parent::Ticks => " ON CONFLICT DO NOTHING".to_owned(),
-        Parent::Bars => super::writer::bar_upsert_tail("IS DISTINCT FROM"),
+        Parent::Bars => super::bars::bar_upsert_tail("IS DISTINCT FROM"),
     };
     let moved = sqlx::query(&format!(
         "INSERT INTO {name} ({columns}) SELECT {columns} FROM {table} ORDER BY ts, id{conflict}"

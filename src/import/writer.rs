@@ -26,7 +26,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Postgres, Sqlite};
 
-use super::bars::Edge;
+use super::bars::{Edge, bar_upsert_tail};
 use super::identity::IMPORT_EPOCH;
 use super::pg_copy::{self, BAR_COLUMNS, TICK_COLUMNS};
 use super::pg_days::{Parent, StagedDays};
@@ -66,24 +66,6 @@ pub(crate) struct Finished {
     /// held them twice, or a day was made meanwhile).
     pub(crate) ticks_dropped: u64,
     pub(crate) bars_dropped: u64,
-}
-
-/// The upsert's tail: replace a stored bar of the same identity only where a value differs.
-pub(super) fn bar_upsert_tail(distinct: &str) -> String {
-    let fields = ["open", "high", "low", "close", "volume", "trades"];
-    let set: Vec<String> = fields
-        .iter()
-        .map(|f| format!("{f} = excluded.{f}"))
-        .collect();
-    let differs: Vec<String> = fields
-        .iter()
-        .map(|f| format!("bars.{f} {distinct} excluded.{f}"))
-        .collect();
-    format!(
-        " ON CONFLICT (symbol, interval_ns, ts, epoch) DO UPDATE SET {} WHERE {}",
-        set.join(", "),
-        differs.join(" OR ")
-    )
 }
 
 /// Where the rows go.
