@@ -83,7 +83,9 @@ pub async fn symbols(State(market): State<MarketState>) -> Response {
     Json(SymbolList { symbols }).into_response()
 }
 
-/// Live symbols, and symbols with stored history from earlier runs.
+/// Live symbols, and symbols with stored history from earlier runs. The history handlers ask
+/// only when their page is empty (a page with rows names a known symbol): one query less per
+/// page, the same answers.
 pub(crate) async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
     if !is_valid_symbol(symbol) {
         return Err(params::unknown_symbol(symbol));
@@ -171,12 +173,18 @@ pub(crate) async fn ticks(
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     let after = p.cursor.as_deref().map(params::decode_cursor).transpose()?;
     let order = params::order(p.order.as_deref())?;
-    known_symbol(&market, &symbol).await?;
+    if !is_valid_symbol(&symbol) {
+        return Err(params::unknown_symbol(&symbol));
+    }
     let mut rows = market
         .store
         .ticks(&symbol, (from, to), after, limit + 1, order)
         .await
         .map_err(store_problem)?;
+    // A page with ticks names a symbol with history; only an empty one asks whether it is known.
+    if rows.is_empty() {
+        known_symbol(&market, &symbol).await?;
+    }
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|r| params::encode_cursor(r.row.ts, r.id))
@@ -282,12 +290,18 @@ pub(crate) async fn bars(
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     let order = params::order(p.order.as_deref())?;
-    known_symbol(&market, &symbol).await?;
+    if !is_valid_symbol(&symbol) {
+        return Err(params::unknown_symbol(&symbol));
+    }
     let page = market
         .store
         .bars(&symbol, iv.ns(), (from, to), limit, order)
         .await
         .map_err(store_problem)?;
+    // Stored bars are made of the symbol's ticks; only an empty page asks whether it is known.
+    if page.bars.is_empty() {
+        known_symbol(&market, &symbol).await?;
+    }
     // Pages end at a start boundary: the next page's `from` (asc) or `to` (desc).
     let next = page.next.map(|ns| ns / 1_000_000);
     let (next_from, next_to) = match order {
