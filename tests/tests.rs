@@ -22,6 +22,7 @@ mod fencing;
 mod import;
 mod ingest_http;
 mod limits;
+mod memory;
 mod module_graph;
 mod noloss;
 mod partitions;

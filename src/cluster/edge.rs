@@ -153,7 +153,7 @@ fn publish(intake: &EdgeIntake, events: &mut Vec<Event>) {
     let latest: Vec<_> = events
         .iter()
         .filter_map(|e| match e.payload {
-            Payload::Indicators(v) => Some((e.channel.symbol, v)),
+            Payload::Indicators(ref v) => Some((e.channel.symbol, **v)),
             _ => None,
         })
         .collect();
@@ -216,13 +216,10 @@ fn to_event(
     let id = ChannelId { kind, symbol };
     let (wire, view) = match &book {
         Some(b) => (
-            rewire_book(&channel, message.payload.clone(), b),
+            rewire_book(&message.payload, b),
             follow_book(intake, id, &channel, b),
         ),
-        None => (
-            rewire(&channel, message.payload.clone(), &decoded, &intake.fields),
-            None,
-        ),
+        None => (rewire(&message.payload, &decoded), None),
     };
     Some(Event {
         channel: id,

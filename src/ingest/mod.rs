@@ -379,7 +379,7 @@ impl Ingest {
                     channel,
                     seq,
                     ts,
-                    payload: Payload::Indicators(values),
+                    payload: Payload::Indicators(values.into()),
                     wire: protocol::encode_indicators(
                         &name,
                         seq,
@@ -400,7 +400,7 @@ impl Ingest {
                     channel,
                     seq,
                     ts,
-                    payload: Payload::Ticker(stats),
+                    payload: Payload::Ticker(stats.into()),
                     wire: protocol::encode_ticker(&name, seq, ts, &stats),
                     book: None,
                 }

@@ -42,6 +42,7 @@ impl IndicatorFields {
 impl IndicatorFields {
     /// Every indicator of `values` with its wire name, in the order of the JSON object; `None`
     /// while it warms up (or when it is not finite: JSON has no NaN, and both encodings agree).
+    #[cfg(test)]
     pub(crate) fn pairs<'a>(&'a self, values: &IndicatorValues) -> [(&'a str, Option<f64>); 8] {
         let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
         [

@@ -1,24 +1,24 @@
 //! The `encoding=msgpack` form of the wire (docs/PROTOCOL.md "Encodings"): events as positional
 //! arrays led by a kind code, replies and snapshots as maps with their JSON keys, and every
-//! frame one array of messages. Events are encoded here once, at ingest, beside their JSON.
+//! frame one array of messages. An event's form is made once, from its JSON, the first time a
+//! connection needs it (`transcode.rs`), and shared by every connection after.
 
 use bytes::Bytes;
 use rmp::encode;
 use serde::Serialize;
 
-use super::indicators::IndicatorFields;
 use super::wire::INDICATORS;
-use crate::model::{IndicatorValues, Wire};
+use crate::model::Wire;
 
 // Writing into a `Vec<u8>` cannot fail (rmp's writer errors are I/O errors); the results of the
 // `encode::write_*` calls below are ignored for that reason.
 
 /// A tick or bar from its wire struct (`events.rs`): rmp_serde writes a struct as an array of
 /// its fields in order, and the struct's `type` as its kind code, so the positional form and
-/// the JSON object come from one field list.
+/// the JSON object come from one field list. In a block of exactly its length (`exact`).
 pub(super) fn positional<T: Serialize>(value: &T) -> Bytes {
     // Plain structs of numbers and strings: this cannot fail; an empty array is a safe fallback.
-    Bytes::from(rmp_serde::to_vec(value).unwrap_or_else(|_| vec![0x90]))
+    super::exact(|buf| rmp_serde::encode::write(buf, value).is_ok(), &[0x90])
 }
 
 fn write_opt_f64(out: &mut Vec<u8>, x: Option<f64>) {
@@ -32,27 +32,25 @@ fn write_opt_f64(out: &mut Vec<u8>, x: Option<f64>) {
     }
 }
 
-/// `[3, ch, seq, ts, {name: value|nil, ...}]` (the names are configured, so a map).
-pub(super) fn indicators(
-    ch: &str,
-    seq: u64,
-    ts: i64,
-    values: &IndicatorValues,
-    fields: &IndicatorFields,
-) -> Bytes {
-    let mut out = Vec::with_capacity(128 + ch.len());
-    let _ = encode::write_array_len(&mut out, 5);
-    let _ = encode::write_uint(&mut out, u64::from(INDICATORS.1));
-    let _ = encode::write_str(&mut out, ch);
-    let _ = encode::write_uint(&mut out, seq);
-    let _ = encode::write_sint(&mut out, ts);
-    let pairs = fields.pairs(values);
-    let _ = encode::write_map_len(&mut out, pairs.len() as u32);
-    for (name, value) in pairs {
-        let _ = encode::write_str(&mut out, name);
-        write_opt_f64(&mut out, value);
-    }
-    Bytes::from(out)
+/// `[3, ch, seq, ts, {name: value|nil, ...}]` (the names are configured, so a map), the values
+/// in the order of `IndicatorFields::pairs`.
+pub(super) fn indicators_of(ch: &str, seq: u64, ts: i64, pairs: &[(&str, Option<f64>)]) -> Bytes {
+    super::exact(
+        |out| {
+            let _ = encode::write_array_len(out, 5);
+            let _ = encode::write_uint(out, u64::from(INDICATORS.1));
+            let _ = encode::write_str(out, ch);
+            let _ = encode::write_uint(out, seq);
+            let _ = encode::write_sint(out, ts);
+            let _ = encode::write_map_len(out, pairs.len() as u32);
+            for &(name, value) in pairs {
+                let _ = encode::write_str(out, name);
+                write_opt_f64(out, value);
+            }
+            true
+        },
+        &[0x90],
+    )
 }
 
 /// A reply (`ack`, `error`, `pong`, `list`) as a map with the keys of its JSON object.
@@ -103,10 +101,12 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::model::{BarEvent, Encoding, IndicatorPeriods, Side, SymbolId, Tick};
+    use crate::model::{
+        BarEvent, Encoding, IndicatorPeriods, IndicatorValues, Side, SymbolId, Tick,
+    };
     use crate::protocol::{
-        ErrorCode, encode_ack, encode_bar, encode_error, encode_frame, encode_indicators,
-        encode_snapshot, encode_tick,
+        ErrorCode, IndicatorFields, encode_ack, encode_bar, encode_error, encode_frame,
+        encode_indicators, encode_snapshot, encode_tick,
     };
 
     fn read(b: &[u8]) -> Value {
