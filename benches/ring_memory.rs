@@ -81,7 +81,7 @@ fn event(ch: ChannelId, name: &str, seq: u64, fields: &IndicatorFields) -> Event
                 symbol: ch.symbol,
                 price: (price * 100.0).round() / 100.0,
                 size: 1.0 + (seq % 700) as f64,
-                side: Some(if seq % 2 == 0 { Side::Buy } else { Side::Sell }),
+                side: Some(if seq.is_multiple_of(2) { Side::Buy } else { Side::Sell }),
                 exchange_ts: ts - 250_000,
                 ts,
             };
@@ -96,7 +96,7 @@ fn event(ch: ChannelId, name: &str, seq: u64, fields: &IndicatorFields) -> Event
                 close: price + 0.03,
                 volume: 1234.0 + s,
                 trades: 10 + seq % 7,
-                is_final: seq % 2 == 0,
+                is_final: seq.is_multiple_of(2),
             };
             (Payload::Bar(b), encode_bar(name, seq, ts, &b), None)
         }
