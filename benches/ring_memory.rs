@@ -81,7 +81,11 @@ fn event(ch: ChannelId, name: &str, seq: u64, fields: &IndicatorFields) -> Event
                 symbol: ch.symbol,
                 price: (price * 100.0).round() / 100.0,
                 size: 1.0 + (seq % 700) as f64,
-                side: Some(if seq.is_multiple_of(2) { Side::Buy } else { Side::Sell }),
+                side: Some(if seq.is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                }),
                 exchange_ts: ts - 250_000,
                 ts,
             };

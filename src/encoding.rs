@@ -54,9 +54,9 @@ struct Encodings {
     msgpack: OnceLock<Bytes>,
     /// `None`: `msgpack` was given.
     transcode: Option<Transcode>,
-    /// A `book` event's `seq << 1 | reset`, 0 for every other event (a `seq` is at least 1): a
-    /// connection's writer needs them per event and must not read them back out of the bytes.
-    book: u64,
+    /// A `book` event's `seq` and `reset` flag, known when it was encoded: a connection's writer
+    /// needs them per event and must not read them back out of the bytes.
+    book: Option<(u64, bool)>,
 }
 
 impl Drop for Encodings {
@@ -72,25 +72,25 @@ impl Drop for Encodings {
 impl Wire {
     /// Both forms, made now (replies, a portfolio's exact decimals, per-connection events).
     pub fn new(json: Bytes, msgpack: Bytes) -> Self {
-        Self::given(json, msgpack, 0)
+        Self::given(json, msgpack, None)
     }
 
     /// The JSON now; the MessagePack made by `transcode` from it when first asked for.
     pub fn transcoded(json: Bytes, transcode: Transcode) -> Self {
-        Self::lazy(json, transcode, 0)
+        Self::lazy(json, transcode, None)
     }
 
     /// A `book` event's forms, with its `seq` and whether it is a reset.
     pub fn book(json: Bytes, msgpack: Bytes, seq: u64, reset: bool) -> Self {
-        Self::given(json, msgpack, book_tag(seq, reset))
+        Self::given(json, msgpack, Some((seq, reset)))
     }
 
     /// [`Wire::book`] with the MessagePack made on demand, as in [`Wire::transcoded`].
     pub fn book_transcoded(json: Bytes, transcode: Transcode, seq: u64, reset: bool) -> Self {
-        Self::lazy(json, transcode, book_tag(seq, reset))
+        Self::lazy(json, transcode, Some((seq, reset)))
     }
 
-    fn given(json: Bytes, msgpack: Bytes, book: u64) -> Self {
+    fn given(json: Bytes, msgpack: Bytes, book: Option<(u64, bool)>) -> Self {
         Wire(Arc::new(Encodings {
             json,
             msgpack: OnceLock::from(msgpack),
@@ -99,7 +99,7 @@ impl Wire {
         }))
     }
 
-    fn lazy(json: Bytes, transcode: Transcode, book: u64) -> Self {
+    fn lazy(json: Bytes, transcode: Transcode, book: Option<(u64, bool)>) -> Self {
         Wire(Arc::new(Encodings {
             json,
             msgpack: OnceLock::new(),
@@ -110,8 +110,7 @@ impl Wire {
 
     /// `Some((seq, reset))` for a `book` event.
     pub fn book_seq(&self) -> Option<(u64, bool)> {
-        let tag = self.0.book;
-        (tag != 0).then_some((tag >> 1, tag & 1 == 1))
+        self.0.book
     }
 
     pub fn json(&self) -> &Bytes {
@@ -158,10 +157,6 @@ impl Wire {
         };
         block + self.0.json.len() + given
     }
-}
-
-fn book_tag(seq: u64, reset: bool) -> u64 {
-    (seq << 1) | u64::from(reset)
 }
 
 impl Default for Wire {
@@ -238,7 +233,7 @@ mod tests {
 
     #[test]
     fn book_seq_and_reset_round_trip() {
-        for (seq, reset) in [(1, false), (1, true), (u64::MAX >> 1, true), (77, false)] {
+        for (seq, reset) in [(1, false), (1, true), (u64::MAX, true), (77, false)] {
             let w = Wire::book(Bytes::new(), Bytes::new(), seq, reset);
             assert_eq!(w.book_seq(), Some((seq, reset)));
             let w = Wire::book_transcoded(Bytes::new(), upper, seq, reset);
