@@ -23,6 +23,7 @@ mod import;
 mod indicator_history;
 mod ingest_http;
 mod limits;
+mod memory;
 mod module_graph;
 mod noloss;
 mod partitions;

@@ -144,6 +144,7 @@ pub async fn metrics(State(health): State<HealthState>) -> Response {
         draining: health.drain.is_draining(),
         memory_budget_bytes: health.memory_budget_bytes,
         resident_bytes: resident_bytes(),
+        msgpack_made_bytes: crate::model::msgpack_made_bytes(),
     }
     .render(&mut text);
     let mut res = text.into_response();

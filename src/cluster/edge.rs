@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ClusterStatus, Nats, header_seq, subject};
 use crate::book::{BookView, PublishedView};
-use crate::model::{ChannelId, Event, Kind, Payload, Symbols, now_ns};
+use crate::model::{ChannelId, Event, IndicatorValues, Kind, Payload, Symbols, now_ns};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::{
     Decoded, DecodedBook, IndicatorFields, decode_book, decode_event, rewire, rewire_book,
@@ -153,7 +153,7 @@ fn publish(intake: &EdgeIntake, events: &mut Vec<Event>) {
     let latest: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.payload {
-            Payload::Indicators(v) => Some((e.channel.symbol, v.clone())),
+            Payload::Indicators(v) => Some((e.channel.symbol, IndicatorValues::clone(v))),
             _ => None,
         })
         .collect();
@@ -216,13 +216,10 @@ fn to_event(
     let id = ChannelId { kind, symbol };
     let (wire, view) = match &book {
         Some(b) => (
-            rewire_book(&channel, message.payload.clone(), b),
+            rewire_book(&message.payload, b),
             follow_book(intake, id, &channel, b),
         ),
-        None => (
-            rewire(&channel, message.payload.clone(), &decoded, &intake.fields),
-            None,
-        ),
+        None => (rewire(&message.payload, &decoded, &intake.fields), None),
     };
     Some(Event {
         channel: id,

@@ -107,7 +107,6 @@ impl StreamHistory {
         // Grown as read: reserving the whole gap would hold up to `max_events` handles for a
         // read that the byte budget may end after a few.
         let mut out = Vec::new();
-        let channel = format!("{}:{name}", ch.kind.as_str());
         let mut bytes = 0usize;
         for want in from + 1..=until {
             let m = messages.next().await?.ok()?;
@@ -120,9 +119,9 @@ impl StreamHistory {
             if bytes > max_bytes {
                 return None; // more than the connection may hold: reset, without reading on
             }
-            // The stream carries the JSON; a MessagePack connection needs its form too.
+            // The stream carries the JSON; the MessagePack form is made from it if asked for.
             let decoded = decode_event(ch.kind, ch.symbol, &m.payload, &self.fields).ok()?;
-            out.push(rewire(&channel, m.payload.clone(), &decoded, &self.fields));
+            out.push(rewire(&m.payload, &decoded, &self.fields));
         }
         Some(out)
     }

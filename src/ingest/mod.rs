@@ -381,7 +381,7 @@ impl Ingest {
                     channel,
                     seq,
                     ts,
-                    payload: Payload::Indicators(values),
+                    payload: Payload::Indicators(values.into()),
                     wire,
                     book: None,
                 }
@@ -396,7 +396,7 @@ impl Ingest {
                     channel,
                     seq,
                     ts,
-                    payload: Payload::Ticker(stats),
+                    payload: Payload::Ticker(stats.into()),
                     wire: protocol::encode_ticker(&name, seq, ts, &stats),
                     book: None,
                 }

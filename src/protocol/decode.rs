@@ -98,7 +98,7 @@ pub fn decode_event(
             Ok(Decoded {
                 seq: t.seq,
                 ts: t.ts,
-                payload: Payload::Ticker(t.stats()),
+                payload: Payload::Ticker(t.stats().into()),
             })
         }
         Kind::Bbo => {
@@ -133,7 +133,7 @@ pub fn decode_event(
             Ok(Decoded {
                 seq: seq.max(0) as u64,
                 ts,
-                payload: Payload::Indicators(fields.read(&v)),
+                payload: Payload::Indicators(fields.read(&v).into()),
             })
         }
     }
@@ -226,7 +226,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (got.seq, got.ts, got.payload),
-            (4, 43, Payload::Indicators(values))
+            (4, 43, Payload::Indicators(values.into()))
         );
     }
 

@@ -1,6 +1,7 @@
-//! The events of the channels (`tick`, `bar`, `indicators`): ingest encodes each one here, once,
-//! into the [`Wire`] (JSON and MessagePack `Bytes`) that every subscriber and every snapshot
-//! shares. Their wire structs live in `wire.rs`, which `decode.rs` reads them back with (an edge
+//! The events of the channels (`tick`, `bar`, `indicators`, `book`, `ticker`, `bbo`,
+//! `portfolio`): ingest encodes each one here, once, into the [`Wire`] that every subscriber and
+//! every snapshot shares: the JSON, and the function that makes the MessagePack form from it
+//! when a connection first asks (`transcode.rs`; a portfolio's is made now). Their wire structs live in `wire.rs`, which `decode.rs` reads them back with (an edge
 //! node receives them encoded), so each field list exists once.
 
 use bytes::Bytes;
@@ -8,32 +9,36 @@ use serde::Serialize;
 
 use super::decode::{Decoded, DecodedBook};
 use super::indicators::IndicatorFields;
-use super::wire::{BOOK, BarWire, BboWire, EventType, Num, PORTFOLIO, TickerWire, tick_wire};
-use super::{msgpack, to_bytes};
+use super::wire::{
+    BOOK, BarWire, BboWire, BookWire, EventType, Num, PORTFOLIO, TickerWire, tick_wire,
+};
+use super::{msgpack, to_bytes, transcode};
 use crate::book::BookView;
-use crate::model::{BarEvent, Bbo, Encoding, IndicatorValues, Payload, Tick, TickerStats, Wire};
+use crate::model::{
+    BarEvent, Bbo, Encoding, IndicatorValues, Payload, Tick, TickerStats, Transcode, Wire,
+};
 
-/// A wire struct in both encodings.
-fn wire<T: Serialize>(v: &T) -> Wire {
-    Wire::new(to_bytes(v), msgpack::positional(v))
+/// A wire struct's JSON, its MessagePack form made from it by `transcode` when first needed.
+fn wire<T: Serialize>(v: &T, transcode: Transcode) -> Wire {
+    Wire::transcoded(to_bytes(v), transcode)
 }
 
 pub fn encode_tick(ch: &str, seq: u64, tick: &Tick) -> Wire {
-    wire(&tick_wire(ch, seq, tick))
+    wire(&tick_wire(ch, seq, tick), transcode::tick)
 }
 
 pub fn encode_bar(ch: &str, seq: u64, ts: i64, bar: &BarEvent) -> Wire {
-    wire(&BarWire::new(ch, seq, ts, bar))
+    wire(&BarWire::new(ch, seq, ts, bar), transcode::bar)
 }
 
 /// A `ticker` event: the symbol's rolling 24 h statistics.
 pub fn encode_ticker(ch: &str, seq: u64, ts: i64, stats: &TickerStats) -> Wire {
-    wire(&TickerWire::new(ch, seq, ts, stats))
+    wire(&TickerWire::new(ch, seq, ts, stats), transcode::ticker)
 }
 
 /// A `bbo` event: the symbol's best bid and offer with their sizes.
 pub fn encode_bbo(ch: &str, seq: u64, ts: i64, bbo: &Bbo) -> Wire {
-    wire(&BboWire::new(ch, seq, ts, bbo))
+    wire(&BboWire::new(ch, seq, ts, bbo), transcode::bbo)
 }
 
 /// `{"type":"indicators","ch":..,"seq":..,"ts":..}` plus the indicator fields named by `fields`.
@@ -54,22 +59,6 @@ pub fn encode_indicators(
         to_bytes(&m),
         msgpack::indicators(ch, seq, ts, values, fields),
     )
-}
-
-/// A `book` event: changed levels (size 0: removed) or, with `reset`, the whole view.
-#[derive(Serialize)]
-struct BookWire<'a> {
-    #[serde(rename = "type")]
-    kind: EventType,
-    ch: &'a str,
-    seq: u64,
-    ts: i64,
-    /// True: replace your copy with these levels (the first event of a book, a venue resync).
-    reset: bool,
-    bids: Vec<(Num, Num)>,
-    asks: Vec<(Num, Num)>,
-    /// CRC-32 of the top levels of the view after this event (`BookView::checksum`).
-    checksum: u32,
 }
 
 /// A `book` event to encode: `levels` holds the changed levels, or the whole view when `reset`;
@@ -102,8 +91,8 @@ impl BookMessage<'_> {
     /// `{"type":"book","ch":"book:SYM","seq":..,"ts":..,"reset":false,"bids":[[price,size],..],
     /// "asks":[..],"checksum":..}`; MessagePack `[5, ch, seq, ts, reset, bids, asks, checksum]`.
     pub fn wire(&self) -> Wire {
-        let w = self.wire_struct();
-        Wire::book(to_bytes(&w), msgpack::positional(&w), self.seq, self.reset)
+        let json = to_bytes(&self.wire_struct());
+        Wire::book_transcoded(json, transcode::book, self.seq, self.reset)
     }
 
     /// In one encoding only: what a connection's writer sends when it makes a book event of its
@@ -153,40 +142,47 @@ pub fn encode_portfolio<B: Serialize>(seq: u64, ts: i64, reason: &str, body: &B)
 }
 
 /// The wire forms of an event received as JSON (an edge reads the stream's events, which carry
-/// the JSON only): the JSON bytes as they came, the MessagePack made from what they decoded to.
-pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields) -> Wire {
-    let (seq, ts) = (decoded.seq, decoded.ts);
-    let msgpack = match &decoded.payload {
-        Payload::Tick(t) => msgpack::positional(&tick_wire(ch, seq, t)),
-        Payload::Bar(b) => msgpack::positional(&BarWire::new(ch, seq, ts, b)),
-        Payload::Indicators(v) => msgpack::indicators(ch, seq, ts, v, fields),
-        Payload::Ticker(t) => msgpack::positional(&TickerWire::new(ch, seq, ts, t)),
-        Payload::Bbo(b) => msgpack::positional(&BboWire::new(ch, seq, ts, b)),
+/// the JSON only): the JSON bytes as they came, copied into a block of their own (a message's
+/// payload shares its read buffer with every message read with it, which a ring would keep
+/// alive for as long as it holds any of them), the MessagePack made from them on demand.
+pub fn rewire(json: &[u8], decoded: &Decoded, fields: &IndicatorFields) -> Wire {
+    let make: Transcode = match &decoded.payload {
+        Payload::Tick(_) => transcode::tick,
+        Payload::Bar(_) => transcode::bar,
+        // Made at once: the map's order is the configured periods', which the JSON (its keys
+        // sorted) does not keep. One event a second per symbol.
+        Payload::Indicators(v) => {
+            #[derive(serde::Deserialize)]
+            struct Head<'a> {
+                #[serde(borrow)]
+                ch: &'a str,
+            }
+            let ch = serde_json::from_slice::<Head>(json).map_or("", |h| h.ch);
+            let msgpack = msgpack::indicators(ch, decoded.seq, decoded.ts, v, fields);
+            return Wire::new(Bytes::copy_from_slice(json), msgpack);
+        }
+        Payload::Ticker(_) => transcode::ticker,
+        Payload::Bbo(_) => transcode::bbo,
         // Never on the cluster stream: portfolio events stay on the node that made them.
-        Payload::Portfolio => Bytes::new(),
-        // The levels are not in the payload: read back from the JSON (`rewire_book` for a
-        // caller that has already read them).
-        Payload::Book => match super::decode::decode_book(&json) {
-            Ok(b) => return rewire_book(ch, json, &b),
-            Err(_) => Bytes::new(),
-        },
+        Payload::Portfolio => return Wire::new(Bytes::copy_from_slice(json), Bytes::new()),
+        Payload::Book => {
+            return match super::decode::decode_book(json) {
+                Ok(b) => rewire_book(json, &b),
+                Err(_) => Wire::new(Bytes::copy_from_slice(json), Bytes::new()),
+            };
+        }
     };
-    Wire::new(json, msgpack)
+    Wire::transcoded(Bytes::copy_from_slice(json), make)
 }
 
 /// [`rewire`] for a `book` event already read back (`decode_book`).
-pub fn rewire_book(ch: &str, json: Bytes, b: &DecodedBook) -> Wire {
-    let levels = b.levels();
-    let msgpack = BookMessage {
-        ch,
-        seq: b.seq,
-        ts: b.ts,
-        reset: b.reset,
-        levels: &levels,
-        checksum: b.checksum,
-    }
-    .encoded(Encoding::Msgpack);
-    Wire::book(json, msgpack, b.seq, b.reset)
+pub fn rewire_book(json: &[u8], b: &DecodedBook) -> Wire {
+    Wire::book_transcoded(
+        Bytes::copy_from_slice(json),
+        transcode::book,
+        b.seq,
+        b.reset,
+    )
 }
 
 #[cfg(test)]
@@ -306,11 +302,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (back.seq, back.ts, &back.payload),
-            (3, 9, &Payload::Ticker(t))
+            (back.seq, back.ts, back.payload.clone()),
+            (3, 9, Payload::Ticker(t.into()))
         );
         // An edge re-encodes it to the same MessagePack.
-        let re = rewire("ticker:A", Bytes::copy_from_slice(w.json()), &back, &fields);
+        let re = rewire(w.json(), &back, &fields);
         assert_eq!(re.get(Encoding::Msgpack), w.get(Encoding::Msgpack));
 
         let b = Bbo {

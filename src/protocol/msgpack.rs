@@ -1,6 +1,7 @@
 //! The `encoding=msgpack` form of the wire (docs/PROTOCOL.md "Encodings"): events as positional
 //! arrays led by a kind code, replies and snapshots as maps with their JSON keys, and every
-//! frame one array of messages. Events are encoded here once, at ingest, beside their JSON.
+//! frame one array of messages. An event's form is made once, from its JSON, the first time a
+//! connection needs it (`transcode.rs`), and shared by every connection after.
 
 use bytes::Bytes;
 use rmp::encode;
@@ -15,10 +16,10 @@ use crate::model::{IndicatorValues, Wire};
 
 /// A tick or bar from its wire struct (`events.rs`): rmp_serde writes a struct as an array of
 /// its fields in order, and the struct's `type` as its kind code, so the positional form and
-/// the JSON object come from one field list.
+/// the JSON object come from one field list. In a block of exactly its length (`exact`).
 pub(super) fn positional<T: Serialize>(value: &T) -> Bytes {
     // Plain structs of numbers and strings: this cannot fail; an empty array is a safe fallback.
-    Bytes::from(rmp_serde::to_vec(value).unwrap_or_else(|_| vec![0x90]))
+    super::exact(|buf| rmp_serde::encode::write(buf, value).is_ok(), &[0x90])
 }
 
 fn write_opt_f64(out: &mut Vec<u8>, x: Option<f64>) {
@@ -51,7 +52,7 @@ pub(super) fn indicators(
         let _ = encode::write_str(&mut out, name);
         write_opt_f64(&mut out, value);
     }
-    Bytes::from(out)
+    Bytes::copy_from_slice(&out)
 }
 
 /// A reply (`ack`, `error`, `pong`, `list`) as a map with the keys of its JSON object.
@@ -102,10 +103,12 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::model::{BarEvent, Encoding, IndicatorPeriods, Side, SymbolId, Tick};
+    use crate::model::{
+        BarEvent, Encoding, IndicatorPeriods, IndicatorValues, Side, SymbolId, Tick,
+    };
     use crate::protocol::{
-        ErrorCode, encode_ack, encode_bar, encode_error, encode_frame, encode_indicators,
-        encode_snapshot, encode_tick,
+        ErrorCode, IndicatorFields, encode_ack, encode_bar, encode_error, encode_frame,
+        encode_indicators, encode_snapshot, encode_tick,
     };
 
     fn read(b: &[u8]) -> Value {

@@ -82,6 +82,10 @@ fn bbo_type() -> EventType {
     BBO
 }
 
+fn book_type() -> EventType {
+    BOOK
+}
+
 pub(super) fn tick_wire<'a>(ch: &'a str, seq: u64, tick: &Tick) -> TickWire<'a> {
     TickWire {
         kind: TICK,
@@ -244,4 +248,20 @@ impl<'a> BboWire<'a> {
             ask: side(self.ask, &self.ask_size),
         }
     }
+}
+
+/// A `book` event: changed levels (size 0: removed) or, with `reset`, the whole view.
+#[derive(Serialize, Deserialize)]
+pub(super) struct BookWire<'a> {
+    #[serde(rename = "type", skip_deserializing, default = "book_type")]
+    pub(super) kind: EventType,
+    pub(super) ch: &'a str,
+    pub(super) seq: u64,
+    pub(super) ts: i64,
+    /// True: replace your copy with these levels (the first event of a book, a venue resync).
+    pub(super) reset: bool,
+    pub(super) bids: Vec<(Num, Num)>,
+    pub(super) asks: Vec<(Num, Num)>,
+    /// CRC-32 of the top levels of the view after this event (`BookView::checksum`).
+    pub(super) checksum: u32,
 }

@@ -48,11 +48,21 @@ impl RingConfig {
 /// Something with a per-channel sequence number.
 pub trait Sequenced {
     fn seq(&self) -> u64;
+
+    /// Heap bytes this item keeps alive beyond its own slot (what a ring holding it costs on top
+    /// of `size_of::<Self>()`); it must not change while a ring holds the item.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Sequenced for crate::model::Event {
     fn seq(&self) -> u64 {
         self.seq
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.heap_bytes()
     }
 }
 
@@ -76,6 +86,8 @@ pub struct Ring<T> {
     last_seq: u64,
     /// `seq` just before the ring's history starts: 0, or the `seq` before a restart.
     start_seq: u64,
+    /// Sum of the held items' [`Sequenced::heap_bytes`].
+    held_heap_bytes: usize,
 }
 
 // === impl Ring ===
@@ -87,6 +99,7 @@ impl<T: Sequenced> Ring<T> {
             capacity: capacity.max(1),
             last_seq: 0,
             start_seq: 0,
+            held_heap_bytes: 0,
         }
     }
 
@@ -96,13 +109,32 @@ impl<T: Sequenced> Ring<T> {
         debug_assert!(item.seq() > self.last_seq, "ring events must be in order");
         if item.seq() != self.last_seq + 1 {
             self.buf.clear();
+            self.held_heap_bytes = 0;
             self.start_seq = item.seq() - 1;
         }
         self.last_seq = item.seq();
-        if self.buf.len() == self.capacity {
-            self.buf.pop_front();
+        if self.buf.len() == self.capacity
+            && let Some(evicted) = self.buf.pop_front()
+        {
+            self.held_heap_bytes -= evicted.heap_bytes();
         }
+        self.held_heap_bytes += item.heap_bytes();
         self.buf.push_back(item);
+    }
+
+    /// Memory this ring holds: its slots (allocated as it grows, up to `capacity`) and what the
+    /// held items keep alive on the heap, in bytes as requested from the allocator.
+    pub fn bytes(&self) -> usize {
+        self.buf.capacity() * std::mem::size_of::<T>() + self.held_heap_bytes
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// `seq` of the newest event, 0 when none was ever pushed.
@@ -119,11 +151,6 @@ impl<T: Sequenced> Ring<T> {
     /// `seq` of the oldest event still held (`last_seq + 1` when empty).
     pub(crate) fn oldest_seq(&self) -> u64 {
         self.buf.front().map_or(self.last_seq + 1, |e| e.seq())
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len()
     }
 
     pub(crate) fn latest(&self) -> Option<&T> {
@@ -251,6 +278,38 @@ mod tests {
         assert!(r.replay(102).is_err());
         let (it, missed) = r.since(102);
         assert_eq!((seqs(it), missed), (vec![110], 7));
+    }
+
+    /// An item that says it keeps `seq * 10` heap bytes alive.
+    #[derive(Debug)]
+    struct Heavy(u64);
+    impl Sequenced for Heavy {
+        fn seq(&self) -> u64 {
+            self.0
+        }
+        fn heap_bytes(&self) -> usize {
+            self.0 as usize * 10
+        }
+    }
+
+    #[test]
+    fn bytes_count_slots_and_what_held_items_keep_alive() {
+        let slot = std::mem::size_of::<Heavy>();
+        let mut r: Ring<Heavy> = Ring::new(3);
+        assert_eq!(r.bytes(), 0, "nothing allocated before the first push");
+        r.push(Heavy(1));
+        r.push(Heavy(2));
+        let slots = r.buf.capacity() * slot;
+        assert_eq!(r.bytes(), slots + 30);
+        r.push(Heavy(3));
+        r.push(Heavy(4)); // evicts 1
+        r.push(Heavy(5)); // evicts 2
+        let slots = r.buf.capacity() * slot;
+        assert_eq!((r.len(), r.bytes()), (3, slots + 120));
+        // A jump restarts the ring: only the new item is held.
+        r.push(Heavy(9));
+        assert_eq!((r.len(), r.bytes()), (1, slots + 90));
+        assert!(!r.is_empty());
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl EventSink for Hub {
         let mut wake: Vec<Arc<Outbox>> = Vec::new();
         let mut delivered = 0u64;
         let mut ticks = 0u64;
+        let mut held = RingsHeld::default();
         {
             let mut st = self.lock();
             let st = &mut *st;
@@ -142,6 +143,7 @@ impl EventSink for Hub {
                     // some): subscribers see the jump, the ring restarts (no hidden hole).
                     tracing::warn!(channel = ?ch, seq = event.seq, last, "seq jump");
                 }
+                let before = RingsHeld::of(&channel.ring);
                 if ch.kind == Kind::Book {
                     // The view goes to the channel, not the ring: a few per channel, not one
                     // per held event.
@@ -153,6 +155,7 @@ impl EventSink for Hub {
                 } else {
                     channel.ring.push(event.clone());
                 }
+                held.changed(before, RingsHeld::of(&channel.ring));
                 ticks += u64::from(ch.kind == Kind::Ticks);
                 for sub in &channel.subscribers {
                     if sub.outbox.push_event(ch, &event.wire, sub.throttle, now) {
@@ -183,6 +186,7 @@ impl EventSink for Hub {
             // Under the lock, so the pipeline's read sees the count and the rings agree.
             self.backlog.published(ticks);
         }
+        held.apply(&self.metrics);
         for outbox in &wake {
             outbox.wake();
         }
@@ -192,6 +196,46 @@ impl EventSink for Hub {
         self.metrics
             .events_fanned_out
             .fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+/// How the rings' held memory and events changed: summed over a batch under the lock, added to
+/// the `tickcast_ring_bytes` and `tickcast_ring_events` gauges once.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RingsHeld {
+    bytes: i64,
+    events: i64,
+}
+
+impl RingsHeld {
+    pub(super) fn of(ring: &Ring<Event>) -> Self {
+        Self {
+            bytes: ring.bytes() as i64,
+            events: ring.len() as i64,
+        }
+    }
+
+    pub(super) fn changed(&mut self, before: Self, after: Self) {
+        self.bytes += after.bytes - before.bytes;
+        self.events += after.events - before.events;
+    }
+
+    /// A ring dropped whole (a retired channel).
+    pub(super) fn dropped(&mut self, ring: &Ring<Event>) {
+        self.changed(Self::of(ring), Self::default());
+    }
+
+    pub(super) fn apply(self, metrics: &Metrics) {
+        add(&metrics.ring_bytes, self.bytes);
+        add(&metrics.ring_events, self.events);
+    }
+}
+
+fn add(gauge: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        gauge.fetch_add(delta as u64, Ordering::Relaxed);
+    } else {
+        gauge.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
     }
 }
 
@@ -240,6 +284,45 @@ mod tests {
         assert_eq!(h.last_seq(a), 3);
         let (events, missed) = h.events_since(a, 1);
         assert_eq!((events.len(), missed), (1, 1));
+    }
+
+    #[test]
+    fn the_ring_gauges_follow_what_the_rings_hold() {
+        let h = hub(); // rings of 4
+        let gauges = |h: &Hub| {
+            (
+                h.metrics.ring_bytes.load(Ordering::Relaxed),
+                h.metrics.ring_events.load(Ordering::Relaxed),
+            )
+        };
+        let sum = |h: &Hub| {
+            let st = h.lock();
+            let bytes: usize = st.channels.values().map(|c| c.ring.bytes()).sum();
+            let events: usize = st.channels.values().map(|c| c.ring.len()).sum();
+            (bytes as u64, events as u64)
+        };
+        assert_eq!(gauges(&h), (0, 0));
+        let (a, b) = (ch(Kind::Ticks, 0), ch(Kind::Ticks, 1));
+        h.publish(&[tick(a, 1), tick(b, 1), tick(a, 2)]);
+        assert_eq!(gauges(&h).1, 3);
+        assert_eq!(gauges(&h), sum(&h));
+        let one = gauges(&h).0;
+        assert!(one > 0);
+        // Full rings plateau: more events evict as many.
+        h.publish(&(3..=10).map(|s| tick(a, s)).collect::<Vec<_>>());
+        let full = gauges(&h);
+        assert_eq!(full.1, 4 + 1);
+        assert_eq!(full, sum(&h));
+        h.publish(&(11..=30).map(|s| tick(a, s)).collect::<Vec<_>>());
+        assert_eq!(gauges(&h), sum(&h));
+        assert_eq!(gauges(&h).1, full.1);
+        // A retired channel gives its ring back.
+        let p = ChannelId::portfolio(7);
+        h.publish(&[tick(p, 1), tick(p, 2)]);
+        assert_eq!(gauges(&h).1, full.1 + 2);
+        assert!(h.retire(p));
+        assert_eq!(gauges(&h), sum(&h));
+        assert_eq!(gauges(&h).1, full.1);
     }
 
     #[test]

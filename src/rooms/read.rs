@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Hub;
+use super::hub::RingsHeld;
 use crate::book::PublishedView;
 use crate::model::{ChannelId, Event, Kind, SymbolId, Tick};
 
@@ -125,7 +126,11 @@ impl Hub {
         match st.channels.get(&ch) {
             Some(c) if !c.subscribers.is_empty() => false,
             Some(_) => {
-                st.channels.remove(&ch);
+                if let Some(channel) = st.channels.remove(&ch) {
+                    let mut held = RingsHeld::default();
+                    held.dropped(&channel.ring);
+                    held.apply(&self.metrics);
+                }
                 true
             }
             None => true,

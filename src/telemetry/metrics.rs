@@ -348,6 +348,9 @@ metrics! {
     gauge db_backlog => "tickcast_db_backlog", "tick and bar rows waiting in the write-behind queue";
     gauge db_journal_bytes => "tickcast_db_journal_bytes",
         "bytes of rows in the local journal waiting for the database";
+    gauge ring_bytes => "tickcast_ring_bytes",
+        "memory the channels' rings hold: their slots and the events' JSON forms, as requested from the allocator";
+    gauge ring_events => "tickcast_ring_events", "events held in the channels' rings";
 
     histogram pipeline_batch_seconds => "tickcast_pipeline_batch_seconds",
         "time to compute one pipeline batch";

@@ -17,6 +17,8 @@ pub struct NodeGauges {
     pub memory_budget_bytes: u64,
     /// The process's resident memory, when the OS tells it.
     pub resident_bytes: Option<u64>,
+    /// MessagePack forms of events made on demand and still held (`encoding::msgpack_made_bytes`).
+    pub msgpack_made_bytes: u64,
 }
 
 impl NodeGauges {
@@ -45,6 +47,13 @@ impl NodeGauges {
             "tickcast_memory_budget_bytes",
             "server.memory_budget_bytes, the memory this node is sized for (0: none set)",
             self.memory_budget_bytes,
+        );
+        gauge(
+            out,
+            "tickcast_msgpack_made_bytes",
+            "MessagePack forms of events made for MessagePack connections and still held (rings \
+             and queues), on top of tickcast_ring_bytes",
+            self.msgpack_made_bytes,
         );
         if let Some(rss) = self.resident_bytes {
             gauge(
@@ -110,6 +119,7 @@ mod tests {
             draining: false,
             memory_budget_bytes: 1 << 30,
             resident_bytes: Some(4096),
+            msgpack_made_bytes: 123,
         }
         .render(&mut out);
         for line in [
@@ -117,6 +127,7 @@ mod tests {
             "tickcast_draining 0\n",
             "# TYPE tickcast_node_info gauge\ntickcast_node_info{role=\"edge\"} 1\n",
             "tickcast_memory_budget_bytes 1073741824\n",
+            "# TYPE tickcast_msgpack_made_bytes gauge\ntickcast_msgpack_made_bytes 123\n",
             "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 4096\n",
         ] {
             assert!(out.contains(line), "{line}\n{out}");
