@@ -519,8 +519,8 @@ async fn concurrent_long_bars_reads_leave_the_recorder_writing() {
             }
         }));
         let ((), served) = tokio::join!(flow, reads);
-        // The reads were real: long pages were read while the ticks flowed (at the least by
-        // the readers that found the pool's two connections free).
+        // The reads were real: long pages were served while the ticks flowed (the pool serves
+        // its waiters in turn; on a loaded machine some wait past the timeout, not all).
         let served: usize = served.into_iter().sum();
         assert!(served >= 2, "{}: {served} of 30 reads served", db.backend);
         srv.wait_persisted(written + 1000).await;
