@@ -91,6 +91,11 @@ async fn at_every_depth_without_a_throttle_book_seq_never_jumps_and_checksums_ho
     cfg.feeds.synthetic.rate = 400.0;
     cfg.feeds.synthetic.book_levels = 20;
     cfg.book.depth = 25;
+    // Four clients read by one task on a loaded machine can fall seconds behind the feed: a
+    // queue that never fills in the test's time, so what they see is the seq rule, not the
+    // slow-consumer rule (a queue that overflows turns a book into a reset at a later seq).
+    cfg.ws.outbox_max_events = 1 << 16;
+    cfg.ws.outbox_max_bytes = 64 << 20;
     let srv = util::start(cfg).await;
     let mut clients = vec![
         (srv.connect().await, Books::new(5)),
