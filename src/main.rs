@@ -353,10 +353,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
+        // Caught from before READY=1: a stop that comes at once after it drains and flushes
+        // instead of killing the process by the signal's default action.
+        let signals = tickcast::shutdown::Signals::listen();
         // Listening: a `Type=notify` unit counts as started from here.
         sd_notify::notify(sd_notify::READY);
         let signal = async {
-            tickcast::shutdown::signal().await;
+            signals.recv().await;
             sd_notify::notify(sd_notify::STOPPING);
         };
         server.run_until(signal).await?;

@@ -72,13 +72,7 @@ async fn rest_history_and_live_ticks_merge_by_the_same_clock_and_identity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_that_reads_again_gets_its_backlog_then_1013() {
-    let mut cfg = util::config();
-    cfg.feeds.synthetic.enabled = true;
-    cfg.feeds.synthetic.symbols = 20;
-    cfg.feeds.synthetic.rate = 3_000.0;
-    cfg.feeds.synthetic.book_levels = 0;
-    cfg.ws.outbox_max_events = 256;
-    cfg.ws.socket_send_buffer_bytes = 16 * 1024;
+    let mut cfg = util::slow::slow_consumer_config();
     cfg.ws.slow_consumer_timeout_ms = 300;
     // The documented default linger: a client that reads again within it sees the close.
     cfg.ws.close_grace_ms = 5_000;

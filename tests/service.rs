@@ -198,57 +198,110 @@ fn the_packaged_config_is_the_defaults_with_the_database_in_the_state_directory(
     );
 }
 
+/// The binary under `Type=notify` in a directory of its own: its notification socket (with the
+/// receive timeout [`WAIT`]), its port, the child.
+struct Notifying {
+    dir: PathBuf,
+    sock: Option<UnixDatagram>,
+    port: u16,
+    child: tokio::process::Child,
+}
+
+impl Notifying {
+    fn spawn() -> Notifying {
+        let dir =
+            std::env::temp_dir().join(format!("tickcast-notify-{}", crate::cluster::unique("")));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind");
+        sock.set_read_timeout(Some(WAIT)).expect("timeout");
+        let port = crate::cluster::free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .arg("serve")
+            .env("NOTIFY_SOCKET", &path)
+            .env("TICKCAST_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("TICKCAST_SERVER__DRAIN_GRACE_MS", "0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", dir.join("t.db").display()),
+            )
+            .env("TICKCAST_DATABASE__JOURNAL_DIR", dir.join("journal"))
+            .env("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "2")
+            .env("TICKCAST_LOG__LEVEL", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("binary starts");
+        Notifying {
+            dir,
+            sock: Some(sock),
+            port,
+            child,
+        }
+    }
+
+    /// The next notification (off the runtime's threads: the socket blocks).
+    async fn notification(&mut self) -> String {
+        let sock = self.sock.take().expect("socket");
+        let (got, sock) = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 256];
+            let got = sock.recv(&mut buf).map(|n| buf[..n].to_vec());
+            (got, sock)
+        })
+        .await
+        .expect("join");
+        self.sock = Some(sock);
+        match got {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => panic!(
+                "no notification within {WAIT:?} ({e}); the binary: {:?}",
+                self.child.try_wait()
+            ),
+        }
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+    }
+
+    /// STOPPING=1, then a clean exit.
+    async fn stops_cleanly(mut self) {
+        assert_eq!(self.notification().await, "STOPPING=1");
+        let exit = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits in time")
+            .expect("status");
+        assert!(exit.success(), "{exit:?}");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The binary under `Type=notify`: READY=1 once it answers HTTP, STOPPING=1 at SIGTERM, then a
 /// clean exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_notifies_systemd_when_ready_and_when_stopping() {
-    let dir = std::env::temp_dir().join(format!("tickcast-notify-{}", crate::cluster::unique("")));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).expect("bind");
-    sock.set_read_timeout(Some(WAIT)).expect("timeout");
-    let port = crate::cluster::free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .arg("serve")
-        .env("NOTIFY_SOCKET", &path)
-        .env("TICKCAST_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("TICKCAST_SERVER__DRAIN_GRACE_MS", "0")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", dir.join("t.db").display()),
-        )
-        .env("TICKCAST_DATABASE__JOURNAL_DIR", dir.join("journal"))
-        .env("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "2")
-        .env("TICKCAST_LOG__LEVEL", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let recv = |sock: UnixDatagram| {
-        tokio::task::spawn_blocking(move || {
-            let mut buf = [0u8; 256];
-            let n = sock.recv(&mut buf).expect("a notification in time");
-            (String::from_utf8_lossy(&buf[..n]).into_owned(), sock)
-        })
-    };
-    let (ready, sock) = recv(sock).await.expect("join");
-    assert_eq!(ready, "READY=1");
+    let mut bin = Notifying::spawn();
+    assert_eq!(bin.notification().await, "READY=1");
     // Ready means listening: the first request is answered.
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let addr = format!("127.0.0.1:{}", bin.port).parse().expect("addr");
     let (status, _, _) = util::http(addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(status, 200);
+    bin.sigterm();
+    bin.stops_cleanly().await;
+}
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let (stopping, _) = recv(sock).await.expect("join");
-    assert_eq!(stopping, "STOPPING=1");
-    let exit = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits in time")
-        .expect("status");
-    assert!(exit.success(), "{exit:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+/// A SIGTERM sent the moment READY=1 arrives (a stop on the heels of a start) drains and
+/// stops like any other: the handlers are installed before READY=1, not at the first wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_right_after_ready_still_stops_cleanly() {
+    for _ in 0..3 {
+        let mut bin = Notifying::spawn();
+        assert_eq!(bin.notification().await, "READY=1");
+        bin.sigterm();
+        bin.stops_cleanly().await;
+    }
 }

@@ -41,8 +41,17 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
         .local_addr()
         .unwrap()
         .port();
+    // A database and journal of its own (not ./tickcast.db, which every run would grow and
+    // concurrent runs in one checkout would share).
+    let dir = util::temp_journal_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
         .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("t.db").display()),
+        )
+        .env("TICKCAST_DATABASE__JOURNAL_DIR", dir.join("journal"))
         .env("TICKCAST_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("TICKCAST_FEEDS__SYNTHETIC__SYMBOLS", "5")
         .env("TICKCAST_SERVER__DRAIN_GRACE_MS", "1000")
@@ -79,4 +88,5 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
         .expect("exits in time")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

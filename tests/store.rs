@@ -497,21 +497,32 @@ async fn concurrent_long_bars_reads_leave_the_recorder_writing() {
                 } else {
                     "/api/v1/bars/AAPL?interval=1d&limit=1000"
                 };
-                let mut statuses = Vec::new();
+                let mut served = 0;
                 for _ in 0..3 {
                     let (status, _, body) = srv.get(path, None).await;
-                    if status == 200 {
-                        assert!(!body["bars"].as_array().unwrap().is_empty(), "{body}");
+                    match status {
+                        200 => {
+                            assert!(!body["bars"].as_array().unwrap().is_empty(), "{body}");
+                            served += 1;
+                        }
+                        // Ten readers queue for two connections: on a loaded machine a read
+                        // can wait past `database.timeout_ms` for one, and is refused as
+                        // designed (bounded waiting), never with anything else.
+                        _ => assert_eq!(
+                            (status, body["code"].as_str()),
+                            (503, Some("database_unavailable")),
+                            "{body}"
+                        ),
                     }
-                    statuses.push(status);
                 }
-                statuses
+                served
             }
         }));
-        let ((), statuses) = tokio::join!(flow, reads);
-        for s in statuses.into_iter().flatten() {
-            assert_eq!(s, 200, "{}", db.backend);
-        }
+        let ((), served) = tokio::join!(flow, reads);
+        // The reads were real: long pages were served while the ticks flowed (the pool serves
+        // its waiters in turn; on a loaded machine some wait past the timeout, not all).
+        let served: usize = served.into_iter().sum();
+        assert!(served >= 2, "{}: {served} of 30 reads served", db.backend);
         srv.wait_persisted(written + 1000).await;
         let health = &srv.server().app().health.recorder.health;
         assert!(
@@ -537,10 +548,24 @@ async fn a_blocked_read_times_out_as_503_while_ticks_are_written() {
     c.database.query_timeout_ms = 200;
     // Only the test touches the bars table.
     c.pipeline.enabled = false;
+    let ahead = i64::from(c.database.partitions_ahead_days);
+    let started = tickcast::model::now_ns();
     let srv = util::start(c).await;
     ingest_batch(&srv, "AAPL", 1, 0.0).await;
     srv.wait_persisted(1).await;
     let _ = srv.server().symbols().intern("AAPL").unwrap();
+    // The maintenance task makes the days ahead at start, ticks then bars of each day: once the
+    // last day's bars exist it is done. Locking `bars` while it makes one would deadlock with it
+    // (it reads the DEFAULT partition, then wants the parent: the reverse of LOCK TABLE's order).
+    let last_day =
+        tickcast::store::partitions::day_of(started) + ahead * tickcast::store::partitions::DAY_NS;
+    let store = srv.server().store();
+    util::wait_until("the days ahead are made", util::WAIT, async || {
+        let bars = store.partitions("bars").await.unwrap();
+        bars.iter()
+            .any(|p| p.range.is_some_and(|(from, _)| from >= last_day))
+    })
+    .await;
 
     // Another session holds the bars table: a read on it would wait forever.
     let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -552,16 +577,19 @@ async fn a_blocked_read_times_out_as_503_while_ticks_are_written() {
     let (status, _, body) = srv.get("/api/v1/bars/AAPL?interval=1s", None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "database_unavailable");
-    // The server cancelled the statement: no read of ours is still waiting on the lock. (The
-    // maintenance sweep making days ahead may be waiting on the table too: not a read.)
-    let (waiting,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND query NOT LIKE '%tickcast_ensure_partition%'",
-    )
-    .fetch_one(&mut locker)
-    .await
-    .unwrap();
-    assert_eq!(waiting, 0);
+    // The server cancelled the statement: nothing of ours goes on waiting on the lock (the
+    // database's cancel may land a moment after the caller's own bound on a loaded machine).
+    util::wait_until("no statement waits on the lock", util::WAIT, async || {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+        waiting == 0
+    })
+    .await;
     // Ticks do not touch the locked table: the recorder goes on writing.
     ingest_batch(&srv, "AAPL", 10, 1.0).await;
     srv.wait_persisted(11).await;

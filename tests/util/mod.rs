@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod book;
+pub mod slow;
 pub mod venue;
 
 use std::collections::VecDeque;
