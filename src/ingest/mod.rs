@@ -97,7 +97,7 @@ pub(crate) fn check_future_ts(
 }
 
 /// A value the pipeline computed, not yet sequenced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Derived {
     Bar {
         kind: Kind,
@@ -375,18 +375,14 @@ impl Ingest {
                     symbol,
                 };
                 let (seq, name) = self.next_seq(channel);
+                let wire =
+                    protocol::encode_indicators(&name, seq, ts, &values, &self.indicator_fields);
                 Event {
                     channel,
                     seq,
                     ts,
                     payload: Payload::Indicators(values),
-                    wire: protocol::encode_indicators(
-                        &name,
-                        seq,
-                        ts,
-                        &values,
-                        &self.indicator_fields,
-                    ),
+                    wire,
                     book: None,
                 }
             }
