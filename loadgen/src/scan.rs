@@ -72,7 +72,9 @@ fn object(text: &str, at: usize) -> Result<(Event<'_>, usize), serde_json::Error
     if let Some(done) = scan_object(text.as_bytes(), at) {
         return Ok(done);
     }
-    let rest = text.get(at..).ok_or_else(|| bad("event offset inside a character"))?;
+    let rest = text
+        .get(at..)
+        .ok_or_else(|| bad("event offset inside a character"))?;
     let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Event<'_>>();
     match stream.next() {
         Some(Ok(ev)) => Ok((ev, at + stream.byte_offset())),
@@ -182,7 +184,9 @@ fn plain_str(b: &[u8], i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let body = b.get(i + 1..)?;
-    let len = body.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = body
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
     if body[len] != b'"' {
         return None;
     }
@@ -332,7 +336,12 @@ mod tests {
         let (ev, end) = scan_object(b, 1).expect("a plain tick is scanned");
         assert_eq!(
             (ev.kind.as_ref(), ev.ch.as_deref(), ev.seq, ev.ts),
-            ("tick", Some("ticks:AAPL"), Some(102), Some(1_764_070_000_123_456_789))
+            (
+                "tick",
+                Some("ticks:AAPL"),
+                Some(102),
+                Some(1_764_070_000_123_456_789)
+            )
         );
         assert_eq!(b[end], b',');
         same_as_serde(&frame);
@@ -405,7 +414,11 @@ mod tests {
 
     #[test]
     fn deep_nesting_goes_to_serde() {
-        let deep = format!(r#"{{"type":"x","d":{}{}}}"#, "[".repeat(300), "]".repeat(300));
+        let deep = format!(
+            r#"{{"type":"x","d":{}{}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
         same_as_serde(&deep);
     }
 }

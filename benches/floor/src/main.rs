@@ -96,12 +96,19 @@ fn open(mut s: TcpStream) -> io::Result<TcpStream> {
     handshake::accept(&mut s)?;
     let (opcode, op) = handshake::read_frame(&mut s)?;
     if opcode != 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "first frame is not text"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "first frame is not text",
+        ));
     }
     let op = String::from_utf8_lossy(&op);
     let id = op
         .split_once(r#""id":"#)
-        .map(|(_, rest)| rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>())
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| "null".into());
     let ack = format!(r#"{{"type":"ack","id":{id},"op":"subscribe","channels":["ticks:*"]}}"#);
