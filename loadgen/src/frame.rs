@@ -1,10 +1,12 @@
 //! Cheap parsing of server frames.
 //!
 //! The loadgen shares a 2-core box with the server it measures, so it reads only what it
-//! reports on: `type`, `ch`, `seq`, `ts`, `reset` and `code`. Strings are borrowed from the
-//! frame when they hold no escapes, every other field (prices, snapshot `data`, ...) is skipped
-//! by serde without building values, and an array frame is walked element by element with a
-//! callback instead of being collected into a `Vec`.
+//! reports on: `type`, `ch`, `seq`, `ts`, `reset` and `code`. JSON frames go through a byte
+//! scanner (`scan.rs`) that reads those fields and only checks the grammar of every other value
+//! (a price is never converted to a float); what it is unsure of goes to serde, which reads the
+//! same fields, borrows strings from the frame when they hold no escapes and skips every other
+//! field without building values. An array frame is walked element by element with a callback
+//! instead of being collected into a `Vec`.
 //!
 //! `?encoding=msgpack` frames (binary, one MessagePack array of messages) are read the same way
 //! by [`for_each_msgpack_event`]: with `rmp`'s low-level readers over the frame's bytes, strings
@@ -45,8 +47,20 @@ pub struct Event<'a> {
 }
 
 /// Calls `f` for every event in `text` (one object or an array of objects) and returns how many
-/// there were.
-pub fn for_each_event<'a, F>(text: &'a str, mut f: F) -> Result<usize, serde_json::Error>
+/// there were: the scanner of `scan.rs`, which hands serde only what it is unsure of.
+pub fn for_each_event<'a, F>(text: &'a str, f: F) -> Result<usize, serde_json::Error>
+where
+    F: FnMut(Event<'a>),
+{
+    crate::scan::for_each_event(text, f)
+}
+
+/// [`for_each_event`] by serde alone: the reference the scanner is tested against, and what it
+/// falls back to for a frame that is not an object or an array.
+pub(crate) fn for_each_event_serde<'a, F>(
+    text: &'a str,
+    mut f: F,
+) -> Result<usize, serde_json::Error>
 where
     F: FnMut(Event<'a>),
 {

@@ -13,6 +13,7 @@ mod frame;
 mod report;
 mod rest;
 mod run;
+mod scan;
 mod stats;
 mod sys;
 mod target;
