@@ -164,6 +164,8 @@ pub fn rewire(ch: &str, json: Bytes, decoded: &Decoded, fields: &IndicatorFields
         Payload::Bbo(b) => msgpack::positional(&BboWire::new(ch, seq, ts, b)),
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => Bytes::new(),
+        // The forecasts are not in the payload: the fields after `ts` as the JSON has them.
+        Payload::Prediction => super::prediction::msgpack_of(ch, &json),
         // The levels are not in the payload: read back from the JSON (`rewire_book` for a
         // caller that has already read them).
         Payload::Book => match super::decode::decode_book(&json) {
