@@ -12,6 +12,15 @@
 //! `next_cursor` (measured apart), and `/portfolio` as the setup's user. Symbols are
 //! `S000`..`S{SYMBOLS-1}` (`benches/gen_ticks.py`'s). Under `cargo test --all-targets` (no
 //! `--bench` argument) it runs a small version against a server of its own on SQLite.
+//!
+//! With `SERVER_PID` set (the script sets it), each row also gives the server process's CPU
+//! time per answered request (user + system, from `/proc/PID/stat`; with `DB_PROCESS` set, plus
+//! that of every process whose command line holds it: PostgreSQL's backends of the store's
+//! database, titled `postgres: CLUSTER: USER DB ...`) and the load average at the end of the
+//! kind: on a shared machine that says whether a latency is the request's cost or its wait for
+//! a CPU. With `CLIENTS` = 200 closed-loop clients and no think time, latency is at least
+//! clients / throughput (Little's law): a p99 of 50 ms needs about 4,000 answers a second,
+//! whatever each costs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -229,6 +238,50 @@ async fn timed(
     }
 }
 
+/// CPU seconds (user + system) the process `pid` has used, from `/proc/PID/stat`; `None` off
+/// Linux or when the process is gone.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in clock
+    // ticks of USER_HZ, which Linux fixes at 100 for everything /proc reports.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds of the server `pid` and of every process whose command line holds `db` (the
+/// database's backends that serve it), when given.
+fn serving_cpu(pid: u32, db: Option<&str>) -> Option<f64> {
+    let mut total = cpu_seconds(pid)?;
+    let Some(db) = db else {
+        return Some(total);
+    };
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{other}/cmdline")).unwrap_or_default();
+        if other != pid && String::from_utf8_lossy(&cmdline).contains(db) {
+            total += cpu_seconds(other).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+/// The 1-minute load average, as text.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let Some(last) = sorted.len().checked_sub(1) else {
         return f64::NAN;
@@ -240,12 +293,18 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 async fn run(plan: Plan) -> BTreeMap<Kind, Outcome> {
     let plan = Arc::new(plan);
     let mut all = BTreeMap::new();
+    let server: Option<u32> = std::env::var("SERVER_PID")
+        .ok()
+        .and_then(|p| p.parse().ok());
+    let db = std::env::var("DB_PROCESS").ok().filter(|d| !d.is_empty());
+    let cpu_now = || server.and_then(|pid| serving_cpu(pid, db.as_deref()));
     println!(
-        "| request ({} clients) | p50 / p99 ms | req/s | statuses | errors |",
+        "| request ({} clients) | p50 / p99 ms | req/s | statuses | errors | server CPU ms/req | load |",
         plan.clients
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for kind in [Kind::Bars1m, Kind::Bars1h, Kind::Ticks, Kind::Portfolio] {
+        let cpu_before = cpu_now();
         let started = Instant::now();
         let until = started + plan.duration;
         let tasks: Vec<_> = (0..plan.clients)
@@ -259,6 +318,13 @@ async fn run(plan: Plan) -> BTreeMap<Kind, Outcome> {
             }
         }
         let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_before.zip(cpu_now()).map(|(a, b)| b - a);
+        let answered = (first.latencies.len() + next.latencies.len()) as f64;
+        // The ticks kind's CPU is shared by its two pages (one row each, the same figure).
+        let cpu_per_request = cpu.map_or("-".to_owned(), |c| {
+            format!("{:.2}", 1e3 * c / answered.max(1.0))
+        });
+        let load = load_average();
         let mut kinds = vec![(kind, first)];
         if kind == Kind::Ticks {
             kinds.push((Kind::TicksNext, next));
@@ -268,7 +334,7 @@ async fn run(plan: Plan) -> BTreeMap<Kind, Outcome> {
             let ok = o.statuses.get(&200).copied().unwrap_or(0);
             let total = o.latencies.len() as u64 + o.errors;
             println!(
-                "| `{}` | {:.1} / {:.1} | {:.0} | {:?} ({:.2} % 200) | {} |",
+                "| `{}` | {:.1} / {:.1} | {:.0} | {:?} ({:.2} % 200) | {} | {cpu_per_request} | {load} |",
                 kind.label(),
                 pct(&o.latencies, 0.5),
                 pct(&o.latencies, 0.99),

@@ -6,7 +6,14 @@
 # request kind (benches/history.rs). Prints the import's summary, the store's size and the table.
 #
 # usage: [SERVER_BIN=...] [HISTORY_BIN=...] [CLIENTS=200] [SECONDS_PER_KIND=20] [KEEP_CSV=path]
-#        benches/history_at_scale.sh sqlite|postgres [ROWS] [DAYS]
+#        [KEEP_STORE=1] [STORE_URL=url] benches/history_at_scale.sh sqlite|postgres [ROWS] [DAYS]
+#
+# CLIENTS may be a list ("1 8 200"): the table is measured once per client count, on the same
+# store and server. Each row gives the server's CPU per request (and, on PostgreSQL, its
+# backends'), so a latency that is a wait for a CPU on a loaded machine shows as such.
+# KEEP_STORE=1 keeps the store made here (its URL is printed at the end) and STORE_URL reads one
+# kept earlier instead of importing (the range then comes from KEEP_CSV, the file it was made
+# from): plans and indexes can be changed and the table measured again without a new import.
 #
 # 127.0.0.1 only. Bounded: every step has a timeout and the whole run stops by itself. Cleans up
 # after itself whatever happens: the server is stopped, the SQLite file deleted, the PostgreSQL
@@ -30,10 +37,16 @@ work=$(mktemp -d "${WORK_DIR:-/tmp}/tickcast-scale-XXXXXX")
 csv=${KEEP_CSV:-$work/ticks.csv}
 pid=
 db=
+store_file=
 cleanup() {
   if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  if [ -n "$db" ]; then
-    psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  if [ -n "${KEEP_STORE:-}" ]; then
+    echo "store kept: $url"
+  else
+    if [ -n "$db" ]; then
+      psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+    fi
+    if [ -n "$store_file" ]; then rm -f "$store_file" "$store_file"-wal "$store_file"-shm; fi
   fi
   rm -rf "$work"
 }
@@ -48,20 +61,32 @@ fi
 from_ms=$(sed -n 2p "$csv" | cut -d, -f1)
 to_ms=$(( $(tail -1 "$csv" | cut -d, -f1) + 1 ))
 
+url=${STORE_URL:-}
 case $backend in
-  sqlite) url="sqlite://$work/store.db?mode=rwc"
-          size() { du -ch "$work"/store.db* | tail -1; } ;;
-  postgres) db=tc_scale_$$
-            psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $db"
-            url="postgres://postgres@127.0.0.1:5432/$db"
-            size() { psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT pg_size_pretty(pg_database_size('$db'))"; } ;;
+  sqlite) if [ -z "$url" ]; then
+            store_file=${WORK_DIR:-/tmp}/tickcast-scale-$$.db
+            url="sqlite://$store_file?mode=rwc"
+          fi
+          file=${url#sqlite://}; file=${file%%\?*}
+          size() { du -ch "$file"* | tail -1; }
+          db_process= ;;
+  postgres) if [ -z "$url" ]; then
+              db=tc_scale_$$
+              psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $db"
+              url="postgres://postgres@127.0.0.1:5432/$db"
+            fi
+            dbname=${url##*/}
+            size() { psql -h 127.0.0.1 -U postgres -d "$dbname" -tAc "SELECT pg_size_pretty(pg_database_size('$dbname'))"; }
+            db_process=" postgres $dbname " ;;  # the backends' title: "postgres: 15/main: postgres DB ADDR state"
   *) echo "backend: sqlite or postgres" >&2; exit 64 ;;
 esac
 
-echo "== import ($backend, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-timeout 7200 env DATABASE_URL="$url" "$bin" import "$csv"
+if [ -z "${STORE_URL:-}" ]; then
+  echo "== import ($backend, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  timeout 7200 env DATABASE_URL="$url" "$bin" import "$csv"
+  [ -n "${KEEP_CSV:-}" ] || rm -f "$csv"
+fi
 echo "store size: $(size)"
-[ -n "${KEEP_CSV:-}" ] || rm -f "$csv"
 
 key=$(timeout 600 "$bench" setup "$url" 10000 | tail -1)
 
@@ -78,8 +103,10 @@ for _ in $(seq 300); do
 done
 curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "server not ready" >&2; exit 69; }
 
-echo "== REST ($backend, $clients clients, ${seconds}s per kind, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-timeout $(( seconds * 6 + 120 )) "$bench" run "127.0.0.1:$port" "$from_ms" "$to_ms" "$key" \
-  "$clients" "$seconds" 100
+for n in $clients; do
+  echo "== REST ($backend, $n clients, ${seconds}s per kind, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  timeout $(( seconds * 6 + 120 )) env SERVER_PID="$pid" DB_PROCESS="$db_process" \
+    "$bench" run "127.0.0.1:$port" "$from_ms" "$to_ms" "$key" "$n" "$seconds" 100
+done
 written=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "tickcast_db_rows_written_total" {print $2}')
 echo "live feed rows written during the run: ${written:-?}; load average $(cut -d' ' -f1-3 /proc/loadavg)"

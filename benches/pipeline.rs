@@ -1,6 +1,7 @@
 //! The indicator batch: 10,000 symbols with 100 ticks each per second, through the worker pool
 //! (bars, indicators, output), as the coordinator runs it once a second: with the v1 bar
-//! intervals (1 s, 1 m) and with every interval (1 s ... 1 d), in the same run.
+//! intervals (1 s, 1 m), with the v1 intervals and three SMAs (`pipeline.indicators.sma =
+//! [20, 50, 200]`), and with every interval (1 s ... 1 d), in the same run.
 //!
 //! `cargo bench --bench pipeline`
 
@@ -39,14 +40,27 @@ fn pipeline(c: &mut Criterion) {
         SYMBOLS as u64 * TICKS_PER_SYMBOL as u64,
     ));
     let mut second = 1_700_000_000i64;
-    for (name, intervals) in [
-        ("v1_intervals", BarIntervals::V1),
-        ("all_intervals", BarIntervals::ALL),
+    let three_smas = IndicatorPeriods {
+        sma: vec![20, 50, 200],
+        ..IndicatorPeriods::default()
+    };
+    for (name, intervals, periods) in [
+        (
+            "v1_intervals",
+            BarIntervals::V1,
+            IndicatorPeriods::default(),
+        ),
+        ("v1_intervals_3_smas", BarIntervals::V1, three_smas),
+        (
+            "all_intervals",
+            BarIntervals::ALL,
+            IndicatorPeriods::default(),
+        ),
     ] {
-        let pool =
-            WorkerPool::new(workers, IndicatorPeriods::default(), intervals).expect("pool starts");
+        let warm_up = periods.sma.iter().max().copied().unwrap_or(0).max(20) + 5;
+        let pool = WorkerPool::new(workers, periods, intervals).expect("pool starts");
         // Warm the pool up past indicator warm-up, so the measured batches do all the work.
-        for _ in 0..25 {
+        for _ in 0..warm_up {
             second += 1;
             pool.run_batch(
                 second_of_ticks(second),

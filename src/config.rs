@@ -172,9 +172,11 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut root = parse_toml("config/default.toml (embedded)", DEFAULT_TOML)?;
         if let Some((name, text)) = file {
-            merge(&mut root, parse_toml(&name, &text)?);
+            let mut layer = parse_toml(&name, &text)?;
+            crate::pipeline::upgrade_legacy_keys(&mut layer)?;
+            merge(&mut root, layer);
         }
-        for (name, value) in env {
+        for (name, value) in crate::pipeline::upgrade_legacy_env(env.collect())? {
             let path: Vec<String> = if name == "DATABASE_URL" {
                 vec!["database".into(), "url".into()]
             } else if let Some(rest) = name.strip_prefix(ENV_PREFIX) {

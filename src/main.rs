@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tickcast::auth::{Scope, TokenLimits};
 use tickcast::config::Config;
 use tickcast::feed::replay::ReplayFormat;
-use tickcast::import::{ImportError, ImportOptions, ImportSummary, import};
+use tickcast::import::{ImportError, ImportOptions, ImportSummary, LoadMode, import};
 use tickcast::sd_notify;
 use tickcast::server::Server;
 use tickcast::store::Store;
@@ -333,6 +333,14 @@ fn print_summary(s: &ImportSummary) {
     }
     println!("bars written:    {}", s.bars_written);
     println!("late ticks:      {}", s.late_ticks);
+    println!(
+        "load:            {}",
+        match s.mode {
+            LoadMode::Indexed => "into the indexed tables".to_owned(),
+            LoadMode::FreshStore => "empty store: indexes built after the load".to_owned(),
+            LoadMode::NewDays(n) => format!("{n} new day partitions, indexed after the load"),
+        }
+    );
     println!("elapsed:         {:.3} s", s.elapsed.as_secs_f64());
     println!("rate:            {:.0} rows/s", s.rate());
 }

@@ -273,22 +273,30 @@ pub struct Bbo {
 }
 
 /// The latest value of every indicator of one symbol; `None` means "still warming up".
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct IndicatorValues {
-    /// SMA of the last `sma` closes.
-    pub sma: Option<f64>,
-    /// SMA-seeded EMA over closes.
-    pub ema: Option<f64>,
-    /// Wilder RSI over closes, in `[0, 100]`.
-    pub rsi: Option<f64>,
-    /// Sample standard deviation of the log returns between the last `volatility` closes (per
-    /// bar, not annualised).
-    pub volatility: Option<f64>,
+    /// The bar-close indicators, one per configured period in [`IndicatorPeriods`]' order:
+    /// every SMA, then every EMA (SMA-seeded), every Wilder RSI (in `[0, 100]`), every
+    /// volatility (sample standard deviation of the log returns between the last n closes, per
+    /// bar, not annualised). Shorter than the periods (a default value) reads as warming up.
+    pub periodic: Vec<Option<f64>>,
     /// Session VWAP over ticks.
     pub vwap: Option<f64>,
     /// The order book at the batch: mid, spread and top-of-book imbalance (`None` without a
     /// two-sided book).
     pub book: crate::book::TopOfBook,
+    /// The 1 s bars this batch closed, oldest first, each with the bar-close indicators right
+    /// after its close: what the indicator history stores (never on the wire).
+    pub closes: Vec<BarClose>,
+}
+
+/// The bar-close indicators right after one 1 s bar closed (a row of indicator history).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BarClose {
+    /// Start of the closed 1 s bar, ms since the epoch (exchange time).
+    pub start_ms: i64,
+    /// As [`IndicatorValues::periodic`].
+    pub periodic: Vec<Option<f64>>,
 }
 
 /// Default SMA period (`sma_20` on the wire).
@@ -300,33 +308,46 @@ pub(crate) const DEFAULT_RSI_PERIOD: usize = 14;
 /// Default volatility window, in prices (`volatility` on the wire).
 pub(crate) const DEFAULT_VOLATILITY_PERIOD: usize = 20;
 
-/// The indicator periods: what the pipeline computes with, and what names the wire fields
-/// (`sma_20`, `ema_20`, `rsi_14`). The pipeline checks them against each indicator's minimum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The indicator periods (`pipeline.indicators`): what the pipeline computes with, and what
+/// names the wire fields (`sma_20`, `sma_50`, `ema_20`, `rsi_14`, `volatility`). The pipeline
+/// checks them (each list non-empty, no duplicates, each period within its indicator's bounds).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndicatorPeriods {
-    /// SMA window, in bar closes (min 1).
-    pub sma: usize,
-    /// EMA period, in bar closes (min 1).
-    pub ema: usize,
-    /// RSI period, in price changes (min 1).
-    pub rsi: usize,
-    /// Volatility window, in bar closes (min 3: two returns are the least a sample std needs).
-    pub volatility: usize,
+    /// SMA windows, in bar closes (min 1).
+    pub sma: Vec<usize>,
+    /// EMA periods, in bar closes (min 1).
+    pub ema: Vec<usize>,
+    /// RSI periods, in price changes (min 1).
+    pub rsi: Vec<usize>,
+    /// Volatility windows, in bar closes (min 3: two returns are the least a sample std needs).
+    pub volatility: Vec<usize>,
+}
+
+impl IndicatorPeriods {
+    /// The number of bar-close values ([`IndicatorValues::periodic`]'s length).
+    pub fn len(&self) -> usize {
+        self.sma.len() + self.ema.len() + self.rsi.len() + self.volatility.len()
+    }
+
+    /// No period at all (never valid).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Default for IndicatorPeriods {
     fn default() -> Self {
         Self {
-            sma: DEFAULT_SMA_PERIOD,
-            ema: DEFAULT_EMA_PERIOD,
-            rsi: DEFAULT_RSI_PERIOD,
-            volatility: DEFAULT_VOLATILITY_PERIOD,
+            sma: vec![DEFAULT_SMA_PERIOD],
+            ema: vec![DEFAULT_EMA_PERIOD],
+            rsi: vec![DEFAULT_RSI_PERIOD],
+            volatility: vec![DEFAULT_VOLATILITY_PERIOD],
         }
     }
 }
 
 /// The typed content of an event.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     Tick(Tick),
     Bar(BarEvent),

@@ -70,12 +70,10 @@ fn derived(srv: &TestServer) -> Vec<Derived> {
         Derived::Indicators {
             symbol: aapl,
             values: IndicatorValues {
-                sma: Some(189.75),
-                ema: None,
-                rsi: Some(55.2),
-                volatility: Some(0.012),
+                periodic: vec![Some(189.75), None, Some(55.2), Some(0.012)],
                 vwap: None,
                 book: Default::default(),
+                ..Default::default()
             },
         },
     ]

@@ -382,3 +382,226 @@ async fn imported_bars_equal_the_live_pipelines_for_the_same_file() {
         imported.shutdown().await;
     }
 }
+
+/// The load (`load:`) line of the summary.
+fn load_line(run: &Run) -> &str {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("load:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no load line in the summary: {}", run.stdout))
+}
+
+/// Every index of `ticks` and `bars` (SQLite: name and SQL; PostgreSQL: each partition's index
+/// count and the parent's definitions), and the tables the store holds.
+async fn schema(db: &TestDb) -> Vec<String> {
+    let store = Store::open(&db.config().database).expect("store");
+    let rows: Vec<(String,)> = match store.db() {
+        Db::Sqlite(p) => sqlx::query_as(
+            "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master \
+             WHERE tbl_name IN ('ticks', 'bars') ORDER BY type, name",
+        )
+        .fetch_all(p)
+        .await,
+        Db::Postgres(p) => sqlx::query_as(
+            "SELECT c.relname::text || ' ' || (SELECT COUNT(*) FROM pg_index i \
+             WHERE i.indrelid = c.oid)::text || ' ' || COALESCE(pg_get_expr(c.relpartbound, c.oid), '') \
+             FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace = 'public'::regnamespace \
+             AND (c.relname LIKE 'ticks%' OR c.relname LIKE 'bars%' OR c.relname LIKE 'tickcast_import%') \
+             ORDER BY 1",
+        )
+        .fetch_all(p)
+        .await,
+    }
+    .expect("read the catalog");
+    store.close().await;
+    rows.into_iter().map(|(r,)| r).collect()
+}
+
+/// An empty store is loaded without indexes and gets every one of them back; the same file
+/// named twice in one run is still stored once (its duplicates removed before the unique index
+/// is built), and a later import goes into the indexed tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_is_loaded_without_indexes_and_gets_them_all_back() {
+    let dir = temp_dir("fresh");
+    let (csv, _) = history(3000, 97);
+    let file = dir.join("h.csv");
+    std::fs::write(&file, &csv).unwrap();
+    for db in util::backends().await {
+        Store::open(&db.config().database)
+            .expect("store")
+            .migrate()
+            .await
+            .expect("migrate");
+        let before = schema(&db).await;
+        let run = import_ok(&db, &[&file, &file]).await;
+        assert_eq!(run.count("ticks stored"), 3000, "{}", run.stdout);
+        assert_eq!(run.count("already present"), 3000, "{}", run.stdout);
+        let load = load_line(&run);
+        let stored = counts(&db).await;
+        assert_eq!(stored.0, 3000, "{}", db.backend);
+        assert_eq!(stored.1 as u64, run.count("bars written"), "{}", db.backend);
+        let after = schema(&db).await;
+        match db.backend {
+            "sqlite" => {
+                assert!(load.starts_with("empty store"), "{load}");
+                assert_eq!(after, before, "every index back, as it was");
+            }
+            _ => {
+                // 2026-11-02: one new day for ticks and one for bars, attached under the day's
+                // name with the parent's indexes (primary key, identity, and the rest), and no
+                // standalone table left.
+                assert_eq!(load, "2 new day partitions, indexed after the load");
+                let parent = |name: &str| {
+                    let row = before.iter().find(|r| r.starts_with(&format!("{name} ")));
+                    row.and_then(|r| r.split(' ').nth(1)).unwrap().to_owned()
+                };
+                for name in ["ticks", "bars"] {
+                    let want = format!(
+                        "{name}_20261102 {} FOR VALUES FROM ('{}') TO ('{}')",
+                        parent(name),
+                        1_793_577_600_000_000_000i64,
+                        1_793_577_600_000_000_000i64 + 86_400_000_000_000
+                    );
+                    assert!(after.contains(&want), "{want} in {after:?}");
+                }
+                assert!(
+                    !after.iter().any(|r| r.starts_with("tickcast_import")),
+                    "{after:?}"
+                );
+            }
+        }
+        // The store as the live path reads it: the rows, by the indexes.
+        let again = import_ok(&db, &[&file]).await;
+        assert_eq!(again.count("ticks stored"), 0, "{}", again.stdout);
+        assert_eq!(again.count("bars written"), 0, "{}", again.stdout);
+        assert_eq!(load_line(&again), "into the indexed tables");
+        assert_eq!(counts(&db).await, stored, "{}", db.backend);
+    }
+}
+
+/// PostgreSQL: a new day whose rows the DEFAULT partition already holds (written before the day
+/// had a partition) cannot be attached; the staged rows go in through the identity instead, and
+/// nothing is lost or left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_day_with_rows_in_the_default_partition_is_moved_not_attached() {
+    let dir = temp_dir("strays");
+    let (csv, _) = history(3000, 97);
+    let file = dir.join("h.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let db = TestDb::postgres().await;
+    let store = Store::open(&db.config().database).expect("store");
+    store.migrate().await.expect("migrate");
+    let Db::Postgres(pool) = store.db() else {
+        unreachable!()
+    };
+    // A tick of that day recorded live (a server run's epoch) before the day had a partition.
+    sqlx::query(
+        "INSERT INTO ticks (symbol, ts, ingest_ts, epoch, seq, price, size, side) \
+         VALUES ('AAA', $1, $1, 7, 1, 1.0, 1.0, 0)",
+    )
+    .bind(T0 + 5 * MS)
+    .execute(pool)
+    .await
+    .expect("a stray row");
+    let (strays,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ticks_default")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(strays, 1, "the day has no partition yet");
+    store.close().await;
+    let run = import_ok(&db, &[&file]).await;
+    assert_eq!(run.count("ticks stored"), 3000, "{}", run.stdout);
+    // Only the bars' day was attached.
+    assert_eq!(
+        load_line(&run),
+        "1 new day partitions, indexed after the load"
+    );
+    assert_eq!(counts(&db).await.0, 3001);
+    let after = schema(&db).await;
+    assert!(
+        after.iter().any(|r| r.starts_with("ticks_20261102 ")),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|r| r.starts_with("tickcast_import")),
+        "{after:?}"
+    );
+    let store = Store::open(&db.config().database).expect("store");
+    let Db::Postgres(pool) = store.db() else {
+        unreachable!()
+    };
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ticks_default")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the stray moved into its day");
+    store.close().await;
+}
+
+/// The statements at the end of an import (here `ANALYZE`, kept waiting on a lock) are not
+/// bound by the write connections' statement timeout (10 x `database.timeout_ms`): a long one
+/// does not fail the import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_analyze_at_the_end_does_not_fail_the_import() {
+    use sqlx::Connection;
+    let dir = temp_dir("analyze");
+    let (csv, _) = history(3000, 97);
+    let file = dir.join("h.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let db = TestDb::postgres().await;
+    import_ok(&db, &[&file]).await;
+    // ANALYZE needs SHARE UPDATE EXCLUSIVE on `bars`; the re-import's writes do not.
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE bars IN SHARE UPDATE EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Write statements time out after 10 x 500 ms.
+    let timeout_s = 5.0;
+    let run = tokio::spawn({
+        let (url, file) = (db.url.clone(), file.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+                .arg("import")
+                .arg(&file)
+                .env("DATABASE_URL", &url)
+                .env("TICKCAST_DATABASE__TIMEOUT_MS", "500")
+                .output()
+                .await
+                .expect("runs")
+        }
+    });
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (waited,): (f64,) = sqlx::query_as(
+            "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM clock_timestamp() - query_start)), 0)::float8 \
+             FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'ANALYZE%' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waited > timeout_s * 1.5 {
+            break;
+        }
+        assert!(
+            !run.is_finished(),
+            "the import ended while its ANALYZE had waited {waited:.1} s"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "no ANALYZE waited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let out = run.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("already present: 3000"), "{stdout}");
+}

@@ -238,7 +238,7 @@ async fn the_maintenance_sweep_makes_days_ahead_and_drops_whole_expired_days() {
         let now = tickcast::model::now_ns();
         let today = day_of(now);
         // Ticks on days -10, -9 (wholly expired), on the cut-off's day before and after it, and
-        // today; bars likewise.
+        // today; bars and rows of indicator history likewise.
         let cut = tickcast::store::retention::cutoff(now, 7);
         let times = [
             today - 10 * DAY_NS,
@@ -263,9 +263,20 @@ async fn the_maintenance_sweep_makes_days_ahead_and_drops_whole_expired_days() {
             .unwrap();
         assert_eq!(store.insert_ticks(&ticks).await.unwrap(), 6);
         assert_eq!(store.insert_bars(&bars).await.unwrap(), 6);
+        let indicators: Vec<_> = times
+            .iter()
+            .map(|&ts| tickcast::store::IndicatorRecord {
+                symbol: "R".into(),
+                start: ts,
+                epoch: 1,
+                fields: r#"{"sma_20":1.0}"#.into(),
+            })
+            .collect();
+        assert_eq!(store.insert_indicators(&indicators).await.unwrap(), 6);
 
         sweep(&store, &cfg, now, &CancellationToken::new()).await;
 
+        assert_eq!(store.count_indicators().await.unwrap(), 2, "{}", db.backend);
         assert_eq!(
             store.count_ticks(Some("R")).await.unwrap(),
             2,
@@ -279,7 +290,7 @@ async fn the_maintenance_sweep_makes_days_ahead_and_drops_whole_expired_days() {
             db.backend
         );
         if db.backend == "postgres" {
-            for table in ["ticks", "bars"] {
+            for table in ["ticks", "bars", "indicators"] {
                 let days: Vec<Option<(i64, i64)>> = store
                     .partitions(table)
                     .await

@@ -105,10 +105,10 @@ async fn one_second_bars_have_exact_ohlcv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indicators_warm_up_then_match_the_closes() {
     let mut cfg = config();
-    cfg.pipeline.sma_period = 5;
-    cfg.pipeline.ema_period = 5;
-    cfg.pipeline.rsi_period = 4;
-    cfg.pipeline.volatility_period = 5;
+    cfg.pipeline.indicators.sma = vec![5];
+    cfg.pipeline.indicators.ema = vec![5];
+    cfg.pipeline.indicators.rsi = vec![4];
+    cfg.pipeline.indicators.volatility = vec![5];
     let srv = util::start(cfg).await;
     // A symbol with only two closes: everything but VWAP is still warming up (null).
     let base = now_ms() / 1000 - 30;

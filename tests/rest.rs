@@ -539,10 +539,10 @@ async fn indicators_are_null_before_warm_up_then_latest() {
     let mut cfg = util::config();
     cfg.pipeline.interval_ms = 100;
     cfg.pipeline.close_delay_ms = 10;
-    cfg.pipeline.sma_period = 3;
-    cfg.pipeline.ema_period = 3;
-    cfg.pipeline.rsi_period = 2;
-    cfg.pipeline.volatility_period = 3;
+    cfg.pipeline.indicators.sma = vec![3];
+    cfg.pipeline.indicators.ema = vec![3];
+    cfg.pipeline.indicators.rsi = vec![2];
+    cfg.pipeline.indicators.volatility = vec![3];
     let srv = util::start(cfg).await;
     // One trade per past second, through the real pipeline.
     let base_s = std::time::SystemTime::now()

@@ -20,6 +20,7 @@ mod encoding;
 mod feeds;
 mod fencing;
 mod import;
+mod indicator_history;
 mod ingest_http;
 mod limits;
 mod module_graph;

@@ -143,6 +143,32 @@ async function loadHistory(sym) {
     text = "history unavailable (network): live bars only";
   }
   status.textContent = text;
+  // The overlays are computed over 1 s closes: drawn (history and live) over 1 s candles only.
+  if (interval === "1s") {
+    const rows = await loadIndicatorHistory(sym, token);
+    if (token === historyToken && rows !== null) status.textContent = `${text}; ${rows} indicator rows`;
+  }
+}
+
+/**
+ * Backfills the SMA/EMA/RSI overlays from the stored indicator history (the newest
+ * `HISTORY_BARS` rows, one per closed 1 s bar). Returns the rows read, or null when the history
+ * could not be read (the overlays then fill from live events only).
+ */
+async function loadIndicatorHistory(sym, token = historyToken) {
+  try {
+    const q = `limit=${HISTORY_BARS}&order=desc`;
+    const res = await fetch(`/api/v1/indicators/${encodeURIComponent(sym)}?${q}`, {
+      headers: { accept: "application/json" },
+    });
+    if (token !== historyToken || !res.ok) return null;
+    const body = await res.json();
+    if (token !== historyToken || !Array.isArray(body?.indicators)) return null;
+    chart.indicatorHistory(body.indicators);
+    return body.indicators.length;
+  } catch {
+    return null;
+  }
 }
 
 // --- events ---
@@ -220,7 +246,10 @@ function snapshot(ev) {
     }
     for (const b of data) chart.bar(b);
   } else if (kind === "indicators" && interval === "1s") {
-    if (ev.reset) chart.clearIndicators();
+    if (ev.reset) {
+      chart.clearIndicators();
+      loadIndicatorHistory(sym);
+    }
     for (const i of data) chart.indicators(i);
   }
 }

@@ -1,5 +1,5 @@
 // The selected symbol's chart: candles of the picked interval (1 s by default), SMA/EMA overlays
-// and an RSI pane (over 1 s candles), drawn by
+// and an RSI pane (over 1 s candles, from the stored indicator history on load, then live), drawn by
 // TradingView's lightweight-charts (vendored, see vendor/lightweight-charts/VERSION).
 
 import {
@@ -101,17 +101,70 @@ export class SymbolChart {
     }
     this.chart.panes()[1]?.setStretchFactor(0.35);
     this.periods = {};
+    this.historyPoints = { sma: 0, ema: 0, rsi: 0 };
   }
 
   /** Empties every series (a new symbol, or a reset channel). */
   clear() {
     for (const b of [this.candles, this.sma, this.ema, this.rsi]) b.clear();
     this.periods = {};
+    this.historyPoints = { sma: 0, ema: 0, rsi: 0 };
     this.legend.textContent = "";
   }
 
   clearIndicators() {
     for (const b of [this.sma, this.ema, this.rsi]) b.clear();
+    this.historyPoints = { sma: 0, ema: 0, rsi: 0 };
+  }
+
+  /**
+   * Indicator history from REST (`GET /api/v1/indicators/{symbol}?order=desc`): rows with the
+   * closed 1 s bar's `start` (ms) and the fields as the server named them. Merged under the live
+   * points (a point both in the history and live keeps the live value). Returns the points drawn.
+   */
+  indicatorHistory(rows) {
+    const byKind = { sma: [], ema: [], rsi: [] };
+    for (const row of rows) {
+      const start = Number(row?.start);
+      if (!Number.isFinite(start)) continue;
+      const time = Math.floor(start / 1000);
+      for (const [kind, value] of this.#overlayValues(row)) byKind[kind].push({ time, value });
+    }
+    let drawn = 0;
+    for (const [kind, pts] of Object.entries(byKind)) {
+      if (!pts.length) continue;
+      this[kind].merge(pts);
+      this.historyPoints[kind] += pts.length;
+      drawn += pts.length;
+    }
+    this.#showLegend();
+    return drawn;
+  }
+
+  /**
+   * The overlay values of an `indicators` event or history row: for each of SMA, EMA and RSI the
+   * shortest configured period (`sma_20` of `sma_20, sma_50, sma_200`). Periods are read from the
+   * field names (`sma_20`, or `sma_3` with other settings), never assumed.
+   */
+  *#overlayValues(ev) {
+    const chosen = {};
+    for (const [key, value] of Object.entries(ev)) {
+      const m = /^(sma|ema|rsi)_(\d+)$/.exec(key);
+      if (!m) continue;
+      const period = Number(m[2]);
+      if (chosen[m[1]] === undefined || period < chosen[m[1]].period) chosen[m[1]] = { period, value };
+    }
+    for (const [kind, { period, value }] of Object.entries(chosen)) {
+      this.periods[kind] = String(period);
+      if (typeof value === "number" && Number.isFinite(value)) yield [kind, value];
+    }
+  }
+
+  #showLegend() {
+    const p = this.periods;
+    this.legend.innerHTML =
+      `<span class="sma">SMA(${p.sma ?? "?"})</span> <span class="ema">EMA(${p.ema ?? "?"})</span>` +
+      ` <span class="rsi">RSI(${p.rsi ?? "?"})</span>`;
   }
 
   /** History from REST: bars with `start` in ms. */
@@ -129,21 +182,13 @@ export class SymbolChart {
 
   /**
    * An `indicators` event. The pipeline computes indicators right after closing the 1 s bars,
-   * so an event computed during second T belongs to the bar that started at T-1. Periods are
-   * read from the field names (`sma_20`, or `sma_3` with other settings), never assumed.
+   * so an event computed during second T belongs to the bar that started at T-1 (history rows
+   * carry that start exactly).
    */
   indicators(ev) {
     const time = Math.floor(Number(ev.ts) / 1e9) - 1;
-    for (const [key, value] of Object.entries(ev)) {
-      const m = /^(sma|ema|rsi)_(\d+)$/.exec(key);
-      if (!m) continue;
-      this.periods[m[1]] = m[2];
-      if (typeof value === "number" && Number.isFinite(value)) this[m[1]].upsert({ time, value });
-    }
-    const p = this.periods;
-    this.legend.innerHTML =
-      `<span class="sma">SMA(${p.sma ?? "?"})</span> <span class="ema">EMA(${p.ema ?? "?"})</span>` +
-      ` <span class="rsi">RSI(${p.rsi ?? "?"})</span>`;
+    for (const [kind, value] of this.#overlayValues(ev)) this[kind].upsert({ time, value });
+    this.#showLegend();
   }
 
   counts() {
@@ -154,6 +199,8 @@ export class SymbolChart {
       sma: this.sma.points.length,
       ema: this.ema.points.length,
       rsi: this.rsi.points.length,
+      /** Points of each overlay drawn from the REST indicator history. */
+      history: { ...this.historyPoints },
       periods: { ...this.periods },
     };
   }

@@ -1,5 +1,6 @@
-//! Market data: `GET /api/v1/symbols`, `/ticks/{symbol}`, `/bars/{symbol}`,
-//! `/indicators/{symbol}`. Live values come from the hub's rings; history from the store.
+//! Market data: `GET /api/v1/symbols`, `/ticks/{symbol}`, `/bars/{symbol}` (and
+//! `/indicators/{symbol}` in `indicators.rs`). Live values come from the hub's rings; history
+//! from the store.
 
 use std::sync::Arc;
 
@@ -7,16 +8,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::params::{self, Params};
-use crate::model::{
-    BarInterval, ChannelId, IndicatorPeriods, Kind, Side, Symbols, is_valid_symbol,
-};
+use crate::model::{BarInterval, IndicatorPeriods, Side, Symbols, is_valid_symbol};
 use crate::pipeline::LatestIndicators;
 use crate::protocol::Problem;
-use crate::protocol::{IndicatorFields, Num, ProblemCode};
+use crate::protocol::{Num, ProblemCode};
 use crate::rooms::Hub;
 use crate::store::{Order, Store, StoreError};
 
@@ -85,8 +83,10 @@ pub async fn symbols(State(market): State<MarketState>) -> Response {
     Json(SymbolList { symbols }).into_response()
 }
 
-/// Live symbols, and symbols with stored history from earlier runs.
-async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
+/// Live symbols, and symbols with stored history from earlier runs. The history handlers ask
+/// only when their page is empty (a page with rows names a known symbol): one query less per
+/// page, the same answers.
+pub(crate) async fn known_symbol(market: &MarketState, symbol: &str) -> Result<(), Problem> {
     if !is_valid_symbol(symbol) {
         return Err(params::unknown_symbol(symbol));
     }
@@ -173,12 +173,18 @@ pub(crate) async fn ticks(
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     let after = p.cursor.as_deref().map(params::decode_cursor).transpose()?;
     let order = params::order(p.order.as_deref())?;
-    known_symbol(&market, &symbol).await?;
+    if !is_valid_symbol(&symbol) {
+        return Err(params::unknown_symbol(&symbol));
+    }
     let mut rows = market
         .store
         .ticks(&symbol, (from, to), after, limit + 1, order)
         .await
         .map_err(store_problem)?;
+    // A page with ticks names a symbol with history; only an empty one asks whether it is known.
+    if rows.is_empty() {
+        known_symbol(&market, &symbol).await?;
+    }
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|r| params::encode_cursor(r.row.ts, r.id))
@@ -284,12 +290,18 @@ pub(crate) async fn bars(
     let api = &market.api;
     let limit = params::limit(p.limit.as_deref(), api.default_page_size, api.max_page_size)?;
     let order = params::order(p.order.as_deref())?;
-    known_symbol(&market, &symbol).await?;
+    if !is_valid_symbol(&symbol) {
+        return Err(params::unknown_symbol(&symbol));
+    }
     let page = market
         .store
         .bars(&symbol, iv.ns(), (from, to), limit, order)
         .await
         .map_err(store_problem)?;
+    // Stored bars are made of the symbol's ticks; only an empty page asks whether it is known.
+    if page.bars.is_empty() {
+        known_symbol(&market, &symbol).await?;
+    }
     // Pages end at a start boundary: the next page's `from` (asc) or `to` (desc).
     let next = page.next.map(|ns| ns / 1_000_000);
     let (next_from, next_to) = match order {
@@ -317,29 +329,4 @@ pub(crate) async fn bars(
         next_to,
     })
     .into_response())
-}
-
-/// Latest indicator values from the pipeline; nulls before warm-up.
-#[utoipa::path(get, path = "/api/v1/indicators/{symbol}", tag = "market",
-    params(("symbol" = String, Path)),
-    responses((status = 200, description = "`{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap}`"),
-        (status = 404, description = "unknown_symbol")))]
-pub(crate) async fn indicators(
-    State(market): State<MarketState>,
-    Path(symbol): Path<String>,
-) -> Result<Response, Problem> {
-    let id = params::live_symbol(&market.symbols, &symbol)?;
-    // The pipeline's read path: one read lock, never waiting on a batch in progress.
-    let latest = market.indicators.get(id);
-    let v = latest.map(|(v, _)| v).unwrap_or_default();
-    let seq = market.hub.last_seq(ChannelId {
-        kind: Kind::Indicators,
-        symbol: id,
-    });
-    let mut m = serde_json::Map::new();
-    m.insert("symbol".into(), json!(symbol));
-    m.insert("seq".into(), json!(seq));
-    m.insert("ts".into(), json!(latest.map(|(_, ts)| ts)));
-    IndicatorFields::new(&market.periods).insert(&mut m, &v);
-    Ok(Json(Value::Object(m)).into_response())
 }

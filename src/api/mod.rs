@@ -16,6 +16,7 @@ pub mod book;
 mod config;
 mod deadlines;
 pub mod health;
+pub mod indicators;
 pub mod ingest;
 pub mod market;
 pub mod openapi;
@@ -132,7 +133,6 @@ substate! {
 pub fn router(app: AppState) -> Router {
     let rest = Router::new()
         .route("/api/v1/symbols", get(market::symbols))
-        .route("/api/v1/indicators/{symbol}", get(market::indicators))
         .route("/api/v1/ticker", get(ticker::tickers))
         .route("/api/v1/ticker/{symbol}", get(ticker::ticker))
         .route("/api/v1/portfolio", get(portfolio::portfolio))
@@ -143,6 +143,7 @@ pub fn router(app: AppState) -> Router {
         .route_layer(middleware::from_fn(params::no_params))
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/bars/{symbol}", get(market::bars))
+        .route("/api/v1/indicators/{symbol}", get(indicators::indicators))
         .route("/api/v1/book/{symbol}", get(book::book))
         .route(
             "/api/v1/predictions/{symbol}",

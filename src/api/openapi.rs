@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::market::MarketState;
 use super::params::TIME_PATTERN;
-use super::{ApiConfig, auth, book, market, portfolio, predictions, ticker};
+use super::{ApiConfig, auth, book, indicators, market, portfolio, predictions, ticker};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::{ApiConfig, auth, book, market, portfolio, predictions, ticker};
         market::symbols,
         market::ticks,
         market::bars,
-        market::indicators,
+        indicators::indicators,
         ticker::tickers,
         ticker::ticker,
         book::book,
@@ -35,6 +35,7 @@ use super::{ApiConfig, auth, book, market, portfolio, predictions, ticker};
         market::TickOut,
         market::BarPage,
         market::BarOut,
+        indicators::IndicatorHistory,
         book::BookOut,
         ticker::TickerList,
         ticker::TickerOut,

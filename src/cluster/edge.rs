@@ -152,14 +152,14 @@ fn publish(intake: &EdgeIntake, events: &mut Vec<Event>) {
     }
     let latest: Vec<_> = events
         .iter()
-        .filter_map(|e| match e.payload {
-            Payload::Indicators(v) => Some((e.channel.symbol, v)),
+        .filter_map(|e| match &e.payload {
+            Payload::Indicators(v) => Some((e.channel.symbol, v.clone())),
             _ => None,
         })
         .collect();
     intake.hub.publish(events);
     if let Some(ts) = events.last().map(|e| e.ts) {
-        intake.indicators.store(&latest, ts);
+        intake.indicators.store(latest, ts);
     }
     events.clear();
 }

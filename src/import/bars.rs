@@ -116,6 +116,24 @@ impl ImportBars {
     }
 }
 
+/// The upsert's tail: replace a stored bar of the same identity only where a value differs.
+pub(crate) fn bar_upsert_tail(distinct: &str) -> String {
+    let fields = ["open", "high", "low", "close", "volume", "trades"];
+    let set: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{f} = excluded.{f}"))
+        .collect();
+    let differs: Vec<String> = fields
+        .iter()
+        .map(|f| format!("bars.{f} {distinct} excluded.{f}"))
+        .collect();
+    format!(
+        " ON CONFLICT (symbol, interval_ns, ts, epoch) DO UPDATE SET {} WHERE {}",
+        set.join(", "),
+        differs.join(" OR ")
+    )
+}
+
 fn builder(interval_ns: i64) -> BarBuilder {
     BarBuilder::new(interval_ns / 1_000_000).expect("stored intervals are positive")
 }

@@ -14,7 +14,9 @@
 mod bars;
 mod identity;
 mod pg_copy;
+mod pg_days;
 mod source;
+mod sqlite_fresh;
 mod writer;
 
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use crate::feed::replay::ReplayFormat;
 use crate::model::now_ns;
 use crate::store::{BarRecord, Store, StoreError, TickRow};
 pub use identity::IMPORT_EPOCH;
+pub use writer::LoadMode;
 
 /// Ticks per chunk: one transaction each.
 const CHUNK_TICKS: usize = 50_000;
@@ -93,6 +96,8 @@ pub struct ImportSummary {
     pub bars_written: u64,
     /// Trades that came after their bar's window had closed (the pipeline's late-tick rule).
     pub late_ticks: u64,
+    /// How the rows were loaded (indexes kept up row by row, or built after the load).
+    pub mode: LoadMode,
     pub elapsed: Duration,
 }
 
@@ -141,8 +146,35 @@ pub async fn import(
     }
     store.migrate().await?;
     let mut writer = writer::Writer::open(store.clone()).await?;
+    let mut summary = ImportSummary::default();
+    let written = write(
+        &mut writer,
+        opened,
+        options.intervals,
+        &mut summary,
+        started,
+        &mut progress,
+    )
+    .await;
+    if let Err(error) = written {
+        writer.abort().await;
+        return Err(error);
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Reads the files on a thread of their own and writes what it sends, then finishes the load
+/// (indexes, new days, edge windows, statistics).
+async fn write(
+    writer: &mut writer::Writer,
+    opened: Vec<OpenFile>,
+    intervals: crate::model::BarIntervals,
+    summary: &mut ImportSummary,
+    started: Instant,
+    progress: &mut impl FnMut(&Progress),
+) -> Result<(), ImportError> {
     let (tx, mut rx) = mpsc::channel(CHUNKS_AHEAD);
-    let intervals = options.intervals;
     std::thread::Builder::new()
         .name("import-reader".into())
         .spawn(move || read(opened, intervals, tx))
@@ -150,7 +182,6 @@ pub async fn import(
             path: "(reader thread)".into(),
             message: e.to_string(),
         })?;
-    let mut summary = ImportSummary::default();
     let mut written = 0u64;
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     ticker.tick().await;
@@ -174,11 +205,6 @@ pub async fn import(
                 rejected,
                 rejects,
             }) => {
-                // Past days get their partitions (PostgreSQL) before their rows.
-                let times = ticks.iter().map(|t| t.ts);
-                writer
-                    .partitions(&store, times.chain(bars.iter().map(|b| b.start)))
-                    .await?;
                 let stored = writer.ticks(&ticks).await?;
                 summary.bars_written += writer.bars(&bars).await?;
                 summary.stored += stored;
@@ -191,16 +217,20 @@ pub async fn import(
             }
             Some(Chunk::Done { late_ticks, edges }) => {
                 summary.late_ticks = late_ticks;
+                // Indexes built, new days attached: the edge windows read the tables whole.
+                let finished = writer.finish_load().await?;
+                summary.mode = finished.mode;
+                summary.stored -= finished.ticks_dropped.min(summary.stored);
+                summary.already_present += finished.ticks_dropped;
+                summary.bars_written -= finished.bars_dropped.min(summary.bars_written);
                 let mut edge_bars = Vec::with_capacity(edges.len());
                 for edge in &edges {
                     let ticks = writer.window(edge).await?;
                     edge_bars.extend(bars::window_bar(edge, &ticks));
                 }
-                writer
-                    .partitions(&store, edge_bars.iter().map(|b| b.start))
-                    .await?;
                 summary.bars_written += writer.bars(&edge_bars).await?;
-                break;
+                writer.commit().await?;
+                return Ok(());
             }
             Some(Chunk::Failed(error)) => return Err(error),
             None => {
@@ -211,12 +241,6 @@ pub async fn import(
             }
         }
     }
-    // The planner's statistics for the rows just loaded, so reads keep their index plans
-    // (on the pool: the writer's connection goes back first).
-    drop(writer);
-    store.refresh_statistics().await?;
-    summary.elapsed = started.elapsed();
-    Ok(summary)
 }
 
 type OpenFile = (

@@ -63,7 +63,7 @@ impl Encoder {
 }
 
 /// `rows` as a binary `COPY` stream of [`TICK_COLUMNS`].
-pub(crate) fn ticks(rows: &[TickRow]) -> Vec<u8> {
+pub(crate) fn ticks<'a>(rows: impl ExactSizeIterator<Item = &'a TickRow>) -> Vec<u8> {
     let mut e = Encoder::new(rows.len(), 86);
     for r in rows {
         e.row(8);
@@ -80,7 +80,7 @@ pub(crate) fn ticks(rows: &[TickRow]) -> Vec<u8> {
 }
 
 /// `rows` as a binary `COPY` stream of [`BAR_COLUMNS`].
-pub(crate) fn bars(rows: &[BarRecord]) -> Vec<u8> {
+pub(crate) fn bars<'a>(rows: impl ExactSizeIterator<Item = &'a BarRecord>) -> Vec<u8> {
     let mut e = Encoder::new(rows.len(), 128);
     for r in rows {
         e.row(10);
@@ -114,7 +114,7 @@ mod tests {
             size: 2.0,
             side: None,
         };
-        let bytes = ticks(&[row]);
+        let bytes = ticks([row].iter());
         let mut want = Vec::new();
         want.extend_from_slice(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0");
         want.extend_from_slice(&[0, 8, 0, 0, 0, 2, b'A', b'B']);
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn an_empty_stream_is_header_and_trailer() {
-        assert_eq!(bars(&[]).len(), 11 + 8 + 2);
-        assert_eq!(ticks(&[]).len(), 11 + 8 + 2);
+        assert_eq!(bars([].iter()).len(), 11 + 8 + 2);
+        assert_eq!(ticks([].iter()).len(), 11 + 8 + 2);
     }
 }

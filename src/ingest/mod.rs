@@ -387,18 +387,14 @@ impl Ingest {
                     symbol,
                 };
                 let (seq, name) = self.next_seq(channel);
+                let wire =
+                    protocol::encode_indicators(&name, seq, ts, &values, &self.indicator_fields);
                 Event {
                     channel,
                     seq,
                     ts,
                     payload: Payload::Indicators(values),
-                    wire: protocol::encode_indicators(
-                        &name,
-                        seq,
-                        ts,
-                        &values,
-                        &self.indicator_fields,
-                    ),
+                    wire,
                     book: None,
                 }
             }

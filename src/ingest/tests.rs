@@ -109,7 +109,7 @@ fn a_symbols_book_belongs_to_the_first_source_that_sends_one() {
     let touches: Vec<Payload> = events
         .iter()
         .filter(|e| e.channel.kind == Kind::Bbo)
-        .map(|e| e.payload)
+        .map(|e| e.payload.clone())
         .collect();
     let bbo = |bid: f64| {
         Payload::Bbo(crate::model::Bbo {

@@ -10,6 +10,7 @@
 //! ended in between.
 
 pub mod indicators;
+mod indicators_config;
 pub mod predictions;
 pub(crate) mod ticker;
 pub mod worker;
@@ -35,6 +36,9 @@ use crate::telemetry::metrics::Metrics;
 use predictions::{PredictionSettings, Predictor};
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 
+pub use indicators_config::IndicatorsConfig;
+pub(crate) use indicators_config::{upgrade_legacy_env, upgrade_legacy_keys};
+
 /// `[pipeline]` configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,21 +61,15 @@ pub struct PipelineConfig {
     /// Publish every model's forecast on `predictions:SYM` when a 1 s bar closes
     /// (`pipeline::predictions`, off the batch).
     pub predictions: bool,
-    pub sma_period: usize,
-    pub ema_period: usize,
-    pub rsi_period: usize,
-    pub volatility_period: usize,
+    /// `[pipeline.indicators]`: the periods of each bar-close indicator (the v1 keys
+    /// `sma_period`, ... are rewritten into these lists as the config loads).
+    pub indicators: IndicatorsConfig,
 }
 
 impl PipelineConfig {
     /// The periods the workers compute with and the wire fields are named after.
     pub(crate) fn periods(&self) -> IndicatorPeriods {
-        IndicatorPeriods {
-            sma: self.sma_period,
-            ema: self.ema_period,
-            rsi: self.rsi_period,
-            volatility: self.volatility_period,
-        }
+        self.indicators.periods()
     }
 
     /// The configured intervals (checked by [`PipelineConfig::validate`] at load; the v1 pair
@@ -102,7 +100,10 @@ impl PipelineConfig {
         BarIntervals::from_names(&self.bar_intervals)
             .map_err(|e| ConfigError::key("pipeline.bar_intervals", e))?;
         self.periods().validate().map_err(|e| {
-            ConfigError::key(&format!("pipeline.{}_period", e.indicator), e.to_string())
+            ConfigError::key(
+                &format!("pipeline.indicators.{}", e.indicator()),
+                e.to_string(),
+            )
         })
     }
 }
@@ -121,13 +122,13 @@ impl LatestIndicators {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&symbol)
-            .copied()
+            .cloned()
     }
 
-    pub(crate) fn store(&self, latest: &[(SymbolId, IndicatorValues)], ts: i64) {
+    pub(crate) fn store(&self, latest: Vec<(SymbolId, IndicatorValues)>, ts: i64) {
         let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
         for (s, v) in latest {
-            map.insert(*s, (*v, ts));
+            map.insert(s, (v, ts));
         }
     }
 }
@@ -290,7 +291,7 @@ impl Coordinator {
             .pipeline_late_ticks
             .fetch_add(out.late_ticks, Ordering::Relaxed);
         let now = now_ns();
-        self.latest.store(&out.latest, now);
+        self.latest.store(std::mem::take(&mut out.latest), now);
         // `/readyz` reads this to tell whether the pipeline is on time.
         self.metrics
             .pipeline_last_batch_ms

@@ -11,7 +11,7 @@ use super::indicators::{IndicatorPeriods, IndicatorSet};
 use super::ticker::RollingTicker;
 use crate::bars::{BarBuilder, EventClock};
 use crate::ingest::Derived;
-use crate::model::{BarInterval, BarIntervals, IndicatorValues, Kind, SymbolId, Tick};
+use crate::model::{BarClose, BarInterval, BarIntervals, IndicatorValues, Kind, SymbolId, Tick};
 
 /// One symbol's new ticks for a batch.
 #[derive(Debug, Clone)]
@@ -73,14 +73,14 @@ const MS_PER_DAY: i64 = 86_400_000;
 
 impl SymbolState {
     pub fn new(
-        config: IndicatorPeriods,
+        config: &IndicatorPeriods,
         intervals: BarIntervals,
     ) -> Result<Self, super::indicators::InvalidPeriod> {
         let bars = intervals
             .iter()
             .map(|iv| {
                 BarBuilder::new(iv.ms()).map(|b| (iv, b)).map_err(|_| {
-                    super::indicators::InvalidPeriod {
+                    super::indicators::InvalidPeriod::TooSmall {
                         indicator: "bars",
                         period: iv.ms().unsigned_abs() as usize,
                         min: 1,
@@ -139,11 +139,15 @@ impl SymbolState {
         if partials {
             self.partial_second = second;
         }
+        let mut closes = Vec::new();
         for (interval, b) in &mut self.bars {
             let kind = Kind::Bars(*interval);
             for bar in b.close_until(event_ms) {
-                if *interval == BarInterval::S1 {
-                    self.indicators.on_bar_close(bar.close);
+                if *interval == BarInterval::S1 && self.indicators.on_bar_close(bar.close) {
+                    closes.push(BarClose {
+                        start_ms: bar.start_ms,
+                        periodic: self.indicators.periodic(),
+                    });
                 }
                 out.derived.push(Derived::Bar {
                     kind,
@@ -172,9 +176,10 @@ impl SymbolState {
             self.ticker_second = second;
             out.derived.push(Derived::Ticker { symbol, stats });
         }
-        let values = self.indicators.snapshot();
+        let mut values = self.indicators.snapshot();
+        out.latest.push((symbol, values.clone()));
+        values.closes = closes;
         out.derived.push(Derived::Indicators { symbol, values });
-        out.latest.push((symbol, values));
         // A trade late for any interval is late for the 1 s bars (the finest windows), so the
         // 1 s builder counts each late trade once.
         let late = self.bars.first().map_or(0, |(_, b)| b.late_ticks());
@@ -214,7 +219,10 @@ impl WorkerPool {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tickcast-pipeline-{i}"))
-                    .spawn(move || worker(rx, config, intervals))?,
+                    .spawn({
+                        let config = config.clone();
+                        move || worker(rx, config, intervals)
+                    })?,
             );
         }
         Ok(WorkerPool { senders, threads })
@@ -274,7 +282,7 @@ fn worker(rx: Receiver<Job>, config: IndicatorPeriods, intervals: BarIntervals) 
             let state = match states.entry(w.symbol) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    match SymbolState::new(config, intervals) {
+                    match SymbolState::new(&config, intervals) {
                         Ok(s) => v.insert(s),
                         Err(error) => {
                             tracing::error!(%error, "invalid indicator config");

@@ -154,12 +154,7 @@ mod tests {
     use crate::protocol::{encode_bar, encode_indicators, encode_tick};
 
     fn fields() -> IndicatorFields {
-        IndicatorFields::new(&IndicatorPeriods {
-            sma: 20,
-            ema: 20,
-            rsi: 14,
-            volatility: 20,
-        })
+        IndicatorFields::new(&IndicatorPeriods::default())
     }
 
     #[test]
@@ -225,12 +220,10 @@ mod tests {
         .unwrap();
         assert_eq!((got.seq, got.ts, got.payload), (9, 42, Payload::Bar(bar)));
         let values = IndicatorValues {
-            sma: Some(1.5),
-            ema: None,
-            rsi: Some(55.25),
-            volatility: Some(0.01),
+            periodic: vec![Some(1.5), None, Some(55.25), Some(0.01)],
             vwap: Some(1.05),
             book: Default::default(),
+            ..Default::default()
         };
         let got = decode_event(
             Kind::Indicators,

@@ -257,12 +257,10 @@ mod tests {
                 "volume":300,"trades":3,"final":true})
         );
         let iv = IndicatorValues {
-            sma: Some(1.0),
-            ema: None,
-            rsi: Some(55.2),
-            volatility: Some(0.012),
+            periodic: vec![Some(1.0), None, Some(55.2), Some(0.012)],
             vwap: Some(1.05),
             book: Default::default(),
+            ..Default::default()
         };
         let v = parse(&encode_indicators(
             "indicators:AAPL",
@@ -310,8 +308,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (back.seq, back.ts, back.payload),
-            (3, 9, Payload::Ticker(t))
+            (back.seq, back.ts, &back.payload),
+            (3, 9, &Payload::Ticker(t))
         );
         // An edge re-encodes it to the same MessagePack.
         let re = rewire("ticker:A", Bytes::copy_from_slice(w.json()), &back, &fields);

@@ -46,9 +46,8 @@ pub(super) fn indicators(
     let _ = encode::write_str(&mut out, ch);
     let _ = encode::write_uint(&mut out, seq);
     let _ = encode::write_sint(&mut out, ts);
-    let pairs = fields.pairs(values);
-    let _ = encode::write_map_len(&mut out, pairs.len() as u32);
-    for (name, value) in pairs {
+    let _ = encode::write_map_len(&mut out, fields.len() as u32);
+    for (name, value) in fields.pairs(values) {
         let _ = encode::write_str(&mut out, name);
         write_opt_f64(&mut out, value);
     }
@@ -177,12 +176,10 @@ mod tests {
         );
 
         let values = IndicatorValues {
-            sma: Some(1.0),
-            ema: None,
-            rsi: Some(55.2),
-            volatility: Some(f64::NAN),
+            periodic: vec![Some(1.0), None, Some(55.2), Some(f64::NAN)],
             vwap: Some(1.05),
             book: Default::default(),
+            ..Default::default()
         };
         let fields = IndicatorFields::new(&IndicatorPeriods::default());
         let w = encode_indicators("indicators:AAPL", 7, 9, &values, &fields);
@@ -336,12 +333,10 @@ mod tests {
                 is_final,
             };
             let values = IndicatorValues {
-                sma: values[0],
-                ema: values[1],
-                rsi: values[2],
-                volatility: values[3],
+                periodic: vec![values[0], values[1], values[2], values[3]],
                 vwap: values[4],
                 book: Default::default(),
+                ..Default::default()
             };
             let fields = IndicatorFields::new(&IndicatorPeriods::default());
             for w in [

@@ -127,6 +127,7 @@ impl Server {
             &config.database,
             symbols.clone(),
             epoch,
+            crate::protocol::IndicatorFields::new(&config.pipeline.periods()),
             metrics.clone(),
         )
         .map_err(StoreError::from)?;

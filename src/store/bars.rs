@@ -21,9 +21,6 @@ pub const BAR_1S_NS: i64 = 1_000_000_000;
 /// Length of a stored 1 m bar, ns.
 pub const BAR_1M_NS: i64 = 60_000_000_000;
 
-/// Seek-and-scan rounds one `/bars` page may take to skip gaps in sparse data.
-const MAX_WINDOWS_PER_PAGE: usize = 4;
-
 /// The first stored bar of a range, as an index probe: `ORDER BY ts LIMIT 1` stops at the first
 /// index entry, where `MIN(ts)` is an aggregate over every matching row unless the planner
 /// rewrites it (PostgreSQL does not when its statistics are stale, as after a bulk load).
@@ -34,9 +31,21 @@ pub(crate) const FIRST_BAR_SQL: &str = "SELECT ts FROM bars \
 pub(crate) const LAST_BAR_SQL: &str = "SELECT ts FROM bars \
      WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts DESC LIMIT 1";
 
-/// The stored bars of a range in index order (no sort); `bars` bounds the range by the page.
+/// The stored rows of a range in index order (no sort): `bars` reads one start's runs with it.
 pub(crate) const SCAN_BARS_SQL: &str = "SELECT ts, open, high, low, close, volume, trades \
      FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, epoch";
+
+/// One `/bars` page, oldest first: the first `$5` stored rows from `$3`, a walk of
+/// `bars_identity` in index order that stops at its limit, whatever the range's length or its
+/// gaps. Rows of one start from several runs are adjacent (`epoch` is the index's last column).
+pub(crate) const PAGE_BARS_SQL: &str = "SELECT ts, open, high, low, close, volume, trades \
+     FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
+     ORDER BY ts, epoch LIMIT $5";
+
+/// The `order=desc` page: the last `$5` stored rows before `$4`, the same index walked backward.
+pub(crate) const PAGE_BARS_DESC_SQL: &str = "SELECT ts, open, high, low, close, volume, trades \
+     FROM bars WHERE symbol = $1 AND interval_ns = $2 AND ts >= $3 AND ts < $4 \
+     ORDER BY ts DESC, epoch DESC LIMIT $5";
 
 /// SQLite allows 32,766 bound parameters per statement; 10 per bar row.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 3000;
@@ -172,6 +181,37 @@ impl BulkRow for BarRecord {
     }
 }
 
+/// A stored bar row as the page queries select it: start, open, high, low, close, volume,
+/// trades.
+type StoredBar = (i64, f64, f64, f64, f64, f64, i64);
+
+/// Rows in (start, epoch) order merged one bar per start: open of the first run, close of the
+/// last, the extremes, and the sums.
+fn merge(rows: Vec<StoredBar>) -> Vec<BarRow> {
+    let mut bars: Vec<BarRow> = Vec::with_capacity(rows.len());
+    for (start, open, high, low, close, volume, trades) in rows {
+        match bars.last_mut() {
+            Some(b) if b.start == start => {
+                b.high = b.high.max(high);
+                b.low = b.low.min(low);
+                b.close = close;
+                b.volume += volume;
+                b.trades = b.trades.saturating_add(trades);
+            }
+            _ => bars.push(BarRow {
+                start,
+                open,
+                high,
+                low,
+                close,
+                volume,
+                trades,
+            }),
+        }
+    }
+    bars
+}
+
 // === impl Store: bars ===
 
 impl Store {
@@ -184,12 +224,12 @@ impl Store {
     /// The stored bars of `interval_ns` over `from <= start < to`, at most `limit`, in `order`,
     /// and where the next page starts (`None` on the last page).
     ///
-    /// Cost is bounded by the page, not the range: an index seek finds the first (asc) or last
-    /// (desc) stored bar, a scan covers the starts still wanted from there, read in index order
-    /// (no sort) and merged here; gaps are skipped by seeking again, at most
-    /// [`MAX_WINDOWS_PER_PAGE`] times, so a page over sparse data can hold fewer than `limit`
-    /// bars. One more seek says whether anything follows; `next` is then the boundary where this
-    /// page stopped.
+    /// Cost is bounded by the page, not the range: one index walk reads the first (asc) or last
+    /// (desc) `limit + 1` stored rows ([`PAGE_BARS_SQL`], [`PAGE_BARS_DESC_SQL`]), merged here one
+    /// bar per start. A full read means more follows: the bar past the page is dropped (it may
+    /// lack runs beyond the limit) and `next` is where this page stopped. Only when runs of one
+    /// start fill the read (a restart in every bar) is the last start read whole and one seek
+    /// made for what follows.
     pub(crate) async fn bars(
         &self,
         symbol: &str,
@@ -198,106 +238,96 @@ impl Store {
         limit: usize,
         order: Order,
     ) -> Result<BarPage, StoreError> {
-        let mut bars: Vec<BarRow> = Vec::new();
-        let (mut from, mut to) = (from, to);
-        let span = |n: usize| interval_ns.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX));
-        for _ in 0..MAX_WINDOWS_PER_PAGE {
-            let wanted = limit - bars.len();
-            match order {
-                Order::Asc => {
-                    let Some(first) = self
-                        .seek_bar(FIRST_BAR_SQL, symbol, interval_ns, from, to)
-                        .await?
-                    else {
-                        return Ok(BarPage { bars, next: None });
-                    };
-                    let scan_to = to.min(first.saturating_add(span(wanted)));
-                    self.scan_bars(symbol, interval_ns, from, scan_to, &mut bars)
-                        .await?;
-                    if scan_to >= to {
-                        return Ok(BarPage { bars, next: None });
-                    }
-                    from = scan_to;
-                }
-                Order::Desc => {
-                    let Some(last) = self
-                        .seek_bar(LAST_BAR_SQL, symbol, interval_ns, from, to)
-                        .await?
-                    else {
-                        return Ok(BarPage { bars, next: None });
-                    };
-                    let scan_from = from.max(last.saturating_sub(span(wanted - 1)));
-                    let mut window = Vec::new();
-                    self.scan_bars(symbol, interval_ns, scan_from, to, &mut window)
-                        .await?;
-                    bars.extend(window.into_iter().rev());
-                    if scan_from <= from {
-                        return Ok(BarPage { bars, next: None });
-                    }
-                    to = scan_from;
-                }
-            }
-            if bars.len() >= limit {
-                break;
-            }
-        }
-        // The page stopped at a start boundary (`from` or `to`); is there anything beyond it?
-        let (sql, boundary) = match order {
-            Order::Asc => (FIRST_BAR_SQL, from),
-            Order::Desc => (LAST_BAR_SQL, to),
+        let want = limit.saturating_add(1);
+        let sql = match order {
+            Order::Asc => PAGE_BARS_SQL,
+            Order::Desc => PAGE_BARS_DESC_SQL,
         };
-        let next = self
-            .seek_bar(sql, symbol, interval_ns, from, to)
-            .await?
-            .map(|_| boundary);
+        let mut rows = self
+            .bar_rows(sql, symbol, interval_ns, (from, to), Some(want))
+            .await?;
+        let full = rows.len() == want;
+        // Merged in (start, epoch) order whichever way the page reads.
+        if order == Order::Desc {
+            rows.reverse();
+        }
+        let mut bars = merge(rows);
+        if order == Order::Desc {
+            bars.reverse();
+        }
+        // `bars` is in page order now; its last bar is the far end of what was read.
+        if !full {
+            return Ok(BarPage { bars, next: None });
+        }
+        let boundary = |kept: &BarRow| match order {
+            Order::Asc => kept.start.saturating_add(interval_ns),
+            Order::Desc => kept.start,
+        };
+        if bars.len() > limit {
+            let past = bars.split_off(limit);
+            let next = bars.last().map(|kept| match order {
+                Order::Asc => boundary(kept).min(past[0].start),
+                Order::Desc => boundary(kept),
+            });
+            return Ok(BarPage { bars, next });
+        }
+        // Fewer starts than rows: runs of one start share the read, and the far start may have
+        // more runs past it. Read that start whole, then look beyond it.
+        let Some(far) = bars.pop() else {
+            return Ok(BarPage { bars, next: None });
+        };
+        let whole = self
+            .bar_rows(
+                SCAN_BARS_SQL,
+                symbol,
+                interval_ns,
+                (far.start, far.start.saturating_add(1)),
+                None,
+            )
+            .await?;
+        let whole = merge(whole).pop().unwrap_or(far);
+        bars.push(whole);
+        let beyond = match order {
+            Order::Asc => {
+                let after = far.start.saturating_add(1);
+                self.seek_bar(FIRST_BAR_SQL, symbol, interval_ns, after, to)
+                    .await?
+            }
+            Order::Desc => {
+                self.seek_bar(LAST_BAR_SQL, symbol, interval_ns, from, far.start)
+                    .await?
+            }
+        };
+        let next = beyond.map(|_| boundary(&whole));
         Ok(BarPage { bars, next })
     }
 
-    /// Reads the stored bars in `[from, to)` in index order and merges them into `bars`, one
-    /// per start: open of the first run, close of the last.
-    async fn scan_bars(
+    /// The stored rows of `[from, to)` as `sql` reads them (`limit` is its `$5`, when it has
+    /// one).
+    async fn bar_rows(
         &self,
+        sql: &'static str,
         symbol: &str,
         interval_ns: i64,
-        from: i64,
-        to: i64,
-        bars: &mut Vec<BarRow>,
-    ) -> Result<(), StoreError> {
-        type Row = (i64, f64, f64, f64, f64, f64, i64);
-        let rows: Vec<Row> = self
-            .bounded(async {
-                Ok(on_pool!(&self.history, p => {
-                    sqlx::query_as(SCAN_BARS_SQL)
+        (from, to): (i64, i64),
+        limit: Option<usize>,
+    ) -> Result<Vec<StoredBar>, StoreError> {
+        self.bounded(async {
+            Ok(on_pool!(&self.history, p => {
+                let q = sqlx::query_as(sql)
                     .bind(symbol)
                     .bind(interval_ns)
                     .bind(from)
-                    .bind(to)
-                    .fetch_all(p)
-                    .await?
-                }))
-            })
-            .await?;
-        for (start, open, high, low, close, volume, trades) in rows {
-            match bars.last_mut() {
-                Some(b) if b.start == start => {
-                    b.high = b.high.max(high);
-                    b.low = b.low.min(low);
-                    b.close = close;
-                    b.volume += volume;
-                    b.trades = b.trades.saturating_add(trades);
+                    .bind(to);
+                match limit {
+                    Some(n) => q.bind(i64::try_from(n).unwrap_or(i64::MAX)),
+                    None => q,
                 }
-                _ => bars.push(BarRow {
-                    start,
-                    open,
-                    high,
-                    low,
-                    close,
-                    volume,
-                    trades,
-                }),
-            }
-        }
-        Ok(())
+                .fetch_all(p)
+                .await?
+            }))
+        })
+        .await
     }
 
     /// Start of the first ([`FIRST_BAR_SQL`]) or last ([`LAST_BAR_SQL`]) stored bar of
@@ -339,5 +369,73 @@ impl Store {
             })
             .await?;
         Ok(n.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_764_000_000 * BAR_1S_NS;
+
+    fn row(start: i64, epoch: i64, open: f64, close: f64) -> BarRecord {
+        BarRecord {
+            symbol: "RUN".into(),
+            interval_ns: BAR_1S_NS,
+            start,
+            epoch,
+            open,
+            high: open.max(close),
+            low: open.min(close),
+            close,
+            volume: 1.0,
+            trades: 1,
+        }
+    }
+
+    /// Every start stored by two runs: a page's read of `limit + 1` rows ends inside a start, which
+    /// is then read whole (open of the first run, close of the last), and `next` still finds
+    /// what follows, both ways; the pages together are every start once.
+    #[tokio::test]
+    async fn pages_whose_read_ends_inside_a_start_complete_it() {
+        let dir = std::env::temp_dir().join(format!("tc-bars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = crate::config::Config::defaults().unwrap().database;
+        cfg.url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let store = Store::open(&cfg).unwrap();
+        store.migrate().await.unwrap();
+        let starts: Vec<i64> = (0..5).map(|i| T0 + i * BAR_1S_NS).collect();
+        let rows: Vec<BarRecord> = starts
+            .iter()
+            .flat_map(|&s| [row(s, 1, 10.0, 11.0), row(s, 2, 12.0, 13.0)])
+            .collect();
+        store.insert_bars(&rows).await.unwrap();
+
+        for order in [Order::Asc, Order::Desc] {
+            let (mut from, mut to) = (0, i64::MAX);
+            let mut seen = Vec::new();
+            for _ in 0..10 {
+                let page = store
+                    .bars("RUN", BAR_1S_NS, (from, to), 2, order)
+                    .await
+                    .unwrap();
+                assert!(!page.bars.is_empty() && page.bars.len() <= 2, "{page:?}");
+                for b in &page.bars {
+                    assert_eq!((b.open, b.close, b.trades), (10.0, 13.0, 2), "{order:?}");
+                    seen.push(b.start);
+                }
+                match (page.next, order) {
+                    (None, _) => break,
+                    (Some(n), Order::Asc) => from = n,
+                    (Some(n), Order::Desc) => to = n,
+                }
+            }
+            if order == Order::Desc {
+                seen.reverse();
+            }
+            assert_eq!(seen, starts, "{order:?}");
+        }
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,7 +20,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{BarRecord, TickRow, tick_side_code, tick_side_of};
+use super::{BarRecord, IndicatorRecord, TickRow, tick_side_code, tick_side_of};
 
 /// Start of every segment file (format version 1).
 const MAGIC: &[u8; 4] = b"TCJ1";
@@ -34,11 +34,12 @@ const HEADER_BYTES: u64 = 8;
 static CRC32: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 
-/// One row on its way to the database: a tick or a closed bar.
+/// One row on its way to the database: a tick, a closed bar or a row of indicator history.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
     Tick(TickRow),
     Bar(BarRecord),
+    Indicators(IndicatorRecord),
 }
 
 /// A journal failure (the caller counts the rows and logs it).
@@ -303,6 +304,7 @@ fn frame(rest: &[u8]) -> Option<(usize, u32, &[u8])> {
 
 const TAG_TICK: u8 = 1;
 const TAG_BAR: u8 = 2;
+const TAG_INDICATORS: u8 = 3;
 
 /// A row's payload: a tag, the symbol (u16 length + UTF-8), then fixed-width little-endian
 /// fields in declaration order.
@@ -335,6 +337,15 @@ fn encode(row: &Record, out: &mut Vec<u8>) {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             out.extend_from_slice(&b.trades.to_le_bytes());
+        }
+        Record::Indicators(i) => {
+            out.push(TAG_INDICATORS);
+            symbol(out, &i.symbol);
+            for v in [i.start, i.epoch] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            // The rest of the payload: a few hundred bytes of JSON (bounded by the fields).
+            out.extend_from_slice(i.fields.as_bytes());
         }
     }
 }
@@ -389,6 +400,19 @@ fn decode(payload: &[u8]) -> Option<Record> {
             volume: f.f64()?,
             trades: f.i64()?,
         }),
+        TAG_INDICATORS => {
+            let symbol = f.symbol()?;
+            let (start, epoch) = (f.i64()?, f.i64()?);
+            let fields = std::str::from_utf8(std::mem::take(&mut f.0))
+                .ok()?
+                .to_owned();
+            Record::Indicators(IndicatorRecord {
+                symbol,
+                start,
+                epoch,
+                fields,
+            })
+        }
         _ => return None,
     };
     f.0.is_empty().then_some(row)

@@ -129,6 +129,7 @@ macro_rules! store_position {
 // Declared after the macros so the query files can use them.
 mod bars;
 mod bulk;
+mod indicators;
 pub mod partitions;
 mod pools;
 mod positions;
@@ -143,13 +144,32 @@ pub(crate) use bars::{SQLITE_ROWS_PER_INSERT as SQLITE_BARS_PER_INSERT, sqlite_b
 /// Every query a REST history page runs, by name, with its parameter count: tests check each
 /// one's plan is bounded by the page (`EXPLAIN`).
 #[doc(hidden)]
-pub const HISTORY_QUERIES: [(&str, &str, usize); 5] = [
+pub const HISTORY_QUERIES: [(&str, &str, usize); 9] = [
+    ("bars page", bars::PAGE_BARS_SQL, 5),
+    ("bars page, newest first", bars::PAGE_BARS_DESC_SQL, 5),
     ("first bar of a range", bars::FIRST_BAR_SQL, 4),
     ("last bar of a range", bars::LAST_BAR_SQL, 4),
     ("bars of a range", bars::SCAN_BARS_SQL, 4),
     ("ticks page", ticks::TICKS_PAGE_SQL, 6),
     ("ticks page, newest first", ticks::TICKS_PAGE_DESC_SQL, 6),
+    ("indicators page", indicators::INDICATORS_PAGE_SQL, 4),
+    (
+        "indicators page, newest first",
+        indicators::INDICATORS_PAGE_DESC_SQL,
+        4,
+    ),
 ];
+
+/// The queries a replay from a time (`from_ts`) runs on this run's stored ticks, by name, with
+/// their parameters in order (`symbol`, `epoch`, then `since`/`start`, `before`, `limit`): tests
+/// check each one's plan is an index walk in `seq` order that stops at its limit. They have no
+/// time range to prune days by.
+#[doc(hidden)]
+pub const RUN_QUERIES: [(&str, &str, usize); 2] = [
+    ("first seq of a run at a time", ticks::RUN_START_SQL, 4),
+    ("a run's ticks by seq", ticks::RUN_PAGE_SQL, 5),
+];
+pub use indicators::{IndicatorPage, IndicatorRecord, IndicatorRow};
 pub use positions::{Fold, Holding, OutOfRange, PositionRow};
 pub(crate) use ticks::{SQLITE_ROWS_PER_INSERT as SQLITE_TICKS_PER_INSERT, sqlite_ticks_insert};
 pub use ticks::{StoredTick, TickRow};

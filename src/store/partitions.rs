@@ -1,5 +1,5 @@
-//! PostgreSQL's partitions of `ticks` and `bars`: one per UTC day of exchange time (RANGE on
-//! `ts`, migration 0010), plus a DEFAULT partition that takes any row whose day has none yet, so
+//! PostgreSQL's partitions of `ticks`, `bars` and `indicators`: one per UTC day of exchange time
+//! (RANGE on `ts`, migrations 0010 and 0012), plus a DEFAULT partition that takes any row whose day has none yet, so
 //! no insert ever fails for want of a partition.
 //!
 //! Days are made ahead by the maintenance task (`database.partitions_ahead_days`), and before
@@ -22,7 +22,7 @@ use super::{Db, Store, StoreError};
 pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 /// The partitioned tables.
-const PARENTS: [&str; 2] = ["ticks", "bars"];
+const PARENTS: [&str; 3] = ["ticks", "bars", "indicators"];
 
 /// Days [`Store::ensure_partitions`] makes at most in one call; a wider range is refused (its
 /// rows would still be stored, in the DEFAULT partition).

@@ -1,6 +1,7 @@
 //! Maintenance of the history tables: a task that, every `database.retention_interval_ms`,
 //! makes the partitions of the days ahead (PostgreSQL, `database.partitions_ahead_days`) and
-//! removes ticks and stored bars older than `database.retention_days`, by exchange time.
+//! removes ticks, stored bars and indicator history older than `database.retention_days`, by
+//! exchange time.
 //!
 //! On PostgreSQL a day wholly expired is one partition, dropped whole (no row is read, no dead
 //! tuple is left to vacuum). The rows left before the cut-off (the day it falls in, the DEFAULT
@@ -25,15 +26,18 @@ use crate::store::DatabaseConfig;
 pub enum Retained {
     Ticks,
     Bars,
+    /// Indicator history (one row per symbol per 1 s close).
+    Indicators,
 }
 
 impl Retained {
-    const ALL: [Retained; 2] = [Retained::Ticks, Retained::Bars];
+    const ALL: [Retained; 3] = [Retained::Ticks, Retained::Bars, Retained::Indicators];
 
     fn name(self) -> &'static str {
         match self {
             Retained::Ticks => "ticks",
             Retained::Bars => "bars",
+            Retained::Indicators => "indicators",
         }
     }
 
@@ -47,6 +51,10 @@ impl Retained {
             Retained::Bars => {
                 "DELETE FROM bars WHERE ts < $1 \
                  AND (ts, id) IN (SELECT ts, id FROM bars WHERE ts < $1 LIMIT $2)"
+            }
+            Retained::Indicators => {
+                "DELETE FROM indicators WHERE ts < $1 \
+                 AND (ts, id) IN (SELECT ts, id FROM indicators WHERE ts < $1 LIMIT $2)"
             }
         }
     }

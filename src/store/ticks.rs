@@ -10,7 +10,8 @@ use super::bulk::{BulkRow, SKIP_STORED};
 use super::{Order, Store, StoreError, tick_side_code, tick_side_of};
 use crate::model::Side;
 
-/// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order.
+/// One `/ticks` page after a (ts, id) cursor, read in `ticks_symbol_ts` index order; the index
+/// holds every selected column (migration 0014), so the page never visits the table.
 pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
      FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts > $4 OR (ts = $4 AND id > $5)) ORDER BY ts, id LIMIT $6";
@@ -22,13 +23,18 @@ pub(crate) const TICKS_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, p
 pub(crate) const TICKS_PAGE_DESC_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, \
      side FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
      AND (ts, id) < ($4, $5) ORDER BY ts DESC, id DESC LIMIT $6";
-/// The lowest `seq` of a run's ticks of a symbol at or after a time, below a bound.
-const RUN_START_SQL: &str = "SELECT MIN(seq) FROM ticks \
-     WHERE symbol = $1 AND epoch = $2 AND ts >= $3 AND seq < $4";
+/// The lowest `seq` of a run's ticks of a symbol at or after a time, below a bound: the first
+/// entry of `ticks_run_seq` (migration 0013) in `seq` order whose time is at or after `$3`, an
+/// index walk that stops at the first match, where `MIN(seq)` was an aggregate over every tick of
+/// the run after that time. `epoch > 0` names the partial index (live runs only) for the planner.
+pub(crate) const RUN_START_SQL: &str = "SELECT seq FROM ticks \
+     WHERE symbol = $1 AND epoch = $2 AND epoch > 0 AND ts >= $3 AND seq < $4 \
+     ORDER BY seq LIMIT 1";
 
-/// A run's ticks of a symbol by `seq`, in `ticks_identity` index order.
-const RUN_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
-     FROM ticks WHERE symbol = $1 AND epoch = $2 AND seq >= $3 AND seq < $4 ORDER BY seq LIMIT $5";
+/// A run's ticks of a symbol by `seq`, in `ticks_run_seq` index order (no sort).
+pub(crate) const RUN_PAGE_SQL: &str = "SELECT id, ts, ingest_ts, epoch, seq, price, size, side \
+     FROM ticks WHERE symbol = $1 AND epoch = $2 AND epoch > 0 AND seq >= $3 AND seq < $4 \
+     ORDER BY seq LIMIT $5";
 
 /// SQLite allows 32,766 bound parameters per statement; 8 per tick row.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 4000;
@@ -177,7 +183,8 @@ impl Store {
 
     /// The ticks of `symbol` of run `epoch` with `seq` in `[start, before)`, in `seq` order, at
     /// most `limit`; `start` is `after + 1`, or without `after` the lowest `seq` whose exchange
-    /// time is at or after `since` (a replay from a time, `ws/replay.rs`).
+    /// time is at or after `since` (a replay from a time, `ws/replay.rs`). Only live runs'
+    /// ticks (`epoch > 0`) are read by `seq`: other epochs give nothing.
     pub(crate) async fn run_ticks(
         &self,
         symbol: &str,
@@ -190,7 +197,7 @@ impl Store {
         let start = match after {
             Some(a) => Some(a.saturating_add(1)),
             None => {
-                let first: (Option<i64>,) = self
+                let first: Option<(i64,)> = self
                     .bounded(async {
                         Ok(on_pool!(&self.read, p => {
                             sqlx::query_as(RUN_START_SQL)
@@ -198,12 +205,12 @@ impl Store {
                                 .bind(epoch)
                                 .bind(since)
                                 .bind(before)
-                                .fetch_one(p)
+                                .fetch_optional(p)
                                 .await?
                         }))
                     })
                     .await?;
-                first.0
+                first.map(|(seq,)| seq)
             }
         };
         let Some(start) = start else {

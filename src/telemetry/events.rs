@@ -73,6 +73,8 @@ pub(crate) struct TickBatchWritten {
     pub duplicates: u64,
     /// Closed bars stored by this batch.
     pub bars: u64,
+    /// Rows of indicator history stored by this batch.
+    pub indicators: u64,
     pub elapsed: Duration,
     /// Consecutive failures before this write, when they had opened the circuit breaker.
     pub recovered_after: Option<u32>,
@@ -87,6 +89,9 @@ impl TickBatchWritten {
         metrics
             .db_bars_written
             .fetch_add(self.bars, Ordering::Relaxed);
+        metrics
+            .db_indicators_written
+            .fetch_add(self.indicators, Ordering::Relaxed);
         if self.duplicates > 0 {
             metrics
                 .db_rows_duplicate
@@ -407,12 +412,14 @@ mod tests {
             rows: 100,
             duplicates: 7,
             bars: 3,
+            indicators: 4,
             elapsed: Duration::from_millis(2),
             recovered_after: Some(3),
         }
         .emit(&m);
         assert_eq!(load(&m.db_rows_written), 100);
         assert_eq!(load(&m.db_rows_duplicate), 7);
+        assert_eq!(load(&m.db_indicators_written), 4);
         assert_eq!(load(&m.db_bars_written), 3);
         assert_eq!(m.db_batch_seconds.count(), 1);
 

@@ -308,6 +308,8 @@ metrics! {
         "tick rows skipped because they were already stored (a retried batch)";
     counter db_bars_written => "tickcast_db_bars_written_total",
         "closed 1 s and 1 m bars persisted";
+    counter db_indicators_written => "tickcast_db_indicator_rows_written_total",
+        "rows of indicator history persisted (one per symbol per closed 1 s bar)";
     counter db_rows_dropped => "tickcast_db_rows_dropped_total",
         "tick and bar rows dropped: the write-behind queue (and journal) full, or on_overload = drop";
     counter db_write_errors => "tickcast_db_write_errors_total", "failed database write attempts";

@@ -17,7 +17,8 @@
 //!
 //! [`IndicatorSet`] bundles one of each for a symbol: the pipeline calls
 //! [`IndicatorSet::on_tick`] for every trade, [`IndicatorSet::on_bar_close`] for every closed bar
-//! and [`IndicatorSet::snapshot`] once a second.
+//! and [`IndicatorSet::snapshot`] once a second. Each bar-close indicator runs once per configured
+//! period (`pipeline.indicators`), in [`IndicatorPeriods`]' order.
 //!
 //! # Input contract
 //! Prices must be finite and strictly positive, sizes finite and non-negative ([`valid_price`],
@@ -54,41 +55,131 @@ pub(crate) fn valid_size(x: f64) -> bool {
     x.is_finite() && x >= 0.0
 }
 
-/// An indicator period below the indicator's minimum (for example SMA(0), or a volatility window
-/// of 2 prices, which holds a single return and has no sample standard deviation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InvalidPeriod {
-    /// Which indicator rejected the period, e.g. `"sma"`.
-    pub indicator: &'static str,
-    /// The period that was asked for.
-    pub period: usize,
-    /// The smallest period that indicator accepts.
-    pub min: usize,
+/// The longest period any indicator accepts: 10,000 closes (2 h 46 min of 1 s bars). Each period
+/// costs every symbol a window of that many closes, so a larger one is a mistake, not a need.
+pub const MAX_PERIOD: usize = 10_000;
+
+/// The most periods one indicator may list (each is computed for every symbol on every close).
+pub const MAX_PERIODS_PER_INDICATOR: usize = 8;
+
+/// A configured list of periods an indicator refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvalidPeriod {
+    /// A period below the indicator's minimum (for example SMA(0), or a volatility window of 2
+    /// prices, which holds a single return and has no sample standard deviation).
+    TooSmall {
+        /// Which indicator rejected the period, e.g. `"sma"`.
+        indicator: &'static str,
+        /// The period that was asked for.
+        period: usize,
+        /// The smallest period that indicator accepts.
+        min: usize,
+    },
+    /// A period above [`MAX_PERIOD`].
+    TooLarge {
+        indicator: &'static str,
+        period: usize,
+    },
+    /// No period at all: every indicator is computed with at least one.
+    Empty { indicator: &'static str },
+    /// The same period twice (it would name two fields alike).
+    Duplicate {
+        indicator: &'static str,
+        period: usize,
+    },
+    /// More than [`MAX_PERIODS_PER_INDICATOR`] periods.
+    TooMany {
+        indicator: &'static str,
+        count: usize,
+    },
+}
+
+impl InvalidPeriod {
+    /// Which indicator rejected its periods (`"sma"`, ...: the key under `pipeline.indicators`).
+    pub fn indicator(&self) -> &'static str {
+        match self {
+            Self::TooSmall { indicator, .. }
+            | Self::TooLarge { indicator, .. }
+            | Self::Empty { indicator }
+            | Self::Duplicate { indicator, .. }
+            | Self::TooMany { indicator, .. } => indicator,
+        }
+    }
 }
 
 impl fmt::Display for InvalidPeriod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} period must be at least {}, got {}",
-            self.indicator, self.min, self.period
-        )
+        match self {
+            Self::TooSmall {
+                indicator,
+                period,
+                min,
+            } => write!(f, "{indicator} period must be at least {min}, got {period}"),
+            Self::TooLarge { indicator, period } => write!(
+                f,
+                "{indicator} period must be at most {MAX_PERIOD}, got {period}"
+            ),
+            Self::Empty { indicator } => {
+                write!(
+                    f,
+                    "{indicator} needs at least one period, got an empty list"
+                )
+            }
+            Self::Duplicate { indicator, period } => {
+                write!(f, "{indicator} period {period} is listed twice")
+            }
+            Self::TooMany { indicator, count } => write!(
+                f,
+                "{indicator} takes at most {MAX_PERIODS_PER_INDICATOR} periods, got {count}"
+            ),
+        }
     }
 }
 
 impl std::error::Error for InvalidPeriod {}
 
-/// Checks `period >= min` for the named indicator.
-fn check_period(indicator: &'static str, period: usize, min: usize) -> Result<(), InvalidPeriod> {
-    if period >= min {
-        Ok(())
-    } else {
-        Err(InvalidPeriod {
+/// Checks `min <= period <= MAX_PERIOD` for the named indicator.
+pub(crate) fn check_period(
+    indicator: &'static str,
+    period: usize,
+    min: usize,
+) -> Result<(), InvalidPeriod> {
+    if period < min {
+        Err(InvalidPeriod::TooSmall {
             indicator,
             period,
             min,
         })
+    } else if period > MAX_PERIOD {
+        Err(InvalidPeriod::TooLarge { indicator, period })
+    } else {
+        Ok(())
     }
+}
+
+/// Checks one indicator's list: non-empty, at most [`MAX_PERIODS_PER_INDICATOR`], each period
+/// in bounds, none twice.
+fn check_periods(
+    indicator: &'static str,
+    periods: &[usize],
+    min: usize,
+) -> Result<(), InvalidPeriod> {
+    if periods.is_empty() {
+        return Err(InvalidPeriod::Empty { indicator });
+    }
+    if periods.len() > MAX_PERIODS_PER_INDICATOR {
+        return Err(InvalidPeriod::TooMany {
+            indicator,
+            count: periods.len(),
+        });
+    }
+    for (i, &period) in periods.iter().enumerate() {
+        check_period(indicator, period, min)?;
+        if periods[..i].contains(&period) {
+            return Err(InvalidPeriod::Duplicate { indicator, period });
+        }
+    }
+    Ok(())
 }
 
 /// A running sum with Neumaier compensation (an improved Kahan summation).
@@ -126,28 +217,29 @@ impl CompensatedSum {
 // === impl IndicatorPeriods ===
 
 // The type lives in `model` beside the values it labels (the wire names its fields after it);
-// the minimums it is checked against are the indicators', here.
+// the bounds it is checked against are the indicators', here.
 impl IndicatorPeriods {
-    /// Checks every period against its indicator's minimum, so a bad config is refused at startup.
+    /// Checks every list against its indicator's bounds, so a bad config is refused at startup.
     pub fn validate(&self) -> Result<(), InvalidPeriod> {
-        check_period("sma", self.sma, sma::MIN_PERIOD)?;
-        check_period("ema", self.ema, ema::MIN_PERIOD)?;
-        check_period("rsi", self.rsi, rsi::MIN_PERIOD)?;
-        check_period("volatility", self.volatility, volatility::MIN_PERIOD)
+        check_periods("sma", &self.sma, sma::MIN_PERIOD)?;
+        check_periods("ema", &self.ema, ema::MIN_PERIOD)?;
+        check_periods("rsi", &self.rsi, rsi::MIN_PERIOD)?;
+        check_periods("volatility", &self.volatility, volatility::MIN_PERIOD)
     }
 }
 
-/// All indicators of one symbol, as the pipeline worker owns them.
+/// All indicators of one symbol, as the pipeline worker owns them: one of each configured
+/// period, in [`IndicatorPeriods`]' order.
 #[derive(Clone, Debug)]
 pub(crate) struct IndicatorSet {
     /// Fed with bar closes.
-    sma: Sma,
+    sma: Vec<Sma>,
     /// Fed with bar closes.
-    ema: Ema,
+    ema: Vec<Ema>,
     /// Fed with bar closes.
-    rsi: Rsi,
+    rsi: Vec<Rsi>,
     /// Fed with bar closes.
-    volatility: Volatility,
+    volatility: Vec<Volatility>,
     /// Fed with ticks; reset at session boundaries.
     vwap: Vwap,
 }
@@ -155,13 +247,31 @@ pub(crate) struct IndicatorSet {
 // === impl IndicatorSet ===
 
 impl IndicatorSet {
-    /// Builds a set with the given periods; fails if any period is below its minimum.
-    pub fn new(config: IndicatorPeriods) -> Result<Self, InvalidPeriod> {
+    /// Builds a set with the given periods; fails if any list is refused by
+    /// [`IndicatorPeriods::validate`].
+    pub fn new(config: &IndicatorPeriods) -> Result<Self, InvalidPeriod> {
+        config.validate()?;
         Ok(Self {
-            sma: Sma::new(config.sma)?,
-            ema: Ema::new(config.ema)?,
-            rsi: Rsi::new(config.rsi)?,
-            volatility: Volatility::new(config.volatility)?,
+            sma: config
+                .sma
+                .iter()
+                .map(|&n| Sma::new(n))
+                .collect::<Result<_, _>>()?,
+            ema: config
+                .ema
+                .iter()
+                .map(|&n| Ema::new(n))
+                .collect::<Result<_, _>>()?,
+            rsi: config
+                .rsi
+                .iter()
+                .map(|&n| Rsi::new(n))
+                .collect::<Result<_, _>>()?,
+            volatility: config
+                .volatility
+                .iter()
+                .map(|&n| Volatility::new(n))
+                .collect::<Result<_, _>>()?,
             vwap: Vwap::new(),
         })
     }
@@ -182,10 +292,10 @@ impl IndicatorSet {
         if !valid_price(close) {
             return false;
         }
-        self.sma.update(close);
-        self.ema.update(close);
-        self.rsi.update(close);
-        self.volatility.update(close);
+        self.sma.iter_mut().for_each(|i| i.update(close));
+        self.ema.iter_mut().for_each(|i| i.update(close));
+        self.rsi.iter_mut().for_each(|i| i.update(close));
+        self.volatility.iter_mut().for_each(|i| i.update(close));
         true
     }
 
@@ -194,16 +304,26 @@ impl IndicatorSet {
         self.vwap.reset();
     }
 
-    /// The current value of every indicator.
+    /// The bar-close values, in [`IndicatorPeriods`]' order.
+    pub(crate) fn periodic(&self) -> Vec<Option<f64>> {
+        let mut out = Vec::with_capacity(
+            self.sma.len() + self.ema.len() + self.rsi.len() + self.volatility.len(),
+        );
+        out.extend(self.sma.iter().map(Sma::value));
+        out.extend(self.ema.iter().map(Ema::value));
+        out.extend(self.rsi.iter().map(Rsi::value));
+        out.extend(self.volatility.iter().map(Volatility::value));
+        out
+    }
+
+    /// The current value of every indicator (no closes: the worker adds the batch's).
     pub(crate) fn snapshot(&self) -> IndicatorValues {
         IndicatorValues {
-            sma: self.sma.value(),
-            ema: self.ema.value(),
-            rsi: self.rsi.value(),
-            volatility: self.volatility.value(),
+            periodic: self.periodic(),
             vwap: self.vwap.value(),
             // Filled in by the coordinator from the book at the batch.
             book: Default::default(),
+            closes: Vec::new(),
         }
     }
 }
@@ -288,33 +408,117 @@ mod tests {
         }
     }
 
+    fn one_each(sma: usize, ema: usize, rsi: usize, volatility: usize) -> IndicatorPeriods {
+        IndicatorPeriods {
+            sma: vec![sma],
+            ema: vec![ema],
+            rsi: vec![rsi],
+            volatility: vec![volatility],
+        }
+    }
+
     #[test]
     fn config_validation() {
         assert_eq!(IndicatorPeriods::default().validate(), Ok(()));
-        let min = IndicatorPeriods {
-            sma: 1,
-            ema: 1,
-            rsi: 1,
-            volatility: 3,
-        };
+        let min = one_each(1, 1, 1, 3);
         assert_eq!(min.validate(), Ok(()));
-        assert!(IndicatorSet::new(min).is_ok());
-        for (cfg, indicator) in [
-            (IndicatorPeriods { sma: 0, ..min }, "sma"),
-            (IndicatorPeriods { ema: 0, ..min }, "ema"),
-            (IndicatorPeriods { rsi: 0, ..min }, "rsi"),
+        assert!(IndicatorSet::new(&min).is_ok());
+        let max = one_each(MAX_PERIOD, MAX_PERIOD, MAX_PERIOD, MAX_PERIOD);
+        assert_eq!(max.validate(), Ok(()));
+        let with = |f: fn(&mut IndicatorPeriods)| {
+            let mut p = min.clone();
+            f(&mut p);
+            p
+        };
+        for (cfg, indicator, message) in [
             (
-                IndicatorPeriods {
-                    volatility: 2,
-                    ..min
-                },
+                with(|p| p.sma = vec![0]),
+                "sma",
+                "sma period must be at least 1, got 0",
+            ),
+            (
+                with(|p| p.ema = vec![5, 0]),
+                "ema",
+                "ema period must be at least 1, got 0",
+            ),
+            (
+                with(|p| p.rsi = vec![0]),
+                "rsi",
+                "rsi period must be at least 1, got 0",
+            ),
+            (
+                with(|p| p.volatility = vec![2]),
                 "volatility",
+                "volatility period must be at least 3, got 2",
+            ),
+            (
+                with(|p| p.sma = vec![20, MAX_PERIOD + 1]),
+                "sma",
+                "sma period must be at most 10000, got 10001",
+            ),
+            (
+                with(|p| p.rsi = vec![]),
+                "rsi",
+                "rsi needs at least one period, got an empty list",
+            ),
+            (
+                with(|p| p.sma = vec![20, 50, 20]),
+                "sma",
+                "sma period 20 is listed twice",
+            ),
+            (
+                with(|p| p.ema = (1..=9).collect()),
+                "ema",
+                "ema takes at most 8 periods, got 9",
             ),
         ] {
-            let err = cfg.validate().expect_err("period below minimum");
-            assert_eq!(err.indicator, indicator);
-            assert_eq!(IndicatorSet::new(cfg).err(), Some(err));
-            assert!(err.to_string().starts_with(indicator));
+            let err = cfg.validate().expect_err("refused");
+            assert_eq!(err.indicator(), indicator);
+            assert_eq!(err.to_string(), message);
+            assert_eq!(IndicatorSet::new(&cfg).err(), Some(err));
+        }
+    }
+
+    #[test]
+    fn several_periods_each_match_their_single_indicator() {
+        let cfg = IndicatorPeriods {
+            sma: vec![3, 5, 8],
+            ema: vec![4, 2],
+            rsi: vec![3],
+            volatility: vec![5, 3],
+        };
+        let mut set = IndicatorSet::new(&cfg).expect("valid");
+        let mut smas: Vec<Sma> = cfg
+            .sma
+            .iter()
+            .map(|&n| Sma::new(n).expect("valid"))
+            .collect();
+        let mut emas: Vec<Ema> = cfg
+            .ema
+            .iter()
+            .map(|&n| Ema::new(n).expect("valid"))
+            .collect();
+        let mut rsi = Rsi::new(3).expect("valid");
+        let mut vols: Vec<Volatility> = cfg
+            .volatility
+            .iter()
+            .map(|&n| Volatility::new(n).expect("valid"))
+            .collect();
+        for &p in &series_200()[..40] {
+            assert!(set.on_bar_close(p));
+            smas.iter_mut().for_each(|i| i.update(p));
+            emas.iter_mut().for_each(|i| i.update(p));
+            rsi.update(p);
+            vols.iter_mut().for_each(|i| i.update(p));
+            let want: Vec<Option<f64>> = smas
+                .iter()
+                .map(Sma::value)
+                .chain(emas.iter().map(Ema::value))
+                .chain([rsi.value()])
+                .chain(vols.iter().map(Volatility::value))
+                .collect();
+            assert_eq!(set.periodic(), want);
+            assert_eq!(set.periodic().len(), cfg.len());
         }
     }
 
@@ -331,13 +535,19 @@ mod tests {
     #[test]
     fn set_warms_up_and_matches_single_indicators() {
         let cfg = IndicatorPeriods::default();
-        let mut set = IndicatorSet::new(cfg).expect("default config is valid");
-        assert_eq!(set.snapshot(), IndicatorValues::default());
+        let mut set = IndicatorSet::new(&cfg).expect("default config is valid");
+        assert_eq!(
+            set.snapshot(),
+            IndicatorValues {
+                periodic: vec![None; 4],
+                ..IndicatorValues::default()
+            }
+        );
         let (mut sma, mut ema, mut rsi, mut vol, mut vwap) = (
-            Sma::new(cfg.sma).expect("valid"),
-            Ema::new(cfg.ema).expect("valid"),
-            Rsi::new(cfg.rsi).expect("valid"),
-            Volatility::new(cfg.volatility).expect("valid"),
+            Sma::new(cfg.sma[0]).expect("valid"),
+            Ema::new(cfg.ema[0]).expect("valid"),
+            Rsi::new(cfg.rsi[0]).expect("valid"),
+            Volatility::new(cfg.volatility[0]).expect("valid"),
             Vwap::new(),
         );
         for (i, &p) in series_200().iter().enumerate() {
@@ -350,23 +560,26 @@ mod tests {
             vol.update(p);
             vwap.update(p, size);
             let snap = set.snapshot();
-            assert_eq!(snap.sma, sma.value());
-            assert_eq!(snap.ema, ema.value());
-            assert_eq!(snap.rsi, rsi.value());
-            assert_eq!(snap.volatility, vol.value());
+            let [s, e, r, v] = snap.periodic[..] else {
+                panic!("four values: {:?}", snap.periodic)
+            };
+            assert_eq!(s, sma.value());
+            assert_eq!(e, ema.value());
+            assert_eq!(r, rsi.value());
+            assert_eq!(v, vol.value());
             assert_eq!(snap.vwap, vwap.value());
             // Warm-up boundaries of the default periods (i is 0-based).
-            assert_eq!(snap.sma.is_some(), i + 1 >= 20);
-            assert_eq!(snap.ema.is_some(), i + 1 >= 20);
-            assert_eq!(snap.rsi.is_some(), i + 1 >= 15);
-            assert_eq!(snap.volatility.is_some(), i + 1 >= 20);
+            assert_eq!(s.is_some(), i + 1 >= 20);
+            assert_eq!(e.is_some(), i + 1 >= 20);
+            assert_eq!(r.is_some(), i + 1 >= 15);
+            assert_eq!(v.is_some(), i + 1 >= 20);
             assert_eq!(snap.vwap.is_some(), i >= 1); // the first tick has size 0
         }
         set.reset_session();
         let snap = set.snapshot();
         assert_eq!(snap.vwap, None);
         assert!(
-            snap.sma.is_some() && snap.rsi.is_some(),
+            snap.periodic.iter().all(Option::is_some),
             "bar history survives a session reset"
         );
     }
@@ -384,13 +597,7 @@ mod tests {
 
     #[test]
     fn set_rejects_invalid_input_without_touching_state() {
-        let mut set = IndicatorSet::new(IndicatorPeriods {
-            sma: 1,
-            ema: 1,
-            rsi: 1,
-            volatility: 3,
-        })
-        .expect("valid");
+        let mut set = IndicatorSet::new(&one_each(1, 1, 1, 3)).expect("valid");
         assert!(set.on_tick(10.0, 2.0));
         assert!(set.on_bar_close(10.0));
         let before = set.snapshot();

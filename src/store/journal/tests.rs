@@ -188,3 +188,26 @@ fn a_reopened_journal_replays_what_an_earlier_run_left_in_order() {
     assert_eq!(segment_number(&seg.path), Some(3));
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn indicator_rows_round_trip_between_other_rows() {
+    let d = dir();
+    let row = Record::Indicators(IndicatorRecord {
+        symbol: "ÉTH".into(),
+        start: 1_764_070_001_000_000_000,
+        epoch: 42,
+        fields: r#"{"sma_20":101.5,"ema_20":null,"vwap":100.25}"#.into(),
+    });
+    let empty = Record::Indicators(IndicatorRecord {
+        symbol: "X".into(),
+        start: -1,
+        epoch: 0,
+        fields: String::new(),
+    });
+    let rows = vec![tick(1, None), row, bar(60_000_000_000), empty];
+    let seg = journaled(&d, &rows);
+    let read = read_segment(&seg.path).unwrap();
+    assert_eq!(read.rows, rows);
+    assert_eq!(read.skipped_bytes, 0);
+    let _ = fs::remove_dir_all(&d);
+}

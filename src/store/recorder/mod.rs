@@ -1,8 +1,9 @@
-//! Write-behind persistence of ticks and closed bars.
+//! Write-behind persistence of ticks, closed bars and indicator history.
 //!
 //! [`Recorder`] is an [`EventSink`] beside the hub: ingest hands it every published batch, and it
-//! copies the ticks and the pipeline's closed (`final`) 1 s and 1 m bars into one bounded
-//! in-memory queue without waiting on the database (a short std lock).
+//! copies the ticks, the pipeline's closed (`final`) bars and, from each `indicators` event, one
+//! row of indicator history per 1 s bar that batch closed (`IndicatorValues::closes`) into one
+//! bounded in-memory queue without waiting on the database (a short std lock).
 //! One writer task ([`writer`]) drains the queue in batches (size- or time-bounded), one
 //! transaction per batch. A failed batch is kept and retried with exponential backoff; after
 //! `database.breaker_failures` consecutive failures the [`Breaker`] opens and only one probe
@@ -28,9 +29,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::journal::{Journal, JournalError, Record};
-use super::{BarRecord, OnOverload, Store, TickRow};
+use super::{BarRecord, IndicatorRecord, OnOverload, Store, TickRow};
 use crate::config_section::ms;
 use crate::model::{Event, Kind, Payload, Symbols};
+use crate::protocol::IndicatorFields;
 use crate::rooms::{Backlog, EventSink};
 use crate::store::DatabaseConfig;
 use crate::telemetry::events::{LogThrottle, TicksNotPersisted, WriteBehindAbandoned};
@@ -185,6 +187,8 @@ pub struct Recorder {
     /// This server run's ingest epoch: stored with each tick, it makes (symbol, epoch, seq) a
     /// unique identity although `seq` restarts with every run.
     epoch: i64,
+    /// Names the fields of the indicator history rows (this run's periods).
+    fields: IndicatorFields,
     metrics: Arc<Metrics>,
     pub health: Arc<DbHealth>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -201,6 +205,7 @@ impl Recorder {
         cfg: &DatabaseConfig,
         symbols: Arc<Symbols>,
         epoch: i64,
+        fields: IndicatorFields,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Recorder>, JournalError> {
         let journal = match cfg.on_overload {
@@ -243,6 +248,7 @@ impl Recorder {
             queue,
             symbols,
             epoch,
+            fields,
             metrics,
             health,
             writer: Mutex::new(Some(handle)),
@@ -311,7 +317,19 @@ impl Recorder {
 
 impl EventSink for Recorder {
     fn publish(&self, events: &[Event]) {
-        let rows = events.iter().filter_map(|e| match e.payload {
+        let mut rows = Vec::new();
+        for e in events {
+            self.rows_of(e, &mut rows);
+        }
+        self.enqueue(rows);
+    }
+}
+
+impl Recorder {
+    /// What one published event stores: a tick, a final bar, or a row of indicator history
+    /// per 1 s bar the batch closed.
+    fn rows_of(&self, e: &Event, rows: &mut Vec<Record>) {
+        let row = match &e.payload {
             Payload::Tick(t) => Some(Record::Tick(TickRow {
                 symbol: self.symbols.name(t.symbol),
                 ts: t.exchange_ts,
@@ -324,7 +342,7 @@ impl EventSink for Recorder {
             })),
             Payload::Bar(b) if b.is_final => {
                 let Kind::Bars(interval) = e.channel.kind else {
-                    return None;
+                    return;
                 };
                 // Bars start at exchange times, which ingest bounds; an absurd start is not
                 // stored rather than wrapped.
@@ -332,12 +350,33 @@ impl EventSink for Recorder {
                     self.symbols.name(e.channel.symbol),
                     interval.ns(),
                     self.epoch,
-                    &b,
+                    b,
                 )
                 .map(Record::Bar)
             }
+            Payload::Indicators(v) if !v.closes.is_empty() => {
+                let symbol = self.symbols.name(e.channel.symbol);
+                for close in &v.closes {
+                    // As for bars: an absurd start is not stored rather than wrapped.
+                    let Some(start) = close.start_ms.checked_mul(1_000_000) else {
+                        continue;
+                    };
+                    rows.push(Record::Indicators(IndicatorRecord {
+                        symbol: symbol.clone(),
+                        start,
+                        epoch: self.epoch,
+                        fields: self.fields.row_json(&close.periodic, v),
+                    }));
+                }
+                None
+            }
             _ => None,
-        });
+        };
+        rows.extend(row);
+    }
+
+    /// Queues rows for the writer (or the journal, or drops them, as `on_overload` says).
+    fn enqueue(&self, rows: Vec<Record>) {
         let mut dropped = 0u64;
         let mut overflow = Vec::new();
         let wake = {

@@ -1,4 +1,4 @@
-//! The writer task: the only code that writes ticks and bars to the database. It drains the
+//! The writer task: the only code that writes ticks, bars and indicator rows to the database. It drains the
 //! in-memory queue first (its rows are older than any journaled one: once a row is journaled,
 //! every later row is too), then the journal, segment by segment, oldest first; a segment is
 //! deleted only when every row in it is committed, so a crash or stop in between replays it
@@ -13,7 +13,7 @@ use super::{Breaker, DbHealth, Queue, Record};
 use crate::config_section::ms;
 use crate::model::now_ms;
 use crate::store::journal::{Segment, read_segment};
-use crate::store::{BarRecord, DatabaseConfig, Store, StoreError, TickRow};
+use crate::store::{BarRecord, DatabaseConfig, IndicatorRecord, Store, StoreError, TickRow};
 use crate::telemetry::events::{AfterWriteFailure, TickBatchWriteFailed, TickBatchWritten};
 use crate::telemetry::metrics::Metrics;
 
@@ -28,13 +28,14 @@ const STATISTICS_EVERY_ROWS: u64 = 1_000_000;
 struct Batch {
     ticks: Vec<TickRow>,
     bars: Vec<BarRecord>,
+    indicators: Vec<IndicatorRecord>,
     /// Taken from the journal segment being replayed (not from the queue).
     from_journal: bool,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.ticks.len() + self.bars.len()
+        self.ticks.len() + self.bars.len() + self.indicators.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -45,12 +46,14 @@ impl Batch {
         match record {
             Record::Tick(t) => self.ticks.push(t),
             Record::Bar(b) => self.bars.push(b),
+            Record::Indicators(i) => self.indicators.push(i),
         }
     }
 
     fn clear(&mut self) {
         self.ticks.clear();
         self.bars.clear();
+        self.indicators.clear();
         self.from_journal = false;
     }
 
@@ -58,6 +61,7 @@ impl Batch {
         let ticks = self.ticks.into_iter().map(Record::Tick);
         ticks
             .chain(self.bars.into_iter().map(Record::Bar))
+            .chain(self.indicators.into_iter().map(Record::Indicators))
             .collect()
     }
 }
@@ -119,7 +123,7 @@ impl Writer {
             }
             let started = Instant::now();
             match self.write(&batch).await {
-                Ok((inserted, bars)) => {
+                Ok((inserted, bars, indicators)) => {
                     // The backlog gauge drops before the written counter rises: whoever sees
                     // the rows counted as written also sees them gone from the backlog.
                     self.committed(&batch);
@@ -127,6 +131,7 @@ impl Writer {
                         rows: inserted,
                         duplicates: (batch.ticks.len() as u64).saturating_sub(inserted),
                         bars,
+                        indicators,
                         elapsed: started.elapsed(),
                         recovered_after: self.breaker.is_open().then(|| self.breaker.failures()),
                     }
@@ -343,18 +348,22 @@ impl Writer {
         delay
     }
 
-    /// Writes the ticks, then the bars (two transactions: a retry after the bars failed writes
-    /// the ticks again, and their identities make that a no-op). Returns (new ticks, new bars).
-    async fn write(&self, batch: &Batch) -> Result<(u64, u64), StoreError> {
+    /// Writes the ticks, then the bars, then the indicator rows (three transactions: a retry
+    /// after a later one failed writes the earlier again, and their identities make that a
+    /// no-op). Returns (new ticks, new bars, new indicator rows).
+    async fn write(&self, batch: &Batch) -> Result<(u64, u64, u64), StoreError> {
         self.store.ensure_migrated().await?;
         // A day not made ahead (a replay of history, a late tick) gets its partitions first.
         let times = batch.ticks.iter().map(|t| t.ts);
+        let starts = batch.bars.iter().map(|b| b.start);
+        let rows = batch.indicators.iter().map(|i| i.start);
         self.store
-            .ensure_partitions_for(times.chain(batch.bars.iter().map(|b| b.start)))
+            .ensure_partitions_for(times.chain(starts).chain(rows))
             .await?;
         let ticks = self.store.insert_ticks(&batch.ticks).await?;
         let bars = self.store.insert_bars(&batch.bars).await?;
-        Ok((ticks, bars))
+        let indicators = self.store.insert_indicators(&batch.indicators).await?;
+        Ok((ticks, bars, indicators))
     }
 
     /// Waits until a full batch is queued, the flush interval has passed with rows queued, the
