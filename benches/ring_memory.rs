@@ -165,7 +165,7 @@ fn event(ch: ChannelId, name: &str, seq: u64, fields: &IndicatorFields) -> Event
             };
             (Payload::Book, msg.wire(), None)
         }
-        Kind::Portfolio => unreachable!("not a market kind"),
+        Kind::Portfolio | Kind::Predictions => unreachable!("not in this bench's kinds"),
     };
     Event {
         channel: ch,

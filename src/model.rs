@@ -32,12 +32,14 @@ pub enum Kind {
     Ticker,
     /// A symbol's best bid and offer (`bbo:SYM`), on every change of its book's touch.
     Bbo,
+    /// Every model's forecast of a symbol (`predictions:SYM`), when its 1 s bar closes.
+    Predictions,
 }
 
 impl Kind {
     /// Every kind: arrays indexed by [`Kind::index`] have [`Kind::COUNT`] slots.
-    pub(crate) const ALL: [Kind; 6 + BarInterval::COUNT] = {
-        let mut all = [Kind::Ticks; 6 + BarInterval::COUNT];
+    pub(crate) const ALL: [Kind; 7 + BarInterval::COUNT] = {
+        let mut all = [Kind::Ticks; 7 + BarInterval::COUNT];
         let mut i = 0;
         while i < BarInterval::COUNT {
             all[1 + i] = Kind::Bars(BarInterval::ALL[i]);
@@ -48,14 +50,15 @@ impl Kind {
         all[3 + BarInterval::COUNT] = Kind::Portfolio;
         all[4 + BarInterval::COUNT] = Kind::Ticker;
         all[5 + BarInterval::COUNT] = Kind::Bbo;
+        all[6 + BarInterval::COUNT] = Kind::Predictions;
         all
     };
     pub(crate) const COUNT: usize = Self::ALL.len();
     /// The market-data kinds: public, one channel per symbol (`kind:SYMBOL`, `kind:*`), made by
     /// ingest and carried by the cluster stream (every bar interval; a server streams the ones
     /// in `pipeline.bar_intervals`): every kind but the portfolio.
-    pub(crate) const MARKET: [Kind; 5 + BarInterval::COUNT] = {
-        let mut market = [Kind::Ticks; 5 + BarInterval::COUNT];
+    pub(crate) const MARKET: [Kind; 6 + BarInterval::COUNT] = {
+        let mut market = [Kind::Ticks; 6 + BarInterval::COUNT];
         let mut i = 0;
         let mut j = 0;
         while i < Self::ALL.len() {
@@ -77,13 +80,18 @@ impl Kind {
             Kind::Portfolio => "portfolio",
             Kind::Ticker => "ticker",
             Kind::Bbo => "bbo",
+            Kind::Predictions => "predictions",
         }
     }
 
     /// True for kinds whose every event is the channel's whole state (a portfolio, a ticker, a
-    /// best bid/offer): their snapshot holds the latest event unless a subscribe asks for more.
+    /// best bid/offer, a forecast): their snapshot holds the latest event unless a subscribe
+    /// asks for more.
     pub(crate) fn is_whole_state(self) -> bool {
-        matches!(self, Kind::Portfolio | Kind::Ticker | Kind::Bbo)
+        matches!(
+            self,
+            Kind::Portfolio | Kind::Ticker | Kind::Bbo | Kind::Predictions
+        )
     }
 
     /// A market kind by name (`portfolio` is a channel name of its own, not a `kind:` prefix).
@@ -109,6 +117,7 @@ impl Kind {
             Kind::Portfolio => 3 + BarInterval::COUNT,
             Kind::Ticker => 4 + BarInterval::COUNT,
             Kind::Bbo => 5 + BarInterval::COUNT,
+            Kind::Predictions => 6 + BarInterval::COUNT,
         }
     }
 }
@@ -352,6 +361,8 @@ pub enum Payload {
     Book,
     Ticker(Arc<TickerStats>),
     Bbo(Bbo),
+    /// Every model's forecast at one 1 s bar; its content lives only in the wire forms.
+    Prediction,
 }
 
 /// A sequenced event: typed payload plus its wire encodings, made once.

@@ -251,7 +251,8 @@ async fn only_the_configured_intervals_are_streamed() {
             "indicators",
             "book",
             "ticker",
-            "bbo"
+            "bbo",
+            "predictions"
         ]),
         "{list}"
     );

@@ -31,6 +31,7 @@ mod pipeline;
 mod plans;
 mod portfolio;
 mod portfolio_channel;
+mod predictions;
 mod reads;
 mod replay_from;
 mod rest;

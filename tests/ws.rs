@@ -303,7 +303,8 @@ async fn bad_requests_get_specific_errors_and_the_connection_lives() {
             "indicators",
             "book",
             "ticker",
-            "bbo"
+            "bbo",
+            "predictions"
         ])
     );
 }

@@ -152,8 +152,8 @@ impl<'de, F: FnMut(Event<'de>)> Visitor<'de> for FrameSeed<'_, F> {
 
 // === MessagePack (`?encoding=msgpack`) ===
 
-/// The `type` of the positional events, by their leading kind code (1 to 7).
-const KIND_CODES: [&str; 7] = [
+/// The `type` of the positional events, by their leading kind code (1 to 8).
+const KIND_CODES: [&str; 8] = [
     "tick",
     "bar",
     "indicators",
@@ -161,6 +161,7 @@ const KIND_CODES: [&str; 7] = [
     "book",
     "ticker",
     "bbo",
+    "prediction",
 ];
 
 /// The kind code of `book` events, whose fifth element is `reset`:

@@ -19,8 +19,9 @@ use utoipa::IntoParams;
 
 use super::ApiConfig;
 use super::params::{self, Params};
-use crate::model::{BarInterval, ChannelId, Kind, Payload, SymbolId, Symbols};
-use crate::predict::{self, EWMA_LAMBDA, Forecast, PredictError};
+use crate::model::{BarInterval, ChannelId, Kind, SymbolId, Symbols};
+use crate::pipeline::predictions::{PredictionSettings, closes};
+use crate::predict::{Forecast, Model, PredictError};
 use crate::protocol::Problem;
 use crate::protocol::ProblemCode;
 use crate::rooms::Hub;
@@ -39,30 +40,6 @@ const CACHE_MAX: usize = 10_000;
 
 /// Default horizon when `horizon_s` is absent.
 pub(crate) const DEFAULT_HORIZON_S: u64 = 60;
-
-/// The models offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Model {
-    Ar,
-    Ewma,
-}
-
-impl Model {
-    fn parse(s: &str) -> Option<Model> {
-        match s {
-            "ar" => Some(Model::Ar),
-            "ewma" => Some(Model::Ewma),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Model::Ar => "ar",
-            Model::Ewma => "ewma",
-        }
-    }
-}
 
 type Key = (SymbolId, Model, u64);
 type Computed = Result<Arc<Prediction>, PredictError>;
@@ -107,26 +84,14 @@ impl Cache {
     }
 }
 
-/// Final 1 s bar closes held for a symbol, oldest first, at most `window`; with the newest
-/// bar's start.
-fn closes(hub: &Hub, symbol: SymbolId, window: usize) -> (Vec<f64>, i64) {
-    let ch = ChannelId {
-        kind: Kind::Bars(BarInterval::S1),
-        symbol,
-    };
-    let (events, _) = hub.events_since(ch, 0);
-    let mut out = Vec::with_capacity(events.len());
-    let mut as_of = 0;
-    for e in &events {
-        if let Payload::Bar(b) = e.payload
-            && b.is_final
-        {
-            out.push(b.close);
-            as_of = b.start_ms;
-        }
+/// What the `predictions:SYM` channel computes with: this endpoint's defaults, so its events
+/// equal what a request without `horizon_s` and `model` parameters answers per model.
+pub(crate) fn settings(api: &ApiConfig) -> PredictionSettings {
+    PredictionSettings {
+        window: api.prediction_window,
+        ar_order: api.ar_order,
+        horizon_s: DEFAULT_HORIZON_S.min(api.max_horizon_s),
     }
-    let skip = out.len().saturating_sub(window);
-    (out.split_off(skip), as_of)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -220,11 +185,7 @@ pub(crate) async fn predictions(
                 let order = state.api.ar_order;
                 let job = tokio::task::spawn_blocking(move || {
                     let (closes, as_of_ms) = closes(&state.hub, id, window);
-                    let h = horizon as usize;
-                    let forecast = match model {
-                        Model::Ar => predict::ar(&closes, order, h),
-                        Model::Ewma => predict::ewma(&closes, EWMA_LAMBDA, h),
-                    }?;
+                    let forecast = model.forecast(&closes, order, horizon as usize)?;
                     Ok(Arc::new(Prediction {
                         forecast,
                         last_close: closes.last().copied().unwrap_or(0.0),

@@ -14,6 +14,7 @@ pub(crate) fn kind_token(kind: Kind) -> &'static str {
         Kind::Book => "book",
         Kind::Ticker => "ticker",
         Kind::Bbo => "bbo",
+        Kind::Predictions => "predictions",
         // Never published: a user's portfolio stays on the node that made it.
         Kind::Portfolio => "portfolio",
     }

@@ -153,8 +153,27 @@ impl IngestHandle {
         if values.is_empty() {
             return Ok(());
         }
+        self.derived_blocking(values, None)
+    }
+
+    /// [`IngestHandle::send_derived_blocking`], returning a receiver told once these values
+    /// are published (in the rings); dropped unanswered if ingest stops first.
+    pub(crate) fn send_derived_published_blocking(
+        &self,
+        values: Vec<Derived>,
+    ) -> Result<tokio::sync::oneshot::Receiver<()>, IngestClosed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.derived_blocking(values, Some(tx))?;
+        Ok(rx)
+    }
+
+    fn derived_blocking(
+        &self,
+        values: Vec<Derived>,
+        published: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), IngestClosed> {
         self.tx
-            .blocking_send(Msg::Derived(values))
+            .blocking_send(Msg::Derived { values, published })
             .map_err(|_| IngestClosed)?;
         self.metrics
             .ingest_queue_depth

@@ -15,6 +15,7 @@ use crate::model::{
     BarEvent, ChannelId, Event, IndicatorPeriods, IndicatorValues, Kind, Payload, RawTick,
     SymbolId, SymbolLimit, Symbols, Tick, TickerStats, is_valid_symbol, now_ns,
 };
+use crate::predict::PredictionSet;
 use crate::protocol::{self, IndicatorFields};
 use crate::rooms::EventSink;
 use crate::telemetry::events::{FutureTicksRejected, LogThrottle};
@@ -113,6 +114,11 @@ pub enum Derived {
         symbol: SymbolId,
         stats: TickerStats,
     },
+    /// Every model's forecast of a symbol at its newest 1 s bar (`predictions:SYM`).
+    Prediction {
+        symbol: SymbolId,
+        set: Arc<PredictionSet>,
+    },
 }
 
 #[derive(Debug)]
@@ -125,7 +131,12 @@ enum Msg {
         /// by what downstream has read ([`IngestHandle::send_published`]).
         published: Option<tokio::sync::oneshot::Sender<()>>,
     },
-    Derived(Vec<Derived>),
+    Derived {
+        values: Vec<Derived>,
+        /// Told once they are published (in the rings): the predictor reads the 1 s bars
+        /// back from there.
+        published: Option<tokio::sync::oneshot::Sender<()>>,
+    },
     /// Order book depth updates from one source (a feed's name), applied to each symbol's book
     /// in order.
     Books {
@@ -274,7 +285,8 @@ impl Ingest {
                     .emit(&self.metrics);
                 }
             }
-            Msg::Derived(values) => {
+            Msg::Derived { values, published } => {
+                acks.extend(published);
                 for d in values {
                     out.push(self.derived_event(d, ts));
                 }
@@ -398,6 +410,21 @@ impl Ingest {
                     ts,
                     payload: Payload::Ticker(stats.into()),
                     wire: protocol::encode_ticker(&name, seq, ts, &stats),
+                    book: None,
+                }
+            }
+            Derived::Prediction { symbol, set } => {
+                let channel = ChannelId {
+                    kind: Kind::Predictions,
+                    symbol,
+                };
+                let (seq, name) = self.next_seq(channel);
+                Event {
+                    channel,
+                    seq,
+                    ts,
+                    payload: Payload::Prediction,
+                    wire: protocol::encode_prediction(&name, seq, ts, &set),
                     book: None,
                 }
             }

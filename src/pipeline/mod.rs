@@ -11,6 +11,7 @@
 
 pub mod indicators;
 mod indicators_config;
+pub mod predictions;
 pub(crate) mod ticker;
 pub mod worker;
 
@@ -26,11 +27,13 @@ use serde::Deserialize;
 use crate::config_section::{ConfigError, check};
 use crate::ingest::{Derived, IngestHandle};
 use crate::model::{
-    BarIntervals, ChannelId, IndicatorPeriods, IndicatorValues, Kind, SymbolId, now_ms, now_ns,
+    BarInterval, BarIntervals, ChannelId, IndicatorPeriods, IndicatorValues, Kind, SymbolId,
+    now_ms, now_ns,
 };
 use crate::rooms::Hub;
 use crate::telemetry::events::{PipelineBatchLate, PipelineBatchOverran, PipelineTicksMissed};
 use crate::telemetry::metrics::Metrics;
+use predictions::{PredictionSettings, Predictor};
 use worker::{BatchClock, SymbolTicks, WorkerPool};
 
 pub use indicators_config::IndicatorsConfig;
@@ -55,6 +58,9 @@ pub struct PipelineConfig {
     pub bar_intervals: Vec<String>,
     /// Compute the rolling 24 h `ticker` channels (`pipeline::ticker`).
     pub ticker: bool,
+    /// Publish every model's forecast on `predictions:SYM` when a 1 s bar closes
+    /// (`pipeline::predictions`, off the batch).
+    pub predictions: bool,
     /// `[pipeline.indicators]`: the periods of each bar-close indicator (the v1 keys
     /// `sma_period`, ... are rewritten into these lists as the config loads).
     pub indicators: IndicatorsConfig,
@@ -134,14 +140,26 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
+    /// `predictions`: what the `predictions:SYM` forecasts are computed with (REST's
+    /// settings), used when `config.predictions` is on.
     pub fn start(
         config: PipelineConfig,
         hub: Arc<Hub>,
         ingest: IngestHandle,
         latest: Arc<LatestIndicators>,
         metrics: Arc<Metrics>,
+        predictions: PredictionSettings,
     ) -> std::io::Result<Pipeline> {
         let pool = WorkerPool::new(config.worker_count(), config.periods(), config.intervals())?;
+        let predictor = if config.predictions {
+            Some(Predictor::for_hub(
+                predictions,
+                hub.clone(),
+                ingest.clone(),
+            )?)
+        } else {
+            None
+        };
         let (stop, stopped) = bounded::<()>(1);
         let wake = hub.backlog().attach();
         let thread = std::thread::Builder::new()
@@ -154,6 +172,7 @@ impl Pipeline {
                     latest,
                     metrics,
                     pool,
+                    predictor,
                     cursors: HashMap::new(),
                 }
                 .run(stopped, wake)
@@ -180,6 +199,8 @@ struct Coordinator {
     latest: Arc<LatestIndicators>,
     metrics: Arc<Metrics>,
     pool: WorkerPool,
+    /// Forecasts when 1 s bars close (`pipeline.predictions`).
+    predictor: Option<Predictor>,
     /// Last tick `seq` consumed per symbol.
     cursors: HashMap<SymbolId, u64>,
 }
@@ -219,6 +240,9 @@ impl Coordinator {
             }
         }
         self.hub.backlog().detach();
+        if let Some(p) = self.predictor.take() {
+            p.stop();
+        }
         tracing::info!("pipeline stopped");
     }
 
@@ -280,6 +304,31 @@ impl Coordinator {
         if elapsed > Duration::from_millis(self.config.interval_ms) {
             PipelineBatchOverran { took: elapsed }.emit(&self.metrics);
         }
-        self.ingest.send_derived_blocking(out.derived).is_ok()
+        let Some(predictor) = &self.predictor else {
+            return self.ingest.send_derived_blocking(out.derived).is_ok();
+        };
+        // The symbols whose 1 s bar closed: forecast once these bars are in the rings.
+        let closed: Vec<SymbolId> = out
+            .derived
+            .iter()
+            .filter_map(|d| match d {
+                Derived::Bar {
+                    kind: Kind::Bars(BarInterval::S1),
+                    symbol,
+                    bar,
+                } if bar.is_final => Some(*symbol),
+                _ => None,
+            })
+            .collect();
+        if closed.is_empty() {
+            return self.ingest.send_derived_blocking(out.derived).is_ok();
+        }
+        match self.ingest.send_derived_published_blocking(out.derived) {
+            Ok(published) => {
+                predictor.offer(closed, published);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) const EWMA_LAMBDA: f64 = 0.94;
 
 /// A model could not be fitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub(crate) enum PredictError {
+pub enum PredictError {
     #[error("need at least {need} closes, have {have}")]
     TooFewPoints { need: usize, have: usize },
     #[error("the least-squares system is singular (constant or collinear closes)")]
@@ -32,7 +32,7 @@ pub(crate) enum PredictError {
 
 /// A point forecast with its interval and fit quality.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Forecast {
+pub struct Forecast {
     pub point: f64,
     pub low: f64,
     pub high: f64,
@@ -52,6 +52,78 @@ impl Forecast {
     pub(crate) fn skill(&self) -> Option<f64> {
         (self.rmse_naive_walk_forward > 0.0)
             .then(|| 1.0 - self.rmse_walk_forward / self.rmse_naive_walk_forward)
+    }
+}
+
+/// The models offered: REST's `model=`, the keys of a `prediction` event's `models`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Model {
+    Ar,
+    Ewma,
+}
+
+impl Model {
+    /// Every model, in the order a `prediction` event lists them.
+    pub(crate) const ALL: [Model; 2] = [Model::Ar, Model::Ewma];
+
+    pub(crate) fn parse(s: &str) -> Option<Model> {
+        Model::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Model::Ar => "ar",
+            Model::Ewma => "ewma",
+        }
+    }
+
+    /// This model fitted on `closes` (oldest first; AR of order `ar_order`, EWMA with
+    /// [`EWMA_LAMBDA`]), forecasting `h` bars ahead.
+    pub(crate) fn forecast(
+        self,
+        closes: &[f64],
+        ar_order: usize,
+        h: usize,
+    ) -> Result<Forecast, PredictError> {
+        match self {
+            Model::Ar => ar(closes, ar_order, h),
+            Model::Ewma => ewma(closes, EWMA_LAMBDA, h),
+        }
+    }
+}
+
+/// Every model's forecast from the same closes: what a `prediction` event carries (and what
+/// REST answers per model for the same bars).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionSet {
+    /// `start` (ms) of the newest 1 s bar used.
+    pub as_of_ms: i64,
+    pub horizon_s: u64,
+    pub last_close: f64,
+    /// In [`Model::ALL`]'s order; a model that cannot be fitted yet says why.
+    pub models: Vec<(Model, Result<Forecast, PredictError>)>,
+}
+
+impl PredictionSet {
+    /// Every model on `closes` (oldest first, the newest bar starting at `as_of_ms`), `horizon_s`
+    /// one-second bars ahead; `None` without closes.
+    pub(crate) fn compute(
+        closes: &[f64],
+        as_of_ms: i64,
+        ar_order: usize,
+        horizon_s: u64,
+    ) -> Option<PredictionSet> {
+        let last_close = *closes.last()?;
+        let h = usize::try_from(horizon_s).unwrap_or(usize::MAX);
+        Some(PredictionSet {
+            as_of_ms,
+            horizon_s,
+            last_close,
+            models: Model::ALL
+                .into_iter()
+                .map(|m| (m, m.forecast(closes, ar_order, h)))
+                .collect(),
+        })
     }
 }
 

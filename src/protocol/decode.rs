@@ -109,6 +109,14 @@ pub fn decode_event(
                 payload: Payload::Bbo(b.bbo()),
             })
         }
+        Kind::Predictions => {
+            let p = super::prediction::decode(bytes).map_err(json)?;
+            Ok(Decoded {
+                seq: p.seq,
+                ts: p.ts,
+                payload: Payload::Prediction,
+            })
+        }
         Kind::Portfolio => Err(DecodeError::Json {
             kind,
             message: "portfolio events are never on the stream".into(),

@@ -152,12 +152,7 @@ pub fn rewire(json: &[u8], decoded: &Decoded, fields: &IndicatorFields) -> Wire 
         // Made at once: the map's order is the configured periods', which the JSON (its keys
         // sorted) does not keep. One event a second per symbol.
         Payload::Indicators(v) => {
-            #[derive(serde::Deserialize)]
-            struct Head<'a> {
-                #[serde(borrow)]
-                ch: &'a str,
-            }
-            let ch = serde_json::from_slice::<Head>(json).map_or("", |h| h.ch);
+            let ch = channel_of(json);
             let msgpack = msgpack::indicators(ch, decoded.seq, decoded.ts, v, fields);
             return Wire::new(Bytes::copy_from_slice(json), msgpack);
         }
@@ -165,6 +160,12 @@ pub fn rewire(json: &[u8], decoded: &Decoded, fields: &IndicatorFields) -> Wire 
         Payload::Bbo(_) => transcode::bbo,
         // Never on the cluster stream: portfolio events stay on the node that made them.
         Payload::Portfolio => return Wire::new(Bytes::copy_from_slice(json), Bytes::new()),
+        // The forecasts are not in the payload: the fields after `ts` as the JSON has them.
+        Payload::Prediction => {
+            let ch = channel_of(json);
+            let msgpack = super::prediction::msgpack_of(ch, json);
+            return Wire::new(Bytes::copy_from_slice(json), msgpack);
+        }
         Payload::Book => {
             return match super::decode::decode_book(json) {
                 Ok(b) => rewire_book(json, &b),
@@ -173,6 +174,16 @@ pub fn rewire(json: &[u8], decoded: &Decoded, fields: &IndicatorFields) -> Wire 
         }
     };
     Wire::transcoded(Bytes::copy_from_slice(json), make)
+}
+
+/// The `ch` of an event's JSON ("" when it has none: the encoder always writes one).
+fn channel_of(json: &[u8]) -> &str {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        ch: &'a str,
+    }
+    serde_json::from_slice::<Head>(json).map_or("", |h| h.ch)
 }
 
 /// [`rewire`] for a `book` event already read back (`decode_book`).

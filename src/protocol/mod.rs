@@ -16,6 +16,8 @@
 //! - `frame`: the drained items of one connection as one frame: an object or a JSON array, or
 //!   a MessagePack array;
 //! - `codes`: [`ErrorCode`] (WebSocket) and [`ProblemCode`] (REST);
+//! - `prediction`: the `prediction` event (every model's forecast), and its MessagePack form
+//!   rebuilt from its JSON on an edge;
 //! - `indicators`: the indicator field names, shared by the `indicators` event and REST;
 //! - `problem`: [`Problem`], the RFC 9457 problem+json body of every HTTP error (REST and the
 //!   `/ws` handshake).
@@ -27,6 +29,7 @@ mod frame;
 mod indicators;
 mod msgpack;
 mod ops;
+mod prediction;
 mod problem;
 mod replies;
 mod transcode;
@@ -46,6 +49,7 @@ pub use indicators::IndicatorFields;
 pub use ops::{
     BadOp, ChannelError, ChannelName, ClientOp, parse_channel, parse_op, parse_op_ignoring,
 };
+pub use prediction::encode_prediction;
 pub use problem::Problem;
 pub use replies::{
     encode_ack, encode_ack_ignoring, encode_auth_ack, encode_draining_notice, encode_error,

@@ -333,7 +333,7 @@ mod tests {
                 BarIntervals::V1
             )),
             json!({"type":"list","id":4,"symbols":["A"],
-                "kinds":["ticks","bars.1s","bars.1m","indicators","book","ticker","bbo"]})
+                "kinds":["ticks","bars.1s","bars.1m","indicators","book","ticker","bbo","predictions"]})
         );
     }
 }

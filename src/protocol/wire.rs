@@ -49,6 +49,7 @@ pub(super) const PORTFOLIO: EventType = EventType("portfolio", 4);
 pub(super) const BOOK: EventType = EventType("book", 5);
 pub(super) const TICKER: EventType = EventType("ticker", 6);
 pub(super) const BBO: EventType = EventType("bbo", 7);
+pub(super) const PREDICTION: EventType = EventType("prediction", 8);
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct TickWire<'a> {

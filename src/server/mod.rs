@@ -171,6 +171,7 @@ impl Server {
                 ingest_handle.clone(),
                 indicators.clone(),
                 core.metrics.clone(),
+                crate::api::predictions::settings(&config.api),
             )
             .map_err(|source| ServerError::Spawn {
                 what: "pipeline",

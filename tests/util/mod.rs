@@ -500,9 +500,10 @@ pub fn from_msgpack(m: Value) -> Value {
                 Some(5) => ("book", &BOOK),
                 Some(6) => ("ticker", &TICKER),
                 Some(7) => ("bbo", &BBO),
+                Some(8) => ("prediction", &["ch", "seq", "ts"]),
                 other => panic!("unknown event kind {other:?} in {fields:?}"),
             };
-            let keyed = matches!(kind, "indicators" | "portfolio");
+            let keyed = matches!(kind, "indicators" | "portfolio" | "prediction");
             if !keyed {
                 assert_eq!(fields.len(), names.len() + 1, "{kind} arity: {fields:?}");
             } else {
