@@ -349,3 +349,76 @@ async fn the_recorder_writes_past_days_into_their_own_partitions() {
     assert!(!tables.contains("ticks_default"), "{at:?}");
     srv.shutdown().await;
 }
+
+/// Making a day locks the parent before it reads the DEFAULT partition, the order `LOCK TABLE`,
+/// `ALTER TABLE` and migrations take: a session holding the parent and then locking the DEFAULT
+/// partition waits for nothing (before 0015 the two deadlocked and PostgreSQL aborted one).
+#[tokio::test]
+async fn making_a_day_locks_the_parent_before_the_default_partition() {
+    let db = TestDb::postgres().await;
+    let store = Store::open(&db.config().database).unwrap();
+    store.migrate().await.unwrap();
+    let pool = pg(&store).clone();
+    let day = day_of(tickcast::model::now_ns()) - 30 * DAY_NS;
+
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *holder).await.unwrap();
+    sqlx::query("LOCK TABLE ONLY ticks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let maker = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            sqlx::query_scalar::<_, bool>("SELECT tickcast_ensure_partition('ticks', $1)")
+                .bind(day)
+                .fetch_one(&pool)
+                .await
+        })
+    };
+    // Until the maker waits on a lock (it can only be ours).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%tickcast_ensure_partition%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the maker never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The DEFAULT partition is not held by the waiting maker: ours at once, no deadlock.
+    sqlx::query("SET LOCAL lock_timeout = '30s'")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    sqlx::query("LOCK TABLE ticks_default IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("the DEFAULT partition after the parent");
+    sqlx::query("COMMIT").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    let made = maker
+        .await
+        .unwrap()
+        .expect("the day made once the lock is free");
+    assert!(made, "a new day");
+    let (attached,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'ticks'::regclass \
+         AND inhrelid = to_regclass('ticks_' || to_char(to_timestamp($1 / 1e9) AT TIME ZONE 'UTC', 'YYYYMMDD')))",
+    )
+    .bind(day)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(attached, "the day is a partition of ticks");
+    store.close().await;
+}
