@@ -44,17 +44,32 @@ fn pipeline(c: &mut Criterion) {
         sma: vec![20, 50, 200],
         ..IndicatorPeriods::default()
     };
-    for (name, intervals, periods) in [
+    // Each with the ticker on (the default) and off: what the rolling 24 h ticker adds to a batch.
+    for (name, intervals, periods, ticker) in [
         (
             "v1_intervals",
             BarIntervals::V1,
             IndicatorPeriods::default(),
+            true,
         ),
-        ("v1_intervals_3_smas", BarIntervals::V1, three_smas),
+        (
+            "v1_intervals_ticker_off",
+            BarIntervals::V1,
+            IndicatorPeriods::default(),
+            false,
+        ),
+        ("v1_intervals_3_smas", BarIntervals::V1, three_smas, true),
         (
             "all_intervals",
             BarIntervals::ALL,
             IndicatorPeriods::default(),
+            true,
+        ),
+        (
+            "all_intervals_ticker_off",
+            BarIntervals::ALL,
+            IndicatorPeriods::default(),
+            false,
         ),
     ] {
         let warm_up = periods.sma.iter().max().copied().unwrap_or(0).max(20) + 5;
@@ -68,7 +83,7 @@ fn pipeline(c: &mut Criterion) {
                     now_ms: second * 1000,
                     partial_bars: true,
                     wall_ms: second * 1000,
-                    ticker: true,
+                    ticker,
                 },
             );
         }
@@ -86,9 +101,9 @@ fn pipeline(c: &mut Criterion) {
                             BatchClock {
                                 now_ms: s * 1000,
                                 partial_bars: true,
-                                // A wall second of its own per batch: a ticker each time.
+                                // A wall second of its own per batch: a ticker each time (when on).
                                 wall_ms: s * 1000,
-                                ticker: true,
+                                ticker,
                             },
                         )
                     },
