@@ -46,17 +46,9 @@ pub struct Event<'a> {
     pub code: Option<Cow<'a, str>>,
 }
 
-/// Calls `f` for every event in `text` (one object or an array of objects) and returns how many
-/// there were: the scanner of `scan.rs`, which hands serde only what it is unsure of.
-pub fn for_each_event<'a, F>(text: &'a str, f: F) -> Result<usize, serde_json::Error>
-where
-    F: FnMut(Event<'a>),
-{
-    crate::scan::for_each_event(text, f)
-}
-
-/// [`for_each_event`] by serde alone: the reference the scanner is tested against, and what it
-/// falls back to for a frame that is not an object or an array.
+/// Every event of a JSON frame by serde alone: the reference the scanner (`scan.rs`, what the
+/// loadgen reads frames with) is tested against, and what it falls back to for a frame that is
+/// not an object or an array.
 pub(crate) fn for_each_event_serde<'a, F>(
     text: &'a str,
     mut f: F,
@@ -196,7 +188,7 @@ impl std::error::Error for MsgpackError {}
 /// `type` from the kind code and their `ch`, `seq`, `ts` (and a `book` event its `reset`); maps (`ack`, `error`, `snapshot`,
 /// ...) are read like the JSON objects: `type`, `ch`, `seq`, `ts`, `reset`, `code`, with every
 /// other key (a snapshot's `data` too) skipped. On an error, `f` has seen the messages before
-/// it, as with [`for_each_event`].
+/// it, as with the JSON reader.
 pub fn for_each_msgpack_event<'a, F>(frame: &'a [u8], mut f: F) -> Result<usize, MsgpackError>
 where
     F: FnMut(Event<'a>),
@@ -581,7 +573,7 @@ pub(crate) mod tests {
 
     fn collect(text: &str) -> Vec<Event<'_>> {
         let mut out = Vec::new();
-        let n = for_each_event(text, |e| out.push(e)).expect("frame parses");
+        let n = for_each_event_serde(text, |e| out.push(e)).expect("frame parses");
         assert_eq!(n, out.len());
         out
     }
@@ -657,7 +649,10 @@ pub(crate) mod tests {
             r#"{"ch":"ticks:A"}"#,
             r#"[{"type":"tick"}] x"#,
         ] {
-            assert!(for_each_event(bad, |_| {}).is_err(), "{bad:?} must fail");
+            assert!(
+                for_each_event_serde(bad, |_| {}).is_err(),
+                "{bad:?} must fail"
+            );
         }
     }
 

@@ -17,7 +17,7 @@ const MAX_DEPTH: usize = 100;
 
 /// Calls `f` for every event in `text` (one object or an array of objects) and returns how many
 /// there were; the events before an error in a frame that breaks off are still passed to `f`.
-pub(crate) fn for_each_event<'a, F>(text: &'a str, mut f: F) -> Result<usize, serde_json::Error>
+pub fn for_each_event<'a, F>(text: &'a str, mut f: F) -> Result<usize, serde_json::Error>
 where
     F: FnMut(Event<'a>),
 {

@@ -19,7 +19,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::args::Encoding;
 use crate::auth::{Auth, url_with_token};
-use crate::frame::{Event, for_each_event, for_each_msgpack_event, msgpack_list_symbols};
+use crate::frame::{Event, for_each_msgpack_event, msgpack_list_symbols};
+use crate::scan::for_each_event;
 use crate::stats::{SeqTracker, ShardedHistogram};
 use crate::target::Target;
 
