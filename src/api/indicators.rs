@@ -60,12 +60,34 @@ pub(crate) struct IndicatorHistory {
     next_to: Option<i64>,
 }
 
+/// The v1 answer without parameters: the latest values from the pipeline, each indicator
+/// field beside these (`sma_20`, ..., `null` before warm-up). Described for the OpenAPI
+/// document; the handler builds it as a JSON object (the field names follow the config).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LatestIndicators {
+    symbol: String,
+    /// The `indicators:{symbol}` channel's latest `seq` (0 before its first event).
+    seq: u64,
+    /// When the latest values were computed, ns since the epoch; null before any.
+    ts: Option<i64>,
+}
+
+/// `/indicators/{symbol}`'s 200: the latest values without parameters, a history page with any.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum IndicatorsAnswer {
+    Latest(LatestIndicators),
+    History(IndicatorHistory),
+}
+
 /// Without parameters the latest indicator values from the pipeline (`{symbol, seq, ts,
 /// sma_20, ...}`, nulls before warm-up); with `from`, `to`, `limit` or `order` the stored
 /// history, one row per closed 1 s bar, oldest first or newest first with `order=desc`.
 #[utoipa::path(get, path = "/api/v1/indicators/{symbol}", tag = "market",
     params(("symbol" = String, Path), IndicatorsQuery),
-    responses((status = 200, body = IndicatorHistory,
+    responses((status = 200, body = IndicatorsAnswer,
             description = "with parameters: a page of history; without: the latest values, \
                 `{symbol, seq, ts, sma_20, ema_20, rsi_14, volatility, vwap, mid, spread, imbalance}`"),
         (status = 400, description = "bad_request, bad_time, bad_time_range, limit_out_of_range"),

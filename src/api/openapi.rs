@@ -36,6 +36,8 @@ use super::{ApiConfig, auth, book, indicators, market, portfolio, predictions, t
         market::BarPage,
         market::BarOut,
         indicators::IndicatorHistory,
+        indicators::LatestIndicators,
+        indicators::IndicatorsAnswer,
         book::BookOut,
         ticker::TickerList,
         ticker::TickerOut,
